@@ -1,0 +1,174 @@
+//! AudioBuffer: planar f32 audio in memory, read from and written to WAV.
+
+use std::path::{Path, PathBuf};
+
+/// Sample formats for writing WAV files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SampleFormat {
+    /// 32-bit IEEE float (the default: no loss).
+    #[default]
+    F32,
+    /// 16-bit PCM.
+    S16,
+    /// 24-bit PCM.
+    S24,
+}
+
+impl SampleFormat {
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "f32" => Some(Self::F32),
+            "s16" => Some(Self::S16),
+            "s24" => Some(Self::S24),
+            _ => None,
+        }
+    }
+}
+
+/// Why a WAV file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WavError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a readable WAV file: {source}")]
+    Format { path: PathBuf, source: hound::Error },
+    #[error("{path}: {what}")]
+    Unsupported { path: PathBuf, what: String },
+}
+
+/// Why an AudioBuffer could not be created.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BufferError {
+    #[error("an AudioBuffer needs at least one channel")]
+    NoChannels,
+    #[error("channel {channel} has {len} frames but channel 0 has {expected}")]
+    RaggedChannels { channel: usize, len: usize, expected: usize },
+    #[error("sampleRate {0} is not a positive finite number")]
+    SampleRate(f32),
+}
+
+/// Audio in memory: equal-length channels of f32 samples at one sample rate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AudioBuffer {
+    sample_rate: f32,
+    channels: Vec<Vec<f32>>,
+}
+
+impl AudioBuffer {
+    pub fn new(sample_rate: f32, channels: Vec<Vec<f32>>) -> Result<Self, BufferError> {
+        if !(sample_rate.is_finite() && sample_rate > 0.0) {
+            return Err(BufferError::SampleRate(sample_rate));
+        }
+        let Some(first) = channels.first() else {
+            return Err(BufferError::NoChannels);
+        };
+        let expected = first.len();
+        if let Some((channel, c)) = channels.iter().enumerate().find(|(_, c)| c.len() != expected) {
+            return Err(BufferError::RaggedChannels { channel, len: c.len(), expected });
+        }
+        Ok(Self { sample_rate, channels })
+    }
+
+    /// `channels` channels of `length` frames of silence.
+    pub fn silent(channels: usize, length: usize, sample_rate: f32) -> Result<Self, BufferError> {
+        Self::new(sample_rate, vec![vec![0.0; length]; channels])
+    }
+
+    pub fn sample_rate(&self) -> f32 {
+        self.sample_rate
+    }
+
+    pub fn length(&self) -> usize {
+        self.channels[0].len()
+    }
+
+    pub fn duration(&self) -> f64 {
+        self.length() as f64 / self.sample_rate as f64
+    }
+
+    pub fn number_of_channels(&self) -> usize {
+        self.channels.len()
+    }
+
+    pub fn channel_data(&self, channel: usize) -> &[f32] {
+        &self.channels[channel]
+    }
+
+    pub fn channel_data_mut(&mut self, channel: usize) -> &mut [f32] {
+        &mut self.channels[channel]
+    }
+
+    /// Reads a WAV file (PCM 8/16/24/32-bit or 32-bit float) at its own
+    /// sample rate.
+    pub fn from_wav(path: &Path) -> Result<Self, WavError> {
+        let format_error = |source| WavError::Format { path: path.to_path_buf(), source };
+        let mut reader = hound::WavReader::open(path).map_err(|e| match e {
+            hound::Error::IoError(source) => WavError::Io { path: path.to_path_buf(), source },
+            other => format_error(other),
+        })?;
+        let spec = reader.spec();
+        let channels = spec.channels as usize;
+        if channels == 0 {
+            return Err(WavError::Unsupported { path: path.to_path_buf(), what: "the file has no channels".into() });
+        }
+        let interleaved: Vec<f32> = match spec.sample_format {
+            hound::SampleFormat::Float => reader.samples::<f32>().collect::<Result<_, _>>().map_err(format_error)?,
+            hound::SampleFormat::Int => {
+                let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
+                reader
+                    .samples::<i32>()
+                    .map(|s| s.map(|s| s as f32 * scale))
+                    .collect::<Result<_, _>>()
+                    .map_err(format_error)?
+            }
+        };
+        let frames = interleaved.len() / channels;
+        let mut planar = vec![Vec::with_capacity(frames); channels];
+        for frame in interleaved.chunks_exact(channels) {
+            for (c, &s) in frame.iter().enumerate() {
+                planar[c].push(s);
+            }
+        }
+        Self::new(spec.sample_rate as f32, planar)
+            .map_err(|e| WavError::Unsupported { path: path.to_path_buf(), what: e.to_string() })
+    }
+
+    /// Writes a WAV file. The data goes to a temporary file beside `path`
+    /// that is renamed over it only once complete, so a failure never
+    /// leaves a partial file.
+    pub fn write_wav(&self, path: &Path, format: SampleFormat) -> Result<(), WavError> {
+        let io_error = |source| WavError::Io { path: path.to_path_buf(), source };
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let temp = tempfile::NamedTempFile::new_in(dir).map_err(io_error)?;
+        let (bits, sample_format) = match format {
+            SampleFormat::F32 => (32, hound::SampleFormat::Float),
+            SampleFormat::S16 => (16, hound::SampleFormat::Int),
+            SampleFormat::S24 => (24, hound::SampleFormat::Int),
+        };
+        let spec = hound::WavSpec {
+            channels: self.number_of_channels() as u16,
+            sample_rate: self.sample_rate.round() as u32,
+            bits_per_sample: bits,
+            sample_format,
+        };
+        let format_error = |source| WavError::Format { path: path.to_path_buf(), source };
+        let mut writer = hound::WavWriter::new(std::io::BufWriter::new(temp.as_file()), spec).map_err(format_error)?;
+        let full_scale = ((1i64 << (bits - 1)) - 1) as f32;
+        for i in 0..self.length() {
+            for channel in &self.channels {
+                let s = channel[i];
+                match format {
+                    SampleFormat::F32 => writer.write_sample(s),
+                    // Round to nearest and clip, as PCM cannot hold |s| > 1.
+                    _ => writer.write_sample((s.clamp(-1.0, 1.0) * full_scale).round() as i32),
+                }
+                .map_err(format_error)?;
+            }
+        }
+        writer.finalize().map_err(format_error)?;
+        temp.persist(path).map_err(|e| io_error(e.error))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,9 @@
+//! Contexts: where a graph is rendered.
+
+mod offline;
+#[cfg(feature = "realtime")]
+mod realtime;
+
+pub use offline::{ContextError, OfflineAudioContext};
+#[cfg(feature = "realtime")]
+pub use realtime::{PlaybackError, RealtimeOutput};

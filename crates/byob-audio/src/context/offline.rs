@@ -1,0 +1,84 @@
+//! OfflineAudioContext: renders a graph as fast as possible into a buffer.
+
+use crate::block::{MAX_CHANNELS, RENDER_QUANTUM_SIZE};
+use crate::buffer::AudioBuffer;
+use crate::graph::{AudioGraph, CompileError, NodeError};
+
+/// Why an offline context could not be created or rendered.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContextError {
+    #[error("numberOfChannels {0} is out of range 1..={MAX_CHANNELS} (NotSupportedError)")]
+    Channels(usize),
+    #[error("length must be at least 1 frame, got {0} (NotSupportedError)")]
+    Length(usize),
+    #[error("sampleRate {0} is outside 3000..=768000 Hz (NotSupportedError)")]
+    SampleRate(f32),
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+}
+
+/// The spec's OfflineAudioContext: `length` frames of `number_of_channels`
+/// channels at `sample_rate`.
+pub struct OfflineAudioContext {
+    graph: AudioGraph,
+    length: usize,
+}
+
+impl OfflineAudioContext {
+    pub fn new(number_of_channels: usize, length: usize, sample_rate: f32) -> Result<Self, ContextError> {
+        if !(1..=MAX_CHANNELS).contains(&number_of_channels) {
+            return Err(ContextError::Channels(number_of_channels));
+        }
+        if length == 0 {
+            return Err(ContextError::Length(length));
+        }
+        if !(3000.0..=768000.0).contains(&sample_rate) {
+            return Err(ContextError::SampleRate(sample_rate));
+        }
+        let graph = AudioGraph::new(sample_rate, number_of_channels).map_err(|e| match e {
+            NodeError::ChannelCount(n) => ContextError::Channels(n),
+            _ => unreachable!("AudioGraph::new only checks the channel count"),
+        })?;
+        Ok(Self { graph, length })
+    }
+
+    pub fn graph(&mut self) -> &mut AudioGraph {
+        &mut self.graph
+    }
+
+    pub fn length(&self) -> usize {
+        self.length
+    }
+
+    pub fn sample_rate(&self) -> f32 {
+        self.graph.sample_rate()
+    }
+
+    /// Renders the whole length.
+    pub fn start_rendering(self) -> Result<AudioBuffer, ContextError> {
+        self.start_rendering_with_progress(|_| {})
+    }
+
+    /// Renders the whole length, calling `progress` with the frames done so
+    /// far every few quanta.
+    pub fn start_rendering_with_progress(self, mut progress: impl FnMut(usize)) -> Result<AudioBuffer, ContextError> {
+        let sample_rate = self.graph.sample_rate();
+        let channels = self.graph.number_of_channels();
+        let mut render = self.graph.compile()?;
+        let mut out = vec![vec![0.0f32; self.length]; channels];
+        let mut done = 0;
+        while done < self.length {
+            let block = render.render_quantum();
+            let n = RENDER_QUANTUM_SIZE.min(self.length - done);
+            for (dst, src) in out.iter_mut().zip(block.channels()) {
+                dst[done..done + n].copy_from_slice(&src[..n]);
+            }
+            done += n;
+            if (done / RENDER_QUANTUM_SIZE) % 256 == 0 || done == self.length {
+                progress(done);
+            }
+        }
+        Ok(AudioBuffer::new(sample_rate, out).expect("the destination has 1..=32 equal channels"))
+    }
+}

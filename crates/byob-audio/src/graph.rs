@@ -1,0 +1,523 @@
+//! The audio graph: nodes and connections on the control side
+//! ([`AudioGraph`]), and the compiled, allocation-free render side
+//! ([`RenderGraph`]).
+
+use crate::block::{AudioBlock, Channel, MAX_CHANNELS, RENDER_QUANTUM_SIZE};
+use crate::mixing::{mix_input, ChannelConfig, ChannelCountMode, ChannelInterpretation};
+use crate::node::{AudioProcessor, RenderScope};
+use crate::param::{AudioParamDescriptor, ParamBuffer, ParamState};
+use std::any::Any;
+
+/// A node in an [`AudioGraph`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub(crate) usize);
+
+/// A parameter of a node in an [`AudioGraph`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AudioParamId {
+    pub(crate) node: NodeId,
+    pub(crate) index: usize,
+}
+
+/// Why a connection was refused; the graph is left unchanged.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    #[error("{node} has {count} output(s); output {index} does not exist (IndexSizeError)")]
+    NoSuchOutput { node: String, index: usize, count: usize },
+    #[error("{node} has {count} input(s); input {index} does not exist (IndexSizeError)")]
+    NoSuchInput { node: String, index: usize, count: usize },
+    #[error("{node} has no AudioParam named {param:?} (it has: {known})")]
+    NoSuchParam { node: String, param: String, known: String },
+}
+
+/// Why a graph could not be prepared for rendering.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompileError {
+    #[error("cycle without a DelayNode through: {0}")]
+    CycleWithoutDelay(String),
+}
+
+/// The spec's AudioNodeOptions, every member optional.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct AudioNodeOptions {
+    pub channel_count: Option<usize>,
+    pub channel_count_mode: Option<ChannelCountMode>,
+    pub channel_interpretation: Option<ChannelInterpretation>,
+}
+
+/// Why a node could not be created with the given options.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    #[error("channelCount {0} is out of range 1..={MAX_CHANNELS} (NotSupportedError)")]
+    ChannelCount(usize),
+    #[error("{what} (NotSupportedError)")]
+    NotSupported { what: String },
+    #[error("{what} (InvalidStateError)")]
+    InvalidState { what: String },
+    #[error("{name} = {value} is outside {min}..={max} (RangeError)")]
+    Range { name: &'static str, value: f64, min: f64, max: f64 },
+    #[error("{name} must be finite, got {value}")]
+    NotFinite { name: &'static str, value: f64 },
+    #[error("{what} (IndexSizeError)")]
+    IndexSize { what: String },
+}
+
+impl NodeError {
+    pub(crate) fn check_range(name: &'static str, value: f64, min: f64, max: f64) -> Result<(), NodeError> {
+        if !value.is_finite() {
+            return Err(NodeError::NotFinite { name, value });
+        }
+        if value < min || value > max {
+            return Err(NodeError::Range { name, value, min, max });
+        }
+        Ok(())
+    }
+}
+
+impl AudioNodeOptions {
+    /// Applies these options over a node's defaults.
+    pub fn resolve(&self, defaults: ChannelConfig) -> Result<ChannelConfig, NodeError> {
+        let count = self.channel_count.unwrap_or(defaults.count);
+        if !(1..=MAX_CHANNELS).contains(&count) {
+            return Err(NodeError::ChannelCount(count));
+        }
+        Ok(ChannelConfig {
+            count,
+            mode: self.channel_count_mode.unwrap_or(defaults.mode),
+            interpretation: self.channel_interpretation.unwrap_or(defaults.interpretation),
+        })
+    }
+}
+
+/// Everything the graph needs to know about a node when it is created.
+pub struct NodeDescription {
+    pub type_name: &'static str,
+    pub number_of_inputs: usize,
+    pub number_of_outputs: usize,
+    pub channel_config: ChannelConfig,
+    pub params: Vec<ParamState>,
+    pub processor: Box<dyn AudioProcessor>,
+    /// DelayNode: may sit inside a cycle, delaying by at least one quantum.
+    pub breaks_cycles: bool,
+}
+
+struct NodeEntry {
+    label: String,
+    description: NodeDescription,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Input(usize),
+    Param(usize),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Edge {
+    from: NodeId,
+    output: usize,
+    to: NodeId,
+    target: Target,
+}
+
+/// A graph of audio nodes under construction.
+///
+/// Nodes are added by the node constructors (`OscillatorNode::new(&mut graph,
+/// options)`, ...), wired with [`connect`](Self::connect), then compiled into
+/// a [`RenderGraph`] by a context.
+pub struct AudioGraph {
+    sample_rate: f32,
+    nodes: Vec<NodeEntry>,
+    edges: Vec<Edge>,
+}
+
+impl AudioGraph {
+    /// A graph whose destination has `channels` channels.
+    pub fn new(sample_rate: f32, channels: usize) -> Result<Self, NodeError> {
+        if !(1..=MAX_CHANNELS).contains(&channels) {
+            return Err(NodeError::ChannelCount(channels));
+        }
+        let mut graph = Self { sample_rate, nodes: Vec::new(), edges: Vec::new() };
+        graph.add_node(NodeDescription {
+            type_name: "AudioDestinationNode",
+            number_of_inputs: 1,
+            number_of_outputs: 0,
+            channel_config: ChannelConfig {
+                count: channels,
+                mode: ChannelCountMode::Explicit,
+                interpretation: ChannelInterpretation::Speakers,
+            },
+            params: Vec::new(),
+            processor: Box::new(crate::node::Destination),
+            breaks_cycles: false,
+        });
+        Ok(graph)
+    }
+
+    pub fn sample_rate(&self) -> f32 {
+        self.sample_rate
+    }
+
+    /// The destination node: its single input is what gets rendered.
+    pub fn destination(&self) -> NodeId {
+        NodeId(0)
+    }
+
+    pub fn number_of_channels(&self) -> usize {
+        self.nodes[0].description.channel_config.count
+    }
+
+    /// Adds a node; called by the node constructors.
+    pub fn add_node(&mut self, description: NodeDescription) -> NodeId {
+        let id = NodeId(self.nodes.len());
+        let label = format!("{}#{}", description.type_name, id.0);
+        self.nodes.push(NodeEntry { label, description });
+        id
+    }
+
+    /// Names a node in error messages (the graph file's `id`, say).
+    pub fn set_label(&mut self, node: NodeId, label: &str) {
+        self.nodes[node.0].label = label.to_string();
+    }
+
+    pub fn label(&self, node: NodeId) -> &str {
+        &self.nodes[node.0].label
+    }
+
+    pub fn type_name(&self, node: NodeId) -> &'static str {
+        self.nodes[node.0].description.type_name
+    }
+
+    /// Connects `output` of `from` to `input` of `to`. Connecting the same
+    /// pair twice is a no-op, as in the spec.
+    pub fn connect(&mut self, from: NodeId, output: usize, to: NodeId, input: usize) -> Result<(), ConnectError> {
+        self.check_output(from, output)?;
+        let inputs = self.nodes[to.0].description.number_of_inputs;
+        if input >= inputs {
+            return Err(ConnectError::NoSuchInput { node: self.label(to).to_string(), index: input, count: inputs });
+        }
+        self.add_edge(Edge { from, output, to, target: Target::Input(input) });
+        Ok(())
+    }
+
+    /// Connects `output` of `from` to an AudioParam: its audio is mixed to
+    /// mono and added to the parameter's intrinsic value.
+    pub fn connect_param(&mut self, from: NodeId, output: usize, param: AudioParamId) -> Result<(), ConnectError> {
+        self.check_output(from, output)?;
+        self.add_edge(Edge { from, output, to: param.node, target: Target::Param(param.index) });
+        Ok(())
+    }
+
+    fn check_output(&self, from: NodeId, output: usize) -> Result<(), ConnectError> {
+        let outputs = self.nodes[from.0].description.number_of_outputs;
+        if output >= outputs {
+            return Err(ConnectError::NoSuchOutput { node: self.label(from).to_string(), index: output, count: outputs });
+        }
+        Ok(())
+    }
+
+    fn add_edge(&mut self, edge: Edge) {
+        if !self.edges.contains(&edge) {
+            self.edges.push(edge);
+        }
+    }
+
+    /// Looks a parameter up by its spec name (`"frequency"`, `"gain"`, ...).
+    pub fn param_by_name(&self, node: NodeId, name: &str) -> Result<AudioParamId, ConnectError> {
+        let params = &self.nodes[node.0].description.params;
+        match params.iter().position(|p| p.descriptor.name == name) {
+            Some(index) => Ok(AudioParamId { node, index }),
+            None => Err(ConnectError::NoSuchParam {
+                node: self.label(node).to_string(),
+                param: name.to_string(),
+                known: params.iter().map(|p| p.descriptor.name.as_str()).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
+    /// The parameter, for automation before rendering starts.
+    pub fn param(&mut self, id: AudioParamId) -> AudioParam<'_> {
+        AudioParam { state: &mut self.nodes[id.node.0].description.params[id.index] }
+    }
+
+    /// The node's render-side processor, for its handle to configure before
+    /// rendering starts.
+    pub(crate) fn processor_mut<T: AudioProcessor + 'static>(&mut self, node: NodeId) -> &mut T {
+        let processor: &mut dyn Any = self.nodes[node.0].description.processor.as_any_mut();
+        processor.downcast_mut::<T>().expect("node handle and processor type agree")
+    }
+
+    /// Orders the nodes and allocates every buffer rendering will need.
+    pub fn compile(self) -> Result<RenderGraph, CompileError> {
+        let n = self.nodes.len();
+        let breaks_cycles: Vec<bool> = self.nodes.iter().map(|e| e.description.breaks_cycles).collect();
+        let mut dependencies: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for e in &self.edges {
+            dependencies[e.to.0].push(e.from.0);
+        }
+        // Delay nodes inside a cycle read their input one quantum late, so
+        // their input edges stop constraining the order.
+        let mut deferred = vec![false; n];
+        for component in strongly_connected_components(&dependencies) {
+            let cyclic = component.len() > 1 || dependencies[component[0]].contains(&component[0]);
+            if cyclic {
+                for &node in &component {
+                    if breaks_cycles[node] {
+                        deferred[node] = true;
+                    }
+                }
+            }
+        }
+        let ordering_deps: Vec<Vec<usize>> =
+            dependencies.iter().enumerate().map(|(i, d)| if deferred[i] { Vec::new() } else { d.clone() }).collect();
+        for component in strongly_connected_components(&ordering_deps) {
+            if component.len() > 1 || ordering_deps[component[0]].contains(&component[0]) {
+                let names: Vec<&str> = component.iter().map(|&i| self.nodes[i].label.as_str()).collect();
+                return Err(CompileError::CycleWithoutDelay(names.join(" -> ")));
+            }
+        }
+        let order = topological_order(&ordering_deps);
+
+        let mut output_base = Vec::with_capacity(n);
+        let mut total_outputs = 0;
+        for entry in &self.nodes {
+            output_base.push(total_outputs);
+            total_outputs += entry.description.number_of_outputs;
+        }
+        let mut nodes: Vec<RenderNode> = self
+            .nodes
+            .into_iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let d = entry.description;
+                let mut processor = d.processor;
+                if deferred[i] {
+                    processor.input_delayed_by_one_quantum();
+                }
+                RenderNode {
+                    processor,
+                    inputs: vec![AudioBlock::new(); d.number_of_inputs],
+                    input_sources: vec![Vec::new(); d.number_of_inputs],
+                    param_values: vec![ParamBuffer::default(); d.params.len()],
+                    param_sources: vec![Vec::new(); d.params.len()],
+                    params: d.params,
+                    config: d.channel_config,
+                    outputs: output_base[i]..output_base[i] + d.number_of_outputs,
+                    deferred_input: deferred[i],
+                }
+            })
+            .collect();
+        for e in &self.edges {
+            let source = output_base[e.from.0] + e.output;
+            let node = &mut nodes[e.to.0];
+            match e.target {
+                Target::Input(k) => node.input_sources[k].push(source),
+                Target::Param(k) => node.param_sources[k].push(source),
+            }
+        }
+        Ok(RenderGraph {
+            sample_rate: self.sample_rate,
+            frame: 0,
+            deferred: (0..n).filter(|&i| deferred[i]).collect(),
+            order,
+            nodes,
+            outputs: vec![AudioBlock::new(); total_outputs],
+            param_mix: AudioBlock::new(),
+        })
+    }
+}
+
+/// A parameter of a graph under construction, for scheduling automation
+/// before rendering starts (the context's current time is 0 then).
+pub struct AudioParam<'a> {
+    state: &'a mut ParamState,
+}
+
+impl AudioParam<'_> {
+    pub fn descriptor(&self) -> &AudioParamDescriptor {
+        &self.state.descriptor
+    }
+
+    /// The `value` attribute: the intrinsic value before any automation event.
+    pub fn value(&self) -> f32 {
+        self.state.timeline.initial_value()
+    }
+
+    /// Sets the `value` attribute, clamped to the nominal range as the spec's
+    /// setter does.
+    pub fn set_value(&mut self, value: f32) -> Result<(), crate::param::AutomationError> {
+        if !value.is_finite() {
+            return Err(crate::param::AutomationError::NotFinite { what: "value", value: value as f64 });
+        }
+        let d = &self.state.descriptor;
+        self.state.timeline.set_initial_value(value.clamp(d.min_value, d.max_value));
+        Ok(())
+    }
+
+    pub fn set_automation_rate(&mut self, rate: crate::param::AutomationRate) {
+        self.state.descriptor.automation_rate = rate;
+    }
+
+    pub fn timeline(&mut self) -> &mut crate::param::Timeline {
+        &mut self.state.timeline
+    }
+}
+
+struct RenderNode {
+    processor: Box<dyn AudioProcessor>,
+    inputs: Vec<AudioBlock>,
+    input_sources: Vec<Vec<usize>>,
+    params: Vec<ParamState>,
+    param_values: Vec<ParamBuffer>,
+    param_sources: Vec<Vec<usize>>,
+    config: ChannelConfig,
+    outputs: std::ops::Range<usize>,
+    deferred_input: bool,
+}
+
+const PARAM_INPUT: ChannelConfig =
+    ChannelConfig { count: 1, mode: ChannelCountMode::Explicit, interpretation: ChannelInterpretation::Speakers };
+
+/// A compiled graph: renders one quantum at a time without allocating,
+/// locking or making system calls.
+pub struct RenderGraph {
+    sample_rate: f32,
+    frame: u64,
+    order: Vec<usize>,
+    deferred: Vec<usize>,
+    nodes: Vec<RenderNode>,
+    outputs: Vec<AudioBlock>,
+    param_mix: AudioBlock,
+}
+
+impl RenderGraph {
+    pub fn sample_rate(&self) -> f32 {
+        self.sample_rate
+    }
+
+    /// The frame at which the next quantum starts.
+    pub fn current_frame(&self) -> u64 {
+        self.frame
+    }
+
+    pub fn number_of_channels(&self) -> usize {
+        self.nodes[0].config.count
+    }
+
+    /// Renders one quantum and returns what reached the destination.
+    pub fn render_quantum(&mut self) -> &AudioBlock {
+        let scope = RenderScope { current_frame: self.frame, sample_rate: self.sample_rate };
+        let Self { order, nodes, outputs, param_mix, deferred, .. } = self;
+        for &i in order.iter() {
+            let node = &mut nodes[i];
+            if !node.deferred_input {
+                mix_inputs(node, outputs);
+            }
+            for (k, param) in node.params.iter_mut().enumerate() {
+                let sources = &node.param_sources[k];
+                let input: Option<&Channel> = if sources.is_empty() {
+                    None
+                } else {
+                    mix_input(param_mix, sources.iter().map(|&s| &outputs[s]), &PARAM_INPUT);
+                    Some(param_mix.channel(0))
+                };
+                param.compute(scope.current_frame, scope.sample_rate as f64, input, &mut node.param_values[k]);
+            }
+            let outs = &mut outputs[node.outputs.clone()];
+            node.processor.process(&node.inputs, outs, &node.param_values, &scope);
+        }
+        for &i in deferred.iter() {
+            mix_inputs(&mut nodes[i], outputs);
+        }
+        self.frame += RENDER_QUANTUM_SIZE as u64;
+        &self.nodes[0].inputs[0]
+    }
+}
+
+fn mix_inputs(node: &mut RenderNode, outputs: &[AudioBlock]) {
+    for (block, sources) in node.inputs.iter_mut().zip(&node.input_sources) {
+        mix_input(block, sources.iter().map(|&s| &outputs[s]), &node.config);
+    }
+}
+
+/// Tarjan's algorithm over `edges[node] = nodes it depends on`.
+fn strongly_connected_components(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    struct State<'a> {
+        edges: &'a [Vec<usize>],
+        index: Vec<Option<usize>>,
+        low: Vec<usize>,
+        on_stack: Vec<bool>,
+        stack: Vec<usize>,
+        next: usize,
+        out: Vec<Vec<usize>>,
+    }
+    fn visit(s: &mut State, v: usize) {
+        s.index[v] = Some(s.next);
+        s.low[v] = s.next;
+        s.next += 1;
+        s.stack.push(v);
+        s.on_stack[v] = true;
+        for k in 0..s.edges[v].len() {
+            let w = s.edges[v][k];
+            match s.index[w] {
+                None => {
+                    visit(s, w);
+                    s.low[v] = s.low[v].min(s.low[w]);
+                }
+                Some(iw) if s.on_stack[w] => s.low[v] = s.low[v].min(iw),
+                _ => {}
+            }
+        }
+        if Some(s.low[v]) == s.index[v] {
+            let mut component = Vec::new();
+            loop {
+                let w = s.stack.pop().expect("tarjan stack holds v");
+                s.on_stack[w] = false;
+                component.push(w);
+                if w == v {
+                    break;
+                }
+            }
+            s.out.push(component);
+        }
+    }
+    let n = edges.len();
+    let mut s = State {
+        edges,
+        index: vec![None; n],
+        low: vec![0; n],
+        on_stack: vec![false; n],
+        stack: Vec::new(),
+        next: 0,
+        out: Vec::new(),
+    };
+    for v in 0..n {
+        if s.index[v].is_none() {
+            visit(&mut s, v);
+        }
+    }
+    s.out
+}
+
+/// Dependencies first; `edges` must be acyclic.
+fn topological_order(edges: &[Vec<usize>]) -> Vec<usize> {
+    fn visit(v: usize, edges: &[Vec<usize>], done: &mut [bool], order: &mut Vec<usize>) {
+        if done[v] {
+            return;
+        }
+        done[v] = true;
+        for &w in &edges[v] {
+            visit(w, edges, done, order);
+        }
+        order.push(v);
+    }
+    let mut done = vec![false; edges.len()];
+    let mut order = Vec::with_capacity(edges.len());
+    for v in 0..edges.len() {
+        visit(v, edges, &mut done, &mut order);
+    }
+    order
+}

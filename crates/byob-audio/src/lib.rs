@@ -1,0 +1,54 @@
+//! # byob-audio
+//!
+//! A Web Audio API render engine in Rust, built so that audio processors can
+//! work directly on memory they bring (the "bring your own buffer" proposal
+//! for AudioWorklet).
+//!
+//! The engine follows the Web Audio specification: a graph of nodes rendered
+//! in 128-frame quanta in dependency order, the spec's channel up/down-mixing,
+//! AudioParam automation with its exact formulas, and scheduled sources with
+//! sub-sample accurate start and stop.
+//!
+//! * [`AudioGraph`] is the graph under construction (control side). Node
+//! * [`RenderGraph`] is the compiled graph (render side): rendering a quantum
+//!   allocates nothing, takes no lock and makes no system call.
+//! * [`OfflineAudioContext`] renders a graph into an [`AudioBuffer`].
+//!   API's own names.
+//!
+//! ```
+//! use byob_audio::*;
+//!
+//! let mut ctx = OfflineAudioContext::new(1, 48000, 48000.0)?;
+//! let graph = ctx.graph();
+//! let destination = graph.destination();
+//! graph.connect(gain.id(), 0, destination, 0)?;
+//! let rendered = ctx.start_rendering()?;
+//! assert_eq!(rendered.length(), 48000);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod block;
+pub mod buffer;
+pub mod context;
+pub mod graph;
+pub mod mixing;
+pub mod node;
+pub mod param;
+
+pub use block::{AudioBlock, MAX_CHANNELS, RENDER_QUANTUM_SIZE};
+pub use buffer::{AudioBuffer, SampleFormat};
+pub use context::{ContextError, OfflineAudioContext};
+#[cfg(feature = "realtime")]
+pub use context::{PlaybackError, RealtimeOutput};
+pub use graph::{AudioGraph, AudioNodeOptions, AudioParamId, NodeError, NodeId, RenderGraph};
+pub use mixing::{ChannelConfig, ChannelCountMode, ChannelInterpretation};
+pub use node::channel_merger::{ChannelMergerNode, ChannelMergerOptions};
+pub use node::channel_splitter::{ChannelSplitterNode, ChannelSplitterOptions};
+pub use node::constant_source::{ConstantSourceNode, ConstantSourceOptions};
+pub use node::delay::{DelayNode, DelayOptions};
+pub use node::gain::{GainNode, GainOptions};
+pub use node::stereo_panner::{StereoPannerNode, StereoPannerOptions};
+pub use node::{AudioNode, AudioProcessor, AudioScheduledSourceNode, RenderScope};
+pub use param::{AudioParamDescriptor, AutomationRate, ParamBuffer};

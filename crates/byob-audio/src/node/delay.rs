@@ -1,0 +1,144 @@
+//! DelayNode: a fractional delay line, the only node allowed inside a cycle.
+
+use super::{param_state, AudioNode, AudioProcessor, RenderScope};
+use crate::block::{AudioBlock, MAX_CHANNELS, RENDER_QUANTUM_SIZE};
+use crate::graph::{AudioGraph, AudioNodeOptions, AudioParamId, NodeDescription, NodeError, NodeId};
+use crate::mixing::{mix_add, ChannelConfig, ChannelCountMode, ChannelInterpretation};
+use crate::param::{AutomationRate, ParamBuffer};
+use std::any::Any;
+
+/// The spec's DelayOptions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DelayOptions {
+    pub max_delay_time: f64,
+    pub delay_time: f32,
+    pub node: AudioNodeOptions,
+}
+
+impl Default for DelayOptions {
+    fn default() -> Self {
+        Self { max_delay_time: 1.0, delay_time: 0.0, node: AudioNodeOptions::default() }
+    }
+}
+
+pub struct DelayNode {
+    id: NodeId,
+}
+
+impl AudioNode for DelayNode {
+    fn id(&self) -> NodeId {
+        self.id
+    }
+}
+
+impl DelayNode {
+    pub fn new(graph: &mut AudioGraph, options: DelayOptions) -> Result<Self, NodeError> {
+        let max = options.max_delay_time;
+        if !(max.is_finite() && max > 0.0 && max < 180.0) {
+            return Err(NodeError::NotSupported { what: format!("maxDelayTime must be greater than 0 and less than 180 seconds, got {max}") });
+        }
+        NodeError::check_range("delayTime", options.delay_time as f64, 0.0, max)?;
+        let config = options.node.resolve(ChannelConfig::default())?;
+        let sample_rate = graph.sample_rate() as f64;
+        // Room for the longest delay, the quantum being written, one quantum
+        // of lateness inside a cycle and the interpolation neighbour.
+        let length = (max * sample_rate).ceil() as usize + 2 * RENDER_QUANTUM_SIZE + 2;
+        // The ring keeps as many channels as the input can carry: the
+        // channelCount when it bounds the input, 6 (5.1) otherwise.
+        let ring_channels = match config.mode {
+            ChannelCountMode::Max => config.count.max(6),
+            _ => config.count,
+        }
+        .min(MAX_CHANNELS);
+        let delay_time = param_state("delayTime", 0.0, 0.0, max as f32, AutomationRate::ARate, options.delay_time);
+        let id = graph.add_node(NodeDescription {
+            type_name: "DelayNode",
+            number_of_inputs: 1,
+            number_of_outputs: 1,
+            channel_config: config,
+            params: vec![delay_time],
+            processor: Box::new(DelayRenderer {
+                ring: vec![vec![0.0; length].into_boxed_slice(); ring_channels],
+                write: 0,
+                in_cycle: false,
+                channels: 1,
+                wide_until: 0,
+                interpretation: config.interpretation,
+                mixed: AudioBlock::new(),
+            }),
+            breaks_cycles: true,
+        });
+        Ok(Self { id })
+    }
+
+    pub fn delay_time(&self) -> AudioParamId {
+        AudioParamId { node: self.id, index: 0 }
+    }
+}
+
+struct DelayRenderer {
+    ring: Vec<Box<[f32]>>,
+    /// Where the next quantum of input goes.
+    write: usize,
+    in_cycle: bool,
+    /// Channels of the output: the widest input still inside the delay line.
+    channels: usize,
+    /// The frame until which wider input than the current one can still come out.
+    wide_until: u64,
+    interpretation: ChannelInterpretation,
+    mixed: AudioBlock,
+}
+
+impl AudioProcessor for DelayRenderer {
+    fn process(&mut self, inputs: &[AudioBlock], outputs: &mut [AudioBlock], params: &[ParamBuffer], scope: &RenderScope) -> bool {
+        let input = &inputs[0];
+        let len = self.ring[0].len();
+        let input_channels = input.number_of_channels().min(self.ring.len());
+        // The output widens as soon as wider input arrives, and narrows only
+        // once that input has left the delay line (spec: DelayNode channels).
+        if input_channels >= self.channels || scope.current_frame >= self.wide_until {
+            self.channels = input_channels;
+            self.wide_until = scope.current_frame + len as u64;
+        }
+        self.mixed.make_silent(self.channels);
+        mix_add(&mut self.mixed, input, self.interpretation);
+        for (ring, samples) in self.ring.iter_mut().zip(self.mixed.channels()) {
+            let first = len - self.write;
+            if first >= RENDER_QUANTUM_SIZE {
+                ring[self.write..self.write + RENDER_QUANTUM_SIZE].copy_from_slice(samples);
+            } else {
+                ring[self.write..].copy_from_slice(&samples[..first]);
+                ring[..RENDER_QUANTUM_SIZE - first].copy_from_slice(&samples[first..]);
+            }
+        }
+        let sample_rate = scope.sample_rate as f64;
+        // Inside a cycle the input arrives one quantum late and the delay is
+        // at least one quantum: read that much closer to the write position.
+        let lateness = if self.in_cycle { RENDER_QUANTUM_SIZE as f64 } else { 0.0 };
+        let delay_time = &params[0];
+        let out = &mut outputs[0];
+        out.set_number_of_channels(self.channels);
+        for (c, channel) in out.channels_mut().iter_mut().enumerate() {
+            let ring = &self.ring[c];
+            for (i, sample) in channel.iter_mut().enumerate() {
+                let delay = (delay_time.at(i) as f64 * sample_rate).max(lateness) - lateness;
+                let position = (self.write + i + len) as f64 - delay;
+                let whole = position.floor();
+                let frac = (position - whole) as f32;
+                let a = whole as usize % len;
+                let b = (a + 1) % len;
+                *sample = ring[a] + (ring[b] - ring[a]) * frac;
+            }
+        }
+        self.write = (self.write + RENDER_QUANTUM_SIZE) % len;
+        true
+    }
+
+    fn input_delayed_by_one_quantum(&mut self) {
+        self.in_cycle = true;
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}

@@ -1,0 +1,77 @@
+//! start()/stop() scheduling shared by the AudioScheduledSourceNodes.
+
+use crate::block::RENDER_QUANTUM_SIZE;
+use crate::graph::NodeError;
+
+/// When a scheduled source plays: from the first frame at or after `start`
+/// to the last frame before `stop`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Schedule {
+    start: Option<f64>,
+    stop: Option<f64>,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self { start: None, stop: None }
+    }
+}
+
+impl Schedule {
+    /// `start(when)`; calling it twice is an InvalidStateError.
+    pub fn start(&mut self, when: f64) -> Result<(), NodeError> {
+        NodeError::check_range("when", when, 0.0, f64::MAX)?;
+        if self.start.is_some() {
+            return Err(NodeError::InvalidState { what: "start() may be called only once".into() });
+        }
+        self.start = Some(when);
+        Ok(())
+    }
+
+    /// `stop(when)`; before `start` it is an InvalidStateError.
+    pub fn stop(&mut self, when: f64) -> Result<(), NodeError> {
+        NodeError::check_range("when", when, 0.0, f64::MAX)?;
+        if self.start.is_none() {
+            return Err(NodeError::InvalidState { what: "stop() called before start()".into() });
+        }
+        self.stop = Some(when);
+        Ok(())
+    }
+
+    pub fn start_time(&self) -> Option<f64> {
+        self.start
+    }
+
+    /// The frames of the quantum beginning at `first_frame` during which the
+    /// source plays, as a range of offsets into the quantum (possibly empty),
+    /// and whether the source has finished for good.
+    pub fn playing_range(&self, first_frame: u64, sample_rate: f32) -> (std::ops::Range<usize>, bool) {
+        let Some(start) = self.start else {
+            return (0..0, false);
+        };
+        let sr = sample_rate as f64;
+        let start_frame = (start * sr).ceil();
+        // A stop at or before the start means the source never plays.
+        let stop_frame = self.stop.map_or(f64::INFINITY, |s| (s * sr).ceil().max(start_frame));
+        let q0 = first_frame as f64;
+        let q1 = q0 + RENDER_QUANTUM_SIZE as f64;
+        let from = (start_frame - q0).clamp(0.0, RENDER_QUANTUM_SIZE as f64) as usize;
+        let to = (stop_frame - q0).clamp(0.0, RENDER_QUANTUM_SIZE as f64) as usize;
+        let finished = stop_frame <= q1;
+        (from..to.max(from), finished)
+    }
+}
+
+/// The start()/stop() methods of the spec's AudioScheduledSourceNode.
+pub trait AudioScheduledSourceNode: super::AudioNode {
+    /// The schedule held by this node's processor.
+    fn schedule_mut<'a>(&self, graph: &'a mut crate::graph::AudioGraph) -> &'a mut Schedule;
+
+    fn start(&self, graph: &mut crate::graph::AudioGraph, when: f64) -> Result<(), NodeError> {
+        self.schedule_mut(graph).start(when)
+    }
+
+    fn stop(&self, graph: &mut crate::graph::AudioGraph, when: f64) -> Result<(), NodeError> {
+        self.schedule_mut(graph).stop(when)
+    }
+}
