@@ -357,8 +357,16 @@ impl AudioParam<'_> {
         Ok(())
     }
 
-    pub fn set_automation_rate(&mut self, rate: crate::param::AutomationRate) {
+    /// Sets `automationRate`; parameters whose rate the spec fixes refuse
+    /// a change (InvalidStateError).
+    pub fn set_automation_rate(&mut self, rate: crate::param::AutomationRate) -> Result<(), NodeError> {
+        if self.state.rate_is_fixed && rate != self.state.descriptor.automation_rate {
+            return Err(NodeError::InvalidState {
+                what: format!("the automationRate of {} cannot be changed", self.state.descriptor.name),
+            });
+        }
         self.state.descriptor.automation_rate = rate;
+        Ok(())
     }
 
     pub fn timeline(&mut self) -> &mut crate::param::Timeline {

@@ -1,1 +1,37 @@
-fn main() {}
+//! `byob`: render Web Audio graphs offline, play them, and (later) run models.
+
+mod plot;
+mod render;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "byob", version, about = "bring-your-own-buffer audio and inference runtime")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Render a JSON audio graph offline to a WAV file.
+    Render(render::RenderArgs),
+    /// Play a JSON audio graph through the default output device.
+    Play(render::PlayArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Render(args) => render::render(args),
+        Command::Play(args) => render::play(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -5,11 +5,15 @@ use crate::block::AudioBlock;
 use crate::param::ParamBuffer;
 use std::any::Any;
 
+pub mod biquad_filter;
+pub mod buffer_source;
 pub mod channel_merger;
 pub mod channel_splitter;
 pub mod constant_source;
 pub mod delay;
 pub mod gain;
+pub mod oscillator;
+pub mod periodic_wave;
 mod scheduling;
 pub mod stereo_panner;
 

@@ -96,13 +96,15 @@ impl ParamBuffer {
 pub struct ParamState {
     pub descriptor: AudioParamDescriptor,
     pub timeline: Timeline,
+    /// Some parameters (AudioBufferSourceNode's) must stay k-rate.
+    pub rate_is_fixed: bool,
     cursor: usize,
 }
 
 impl ParamState {
     pub fn new(descriptor: AudioParamDescriptor) -> Self {
         let timeline = Timeline::new(descriptor.default_value);
-        Self { descriptor, timeline, cursor: 0 }
+        Self { descriptor, timeline, rate_is_fixed: false, cursor: 0 }
     }
 
     /// Computes the quantum starting at `first_frame` into `out`.

@@ -91,10 +91,6 @@ impl Timeline {
         self.events.is_empty()
     }
 
-    pub(crate) fn events(&self) -> &[Event] {
-        &self.events
-    }
-
     pub fn set_value_at_time(&mut self, value: f32, time: f64) -> Result<(), AutomationError> {
         check_value(value)?;
         check_time("startTime", time)?;

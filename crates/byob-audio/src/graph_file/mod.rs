@@ -1,0 +1,187 @@
+//! JSON graph files that mirror the Web Audio API's own names.
+//!
+//! ```json
+//! {
+//!   "sampleRate": 48000, "length": 96000, "numberOfChannels": 2,
+//!   "nodes": [
+//!     {"id": "osc", "type": "OscillatorNode", "options": {"type": "sawtooth", "frequency": 220},
+//!      "start": 0, "stop": 1.5,
+//!      "params": {"frequency": [["setValueAtTime", 220, 0], ["exponentialRampToValueAtTime", 880, 1.0]]}},
+//!     {"id": "g", "type": "GainNode", "options": {"gain": 0.3}}
+//!   ],
+//!   "connections": [{"from": "osc", "to": "g"}, {"from": "g", "to": "destination"}]
+//! }
+//! ```
+//!
+//! `type` is the interface name; `options` holds the members of that node's
+//! options dictionary (AudioNodeOptions included); `params` lists AudioParam
+//! method calls with the spec's argument order; `start`/`stop` take a time or
+//! the spec's argument list; the top three keys are OfflineAudioContext's
+//! constructor arguments. Paths are relative to the graph file. Unknown keys
+//! are errors.
+
+mod json;
+mod nodes;
+
+use crate::context::{ContextError, OfflineAudioContext};
+use crate::graph::{AudioGraph, NodeId};
+use json::{fail, Located, Object};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Why a graph file could not be loaded or built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GraphFileError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}:{column}: malformed JSON: {message}")]
+    Json { path: PathBuf, line: usize, column: usize, message: String },
+    #[error("{path}: {at}: {message}")]
+    Invalid { path: PathBuf, at: String, message: String },
+}
+
+/// A parsed graph file, ready to be built at any sample rate.
+#[derive(Debug, Clone)]
+pub struct GraphFile {
+    path: PathBuf,
+    root: Value,
+    sample_rate: f32,
+    length: usize,
+    number_of_channels: usize,
+}
+
+impl GraphFile {
+    pub fn load(path: &Path) -> Result<Self, GraphFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| GraphFileError::Io { path: path.to_path_buf(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses `text` as if read from `path` (relative file names resolve
+    /// against its folder).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, GraphFileError> {
+        let root: Value = serde_json::from_str(text).map_err(|e| GraphFileError::Json {
+            path: path.to_path_buf(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
+        let located = |e: Located| GraphFileError::Invalid { path: path.to_path_buf(), at: e.at, message: e.message };
+        let top = Object::new(&root, "").map_err(located)?;
+        top.only(&["sampleRate", "length", "numberOfChannels", "nodes", "connections"]).map_err(located)?;
+        let sample_rate = top.number("sampleRate").map_err(located)?.unwrap_or(48000.0) as f32;
+        let length = match top.get("length") {
+            None => return Err(located(Located { at: "length".into(), message: "missing (frames to render)".into() })),
+            Some(v) => {
+                let frames = json::number(v, "length").map_err(located)?;
+                if frames < 1.0 || frames.fract() != 0.0 {
+                    return Err(located(Located {
+                        at: "length".into(),
+                        message: format!("must be a whole number of frames, at least 1, got {frames}"),
+                    }));
+                }
+                frames as usize
+            }
+        };
+        let number_of_channels = top.count("numberOfChannels").map_err(located)?.unwrap_or(2);
+        for key in ["nodes", "connections"] {
+            if let Some(v) = top.get(key) {
+                if !v.is_array() {
+                    return Err(located(Located { at: key.into(), message: format!("expected an array, got {}", json::kind(v)) }));
+                }
+            }
+        }
+        Ok(Self { path: path.to_path_buf(), root, sample_rate, length, number_of_channels })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn sample_rate(&self) -> f32 {
+        self.sample_rate
+    }
+
+    pub fn length(&self) -> usize {
+        self.length
+    }
+
+    pub fn number_of_channels(&self) -> usize {
+        self.number_of_channels
+    }
+
+    /// An offline context with the file's graph, at the file's sample rate
+    /// and length unless overridden.
+    pub fn offline_context(&self, sample_rate: Option<f32>, length: Option<usize>) -> Result<OfflineAudioContext, GraphFileError> {
+        let sample_rate = sample_rate.unwrap_or(self.sample_rate);
+        let length = length.unwrap_or(self.length);
+        let mut ctx = OfflineAudioContext::new(self.number_of_channels, length, sample_rate).map_err(|e| {
+            let at = match e {
+                ContextError::Channels(_) => "numberOfChannels",
+                ContextError::Length(_) => "length",
+                _ => "sampleRate",
+            };
+            self.invalid(Located { at: at.into(), message: e.to_string() })
+        })?;
+        self.build(ctx.graph())?;
+        Ok(ctx)
+    }
+
+    /// Adds the file's nodes and connections to `graph`.
+    pub fn build(&self, graph: &mut AudioGraph) -> Result<(), GraphFileError> {
+        self.build_located(graph).map_err(|e| self.invalid(e))
+    }
+
+    fn invalid(&self, e: Located) -> GraphFileError {
+        GraphFileError::Invalid { path: self.path.clone(), at: e.at, message: e.message }
+    }
+
+    fn build_located(&self, graph: &mut AudioGraph) -> json::Result<()> {
+        let base = self.path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let mut ids: HashMap<String, NodeId> = HashMap::new();
+        ids.insert("destination".into(), graph.destination());
+        let empty = Vec::new();
+        let nodes = self.root.get("nodes").and_then(Value::as_array).unwrap_or(&empty);
+        let mut buffers = nodes::BufferCache::new(base);
+        for (i, node) in nodes.iter().enumerate() {
+            let at = format!("nodes[{i}]");
+            let obj = Object::new(node, &at)?;
+            let id = obj.required_string("id")?;
+            let at = format!("nodes[{i}] (id {id:?})");
+            let obj = Object::new(node, &at)?;
+            if ids.contains_key(id) {
+                return fail(&at, format!("duplicate id {id:?} (\"destination\" is reserved)"));
+            }
+            let node_id = nodes::create(graph, &obj, &mut buffers)?;
+            graph.set_label(node_id, id);
+            ids.insert(id.to_string(), node_id);
+        }
+        let connections = self.root.get("connections").and_then(Value::as_array).unwrap_or(&empty);
+        for (i, connection) in connections.iter().enumerate() {
+            connect(graph, &Object::new(connection, &format!("connections[{i}]"))?, &ids)?;
+        }
+        Ok(())
+    }
+}
+
+fn connect(graph: &mut AudioGraph, c: &Object, ids: &HashMap<String, NodeId>) -> json::Result<()> {
+    c.only(&["from", "to", "output", "input", "param"])?;
+    let lookup = |key: &str| -> json::Result<NodeId> {
+        let name = c.required_string(key)?;
+        ids.get(name).copied().map_or_else(|| fail(&c.path(key), format!("no node with id {name:?}")), Ok)
+    };
+    let (from, to) = (lookup("from")?, lookup("to")?);
+    let output = c.count("output")?.unwrap_or(0);
+    let result = match c.string("param")? {
+        Some(name) => {
+            if c.get("input").is_some() {
+                return fail(&c.at, "give either \"input\" or \"param\", not both");
+            }
+            let param = graph.param_by_name(to, name).or_else(|e| fail(&c.path("param"), e.to_string()))?;
+            graph.connect_param(from, output, param)
+        }
+        None => graph.connect(from, output, to, c.count("input")?.unwrap_or(0)),
+    };
+    result.or_else(|e| fail(&c.at, e.to_string()))
+}

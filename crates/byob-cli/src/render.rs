@@ -1,0 +1,125 @@
+//! `byob render` and `byob play`.
+
+use anyhow::{bail, Context, Result};
+use byob_audio::graph_file::GraphFile;
+use byob_audio::SampleFormat;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    F32,
+    S16,
+    S24,
+}
+
+#[derive(Args)]
+pub struct RenderArgs {
+    /// The graph file (JSON).
+    graph: PathBuf,
+    /// Where to write the WAV file.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Override the file's sampleRate (Hz).
+    #[arg(long)]
+    sample_rate: Option<f32>,
+    /// Override the file's length (frames).
+    #[arg(long, conflicts_with = "duration")]
+    length: Option<usize>,
+    /// Override the file's length (seconds).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Sample format of the WAV file.
+    #[arg(long, value_enum, default_value = "f32")]
+    format: Format,
+    /// Also draw the waveform and a spectrogram to this PNG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct PlayArgs {
+    /// The graph file (JSON).
+    graph: PathBuf,
+    /// Override the file's length (seconds).
+    #[arg(long)]
+    duration: Option<f64>,
+}
+
+fn length_override(sample_rate: f32, length: Option<usize>, duration: Option<f64>) -> Result<Option<usize>> {
+    match duration {
+        Some(d) if !(d.is_finite() && d > 0.0) => bail!("--duration must be a positive number of seconds, got {d}"),
+        Some(d) => Ok(Some((d * sample_rate as f64).round().max(1.0) as usize)),
+        None => Ok(length),
+    }
+}
+
+pub fn render(args: RenderArgs) -> Result<()> {
+    let file = GraphFile::load(&args.graph)?;
+    let sample_rate = args.sample_rate.unwrap_or(file.sample_rate());
+    let length = length_override(sample_rate, args.length, args.duration)?;
+    let ctx = file.offline_context(args.sample_rate, length)?;
+    let total = ctx.length();
+
+    let started = Instant::now();
+    let mut bar: Option<ProgressBar> = None;
+    let buffer = ctx.start_rendering_with_progress(|done| {
+        // Only renders that take longer than a moment get a bar.
+        if bar.is_none() && started.elapsed() > Duration::from_millis(300) {
+            let b = ProgressBar::new(total as u64);
+            b.set_style(
+                ProgressStyle::with_template("{spinner} rendering [{bar:40}] {percent}% ({eta} left)")
+                    .expect("static template")
+                    .progress_chars("=> "),
+            );
+            bar = Some(b);
+        }
+        if let Some(b) = &bar {
+            b.set_position(done as u64);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let wall = started.elapsed().as_secs_f64();
+
+    let format = match args.format {
+        Format::F32 => SampleFormat::F32,
+        Format::S16 => SampleFormat::S16,
+        Format::S24 => SampleFormat::S24,
+    };
+    buffer.write_wav(&args.output, format)?;
+    if let Some(png) = &args.plot {
+        crate::plot::draw(&buffer, png).with_context(|| format!("drawing {}", png.display()))?;
+    }
+    let seconds = total as f64 / sample_rate as f64;
+    println!(
+        "rendered {total} frames ({seconds:.3} s, {} ch @ {sample_rate} Hz) in {wall:.3} s: {:.1}x real time -> {}",
+        buffer.number_of_channels(),
+        seconds / wall.max(1e-9),
+        args.output.display()
+    );
+    Ok(())
+}
+
+#[cfg(feature = "play")]
+pub fn play(args: PlayArgs) -> Result<()> {
+    let file = GraphFile::load(&args.graph)?;
+    let output = byob_audio::RealtimeOutput::open(file.number_of_channels())?;
+    let sample_rate = output.sample_rate();
+    let length = length_override(sample_rate, None, args.duration)?
+        .unwrap_or_else(|| (file.length() as f64 * sample_rate as f64 / file.sample_rate() as f64).round() as usize);
+    let mut graph = byob_audio::AudioGraph::new(sample_rate, file.number_of_channels())?;
+    file.build(&mut graph)?;
+    println!("playing {} on {} at {sample_rate} Hz", args.graph.display(), output.device_name());
+    output.play(graph.compile()?, length)?;
+    Ok(())
+}
+
+#[cfg(not(feature = "play"))]
+pub fn play(args: PlayArgs) -> Result<()> {
+    let _ = (args.graph, args.duration);
+    bail!("this byob was built without real-time audio output; rebuild it with `cargo build --release -p byob-cli --features play` (needs libasound2-dev on Linux)")
+}
