@@ -5,7 +5,7 @@
 use crate::block::{AudioBlock, Channel, MAX_CHANNELS, RENDER_QUANTUM_SIZE};
 use crate::mixing::{mix_input, ChannelConfig, ChannelCountMode, ChannelInterpretation};
 use crate::node::{AudioProcessor, RenderScope};
-use crate::param::{AudioParamDescriptor, ParamBuffer, ParamState};
+use crate::param::{AudioParamDescriptor, AutomationError, ParamBuffer, ParamState};
 use std::any::Any;
 
 /// A node in an [`AudioGraph`].
@@ -348,9 +348,9 @@ impl AudioParam<'_> {
 
     /// Sets the `value` attribute, clamped to the nominal range as the spec's
     /// setter does.
-    pub fn set_value(&mut self, value: f32) -> Result<(), crate::param::AutomationError> {
+    pub fn set_value(&mut self, value: f32) -> Result<(), AutomationError> {
         if !value.is_finite() {
-            return Err(crate::param::AutomationError::NotFinite { what: "value", value: value as f64 });
+            return Err(AutomationError::NotFinite { what: "value", value: value as f64 });
         }
         let d = &self.state.descriptor;
         self.state.timeline.set_initial_value(value.clamp(d.min_value, d.max_value));
@@ -369,8 +369,44 @@ impl AudioParam<'_> {
         Ok(())
     }
 
+    /// The timeline itself, for calls that need an explicit current time.
     pub fn timeline(&mut self) -> &mut crate::param::Timeline {
         &mut self.state.timeline
+    }
+
+    pub fn set_value_at_time(&mut self, value: f32, start_time: f64) -> Result<&mut Self, AutomationError> {
+        self.state.timeline.set_value_at_time(value, start_time)?;
+        Ok(self)
+    }
+
+    pub fn linear_ramp_to_value_at_time(&mut self, value: f32, end_time: f64) -> Result<&mut Self, AutomationError> {
+        self.state.timeline.linear_ramp_to_value_at_time(value, end_time, 0.0)?;
+        Ok(self)
+    }
+
+    pub fn exponential_ramp_to_value_at_time(&mut self, value: f32, end_time: f64) -> Result<&mut Self, AutomationError> {
+        self.state.timeline.exponential_ramp_to_value_at_time(value, end_time, 0.0)?;
+        Ok(self)
+    }
+
+    pub fn set_target_at_time(&mut self, target: f32, start_time: f64, time_constant: f64) -> Result<&mut Self, AutomationError> {
+        self.state.timeline.set_target_at_time(target, start_time, time_constant)?;
+        Ok(self)
+    }
+
+    pub fn set_value_curve_at_time(&mut self, values: &[f32], start_time: f64, duration: f64) -> Result<&mut Self, AutomationError> {
+        self.state.timeline.set_value_curve_at_time(values, start_time, duration)?;
+        Ok(self)
+    }
+
+    pub fn cancel_scheduled_values(&mut self, cancel_time: f64) -> Result<&mut Self, AutomationError> {
+        self.state.timeline.cancel_scheduled_values(cancel_time)?;
+        Ok(self)
+    }
+
+    pub fn cancel_and_hold_at_time(&mut self, cancel_time: f64) -> Result<&mut Self, AutomationError> {
+        self.state.timeline.cancel_and_hold_at_time(cancel_time)?;
+        Ok(self)
     }
 }
 
