@@ -20,8 +20,13 @@
 //!
 //! let mut ctx = OfflineAudioContext::new(1, 48000, 48000.0)?;
 //! let graph = ctx.graph();
+//! let osc = OscillatorNode::new(graph, OscillatorOptions { frequency: 440.0, ..Default::default() })?;
+//! let gain = GainNode::new(graph, GainOptions { gain: 0.5, ..Default::default() })?;
+//! graph.connect(osc.id(), 0, gain.id(), 0)?;
 //! let destination = graph.destination();
 //! graph.connect(gain.id(), 0, destination, 0)?;
+//! osc.start(graph, 0.0)?;
+//! graph.param(gain.gain()).linear_ramp_to_value_at_time(0.0, 1.0)?;
 //! let rendered = ctx.start_rendering()?;
 //! assert_eq!(rendered.length(), 48000);
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -1,0 +1,45 @@
+//! Shared helpers for the side-by-side benchmarks: timing, machine facts and
+//! writing result tables into BENCHMARKS.md.
+
+use std::path::Path;
+use std::time::Instant;
+
+/// The median wall time of `runs` calls of `f`, in seconds.
+pub fn median_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// One line describing the machine, for the tables.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{cpu}, {cores} cores available, {} {}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+/// Replaces the section between `<!-- begin NAME -->` and `<!-- end NAME -->`
+/// in BENCHMARKS.md (appending it if absent), so each benchmark owns its table.
+pub fn write_section(name: &str, body: &str) -> std::io::Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n\nEvery table here is written by the benchmark named in its section.\n".into());
+    let begin = format!("<!-- begin {name} -->");
+    let end = format!("<!-- end {name} -->");
+    let section = format!("{begin}\n{body}\n{end}");
+    let new = match (old.find(&begin), old.find(&end)) {
+        (Some(b), Some(e)) if e > b => format!("{}{}{}", &old[..b], section, &old[e + end.len()..]),
+        _ => format!("{}\n{}\n", old.trim_end(), section),
+    };
+    let temp = path.with_extension("md.tmp");
+    std::fs::write(&temp, new)?;
+    std::fs::rename(temp, path)
+}
