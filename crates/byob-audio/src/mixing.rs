@@ -181,7 +181,16 @@ fn add(dst: &mut Channel, src: &Channel, gain: f32) {
 /// `config` first.
 pub fn mix_input<'a>(dst: &mut AudioBlock, sources: impl Iterator<Item = &'a AudioBlock> + Clone, config: &ChannelConfig) {
     let widest = sources.clone().map(AudioBlock::number_of_channels).max().unwrap_or(1);
-    dst.make_silent(config.computed_number_of_channels(widest));
+    let channels = config.computed_number_of_channels(widest);
+    // The common case, one connection that needs no mixing, is a copy.
+    let mut first_two = sources.clone();
+    if let (Some(only), None) = (first_two.next(), first_two.next()) {
+        if only.number_of_channels() == channels {
+            dst.copy_from(only);
+            return;
+        }
+    }
+    dst.make_silent(channels);
     for src in sources {
         mix_add(dst, src, config.interpretation);
     }

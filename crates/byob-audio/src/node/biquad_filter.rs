@@ -231,9 +231,91 @@ pub fn coefficients(
 /// otherwise reach subnormals, which are very slow on some CPUs.
 const DENORMAL_THRESHOLD: f64 = 1e-30;
 
+/// Samples per step of [`BlockFilter`].
+const BLOCK: usize = 4;
+
+/// A biquad with fixed coefficients, stepped four samples at a time.
+///
+/// In state-space form (transposed direct form II: state s = [s1, s2],
+/// s' = A s + B x, y = C s + D x) four samples follow from the state at the
+/// start of the block in one step. With fixed coefficients this is the same
+/// filter as direct form I, whose memory it converts from and back to. The recursion then waits on one
+/// multiply-add per four samples instead of one per sample, which is what
+/// bounds a plain biquad loop; the extra arithmetic runs in parallel.
+struct BlockFilter {
+    coefficients: [f64; 5],
+    /// Row k: C A^k, the state's contribution to output k.
+    from_state: [[f64; 2]; BLOCK],
+    /// Impulse response h[0..BLOCK]: D, C B, C A B, C A^2 B.
+    impulse: [f64; BLOCK],
+    /// A^BLOCK, the state carried over a block.
+    carry: [[f64; 2]; 2],
+    /// Column j: A^(BLOCK-1-j) B, input j's contribution to the next state.
+    from_input: [[f64; 2]; BLOCK],
+}
+
+impl BlockFilter {
+    fn new([b0, b1, b2, a1, a2]: [f64; 5]) -> Self {
+        let a = [[-a1, 1.0], [-a2, 0.0]];
+        let b = [b1 - a1 * b0, b2 - a2 * b0];
+        let mat_vec = |m: [[f64; 2]; 2], v: [f64; 2]| [m[0][0] * v[0] + m[0][1] * v[1], m[1][0] * v[0] + m[1][1] * v[1]];
+        let row_mat = |r: [f64; 2], m: [[f64; 2]; 2]| [r[0] * m[0][0] + r[1] * m[1][0], r[0] * m[0][1] + r[1] * m[1][1]];
+        let mut from_state = [[0.0; 2]; BLOCK];
+        let mut row = [1.0, 0.0];
+        for r in &mut from_state {
+            *r = row;
+            row = row_mat(row, a);
+        }
+        let mut impulse = [b0, 0.0, 0.0, 0.0];
+        for (k, h) in impulse.iter_mut().enumerate().skip(1) {
+            let r = from_state[k - 1];
+            *h = r[0] * b[0] + r[1] * b[1];
+        }
+        let mut from_input = [[0.0; 2]; BLOCK];
+        let mut column = b;
+        for j in (0..BLOCK).rev() {
+            from_input[j] = column;
+            column = mat_vec(a, column);
+        }
+        let a2m = [row_mat(a[0], a), row_mat(a[1], a)];
+        let carry = [row_mat(a2m[0], a2m), row_mat(a2m[1], a2m)];
+        Self { coefficients: [b0, b1, b2, a1, a2], from_state, impulse, carry, from_input }
+    }
+
+    /// Filters `input` (a whole number of blocks) into `output`; `memory` is
+    /// direct form I memory, in and out.
+    fn run(&self, input: &[f32], output: &mut [f32], memory: &mut [f64; 4]) {
+        let [_, b1, b2, a1, a2] = self.coefficients;
+        let [x1, x2, y1, y2] = *memory;
+        let mut s = [b1 * x1 - a1 * y1 + b2 * x2 - a2 * y2, b2 * x1 - a2 * y1];
+        let h = self.impulse;
+        let mut last = [0.0; BLOCK];
+        for (x, y) in input.chunks_exact(BLOCK).zip(output.chunks_exact_mut(BLOCK)) {
+            let x = [x[0] as f64, x[1] as f64, x[2] as f64, x[3] as f64];
+            for k in 0..BLOCK {
+                let mut v = self.from_state[k][0] * s[0] + self.from_state[k][1] * s[1];
+                for j in 0..=k {
+                    v += h[k - j] * x[j];
+                }
+                last[k] = v;
+                y[k] = v as f32;
+            }
+            let mut next = [self.carry[0][0] * s[0] + self.carry[0][1] * s[1], self.carry[1][0] * s[0] + self.carry[1][1] * s[1]];
+            for (j, g) in self.from_input.iter().enumerate() {
+                next[0] += g[0] * x[j];
+                next[1] += g[1] * x[j];
+            }
+            s = next;
+        }
+        let n = input.len();
+        *memory = [input[n - 1] as f64, input[n - 2] as f64, last[BLOCK - 1], last[BLOCK - 2]];
+    }
+}
+
 struct BiquadFilterRenderer {
     type_: BiquadFilterType,
-    /// Direct form I memory per channel: x[n-1], x[n-2], y[n-1], y[n-2].
+    /// Direct form I memory per channel: x[n-1], x[n-2], y[n-1], y[n-2]
+    /// (the form browsers use, which matters when coefficients move).
     state: [[f64; 4]; MAX_CHANNELS],
     /// Channels processed in the previous quantum.
     channels: usize,
@@ -287,16 +369,22 @@ impl AudioProcessor for BiquadFilterRenderer {
 
         let out = &mut outputs[0];
         out.set_number_of_channels(channels);
+        let block = constant.then(|| BlockFilter::new(self.coefs[0]));
         for ((out, input), state) in out.channels_mut().iter_mut().zip(input.channels()).zip(&mut self.state) {
-            let [mut x1, mut x2, mut y1, mut y2] = *state;
-            for (i, (o, &x)) in out.iter_mut().zip(input.iter()).enumerate() {
-                let [b0, b1, b2, a1, a2] = self.coefs[if constant { 0 } else { i }];
-                let x = x as f64;
-                let y = b0 * x + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2;
-                (x2, x1, y2, y1) = (x1, x, y1, y);
-                *o = y as f32;
+            match &block {
+                Some(block) => block.run(input, out, state),
+                None => {
+                    let [mut x1, mut x2, mut y1, mut y2] = *state;
+                    for ((o, &x), &[b0, b1, b2, a1, a2]) in out.iter_mut().zip(input.iter()).zip(&self.coefs) {
+                        let x = x as f64;
+                        let y = b0 * x + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2;
+                        (x2, x1, y2, y1) = (x1, x, y1, y);
+                        *o = y as f32;
+                    }
+                    *state = [x1, x2, y1, y2];
+                }
             }
-            *state = [x1, x2, y1, y2].map(|v| if v.abs() < DENORMAL_THRESHOLD { 0.0 } else { v });
+            *state = state.map(|v| if v.abs() < DENORMAL_THRESHOLD { 0.0 } else { v });
         }
         true
     }

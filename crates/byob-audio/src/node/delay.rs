@@ -118,16 +118,28 @@ impl AudioProcessor for DelayRenderer {
         let delay_time = &params[0];
         let out = &mut outputs[0];
         out.set_number_of_channels(self.channels);
+        let read_position = |i: usize, seconds: f32| {
+            let delay = (seconds as f64 * sample_rate).max(lateness) - lateness;
+            let position = (self.write + i + len) as f64 - delay;
+            let whole = position.floor();
+            (whole as usize % len, (position - whole) as f32)
+        };
         for (c, channel) in out.channels_mut().iter_mut().enumerate() {
             let ring = &self.ring[c];
-            for (i, sample) in channel.iter_mut().enumerate() {
-                let delay = (delay_time.at(i) as f64 * sample_rate).max(lateness) - lateness;
-                let position = (self.write + i + len) as f64 - delay;
-                let whole = position.floor();
-                let frac = (position - whole) as f32;
-                let a = whole as usize % len;
-                let b = (a + 1) % len;
-                *sample = ring[a] + (ring[b] - ring[a]) * frac;
+            if delay_time.is_constant() {
+                // One read position for the quantum, stepped without division.
+                let (mut a, frac) = read_position(0, delay_time.at(0));
+                for sample in channel.iter_mut() {
+                    let b = if a + 1 == len { 0 } else { a + 1 };
+                    *sample = ring[a] + (ring[b] - ring[a]) * frac;
+                    a = b;
+                }
+            } else {
+                for (i, sample) in channel.iter_mut().enumerate() {
+                    let (a, frac) = read_position(i, delay_time.at(i));
+                    let b = if a + 1 == len { 0 } else { a + 1 };
+                    *sample = ring[a] + (ring[b] - ring[a]) * frac;
+                }
             }
         }
         self.write = (self.write + RENDER_QUANTUM_SIZE) % len;

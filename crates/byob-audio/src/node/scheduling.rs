@@ -50,15 +50,27 @@ impl Schedule {
             return (0..0, false);
         };
         let sr = sample_rate as f64;
-        let start_frame = (start * sr).ceil();
+        let start_frame = first_frame_at_or_after(start * sr);
         // A stop at or before the start means the source never plays.
-        let stop_frame = self.stop.map_or(f64::INFINITY, |s| (s * sr).ceil().max(start_frame));
+        let stop_frame = self.stop.map_or(f64::INFINITY, |s| first_frame_at_or_after(s * sr).max(start_frame));
         let q0 = first_frame as f64;
         let q1 = q0 + RENDER_QUANTUM_SIZE as f64;
         let from = (start_frame - q0).clamp(0.0, RENDER_QUANTUM_SIZE as f64) as usize;
         let to = (stop_frame - q0).clamp(0.0, RENDER_QUANTUM_SIZE as f64) as usize;
         let finished = stop_frame <= q1;
         (from..to.max(from), finished)
+    }
+}
+
+/// The first frame whose time is at or after `position` (in frames). A time
+/// written as `k / sampleRate` can come back as `k + 1e-12` frames; that is
+/// frame `k`, not `k + 1`.
+fn first_frame_at_or_after(position: f64) -> f64 {
+    let nearest = position.round();
+    if (position - nearest).abs() < 1e-6 {
+        nearest
+    } else {
+        position.ceil()
     }
 }
 

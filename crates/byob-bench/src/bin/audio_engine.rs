@@ -176,8 +176,13 @@ fn main() {
         "(c) 50 looping buffer sources, playbackRate ramp",
         "(d) stereo feedback delay with lowpass in the loop",
     ];
+    // `--only N`: time one graph without writing the table (for profiling).
+    let only: Option<usize> = std::env::args().skip_while(|a| a != "--only").nth(1).and_then(|n| n.parse().ok());
     let mut rows = Vec::new();
     for (case, name) in names.iter().enumerate() {
+        if only.is_some_and(|o| o != case) {
+            continue;
+        }
         let ours = byob_bench::median_seconds(runs, || {
             let rendered = byob_graph(case).start_rendering().unwrap();
             std::hint::black_box(rendered);
@@ -189,6 +194,9 @@ fn main() {
         let (rtf_ours, rtf_peer) = (SECONDS / ours, SECONDS / peer);
         println!("{name}: byob {rtf_ours:.1}x real time, web-audio-api {rtf_peer:.1}x, ratio {:.2}", rtf_ours / rtf_peer);
         rows.push(format!("| {name} | {rtf_ours:.1}x | {rtf_peer:.1}x | **{:.2}** |", rtf_ours / rtf_peer));
+    }
+    if only.is_some() {
+        return;
     }
     let body = format!(
         "## Audio engine: offline render speed, byob vs web-audio-api {}\n\n\
