@@ -1,6 +1,6 @@
 //! OscillatorNode: band-limited periodic waveforms.
 
-use super::periodic_wave::{BasicWaveform, PeriodicWave, TableChoice, WaveTables};
+use super::periodic_wave::{BasicWaveform, PeriodicWave, WaveTables};
 use super::{param_state, AudioNode, AudioProcessor, AudioScheduledSourceNode, RenderScope, Schedule};
 use crate::block::{AudioBlock, Channel};
 use crate::graph::{AudioGraph, AudioNodeOptions, AudioParamId, NodeDescription, NodeError, NodeId};
@@ -102,7 +102,7 @@ impl OscillatorNode {
             number_of_outputs: 1,
             channel_config: options.node.resolve(ChannelConfig::default())?,
             params: vec![frequency, detune],
-            processor: Box::new(OscillatorRenderer { schedule: Schedule::default(), tables: wave.tables, sine, phase: 0.0, started: false }),
+            processor: Box::new(OscillatorRenderer { schedule: Schedule::default(), tables: wave.tables, sine, position: 0.0, started: false }),
             breaks_cycles: false,
         });
         Ok(Self { id })
@@ -123,9 +123,16 @@ struct OscillatorRenderer {
     /// A sine has a single partial and never aliases below Nyquist, so it
     /// reads the full-band table at every frequency.
     sine: bool,
-    /// Phase in cycles, in [0, 1).
-    phase: f64,
+    /// Phase as a position in the tables, in [0, size).
+    position: f64,
     started: bool,
+}
+
+/// Linear interpolation between `table[index]` and `table[index + 1]`
+/// (tables repeat their first sample at the end).
+#[inline(always)]
+fn read(table: &[f32], index: usize, frac: f32) -> f32 {
+    table[index] + (table[index + 1] - table[index]) * frac
 }
 
 impl OscillatorRenderer {
@@ -134,30 +141,21 @@ impl OscillatorRenderer {
         f.clamp(-nyquist, nyquist)
     }
 
-    fn read(&self, choice: Option<TableChoice<'_>>) -> f32 {
-        let position = self.phase * self.tables.size as f64;
-        // Rounding can leave the phase a hair below 1.0; stay inside the table.
-        let index = (position as usize).min(self.tables.size - 1);
-        let frac = (position - index as f64) as f32;
-        let read = |table: &[f32]| table[index] + (table[index + 1] - table[index]) * frac;
-        match choice {
-            None => read(self.tables.full_band()),
-            Some(c) if c.weight == 0.0 => read(c.more_partials),
-            Some(c) => {
-                let more = read(c.more_partials);
-                more + (read(c.fewer_partials) - more) * c.weight
-            }
+    /// The table index and fraction of the current position, then a step on.
+    #[inline(always)]
+    fn step(&mut self, increment: f64) -> (usize, f32) {
+        let size = self.tables.size;
+        // Rounding can leave the position a hair below `size`: stay inside.
+        let index = (self.position as usize).min(size - 1);
+        let frac = (self.position - index as f64) as f32;
+        // |increment| <= size / 2: the frequency is clamped to Nyquist.
+        self.position += increment;
+        if self.position >= size as f64 {
+            self.position -= size as f64;
+        } else if self.position < 0.0 {
+            self.position += size as f64;
         }
-    }
-
-    fn advance(&mut self, increment: f64) {
-        // |increment| <= 0.5 (the frequency is clamped to Nyquist).
-        self.phase += increment;
-        if self.phase >= 1.0 {
-            self.phase -= 1.0;
-        } else if self.phase < 0.0 {
-            self.phase += 1.0;
-        }
+        (index, frac)
     }
 }
 
@@ -171,6 +169,7 @@ impl AudioProcessor for OscillatorRenderer {
         }
         let sr = scope.sample_rate;
         let nyquist = sr / 2.0;
+        let size = self.tables.size as f64;
         let (frequency, detune) = (&params[0], &params[1]);
         if !self.started {
             // Phase is zero at the exact start time; the first frame lies up
@@ -179,22 +178,39 @@ impl AudioProcessor for OscillatorRenderer {
             let start = self.schedule.start_time().unwrap_or(0.0);
             let first = (scope.current_frame + playing.start as u64) as f64 / sr as f64;
             let f = Self::computed_frequency(frequency.at(playing.start), detune.at(playing.start), nyquist);
-            self.phase = ((first - start) * f as f64).rem_euclid(1.0);
+            self.position = ((first - start) * f as f64).rem_euclid(1.0) * size;
         }
         let channel: &mut Channel = out.channel_mut(0);
         let tables = self.tables.clone();
+        let samples_per_hz = size / sr as f64;
         if frequency.is_constant() && detune.is_constant() {
             let f = Self::computed_frequency(frequency.at(0), detune.at(0), nyquist);
-            let choice = (!self.sine).then(|| tables.choose(f));
-            for sample in &mut channel[playing.clone()] {
-                *sample = self.read(choice);
-                self.advance(f as f64 / sr as f64);
+            let increment = f as f64 * samples_per_hz;
+            let choice = tables.choose(f);
+            if self.sine || choice.weight == 0.0 {
+                let table = if self.sine { tables.full_band() } else { choice.more_partials };
+                for sample in &mut channel[playing.clone()] {
+                    let (index, frac) = self.step(increment);
+                    *sample = read(table, index, frac);
+                }
+            } else {
+                for sample in &mut channel[playing.clone()] {
+                    let (index, frac) = self.step(increment);
+                    let more = read(choice.more_partials, index, frac);
+                    *sample = more + (read(choice.fewer_partials, index, frac) - more) * choice.weight;
+                }
             }
         } else {
             for i in playing.clone() {
                 let f = Self::computed_frequency(frequency.at(i), detune.at(i), nyquist);
-                channel[i] = self.read((!self.sine).then(|| tables.choose(f)));
-                self.advance(f as f64 / sr as f64);
+                let (index, frac) = self.step(f as f64 * samples_per_hz);
+                channel[i] = if self.sine {
+                    read(tables.full_band(), index, frac)
+                } else {
+                    let choice = tables.choose(f);
+                    let more = read(choice.more_partials, index, frac);
+                    more + (read(choice.fewer_partials, index, frac) - more) * choice.weight
+                };
             }
         }
         !finished
