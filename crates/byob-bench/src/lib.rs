@@ -4,12 +4,14 @@
 use std::path::Path;
 use std::time::Instant;
 
-/// The median wall time of `runs` calls of `f`, in seconds.
-pub fn median_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
+/// The median wall time of `runs` calls of `run`, in seconds, each on a
+/// fresh value from `setup` (which is not timed).
+pub fn median_seconds<T>(runs: usize, mut setup: impl FnMut() -> T, mut run: impl FnMut(T)) -> f64 {
     let mut times: Vec<f64> = (0..runs)
         .map(|_| {
+            let input = setup();
             let start = Instant::now();
-            f();
+            run(input);
             start.elapsed().as_secs_f64()
         })
         .collect();

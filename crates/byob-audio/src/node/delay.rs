@@ -129,6 +129,13 @@ impl AudioProcessor for DelayRenderer {
             if delay_time.is_constant() {
                 // One read position for the quantum, stepped without division.
                 let (mut a, frac) = read_position(0, delay_time.at(0));
+                if frac == 0.0 {
+                    // A whole number of frames: a copy, split where the ring wraps.
+                    let first = (len - a).min(RENDER_QUANTUM_SIZE);
+                    channel[..first].copy_from_slice(&ring[a..a + first]);
+                    channel[first..].copy_from_slice(&ring[..RENDER_QUANTUM_SIZE - first]);
+                    continue;
+                }
                 for sample in channel.iter_mut() {
                     let b = if a + 1 == len { 0 } else { a + 1 };
                     *sample = ring[a] + (ring[b] - ring[a]) * frac;
