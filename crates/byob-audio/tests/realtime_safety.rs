@@ -47,17 +47,8 @@ fn every_node_graph() -> Result<RenderGraph, Box<dyn std::error::Error>> {
         .cancel_scheduled_values(0.2)?;
     g.param(oscillators[2].detune()).set_automation_rate(AutomationRate::KRate)?;
 
-    let filters: Vec<BiquadFilterNode> = [
-        BiquadFilterType::Lowpass,
-        BiquadFilterType::Highpass,
-        BiquadFilterType::Bandpass,
-        BiquadFilterType::Lowshelf,
-        BiquadFilterType::Highshelf,
-        BiquadFilterType::Peaking,
-        BiquadFilterType::Notch,
-        BiquadFilterType::Allpass,
-    ]
-    .into_iter()
+    let filters: Vec<BiquadFilterNode> = BiquadFilterType::ALL
+        .into_iter()
     .map(|type_| BiquadFilterNode::new(g, BiquadFilterOptions { type_, frequency: 1200.0, gain: 3.0, ..Default::default() }))
     .collect::<Result<_, _>>()?;
     let mut previous = mix.id();

@@ -23,6 +23,10 @@ pub enum BiquadFilterType {
 }
 
 impl BiquadFilterType {
+    /// Every type, in the spec's order.
+    pub const ALL: [Self; 8] =
+        [Self::Lowpass, Self::Highpass, Self::Bandpass, Self::Lowshelf, Self::Highshelf, Self::Peaking, Self::Notch, Self::Allpass];
+
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "lowpass" => Some(Self::Lowpass),
@@ -401,16 +405,7 @@ mod tests {
     use crate::node::constant_source::{ConstantSourceNode, ConstantSourceOptions};
     use crate::node::AudioScheduledSourceNode;
 
-    const ALL: [BiquadFilterType; 8] = [
-        BiquadFilterType::Lowpass,
-        BiquadFilterType::Highpass,
-        BiquadFilterType::Bandpass,
-        BiquadFilterType::Lowshelf,
-        BiquadFilterType::Highshelf,
-        BiquadFilterType::Peaking,
-        BiquadFilterType::Notch,
-        BiquadFilterType::Allpass,
-    ];
+    const ALL: [BiquadFilterType; 8] = BiquadFilterType::ALL;
 
     /// Unnormalised `([b0, b1, b2], [a0, a1, a2])` straight from the spec's
     /// formulas, for frequencies strictly inside (0, nyquist) and Q > 0.
