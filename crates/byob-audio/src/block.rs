@@ -13,10 +13,21 @@ pub const MAX_CHANNELS: usize = 32;
 /// One channel of one render quantum.
 pub type Channel = [f32; RENDER_QUANTUM_SIZE];
 
+use crate::worklet::lent::LentRegion;
+
+/// Where a block's samples live.
+#[derive(Clone)]
+enum Storage {
+    /// Engine memory with room for [`MAX_CHANNELS`] channels.
+    Owned(Box<[Channel]>),
+    /// A region a processor lent (bring your own buffer).
+    Lent(LentRegion),
+}
+
 /// Audio for one port during one render quantum.
 #[derive(Clone)]
 pub struct AudioBlock {
-    storage: Box<[Channel]>,
+    storage: Storage,
     channels: usize,
 }
 
@@ -35,7 +46,30 @@ impl std::fmt::Debug for AudioBlock {
 impl AudioBlock {
     /// A mono block of silence with room for [`MAX_CHANNELS`] channels.
     pub fn new() -> Self {
-        Self { storage: vec![[0.0; RENDER_QUANTUM_SIZE]; MAX_CHANNELS].into_boxed_slice(), channels: 1 }
+        Self { storage: Storage::Owned(vec![[0.0; RENDER_QUANTUM_SIZE]; MAX_CHANNELS].into_boxed_slice()), channels: 1 }
+    }
+
+    /// A block whose samples live in a processor's lent region.
+    pub(crate) fn lent(region: LentRegion, channels: usize) -> Self {
+        let mut block = Self { storage: Storage::Lent(region), channels: 1 };
+        block.set_number_of_channels(channels);
+        block
+    }
+
+    /// The most channels this block can hold.
+    pub fn capacity(&self) -> usize {
+        match &self.storage {
+            Storage::Owned(channels) => channels.len(),
+            Storage::Lent(region) => region.capacity_channels().min(MAX_CHANNELS),
+        }
+    }
+
+    /// The lent region behind this block, if any.
+    pub(crate) fn region(&self) -> Option<&LentRegion> {
+        match &self.storage {
+            Storage::Owned(_) => None,
+            Storage::Lent(region) => Some(region),
+        }
     }
 
     /// The number of channels currently in use.
@@ -45,10 +79,11 @@ impl AudioBlock {
 
     /// Changes the channel count without touching the samples.
     ///
-    /// Panics if `channels` is 0 or above [`MAX_CHANNELS`]: callers validate
-    /// channel counts when the graph is built.
+    /// Panics if `channels` is 0 or above [`capacity`](Self::capacity):
+    /// callers validate channel counts when the graph is built or a region
+    /// is registered.
     pub fn set_number_of_channels(&mut self, channels: usize) {
-        assert!((1..=MAX_CHANNELS).contains(&channels), "channel count {channels} out of range");
+        assert!((1..=self.capacity()).contains(&channels), "channel count {channels} out of range");
         self.channels = channels;
     }
 
@@ -69,11 +104,17 @@ impl AudioBlock {
     }
 
     pub fn channels(&self) -> &[Channel] {
-        &self.storage[..self.channels]
+        match &self.storage {
+            Storage::Owned(storage) => &storage[..self.channels],
+            Storage::Lent(region) => region.channels(self.channels),
+        }
     }
 
     pub fn channels_mut(&mut self) -> &mut [Channel] {
-        &mut self.storage[..self.channels]
+        match &mut self.storage {
+            Storage::Owned(storage) => &mut storage[..self.channels],
+            Storage::Lent(region) => region.channels_mut(self.channels),
+        }
     }
 
     /// Makes `self` an exact copy of `other` (channel count and samples).

@@ -3,10 +3,28 @@
 //! ([`RenderGraph`]).
 
 use crate::block::{AudioBlock, Channel, MAX_CHANNELS, RENDER_QUANTUM_SIZE};
-use crate::mixing::{mix_input, ChannelConfig, ChannelCountMode, ChannelInterpretation};
+use crate::mixing::{mix_input, widest, ChannelConfig, ChannelCountMode, ChannelInterpretation};
 use crate::node::{AudioProcessor, RenderScope};
 use crate::param::{AudioParamDescriptor, AutomationError, ParamBuffer, ParamState};
+use crate::worklet::WorkletStatus;
 use std::any::Any;
+use std::sync::Arc;
+
+/// The `processorerror` events of a graph's worklet nodes.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessorErrors {
+    watched: Vec<(String, Arc<WorkletStatus>)>,
+}
+
+impl ProcessorErrors {
+    /// The errors raised so far, one per failed node.
+    pub fn events(&self) -> Vec<ProcessorErrorEvent> {
+        self.watched
+            .iter()
+            .filter_map(|(node, status)| status.error().map(|m| ProcessorErrorEvent { node: node.clone(), message: m.to_string() }))
+            .collect()
+    }
+}
 
 /// A node in an [`AudioGraph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -109,6 +127,13 @@ struct NodeEntry {
     description: NodeDescription,
 }
 
+/// A worklet node's shared status, with its label, for error reports.
+#[derive(Clone, Debug)]
+pub struct ProcessorErrorEvent {
+    pub node: String,
+    pub message: String,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
     Input(usize),
@@ -132,6 +157,7 @@ pub struct AudioGraph {
     sample_rate: f32,
     nodes: Vec<NodeEntry>,
     edges: Vec<Edge>,
+    worklets: Vec<(NodeId, Arc<WorkletStatus>)>,
 }
 
 impl AudioGraph {
@@ -140,7 +166,7 @@ impl AudioGraph {
         if !(1..=MAX_CHANNELS).contains(&channels) {
             return Err(NodeError::ChannelCount(channels));
         }
-        let mut graph = Self { sample_rate, nodes: Vec::new(), edges: Vec::new() };
+        let mut graph = Self { sample_rate, nodes: Vec::new(), edges: Vec::new(), worklets: Vec::new() };
         graph.add_node(NodeDescription {
             type_name: "AudioDestinationNode",
             number_of_inputs: 1,
@@ -176,6 +202,16 @@ impl AudioGraph {
         let label = format!("{}#{}", description.type_name, id.0);
         self.nodes.push(NodeEntry { label, description });
         id
+    }
+
+    pub(crate) fn add_worklet_status(&mut self, node: NodeId, status: Arc<WorkletStatus>) {
+        self.worklets.push((node, status));
+    }
+
+    /// Watches every worklet node's `processorerror` (usable after the
+    /// graph has been compiled and rendered).
+    pub fn processor_errors(&self) -> ProcessorErrors {
+        ProcessorErrors { watched: self.worklets.iter().map(|(id, s)| (self.label(*id).to_string(), s.clone())).collect() }
     }
 
     /// Names a node in error messages (the graph file's `id`, say).
@@ -422,9 +458,6 @@ struct RenderNode {
     deferred_input: bool,
 }
 
-const PARAM_INPUT: ChannelConfig =
-    ChannelConfig { count: 1, mode: ChannelCountMode::Explicit, interpretation: ChannelInterpretation::Speakers };
-
 /// A compiled graph: renders one quantum at a time without allocating,
 /// locking or making system calls.
 pub struct RenderGraph {
@@ -465,7 +498,7 @@ impl RenderGraph {
                 let input: Option<&Channel> = if sources.is_empty() {
                     None
                 } else {
-                    mix_input(param_mix, sources.iter().map(|&s| &outputs[s]), &PARAM_INPUT);
+                    mix_input(param_mix, sources.iter().map(|&s| &outputs[s]), 1, ChannelInterpretation::Speakers);
                     Some(param_mix.channel(0))
                 };
                 param.compute(scope.current_frame, scope.sample_rate as f64, input, &mut node.param_values[k]);
@@ -482,8 +515,12 @@ impl RenderGraph {
 }
 
 fn mix_inputs(node: &mut RenderNode, outputs: &[AudioBlock]) {
-    for (block, sources) in node.inputs.iter_mut().zip(&node.input_sources) {
-        mix_input(block, sources.iter().map(|&s| &outputs[s]), &node.config);
+    for (k, (block, sources)) in node.inputs.iter_mut().zip(&node.input_sources).enumerate() {
+        let computed = node.config.computed_number_of_channels(widest(sources.iter().map(|&s| &outputs[s])));
+        // The processor may keep another count (a BYOB processor that
+        // rejected a topology change) and may point the block at its memory.
+        let channels = node.processor.input_channels(k, computed, block);
+        mix_input(block, sources.iter().map(|&s| &outputs[s]), channels, node.config.interpretation);
     }
 }
 

@@ -32,7 +32,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-#![forbid(unsafe_code)]
+// `unsafe` lives in one module, `worklet::lent`, where processor memory is
+// lent to the engine; everything else is safe code.
+#![deny(unsafe_code)]
 
 pub mod block;
 pub mod buffer;
@@ -42,6 +44,7 @@ pub mod graph_file;
 pub mod mixing;
 pub mod node;
 pub mod param;
+pub mod worklet;
 
 pub use block::{AudioBlock, MAX_CHANNELS, RENDER_QUANTUM_SIZE};
 pub use buffer::{AudioBuffer, SampleFormat};
@@ -62,3 +65,4 @@ pub use node::periodic_wave::{PeriodicWave, PeriodicWaveOptions};
 pub use node::stereo_panner::{StereoPannerNode, StereoPannerOptions};
 pub use node::{AudioNode, AudioProcessor, AudioScheduledSourceNode, RenderScope};
 pub use param::{AudioParamDescriptor, AutomationRate, ParamBuffer};
+pub use worklet::{AudioWorkletNode, AudioWorkletNodeOptions, BufferKind, ByobMemory, ProcessIo, ProcessorRegistry, WorkletProcessor};

@@ -177,11 +177,18 @@ fn add(dst: &mut Channel, src: &Channel, gain: f32) {
     }
 }
 
-/// Mixes and sums `sources` into `dst`, whose channel count is computed from
-/// `config` first.
-pub fn mix_input<'a>(dst: &mut AudioBlock, sources: impl Iterator<Item = &'a AudioBlock> + Clone, config: &ChannelConfig) {
-    let widest = sources.clone().map(AudioBlock::number_of_channels).max().unwrap_or(1);
-    let channels = config.computed_number_of_channels(widest);
+/// The largest channel count among `sources` (1 when there are none).
+pub fn widest<'a>(sources: impl Iterator<Item = &'a AudioBlock>) -> usize {
+    sources.map(AudioBlock::number_of_channels).max().unwrap_or(1)
+}
+
+/// Mixes each of `sources` to `channels` channels and sums them into `dst`.
+pub fn mix_input<'a>(
+    dst: &mut AudioBlock,
+    sources: impl Iterator<Item = &'a AudioBlock> + Clone,
+    channels: usize,
+    interpretation: ChannelInterpretation,
+) {
     // The common case, one connection that needs no mixing, is a copy.
     let mut first_two = sources.clone();
     if let (Some(only), None) = (first_two.next(), first_two.next()) {
@@ -192,6 +199,6 @@ pub fn mix_input<'a>(dst: &mut AudioBlock, sources: impl Iterator<Item = &'a Aud
     }
     dst.make_silent(channels);
     for src in sources {
-        mix_add(dst, src, config.interpretation);
+        mix_add(dst, src, interpretation);
     }
 }

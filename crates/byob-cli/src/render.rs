@@ -65,7 +65,7 @@ pub fn render(args: RenderArgs) -> Result<()> {
 
     let started = Instant::now();
     let mut bar: Option<ProgressBar> = None;
-    let buffer = ctx.start_rendering_with_progress(|done| {
+    let rendered = ctx.render(|done| {
         // Only renders that take longer than a moment get a bar.
         if bar.is_none() && started.elapsed() > Duration::from_millis(300) {
             let b = ProgressBar::new(total as u64);
@@ -84,6 +84,11 @@ pub fn render(args: RenderArgs) -> Result<()> {
         b.finish_and_clear();
     }
     let wall = started.elapsed().as_secs_f64();
+    for event in &rendered.processor_errors {
+        // The spec's processorerror: that node went silent, the rest played on.
+        eprintln!("warning: processorerror in node {:?}: {} (it output silence from then on)", event.node, event.message);
+    }
+    let buffer = rendered.buffer;
 
     let format = match args.format {
         Format::F32 => SampleFormat::F32,
@@ -112,7 +117,7 @@ pub fn play(args: PlayArgs) -> Result<()> {
     let length = length_override(sample_rate, None, args.duration)?
         .unwrap_or_else(|| (file.length() as f64 * sample_rate as f64 / file.sample_rate() as f64).round() as usize);
     let mut graph = byob_audio::AudioGraph::new(sample_rate, file.number_of_channels())?;
-    file.build(&mut graph)?;
+    file.build(&mut graph, &byob_audio::ProcessorRegistry::with_examples())?;
     println!("playing {} on {} at {sample_rate} Hz", args.graph.display(), output.device_name());
     output.play(graph.compile()?, length)?;
     Ok(())

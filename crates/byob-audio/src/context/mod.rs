@@ -4,6 +4,6 @@ mod offline;
 #[cfg(feature = "realtime")]
 mod realtime;
 
-pub use offline::{ContextError, OfflineAudioContext};
+pub use offline::{ContextError, OfflineAudioContext, Rendered};
 #[cfg(feature = "realtime")]
 pub use realtime::{PlaybackError, RealtimeOutput};

@@ -2,7 +2,15 @@
 
 use crate::block::{MAX_CHANNELS, RENDER_QUANTUM_SIZE};
 use crate::buffer::AudioBuffer;
-use crate::graph::{AudioGraph, CompileError, NodeError};
+use crate::graph::{AudioGraph, CompileError, NodeError, ProcessorErrorEvent};
+
+/// A finished offline render.
+#[derive(Debug)]
+pub struct Rendered {
+    pub buffer: AudioBuffer,
+    /// The `processorerror` events raised during the render.
+    pub processor_errors: Vec<ProcessorErrorEvent>,
+}
 
 /// Why an offline context could not be created or rendered.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -62,7 +70,14 @@ impl OfflineAudioContext {
 
     /// Renders the whole length, calling `progress` with the frames done so
     /// far every few quanta.
-    pub fn start_rendering_with_progress(self, mut progress: impl FnMut(usize)) -> Result<AudioBuffer, ContextError> {
+    pub fn start_rendering_with_progress(self, progress: impl FnMut(usize)) -> Result<AudioBuffer, ContextError> {
+        Ok(self.render(progress)?.buffer)
+    }
+
+    /// Renders the whole length and reports processor errors beside the
+    /// audio.
+    pub fn render(self, mut progress: impl FnMut(usize)) -> Result<Rendered, ContextError> {
+        let errors = self.graph.processor_errors();
         let sample_rate = self.graph.sample_rate();
         let channels = self.graph.number_of_channels();
         let mut render = self.graph.compile()?;
@@ -79,6 +94,7 @@ impl OfflineAudioContext {
                 progress(done);
             }
         }
-        Ok(AudioBuffer::new(sample_rate, out).expect("the destination has 1..=32 equal channels"))
+        let buffer = AudioBuffer::new(sample_rate, out).expect("the destination has 1..=32 equal channels");
+        Ok(Rendered { buffer, processor_errors: errors.events() })
     }
 }

@@ -18,13 +18,15 @@
 //! method calls with the spec's argument order; `start`/`stop` take a time or
 //! the spec's argument list; the top three keys are OfflineAudioContext's
 //! constructor arguments. Paths are relative to the graph file. Unknown keys
-//! are errors.
+//! are errors. An `AudioWorkletNode` names its processor beside `type`:
+//! `{"id": "g", "type": "AudioWorkletNode", "processor": "gain", "options": {...}}`.
 
 mod json;
 mod nodes;
 
 use crate::context::{ContextError, OfflineAudioContext};
 use crate::graph::{AudioGraph, NodeId};
+use crate::worklet::ProcessorRegistry;
 use json::{fail, Located, Object};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -112,8 +114,20 @@ impl GraphFile {
     }
 
     /// An offline context with the file's graph, at the file's sample rate
-    /// and length unless overridden.
+    /// and length unless overridden; AudioWorkletNodes use the example
+    /// processors.
     pub fn offline_context(&self, sample_rate: Option<f32>, length: Option<usize>) -> Result<OfflineAudioContext, GraphFileError> {
+        self.offline_context_with(sample_rate, length, &ProcessorRegistry::with_examples())
+    }
+
+    /// As [`offline_context`](Self::offline_context), with AudioWorkletNode
+    /// processors looked up in `registry`.
+    pub fn offline_context_with(
+        &self,
+        sample_rate: Option<f32>,
+        length: Option<usize>,
+        registry: &ProcessorRegistry,
+    ) -> Result<OfflineAudioContext, GraphFileError> {
         let sample_rate = sample_rate.unwrap_or(self.sample_rate);
         let length = length.unwrap_or(self.length);
         let mut ctx = OfflineAudioContext::new(self.number_of_channels, length, sample_rate).map_err(|e| {
@@ -124,20 +138,20 @@ impl GraphFile {
             };
             self.invalid(Located { at: at.into(), message: e.to_string() })
         })?;
-        self.build(ctx.graph())?;
+        self.build(ctx.graph(), registry)?;
         Ok(ctx)
     }
 
     /// Adds the file's nodes and connections to `graph`.
-    pub fn build(&self, graph: &mut AudioGraph) -> Result<(), GraphFileError> {
-        self.build_located(graph).map_err(|e| self.invalid(e))
+    pub fn build(&self, graph: &mut AudioGraph, registry: &ProcessorRegistry) -> Result<(), GraphFileError> {
+        self.build_located(graph, registry).map_err(|e| self.invalid(e))
     }
 
     fn invalid(&self, e: Located) -> GraphFileError {
         GraphFileError::Invalid { path: self.path.clone(), at: e.at, message: e.message }
     }
 
-    fn build_located(&self, graph: &mut AudioGraph) -> json::Result<()> {
+    fn build_located(&self, graph: &mut AudioGraph, registry: &ProcessorRegistry) -> json::Result<()> {
         let base = self.path.parent().unwrap_or(Path::new("")).to_path_buf();
         let mut ids: HashMap<String, NodeId> = HashMap::new();
         ids.insert("destination".into(), graph.destination());
@@ -153,7 +167,7 @@ impl GraphFile {
             if ids.contains_key(id) {
                 return fail(&at, format!("duplicate id {id:?} (\"destination\" is reserved)"));
             }
-            let node_id = nodes::create(graph, &obj, &mut buffers)?;
+            let node_id = nodes::create(graph, &obj, &mut buffers, registry)?;
             graph.set_label(node_id, id);
             ids.insert(id.to_string(), node_id);
         }

@@ -16,6 +16,7 @@ use crate::node::periodic_wave::{PeriodicWave, PeriodicWaveOptions};
 use crate::node::stereo_panner::{StereoPannerNode, StereoPannerOptions};
 use crate::node::{AudioNode, AudioScheduledSourceNode};
 use crate::param::AutomationRate;
+use crate::worklet::{AudioWorkletNode, AudioWorkletNodeOptions, ProcessorRegistry};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -67,9 +68,13 @@ impl BufferCache {
 }
 
 /// Creates the node `obj` describes, with its params and schedule.
-pub fn create(graph: &mut AudioGraph, obj: &Object, buffers: &mut BufferCache) -> json::Result<NodeId> {
-    obj.only(&["id", "type", "options", "params", "start", "stop"])?;
+pub fn create(graph: &mut AudioGraph, obj: &Object, buffers: &mut BufferCache, registry: &ProcessorRegistry) -> json::Result<NodeId> {
     let type_name = obj.required_string("type")?;
+    if type_name == "AudioWorkletNode" {
+        obj.only(&["id", "type", "processor", "options", "params"])?;
+    } else {
+        obj.only(&["id", "type", "options", "params", "start", "stop"])?;
+    }
     let empty = Value::Object(Default::default());
     let options = Object::new(obj.get("options").unwrap_or(&empty), &obj.path("options"))?;
     let node_error = |e: NodeError| Located { at: options.at.clone(), message: e.to_string() };
@@ -187,10 +192,16 @@ pub fn create(graph: &mut AudioGraph, obj: &Object, buffers: &mut BufferCache) -
             let number_of_inputs = options.count("numberOfInputs")?.unwrap_or(6);
             ChannelMergerNode::new(graph, ChannelMergerOptions { number_of_inputs, node }).map_err(node_error)?.id()
         }
+        "AudioWorkletNode" => {
+            options.only(&with_node_options(&["numberOfInputs", "numberOfOutputs", "outputChannelCount", "parameterData", "processorOptions"]))?;
+            let processor = obj.required_string("processor")?;
+            let worklet_options = worklet_options(&options, node)?;
+            AudioWorkletNode::new(graph, registry, processor, worklet_options).map_err(node_error)?.id()
+        }
         other => {
             return fail(
                 &obj.path("type"),
-                format!("unknown node type {other:?} (known: OscillatorNode, GainNode, ConstantSourceNode, BiquadFilterNode, DelayNode, AudioBufferSourceNode, StereoPannerNode, ChannelSplitterNode, ChannelMergerNode)"),
+                format!("unknown node type {other:?} (known: OscillatorNode, GainNode, ConstantSourceNode, BiquadFilterNode, DelayNode, AudioBufferSourceNode, StereoPannerNode, ChannelSplitterNode, ChannelMergerNode, AudioWorkletNode)"),
             )
         }
     };
@@ -198,6 +209,34 @@ pub fn create(graph: &mut AudioGraph, obj: &Object, buffers: &mut BufferCache) -
         automate(graph, id, &Object::new(params, &obj.path("params"))?)?;
     }
     Ok(id)
+}
+
+/// The spec's AudioWorkletNodeOptions.
+fn worklet_options(options: &Object, node: AudioNodeOptions) -> json::Result<AudioWorkletNodeOptions> {
+    let d = AudioWorkletNodeOptions::default();
+    let output_channel_count = match options.get("outputChannelCount") {
+        None => None,
+        Some(Value::Array(items)) => {
+            let at = options.path("outputChannelCount");
+            Some(items.iter().enumerate().map(|(i, v)| json::count(v, &format!("{at}[{i}]"))).collect::<json::Result<_>>()?)
+        }
+        Some(_) => return fail(&options.path("outputChannelCount"), "expected an array of channel counts"),
+    };
+    let mut parameter_data = Vec::new();
+    if let Some(data) = options.get("parameterData") {
+        let data = Object::new(data, &options.path("parameterData"))?;
+        for (name, value) in data.map {
+            parameter_data.push((name.clone(), json::number(value, &data.path(name))? as f32));
+        }
+    }
+    Ok(AudioWorkletNodeOptions {
+        number_of_inputs: options.count("numberOfInputs")?.unwrap_or(d.number_of_inputs),
+        number_of_outputs: options.count("numberOfOutputs")?.unwrap_or(d.number_of_outputs),
+        output_channel_count,
+        parameter_data,
+        processor_options: options.get("processorOptions").cloned().unwrap_or(Value::Null),
+        node,
+    })
 }
 
 fn with_node_options(own: &[&'static str]) -> Vec<&'static str> {

@@ -52,6 +52,15 @@ pub trait AudioProcessor: Send + Any {
         scope: &RenderScope,
     ) -> bool;
 
+    /// Called before input `input` is mixed, with the channel count the
+    /// spec's mixing rules computed; returns the count to mix to. BYOB
+    /// processors negotiate topology changes here and may point `block` at
+    /// a region of their memory.
+    fn input_channels(&mut self, input: usize, computed: usize, block: &mut AudioBlock) -> usize {
+        let _ = (input, block);
+        computed
+    }
+
     /// Called once before rendering when this node sits in a cycle: from
     /// then on its input arrives one render quantum late (only DelayNode
     /// accepts this; the graph refuses other cycles).

@@ -1,0 +1,197 @@
+//! Example processors, registered by [`ProcessorRegistry::with_examples`]
+//! and usable from graph files (`"processor": "gain"`, ...).
+
+use super::lent::{ByobMemory, CHANNEL_BYTES};
+use super::processor::{ProcessIo, ProcessorInit, Registrar, TopologyChange, TopologyResponse, WorkletProcessor};
+use super::registration::BufferKind;
+use super::registry::ProcessorRegistry;
+use crate::block::RENDER_QUANTUM_SIZE;
+use crate::param::{AudioParamDescriptor, AutomationRate};
+
+const N: usize = RENDER_QUANTUM_SIZE;
+
+pub(crate) fn register_all(registry: &mut ProcessorRegistry) {
+    let gain = AudioParamDescriptor::new("gain", 1.0, f32::MIN, f32::MAX, AutomationRate::ARate);
+    registry.register("gain", vec![gain], |init| Ok(Box::new(Gain::new(init)?))).expect("unique example names");
+    let feedback = AudioParamDescriptor::new("feedback", 0.5, 0.0, 0.99, AutomationRate::ARate);
+    registry.register("ping-pong", vec![feedback], |init| Ok(Box::new(PingPong::new(init)?))).expect("unique example names");
+    registry.register("channel-follower", Vec::new(), |init| Ok(Box::new(ChannelFollower::new(init)?))).expect("unique example names");
+}
+
+fn option_usize(init: &ProcessorInit<'_>, key: &str, default: usize) -> Result<usize, String> {
+    match init.processor_options.get(key) {
+        None => Ok(default),
+        Some(v) => v.as_u64().map(|v| v as usize).ok_or_else(|| format!("processorOptions.{key} must be a non-negative integer")),
+    }
+}
+
+fn option_bool(init: &ProcessorInit<'_>, key: &str, default: bool) -> Result<bool, String> {
+    match init.processor_options.get(key) {
+        None => Ok(default),
+        Some(v) => v.as_bool().ok_or_else(|| format!("processorOptions.{key} must be true or false")),
+    }
+}
+
+/// Multiplies every input channel by the `gain` parameter.
+///
+/// processorOptions: `byob` (default true) lends regions for the input and
+/// the output, over-allocated for `maxChannels` (default 8) so channel-count
+/// growth needs no new memory; `inPlace` (default false) lends one region
+/// for both. With `byob: false` it runs on the engine's copied arrays.
+pub struct Gain {
+    /// Held so the lent regions stay this processor's memory.
+    _memory: Option<ByobMemory>,
+}
+
+impl Gain {
+    pub fn new(init: &mut ProcessorInit<'_>) -> Result<Self, String> {
+        if init.number_of_inputs != 1 || init.number_of_outputs != 1 {
+            return Err("gain needs exactly one input and one output".into());
+        }
+        if !option_bool(init, "byob", true)? {
+            return Ok(Self { _memory: None });
+        }
+        let region = option_usize(init, "maxChannels", 8)?.max(1) * CHANNEL_BYTES;
+        if option_bool(init, "inPlace", false)? {
+            let memory = ByobMemory::new(region);
+            init.register_buffers(&memory, 0, region, BufferKind::InPlace, 0).map_err(|e| e.to_string())?;
+            return Ok(Self { _memory: Some(memory) });
+        }
+        let memory = ByobMemory::new(2 * region);
+        init.register_buffers(&memory, 0, region, BufferKind::Input, 0).map_err(|e| e.to_string())?;
+        init.register_buffers(&memory, region, region, BufferKind::Output, 0).map_err(|e| e.to_string())?;
+        Ok(Self { _memory: Some(memory) })
+    }
+}
+
+impl WorkletProcessor for Gain {
+    fn process(&mut self, io: &mut ProcessIo<'_>) -> bool {
+        let in_place = io.input(0).is_empty();
+        let gain = io.param(0);
+        let constant = gain.len() == 1;
+        let g0 = gain[0];
+        let mut gains = [0.0f32; N];
+        gains[..gain.len()].copy_from_slice(gain);
+        let (input, output) = io.input_and_output(0, 0);
+        let apply = |i: usize, x: f32| x * if constant { g0 } else { gains[i % N] };
+        if in_place {
+            for (i, s) in output.iter_mut().enumerate() {
+                *s = apply(i, *s);
+            }
+        } else {
+            for (i, (o, &x)) in output.iter_mut().zip(input).enumerate() {
+                *o = apply(i, x);
+            }
+        }
+        true
+    }
+}
+
+/// A stereo ping-pong delay whose delay line *is* its pool of output
+/// buffers: each quantum it hands the engine the output it prepared
+/// `delayQuanta` quanta earlier (a zero-copy hand-over with
+/// `register_buffers` inside `process`), then prepares a future one.
+///
+/// Left echo = input (mixed to mono) + feedback × right echo; right echo =
+/// feedback × left echo, each one delay apart. Output: the echoes only.
+/// processorOptions: `delayQuanta` (default 94, about 0.25 s at 48 kHz).
+pub struct PingPong {
+    memory: ByobMemory,
+    delay: usize,
+    slots: usize,
+    quantum: usize,
+}
+
+const STEREO_BYTES: usize = 2 * CHANNEL_BYTES;
+
+impl PingPong {
+    pub fn new(init: &mut ProcessorInit<'_>) -> Result<Self, String> {
+        if init.number_of_inputs != 1 || init.number_of_outputs != 1 {
+            return Err("ping-pong needs exactly one input and one output".into());
+        }
+        let delay = option_usize(init, "delayQuanta", 94)?;
+        if delay == 0 {
+            return Err("processorOptions.delayQuanta must be at least 1".into());
+        }
+        // One input region, then delay + 2 stereo output slots: the one
+        // playing now, the one replaced this quantum (the engine may still
+        // use it until the call ends) and `delay` prepared ones.
+        let slots = delay + 2;
+        let memory = ByobMemory::new(STEREO_BYTES * (1 + slots));
+        init.register_buffers(&memory, 0, STEREO_BYTES, BufferKind::Input, 0).map_err(|e| e.to_string())?;
+        Ok(Self { memory, delay, slots, quantum: 0 })
+    }
+
+    fn slot_offset(&self, quantum: usize) -> usize {
+        STEREO_BYTES * (1 + quantum % self.slots)
+    }
+}
+
+impl WorkletProcessor for PingPong {
+    fn process(&mut self, io: &mut ProcessIo<'_>) -> bool {
+        // The output for this quantum was prepared `delay` quanta ago.
+        let now = self.slot_offset(self.quantum);
+        if io.output_channels(0) != 2 || io.register_buffers(&self.memory, now, STEREO_BYTES, BufferKind::Output, 0).is_err() {
+            // Not stereo: nothing to hand over; output silence.
+            io.output(0).fill(0.0);
+            self.quantum += 1;
+            return true;
+        }
+        let feedback = io.param(0);
+        let fb = |i: usize| feedback[if feedback.len() == 1 { 0 } else { i }];
+        let channels = io.input_channels(0);
+        let (input, output) = io.input_and_output(0, 0);
+        let mut next = [0.0f32; 2 * N];
+        for i in 0..N {
+            let dry = if channels >= 2 { 0.5 * (input[i] + input[N + i]) } else { input[i] };
+            let (left, right) = (output[i], output[N + i]);
+            next[i] = dry + fb(i) * right;
+            next[N + i] = fb(i) * left;
+        }
+        let future = self.slot_offset(self.quantum + self.delay);
+        if let Ok(slot) = io.memory(&self.memory, future, 2 * N) {
+            slot.copy_from_slice(&next);
+        }
+        self.quantum += 1;
+        true
+    }
+}
+
+/// Passes its input through in place, following the input's channel count
+/// up to `maxChannels` (processorOptions, default 2). It starts with a region
+/// for one channel and, when more channels arrive, re-registers a larger
+/// region from memory it set aside and accepts; beyond `maxChannels` it
+/// rejects, so the engine down-mixes to the channels it already has.
+pub struct ChannelFollower {
+    memory: ByobMemory,
+    max_channels: usize,
+}
+
+impl ChannelFollower {
+    pub fn new(init: &mut ProcessorInit<'_>) -> Result<Self, String> {
+        if init.number_of_inputs != 1 || init.number_of_outputs != 1 {
+            return Err("channel-follower needs exactly one input and one output".into());
+        }
+        let max_channels = option_usize(init, "maxChannels", 2)?.clamp(1, crate::MAX_CHANNELS);
+        let memory = ByobMemory::new(max_channels * CHANNEL_BYTES);
+        init.register_buffers(&memory, 0, CHANNEL_BYTES, BufferKind::InPlace, 0).map_err(|e| e.to_string())?;
+        Ok(Self { memory, max_channels })
+    }
+}
+
+impl WorkletProcessor for ChannelFollower {
+    fn process(&mut self, _io: &mut ProcessIo<'_>) -> bool {
+        // In place: the engine mixed the input into the output region.
+        true
+    }
+
+    fn channel_topology_change(&mut self, change: TopologyChange, registrar: &mut Registrar<'_>) -> TopologyResponse {
+        if change.new_channels > self.max_channels {
+            return TopologyResponse::Reject;
+        }
+        match registrar.register_buffers(&self.memory, 0, change.bytes_needed.max(CHANNEL_BYTES), BufferKind::InPlace, change.port) {
+            Ok(()) => TopologyResponse::Accept,
+            Err(_) => TopologyResponse::Reject,
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Memory that a processor owns and lends to the engine, and the engine's
+//! views into it. This is the only module of the crate with `unsafe` code.
+//!
+//! The ownership argument, in one place:
+//!
+//! * A [`ByobMemory`] is a heap allocation, 16-byte aligned, zeroed, that
+//!   never moves or shrinks while any handle or lease to it exists (the
+//!   allocation is reference-counted; the last owner frees it).
+//! * The processor holds the only `ByobMemory` handle (it is not `Clone`).
+//!   The handle gives no direct access to the bytes; the processor reaches
+//!   them only through [`super::ProcessIo`], which hands out slices of
+//!   ranges that are *not* lent at that moment, borrowed from the
+//!   `ProcessIo` itself.
+//! * The engine reaches lent ranges through [`LentRegion`]s, created only
+//!   after registration checked that regions lent at the same time do not
+//!   overlap (an in-place port's one region serves its input and its
+//!   output, which the processor then sees only as the output).
+//! * Everything happens on the render thread once a graph renders: the
+//!   processor and the engine take turns within one call stack, so a slice
+//!   made here never lives across a turn of the other side.
+
+use crate::block::{Channel, RENDER_QUANTUM_SIZE};
+use std::alloc::Layout;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Bytes of one channel of one render quantum (128 frames of f32).
+pub const CHANNEL_BYTES: usize = RENDER_QUANTUM_SIZE * 4;
+
+/// The alignment registration requires of a region's offset.
+pub const REGION_ALIGNMENT: usize = 16;
+
+struct Allocation {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+// SAFETY: the allocation is plain bytes with no thread affinity; who may
+// touch which bytes when is governed by the registration rules above, and
+// all access happens on the render thread once rendering starts.
+unsafe impl Send for Allocation {}
+// SAFETY: as for Send: shared handles only read the pointer and length.
+unsafe impl Sync for Allocation {}
+
+impl Drop for Allocation {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from `alloc_zeroed` with this `layout` and is
+        // freed once, here, when the last handle or lease goes away.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+/// Memory that a processor owns and lends to the engine with
+/// `register_buffers`.
+pub struct ByobMemory {
+    allocation: Arc<Allocation>,
+    id: u64,
+}
+
+impl std::fmt::Debug for ByobMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByobMemory").field("id", &self.id).field("len", &self.len()).finish()
+    }
+}
+
+impl ByobMemory {
+    /// `bytes` of zeroed memory, 16-byte aligned. Allocate it in the
+    /// processor's constructor: never on the render thread.
+    pub fn new(bytes: usize) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let layout = Layout::from_size_align(bytes.max(REGION_ALIGNMENT), REGION_ALIGNMENT).expect("size fits in isize");
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(ptr).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        Self { allocation: Arc::new(Allocation { ptr, layout }), id: NEXT_ID.fetch_add(1, Ordering::Relaxed) }
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        self.allocation.layout.size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Identifies the memory in registrations and errors.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// A region of it for the engine; `offset` and `max_len` were checked
+    /// against the memory's size and alignment by registration.
+    pub(crate) fn lend(&self, offset: usize, max_len: usize) -> LentRegion {
+        assert!(offset % REGION_ALIGNMENT == 0 && offset + max_len <= self.len(), "registration validates regions");
+        LentRegion { allocation: self.allocation.clone(), memory: self.id, offset, max_len }
+    }
+
+    /// A slice of `len` floats at `offset` bytes, for the processor.
+    /// The caller ([`super::ProcessIo::memory`]) has checked the range is
+    /// in bounds, aligned for f32 and not lent, and ties the slice to a
+    /// borrow of itself.
+    pub(crate) fn unlent_floats(&self, offset: usize, len: usize) -> &mut [f32] {
+        assert!(offset % 4 == 0 && offset + len * 4 <= self.len(), "ProcessIo validates ranges");
+        // SAFETY: in bounds and aligned (asserted); the range is not lent, so
+        // no engine view aliases it; the returned borrow lives no longer
+        // than the `ProcessIo` borrow the caller holds, during which no
+        // other slice of this range is handed out.
+        unsafe { std::slice::from_raw_parts_mut(self.allocation.ptr.as_ptr().add(offset).cast::<f32>(), len) }
+    }
+}
+
+/// The engine's view of one lent region: planar f32, channel `c` at
+/// `offset + c * 512` bytes. It keeps the memory alive.
+#[derive(Clone)]
+pub(crate) struct LentRegion {
+    allocation: Arc<Allocation>,
+    memory: u64,
+    offset: usize,
+    max_len: usize,
+}
+
+impl LentRegion {
+    /// How many whole channels fit.
+    pub fn capacity_channels(&self) -> usize {
+        self.max_len / CHANNEL_BYTES
+    }
+
+    pub fn memory_id(&self) -> u64 {
+        self.memory
+    }
+
+    /// The byte range it covers in its memory.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.max_len
+    }
+
+    fn base(&self) -> *mut Channel {
+        // SAFETY: `offset + max_len <= len` was asserted in `lend`, so the
+        // pointer stays inside the allocation.
+        unsafe { self.allocation.ptr.as_ptr().add(self.offset).cast::<Channel>() }
+    }
+
+    pub fn channels(&self, channels: usize) -> &[Channel] {
+        assert!(channels <= self.capacity_channels());
+        // SAFETY: in bounds (asserted), aligned (16-byte offset, Channel
+        // needs 4), initialised (the memory was zeroed and only ever holds
+        // f32 bit patterns); no mutable view of this region is alive while
+        // the engine reads it (see the module docs).
+        unsafe { std::slice::from_raw_parts(self.base(), channels) }
+    }
+
+    pub fn channels_mut(&mut self, channels: usize) -> &mut [Channel] {
+        assert!(channels <= self.capacity_channels());
+        // SAFETY: as in `channels`; the `&mut self` borrow and the
+        // non-overlap of simultaneously lent regions make this the only
+        // view of the range while it lives.
+        unsafe { std::slice::from_raw_parts_mut(self.base(), channels) }
+    }
+}

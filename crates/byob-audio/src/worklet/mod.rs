@@ -1,0 +1,24 @@
+//! AudioWorklet-style processors that bring their own buffers (BYOB).
+//!
+//! A [`WorkletProcessor`] runs inside an [`AudioWorkletNode`]. Left alone it
+//! works like a spec AudioWorkletProcessor: the engine copies each input
+//! into arrays it owns, calls `process`, and copies the outputs out. A
+//! processor can instead lend regions of its own [`ByobMemory`] to the
+//! engine with `register_buffers`: the engine then mixes inputs straight
+//! into those regions and downstream nodes read outputs straight out of
+//! them — no copies. Channel-count changes are negotiated with
+//! [`WorkletProcessor::channel_topology_change`]. See docs/byob.md.
+
+pub mod examples;
+#[allow(unsafe_code)]
+pub(crate) mod lent;
+mod node;
+mod processor;
+mod registration;
+mod registry;
+
+pub use lent::{ByobMemory, CHANNEL_BYTES, REGION_ALIGNMENT};
+pub use node::{AudioWorkletNode, AudioWorkletNodeOptions, WorkletStatus};
+pub use processor::{PortKind, ProcessIo, ProcessorInit, Registrar, TopologyChange, TopologyResponse, WorkletProcessor};
+pub use registration::{BufferKind, RegistrationError};
+pub use registry::{ProcessorDefinition, ProcessorFactory, ProcessorRegistry, RegisterProcessorError};

@@ -1,0 +1,357 @@
+//! AudioWorkletNode: hosts a [`WorkletProcessor`], on engine-owned arrays
+//! (the copying baseline) or on regions the processor registered (BYOB).
+
+use super::processor::{install, PortKind, ProcessIo, ProcessorInit, Registrar, TopologyChange, TopologyResponse, WorkletProcessor};
+use super::registration::Registrations;
+use super::registry::ProcessorRegistry;
+use crate::block::{AudioBlock, MAX_CHANNELS};
+use crate::graph::{AudioGraph, AudioNodeOptions, AudioParamId, NodeDescription, NodeError, NodeId};
+use crate::mixing::{ChannelConfig, ChannelCountMode};
+use crate::node::{AudioNode, AudioProcessor, RenderScope};
+use crate::param::{ParamBuffer, ParamState};
+use super::lent::CHANNEL_BYTES;
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// The spec's AudioWorkletNodeOptions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AudioWorkletNodeOptions {
+    pub number_of_inputs: usize,
+    pub number_of_outputs: usize,
+    /// One count per output; without it a node with one input and one output
+    /// follows its input's channel count and other nodes output mono.
+    pub output_channel_count: Option<Vec<usize>>,
+    /// Initial parameter values by name.
+    pub parameter_data: Vec<(String, f32)>,
+    pub processor_options: serde_json::Value,
+    pub node: AudioNodeOptions,
+}
+
+impl Default for AudioWorkletNodeOptions {
+    fn default() -> Self {
+        Self {
+            number_of_inputs: 1,
+            number_of_outputs: 1,
+            output_channel_count: None,
+            parameter_data: Vec::new(),
+            processor_options: serde_json::Value::Null,
+            node: AudioNodeOptions::default(),
+        }
+    }
+}
+
+/// What a node's renderer shares with its handle and the context.
+#[derive(Debug, Default)]
+pub struct WorkletStatus {
+    bytes_copied: AtomicU64,
+    quanta: AtomicU64,
+    topology_changes: AtomicU64,
+    error: OnceLock<String>,
+}
+
+impl WorkletStatus {
+    /// Bytes the worklet path copied between engine and processor arrays.
+    pub fn bytes_copied(&self) -> u64 {
+        self.bytes_copied.load(Ordering::Relaxed)
+    }
+
+    /// Render quanta the node has rendered.
+    pub fn quanta(&self) -> u64 {
+        self.quanta.load(Ordering::Relaxed)
+    }
+
+    /// `channel_topology_change` calls made.
+    pub fn topology_changes(&self) -> u64 {
+        self.topology_changes.load(Ordering::Relaxed)
+    }
+
+    /// The `processorerror` message, once the processor has failed.
+    pub fn error(&self) -> Option<&str> {
+        self.error.get().map(String::as_str)
+    }
+}
+
+pub struct AudioWorkletNode {
+    id: NodeId,
+    status: Arc<WorkletStatus>,
+    parameter_names: Vec<String>,
+}
+
+impl AudioNode for AudioWorkletNode {
+    fn id(&self) -> NodeId {
+        self.id
+    }
+}
+
+impl AudioWorkletNode {
+    /// Creates a node running the processor registered as `name`.
+    pub fn new(graph: &mut AudioGraph, registry: &ProcessorRegistry, name: &str, options: AudioWorkletNodeOptions) -> Result<Self, NodeError> {
+        let Some(definition) = registry.get(name) else {
+            let known: Vec<&str> = registry.names().collect();
+            return Err(NodeError::InvalidState {
+                what: format!("no processor named {name:?} is registered (known: {})", known.join(", ")),
+            });
+        };
+        let (n_in, n_out) = (options.number_of_inputs, options.number_of_outputs);
+        if n_in == 0 && n_out == 0 {
+            return Err(NodeError::NotSupported { what: "numberOfInputs and numberOfOutputs cannot both be 0".into() });
+        }
+        if n_in > MAX_CHANNELS || n_out > MAX_CHANNELS {
+            return Err(NodeError::NotSupported { what: format!("at most {MAX_CHANNELS} inputs and outputs") });
+        }
+        if let Some(counts) = &options.output_channel_count {
+            if let Some(&bad) = counts.iter().find(|&&c| c == 0 || c > MAX_CHANNELS) {
+                return Err(NodeError::NotSupported { what: format!("outputChannelCount {bad} is out of range 1..={MAX_CHANNELS}") });
+            }
+            if counts.len() != n_out {
+                return Err(NodeError::IndexSize {
+                    what: format!("outputChannelCount has {} entries but numberOfOutputs is {n_out}", counts.len()),
+                });
+            }
+        }
+        let config = options.node.resolve(ChannelConfig::default())?;
+        let mut params: Vec<ParamState> = definition.parameter_descriptors.iter().cloned().map(ParamState::new).collect();
+        for (name, value) in &options.parameter_data {
+            let Some(param) = params.iter_mut().find(|p| &p.descriptor.name == name) else {
+                return Err(NodeError::NotSupported { what: format!("parameterData names {name:?}, which the processor does not declare") });
+            };
+            NodeError::check_range("parameterData value", *value as f64, f64::MIN, f64::MAX)?;
+            param.timeline.set_initial_value(*value);
+        }
+        let input_channels = vec![if config.mode == ChannelCountMode::Explicit { config.count } else { 1 }; n_in];
+        let output_channels = options.output_channel_count.clone().unwrap_or_else(|| vec![1; n_out]);
+        let mut registrations = Registrations::new(input_channels, output_channels);
+        let processor = {
+            let mut init = ProcessorInit {
+                sample_rate: graph.sample_rate(),
+                number_of_inputs: n_in,
+                number_of_outputs: n_out,
+                processor_options: &options.processor_options,
+                registrar: Registrar { registrations: &mut registrations },
+            };
+            (definition.factory)(&mut init).map_err(|e| NodeError::InvalidState { what: format!("processor {name:?} failed to construct: {e}") })?
+        };
+        let status = Arc::new(WorkletStatus::default());
+        let follows_input = options.output_channel_count.is_none() && n_in == 1 && n_out == 1;
+        let renderer = WorkletRenderer {
+            processor,
+            registrations,
+            copied_inputs: vec![AudioBlock::new(); n_in],
+            copied_outputs: vec![AudioBlock::new(); n_out],
+            parked_inputs: vec![None; n_in],
+            parked_outputs: vec![None; n_out],
+            explicit_outputs: options.output_channel_count.clone(),
+            follows_input,
+            active_source: true,
+            failed: false,
+            status: status.clone(),
+        };
+        let id = graph.add_node(NodeDescription {
+            type_name: "AudioWorkletNode",
+            number_of_inputs: n_in,
+            number_of_outputs: n_out,
+            channel_config: config,
+            params,
+            processor: Box::new(renderer),
+            breaks_cycles: false,
+        });
+        graph.add_worklet_status(id, status.clone());
+        Ok(Self { id, status, parameter_names: definition.parameter_descriptors.iter().map(|d| d.name.clone()).collect() })
+    }
+
+    /// Counters and the processor error, shared with the render side.
+    pub fn status(&self) -> &Arc<WorkletStatus> {
+        &self.status
+    }
+
+    /// A parameter by its descriptor's name.
+    pub fn parameter(&self, name: &str) -> Option<AudioParamId> {
+        self.parameter_names.iter().position(|n| n == name).map(|index| AudioParamId { node: self.id, index })
+    }
+}
+
+struct WorkletRenderer {
+    processor: Box<dyn WorkletProcessor>,
+    registrations: Registrations,
+    copied_inputs: Vec<AudioBlock>,
+    copied_outputs: Vec<AudioBlock>,
+    parked_inputs: Vec<Option<AudioBlock>>,
+    parked_outputs: Vec<Option<AudioBlock>>,
+    explicit_outputs: Option<Vec<usize>>,
+    follows_input: bool,
+    /// The spec's [[active source]] flag: what `process` last returned.
+    active_source: bool,
+    failed: bool,
+    status: Arc<WorkletStatus>,
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "the processor panicked".into())
+}
+
+/// Makes `block` view `region` (with `channels`), unless it already does.
+fn point_at(block: &mut AudioBlock, region: &super::lent::LentRegion, channels: usize, parked: &mut Option<AudioBlock>) {
+    let same = block.region().is_some_and(|r| r.memory_id() == region.memory_id() && r.range() == region.range());
+    if !same {
+        install(block, AudioBlock::lent(region.clone(), channels.min(region.capacity_channels())), parked);
+    }
+}
+
+impl WorkletRenderer {
+    fn fail(&mut self, message: String) {
+        self.failed = true;
+        // Only the first error is kept; a second cannot happen (the
+        // processor is never called again).
+        let _ = self.status.error.set(message);
+    }
+
+    /// Offers a channel-count change of a port to the processor.
+    fn negotiate(&mut self, kind: PortKind, port: usize, new_channels: usize) {
+        let old_channels = match kind {
+            PortKind::Input => self.registrations.input_channels[port],
+            PortKind::Output => self.registrations.output_channels[port],
+        };
+        let change = TopologyChange { kind, port, old_channels, new_channels, bytes_needed: new_channels * CHANNEL_BYTES };
+        self.status.topology_changes.fetch_add(1, Ordering::Relaxed);
+        let processor = &mut self.processor;
+        let registrations = &mut self.registrations;
+        let response = catch_unwind(AssertUnwindSafe(|| processor.channel_topology_change(change, &mut Registrar { registrations })));
+        let response = match response {
+            Ok(r) => r,
+            Err(payload) => return self.fail(format!("channel_topology_change panicked: {}", panic_message(payload.as_ref()))),
+        };
+        let region = match kind {
+            PortKind::Input => self.registrations.inputs[port].as_ref(),
+            PortKind::Output => self.registrations.outputs[port].as_ref(),
+        };
+        let capacity = region.map_or(MAX_CHANNELS, |r| r.region.capacity_channels());
+        let fits = new_channels <= capacity;
+        let accept = match response {
+            TopologyResponse::Accept if !fits => {
+                return self.fail(format!(
+                    "accepted {new_channels} channel(s) on {kind:?} port {port} with a region of {} bytes ({} needed)",
+                    capacity * CHANNEL_BYTES,
+                    new_channels * CHANNEL_BYTES
+                ));
+            }
+            TopologyResponse::Accept => true,
+            TopologyResponse::AcceptIfFits => fits,
+            TopologyResponse::Reject => false,
+        };
+        if accept {
+            match kind {
+                PortKind::Input => self.registrations.input_channels[port] = new_channels,
+                PortKind::Output => self.registrations.output_channels[port] = new_channels,
+            }
+        }
+    }
+
+    fn desired_output_channels(&self, port: usize) -> usize {
+        match &self.explicit_outputs {
+            Some(counts) => counts[port],
+            None if self.follows_input => self.registrations.input_channels[0],
+            None => 1,
+        }
+    }
+}
+
+impl AudioProcessor for WorkletRenderer {
+    fn input_channels(&mut self, input: usize, computed: usize, block: &mut AudioBlock) -> usize {
+        if self.failed {
+            return computed.min(block.capacity());
+        }
+        self.registrations.apply_pending_input(input);
+        if computed != self.registrations.input_channels[input] {
+            self.negotiate(PortKind::Input, input, computed);
+            if self.failed {
+                return computed.min(block.capacity());
+            }
+        }
+        let channels = self.registrations.input_channels[input];
+        if let Some(r) = &self.registrations.inputs[input] {
+            point_at(block, &r.region, channels, &mut self.parked_inputs[input]);
+        }
+        channels
+    }
+
+    fn process(&mut self, inputs: &[AudioBlock], outputs: &mut [AudioBlock], params: &[ParamBuffer], scope: &RenderScope) -> bool {
+        self.status.quanta.fetch_add(1, Ordering::Relaxed);
+        let silent_inputs = || inputs.iter().all(AudioBlock::is_silent);
+        if self.failed || (!self.active_source && silent_inputs()) {
+            for out in outputs.iter_mut() {
+                out.make_silent(1);
+            }
+            return false;
+        }
+        for port in 0..outputs.len() {
+            let desired = self.desired_output_channels(port);
+            if desired != self.registrations.output_channels[port] {
+                self.negotiate(PortKind::Output, port, desired);
+                if self.failed {
+                    return self.process(inputs, outputs, params, scope);
+                }
+            }
+        }
+        let mut copied = 0u64;
+        for (port, out) in outputs.iter_mut().enumerate() {
+            let channels = self.registrations.output_channels[port];
+            match &self.registrations.outputs[port] {
+                Some(r) => {
+                    point_at(out, &r.region, channels, &mut self.parked_outputs[port]);
+                    out.set_number_of_channels(channels);
+                }
+                None => {
+                    // A fresh zeroed array each quantum, as the spec's outputs.
+                    self.copied_outputs[port].make_silent(channels);
+                }
+            }
+        }
+        for (port, input) in inputs.iter().enumerate() {
+            if self.registrations.inputs[port].is_none() {
+                self.copied_inputs[port].copy_from(input);
+                copied += (input.number_of_channels() * CHANNEL_BYTES) as u64;
+            }
+        }
+        self.registrations.in_process = true;
+        let mut io = ProcessIo {
+            graph_inputs: inputs,
+            graph_outputs: outputs,
+            copied_inputs: &self.copied_inputs,
+            copied_outputs: &mut self.copied_outputs,
+            parked_outputs: &mut self.parked_outputs,
+            params,
+            registrations: &mut self.registrations,
+            scope: *scope,
+        };
+        let processor = &mut self.processor;
+        let result = catch_unwind(AssertUnwindSafe(|| processor.process(&mut io)));
+        self.registrations.finish_process();
+        match result {
+            Ok(keep_alive) => self.active_source = keep_alive,
+            Err(payload) => {
+                self.fail(format!("process panicked: {}", panic_message(payload.as_ref())));
+                return self.process(inputs, outputs, params, scope);
+            }
+        }
+        for (port, out) in outputs.iter_mut().enumerate() {
+            if self.registrations.outputs[port].is_none() {
+                out.copy_from(&self.copied_outputs[port]);
+                copied += (out.number_of_channels() * CHANNEL_BYTES) as u64;
+            }
+        }
+        if copied > 0 {
+            self.status.bytes_copied.fetch_add(copied, Ordering::Relaxed);
+        }
+        true
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
