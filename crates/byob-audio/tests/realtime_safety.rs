@@ -102,3 +102,56 @@ fn rendering_every_node_type_allocates_nothing() {
     }
     assert!(energy > 0.0, "the graph should make sound");
 }
+
+/// BYOB processors: registered regions, registration inside `process`
+/// (ping-pong's hand-over), topology changes negotiated mid-render
+/// (channel-follower re-registers a larger region) and the copying baseline.
+fn worklet_graph() -> Result<RenderGraph, Box<dyn std::error::Error>> {
+    let sample_rate = 48000.0;
+    let mut graph = AudioGraph::new(sample_rate, 2)?;
+    let g = &mut graph;
+    let destination = g.destination();
+    let registry = ProcessorRegistry::with_examples();
+    let mono = ConstantSourceNode::new(g, ConstantSourceOptions { offset: 0.25 })?;
+    mono.start(g, 0.0)?;
+    // A stereo source that starts later widens the mix: a topology change.
+    let buffer = Arc::new(AudioBuffer::new(sample_rate, vec![vec![0.5; 4800], vec![-0.5; 4800]])?);
+    let stereo = AudioBufferSourceNode::new(g, AudioBufferSourceOptions { buffer: Some(buffer), ..Default::default() })?;
+    stereo.start(g, 0.01)?;
+    let worklet = |g: &mut AudioGraph, name: &str, processor_options: serde_json::Value, output_channel_count: Option<Vec<usize>>| {
+        let options = AudioWorkletNodeOptions { processor_options, output_channel_count, ..Default::default() };
+        AudioWorkletNode::new(g, &registry, name, options)
+    };
+    let gains = [
+        worklet(g, "gain", serde_json::json!({"byob": true}), None)?,
+        worklet(g, "gain", serde_json::json!({"byob": false}), None)?,
+        worklet(g, "gain", serde_json::json!({"inPlace": true}), None)?,
+    ];
+    let follower = worklet(g, "channel-follower", serde_json::json!({"maxChannels": 2}), None)?;
+    let echo = worklet(g, "ping-pong", serde_json::json!({"delayQuanta": 3}), Some(vec![2]))?;
+    let mut previous = None;
+    for node in gains.iter().chain([&follower, &echo]) {
+        match previous {
+            None => {
+                g.connect(mono.id(), 0, node.id(), 0)?;
+                g.connect(stereo.id(), 0, node.id(), 0)?;
+            }
+            Some(p) => g.connect(p, 0, node.id(), 0)?,
+        }
+        previous = Some(node.id());
+    }
+    g.connect(echo.id(), 0, destination, 0)?;
+    g.connect(follower.id(), 0, destination, 0)?;
+    Ok(graph.compile()?)
+}
+
+#[test]
+fn rendering_byob_processors_allocates_nothing() {
+    let mut render = worklet_graph().expect("graph builds");
+    let mut energy = 0.0f64;
+    for _ in 0..40 {
+        let block = assert_no_alloc(|| render.render_quantum());
+        energy += block.channels().iter().flatten().map(|&s| (s as f64).powi(2)).sum::<f64>();
+    }
+    assert!(energy > 0.0, "the graph should make sound");
+}

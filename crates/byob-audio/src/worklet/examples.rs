@@ -66,21 +66,26 @@ impl Gain {
 
 impl WorkletProcessor for Gain {
     fn process(&mut self, io: &mut ProcessIo<'_>) -> bool {
-        let in_place = io.input(0).is_empty();
         let gain = io.param(0);
-        let constant = gain.len() == 1;
-        let g0 = gain[0];
-        let mut gains = [0.0f32; N];
-        gains[..gain.len()].copy_from_slice(gain);
         let (input, output) = io.input_and_output(0, 0);
-        let apply = |i: usize, x: f32| x * if constant { g0 } else { gains[i % N] };
-        if in_place {
-            for (i, s) in output.iter_mut().enumerate() {
-                *s = apply(i, *s);
+        // In place, the input is already in the output region.
+        let in_place = input.is_empty();
+        match gain {
+            [g] => {
+                if in_place {
+                    output.iter_mut().for_each(|s| *s *= g);
+                } else {
+                    output.iter_mut().zip(input).for_each(|(o, x)| *o = x * g);
+                }
             }
-        } else {
-            for (i, (o, &x)) in output.iter_mut().zip(input).enumerate() {
-                *o = apply(i, x);
+            gains => {
+                for (c, out) in output.chunks_exact_mut(N).enumerate() {
+                    if in_place {
+                        out.iter_mut().zip(gains).for_each(|(s, g)| *s *= g);
+                    } else {
+                        out.iter_mut().zip(&input[c * N..(c + 1) * N]).zip(gains).for_each(|((o, x), g)| *o = x * g);
+                    }
+                }
             }
         }
         true

@@ -7,7 +7,11 @@
 //! engine with `register_buffers`: the engine then mixes inputs straight
 //! into those regions and downstream nodes read outputs straight out of
 //! them — no copies. Channel-count changes are negotiated with
-//! [`WorkletProcessor::channel_topology_change`]. See docs/byob.md.
+//! [`WorkletProcessor::channel_topology_change`].
+//!
+//! What follows is docs/byob.md, whose example is compiled and run as a test.
+//!
+#![doc = include_str!("../../../../docs/byob.md")]
 
 pub mod examples;
 #[allow(unsafe_code)]

@@ -147,6 +147,8 @@ impl AudioWorkletNode {
             active_source: true,
             failed: false,
             status: status.clone(),
+            quanta: 0,
+            bytes_copied: 0,
         };
         let id = graph.add_node(NodeDescription {
             type_name: "AudioWorkletNode",
@@ -185,6 +187,10 @@ struct WorkletRenderer {
     active_source: bool,
     failed: bool,
     status: Arc<WorkletStatus>,
+    /// Render-thread copies of the counters, published with plain stores
+    /// (a read-modify-write per quantum would cost more than the rest).
+    quanta: u64,
+    bytes_copied: u64,
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -281,7 +287,8 @@ impl AudioProcessor for WorkletRenderer {
     }
 
     fn process(&mut self, inputs: &[AudioBlock], outputs: &mut [AudioBlock], params: &[ParamBuffer], scope: &RenderScope) -> bool {
-        self.status.quanta.fetch_add(1, Ordering::Relaxed);
+        self.quanta += 1;
+        self.status.quanta.store(self.quanta, Ordering::Relaxed);
         let silent_inputs = || inputs.iter().all(AudioBlock::is_silent);
         if self.failed || (!self.active_source && silent_inputs()) {
             for out in outputs.iter_mut() {
@@ -346,7 +353,8 @@ impl AudioProcessor for WorkletRenderer {
             }
         }
         if copied > 0 {
-            self.status.bytes_copied.fetch_add(copied, Ordering::Relaxed);
+            self.bytes_copied += copied;
+            self.status.bytes_copied.store(self.bytes_copied, Ordering::Relaxed);
         }
         true
     }

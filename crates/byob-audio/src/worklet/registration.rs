@@ -83,6 +83,8 @@ pub(crate) struct Registrations {
     pub output_channels: Vec<usize>,
     /// True while the processor's `process` runs.
     pub in_process: bool,
+    /// Whether `retired` holds anything.
+    any_retired: bool,
 }
 
 impl Registrations {
@@ -96,6 +98,7 @@ impl Registrations {
             input_channels,
             output_channels,
             in_process: false,
+            any_retired: false,
         }
     }
 
@@ -189,6 +192,7 @@ impl Registrations {
             let old = self.outputs[port].replace(registered.clone());
             if self.in_process {
                 self.retired[n_in + port] = old.map(|r| r.region);
+                self.any_retired = true;
             }
         }
         if replaces_input {
@@ -243,8 +247,10 @@ impl Registrations {
     /// Ends a `process` call: replaced regions go back to the processor.
     pub fn finish_process(&mut self) {
         self.in_process = false;
-        for r in &mut self.retired {
-            *r = None;
+        if std::mem::take(&mut self.any_retired) {
+            for r in &mut self.retired {
+                *r = None;
+            }
         }
     }
 
