@@ -417,6 +417,8 @@ fn output_registered_inside_process_is_handed_over_that_quantum() -> TestResult 
         let memory = ByobMemory::new(3 * CH);
         let base = init.memory(&memory, 0, 3 * N).map_err(|e| e.to_string())?.as_ptr() as usize;
         lock(&shared).base = base;
+        // The (unconnected) input gets the third slot, so nothing is copied.
+        init.register_buffers(&memory, 2 * CH, CH, BufferKind::Input, 0).map_err(|e| e.to_string())?;
         init.memory(&memory, SLOT_A, N).map_err(|e| e.to_string())?.fill(VALUE_A);
         init.memory(&memory, SLOT_B, N).map_err(|e| e.to_string())?.fill(VALUE_B);
         init.register_buffers(&memory, SLOT_A, CH, BufferKind::Output, 0).map_err(|e| e.to_string())?;
@@ -432,7 +434,7 @@ fn output_registered_inside_process_is_handed_over_that_quantum() -> TestResult 
         graph,
         &registry,
         "hand-over",
-        AudioWorkletNodeOptions { number_of_inputs: 0, output_channel_count: Some(vec![1]), ..options() },
+        AudioWorkletNodeOptions { output_channel_count: Some(vec![1]), ..options() },
     )?;
     let dest = graph.destination();
     graph.connect(node.id(), 0, dest, 0)?;
@@ -458,6 +460,31 @@ fn output_registered_inside_process_is_handed_over_that_quantum() -> TestResult 
         assert_eq!(call.replaced_now, Some(Err(RegistrationError::NotAvailable { offset: previous, len: N })), "quantum {q}");
     }
     assert_eq!(node.status().bytes_copied(), 0);
+    Ok(())
+}
+
+#[test]
+fn output_registration_on_a_node_without_inputs() -> TestResult {
+    let mut registry = ProcessorRegistry::new();
+    registry.register("source", Vec::new(), |init| {
+        let memory = ByobMemory::new(CH);
+        init.memory(&memory, 0, N).map_err(|e| e.to_string())?.fill(VALUE_A);
+        init.register_buffers(&memory, 0, CH, BufferKind::Output, 0).map_err(|e| e.to_string())?;
+        Ok(Box::new(HandOver { memory, log: Default::default(), calls: 0 }) as Box<dyn WorkletProcessor>)
+    })?;
+    let mut ctx = OfflineAudioContext::new(1, N, SR)?;
+    let graph = ctx.graph();
+    let node = AudioWorkletNode::new(
+        graph,
+        &registry,
+        "source",
+        AudioWorkletNodeOptions { number_of_inputs: 0, output_channel_count: Some(vec![1]), ..options() },
+    )?;
+    let dest = graph.destination();
+    graph.connect(node.id(), 0, dest, 0)?;
+    let rendered = ctx.render(|_| {})?;
+    assert!(rendered.processor_errors.is_empty(), "{:?}", rendered.processor_errors);
+    assert_audio(&rendered.buffer, 1, |_, _| VALUE_A as f64, "output region of a node without inputs");
     Ok(())
 }
 
@@ -649,6 +676,7 @@ struct Picky {
     memory: ByobMemory,
     log: Arc<Mutex<PickyLog>>,
     calls: usize,
+    in_place: bool,
 }
 
 impl WorkletProcessor for Picky {
@@ -657,7 +685,7 @@ impl WorkletProcessor for Picky {
         self.calls += 1;
         let mut attempts = Vec::new();
         let m = &self.memory;
-        match q {
+        match if self.in_place { usize::MAX } else { q } {
             1 => {
                 attempts.push(("in use: output over the input", io.register_buffers(m, 0, 2 * CH, BufferKind::Output, 0)));
                 attempts.push(("in use: input over the output", io.register_buffers(m, 2 * CH, 2 * CH, BufferKind::Input, 0)));
@@ -729,7 +757,7 @@ fn picky_registry(log: Arc<Mutex<PickyLog>>) -> ProcessorRegistry {
             shared.base = base;
             shared.attempts.extend(attempts);
             drop(shared);
-            Ok(Box::new(Picky { memory, log: log.clone(), calls: 0 }))
+            Ok(Box::new(Picky { memory, log: log.clone(), calls: 0, in_place }))
         })
         .expect("fresh registry");
     registry
@@ -857,6 +885,20 @@ fn a_panicking_processor_is_isolated() -> TestResult {
     // The output written before the panic in call 3 does not leak.
     assert_audio(&rendered.buffer, 1, |_, n| 0.25 + if n < 2 * N { 0.5 } else { 0.0 }, "after the panic");
     assert_eq!(lock(&log).calls.len(), 3, "process is never called again");
+    Ok(())
+}
+
+#[test]
+fn quanta_count_each_quantum_once_after_a_panic() -> TestResult {
+    const QUANTA: usize = 5;
+    let cfg = ProbeConfig { panic_on_call: Some(3), ..Default::default() };
+    let mut ctx = OfflineAudioContext::new(1, QUANTA * N, SR)?;
+    let graph = ctx.graph();
+    let node = AudioWorkletNode::new(graph, &probe_registry(cfg, Shared::default()), "probe", probe_options(1.0))?;
+    let dest = graph.destination();
+    graph.connect(node.id(), 0, dest, 0)?;
+    let rendered = ctx.render(|_| {})?;
+    assert_eq!(rendered.processor_errors.len(), 1);
     assert_eq!(node.status().quanta(), QUANTA as u64);
     Ok(())
 }

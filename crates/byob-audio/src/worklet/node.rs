@@ -201,6 +201,14 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
         .unwrap_or_else(|| "the processor panicked".into())
 }
 
+/// One channel of silence on every output: a failed or finished processor.
+fn silence(outputs: &mut [AudioBlock]) -> bool {
+    for out in outputs.iter_mut() {
+        out.make_silent(1);
+    }
+    false
+}
+
 /// Makes `block` view `region` (with `channels`), unless it already does.
 fn point_at(block: &mut AudioBlock, region: &super::lent::LentRegion, channels: usize, parked: &mut Option<AudioBlock>) {
     let same = block.region().is_some_and(|r| r.memory_id() == region.memory_id() && r.range() == region.range());
@@ -291,17 +299,14 @@ impl AudioProcessor for WorkletRenderer {
         self.status.quanta.store(self.quanta, Ordering::Relaxed);
         let silent_inputs = || inputs.iter().all(AudioBlock::is_silent);
         if self.failed || (!self.active_source && silent_inputs()) {
-            for out in outputs.iter_mut() {
-                out.make_silent(1);
-            }
-            return false;
+            return silence(outputs);
         }
         for port in 0..outputs.len() {
             let desired = self.desired_output_channels(port);
             if desired != self.registrations.output_channels[port] {
                 self.negotiate(PortKind::Output, port, desired);
                 if self.failed {
-                    return self.process(inputs, outputs, params, scope);
+                    return silence(outputs);
                 }
             }
         }
@@ -343,7 +348,7 @@ impl AudioProcessor for WorkletRenderer {
             Ok(keep_alive) => self.active_source = keep_alive,
             Err(payload) => {
                 self.fail(format!("process panicked: {}", panic_message(payload.as_ref())));
-                return self.process(inputs, outputs, params, scope);
+                return silence(outputs);
             }
         }
         for (port, out) in outputs.iter_mut().enumerate() {

@@ -152,7 +152,10 @@ impl Registrations {
         if self.in_process {
             for (k, r) in self.inputs.iter().enumerate() {
                 if let Some(r) = r {
-                    if overlaps(&r.region, id, &range) && !(replaces_input && k == port) {
+                    // Replacing a port's own region (input, or an in-place
+                    // region on the output side) is not a conflict.
+                    let own = k == port && (replaces_input || (r.in_place && replaces_output));
+                    if overlaps(&r.region, id, &range) && !own {
                         return Err(RegistrationError::InUse { other: "input", port: k });
                     }
                 }
@@ -208,16 +211,16 @@ impl Registrations {
         // old region on the other, no longer shared.
         match kind {
             BufferKind::Input => {
-                if let Some(output) = &mut self.outputs[port] {
+                if let Some(Some(output)) = self.outputs.get_mut(port) {
                     output.in_place = false;
                 }
             }
-            BufferKind::Output => {
+            BufferKind::Output if port < self.inputs.len() => {
                 for input in [&mut self.inputs[port], &mut self.pending_inputs[port]].into_iter().flatten() {
                     input.in_place = false;
                 }
             }
-            BufferKind::InPlace => {}
+            BufferKind::Output | BufferKind::InPlace => {}
         }
         Ok(())
     }
