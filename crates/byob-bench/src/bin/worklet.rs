@@ -29,6 +29,7 @@ fn signal(channels: usize) -> Vec<Vec<f32>> {
 enum Mode {
     None,
     Byob,
+    ByobInPlace,
     Baseline,
 }
 
@@ -46,7 +47,7 @@ fn byob_graph(channels: usize, mode: Mode) -> (byob::OfflineAudioContext, Option
     let registry = byob::ProcessorRegistry::with_examples();
     let options = byob::AudioWorkletNodeOptions {
         parameter_data: vec![("gain".into(), 0.5)],
-        processor_options: serde_json::json!({"byob": mode == Mode::Byob, "maxChannels": 8}),
+        processor_options: serde_json::json!({"byob": mode != Mode::Baseline, "inPlace": mode == Mode::ByobInPlace, "maxChannels": 8}),
         ..Default::default()
     };
     let mut previous = src.id();
@@ -139,9 +140,11 @@ fn main() {
             })
         };
         let (ours_none, ours_byob, ours_base) = (byob_time(Mode::None), byob_time(Mode::Byob), byob_time(Mode::Baseline));
+        let ours_in_place = byob_time(Mode::ByobInPlace);
         let (peer_none, peer_with) = (peer_time(false), peer_time(true));
         let ns = |with: f64, without: f64| ((with - without) / (QUANTA * CHAIN as f64) * 1e9).max(0.0);
         let (byob_ns, base_ns, peer_ns) = (ns(ours_byob, ours_none), ns(ours_base, ours_none), ns(peer_with, peer_none));
+        let in_place_ns = ns(ours_in_place, ours_none);
         // Bytes copied per quantum, from the node's own counter.
         let copied = |mode| {
             let (ctx, status) = byob_graph(channels, mode);
@@ -149,16 +152,18 @@ fn main() {
             let status = status.expect("a worklet node");
             status.bytes_copied() / status.quanta()
         };
-        let (copied_byob, copied_base) = (copied(Mode::Byob), copied(Mode::Baseline));
+        let (copied_byob, copied_base) = (copied(Mode::Byob) + copied(Mode::ByobInPlace), copied(Mode::Baseline));
         println!(
-            "{channels} ch: BYOB {byob_ns:.0} ns/quantum, baseline {base_ns:.0}, web-audio-api {peer_ns:.0}; BYOB/baseline {:.2}, BYOB/web-audio-api {:.2}",
+            "{channels} ch: BYOB {byob_ns:.0} ns/quantum, BYOB in place {in_place_ns:.0}, baseline {base_ns:.0}, web-audio-api {peer_ns:.0}; BYOB/baseline {:.2} (in place {:.2}), BYOB/web-audio-api {:.2}",
             byob_ns / base_ns,
+            in_place_ns / base_ns,
             byob_ns / peer_ns
         );
         rows.push(format!(
-            "| {channels} | {byob_ns:.0} | {base_ns:.0} | {peer_ns:.0} | **{:.2}** | **{:.2}** | {copied_byob} | {copied_base} |",
+            "| {channels} | {byob_ns:.0} | {in_place_ns:.0} | {base_ns:.0} | {peer_ns:.0} | **{:.2}** | **{:.2}** | **{:.2}** | {copied_byob} | {copied_base} |",
             byob_ns / base_ns,
-            byob_ns / peer_ns,
+            in_place_ns / base_ns,
+            byob_ns.max(in_place_ns) / peer_ns,
         ));
     }
     let body = format!(
@@ -168,8 +173,9 @@ fn main() {
          (render with the chain − the same graph without it) / ({CHAIN} × quanta), each engine against its own graph. \
          Same run, same machine: {}.\n\
          Goals: BYOB/baseline at most 0.5 at 8 channels; BYOB below web-audio-api at every count; 0 bytes copied.\n\n\
-         | channels | BYOB ns/quantum | baseline ns/quantum | web-audio-api ns/quantum | BYOB/baseline | BYOB/web-audio-api | bytes copied per quantum, BYOB | bytes copied per quantum, baseline |\n\
-         |---|---|---|---|---|---|---|---|\n{}",
+         BYOB uses separate input and output regions; BYOB in place one INPUT|OUTPUT region.\n\n\
+         | channels | BYOB ns/quantum | BYOB in place ns/quantum | baseline ns/quantum | web-audio-api ns/quantum | BYOB/baseline | in place/baseline | BYOB (worse of the two)/web-audio-api | bytes copied per quantum, BYOB | bytes copied per quantum, baseline |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n{}",
         byob_bench::machine(),
         rows.join("\n")
     );
