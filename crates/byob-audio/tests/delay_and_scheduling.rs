@@ -242,7 +242,7 @@ fn self_loop_without_delay_is_refused() -> TestResult {
     graph.connect(g.id(), 0, g.id(), 0)?;
     let dest = graph.destination();
     graph.connect(g.id(), 0, dest, 0)?;
-    let err = ctx.start_rendering().err().expect("a self-loop without a delay must not render");
+    let err = ctx.start_rendering().expect_err("a self-loop without a delay must not render");
     assert!(matches!(err, ContextError::Compile(CompileError::CycleWithoutDelay(_))), "{err}");
     assert!(err.to_string().contains("self"), "{err}");
     Ok(())

@@ -83,7 +83,7 @@ impl RealtimeOutput {
         let stream = self
             .device
             .build_output_stream(
-                self.config.clone(),
+                self.config,
                 move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
                     for frame in data.chunks_mut(device_channels) {
                         if remaining == 0 {

@@ -651,7 +651,7 @@ mod tests {
             }
         };
         let coefs = |n: usize| spec_normalized(BiquadFilterType::Lowpass, SR as f64, frequency_at(n) as f64, 3.0, 0.0);
-        let expected = reference_filter(&input, &coefs);
+        let expected = reference_filter(&input, coefs);
         assert_matches(&output, &expected, 1e-5, "ramped lowpass");
         // Coefficients held over each quantum give a clearly different result.
         let per_quantum = reference_filter(&input, |n| coefs(n - n % RENDER_QUANTUM_SIZE));

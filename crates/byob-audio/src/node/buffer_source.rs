@@ -464,7 +464,7 @@ mod tests {
         let expected: Vec<f64> = (0..384)
             .map(|n| {
                 let x = n as f64 - 10.25;
-                if x < 0.0 || x >= 200.0 {
+                if !(0.0..200.0).contains(&x) {
                     0.0
                 } else {
                     lerp(&data, x)

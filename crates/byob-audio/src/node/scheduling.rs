@@ -5,16 +5,10 @@ use crate::graph::NodeError;
 
 /// When a scheduled source plays: from the first frame at or after `start`
 /// to the last frame before `stop`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Schedule {
     start: Option<f64>,
     stop: Option<f64>,
-}
-
-impl Default for Schedule {
-    fn default() -> Self {
-        Self { start: None, stop: None }
-    }
 }
 
 impl Schedule {

@@ -184,10 +184,8 @@ impl Timeline {
                 EventKind::SetTarget { .. } => {
                     self.events.push(Event { time: cancel_time, kind: EventKind::SetValue { value: held } });
                 }
-                EventKind::SetValueCurve { duration, hold_at, .. } => {
-                    if cancel_time <= e1.time + *duration {
-                        *hold_at = Some(cancel_time);
-                    }
+                EventKind::SetValueCurve { duration, hold_at, .. } if cancel_time <= e1.time + *duration => {
+                    *hold_at = Some(cancel_time);
                 }
                 _ => {}
             }

@@ -19,6 +19,7 @@
 //!   processor and the engine take turns within one call stack, so a slice
 //!   made here never lives across a turn of the other side.
 
+use super::registration::Registrations;
 use crate::block::{Channel, RENDER_QUANTUM_SIZE};
 use std::alloc::Layout;
 use std::ptr::NonNull;
@@ -97,17 +98,26 @@ impl ByobMemory {
         LentRegion { allocation: self.allocation.clone(), memory: self.id, offset, max_len }
     }
 
-    /// A slice of `len` floats at `offset` bytes, for the processor.
-    /// The caller ([`super::ProcessIo::memory`]) has checked the range is
-    /// in bounds, aligned for f32 and not lent, and ties the slice to a
-    /// borrow of itself.
-    pub(crate) fn unlent_floats(&self, offset: usize, len: usize) -> &mut [f32] {
-        assert!(offset % 4 == 0 && offset + len * 4 <= self.len(), "ProcessIo validates ranges");
-        // SAFETY: in bounds and aligned (asserted); the range is not lent, so
-        // no engine view aliases it; the returned borrow lives no longer
-        // than the `ProcessIo` borrow the caller holds, during which no
-        // other slice of this range is handed out.
-        unsafe { std::slice::from_raw_parts_mut(self.allocation.ptr.as_ptr().add(offset).cast::<f32>(), len) }
+    /// A slice of `len` floats at `offset` bytes, for the processor, or
+    /// `None` if the range is out of bounds, misaligned or lent. Holding the
+    /// node's registration table exclusively for as long as the slice lives
+    /// is what makes it the only view of that range.
+    pub(crate) fn unlent_floats<'a>(
+        &'a self,
+        registrations: &'a mut Registrations,
+        offset: usize,
+        len: usize,
+    ) -> Option<&'a mut [f32]> {
+        if !registrations.available(self, offset, len) {
+            return None;
+        }
+        // SAFETY: `available` checked the range is inside the allocation,
+        // 4-byte aligned and overlaps no region lent to the engine (nor one
+        // replaced during the current call); the memory is initialised
+        // (zeroed, then only f32 bit patterns). The exclusive borrow of the
+        // registration table lasts as long as the slice, so neither another
+        // `unlent_floats` slice nor a new registration can overlap it meanwhile.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.allocation.ptr.as_ptr().add(offset).cast::<f32>(), len) })
     }
 }
 

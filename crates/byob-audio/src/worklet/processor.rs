@@ -132,10 +132,7 @@ impl ProcessorInit<'_> {
     /// `len` floats of the processor's memory at byte `offset`, to
     /// initialise; fails if any part of the range is already lent.
     pub fn memory<'m>(&'m mut self, memory: &'m ByobMemory, offset: usize, len: usize) -> Result<&'m mut [f32], RegistrationError> {
-        if !self.registrar.registrations.available(memory, offset, len) {
-            return Err(RegistrationError::NotAvailable { offset, len });
-        }
-        Ok(memory.unlent_floats(offset, len))
+        memory.unlent_floats(self.registrar.registrations, offset, len).ok_or(RegistrationError::NotAvailable { offset, len })
     }
 
     /// The initial channel count of an input port.
@@ -281,9 +278,6 @@ impl<'a> ProcessIo<'a> {
     /// outside the lent regions (preparing outputs ahead, state, ...).
     /// Fails if any part of the range is lent to the engine right now.
     pub fn memory<'m>(&'m mut self, memory: &'m ByobMemory, offset: usize, len: usize) -> Result<&'m mut [f32], RegistrationError> {
-        if !self.registrations.available(memory, offset, len) {
-            return Err(RegistrationError::NotAvailable { offset, len });
-        }
-        Ok(memory.unlent_floats(offset, len))
+        memory.unlent_floats(self.registrations, offset, len).ok_or(RegistrationError::NotAvailable { offset, len })
     }
 }
