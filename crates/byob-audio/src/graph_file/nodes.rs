@@ -15,7 +15,7 @@ use crate::node::oscillator::{OscillatorNode, OscillatorOptions, OscillatorType}
 use crate::node::periodic_wave::{PeriodicWave, PeriodicWaveOptions};
 use crate::node::stereo_panner::{StereoPannerNode, StereoPannerOptions};
 use crate::node::{AudioNode, AudioScheduledSourceNode};
-use crate::param::AutomationRate;
+use crate::param::{AudioParamDescriptor, AutomationRate};
 use crate::worklet::{AudioWorkletNode, AudioWorkletNodeOptions, ProcessorRegistry};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -26,7 +26,8 @@ const NODE_OPTIONS: [&str; 3] = ["channelCount", "channelCountMode", "channelInt
 
 /// WAV files read once per graph, however many nodes use them.
 pub struct BufferCache {
-    base: PathBuf,
+    /// The graph file's folder: relative paths resolve against it.
+    pub base: PathBuf,
     loaded: HashMap<PathBuf, Arc<AudioBuffer>>,
 }
 
@@ -71,7 +72,7 @@ impl BufferCache {
 pub fn create(graph: &mut AudioGraph, obj: &Object, buffers: &mut BufferCache, registry: &ProcessorRegistry) -> json::Result<NodeId> {
     let type_name = obj.required_string("type")?;
     if type_name == "AudioWorkletNode" {
-        obj.only(&["id", "type", "processor", "options", "params"])?;
+        obj.only(&["id", "type", "processor", "module", "abi", "parameterDescriptors", "options", "params"])?;
     } else {
         obj.only(&["id", "type", "options", "params", "start", "stop"])?;
     }
@@ -194,9 +195,31 @@ pub fn create(graph: &mut AudioGraph, obj: &Object, buffers: &mut BufferCache, r
         }
         "AudioWorkletNode" => {
             options.only(&with_node_options(&["numberOfInputs", "numberOfOutputs", "outputChannelCount", "parameterData", "processorOptions"]))?;
-            let processor = obj.required_string("processor")?;
             let worklet_options = worklet_options(&options, node)?;
-            AudioWorkletNode::new(graph, registry, processor, worklet_options).map_err(node_error)?.id()
+            match (obj.string("processor")?, obj.string("module")?) {
+                (Some(processor), None) => {
+                    for key in ["abi", "parameterDescriptors"] {
+                        if obj.get(key).is_some() {
+                            return fail(&obj.path(key), format!("{key:?} goes with \"module\"; a registered processor declares its own"));
+                        }
+                    }
+                    AudioWorkletNode::new(graph, registry, processor, worklet_options).map_err(node_error)?.id()
+                }
+                (None, Some(module)) => {
+                    let abi = obj.required_string("abi")?;
+                    let descriptors = match obj.get("parameterDescriptors") {
+                        None => None,
+                        Some(v) => Some(parameter_descriptors(v, &obj.path("parameterDescriptors"))?),
+                    };
+                    let Some(loader) = registry.module_loader() else {
+                        return fail(&obj.path("module"), "this build of byob cannot load WebAssembly modules");
+                    };
+                    let path = buffers.base.join(module);
+                    let definition = loader.load(&path, abi, descriptors).or_else(|e| fail(&obj.path("module"), e))?;
+                    AudioWorkletNode::from_definition(graph, &definition, module, worklet_options).map_err(node_error)?.id()
+                }
+                _ => return fail(&obj.at, "an AudioWorkletNode needs either \"processor\" (a registered processor) or \"module\" with \"abi\""),
+            }
         }
         other => {
             return fail(
@@ -209,6 +232,34 @@ pub fn create(graph: &mut AudioGraph, obj: &Object, buffers: &mut BufferCache, r
         automate(graph, id, &Object::new(params, &obj.path("params"))?)?;
     }
     Ok(id)
+}
+
+/// The spec's AudioParamDescriptor members, with the spec's defaults.
+fn parameter_descriptors(value: &Value, at: &str) -> json::Result<Vec<AudioParamDescriptor>> {
+    let Value::Array(items) = value else {
+        return fail(at, "expected an array of AudioParamDescriptor objects");
+    };
+    let mut descriptors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let d = Object::new(item, &format!("{at}[{i}]"))?;
+        d.only(&["name", "defaultValue", "minValue", "maxValue", "automationRate"])?;
+        let name = d.required_string("name")?;
+        let descriptor = AudioParamDescriptor::new(
+            name,
+            d.f32("defaultValue")?.unwrap_or(0.0),
+            d.f32("minValue")?.unwrap_or(-f32::MAX),
+            d.f32("maxValue")?.unwrap_or(f32::MAX),
+            d.choice("automationRate", AutomationRate::from_name, "a-rate, k-rate")?.unwrap_or_default(),
+        );
+        if !(descriptor.min_value <= descriptor.default_value && descriptor.default_value <= descriptor.max_value) {
+            return fail(&d.at, format!("defaultValue {} is outside minValue..=maxValue", descriptor.default_value));
+        }
+        if descriptors.iter().any(|other: &AudioParamDescriptor| other.name == name) {
+            return fail(&d.at, format!("parameter {name:?} is declared twice"));
+        }
+        descriptors.push(descriptor);
+    }
+    Ok(descriptors)
 }
 
 /// The spec's AudioWorkletNodeOptions.

@@ -5,7 +5,9 @@
 //!
 //! * A [`ByobMemory`] is a heap allocation, 16-byte aligned, zeroed, that
 //!   never moves or shrinks while any handle or lease to it exists (the
-//!   allocation is reference-counted; the last owner frees it).
+//!   allocation is reference-counted; the last owner frees it) — or external
+//!   memory (a WebAssembly instance's), whose owner promises the same through
+//!   the `unsafe` constructor and tells the engine when it moved.
 //! * The processor holds the only `ByobMemory` handle (it is not `Clone`).
 //!   The handle gives no direct access to the bytes; the processor reaches
 //!   them only through [`super::ProcessIo`], which hands out slices of
@@ -23,7 +25,7 @@ use super::registration::Registrations;
 use crate::block::{Channel, RENDER_QUANTUM_SIZE};
 use std::alloc::Layout;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Bytes of one channel of one render quantum (128 frames of f32).
@@ -33,22 +35,28 @@ pub const CHANNEL_BYTES: usize = RENDER_QUANTUM_SIZE * 4;
 pub const REGION_ALIGNMENT: usize = 16;
 
 struct Allocation {
-    ptr: NonNull<u8>,
-    layout: Layout,
+    /// The base address; for external memory it is refreshed when the owner
+    /// may have moved it (a WebAssembly memory that grew).
+    ptr: AtomicPtr<u8>,
+    len: AtomicUsize,
+    /// `Some` when this allocation owns the bytes (and frees them).
+    owned: Option<Layout>,
 }
-
-// SAFETY: the allocation is plain bytes with no thread affinity; who may
-// touch which bytes when is governed by the registration rules above, and
-// all access happens on the render thread once rendering starts.
-unsafe impl Send for Allocation {}
-// SAFETY: as for Send: shared handles only read the pointer and length.
-unsafe impl Sync for Allocation {}
 
 impl Drop for Allocation {
     fn drop(&mut self) {
-        // SAFETY: `ptr` came from `alloc_zeroed` with this `layout` and is
-        // freed once, here, when the last handle or lease goes away.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+        if let Some(layout) = self.owned {
+            // SAFETY: an owned `ptr` came from `alloc_zeroed` with this
+            // `layout`, never changes, and is freed once, here, when the
+            // last handle or lease goes away.
+            unsafe { std::alloc::dealloc(*self.ptr.get_mut(), layout) }
+        }
+    }
+}
+
+impl Allocation {
+    fn base(&self) -> *mut u8 {
+        self.ptr.load(Ordering::Relaxed)
     }
 }
 
@@ -69,17 +77,54 @@ impl ByobMemory {
     /// `bytes` of zeroed memory, 16-byte aligned. Allocate it in the
     /// processor's constructor: never on the render thread.
     pub fn new(bytes: usize) -> Self {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let layout = Layout::from_size_align(bytes.max(REGION_ALIGNMENT), REGION_ALIGNMENT).expect("size fits in isize");
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(ptr).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
-        Self { allocation: Arc::new(Allocation { ptr, layout }), id: NEXT_ID.fetch_add(1, Ordering::Relaxed) }
+        let ptr = NonNull::new(ptr).unwrap_or_else(|| std::alloc::handle_alloc_error(layout)).as_ptr();
+        Self::with_allocation(Allocation { ptr: AtomicPtr::new(ptr), len: AtomicUsize::new(layout.size()), owned: Some(layout) })
+    }
+
+    /// Memory that something else owns, such as a WebAssembly instance's
+    /// linear memory, lent through this handle.
+    ///
+    /// # Safety
+    ///
+    /// `base..base + len` must be valid for reads and writes of plain bytes,
+    /// 16-byte aligned, and stay so — at the address last given to
+    /// [`refresh`](Self::refresh) — for as long as any region registered from
+    /// this memory is used by the engine (the engine uses regions only while
+    /// rendering, while the processor that owns the memory is alive). The
+    /// owner must not touch lent regions while the engine renders, except
+    /// through the slices `process` hands out. Memory may grow, never shrink.
+    pub unsafe fn external(base: *mut u8, len: usize) -> Self {
+        assert!(base as usize % REGION_ALIGNMENT == 0, "external memory must be 16-byte aligned");
+        Self::with_allocation(Allocation { ptr: AtomicPtr::new(base), len: AtomicUsize::new(len), owned: None })
+    }
+
+    /// Records where external memory lives now (a WebAssembly memory may
+    /// move when it grows) and its new size. Regions registered earlier stay
+    /// valid: memory only grows, and they are re-read from the new base.
+    ///
+    /// # Safety
+    ///
+    /// As for [`external`](Self::external), for the new `base` and `len`;
+    /// `len` is not smaller than before.
+    pub unsafe fn refresh(&self, base: *mut u8, len: usize) {
+        assert!(self.allocation.owned.is_none(), "only external memory moves");
+        assert!(len >= self.len(), "memory never shrinks");
+        assert!(base as usize % REGION_ALIGNMENT == 0, "external memory must be 16-byte aligned");
+        self.allocation.ptr.store(base, Ordering::Relaxed);
+        self.allocation.len.store(len, Ordering::Relaxed);
+    }
+
+    fn with_allocation(allocation: Allocation) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        Self { allocation: Arc::new(allocation), id: NEXT_ID.fetch_add(1, Ordering::Relaxed) }
     }
 
     /// Its size in bytes.
     pub fn len(&self) -> usize {
-        self.allocation.layout.size()
+        self.allocation.len.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -117,7 +162,7 @@ impl ByobMemory {
         // (zeroed, then only f32 bit patterns). The exclusive borrow of the
         // registration table lasts as long as the slice, so neither another
         // `unlent_floats` slice nor a new registration can overlap it meanwhile.
-        Some(unsafe { std::slice::from_raw_parts_mut(self.allocation.ptr.as_ptr().add(offset).cast::<f32>(), len) })
+        Some(unsafe { std::slice::from_raw_parts_mut(self.allocation.base().add(offset).cast::<f32>(), len) })
     }
 }
 
@@ -147,9 +192,9 @@ impl LentRegion {
     }
 
     fn base(&self) -> *mut Channel {
-        // SAFETY: `offset + max_len <= len` was asserted in `lend`, so the
-        // pointer stays inside the allocation.
-        unsafe { self.allocation.ptr.as_ptr().add(self.offset).cast::<Channel>() }
+        // SAFETY: `offset + max_len <= len` was asserted in `lend` and memory
+        // never shrinks, so the pointer stays inside the allocation.
+        unsafe { self.allocation.base().add(self.offset).cast::<Channel>() }
     }
 
     pub fn channels(&self, channels: usize) -> &[Channel] {

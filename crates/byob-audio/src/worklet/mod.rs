@@ -23,6 +23,6 @@ mod registry;
 
 pub use lent::{ByobMemory, CHANNEL_BYTES, REGION_ALIGNMENT};
 pub use node::{AudioWorkletNode, AudioWorkletNodeOptions, WorkletStatus};
-pub use processor::{PortKind, ProcessIo, ProcessorInit, Registrar, TopologyChange, TopologyResponse, WorkletProcessor};
+pub use processor::{PortKind, ProcessIo, ProcessorInit, RegisterBuffers, Registrar, TopologyChange, TopologyResponse, WorkletProcessor};
 pub use registration::{BufferKind, RegistrationError};
-pub use registry::{ProcessorDefinition, ProcessorFactory, ProcessorRegistry, RegisterProcessorError};
+pub use registry::{ModuleLoader, ProcessorDefinition, ProcessorFactory, ProcessorRegistry, RegisterProcessorError};

@@ -3,7 +3,7 @@
 
 use super::processor::{install, PortKind, ProcessIo, ProcessorInit, Registrar, TopologyChange, TopologyResponse, WorkletProcessor};
 use super::registration::Registrations;
-use super::registry::ProcessorRegistry;
+use super::registry::{ProcessorDefinition, ProcessorRegistry};
 use crate::block::{AudioBlock, MAX_CHANNELS};
 use crate::graph::{AudioGraph, AudioNodeOptions, AudioParamId, NodeDescription, NodeError, NodeId};
 use crate::mixing::{ChannelConfig, ChannelCountMode};
@@ -94,6 +94,17 @@ impl AudioWorkletNode {
                 what: format!("no processor named {name:?} is registered (known: {})", known.join(", ")),
             });
         };
+        Self::from_definition(graph, definition, name, options)
+    }
+
+    /// Creates a node running a processor that is not in a registry (one
+    /// loaded from a WebAssembly module, say); `name` is for error messages.
+    pub fn from_definition(
+        graph: &mut AudioGraph,
+        definition: &ProcessorDefinition,
+        name: &str,
+        options: AudioWorkletNodeOptions,
+    ) -> Result<Self, NodeError> {
         let (n_in, n_out) = (options.number_of_inputs, options.number_of_outputs);
         if n_in == 0 && n_out == 0 {
             return Err(NodeError::NotSupported { what: "numberOfInputs and numberOfOutputs cannot both be 0".into() });
@@ -340,10 +351,18 @@ impl AudioProcessor for WorkletRenderer {
             params,
             registrations: &mut self.registrations,
             scope: *scope,
+            failure: None,
+            host_copied: 0,
         };
         let processor = &mut self.processor;
         let result = catch_unwind(AssertUnwindSafe(|| processor.process(&mut io)));
+        let (failure, host_copied) = (io.failure.take(), io.host_copied);
         self.registrations.finish_process();
+        copied += host_copied;
+        if let Some(message) = failure {
+            self.fail(message);
+            return silence(outputs);
+        }
         match result {
             Ok(keep_alive) => self.active_source = keep_alive,
             Err(payload) => {

@@ -71,6 +71,61 @@ pub enum TopologyResponse {
     AcceptIfFits,
 }
 
+/// Anything a processor registers regions through: [`ProcessorInit`],
+/// [`Registrar`] and [`ProcessIo`]. Hosts that forward registration calls
+/// (a WebAssembly import, say) work with all three through this trait.
+pub trait RegisterBuffers {
+    /// See [`Registrar::register_buffers`].
+    fn register_buffers(
+        &mut self,
+        memory: &ByobMemory,
+        offset: usize,
+        max_len: usize,
+        kind: BufferKind,
+        port: usize,
+    ) -> Result<(), RegistrationError>;
+
+    /// The current channel count of a port.
+    fn channel_count(&self, kind: super::PortKind, port: usize) -> Option<usize>;
+}
+
+fn channel_count(registrations: &Registrations, kind: PortKind, port: usize) -> Option<usize> {
+    match kind {
+        PortKind::Input => registrations.input_channels.get(port).copied(),
+        PortKind::Output => registrations.output_channels.get(port).copied(),
+    }
+}
+
+impl RegisterBuffers for Registrar<'_> {
+    fn register_buffers(&mut self, memory: &ByobMemory, offset: usize, max_len: usize, kind: BufferKind, port: usize) -> Result<(), RegistrationError> {
+        Registrar::register_buffers(self, memory, offset, max_len, kind, port)
+    }
+
+    fn channel_count(&self, kind: PortKind, port: usize) -> Option<usize> {
+        channel_count(self.registrations, kind, port)
+    }
+}
+
+impl RegisterBuffers for ProcessorInit<'_> {
+    fn register_buffers(&mut self, memory: &ByobMemory, offset: usize, max_len: usize, kind: BufferKind, port: usize) -> Result<(), RegistrationError> {
+        self.registrar.register_buffers(memory, offset, max_len, kind, port)
+    }
+
+    fn channel_count(&self, kind: PortKind, port: usize) -> Option<usize> {
+        channel_count(self.registrar.registrations, kind, port)
+    }
+}
+
+impl RegisterBuffers for ProcessIo<'_> {
+    fn register_buffers(&mut self, memory: &ByobMemory, offset: usize, max_len: usize, kind: BufferKind, port: usize) -> Result<(), RegistrationError> {
+        ProcessIo::register_buffers(self, memory, offset, max_len, kind, port)
+    }
+
+    fn channel_count(&self, kind: PortKind, port: usize) -> Option<usize> {
+        channel_count(self.registrations, kind, port)
+    }
+}
+
 /// Registers regions of a processor's memory: in the constructor, in
 /// `channel_topology_change` and (through [`ProcessIo`]) in `process`.
 pub struct Registrar<'a> {
@@ -160,6 +215,10 @@ pub struct ProcessIo<'a> {
     pub(crate) params: &'a [ParamBuffer],
     pub(crate) registrations: &'a mut Registrations,
     pub(crate) scope: RenderScope,
+    /// Set by [`fail`](Self::fail): the node reports a processorerror.
+    pub(crate) failure: Option<String>,
+    /// Bytes the processor's host copied itself (a copying ABI).
+    pub(crate) host_copied: u64,
 }
 
 /// Puts `new` in `slot`. The block it displaces is parked if it is the
@@ -272,6 +331,21 @@ impl<'a> ProcessIo<'a> {
             install(&mut self.graph_outputs[port], AudioBlock::lent(region, channels), &mut self.parked_outputs[port]);
         }
         Ok(())
+    }
+
+    /// Ends this processor: after `process` returns, the node reports a
+    /// `processorerror` with `message`, outputs silence and is not called
+    /// again (what a panic does, without unwinding). Hosts of other code —
+    /// a WebAssembly module that trapped — use it.
+    pub fn fail(&mut self, message: impl Into<String>) {
+        self.failure = Some(message.into());
+    }
+
+    /// Counts bytes that the processor's host copied between the engine's
+    /// arrays and its own memory (a copying ABI), so the node's counter
+    /// tells the whole story.
+    pub fn count_copied_bytes(&mut self, bytes: usize) {
+        self.host_copied += bytes as u64;
     }
 
     /// `len` floats of the processor's memory at byte `offset`, for work

@@ -27,11 +27,22 @@ pub enum RegisterProcessorError {
     Descriptor { name: String, what: String },
 }
 
+/// Loads processors from module files (WebAssembly): graph files name them
+/// with `"module"` and `"abi"` instead of `"processor"`.
+pub trait ModuleLoader: Send + Sync {
+    /// Compiles `path` for `abi`; `parameter_descriptors` are the graph
+    /// file's node-level declarations (`None` when it gives none). The error
+    /// says what is wrong with the module.
+    fn load(&self, path: &std::path::Path, abi: &str, parameter_descriptors: Option<Vec<AudioParamDescriptor>>) -> Result<ProcessorDefinition, String>;
+}
+
 /// The processors nodes can be created from: the equivalent of
-/// `AudioWorkletGlobalScope.registerProcessor`.
+/// `AudioWorkletGlobalScope.registerProcessor`, plus an optional loader for
+/// processors compiled to WebAssembly.
 #[derive(Clone, Default)]
 pub struct ProcessorRegistry {
     processors: BTreeMap<String, ProcessorDefinition>,
+    module_loader: Option<Arc<dyn ModuleLoader>>,
 }
 
 impl ProcessorRegistry {
@@ -71,6 +82,15 @@ impl ProcessorRegistry {
         self.processors
             .insert(name.to_string(), ProcessorDefinition { parameter_descriptors, factory: Arc::new(factory) });
         Ok(())
+    }
+
+    /// Lets graph files load processors from modules through `loader`.
+    pub fn set_module_loader(&mut self, loader: Arc<dyn ModuleLoader>) {
+        self.module_loader = Some(loader);
+    }
+
+    pub fn module_loader(&self) -> Option<&dyn ModuleLoader> {
+        self.module_loader.as_deref()
     }
 
     pub fn get(&self, name: &str) -> Option<&ProcessorDefinition> {
