@@ -37,6 +37,29 @@ pub struct RenderArgs {
     /// Also draw the waveform and a spectrogram to this PNG file.
     #[arg(long)]
     plot: Option<PathBuf>,
+    #[command(flatten)]
+    wasm: WasmArgs,
+}
+
+#[derive(Args)]
+pub struct WasmArgs {
+    /// How long one call into a WebAssembly module may run before it is
+    /// stopped and the node fails (milliseconds).
+    #[arg(long, default_value_t = 1.0, value_name = "MS")]
+    wasm_time_limit: f64,
+}
+
+impl WasmArgs {
+    /// The example processors, plus WebAssembly modules named in graph files.
+    fn registry(&self) -> Result<byob_audio::ProcessorRegistry> {
+        if !(self.wasm_time_limit.is_finite() && self.wasm_time_limit > 0.0) {
+            bail!("--wasm-time-limit must be a positive number of milliseconds, got {}", self.wasm_time_limit);
+        }
+        let limits = byob_wasm::Limits { max_time_per_call: Duration::from_secs_f64(self.wasm_time_limit / 1000.0) };
+        let mut registry = byob_audio::ProcessorRegistry::with_examples();
+        registry.set_module_loader(std::sync::Arc::new(byob_wasm::WasmHost::new(limits)?));
+        Ok(registry)
+    }
 }
 
 #[derive(Args)]
@@ -46,6 +69,8 @@ pub struct PlayArgs {
     /// Override the file's length (seconds).
     #[arg(long)]
     duration: Option<f64>,
+    #[command(flatten)]
+    wasm: WasmArgs,
 }
 
 fn length_override(sample_rate: f32, length: Option<usize>, duration: Option<f64>) -> Result<Option<usize>> {
@@ -60,7 +85,7 @@ pub fn render(args: RenderArgs) -> Result<()> {
     let file = GraphFile::load(&args.graph)?;
     let sample_rate = args.sample_rate.unwrap_or(file.sample_rate());
     let length = length_override(sample_rate, args.length, args.duration)?;
-    let ctx = file.offline_context(args.sample_rate, length)?;
+    let ctx = file.offline_context_with(args.sample_rate, length, &args.wasm.registry()?)?;
     let total = ctx.length();
 
     let started = Instant::now();
@@ -117,7 +142,7 @@ pub fn play(args: PlayArgs) -> Result<()> {
     let length = length_override(sample_rate, None, args.duration)?
         .unwrap_or_else(|| (file.length() as f64 * sample_rate as f64 / file.sample_rate() as f64).round() as usize);
     let mut graph = byob_audio::AudioGraph::new(sample_rate, file.number_of_channels())?;
-    file.build(&mut graph, &byob_audio::ProcessorRegistry::with_examples())?;
+    file.build(&mut graph, &args.wasm.registry()?)?;
     println!("playing {} on {} at {sample_rate} Hz", args.graph.display(), output.device_name());
     output.play(graph.compile()?, length)?;
     Ok(())
@@ -125,6 +150,6 @@ pub fn play(args: PlayArgs) -> Result<()> {
 
 #[cfg(not(feature = "play"))]
 pub fn play(args: PlayArgs) -> Result<()> {
-    let _ = (args.graph, args.duration);
+    let _ = (args.graph, args.duration, args.wasm);
     bail!("this byob was built without real-time audio output; rebuild it with `cargo build --release -p byob-cli --features play` (needs libasound2-dev on Linux)")
 }

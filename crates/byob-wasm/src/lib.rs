@@ -1,1 +1,260 @@
-//! placeholder while dependencies build
+//! # byob-wasm
+//!
+//! WebAssembly audio processors for byob, compiled with wasmtime. Three
+//! ABIs (see docs/wasm-abi.md):
+//!
+//! * **byob** — the module registers regions of its own linear memory with
+//!   the `byob.register_buffer` import; the engine mixes inputs straight into
+//!   them and reads outputs straight out of them. No copies.
+//! * **copy** — the shape of Emscripten's Wasm Audio Worklet callback: the
+//!   host copies inputs and parameters into the module's scratch space and
+//!   outputs out of it every quantum, as Emscripten does.
+//! * **faust** — modules from `faust -lang wasm`: the host reads the JSON the
+//!   module carries, maps its controls to AudioParams and points Faust's
+//!   input and output tables at registered regions, so `compute` works in
+//!   place. No copies.
+//!
+//! A module can never take the engine down: traps, endless loops (stopped
+//! by epoch interruption after a configurable time per quantum) and memory
+//! growth are contained; a module that does not speak its ABI fails to load
+//! with an error that names what is wrong.
+//!
+//! ```no_run
+//! use byob_wasm::{Abi, WasmHost};
+//! let host = WasmHost::new(Default::default())?;
+//! let definition = host.load("gain.wasm".as_ref(), Abi::Byob, None)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod abi_byob;
+mod abi_copy;
+mod faust;
+mod host;
+mod math;
+
+use byob_audio::worklet::{ModuleLoader, ProcessorDefinition};
+use byob_audio::AudioParamDescriptor;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::{Engine, ExternType, FuncType, Module, ValType};
+
+/// How often the epoch ticker advances (the granularity of the time limit).
+const TICK: Duration = Duration::from_micros(250);
+
+/// Which ABI a module speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abi {
+    Byob,
+    Copy,
+    Faust,
+}
+
+impl Abi {
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "byob" => Some(Self::Byob),
+            "copy" => Some(Self::Copy),
+            "faust" => Some(Self::Faust),
+            _ => None,
+        }
+    }
+}
+
+/// Limits applied to every module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// How long one call into a module may run before it is interrupted
+    /// and treated as a trap. Default 1 ms: well under one quantum
+    /// (2.67 ms at 48 kHz).
+    pub max_time_per_call: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_time_per_call: Duration::from_millis(1) }
+    }
+}
+
+impl Limits {
+    pub(crate) fn ticks(&self) -> u64 {
+        (self.max_time_per_call.as_nanos().div_ceil(TICK.as_nanos()) as u64).max(1)
+    }
+}
+
+/// Why a module could not be loaded. Raised before rendering starts.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{module}: not a valid WebAssembly module: {message}")]
+    Compile { module: String, message: String },
+    #[error("unknown ABI {0:?} (expected byob, copy or faust)")]
+    UnknownAbi(String),
+    #[error("{module}: missing export {export:?} ({expected}), required by the {abi} ABI")]
+    MissingExport { module: String, export: String, expected: String, abi: &'static str },
+    #[error("{module}: export {export:?} has the wrong type: expected {expected}, found {found}")]
+    WrongExportType { module: String, export: String, expected: String, found: String },
+    #[error("{module}: imports {import:?}, which the {abi} ABI does not provide")]
+    UnsupportedImport { module: String, import: String, abi: &'static str },
+    #[error("{module}: import {import:?} has the wrong type: expected {expected}, found {found}")]
+    WrongImportType { module: String, import: String, expected: String, found: String },
+    #[error("{module}: {what}")]
+    Invalid { module: String, what: String },
+    #[error("{module}: {during} trapped: {message}")]
+    Trap { module: String, during: &'static str, message: String },
+    #[error("{module}: byob_init returned {code}; the node cannot load")]
+    InitFailed { module: String, code: i32 },
+    #[error("could not set up the WebAssembly engine: {0}")]
+    Engine(String),
+}
+
+/// Compiles and hosts WebAssembly processors.
+#[derive(Clone)]
+pub struct WasmHost {
+    engine: Engine,
+    limits: Limits,
+}
+
+impl WasmHost {
+    pub fn new(limits: Limits) -> Result<Self, LoadError> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
+        start_ticker(&engine);
+        Ok(Self { engine, limits })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Compiles a `.wasm` or `.wat` file (off the render thread) and checks
+    /// it speaks `abi`. `parameter_descriptors` declare the parameters of the
+    /// byob and copy ABIs (PARAM port `i` is descriptor `i`); Faust modules
+    /// declare their own.
+    pub fn load(&self, path: &Path, abi: Abi, parameter_descriptors: Option<Vec<AudioParamDescriptor>>) -> Result<ProcessorDefinition, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
+        self.load_bytes(&path.display().to_string(), &bytes, abi, parameter_descriptors)
+    }
+
+    /// As [`load`](Self::load), from bytes (binary or text format).
+    pub fn load_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        abi: Abi,
+        parameter_descriptors: Option<Vec<AudioParamDescriptor>>,
+    ) -> Result<ProcessorDefinition, LoadError> {
+        let module = Module::new(&self.engine, bytes).map_err(|e| LoadError::Compile { module: name.to_string(), message: format!("{e:#}") })?;
+        let loaded = Loaded { engine: self.engine.clone(), module, name: Arc::from(name), limits: self.limits };
+        match abi {
+            Abi::Byob => abi_byob::definition(loaded, parameter_descriptors.unwrap_or_default()),
+            Abi::Copy => abi_copy::definition(loaded, parameter_descriptors.unwrap_or_default()),
+            Abi::Faust => {
+                if parameter_descriptors.is_some() {
+                    return Err(LoadError::Invalid {
+                        module: name.to_string(),
+                        what: "a Faust module declares its own parameters; parameterDescriptors are for the byob and copy ABIs".into(),
+                    });
+                }
+                faust::definition(loaded)
+            }
+        }
+    }
+}
+
+impl ModuleLoader for WasmHost {
+    fn load(&self, path: &Path, abi: &str, parameter_descriptors: Option<Vec<AudioParamDescriptor>>) -> Result<ProcessorDefinition, String> {
+        let abi = Abi::from_name(abi).ok_or_else(|| LoadError::UnknownAbi(abi.to_string()).to_string())?;
+        WasmHost::load(self, path, abi, parameter_descriptors).map_err(|e| e.to_string())
+    }
+}
+
+/// A compiled module on its way to becoming a processor definition.
+pub(crate) struct Loaded {
+    pub engine: Engine,
+    pub module: Module,
+    pub name: Arc<str>,
+    pub limits: Limits,
+}
+
+impl Loaded {
+    /// Checks that export `name` is a function of type `params -> results`.
+    pub fn check_func(&self, name: &str, params: &[ValType], results: &[ValType], abi: &'static str, required: bool) -> Result<bool, LoadError> {
+        let expected = FuncType::new(&self.engine, params.iter().cloned(), results.iter().cloned());
+        match self.module.get_export(name) {
+            None if required => Err(LoadError::MissingExport {
+                module: self.name.to_string(),
+                export: name.into(),
+                expected: format!("func {}", describe(&expected)),
+                abi,
+            }),
+            None => Ok(false),
+            Some(ExternType::Func(found)) if FuncType::eq(&found, &expected) => Ok(true),
+            Some(found) => Err(LoadError::WrongExportType {
+                module: self.name.to_string(),
+                export: name.into(),
+                expected: format!("func {}", describe(&expected)),
+                found: describe_extern(&found),
+            }),
+        }
+    }
+
+    /// Checks that the module exports a linear memory named `memory`.
+    pub fn check_memory(&self, abi: &'static str) -> Result<(), LoadError> {
+        match self.module.get_export("memory") {
+            Some(ExternType::Memory(m)) if !m.is_64() && !m.is_shared() => Ok(()),
+            Some(found) => Err(LoadError::WrongExportType {
+                module: self.name.to_string(),
+                export: "memory".into(),
+                expected: "a 32-bit, unshared linear memory".into(),
+                found: describe_extern(&found),
+            }),
+            None => Err(LoadError::MissingExport {
+                module: self.name.to_string(),
+                export: "memory".into(),
+                expected: "memory".into(),
+                abi,
+            }),
+        }
+    }
+
+    /// A wasmtime error from instantiation or a call, as a load error.
+    pub fn trap(&self, during: &'static str, error: wasmtime::Error) -> LoadError {
+        LoadError::Trap { module: self.name.to_string(), during, message: format!("{error:#}") }
+    }
+}
+
+pub(crate) fn describe(ty: &FuncType) -> String {
+    let list = |types: &mut dyn Iterator<Item = ValType>| types.map(|t| t.to_string()).collect::<Vec<_>>().join(", ");
+    format!("({}) -> ({})", list(&mut ty.params()), list(&mut ty.results()))
+}
+
+pub(crate) fn describe_extern(ty: &ExternType) -> String {
+    match ty {
+        ExternType::Func(f) => format!("func {}", describe(f)),
+        ExternType::Global(_) => "a global".into(),
+        ExternType::Table(_) => "a table".into(),
+        ExternType::Memory(_) => "a memory".into(),
+        ExternType::Tag(_) => "a tag".into(),
+    }
+}
+
+/// Advances the engine's epoch every [`TICK`] on a background thread (not
+/// the render thread) for as long as the engine lives, so that calls into
+/// modules can be interrupted.
+fn start_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("byob-wasm-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}

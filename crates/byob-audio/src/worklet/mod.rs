@@ -25,4 +25,4 @@ pub use lent::{ByobMemory, CHANNEL_BYTES, REGION_ALIGNMENT};
 pub use node::{AudioWorkletNode, AudioWorkletNodeOptions, WorkletStatus};
 pub use processor::{PortKind, ProcessIo, ProcessorInit, RegisterBuffers, Registrar, TopologyChange, TopologyResponse, WorkletProcessor};
 pub use registration::{BufferKind, RegistrationError};
-pub use registry::{ModuleLoader, ProcessorDefinition, ProcessorFactory, ProcessorRegistry, RegisterProcessorError};
+pub use registry::{ModuleLoader, PortLayout, ProcessorDefinition, ProcessorFactory, ProcessorRegistry, RegisterProcessorError};

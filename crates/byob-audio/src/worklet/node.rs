@@ -3,7 +3,7 @@
 
 use super::processor::{install, PortKind, ProcessIo, ProcessorInit, Registrar, TopologyChange, TopologyResponse, WorkletProcessor};
 use super::registration::Registrations;
-use super::registry::{ProcessorDefinition, ProcessorRegistry};
+use super::registry::{PortLayout, ProcessorDefinition, ProcessorRegistry};
 use crate::block::{AudioBlock, MAX_CHANNELS};
 use crate::graph::{AudioGraph, AudioNodeOptions, AudioParamId, NodeDescription, NodeError, NodeId};
 use crate::mixing::{ChannelConfig, ChannelCountMode};
@@ -105,6 +105,10 @@ impl AudioWorkletNode {
         name: &str,
         options: AudioWorkletNodeOptions,
     ) -> Result<Self, NodeError> {
+        let options = match &definition.port_layout {
+            Some(layout) => with_layout(options, layout, name)?,
+            None => options,
+        };
         let (n_in, n_out) = (options.number_of_inputs, options.number_of_outputs);
         if n_in == 0 && n_out == 0 {
             return Err(NodeError::NotSupported { what: "numberOfInputs and numberOfOutputs cannot both be 0".into() });
@@ -183,6 +187,38 @@ impl AudioWorkletNode {
     pub fn parameter(&self, name: &str) -> Option<AudioParamId> {
         self.parameter_names.iter().position(|n| n == name).map(|index| AudioParamId { node: self.id, index })
     }
+}
+
+/// Fills in the ports a processor fixes itself; options that contradict
+/// them are errors.
+fn with_layout(mut options: AudioWorkletNodeOptions, layout: &PortLayout, name: &str) -> Result<AudioWorkletNodeOptions, NodeError> {
+    let defaults = AudioWorkletNodeOptions::default();
+    let (n_in, n_out) = (layout.input_channels.len(), layout.output_channels.len());
+    let conflict = |what: String| NodeError::NotSupported { what: format!("{name} fixes its ports: {what}") };
+    for (given, fixed, default, what) in [
+        (options.number_of_inputs, n_in, defaults.number_of_inputs, "numberOfInputs"),
+        (options.number_of_outputs, n_out, defaults.number_of_outputs, "numberOfOutputs"),
+    ] {
+        if given != fixed && given != default {
+            return Err(conflict(format!("{what} must be {fixed}, got {given}")));
+        }
+    }
+    options.number_of_inputs = n_in;
+    options.number_of_outputs = n_out;
+    match &options.output_channel_count {
+        Some(given) if *given != layout.output_channels => {
+            return Err(conflict(format!("outputChannelCount must be {:?}, got {given:?}", layout.output_channels)));
+        }
+        _ => options.output_channel_count = Some(layout.output_channels.clone()),
+    }
+    if let Some(&channels) = layout.input_channels.first() {
+        match options.node.channel_count {
+            Some(given) if given != channels => return Err(conflict(format!("channelCount must be {channels}, got {given}"))),
+            _ => options.node.channel_count = Some(channels),
+        }
+        options.node.channel_count_mode.get_or_insert(ChannelCountMode::Explicit);
+    }
+    Ok(options)
 }
 
 struct WorkletRenderer {

@@ -13,6 +13,16 @@ pub type ProcessorFactory = Arc<dyn Fn(&mut ProcessorInit<'_>) -> Result<Box<dyn
 pub struct ProcessorDefinition {
     pub parameter_descriptors: Vec<AudioParamDescriptor>,
     pub factory: ProcessorFactory,
+    /// Ports the processor fixes itself (a Faust module's channel counts);
+    /// nodes then take these unless their options say otherwise.
+    pub port_layout: Option<PortLayout>,
+}
+
+/// Channel counts of a processor's inputs and outputs, fixed by the code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortLayout {
+    pub input_channels: Vec<usize>,
+    pub output_channels: Vec<usize>,
 }
 
 /// Why a processor could not be registered.
@@ -80,7 +90,7 @@ impl ProcessorRegistry {
             }
         }
         self.processors
-            .insert(name.to_string(), ProcessorDefinition { parameter_descriptors, factory: Arc::new(factory) });
+            .insert(name.to_string(), ProcessorDefinition { parameter_descriptors, factory: Arc::new(factory), port_layout: None });
         Ok(())
     }
 
