@@ -1,7 +1,7 @@
 //! The byob ABI, version 1 (docs/wasm-abi.md): the module lends regions of
 //! its linear memory through the `byob.register_buffer` import.
 
-use crate::host::{sync_memory, with_registrar, HostState};
+use crate::host::{arm, sync_memory, with_registrar, HostState};
 use crate::{LoadError, Loaded};
 use byob_audio::worklet::{
     BufferKind, PortKind, ProcessIo, ProcessorDefinition, ProcessorInit, Registrar, RegistrationError,
@@ -167,13 +167,9 @@ pub(crate) fn definition(loaded: Loaded, parameter_descriptors: Vec<AudioParamDe
     Ok(ProcessorDefinition { parameter_descriptors, factory: Arc::new(factory), port_layout: None })
 }
 
-/// Time allowed for `byob_init`, which may prepare tables: a hundred calls' worth.
-const INIT_CALLS: u64 = 100;
-
 fn instantiate(loaded: &Loaded, init: &mut ProcessorInit<'_>, params: usize, topology: bool) -> Result<Box<dyn WorkletProcessor>, LoadError> {
-    let mut store = Store::new(&loaded.engine, HostState::new(init.sample_rate, params));
-    store.epoch_deadline_trap();
-    store.set_epoch_deadline(loaded.limits.ticks() * INIT_CALLS);
+    let mut store = loaded.store(init.sample_rate, params);
+    arm(&mut store, loaded.limits.ticks() * crate::INIT_CALLS);
     let linker = linker(&loaded.engine).map_err(|e| loaded.trap("linking", e))?;
     let instance = linker.instantiate(&mut store, &loaded.module).map_err(|e| loaded.trap("instantiation", e))?;
     let memory = instance.get_memory(&mut store, "memory").expect("checked at load");
@@ -212,7 +208,7 @@ impl WorkletProcessor for ByobModule {
             return false;
         }
         write_params(&mut self.store, io);
-        self.store.set_epoch_deadline(self.ticks);
+        arm(&mut self.store, self.ticks);
         let process = &self.process;
         let result = with_registrar(&mut self.store, io, |s| process.call(s, RENDER_QUANTUM_SIZE as i32));
         // Regions the engine touches next must be read from where the
@@ -238,7 +234,7 @@ impl WorkletProcessor for ByobModule {
             PortKind::Input => 1,
             PortKind::Output => 2,
         };
-        self.store.set_epoch_deadline(self.ticks);
+        arm(&mut self.store, self.ticks);
         let args = (kind, change.port as i32, change.new_channels as i32);
         let result = with_registrar(&mut self.store, registrar, |s| handler.call(s, args));
         sync_memory(&mut self.store);

@@ -9,7 +9,7 @@
 //!             int numParams, const AudioParamFrame *params, void *userData);
 //! ```
 
-use crate::host::{sync_memory, HostState};
+use crate::host::{arm, sync_memory, HostState};
 use crate::{LoadError, Loaded};
 use byob_audio::worklet::{ProcessIo, ProcessorDefinition, ProcessorInit, WorkletProcessor, CHANNEL_BYTES};
 use byob_audio::{AudioParamDescriptor, MAX_CHANNELS, RENDER_QUANTUM_SIZE};
@@ -47,9 +47,8 @@ struct Scratch {
 }
 
 fn instantiate(loaded: &Loaded, init: &mut ProcessorInit<'_>, params: usize, has_init: bool) -> Result<Box<dyn WorkletProcessor>, LoadError> {
-    let mut store = Store::new(&loaded.engine, HostState::new(init.sample_rate, params));
-    store.epoch_deadline_trap();
-    store.set_epoch_deadline(loaded.limits.ticks() * 100);
+    let mut store = loaded.store(init.sample_rate, params);
+    arm(&mut store, loaded.limits.ticks() * crate::INIT_CALLS);
     let linker = crate::abi_byob::linker(&loaded.engine).map_err(|e| loaded.trap("linking", e))?;
     let instance = linker.instantiate(&mut store, &loaded.module).map_err(|e| loaded.trap("instantiation", e))?;
     let memory = instance.get_memory(&mut store, "memory").expect("checked at load");
@@ -135,7 +134,7 @@ impl WorkletProcessor for CopyModule {
             dst.copy_from_slice(values);
             copied += values.len() * 4;
         }
-        self.store.set_epoch_deadline(self.ticks);
+        arm(&mut self.store, self.ticks);
         let args = (
             s.inputs.len() as i32,
             s.input_frames as i32,

@@ -5,7 +5,7 @@
 //! buffers, and registers the buffers with the engine: `compute` then reads
 //! the engine's mix and writes what downstream nodes read. No copies.
 
-use crate::host::{sync_memory, HostState};
+use crate::host::{arm, sync_memory, HostState};
 use crate::{LoadError, Loaded};
 use byob_audio::worklet::{BufferKind, PortLayout, ProcessIo, ProcessorDefinition, ProcessorInit, WorkletProcessor, CHANNEL_BYTES};
 use byob_audio::{AudioParamDescriptor, AutomationRate, MAX_CHANNELS, RENDER_QUANTUM_SIZE};
@@ -43,8 +43,9 @@ pub(crate) fn definition(loaded: Loaded) -> Result<ProcessorDefinition, LoadErro
     loaded.check_memory(ABI)?;
     loaded.check_func("init", &[I32, I32], &[], ABI, true)?;
     loaded.check_func("compute", &[I32, I32, I32, I32], &[], ABI, true)?;
-    // Instantiate once, off the render thread, to read the JSON.
-    let (store, memory, _) = instantiate(&loaded, 48000.0)?;
+    // Instantiate once, off the render thread, to read the JSON — before
+    // `init`, whose DSP state at address 0 overwrites it.
+    let (store, memory, _) = instantiate(&loaded, None)?;
     let description = describe(&loaded, &json_at_start(&loaded, &store, memory)?)?;
     if description.inputs > MAX_CHANNELS || description.outputs > MAX_CHANNELS {
         return Err(invalid(&loaded, format!("{} inputs and {} outputs: at most {MAX_CHANNELS} each", description.inputs, description.outputs)));
@@ -64,10 +65,11 @@ pub(crate) fn definition(loaded: Loaded) -> Result<ProcessorDefinition, LoadErro
 
 type Compute = TypedFunc<(i32, i32, i32, i32), ()>;
 
-fn instantiate(loaded: &Loaded, sample_rate: f32) -> Result<(Store<HostState>, Memory, Compute), LoadError> {
-    let mut store = Store::new(&loaded.engine, HostState::new(sample_rate, 0));
-    store.epoch_deadline_trap();
-    store.set_epoch_deadline(loaded.limits.ticks() * 1000);
+/// Instantiates the module and, given a sample rate, calls its `init`.
+fn instantiate(loaded: &Loaded, sample_rate: Option<f32>) -> Result<(Store<HostState>, Memory, Compute), LoadError> {
+    let mut store = loaded.store(sample_rate.unwrap_or(0.0), 0);
+    // Faust's init may fill large tables.
+    arm(&mut store, loaded.limits.ticks() * crate::INIT_CALLS * 10);
     let mut linker = Linker::new(&loaded.engine);
     crate::math::define_env(&mut linker, &loaded.module, &loaded.name)?;
     crate::math::define_globals(&mut linker, &mut store, &loaded.module).map_err(|e| loaded.trap("linking", e))?;
@@ -76,7 +78,9 @@ fn instantiate(loaded: &Loaded, sample_rate: f32) -> Result<(Store<HostState>, M
     store.data_mut().wasm_memory = Some(memory);
     let init: TypedFunc<(i32, i32), ()> = instance.get_typed_func(&mut store, "init").map_err(|e| loaded.trap("looking up init", e))?;
     let compute: Compute = instance.get_typed_func(&mut store, "compute").map_err(|e| loaded.trap("looking up compute", e))?;
-    init.call(&mut store, (0, sample_rate.round() as i32)).map_err(|e| loaded.trap("init", e))?;
+    if let Some(sample_rate) = sample_rate {
+        init.call(&mut store, (0, sample_rate.round() as i32)).map_err(|e| loaded.trap("init", e))?;
+    }
     Ok((store, memory, compute))
 }
 
@@ -93,7 +97,8 @@ fn describe(loaded: &Loaded, json: &Value) -> Result<Description, LoadError> {
     let (inputs, outputs, size) = (count("inputs")?, count("outputs")?, count("size")?);
     let mut controls = Vec::new();
     let mut descriptors = Vec::new();
-    let mut pending: Vec<&Value> = json.get("ui").and_then(Value::as_array).map(|ui| ui.iter().collect()).unwrap_or_default();
+    // A stack walk in document order: push children reversed, pop the first.
+    let mut pending: Vec<&Value> = json.get("ui").and_then(Value::as_array).map(|ui| ui.iter().rev().collect()).unwrap_or_default();
     while let Some(item) = pending.pop() {
         if let Some(items) = item.get("items").and_then(Value::as_array) {
             pending.extend(items.iter().rev());
@@ -114,14 +119,11 @@ fn describe(loaded: &Loaded, json: &Value) -> Result<Description, LoadError> {
         descriptors.push(AudioParamDescriptor::new(address, init.clamp(min, max), min, max, AutomationRate::KRate));
         controls.push(Control { index });
     }
-    // The walk above went depth first from the end; keep the JSON's order.
-    controls.reverse();
-    descriptors.reverse();
     Ok(Description { inputs, outputs, size, controls, descriptors })
 }
 
 fn start(loaded: &Loaded, description: &Description, init: &mut ProcessorInit<'_>) -> Result<Box<dyn WorkletProcessor>, LoadError> {
-    let (mut store, memory, compute) = instantiate(loaded, init.sample_rate)?;
+    let (mut store, memory, compute) = instantiate(loaded, Some(init.sample_rate))?;
     // Layout after the DSP state: pointer tables, then the channel buffers.
     let align = |x: usize| x.next_multiple_of(16);
     let input_table = align(description.size);
@@ -179,7 +181,7 @@ impl WorkletProcessor for FaustModule {
             let value = io.param(k)[0];
             bytes[control.index..control.index + 4].copy_from_slice(&value.to_le_bytes());
         }
-        self.store.set_epoch_deadline(self.ticks);
+        arm(&mut self.store, self.ticks);
         let result = self.compute.call(&mut self.store, (0, RENDER_QUANTUM_SIZE as i32, self.tables.0, self.tables.1));
         sync_memory(&mut self.store);
         if let Err(e) = result {

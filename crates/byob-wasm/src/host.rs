@@ -5,7 +5,8 @@
 //! This is the crate's only `unsafe` code.
 
 use byob_audio::worklet::{ByobMemory, RegisterBuffers};
-use wasmtime::{AsContext, AsContextMut, Memory};
+use std::time::Duration;
+use wasmtime::{AsContext, AsContextMut, Memory, Store, UpdateDeadline};
 
 /// A registrar borrowed for the duration of one call into the module.
 struct RegistrarPtr(*mut (dyn RegisterBuffers + 'static));
@@ -26,11 +27,14 @@ pub(crate) struct HostState {
     /// PARAM regions (byob ABI kind 4): byte offset per parameter.
     pub param_regions: Vec<Option<usize>>,
     registrar: Option<RegistrarPtr>,
+    /// This thread's CPU time when the current call first ran past its
+    /// wall-clock deadline (see [`install_watchdog`]).
+    overrun_since: Option<Duration>,
 }
 
 impl HostState {
     pub fn new(sample_rate: f32, params: usize) -> Self {
-        Self { sample_rate, wasm_memory: None, lent: None, param_regions: vec![None; params], registrar: None }
+        Self { sample_rate, wasm_memory: None, lent: None, param_regions: vec![None; params], registrar: None, overrun_since: None }
     }
 
     /// The lent memory and the registrar of the call in progress, if any.
@@ -92,4 +96,48 @@ pub(crate) fn sync_memory(store: &mut impl AsContextMut<Data = HostState>) {
         // SAFETY: as above, for the first sync.
         None => state.lent = Some(unsafe { ByobMemory::external(base, len) }),
     }
+}
+
+/// Starts the clock for one call into the module: `ticks` epoch ticks of
+/// wall-clock time before the watchdog looks at it.
+pub(crate) fn arm(store: &mut Store<HostState>, ticks: u64) {
+    store.data_mut().overrun_since = None;
+    store.set_epoch_deadline(ticks);
+}
+
+/// Stops calls that run too long. The epoch deadline is wall-clock time,
+/// which also passes while the thread is preempted (a busy machine), so
+/// reaching it only starts a second check: the call is interrupted once this
+/// thread has spent `limit` more CPU time in it. A call that was merely
+/// descheduled finishes; a module that spins is stopped after at most twice
+/// the limit. Calls within the limit never get here, so the render path
+/// makes no system call.
+pub(crate) fn install_watchdog(store: &mut Store<HostState>, limit: Duration) {
+    store.epoch_deadline_callback(move |mut context| {
+        let now = thread_cpu_time();
+        let state = context.data_mut();
+        match state.overrun_since {
+            None => {
+                state.overrun_since = Some(now);
+                Ok(UpdateDeadline::Continue(1))
+            }
+            Some(since) if now.saturating_sub(since) >= limit => {
+                wasmtime::bail!("interrupted: the call ran longer than its time limit ({limit:?})")
+            }
+            Some(_) => Ok(UpdateDeadline::Continue(1)),
+        }
+    });
+}
+
+/// CPU time this thread has used.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is
+    // supported on every Linux and BSD this crate targets.
+    let result = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if result != 0 {
+        // No CPU clock: count the wall-clock overrun as CPU time.
+        return Duration::MAX;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }

@@ -66,7 +66,10 @@ impl Abi {
 pub struct Limits {
     /// How long one call into a module may run before it is interrupted
     /// and treated as a trap. Default 1 ms: well under one quantum
-    /// (2.67 ms at 48 kHz).
+    /// (2.67 ms at 48 kHz). Past this much wall-clock time, a call is
+    /// stopped once it has used this much more CPU time, so that a call
+    /// merely preempted on a busy machine is not mistaken for a runaway
+    /// one; a spinning module is stopped within twice the limit.
     pub max_time_per_call: Duration,
 }
 
@@ -172,6 +175,10 @@ impl ModuleLoader for WasmHost {
     }
 }
 
+/// Time allowed for one-off calls (`byob_init`, `malloc`, Faust's `init`),
+/// which may prepare tables: this many calls' worth.
+pub(crate) const INIT_CALLS: u64 = 100;
+
 /// A compiled module on its way to becoming a processor definition.
 pub(crate) struct Loaded {
     pub engine: Engine,
@@ -181,6 +188,13 @@ pub(crate) struct Loaded {
 }
 
 impl Loaded {
+    /// A store for one instance, with the watchdog that enforces the time limit.
+    pub fn store(&self, sample_rate: f32, params: usize) -> wasmtime::Store<host::HostState> {
+        let mut store = wasmtime::Store::new(&self.engine, host::HostState::new(sample_rate, params));
+        host::install_watchdog(&mut store, self.limits.max_time_per_call);
+        store
+    }
+
     /// Checks that export `name` is a function of type `params -> results`.
     pub fn check_func(&self, name: &str, params: &[ValType], results: &[ValType], abi: &'static str, required: bool) -> Result<bool, LoadError> {
         let expected = FuncType::new(&self.engine, params.iter().cloned(), results.iter().cloned());

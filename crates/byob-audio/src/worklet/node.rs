@@ -137,6 +137,7 @@ impl AudioWorkletNode {
         }
         let input_channels = vec![if config.mode == ChannelCountMode::Explicit { config.count } else { 1 }; n_in];
         let output_channels = options.output_channel_count.clone().unwrap_or_else(|| vec![1; n_out]);
+        let (offered_inputs, offered_outputs) = (input_channels.clone(), output_channels.clone());
         let mut registrations = Registrations::new(input_channels, output_channels);
         let processor = {
             let mut init = ProcessorInit {
@@ -162,6 +163,8 @@ impl AudioWorkletNode {
             active_source: true,
             failed: false,
             status: status.clone(),
+            offered_inputs,
+            offered_outputs,
             quanta: 0,
             bytes_copied: 0,
         };
@@ -234,6 +237,10 @@ struct WorkletRenderer {
     active_source: bool,
     failed: bool,
     status: Arc<WorkletStatus>,
+    /// The channel count last offered to the processor per port: a change
+    /// is offered once, not again every quantum after a rejection.
+    offered_inputs: Vec<usize>,
+    offered_outputs: Vec<usize>,
     /// Render-thread copies of the counters, published with plain stores
     /// (a read-modify-write per quantum would cost more than the rest).
     quanta: u64,
@@ -328,7 +335,9 @@ impl AudioProcessor for WorkletRenderer {
             return computed.min(block.capacity());
         }
         self.registrations.apply_pending_input(input);
-        if computed != self.registrations.input_channels[input] {
+        let offer = computed != self.offered_inputs[input] && computed != self.registrations.input_channels[input];
+        self.offered_inputs[input] = computed;
+        if offer {
             self.negotiate(PortKind::Input, input, computed);
             if self.failed {
                 return computed.min(block.capacity());
@@ -350,7 +359,9 @@ impl AudioProcessor for WorkletRenderer {
         }
         for port in 0..outputs.len() {
             let desired = self.desired_output_channels(port);
-            if desired != self.registrations.output_channels[port] {
+            let offer = desired != self.offered_outputs[port] && desired != self.registrations.output_channels[port];
+            self.offered_outputs[port] = desired;
+            if offer {
                 self.negotiate(PortKind::Output, port, desired);
                 if self.failed {
                     return silence(outputs);
