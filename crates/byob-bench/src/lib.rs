@@ -19,6 +19,28 @@ pub fn median_seconds<T>(runs: usize, mut setup: impl FnMut() -> T, mut run: imp
     times[times.len() / 2]
 }
 
+/// Median wall times of several cases measured in turns (case 0, 1, ...,
+/// then again), so that a slow spell of a noisy machine hits every case
+/// alike. `setup(case)` is not timed; `run` is.
+pub fn interleaved_medians<T>(runs: usize, cases: usize, mut setup: impl FnMut(usize) -> T, mut run: impl FnMut(usize, T)) -> Vec<f64> {
+    let mut times = vec![Vec::with_capacity(runs); cases];
+    for _ in 0..runs {
+        for (case, t) in times.iter_mut().enumerate() {
+            let input = setup(case);
+            let start = Instant::now();
+            run(case, input);
+            t.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect()
+}
+
 /// One line describing the machine, for the tables.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

@@ -86,6 +86,8 @@ pub(crate) fn sync_memory(store: &mut impl AsContextMut<Data = HostState>) {
     let mut context = store.as_context_mut();
     let state = context.data_mut();
     match &state.lent {
+        // Nothing moved (the usual case): nothing to tell the engine.
+        Some(lent) if lent.len() == len && lent.base() == base => {}
         // SAFETY: wasmtime keeps a memory's bytes valid and page-aligned at
         // `data_ptr` for `data_size` bytes until the next call that can grow
         // it; we re-sync after every such call, before the engine touches a

@@ -122,6 +122,11 @@ impl ByobMemory {
         Self { allocation: Arc::new(allocation), id: NEXT_ID.fetch_add(1, Ordering::Relaxed) }
     }
 
+    /// Where it starts now (for external memory, as last refreshed).
+    pub fn base(&self) -> *const u8 {
+        self.allocation.base()
+    }
+
     /// Its size in bytes.
     pub fn len(&self) -> usize {
         self.allocation.len.load(Ordering::Relaxed)

@@ -19,7 +19,9 @@ use std::sync::Arc;
 const SAMPLE_RATE: f32 = 48000.0;
 const CHAIN: usize = 16;
 
-/// byob ABI: input and output regions for 8 channels, no parameters.
+/// byob ABI: input and output regions for 8 channels, no parameters; the
+/// loop is SIMD (4 samples a step) in both modules, so that the host's
+/// share of the time is what the table compares.
 const BYOB_GAIN: &str = r#"(module
   (import "byob" "register_buffer" (func $register (param i32 i32 i32 i32) (result i32)))
   (import "byob" "channel_count" (func $channels (param i32 i32) (result i32)))
@@ -34,8 +36,8 @@ const BYOB_GAIN: &str = r#"(module
     (local.set $end (i32.shl (i32.mul (call $channels (i32.const 1) (i32.const 0)) (local.get $frames)) (i32.const 2)))
     (block $done (loop $next
       (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
-      (f32.store offset=4096 (local.get $p) (f32.mul (f32.load (local.get $p)) (f32.const 0.5)))
-      (local.set $p (i32.add (local.get $p) (i32.const 4)))
+      (v128.store offset=4096 (local.get $p) (f32x4.mul (v128.load (local.get $p)) (f32x4.splat (f32.const 0.5))))
+      (local.set $p (i32.add (local.get $p) (i32.const 16)))
       (br $next)))
     (i32.const 1)))"#;
 
@@ -50,15 +52,15 @@ const COPY_GAIN: &str = r#"(module
     (if (i32.gt_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536)))
       (then (drop (memory.grow (i32.add (i32.div_u (local.get $size) (i32.const 65536)) (i32.const 1))))))
     (local.get $p))
-  (func (export "process") (param i32 $inputs i32) (param i32 $outputs i32) (param i32 i32 i32) (result i32)
+  (func (export "process") (param $numInputs i32) (param $inputs i32) (param $numOutputs i32) (param $outputs i32) (param i32 i32 i32) (result i32)
     (local $end i32) (local $p i32) (local $in i32) (local $out i32)
     (local.set $end (i32.shl (i32.mul (i32.load (local.get $inputs)) (i32.load offset=4 (local.get $inputs))) (i32.const 2)))
     (local.set $in (i32.load offset=8 (local.get $inputs)))
     (local.set $out (i32.load offset=8 (local.get $outputs)))
     (block $done (loop $next
       (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
-      (f32.store (i32.add (local.get $out) (local.get $p)) (f32.mul (f32.load (i32.add (local.get $in) (local.get $p))) (f32.const 0.5)))
-      (local.set $p (i32.add (local.get $p) (i32.const 4)))
+      (v128.store (i32.add (local.get $out) (local.get $p)) (f32x4.mul (v128.load (i32.add (local.get $in) (local.get $p))) (f32x4.splat (f32.const 0.5))))
+      (local.set $p (i32.add (local.get $p) (i32.const 16)))
       (br $next)))
     (i32.const 1)))"#;
 
@@ -98,12 +100,6 @@ fn graph(channels: usize, frames: usize, definition: Option<&ProcessorDefinition
     (ctx, status)
 }
 
-fn render_time(runs: usize, channels: usize, frames: usize, definition: Option<&ProcessorDefinition>, nodes: usize) -> f64 {
-    byob_bench::median_seconds(runs, || graph(channels, frames, definition, nodes).0, |ctx| {
-        std::hint::black_box(ctx.start_rendering().unwrap());
-    })
-}
-
 fn gains(host: &WasmHost, runs: usize, seconds: f64) -> String {
     let byob_gain = host.load_bytes("byob-gain.wat", BYOB_GAIN.as_bytes(), Abi::Byob, None).unwrap();
     let copy_gain = host.load_bytes("copy-gain.wat", COPY_GAIN.as_bytes(), Abi::Copy, None).unwrap();
@@ -111,9 +107,12 @@ fn gains(host: &WasmHost, runs: usize, seconds: f64) -> String {
     let quanta = (frames / 128) as f64;
     let mut rows = Vec::new();
     for channels in [1usize, 2, 8] {
-        let none = render_time(runs, channels, frames, None, 0);
-        let byob_ns = (render_time(runs, channels, frames, Some(&byob_gain), CHAIN) - none) / (quanta * CHAIN as f64) * 1e9;
-        let copy_ns = (render_time(runs, channels, frames, Some(&copy_gain), CHAIN) - none) / (quanta * CHAIN as f64) * 1e9;
+        let definitions = [None, Some(&byob_gain), Some(&copy_gain)];
+        let t = byob_bench::interleaved_medians(runs, 3, |case| graph(channels, frames, definitions[case], CHAIN).0, |_, ctx| {
+            std::hint::black_box(ctx.start_rendering().unwrap());
+        });
+        let per_node = |with: f64| (with - t[0]) / (quanta * CHAIN as f64) * 1e9;
+        let (byob_ns, copy_ns) = (per_node(t[1]), per_node(t[2]));
         let copied = |definition| {
             let (ctx, status) = graph(channels, 128 * 100, Some(definition), 1);
             ctx.start_rendering().unwrap();
@@ -126,8 +125,8 @@ fn gains(host: &WasmHost, runs: usize, seconds: f64) -> String {
     }
     format!(
         "### WebAssembly gain: host overhead per quantum\n\n\
-         A chain of {CHAIN} nodes, each a WebAssembly gain (×0.5, the same loop in both modules), on a looping source, \
-         {seconds} s at {SAMPLE_RATE} Hz, median of {runs} renders; per node per quantum = (render with the chain − \
+         A chain of {CHAIN} nodes, each a WebAssembly gain (×0.5, the same SIMD loop in both modules), on a looping source, \
+         {seconds} s at {SAMPLE_RATE} Hz, median of {runs} renders taken in turns; per node per quantum = (render with the chain − \
          without) / ({CHAIN} × quanta). Goals: 0 bytes copied on the byob ABI; byob at most half the copy ABI's overhead at 8 channels.\n\n\
          | channels | byob ABI ns/quantum | copy ABI ns/quantum | byob/copy | bytes copied per quantum, byob | bytes copied per quantum, copy |\n\
          |---|---|---|---|---|---|\n{}",
@@ -158,8 +157,11 @@ fn reverb(host: &WasmHost, runs: usize, seconds: f64) -> String {
     let (wasm, native) = build_faust(&dir);
     let definition = host.load(&wasm, Abi::Faust, None).unwrap();
     let frames = (SAMPLE_RATE as f64 * seconds) as usize;
-    let none = render_time(runs, 2, frames, None, 0);
-    let hosted = render_time(runs, 2, frames, Some(&definition), 1) - none;
+    let definitions = [None, Some(&definition)];
+    let t = byob_bench::interleaved_medians(runs, 2, |case| graph(2, frames, definitions[case], 1).0, |_, ctx| {
+        std::hint::black_box(ctx.start_rendering().unwrap());
+    });
+    let hosted = t[1] - t[0];
     let mut native_times: Vec<f64> = (0..runs)
         .map(|_| {
             let out = Command::new(&native).arg(frames.to_string()).arg((SAMPLE_RATE as u32).to_string()).output().unwrap();
