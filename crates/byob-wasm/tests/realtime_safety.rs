@@ -1,5 +1,5 @@
 //! The host side of a call into a WebAssembly module allocates nothing: a
-//! graph with byob-ABI and copy-ABI modules renders under an
+//! graph with byob-ABI, copy-ABI and Faust modules renders under an
 //! allocation-denying global allocator.
 
 use assert_no_alloc::{assert_no_alloc, AllocDisabler};
@@ -21,6 +21,7 @@ fn calls_into_modules_allocate_nothing() {
     let gain = AudioParamDescriptor::new("gain", 0.5, 0.0, 1.0, AutomationRate::ARate);
     let byob = host.load(&module("gain.wat"), Abi::Byob, Some(vec![gain.clone()])).unwrap();
     let copy = host.load(&module("gain-copy.wat"), Abi::Copy, Some(vec![gain])).unwrap();
+    let faust = host.load(&module("tremolo.wasm"), Abi::Faust, None).unwrap();
     let mut graph = AudioGraph::new(48000.0, 2).unwrap();
     let g = &mut graph;
     let destination = g.destination();
@@ -33,7 +34,10 @@ fn calls_into_modules_allocate_nothing() {
         g.param(node.parameter("gain").unwrap()).linear_ramp_to_value_at_time(1.0, 0.05).unwrap();
         previous = node.id();
     }
-    g.connect(previous, 0, destination, 0).unwrap();
+    let tremolo = AudioWorkletNode::from_definition(g, &faust, "tremolo", AudioWorkletNodeOptions::default()).unwrap();
+    g.connect(previous, 0, tremolo.id(), 0).unwrap();
+    g.param(tremolo.parameter("/tremolo/rate").unwrap()).linear_ramp_to_value_at_time(12.0, 0.05).unwrap();
+    g.connect(tremolo.id(), 0, destination, 0).unwrap();
     let mut render = graph.compile().unwrap();
     let mut energy = 0.0f64;
     for _ in 0..30 {
