@@ -1,0 +1,254 @@
+//! Loading ONNX models into byob's IR: nodes, values, initializers and
+//! opsets, with every malformed input reported, never a panic.
+
+use crate::proto;
+use crate::tensor::{Data, DataType, Tensor, TensorError};
+use prost::Message;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Why a model could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("not a valid ONNX model (truncated or corrupt protobuf): {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("the model has no graph")]
+    NoGraph,
+    #[error("initializer {name:?}: {what}")]
+    Initializer { name: String, what: String },
+    #[error("node {node:?} ({op}): attribute {attribute:?}: {what}")]
+    Attribute { node: String, op: String, attribute: String, what: String },
+    #[error("{what:?}: {reason}")]
+    Value { what: String, reason: String },
+}
+
+/// A dimension of a declared shape.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Dim {
+    Known(usize),
+    /// A named dimension (`batch`), fixed only when inputs arrive.
+    Symbolic(String),
+    Unknown,
+}
+
+impl std::fmt::Display for Dim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Known(n) => write!(f, "{n}"),
+            Self::Symbolic(s) => f.write_str(s),
+            Self::Unknown => f.write_str("?"),
+        }
+    }
+}
+
+/// A graph input or output as declared.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValueInfo {
+    pub name: String,
+    pub dtype: Option<DataType>,
+    pub shape: Option<Vec<Dim>>,
+}
+
+/// An attribute value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Attribute {
+    Float(f32),
+    Int(i64),
+    String(String),
+    Tensor(Tensor),
+    Floats(Vec<f32>),
+    Ints(Vec<i64>),
+    Strings(Vec<String>),
+}
+
+/// One operator application.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// The node's name, or a generated `op_type#index` when it has none.
+    pub name: String,
+    pub op_type: String,
+    pub domain: String,
+    /// Input value names; `""` marks an omitted optional input.
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub attributes: HashMap<String, Attribute>,
+}
+
+/// The computation graph.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Graph {
+    pub nodes: Vec<Node>,
+    /// Graph inputs that are not initializers: what a caller must feed.
+    pub inputs: Vec<ValueInfo>,
+    pub outputs: Vec<ValueInfo>,
+    pub initializers: HashMap<String, Tensor>,
+}
+
+/// A loaded model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    pub ir_version: i64,
+    pub producer: String,
+    /// Opset version per domain (`""` is the default ONNX domain).
+    pub opsets: HashMap<String, i64>,
+    pub graph: Graph,
+}
+
+impl Model {
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+        Self::from_bytes(&bytes, path.parent())
+    }
+
+    /// Decodes a model; `base_dir` locates external data files.
+    pub fn from_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Self, ModelError> {
+        let proto = proto::ModelProto::decode(bytes)?;
+        let graph = proto.graph.ok_or(ModelError::NoGraph)?;
+        let opsets = proto.opset_import.iter().map(|o| (o.domain.clone(), o.version)).collect();
+        Ok(Self { ir_version: proto.ir_version, producer: proto.producer_name, opsets, graph: convert_graph(graph, base_dir)? })
+    }
+
+    /// The default-domain opset.
+    pub fn opset(&self) -> i64 {
+        self.opsets.get("").or_else(|| self.opsets.get("ai.onnx")).copied().unwrap_or(1)
+    }
+}
+
+fn convert_graph(graph: proto::GraphProto, base_dir: Option<&Path>) -> Result<Graph, ModelError> {
+    let mut initializers = HashMap::new();
+    for t in &graph.initializer {
+        initializers.insert(t.name.clone(), tensor_from_proto(t, base_dir)?);
+    }
+    let inputs = graph.input.iter().filter(|v| !initializers.contains_key(&v.name)).map(value_info).collect::<Result<_, _>>()?;
+    let outputs = graph.output.iter().map(value_info).collect::<Result<_, _>>()?;
+    let nodes = graph
+        .node
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let name = if n.name.is_empty() { format!("{}#{i}", n.op_type) } else { n.name.clone() };
+            let attributes = n
+                .attribute
+                .iter()
+                .map(|a| attribute(a, base_dir).map(|v| (a.name.clone(), v)))
+                .collect::<Result<_, String>>()
+                .map_err(|what| ModelError::Attribute { node: name.clone(), op: n.op_type.clone(), attribute: String::new(), what })?;
+            Ok(Node { name, op_type: n.op_type, domain: n.domain, inputs: n.input, outputs: n.output, attributes })
+        })
+        .collect::<Result<_, ModelError>>()?;
+    Ok(Graph { nodes, inputs, outputs, initializers })
+}
+
+fn value_info(v: &proto::ValueInfoProto) -> Result<ValueInfo, ModelError> {
+    let (dtype, shape) = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(proto::type_proto::Value::TensorType(t)) => {
+            let shape = t.shape.as_ref().map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match &d.value {
+                        Some(proto::tensor_shape_proto::dimension::Value::DimValue(n)) if *n >= 0 => Dim::Known(*n as usize),
+                        Some(proto::tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => Dim::Symbolic(p.clone()),
+                        _ => Dim::Unknown,
+                    })
+                    .collect()
+            });
+            (DataType::from_onnx(t.elem_type), shape)
+        }
+        None => (None, None),
+    };
+    Ok(ValueInfo { name: v.name.clone(), dtype, shape })
+}
+
+fn attribute(a: &proto::AttributeProto, base_dir: Option<&Path>) -> Result<Attribute, String> {
+    use proto::attribute_type as t;
+    let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| format!("attribute {:?} holds a string that is not UTF-8", a.name));
+    Ok(match a.r#type {
+        t::FLOAT => Attribute::Float(a.f),
+        t::INT => Attribute::Int(a.i),
+        t::STRING => Attribute::String(utf8(&a.s)?),
+        t::TENSOR => Attribute::Tensor(
+            a.t.as_ref()
+                .map(|t| tensor_from_proto(t, base_dir).map_err(|e| e.to_string()))
+                .transpose()?
+                .ok_or_else(|| format!("attribute {:?} should hold a tensor", a.name))?,
+        ),
+        t::FLOATS => Attribute::Floats(a.floats.clone()),
+        t::INTS => Attribute::Ints(a.ints.clone()),
+        t::STRINGS => Attribute::Strings(a.strings.iter().map(|s| utf8(s)).collect::<Result<_, _>>()?),
+        t::GRAPH => return Err(format!("attribute {:?} holds a subgraph, which byob does not support", a.name)),
+        other => return Err(format!("attribute {:?} has type {other}, which byob does not support", a.name)),
+    })
+}
+
+/// Decodes a TensorProto: raw data, typed fields, or an external data file.
+pub fn tensor_from_proto(t: &proto::TensorProto, base_dir: Option<&Path>) -> Result<Tensor, ModelError> {
+    let fail = |what: String| ModelError::Initializer { name: t.name.clone(), what };
+    let dtype = DataType::from_onnx(t.data_type).ok_or_else(|| fail(format!("element type {} is not supported", t.data_type)))?;
+    let mut shape = Vec::with_capacity(t.dims.len());
+    for &d in &t.dims {
+        shape.push(usize::try_from(d).map_err(|_| fail(format!("negative dimension {d}")))?);
+    }
+    let count: usize = shape.iter().product();
+    let external;
+    let raw: Option<&[u8]> = if t.data_location == 1 {
+        external = read_external(t, base_dir, count * dtype.size()).map_err(fail)?;
+        Some(&external)
+    } else if !t.raw_data.is_empty() {
+        Some(&t.raw_data)
+    } else {
+        None
+    };
+    let data = match raw {
+        Some(bytes) => {
+            if bytes.len() != count * dtype.size() {
+                return Err(fail(format!("raw data has {} bytes, shape {shape:?} of {dtype} needs {}", bytes.len(), count * dtype.size())));
+            }
+            decode_raw(dtype, bytes)
+        }
+        None => match dtype {
+            DataType::F32 => Data::F32(t.float_data.clone()),
+            DataType::F64 => Data::F64(t.double_data.clone()),
+            DataType::I64 => Data::I64(t.int64_data.clone()),
+            DataType::I32 => Data::I32(t.int32_data.clone()),
+            DataType::I8 => Data::I8(t.int32_data.iter().map(|&x| x as i8).collect()),
+            DataType::U8 => Data::U8(t.int32_data.iter().map(|&x| x as u8).collect()),
+            DataType::Bool => Data::Bool(t.int32_data.iter().map(|&x| x != 0).collect()),
+        },
+    };
+    Tensor::new(shape, data).map_err(|e: TensorError| fail(e.to_string()))
+}
+
+fn decode_raw(dtype: DataType, bytes: &[u8]) -> Data {
+    fn chunks<const N: usize, T>(bytes: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
+        bytes.chunks_exact(N).map(|c| f(c.try_into().expect("exact chunks"))).collect()
+    }
+    match dtype {
+        DataType::F32 => Data::F32(chunks(bytes, f32::from_le_bytes)),
+        DataType::F64 => Data::F64(chunks(bytes, f64::from_le_bytes)),
+        DataType::I64 => Data::I64(chunks(bytes, i64::from_le_bytes)),
+        DataType::I32 => Data::I32(chunks(bytes, i32::from_le_bytes)),
+        DataType::I8 => Data::I8(bytes.iter().map(|&b| b as i8).collect()),
+        DataType::U8 => Data::U8(bytes.to_vec()),
+        DataType::Bool => Data::Bool(bytes.iter().map(|&b| b != 0).collect()),
+    }
+}
+
+fn read_external(t: &proto::TensorProto, base_dir: Option<&Path>, len: usize) -> Result<Vec<u8>, String> {
+    let entry = |key: &str| t.external_data.iter().find(|e| e.key == key).map(|e| e.value.as_str());
+    let location = entry("location").ok_or("external data without a location")?;
+    let offset: u64 = entry("offset").map(|o| o.parse().map_err(|_| format!("bad offset {o:?}"))).transpose()?.unwrap_or(0);
+    let length: usize = entry("length").map(|l| l.parse().map_err(|_| format!("bad length {l:?}"))).transpose()?.unwrap_or(len);
+    if Path::new(location).is_absolute() || location.contains("..") {
+        return Err(format!("external data location {location:?} must be a relative path inside the model's folder"));
+    }
+    let path = base_dir.unwrap_or(Path::new(".")).join(location);
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    file.seek(SeekFrom::Start(offset)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = vec![0; length];
+    file.read_exact(&mut bytes).map_err(|e| format!("{}: {e} (reading {length} bytes at offset {offset})", path.display()))?;
+    Ok(bytes)
+}

@@ -1,0 +1,141 @@
+//! Operators: one module per family, each registering its builders in a
+//! plain function. A builder reads the node's attributes (handling opset
+//! differences itself) and returns an [`Op`] that infers output types and
+//! shapes and evaluates on the CPU.
+
+use crate::model::{Attribute, Dim, Node};
+use crate::tensor::{DataType, Tensor};
+use std::collections::HashMap;
+
+pub mod unary;
+
+/// What is known about a value before running: its type, its shape (some
+/// dimensions may be unknown), and its contents when it is a constant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fact {
+    pub dtype: DataType,
+    pub shape: Vec<Dim>,
+    pub value: Option<Tensor>,
+}
+
+impl Fact {
+    pub fn new(dtype: DataType, shape: Vec<Dim>) -> Self {
+        Self { dtype, shape, value: None }
+    }
+
+    /// The fact of a known tensor (a constant).
+    pub fn constant(tensor: Tensor) -> Self {
+        Self { dtype: tensor.dtype(), shape: tensor.shape().iter().map(|&d| Dim::Known(d)).collect(), value: Some(tensor) }
+    }
+
+    /// The shape when every dimension is known.
+    pub fn concrete_shape(&self) -> Option<Vec<usize>> {
+        self.shape.iter().map(|d| if let Dim::Known(n) = d { Some(*n) } else { None }).collect()
+    }
+}
+
+/// Why an operator could not be built or run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpError {
+    #[error("operator {op} (opset {opset}) is not supported")]
+    Unsupported { op: String, opset: i64 },
+    #[error("attribute {name:?}: {what}")]
+    Attribute { name: String, what: String },
+    #[error("input {index}: {what}")]
+    Input { index: usize, what: String },
+    #[error("{0}")]
+    Shape(String),
+}
+
+impl OpError {
+    pub fn input(index: usize, what: impl Into<String>) -> Self {
+        Self::Input { index, what: what.into() }
+    }
+
+    pub fn attribute(name: &str, what: impl Into<String>) -> Self {
+        Self::Attribute { name: name.to_string(), what: what.into() }
+    }
+}
+
+/// An operator ready to run.
+pub trait Op: Send + Sync + std::fmt::Debug {
+    /// Output facts from input facts (`None` for an omitted optional input).
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError>;
+
+    /// Computes the outputs. Inputs were validated by `infer` with their
+    /// real shapes just before.
+    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError>;
+}
+
+/// Builds an operator from a node at an opset version.
+pub type Builder = fn(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError>;
+
+/// Every operator byob runs on the CPU, by op type.
+pub fn registry() -> HashMap<&'static str, Builder> {
+    let mut ops = HashMap::new();
+    unary::register(&mut ops);
+    ops
+}
+
+/// Attribute accessors with errors that name the attribute.
+pub struct Attrs<'a>(pub &'a Node);
+
+impl Attrs<'_> {
+    pub fn get(&self, name: &str) -> Option<&Attribute> {
+        self.0.attributes.get(name)
+    }
+
+    pub fn float(&self, name: &str, default: f32) -> Result<f32, OpError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(Attribute::Float(v)) => Ok(*v),
+            Some(other) => Err(OpError::attribute(name, format!("expected a float, got {other:?}"))),
+        }
+    }
+
+    pub fn int(&self, name: &str, default: i64) -> Result<i64, OpError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(Attribute::Int(v)) => Ok(*v),
+            Some(other) => Err(OpError::attribute(name, format!("expected an int, got {other:?}"))),
+        }
+    }
+
+    pub fn ints(&self, name: &str) -> Result<Option<Vec<i64>>, OpError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Attribute::Ints(v)) => Ok(Some(v.clone())),
+            Some(other) => Err(OpError::attribute(name, format!("expected ints, got {other:?}"))),
+        }
+    }
+
+    pub fn floats(&self, name: &str) -> Result<Option<Vec<f32>>, OpError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Attribute::Floats(v)) => Ok(Some(v.clone())),
+            Some(other) => Err(OpError::attribute(name, format!("expected floats, got {other:?}"))),
+        }
+    }
+
+    pub fn string(&self, name: &str, default: &str) -> Result<String, OpError> {
+        match self.get(name) {
+            None => Ok(default.to_string()),
+            Some(Attribute::String(v)) => Ok(v.clone()),
+            Some(other) => Err(OpError::attribute(name, format!("expected a string, got {other:?}"))),
+        }
+    }
+
+    pub fn tensor(&self, name: &str) -> Result<Option<&Tensor>, OpError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Attribute::Tensor(t)) => Ok(Some(t)),
+            Some(other) => Err(OpError::attribute(name, format!("expected a tensor, got {other:?}"))),
+        }
+    }
+}
+
+/// Input `index`, which the op requires.
+pub fn required<'a, T>(inputs: &[Option<&'a T>], index: usize) -> Result<&'a T, OpError> {
+    inputs.get(index).copied().flatten().ok_or_else(|| OpError::input(index, "missing"))
+}

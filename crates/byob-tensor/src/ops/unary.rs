@@ -1,0 +1,217 @@
+//! Elementwise operators of one input: the activation and math functions.
+
+use super::{required, Attrs, Builder, Fact, Op, OpError};
+use crate::model::Node;
+use crate::tensor::{Data, DataType, Tensor};
+use rayon::prelude::*;
+use std::collections::HashMap;
+
+/// A float function of one float, with its attributes captured.
+#[derive(Debug, Clone, Copy)]
+enum Function {
+    Abs,
+    Neg,
+    Floor,
+    Ceil,
+    Reciprocal,
+    Sqrt,
+    Exp,
+    Log,
+    Erf,
+    Sigmoid,
+    Sin,
+    Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Asinh,
+    Acosh,
+    Atanh,
+    Tanh,
+    Relu,
+    LeakyRelu { alpha: f32 },
+    Elu { alpha: f32 },
+    HardSigmoid { alpha: f32, beta: f32 },
+    ThresholdedRelu { alpha: f32 },
+    Clip { min: f32, max: f32 },
+}
+
+impl Function {
+    #[inline]
+    fn apply(self, x: f32) -> f32 {
+        match self {
+            Self::Abs => x.abs(),
+            Self::Neg => -x,
+            Self::Floor => x.floor(),
+            Self::Ceil => x.ceil(),
+            Self::Reciprocal => 1.0 / x,
+            Self::Sqrt => x.sqrt(),
+            Self::Exp => x.exp(),
+            Self::Log => x.ln(),
+            Self::Erf => libm::erf(x as f64) as f32,
+            Self::Sigmoid => {
+                // Stable for large |x|.
+                if x >= 0.0 {
+                    1.0 / (1.0 + (-x).exp())
+                } else {
+                    let e = x.exp();
+                    e / (1.0 + e)
+                }
+            }
+            Self::Sin => x.sin(),
+            Self::Cos => x.cos(),
+            Self::Tan => x.tan(),
+            Self::Asin => x.asin(),
+            Self::Acos => x.acos(),
+            Self::Atan => x.atan(),
+            Self::Sinh => x.sinh(),
+            Self::Cosh => x.cosh(),
+            Self::Asinh => x.asinh(),
+            Self::Acosh => x.acosh(),
+            Self::Atanh => x.atanh(),
+            Self::Tanh => x.tanh(),
+            Self::Relu => x.max(0.0),
+            Self::LeakyRelu { alpha } => {
+                if x < 0.0 {
+                    alpha * x
+                } else {
+                    x
+                }
+            }
+            Self::Elu { alpha } => {
+                if x < 0.0 {
+                    alpha * (x.exp() - 1.0)
+                } else {
+                    x
+                }
+            }
+            Self::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            Self::ThresholdedRelu { alpha } => {
+                if x > alpha {
+                    x
+                } else {
+                    0.0
+                }
+            }
+            Self::Clip { min, max } => x.max(min).min(max),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Unary {
+    function: Function,
+}
+
+/// Elements per parallel task: below this, splitting costs more than it saves.
+const CHUNK: usize = 1 << 14;
+
+impl Op for Unary {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let x = required(inputs, 0)?;
+        if x.dtype != DataType::F32 {
+            return Err(OpError::input(0, format!("expected float, got {}", x.dtype)));
+        }
+        Ok(vec![Fact::new(DataType::F32, x.shape.clone())])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+        let x = required(inputs, 0)?;
+        let input = x.as_f32().ok_or_else(|| OpError::input(0, "expected float"))?;
+        let mut out = vec![0.0f32; input.len()];
+        let f = self.function;
+        if input.len() >= 2 * CHUNK {
+            threads.install(|| {
+                out.par_chunks_mut(CHUNK).zip(input.par_chunks(CHUNK)).for_each(|(o, i)| o.iter_mut().zip(i).for_each(|(o, &x)| *o = f.apply(x)))
+            });
+        } else {
+            out.iter_mut().zip(input).for_each(|(o, &x)| *o = f.apply(x));
+        }
+        Ok(vec![Tensor::f32(x.shape().to_vec(), out).expect("same length")])
+    }
+}
+
+/// `Not` on booleans.
+#[derive(Debug)]
+struct Not;
+
+impl Op for Not {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let x = required(inputs, 0)?;
+        if x.dtype != DataType::Bool {
+            return Err(OpError::input(0, format!("expected bool, got {}", x.dtype)));
+        }
+        Ok(vec![Fact::new(DataType::Bool, x.shape.clone())])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], _: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+        let x = required(inputs, 0)?;
+        let Data::Bool(v) = x.data() else { return Err(OpError::input(0, "expected bool")) };
+        Ok(vec![Tensor::new(x.shape().to_vec(), Data::Bool(v.iter().map(|b| !b).collect())).expect("same length")])
+    }
+}
+
+fn simple(function: Function) -> Result<Box<dyn Op>, OpError> {
+    Ok(Box::new(Unary { function }))
+}
+
+fn clip(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
+    if opset < 11 {
+        let a = Attrs(node);
+        return simple(Function::Clip { min: a.float("min", f32::MIN)?, max: a.float("max", f32::MAX)? });
+    }
+    // Opset 11+: min and max are optional inputs, read at run time.
+    Ok(Box::new(ClipInputs))
+}
+
+#[derive(Debug)]
+struct ClipInputs;
+
+fn scalar(inputs: &[Option<&Tensor>], index: usize, default: f32) -> Result<f32, OpError> {
+    match inputs.get(index).copied().flatten() {
+        None => Ok(default),
+        Some(t) => match t.as_f32() {
+            Some([v]) => Ok(*v),
+            _ => Err(OpError::input(index, format!("expected a float scalar, got shape {:?} of {}", t.shape(), t.dtype()))),
+        },
+    }
+}
+
+impl Op for ClipInputs {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        Unary { function: Function::Relu }.infer(&inputs[..1])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+        let function = Function::Clip { min: scalar(inputs, 1, f32::MIN)?, max: scalar(inputs, 2, f32::MAX)? };
+        Unary { function }.eval(&inputs[..1], threads)
+    }
+}
+
+pub fn register(ops: &mut HashMap<&'static str, Builder>) {
+    macro_rules! plain {
+        ($($name:literal => $f:expr),* $(,)?) => {
+            $( ops.insert($name, |_, _| simple($f)); )*
+        };
+    }
+    plain! {
+        "Abs" => Function::Abs, "Neg" => Function::Neg, "Floor" => Function::Floor, "Ceil" => Function::Ceil,
+        "Reciprocal" => Function::Reciprocal, "Sqrt" => Function::Sqrt, "Exp" => Function::Exp, "Log" => Function::Log,
+        "Erf" => Function::Erf, "Sigmoid" => Function::Sigmoid, "Sin" => Function::Sin, "Cos" => Function::Cos,
+        "Tan" => Function::Tan, "Asin" => Function::Asin, "Acos" => Function::Acos, "Atan" => Function::Atan,
+        "Sinh" => Function::Sinh, "Cosh" => Function::Cosh, "Asinh" => Function::Asinh, "Acosh" => Function::Acosh,
+        "Atanh" => Function::Atanh, "Tanh" => Function::Tanh, "Relu" => Function::Relu,
+    }
+    ops.insert("LeakyRelu", |n, _| simple(Function::LeakyRelu { alpha: Attrs(n).float("alpha", 0.01)? }));
+    ops.insert("Elu", |n, _| simple(Function::Elu { alpha: Attrs(n).float("alpha", 1.0)? }));
+    ops.insert("HardSigmoid", |n, _| {
+        let a = Attrs(n);
+        simple(Function::HardSigmoid { alpha: a.float("alpha", 0.2)?, beta: a.float("beta", 0.5)? })
+    });
+    ops.insert("ThresholdedRelu", |n, _| simple(Function::ThresholdedRelu { alpha: Attrs(n).float("alpha", 1.0)? }));
+    ops.insert("Clip", clip);
+    ops.insert("Not", |_, _| Ok(Box::new(Not)));
+}

@@ -1,0 +1,371 @@
+//! Sessions: a model prepared for running, shaped like ONNX Runtime's API.
+
+use crate::model::{Dim, Model, ModelError, Node, ValueInfo};
+use crate::ops::{Fact, Op, OpError};
+use crate::provider::{CpuProvider, ExecutionProvider};
+use crate::tensor::Tensor;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// How much the graph is rewritten before running.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum OptimizationLevel {
+    /// Run the graph as written.
+    Disabled,
+    /// Fold constant subgraphs (shape computations included) and drop dead nodes.
+    #[default]
+    Basic,
+}
+
+/// Why a session could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("node {node:?}: operator {op} (opset {opset}) is not supported by any provider (cpu runs: {known})")]
+    Unsupported { node: String, op: String, opset: i64, known: String },
+    #[error("node {node:?} ({op}): {error}")]
+    Node { node: String, op: String, error: OpError },
+    #[error("value {0:?} is used but never produced (not a graph input, initializer or node output)")]
+    UnknownValue(String),
+    #[error("the graph has a cycle through node {0:?}")]
+    Cycle(String),
+    #[error("could not start {0} threads: {1}")]
+    Threads(usize, String),
+}
+
+/// Why a run failed. The session stays usable.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    #[error("missing input(s) {missing:?}; the model expects: {expected}")]
+    MissingInput { missing: Vec<String>, expected: String },
+    #[error("unknown input {name:?}; the model expects: {expected}")]
+    UnknownInput { name: String, expected: String },
+    #[error("input {name:?}: expected {expected}, got {got}")]
+    InputType { name: String, expected: String, got: String },
+    #[error("input {name:?}: expected shape {expected}, got {got:?}")]
+    InputShape { name: String, expected: String, got: Vec<usize> },
+    #[error("node {node:?} ({op}): {error}")]
+    Node { node: String, op: String, error: OpError },
+}
+
+/// Builds a [`Session`].
+pub struct SessionBuilder {
+    providers: Vec<Box<dyn ExecutionProvider>>,
+    intra_op_threads: Option<usize>,
+    optimization_level: OptimizationLevel,
+}
+
+impl Default for SessionBuilder {
+    fn default() -> Self {
+        Self { providers: Vec::new(), intra_op_threads: None, optimization_level: OptimizationLevel::default() }
+    }
+}
+
+impl SessionBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a provider; nodes go to the first provider that can run them,
+    /// and to the CPU provider otherwise.
+    pub fn with_provider(mut self, provider: Box<dyn ExecutionProvider>) -> Self {
+        self.providers.push(provider);
+        self
+    }
+
+    /// Threads for parallel kernels (default: one per core).
+    pub fn with_intra_op_threads(mut self, threads: usize) -> Self {
+        self.intra_op_threads = Some(threads.max(1));
+        self
+    }
+
+    pub fn with_optimization_level(mut self, level: OptimizationLevel) -> Self {
+        self.optimization_level = level;
+        self
+    }
+
+    pub fn commit_from_file(self, path: impl AsRef<Path>) -> Result<Session, SessionError> {
+        self.commit(Model::load(path.as_ref())?)
+    }
+
+    pub fn commit_from_memory(self, bytes: &[u8]) -> Result<Session, SessionError> {
+        self.commit(Model::from_bytes(bytes, None)?)
+    }
+
+    pub fn commit(mut self, model: Model) -> Result<Session, SessionError> {
+        self.providers.push(Box::new(CpuProvider::new()));
+        let threads = self.intra_op_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| SessionError::Threads(threads, e.to_string()))?;
+        Session::prepare(model, self.providers, self.optimization_level, pool)
+    }
+}
+
+/// A node ready to run.
+struct Step {
+    name: String,
+    op_type: String,
+    provider: &'static str,
+    op: Box<dyn Op>,
+    inputs: Vec<Option<usize>>,
+    outputs: Vec<usize>,
+}
+
+/// Where a node runs, for `byob info`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodePlacement {
+    pub name: String,
+    pub op_type: String,
+    pub provider: &'static str,
+}
+
+/// A model prepared for running.
+pub struct Session {
+    steps: Vec<Step>,
+    value_names: Vec<String>,
+    /// Initializers and folded constants, by value index.
+    constants: Vec<Option<Tensor>>,
+    inputs: Vec<(ValueInfo, usize)>,
+    outputs: Vec<(ValueInfo, usize)>,
+    /// The step after which each value is no longer needed.
+    last_use: Vec<usize>,
+    opset: i64,
+    pool: rayon::ThreadPool,
+    folded: usize,
+    removed: usize,
+}
+
+fn describe_inputs(inputs: &[(ValueInfo, usize)]) -> String {
+    inputs
+        .iter()
+        .map(|(v, _)| {
+            let shape = v.shape.as_ref().map_or("?".to_string(), |s| format!("[{}]", s.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")));
+            format!("{} {} {}", v.name, v.dtype.map_or("?".to_string(), |d| d.to_string()), shape)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Session {
+    fn prepare(model: Model, providers: Vec<Box<dyn ExecutionProvider>>, level: OptimizationLevel, pool: rayon::ThreadPool) -> Result<Self, SessionError> {
+        let opset = model.opset();
+        let graph = model.graph;
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut value_names = Vec::new();
+        let mut intern = |name: &str, index: &mut HashMap<String, usize>| -> usize {
+            *index.entry(name.to_string()).or_insert_with(|| {
+                value_names.push(name.to_string());
+                value_names.len() - 1
+            })
+        };
+        let mut facts: HashMap<usize, Fact> = HashMap::new();
+        let mut constants: HashMap<usize, Tensor> = HashMap::new();
+        for (name, tensor) in &graph.initializers {
+            let i = intern(name, &mut index);
+            facts.insert(i, Fact::constant(tensor.clone()));
+            constants.insert(i, tensor.clone());
+        }
+        let mut inputs = Vec::new();
+        for v in &graph.inputs {
+            let i = intern(&v.name, &mut index);
+            if let (Some(dtype), Some(shape)) = (v.dtype, &v.shape) {
+                facts.insert(i, Fact::new(dtype, shape.clone()));
+            }
+            inputs.push((v.clone(), i));
+        }
+        let nodes = topological(&graph.nodes, &graph.initializers, &graph.inputs)?;
+        let mut outputs = Vec::new();
+        for v in &graph.outputs {
+            outputs.push((v.clone(), intern(&v.name, &mut index)));
+        }
+        // Which nodes feed an output (dead-node elimination).
+        let needed = if level >= OptimizationLevel::Basic { live_nodes(&nodes, &graph.outputs) } else { vec![true; nodes.len()] };
+        let mut steps = Vec::new();
+        let (mut folded, mut removed) = (0, 0);
+        for (node, needed) in nodes.iter().zip(needed) {
+            if !needed {
+                removed += 1;
+                continue;
+            }
+            let input_ids: Vec<Option<usize>> = node.inputs.iter().map(|n| (!n.is_empty()).then(|| intern(n, &mut index))).collect();
+            let output_ids: Vec<usize> = node.outputs.iter().map(|n| intern(n, &mut index)).collect();
+            let provider = providers.iter().find(|p| p.supports(node, opset)).ok_or_else(|| SessionError::Unsupported {
+                node: node.name.clone(),
+                op: node.op_type.clone(),
+                opset,
+                known: CpuProvider::new().op_types().join(", "),
+            })?;
+            let node_error = |error| SessionError::Node { node: node.name.clone(), op: node.op_type.clone(), error };
+            let op = provider.create_kernel(node, opset).map_err(node_error)?;
+            // Static inference where the inputs are known; constant folding
+            // where every input is a constant.
+            let input_facts: Option<Vec<Option<&Fact>>> = input_ids.iter().map(|i| i.map(|i| facts.get(&i)).map_or(Some(None), |f| f.map(Some))).collect();
+            if let Some(input_facts) = input_facts {
+                let out = op.infer(&input_facts).map_err(node_error)?;
+                let all_constant = level >= OptimizationLevel::Basic && input_ids.iter().flatten().all(|i| constants.contains_key(i));
+                if all_constant && !node.outputs.is_empty() {
+                    let values: Vec<Option<&Tensor>> = input_ids.iter().map(|i| i.map(|i| &constants[&i])).collect();
+                    let results = op.eval(&values, &pool).map_err(node_error)?;
+                    for (&id, tensor) in output_ids.iter().zip(results) {
+                        facts.insert(id, Fact::constant(tensor.clone()));
+                        constants.insert(id, tensor);
+                    }
+                    folded += 1;
+                    continue;
+                }
+                for (&id, fact) in output_ids.iter().zip(out) {
+                    if let (true, Some(value)) = (level >= OptimizationLevel::Basic, &fact.value) {
+                        constants.insert(id, value.clone());
+                    }
+                    facts.insert(id, fact);
+                }
+                if output_ids.iter().all(|id| constants.contains_key(id)) && level >= OptimizationLevel::Basic {
+                    folded += 1;
+                    continue;
+                }
+            }
+            steps.push(Step { name: node.name.clone(), op_type: node.op_type.clone(), provider: provider.name(), op, inputs: input_ids, outputs: output_ids });
+        }
+        let mut last_use = vec![usize::MAX; value_names.len()];
+        for (s, step) in steps.iter().enumerate() {
+            for &i in step.inputs.iter().flatten() {
+                last_use[i] = s;
+            }
+        }
+        for (_, i) in &outputs {
+            last_use[*i] = usize::MAX;
+        }
+        let constants = (0..value_names.len()).map(|i| constants.remove(&i)).collect();
+        Ok(Self { steps, value_names, constants, inputs, outputs, last_use, opset, pool, folded, removed })
+    }
+
+    /// The inputs a caller must feed.
+    pub fn inputs(&self) -> impl Iterator<Item = &ValueInfo> {
+        self.inputs.iter().map(|(v, _)| v)
+    }
+
+    pub fn outputs(&self) -> impl Iterator<Item = &ValueInfo> {
+        self.outputs.iter().map(|(v, _)| v)
+    }
+
+    pub fn opset(&self) -> i64 {
+        self.opset
+    }
+
+    /// Where each remaining node runs.
+    pub fn placements(&self) -> Vec<NodePlacement> {
+        self.steps.iter().map(|s| NodePlacement { name: s.name.clone(), op_type: s.op_type.clone(), provider: s.provider }).collect()
+    }
+
+    /// Nodes folded into constants and dead nodes removed at creation.
+    pub fn optimizations(&self) -> (usize, usize) {
+        (self.folded, self.removed)
+    }
+
+    /// Runs the model; outputs come in the model's output order.
+    pub fn run(&self, feeds: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>, RunError> {
+        let expected = || describe_inputs(&self.inputs);
+        let mut values: Vec<Option<Tensor>> = vec![None; self.value_names.len()];
+        for (name, tensor) in feeds {
+            let Some((info, id)) = self.inputs.iter().find(|(v, _)| v.name == name) else {
+                return Err(RunError::UnknownInput { name, expected: expected() });
+            };
+            check_input(info, &tensor)?;
+            values[*id] = Some(tensor);
+        }
+        let missing: Vec<String> = self.inputs.iter().filter(|(_, id)| values[*id].is_none()).map(|(v, _)| v.name.clone()).collect();
+        if !missing.is_empty() {
+            return Err(RunError::MissingInput { missing, expected: expected() });
+        }
+        for (s, step) in self.steps.iter().enumerate() {
+            let node_error = |error| RunError::Node { node: step.name.clone(), op: step.op_type.clone(), error };
+            let results = {
+                let args: Vec<Option<&Tensor>> = step.inputs.iter().map(|i| i.and_then(|i| values[i].as_ref().or(self.constants[i].as_ref()))).collect();
+                // Kernels validate their inputs and return errors, never panic.
+                step.op.eval(&args, &self.pool).map_err(node_error)?
+            };
+            for (&id, tensor) in step.outputs.iter().zip(results) {
+                values[id] = Some(tensor);
+            }
+            for &i in step.inputs.iter().flatten() {
+                if self.last_use[i] == s {
+                    values[i] = None;
+                }
+            }
+        }
+        Ok(self
+            .outputs
+            .iter()
+            .map(|(v, id)| {
+                let tensor = values[*id].take().or_else(|| self.constants[*id].clone()).expect("every output is computed");
+                (v.name.clone(), tensor)
+            })
+            .collect())
+    }
+}
+
+fn check_input(info: &ValueInfo, tensor: &Tensor) -> Result<(), RunError> {
+    if let Some(dtype) = info.dtype {
+        if dtype != tensor.dtype() {
+            return Err(RunError::InputType { name: info.name.clone(), expected: dtype.to_string(), got: tensor.dtype().to_string() });
+        }
+    }
+    if let Some(shape) = &info.shape {
+        let fits = shape.len() == tensor.rank() && shape.iter().zip(tensor.shape()).all(|(d, &n)| !matches!(d, Dim::Known(k) if *k != n));
+        if !fits {
+            let expected = format!("[{}]", shape.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+            return Err(RunError::InputShape { name: info.name.clone(), expected, got: tensor.shape().to_vec() });
+        }
+    }
+    Ok(())
+}
+
+/// The nodes in an order where every input is produced before use.
+fn topological<'a>(nodes: &'a [Node], initializers: &HashMap<String, Tensor>, inputs: &[ValueInfo]) -> Result<Vec<&'a Node>, SessionError> {
+    let mut available: std::collections::HashSet<&str> = initializers.keys().map(String::as_str).chain(inputs.iter().map(|v| v.name.as_str())).collect();
+    available.insert("");
+    let producers: HashMap<&str, usize> = nodes.iter().enumerate().flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i))).collect();
+    let mut done = vec![false; nodes.len()];
+    let mut order = Vec::with_capacity(nodes.len());
+    let mut progress = true;
+    while order.len() < nodes.len() && progress {
+        progress = false;
+        for (i, n) in nodes.iter().enumerate() {
+            if !done[i] && n.inputs.iter().all(|x| available.contains(x.as_str())) {
+                done[i] = true;
+                progress = true;
+                order.push(n);
+                available.extend(n.outputs.iter().map(String::as_str));
+            }
+        }
+    }
+    if order.len() < nodes.len() {
+        let stuck = nodes.iter().enumerate().find(|(i, _)| !done[*i]).map(|(_, n)| n).expect("some node is left");
+        if let Some(missing) = stuck.inputs.iter().find(|x| !available.contains(x.as_str()) && !producers.contains_key(x.as_str())) {
+            return Err(SessionError::UnknownValue(missing.clone()));
+        }
+        return Err(SessionError::Cycle(stuck.name.clone()));
+    }
+    Ok(order)
+}
+
+/// Marks the nodes an output depends on.
+fn live_nodes(nodes: &[&Node], outputs: &[ValueInfo]) -> Vec<bool> {
+    let mut wanted: std::collections::HashSet<&str> = outputs.iter().map(|v| v.name.as_str()).collect();
+    let mut live = vec![false; nodes.len()];
+    for (i, n) in nodes.iter().enumerate().rev() {
+        if n.outputs.iter().any(|o| wanted.contains(o.as_str())) {
+            live[i] = true;
+            wanted.extend(n.inputs.iter().map(String::as_str));
+        }
+    }
+    live
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("steps", &self.steps.len()).field("inputs", &self.inputs).finish()
+    }
+}
