@@ -1,5 +1,6 @@
-//! `byob`: render Web Audio graphs offline, play them, and (later) run models.
+//! `byob`: render Web Audio graphs offline, play them, and run ONNX models.
 
+mod infer;
 mod plot;
 mod render;
 
@@ -19,6 +20,10 @@ enum Command {
     Render(render::RenderArgs),
     /// Play a JSON audio graph through the default output device.
     Play(render::PlayArgs),
+    /// Run an ONNX model on .npy inputs.
+    Run(infer::RunArgs),
+    /// Show an ONNX model's inputs, outputs, opsets and where each node runs.
+    Info(infer::InfoArgs),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +31,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Render(args) => render::render(args),
         Command::Play(args) => render::play(args),
+        Command::Run(args) => infer::run(args),
+        Command::Info(args) => infer::info(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,8 +3,17 @@
 //! ONNX inference: model loading (protobuf via prost), an IR with shape and
 //! type inference, execution providers with a CPU provider, and a session
 //! API shaped like ONNX Runtime's.
+//!
+//! ```no_run
+//! use byob_tensor::{SessionBuilder, Tensor};
+//! let session = SessionBuilder::new().with_intra_op_threads(2).commit_from_file("model.onnx")?;
+//! let input = Tensor::f32(vec![1, 3, 224, 224], vec![0.0; 3 * 224 * 224])?;
+//! let outputs = session.run(vec![("data".into(), input)])?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod model;
+pub mod npy;
 pub mod ops;
 pub mod proto;
 pub mod provider;
@@ -13,5 +22,5 @@ pub mod tensor;
 
 pub use model::{Dim, Model, ModelError, Node, ValueInfo};
 pub use provider::{CpuProvider, ExecutionProvider};
-pub use session::{OptimizationLevel, RunError, Session, SessionBuilder, SessionError};
+pub use session::{OptimizationLevel, RunError, RunStats, Session, SessionBuilder, SessionError};
 pub use tensor::{Data, DataType, Tensor};

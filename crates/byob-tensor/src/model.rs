@@ -183,6 +183,11 @@ fn attribute(a: &proto::AttributeProto, base_dir: Option<&Path>) -> Result<Attri
     })
 }
 
+/// Decodes a serialized TensorProto (the `.pb` files of ONNX's test data).
+pub fn tensor_from_bytes(bytes: &[u8]) -> Result<Tensor, ModelError> {
+    tensor_from_proto(&proto::TensorProto::decode(bytes)?, None)
+}
+
 /// Decodes a TensorProto: raw data, typed fields, or an external data file.
 pub fn tensor_from_proto(t: &proto::TensorProto, base_dir: Option<&Path>) -> Result<Tensor, ModelError> {
     let fail = |what: String| ModelError::Initializer { name: t.name.clone(), what };

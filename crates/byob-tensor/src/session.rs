@@ -51,6 +51,15 @@ pub enum RunError {
     Node { node: String, op: String, error: OpError },
 }
 
+/// Memory statistics of one run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// The most bytes of node outputs alive at once.
+    pub peak_intermediate_bytes: usize,
+    /// Tensors allocated for node outputs during the run.
+    pub tensor_allocations: usize,
+}
+
 /// Builds a [`Session`].
 pub struct SessionBuilder {
     providers: Vec<Box<dyn ExecutionProvider>>,
@@ -266,6 +275,13 @@ impl Session {
 
     /// Runs the model; outputs come in the model's output order.
     pub fn run(&self, feeds: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>, RunError> {
+        self.run_with_stats(feeds).map(|(outputs, _)| outputs)
+    }
+
+    /// [`run`](Self::run), also reporting memory statistics.
+    pub fn run_with_stats(&self, feeds: Vec<(String, Tensor)>) -> Result<(Vec<(String, Tensor)>, RunStats), RunError> {
+        let mut stats = RunStats::default();
+        let mut live_bytes = 0usize;
         let expected = || describe_inputs(&self.inputs);
         let mut values: Vec<Option<Tensor>> = vec![None; self.value_names.len()];
         for (name, tensor) in feeds {
@@ -287,22 +303,30 @@ impl Session {
                 step.op.eval(&args, &self.pool).map_err(node_error)?
             };
             for (&id, tensor) in step.outputs.iter().zip(results) {
+                stats.tensor_allocations += 1;
+                live_bytes += tensor.len() * tensor.dtype().size();
                 values[id] = Some(tensor);
             }
+            stats.peak_intermediate_bytes = stats.peak_intermediate_bytes.max(live_bytes);
             for &i in step.inputs.iter().flatten() {
                 if self.last_use[i] == s {
-                    values[i] = None;
+                    if let Some(t) = values[i].take() {
+                        if !self.inputs.iter().any(|(_, id)| *id == i) {
+                            live_bytes -= t.len() * t.dtype().size();
+                        }
+                    }
                 }
             }
         }
-        Ok(self
+        let outputs = self
             .outputs
             .iter()
             .map(|(v, id)| {
                 let tensor = values[*id].take().or_else(|| self.constants[*id].clone()).expect("every output is computed");
                 (v.name.clone(), tensor)
             })
-            .collect())
+            .collect();
+        Ok((outputs, stats))
     }
 }
 

@@ -7,7 +7,13 @@ use crate::model::{Attribute, Dim, Node};
 use crate::tensor::{DataType, Tensor};
 use std::collections::HashMap;
 
+pub mod binary;
+pub mod shape;
 pub mod unary;
+pub mod linalg;
+pub mod conv;
+pub mod pool;
+pub mod norm;
 
 /// What is known about a value before running: its type, its shape (some
 /// dimensions may be unknown), and its contents when it is a constant.
@@ -75,6 +81,12 @@ pub type Builder = fn(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError>;
 pub fn registry() -> HashMap<&'static str, Builder> {
     let mut ops = HashMap::new();
     unary::register(&mut ops);
+    linalg::register(&mut ops);
+    conv::register(&mut ops);
+    pool::register(&mut ops);
+    norm::register(&mut ops);
+    binary::register(&mut ops);
+    shape::register(&mut ops);
     ops
 }
 

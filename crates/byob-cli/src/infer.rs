@@ -1,0 +1,158 @@
+//! `byob run` and `byob info`: ONNX models.
+
+use anyhow::{bail, Context, Result};
+use byob_tensor::{npy, ExecutionProvider, Session, SessionBuilder, Tensor};
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Ep {
+    Cpu,
+    Webgpu,
+    Auto,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The model (.onnx).
+    model: PathBuf,
+    /// Execution provider.
+    #[arg(long, value_enum, default_value = "auto")]
+    ep: Ep,
+    /// An input: NAME=FILE.npy (repeat for each input).
+    #[arg(long = "input", value_name = "NAME=FILE.npy")]
+    inputs: Vec<String>,
+    /// Write each output to DIR/NAME.npy.
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    /// Run this many times and print the minimum and median latency.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Threads for parallel kernels (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Write per-run latencies and memory statistics as JSON.
+    #[arg(long, value_name = "FILE")]
+    stats_json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct InfoArgs {
+    /// The model (.onnx).
+    model: PathBuf,
+    /// Execution provider to plan with.
+    #[arg(long, value_enum, default_value = "auto")]
+    ep: Ep,
+}
+
+/// The providers for `--ep`, in order; the CPU provider is always last.
+fn providers(ep: Ep) -> Result<(Vec<Box<dyn ExecutionProvider>>, &'static str)> {
+    match ep {
+        Ep::Cpu => Ok((Vec::new(), "cpu")),
+        Ep::Webgpu => bail!("the WebGPU execution provider is not part of this build yet; use --ep cpu"),
+        Ep::Auto => Ok((Vec::new(), "cpu (no WebGPU provider in this build)")),
+    }
+}
+
+fn session(model: &PathBuf, ep: Ep, threads: Option<usize>) -> Result<(Session, &'static str)> {
+    let (providers, chosen) = providers(ep)?;
+    let mut builder = SessionBuilder::new();
+    for p in providers {
+        builder = builder.with_provider(p);
+    }
+    if let Some(t) = threads {
+        if t == 0 {
+            bail!("--threads must be at least 1");
+        }
+        builder = builder.with_intra_op_threads(t);
+    }
+    let session = builder.commit_from_file(model).with_context(|| format!("loading {}", model.display()))?;
+    Ok((session, chosen))
+}
+
+/// A value name as a file name: path separators and other unsafe characters replaced.
+fn file_name(name: &str) -> String {
+    let cleaned: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
+    match cleaned.trim_matches('.') {
+        "" => "output".into(),
+        s => s.to_string(),
+    }
+}
+
+fn shape_text(shape: &Option<Vec<byob_tensor::Dim>>) -> String {
+    shape.as_ref().map_or("?".into(), |s| format!("[{}]", s.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")))
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    if args.repeat == 0 {
+        bail!("--repeat must be at least 1");
+    }
+    let (session, chosen) = session(&args.model, args.ep, args.threads)?;
+    eprintln!("execution provider: {chosen}");
+    let mut feeds: Vec<(String, Tensor)> = Vec::new();
+    for spec in &args.inputs {
+        let Some((name, file)) = spec.split_once('=') else {
+            bail!("--input {spec:?}: expected NAME=FILE.npy");
+        };
+        feeds.push((name.to_string(), npy::read(file.as_ref())?));
+    }
+    let mut latencies = Vec::with_capacity(args.repeat);
+    let mut outputs = Vec::new();
+    let mut stats = Vec::new();
+    for _ in 0..args.repeat {
+        let start = Instant::now();
+        let (out, s) = session.run_with_stats(feeds.clone())?;
+        latencies.push(start.elapsed().as_secs_f64());
+        stats.push(s);
+        outputs = out;
+    }
+    if let Some(dir) = &args.output_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, tensor) in &outputs {
+            npy::write(&dir.join(format!("{}.npy", file_name(name))), tensor)?;
+        }
+    }
+    for (name, tensor) in &outputs {
+        println!("{name}: {} {:?}", tensor.dtype(), tensor.shape());
+    }
+    let mut sorted = latencies.clone();
+    sorted.sort_by(f64::total_cmp);
+    let (min, median) = (sorted[0], sorted[sorted.len() / 2]);
+    println!("{} run(s): min {:.3} ms, median {:.3} ms", args.repeat, min * 1e3, median * 1e3);
+    if let Some(path) = &args.stats_json {
+        let json = format!(
+            "{{\n  \"provider\": \"{}\",\n  \"latencies_ms\": [{}],\n  \"peak_intermediate_bytes\": [{}],\n  \"allocations_per_run\": [{}]\n}}\n",
+            chosen.split_whitespace().next().unwrap_or("cpu"),
+            latencies.iter().map(|l| format!("{:.4}", l * 1e3)).collect::<Vec<_>>().join(", "),
+            stats.iter().map(|s| s.peak_intermediate_bytes.to_string()).collect::<Vec<_>>().join(", "),
+            stats.iter().map(|s| s.tensor_allocations.to_string()).collect::<Vec<_>>().join(", "),
+        );
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let temp = tempfile::NamedTempFile::new_in(dir)?;
+        std::fs::write(temp.path(), json)?;
+        temp.persist(path).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+pub fn info(args: InfoArgs) -> Result<()> {
+    let (session, chosen) = session(&args.model, args.ep, None)?;
+    println!("model: {}", args.model.display());
+    println!("opset: {}", session.opset());
+    println!("inputs:");
+    for v in session.inputs() {
+        println!("  {} {} {}", v.name, v.dtype.map_or("?".into(), |d| d.to_string()), shape_text(&v.shape));
+    }
+    println!("outputs:");
+    for v in session.outputs() {
+        println!("  {} {} {}", v.name, v.dtype.map_or("?".into(), |d| d.to_string()), shape_text(&v.shape));
+    }
+    let (folded, removed) = session.optimizations();
+    println!("optimizations: {folded} node(s) folded into constants, {removed} dead node(s) removed");
+    println!("nodes ({}, provider {chosen}):", session.placements().len());
+    for p in session.placements() {
+        println!("  {:<12} {:<24} {}", p.provider, p.op_type, p.name);
+    }
+    Ok(())
+}

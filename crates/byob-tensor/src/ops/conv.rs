@@ -1,0 +1,770 @@
+//! `Conv` for 1 to 3 spatial dimensions, and the sliding-window geometry
+//! (kernel, strides, dilations, pads, auto_pad, ceil_mode) it shares with
+//! the pooling operators.
+//!
+//! Fast paths, all on the `gemm` crate through [`sgemm`]:
+//! - pointwise (1×1, stride 1, no padding): the output of a group is
+//!   directly W_g [M/g × C/g] · X_g [C/g × spatial], no copy;
+//! - depthwise (one input channel per group): a direct kernel over rows that
+//!   the compiler vectorises, parallel over output channels;
+//! - otherwise im2col + GEMM per (image, group): W_g [M/g × C/g·∏k] ·
+//!   col [C/g·∏k × ∏out], parallel over (image, group) pairs when there are
+//!   enough of them, otherwise with a parallel im2col and a threaded GEMM.
+//!
+//! Weights are not repacked or cached: ONNX's [M, C/g, k…] row-major layout
+//! already *is* the row-major [M/g, C/g·∏k] left operand of every group's
+//! product, so a cached copy would only duplicate it, and gemm packs its
+//! panels itself on each call (which a cache cannot skip: its packing is
+//! internal). Skipping the cache also avoids keying on pointers, which would
+//! be wrong for weights that are not constants.
+
+use super::linalg::{f32_fact, f32_input, f32_tensor, known, optional_f32_fact, optional_f32_input, sgemm};
+use super::{Attrs, Builder, Fact, Op, OpError};
+use crate::model::{Dim, Node};
+use crate::tensor::{DataType, Tensor};
+use rayon::prelude::*;
+use std::collections::HashMap;
+
+/// How pads are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AutoPad {
+    /// Explicit `pads`.
+    NotSet,
+    /// Output = ceil(input / stride), the extra pad at the end.
+    SameUpper,
+    /// Output = ceil(input / stride), the extra pad at the beginning.
+    SameLower,
+    /// No padding.
+    Valid,
+}
+
+/// One spatial axis of a sliding window, resolved for an input size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Axis {
+    pub input: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub dilation: usize,
+    pub pad_begin: usize,
+    pub pad_end: usize,
+    pub output: usize,
+}
+
+/// Sliding-window attributes shared by Conv and the pools.
+#[derive(Clone, Debug)]
+pub(crate) struct Window {
+    pub auto_pad: AutoPad,
+    /// The `kernel_shape` attribute (for Conv, W's spatial shape otherwise).
+    pub kernel: Option<Vec<usize>>,
+    pub strides: Option<Vec<usize>>,
+    pub dilations: Option<Vec<usize>>,
+    /// Begins of every axis, then ends.
+    pub pads: Option<Vec<usize>>,
+    pub ceil_mode: bool,
+}
+
+fn positive_ints(a: &Attrs, name: &str) -> Result<Option<Vec<usize>>, OpError> {
+    a.ints(name)?
+        .map(|v| v.iter().map(|&x| usize::try_from(x).ok().filter(|&x| x > 0).ok_or_else(|| OpError::attribute(name, format!("values must be positive, got {v:?}")))).collect())
+        .transpose()
+}
+
+impl Window {
+    /// Reads `auto_pad`, `kernel_shape`, `strides`, `dilations`, `pads` and
+    /// (when `with_ceil_mode`) `ceil_mode`.
+    pub fn from_attrs(a: &Attrs, with_ceil_mode: bool) -> Result<Self, OpError> {
+        let auto_pad = match a.string("auto_pad", "NOTSET")?.as_str() {
+            "NOTSET" | "" => AutoPad::NotSet,
+            "SAME_UPPER" => AutoPad::SameUpper,
+            "SAME_LOWER" => AutoPad::SameLower,
+            "VALID" => AutoPad::Valid,
+            other => return Err(OpError::attribute("auto_pad", format!("must be NOTSET, SAME_UPPER, SAME_LOWER or VALID, got {other:?}"))),
+        };
+        let pads = a
+            .ints("pads")?
+            .map(|v| v.iter().map(|&x| usize::try_from(x).map_err(|_| OpError::attribute("pads", format!("values must be non-negative, got {v:?}")))).collect())
+            .transpose()?;
+        let ceil_mode = if with_ceil_mode {
+            match a.int("ceil_mode", 0)? {
+                0 => false,
+                1 => true,
+                v => return Err(OpError::attribute("ceil_mode", format!("must be 0 or 1, got {v}"))),
+            }
+        } else {
+            false
+        };
+        Ok(Self { auto_pad, kernel: positive_ints(a, "kernel_shape")?, strides: positive_ints(a, "strides")?, dilations: positive_ints(a, "dilations")?, pads, ceil_mode })
+    }
+
+    /// Checks the attributes' lengths against the number of spatial axes.
+    pub fn check(&self, spatial: usize) -> Result<(), OpError> {
+        let check = |name: &str, v: &Option<Vec<usize>>, len: usize| match v {
+            Some(v) if v.len() != len => Err(OpError::attribute(name, format!("expected {len} values for {spatial} spatial axes, got {}", v.len()))),
+            _ => Ok(()),
+        };
+        check("kernel_shape", &self.kernel, spatial)?;
+        check("strides", &self.strides, spatial)?;
+        check("dilations", &self.dilations, spatial)?;
+        if self.auto_pad == AutoPad::NotSet {
+            check("pads", &self.pads, 2 * spatial)?;
+        }
+        Ok(())
+    }
+
+    fn stride(&self, i: usize) -> usize {
+        self.strides.as_ref().map_or(1, |s| s[i])
+    }
+
+    fn dilation(&self, i: usize) -> usize {
+        self.dilations.as_ref().map_or(1, |d| d[i])
+    }
+
+    /// Axis `i` of `rank` spatial axes for an input size.
+    fn axis(&self, i: usize, rank: usize, input: usize, kernel: usize) -> Result<Axis, OpError> {
+        let (stride, dilation) = (self.stride(i), self.dilation(i));
+        let extent = dilation * (kernel - 1) + 1;
+        let (pad_begin, pad_end) = match self.auto_pad {
+            AutoPad::NotSet => self.pads.as_ref().map_or((0, 0), |p| (p[i], p[rank + i])),
+            AutoPad::Valid => (0, 0),
+            AutoPad::SameUpper | AutoPad::SameLower => {
+                let output = input.div_ceil(stride);
+                let total = (output.saturating_sub(1) * stride + extent).saturating_sub(input);
+                let (small, large) = (total / 2, total - total / 2);
+                let pads = if self.auto_pad == AutoPad::SameUpper { (small, large) } else { (large, small) };
+                return Ok(Axis { input, kernel, stride, dilation, pad_begin: pads.0, pad_end: pads.1, output });
+            }
+        };
+        let padded = input + pad_begin + pad_end;
+        if padded < extent {
+            return Err(OpError::Shape(format!(
+                "spatial axis {i}: the window (kernel {kernel}, dilation {dilation}: extent {extent}) is larger than the padded input ({input} + pads {pad_begin} + {pad_end})"
+            )));
+        }
+        let mut output = if self.ceil_mode && self.auto_pad == AutoPad::NotSet { (padded - extent).div_ceil(stride) + 1 } else { (padded - extent) / stride + 1 };
+        // The last window must start inside the input or its left padding.
+        if self.ceil_mode && output > 1 && (output - 1) * stride >= input + pad_begin {
+            output -= 1;
+        }
+        Ok(Axis { input, kernel, stride, dilation, pad_begin, pad_end, output })
+    }
+
+    /// Every spatial axis for input sizes and a kernel.
+    pub fn geometry(&self, input: &[usize], kernel: &[usize]) -> Result<Vec<Axis>, OpError> {
+        self.check(input.len())?;
+        if kernel.len() != input.len() {
+            return Err(OpError::Shape(format!("the kernel has {} spatial axes, the input {}", kernel.len(), input.len())));
+        }
+        if let Some(k) = kernel.iter().position(|&k| k == 0) {
+            return Err(OpError::Shape(format!("kernel axis {k} has size 0")));
+        }
+        (0..input.len()).map(|i| self.axis(i, input.len(), input[i], kernel[i])).collect()
+    }
+
+    /// Output sizes over dimensions that may be unknown (`kernel` None:
+    /// not known yet). An unknown input size gives an unknown output size
+    /// unless the window keeps the size (stride 1 with SAME, or pads that
+    /// make up for the kernel).
+    pub fn dims(&self, input: &[Dim], kernel: Option<&[usize]>) -> Result<Vec<Dim>, OpError> {
+        self.check(input.len())?;
+        let Some(kernel) = kernel else { return Ok(vec![Dim::Unknown; input.len()]) };
+        if kernel.len() != input.len() {
+            return Err(OpError::Shape(format!("the kernel has {} spatial axes, the input {}", kernel.len(), input.len())));
+        }
+        (0..input.len())
+            .map(|i| match known(&input[i]) {
+                Some(n) => self.axis(i, input.len(), n, kernel[i].max(1)).map(|a| Dim::Known(a.output)),
+                None => {
+                    let extent = self.dilation(i) * (kernel[i].max(1) - 1) + 1;
+                    let keeps = self.stride(i) == 1
+                        && match self.auto_pad {
+                            AutoPad::SameUpper | AutoPad::SameLower => true,
+                            AutoPad::Valid => extent == 1,
+                            AutoPad::NotSet => self.pads.as_ref().map_or(0, |p| p[i] + p[input.len() + i]) == extent - 1,
+                        };
+                    Ok(if keeps { input[i].clone() } else { Dim::Unknown })
+                }
+            })
+            .collect()
+    }
+}
+
+/// A window on three spatial axes (1-D and 2-D padded in front with
+/// axes of size 1), so that one set of kernels serves every rank.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geo3 {
+    pub input: [usize; 3],
+    pub kernel: [usize; 3],
+    pub stride: [usize; 3],
+    pub dilation: [usize; 3],
+    pub pad: [usize; 3],
+    pub output: [usize; 3],
+}
+
+impl Geo3 {
+    /// `None` for more than 3 spatial axes.
+    pub fn new(axes: &[Axis]) -> Option<Self> {
+        if axes.len() > 3 {
+            return None;
+        }
+        let unit = Axis { input: 1, kernel: 1, stride: 1, dilation: 1, pad_begin: 0, pad_end: 0, output: 1 };
+        let mut a = [unit; 3];
+        a[3 - axes.len()..].copy_from_slice(axes);
+        Some(Self {
+            input: a.map(|a| a.input),
+            kernel: a.map(|a| a.kernel),
+            stride: a.map(|a| a.stride),
+            dilation: a.map(|a| a.dilation),
+            pad: a.map(|a| a.pad_begin),
+            output: a.map(|a| a.output),
+        })
+    }
+
+    pub fn input_size(&self) -> usize {
+        self.input.iter().product()
+    }
+
+    pub fn kernel_size(&self) -> usize {
+        self.kernel.iter().product()
+    }
+
+    pub fn output_size(&self) -> usize {
+        self.output.iter().product()
+    }
+
+    /// Where kernel tap `k` of output `o` reads on `axis` (may be outside).
+    #[inline]
+    pub fn position(&self, axis: usize, o: usize, k: usize) -> isize {
+        (o * self.stride[axis] + k * self.dilation[axis]) as isize - self.pad[axis] as isize
+    }
+
+    /// Position of kernel tap `k` of output 0 on `axis`.
+    #[inline]
+    pub fn offset(&self, axis: usize, k: usize) -> isize {
+        self.position(axis, 0, k)
+    }
+
+    /// The outputs `lo..hi` on `axis` whose tap at `offset` lies inside the
+    /// input: `0 <= o·stride + offset < input`.
+    pub fn valid_range(&self, axis: usize, offset: isize) -> (usize, usize) {
+        let (out, s, len) = (self.output[axis], self.stride[axis] as isize, self.input[axis] as isize);
+        let lo = if offset >= 0 { 0 } else { ((-offset + s - 1) / s) as usize }.min(out);
+        let hi = if len - offset <= 0 { 0 } else { ((len - offset + s - 1) / s) as usize }.clamp(lo, out);
+        (lo, hi)
+    }
+
+    /// For each tap of the innermost axis: its offset and valid output range.
+    pub fn inner_taps(&self) -> Vec<(isize, usize, usize)> {
+        (0..self.kernel[2])
+            .map(|e| {
+                let off = self.offset(2, e);
+                let (lo, hi) = self.valid_range(2, off);
+                (off, lo, hi)
+            })
+            .collect()
+    }
+
+    /// The input row (innermost axis) read by output (z, y) at taps (a, b),
+    /// or `None` when it lies in the padding.
+    #[inline]
+    pub fn input_row(&self, z: usize, y: usize, a: usize, b: usize) -> Option<usize> {
+        let iz = self.position(0, z, a);
+        let iy = self.position(1, y, b);
+        if iz < 0 || iz as usize >= self.input[0] || iy < 0 || iy as usize >= self.input[1] {
+            return None;
+        }
+        Some((iz as usize * self.input[1] + iy as usize) * self.input[2])
+    }
+
+    fn pointwise(&self) -> bool {
+        self.kernel == [1; 3] && self.stride == [1; 3] && self.pad == [0; 3] && self.output == self.input
+    }
+}
+
+/// `dst[o] += w · src[o·stride + off]` for outputs `lo..hi` of a row.
+#[inline]
+fn axpy_row(dst: &mut [f32], src: &[f32], w: f32, stride: usize, off: isize, lo: usize, hi: usize) {
+    if lo >= hi {
+        return;
+    }
+    let start = (lo as isize * stride as isize + off) as usize;
+    let dst = &mut dst[lo..hi];
+    if stride == 1 {
+        let src = &src[start..start + (hi - lo)];
+        dst.iter_mut().zip(src).for_each(|(d, &s)| *d += w * s);
+    } else {
+        dst.iter_mut().zip(src[start..].iter().step_by(stride)).for_each(|(d, &s)| *d += w * s);
+    }
+}
+
+/// Fills one row of the im2col matrix: the input values kernel tap
+/// (a, b, e) of channel `plane` sees at every output position.
+fn im2col_row(row: &mut [f32], plane: &[f32], g: &Geo3, [a, b, e]: [usize; 3]) {
+    let ow = g.output[2];
+    let off = g.offset(2, e);
+    let (lo, hi) = g.valid_range(2, off);
+    let stride = g.stride[2];
+    for z in 0..g.output[0] {
+        for y in 0..g.output[1] {
+            let dst = &mut row[(z * g.output[1] + y) * ow..][..ow];
+            let Some(r) = g.input_row(z, y, a, b) else {
+                dst.fill(0.0);
+                continue;
+            };
+            let src = &plane[r..r + g.input[2]];
+            dst[..lo].fill(0.0);
+            dst[hi..].fill(0.0);
+            if lo < hi {
+                let start = (lo as isize * stride as isize + off) as usize;
+                if stride == 1 {
+                    dst[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
+                } else {
+                    dst[lo..hi].iter_mut().zip(src[start..].iter().step_by(stride)).for_each(|(d, &s)| *d = s);
+                }
+            }
+        }
+    }
+}
+
+/// im2col of `channels` input planes into `col` ([channels·∏k, ∏out]).
+fn im2col(x: &[f32], channels: usize, g: &Geo3, col: &mut [f32], pool: Option<&rayon::ThreadPool>) {
+    let (isp, ksp, osp) = (g.input_size(), g.kernel_size(), g.output_size());
+    let [_, k1, k2] = g.kernel;
+    let fill = |(r, row): (usize, &mut [f32])| {
+        let (c, t) = (r / ksp, r % ksp);
+        im2col_row(row, &x[c * isp..][..isp], g, [t / (k1 * k2), (t / k2) % k1, t % k2]);
+    };
+    let col = &mut col[..channels * ksp * osp];
+    match pool {
+        Some(p) if p.current_num_threads() > 1 && col.len() >= PARALLEL_ELEMENTS => p.install(|| col.par_chunks_mut(osp).enumerate().for_each(fill)),
+        _ => col.chunks_mut(osp).enumerate().for_each(fill),
+    }
+}
+
+/// One output plane of a depthwise convolution (one input channel).
+fn depthwise_plane(out: &mut [f32], plane: &[f32], kernel: &[f32], bias: f32, g: &Geo3, taps: &[(isize, usize, usize)]) {
+    out.fill(bias);
+    let [_, k1, k2] = g.kernel;
+    let ow = g.output[2];
+    for z in 0..g.output[0] {
+        for y in 0..g.output[1] {
+            let dst = &mut out[(z * g.output[1] + y) * ow..][..ow];
+            for a in 0..g.kernel[0] {
+                for b in 0..k1 {
+                    let Some(r) = g.input_row(z, y, a, b) else { continue };
+                    let src = &plane[r..r + g.input[2]];
+                    for (e, &(off, lo, hi)) in taps.iter().enumerate() {
+                        axpy_row(dst, src, kernel[(a * k1 + b) * k2 + e], g.stride[2], off, lo, hi);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Below this many elements (or multiply-adds), work stays on one thread.
+const PARALLEL_ELEMENTS: usize = 1 << 15;
+
+/// The convolution proper on validated shapes: x [n, c, in…], w [m, c/group,
+/// k…], y [n, m, out…] (zeroed).
+#[allow(clippy::too_many_arguments)]
+fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo3, n: usize, c: usize, m: usize, group: usize, y: &mut [f32], pool: &rayon::ThreadPool) {
+    let (cg, mg) = (c / group, m / group);
+    let (isp, ksp, osp) = (g.input_size(), g.kernel_size(), g.output_size());
+    let kdim = cg * ksp;
+    let threads = pool.current_num_threads();
+    if y.is_empty() {
+        return;
+    }
+    let work = n * m * osp * kdim;
+    if cg == 1 && group > 1 {
+        // Depthwise: each output channel reads one input channel.
+        let taps = g.inner_taps();
+        let plane = |(i, out): (usize, &mut [f32])| {
+            let (image, channel) = (i / m, i % m);
+            let input = &x[(image * c + channel / mg) * isp..][..isp];
+            depthwise_plane(out, input, &w[channel * ksp..][..ksp], bias.map_or(0.0, |b| b[channel]), g, &taps);
+        };
+        if threads > 1 && work >= PARALLEL_ELEMENTS {
+            pool.install(|| y.par_chunks_mut(osp).enumerate().for_each(plane));
+        } else {
+            y.chunks_mut(osp).enumerate().for_each(plane);
+        }
+        return;
+    }
+    let pointwise = g.pointwise();
+    // One (image, group) pair: out [mg, osp] = W_g [mg, kdim] · col [kdim, osp].
+    let job = |j: usize, out: &mut [f32], col: &mut Vec<f32>, pool: Option<&rayon::ThreadPool>| {
+        let (image, gi) = (j / group, j % group);
+        let xg = &x[(image * c + gi * cg) * isp..][..cg * isp];
+        let wg = &w[gi * mg * kdim..][..mg * kdim];
+        let accumulate = match bias {
+            Some(b) => {
+                out.chunks_mut(osp).zip(&b[gi * mg..(gi + 1) * mg]).for_each(|(row, &b)| row.fill(b));
+                true
+            }
+            None => false,
+        };
+        if pointwise {
+            sgemm(mg, osp, cg, wg, false, xg, false, out, 1.0, accumulate, pool);
+        } else {
+            col.resize(kdim * osp, 0.0);
+            im2col(xg, cg, g, col, pool);
+            sgemm(mg, osp, kdim, wg, false, col, false, out, 1.0, accumulate, pool);
+        }
+    };
+    let jobs = n * group;
+    if threads > 1 && work >= PARALLEL_ELEMENTS && (jobs % threads == 0 || jobs >= 4 * threads) {
+        // Enough independent products: one per thread, each single-threaded.
+        pool.install(|| y.par_chunks_mut(mg * osp).enumerate().for_each_init(Vec::new, |col, (j, out)| job(j, out, col, None)));
+    } else {
+        let mut col = Vec::new();
+        y.chunks_mut(mg * osp).enumerate().for_each(|(j, out)| job(j, out, &mut col, Some(pool)));
+    }
+}
+
+/// `Conv`.
+#[derive(Debug)]
+struct Conv {
+    window: Window,
+    group: usize,
+}
+
+impl Op for Conv {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let x = f32_fact(inputs, 0)?;
+        let w = f32_fact(inputs, 1)?;
+        let b = optional_f32_fact(inputs, 2)?;
+        let rank = x.shape.len();
+        if !(3..=5).contains(&rank) {
+            return Err(OpError::input(0, format!("Conv supports inputs [N, C, D1..Dk] with 1 to 3 spatial axes, got rank {rank}")));
+        }
+        if w.shape.len() != rank {
+            return Err(OpError::input(1, format!("W must have the input's rank {rank}, got rank {}", w.shape.len())));
+        }
+        let group = self.group;
+        if let (Some(c), Some(cg)) = (known(&x.shape[1]), known(&w.shape[1])) {
+            if c != cg * group {
+                return Err(OpError::input(1, format!("W.shape[1] ({cg}) times group ({group}) must equal the input's channels ({c})")));
+            }
+        }
+        if let Some(m) = known(&w.shape[0]) {
+            if m % group != 0 {
+                return Err(OpError::attribute("group", format!("{group} does not divide W's {m} output channels")));
+            }
+        }
+        if let Some(b) = b {
+            if b.shape.len() != 1 || matches!((known(&b.shape[0]), known(&w.shape[0])), (Some(x), Some(y)) if x != y) {
+                return Err(OpError::input(2, format!("B must be a vector of W.shape[0] values, got shape {:?}", b.shape)));
+            }
+        }
+        let w_kernel: Option<Vec<usize>> = w.shape[2..].iter().map(known).collect();
+        if let (Some(wk), Some(k)) = (&w_kernel, &self.window.kernel) {
+            if wk != k {
+                return Err(OpError::attribute("kernel_shape", format!("{k:?} differs from W's spatial shape {wk:?}")));
+            }
+        }
+        let kernel = w_kernel.or_else(|| self.window.kernel.clone());
+        let mut shape = vec![x.shape[0].clone(), w.shape[0].clone()];
+        shape.extend(self.window.dims(&x.shape[2..], kernel.as_deref())?);
+        Ok(vec![Fact::new(DataType::F32, shape)])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+        let (xs, x) = f32_input(inputs, 0)?;
+        let (ws, w) = f32_input(inputs, 1)?;
+        let bias = optional_f32_input(inputs, 2)?;
+        let rank = xs.len();
+        if !(3..=5).contains(&rank) {
+            return Err(OpError::input(0, format!("Conv supports inputs [N, C, D1..Dk] with 1 to 3 spatial axes, got shape {xs:?}")));
+        }
+        if ws.len() != rank {
+            return Err(OpError::input(1, format!("W must have the input's rank {rank}, got shape {ws:?}")));
+        }
+        let (n, c, m, cg, group) = (xs[0], xs[1], ws[0], ws[1], self.group);
+        if c != cg * group {
+            return Err(OpError::input(1, format!("W.shape[1] ({cg}) times group ({group}) must equal the input's channels ({c})")));
+        }
+        if m % group != 0 {
+            return Err(OpError::attribute("group", format!("{group} does not divide W's {m} output channels")));
+        }
+        if let Some(k) = &self.window.kernel {
+            if k[..] != ws[2..] {
+                return Err(OpError::attribute("kernel_shape", format!("{k:?} differs from W's spatial shape {:?}", &ws[2..])));
+            }
+        }
+        let bias = match bias {
+            Some((bs, b)) if bs.len() != 1 || b.len() != m => return Err(OpError::input(2, format!("B must be a vector of W.shape[0] = {m} values, got shape {bs:?}"))),
+            Some((_, b)) => Some(b),
+            None => None,
+        };
+        let axes = self.window.geometry(&xs[2..], &ws[2..])?;
+        let g = Geo3::new(&axes).ok_or_else(|| OpError::input(0, "Conv supports 1 to 3 spatial axes"))?;
+        let mut shape = vec![n, m];
+        shape.extend(axes.iter().map(|a| a.output));
+        let mut y = vec![0.0f32; shape.iter().product()];
+        if cg == 0 {
+            // No input channels: the output is the bias.
+            if let Some(b) = bias {
+                y.chunks_mut(g.output_size().max(1)).enumerate().for_each(|(i, p)| p.fill(b[i % m]));
+            }
+        } else {
+            conv_f32(x, w, bias, &g, n, c, m, group, &mut y, threads);
+        }
+        Ok(vec![f32_tensor(shape, y)?])
+    }
+}
+
+fn conv_op(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
+    // Opsets 1, 11 and 22 differ only in types and in documentation (11
+    // made `pads` semantics for auto_pad explicit): one builder serves all.
+    let a = Attrs(node);
+    let group = a.int("group", 1)?;
+    let group = usize::try_from(group).ok().filter(|&g| g > 0).ok_or_else(|| OpError::attribute("group", format!("must be positive, got {group}")))?;
+    Ok(Box::new(Conv { window: Window::from_attrs(&a, false)?, group }))
+}
+
+pub fn register(ops: &mut HashMap<&'static str, Builder>) {
+    ops.insert("Conv", conv_op);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Attribute;
+
+    fn pool(n: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap()
+    }
+
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
+            })
+            .collect()
+    }
+
+    fn ints(v: &[usize]) -> Attribute {
+        Attribute::Ints(v.iter().map(|&x| x as i64).collect())
+    }
+
+    /// A test configuration, written as the ONNX attributes.
+    #[derive(Clone, Default)]
+    struct Config {
+        x: Vec<usize>,
+        w: Vec<usize>,
+        group: usize,
+        strides: Option<Vec<usize>>,
+        dilations: Option<Vec<usize>>,
+        pads: Option<Vec<usize>>,
+        auto_pad: Option<&'static str>,
+        bias: bool,
+    }
+
+    impl Config {
+        fn node(&self) -> Node {
+            let mut attributes = HashMap::new();
+            attributes.insert("group".to_string(), Attribute::Int(self.group as i64));
+            if let Some(s) = &self.strides {
+                attributes.insert("strides".into(), ints(s));
+            }
+            if let Some(d) = &self.dilations {
+                attributes.insert("dilations".into(), ints(d));
+            }
+            if let Some(p) = &self.pads {
+                attributes.insert("pads".into(), ints(p));
+            }
+            if let Some(a) = self.auto_pad {
+                attributes.insert("auto_pad".into(), Attribute::String(a.into()));
+            }
+            Node { name: "conv".into(), op_type: "Conv".into(), domain: String::new(), inputs: vec![], outputs: vec!["y".into()], attributes }
+        }
+    }
+
+    /// Conv straight from the spec's definition, in f64: pads first (from
+    /// auto_pad or the attribute), then one sum per output element.
+    fn reference(cfg: &Config, x: &[f32], w: &[f32], b: Option<&[f32]>) -> (Vec<usize>, Vec<f64>) {
+        let sp = cfg.x.len() - 2;
+        let (n, c, m) = (cfg.x[0], cfg.x[1], cfg.w[0]);
+        let cg = c / cfg.group;
+        let mg = m / cfg.group;
+        let ins = &cfg.x[2..];
+        let ks = &cfg.w[2..];
+        let st = cfg.strides.clone().unwrap_or(vec![1; sp]);
+        let di = cfg.dilations.clone().unwrap_or(vec![1; sp]);
+        let mut begin = vec![0i64; sp];
+        let mut outs = vec![0usize; sp];
+        for i in 0..sp {
+            let ext = di[i] * (ks[i] - 1) + 1;
+            match cfg.auto_pad {
+                Some("SAME_UPPER") | Some("SAME_LOWER") => {
+                    outs[i] = ins[i].div_ceil(st[i]);
+                    let total = ((outs[i] - 1) * st[i] + ext).saturating_sub(ins[i]);
+                    begin[i] = if cfg.auto_pad == Some("SAME_UPPER") { total / 2 } else { total - total / 2 } as i64;
+                }
+                Some("VALID") => outs[i] = (ins[i] - ext) / st[i] + 1,
+                _ => {
+                    let p = cfg.pads.clone().unwrap_or(vec![0; 2 * sp]);
+                    begin[i] = p[i] as i64;
+                    outs[i] = (ins[i] + p[i] + p[sp + i] - ext) / st[i] + 1;
+                }
+            }
+        }
+        let osp: usize = outs.iter().product();
+        let ksp: usize = ks.iter().product();
+        let isp: usize = ins.iter().product();
+        let unravel = |mut f: usize, shape: &[usize]| {
+            let mut idx = vec![0; shape.len()];
+            for d in (0..shape.len()).rev() {
+                idx[d] = f % shape[d];
+                f /= shape[d];
+            }
+            idx
+        };
+        let mut y = vec![0.0f64; n * m * osp];
+        for img in 0..n {
+            for oc in 0..m {
+                let gi = oc / mg;
+                for o in 0..osp {
+                    let oi = unravel(o, &outs);
+                    let mut s = b.map_or(0.0, |b| b[oc] as f64);
+                    for ic in 0..cg {
+                        for t in 0..ksp {
+                            let ki = unravel(t, ks);
+                            let mut flat = 0usize;
+                            let mut inside = true;
+                            for d in 0..sp {
+                                let p = (oi[d] * st[d] + ki[d] * di[d]) as i64 - begin[d];
+                                if p < 0 || p >= ins[d] as i64 {
+                                    inside = false;
+                                }
+                                flat = flat * ins[d] + p.max(0) as usize;
+                            }
+                            if inside {
+                                s += x[(img * c + gi * cg + ic) * isp + flat] as f64 * w[(oc * cg + ic) * ksp + t] as f64;
+                            }
+                        }
+                    }
+                    y[(img * m + oc) * osp + o] = s;
+                }
+            }
+        }
+        let mut shape = vec![n, m];
+        shape.extend(outs);
+        (shape, y)
+    }
+
+    fn check(cfg: &Config) {
+        let x = values(cfg.x.iter().product(), 1);
+        let w = values(cfg.w.iter().product(), 2);
+        let b = cfg.bias.then(|| values(cfg.w[0], 3));
+        let (shape, want) = reference(cfg, &x, &w, b.as_deref());
+        let op = conv_op(&cfg.node(), 11).unwrap();
+        let inputs = [Some(Tensor::f32(cfg.x.clone(), x).unwrap()), Some(Tensor::f32(cfg.w.clone(), w).unwrap()), b.map(|b| Tensor::f32(vec![cfg.w[0]], b).unwrap())];
+        let facts: Vec<Option<Fact>> = inputs.iter().map(|t| t.clone().map(Fact::constant)).collect();
+        let fact_refs: Vec<Option<&Fact>> = facts.iter().map(Option::as_ref).collect();
+        let inferred = op.infer(&fact_refs).unwrap();
+        assert_eq!(inferred[0].concrete_shape().unwrap(), shape, "inferred shape");
+        let refs: Vec<Option<&Tensor>> = inputs.iter().map(Option::as_ref).collect();
+        for threads in [1, 2] {
+            let y = op.eval(&refs, &pool(threads)).unwrap().remove(0);
+            assert_eq!(y.shape(), &shape[..]);
+            for (i, (g, w)) in y.as_f32().unwrap().iter().zip(&want).enumerate() {
+                assert!((*g as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()), "x {:?} w {:?}: element {i}: got {g}, want {w}", cfg.x, cfg.w);
+            }
+        }
+    }
+
+    fn cfg(x: &[usize], w: &[usize]) -> Config {
+        Config { x: x.to_vec(), w: w.to_vec(), group: 1, ..Default::default() }
+    }
+
+    #[test]
+    fn conv2d_configurations() {
+        check(&cfg(&[1, 3, 7, 8], &[4, 3, 3, 3]));
+        check(&Config { bias: true, pads: Some(vec![1, 1, 1, 1]), ..cfg(&[2, 3, 7, 8], &[5, 3, 3, 3]) });
+        check(&Config { strides: Some(vec![2, 2]), pads: Some(vec![0, 1, 2, 1]), ..cfg(&[1, 2, 9, 10], &[3, 2, 3, 2]) });
+        check(&Config { dilations: Some(vec![2, 3]), pads: Some(vec![2, 1, 0, 3]), bias: true, ..cfg(&[1, 2, 11, 12], &[3, 2, 3, 3]) });
+        check(&Config { group: 2, strides: Some(vec![1, 2]), bias: true, ..cfg(&[2, 4, 6, 7], &[6, 2, 3, 3]) });
+        check(&Config { auto_pad: Some("SAME_UPPER"), strides: Some(vec![2, 2]), ..cfg(&[1, 3, 8, 9], &[4, 3, 4, 3]) });
+        check(&Config { auto_pad: Some("SAME_LOWER"), strides: Some(vec![2, 1]), ..cfg(&[1, 3, 7, 6], &[2, 3, 4, 2]) });
+        check(&Config { auto_pad: Some("VALID"), strides: Some(vec![3, 2]), ..cfg(&[1, 2, 10, 9], &[2, 2, 3, 3]) });
+        // Pointwise (direct GEMM) and 1×1 strided (im2col).
+        check(&Config { bias: true, ..cfg(&[2, 8, 5, 6], &[7, 8, 1, 1]) });
+        check(&Config { strides: Some(vec![2, 2]), ..cfg(&[1, 8, 5, 6], &[7, 8, 1, 1]) });
+        // Large enough to go parallel (im2col and GEMM on 2 threads).
+        check(&Config { pads: Some(vec![1, 1, 1, 1]), bias: true, ..cfg(&[1, 16, 24, 24], &[32, 16, 3, 3]) });
+        check(&Config { pads: Some(vec![1, 1, 1, 1]), ..cfg(&[4, 8, 16, 16], &[16, 8, 3, 3]) });
+    }
+
+    #[test]
+    fn depthwise_and_grouped() {
+        check(&Config { group: 4, pads: Some(vec![1, 1, 1, 1]), bias: true, ..cfg(&[2, 4, 9, 9], &[4, 1, 3, 3]) });
+        check(&Config { group: 4, strides: Some(vec![2, 2]), pads: Some(vec![1, 0, 1, 2]), ..cfg(&[1, 4, 9, 10], &[8, 1, 3, 3]) });
+        check(&Config { group: 3, dilations: Some(vec![2, 2]), auto_pad: Some("SAME_UPPER"), ..cfg(&[1, 3, 8, 8], &[3, 1, 3, 3]) });
+        check(&Config { group: 32, pads: Some(vec![2, 2, 2, 2]), strides: Some(vec![2, 2]), bias: true, ..cfg(&[1, 32, 20, 20], &[32, 1, 5, 5]) });
+        check(&Config { group: 2, ..cfg(&[3, 6, 5, 5], &[4, 3, 2, 2]) });
+    }
+
+    #[test]
+    fn conv1d_and_3d() {
+        check(&Config { pads: Some(vec![1, 2]), strides: Some(vec![2]), bias: true, ..cfg(&[2, 3, 11], &[4, 3, 3]) });
+        check(&Config { dilations: Some(vec![3]), auto_pad: Some("SAME_LOWER"), ..cfg(&[1, 2, 9], &[3, 2, 2]) });
+        check(&Config { pads: Some(vec![1, 0, 1, 0, 1, 1]), strides: Some(vec![1, 2, 1]), ..cfg(&[1, 2, 4, 5, 6], &[3, 2, 2, 3, 2]) });
+        check(&Config { group: 2, dilations: Some(vec![1, 2, 1]), bias: true, ..cfg(&[2, 4, 3, 6, 5], &[2, 2, 2, 2, 2]) });
+    }
+
+    #[test]
+    fn errors_name_the_culprit() {
+        let op = conv_op(&cfg(&[1, 4, 5, 5], &[2, 2, 3, 3]).node(), 11).unwrap();
+        let t = |s: &[usize]| Some(Tensor::f32(s.to_vec(), vec![0.0; s.iter().product()]).unwrap());
+        let (x, w) = (t(&[1, 4, 5, 5]), t(&[2, 2, 3, 3]));
+        assert!(matches!(op.eval(&[x.as_ref(), w.as_ref()], &pool(1)), Err(OpError::Input { index: 1, .. })));
+        let w3 = t(&[2, 4, 3]);
+        assert!(matches!(op.eval(&[x.as_ref(), w3.as_ref()], &pool(1)), Err(OpError::Input { index: 1, .. })));
+        let (w, b) = (t(&[2, 4, 3, 3]), t(&[3]));
+        assert!(matches!(op.eval(&[x.as_ref(), w.as_ref(), b.as_ref()], &pool(1)), Err(OpError::Input { index: 2, .. })));
+        let big = t(&[2, 4, 7, 7]);
+        assert!(matches!(op.eval(&[x.as_ref(), big.as_ref()], &pool(1)), Err(OpError::Shape(_))));
+        let bad_pads = Config { pads: Some(vec![1, 1]), ..cfg(&[1, 4, 5, 5], &[2, 4, 3, 3]) };
+        let op = conv_op(&bad_pads.node(), 11).unwrap();
+        assert!(matches!(op.eval(&[x.as_ref(), w.as_ref()], &pool(1)), Err(OpError::Attribute { .. })));
+        let mut node = cfg(&[1, 4, 5, 5], &[2, 4, 3, 3]).node();
+        node.attributes.insert("auto_pad".into(), Attribute::String("SAME".into()));
+        assert!(matches!(conv_op(&node, 11), Err(OpError::Attribute { .. })));
+        node.attributes.insert("auto_pad".into(), Attribute::String("NOTSET".into()));
+        node.attributes.insert("group".into(), Attribute::Int(0));
+        assert!(matches!(conv_op(&node, 11), Err(OpError::Attribute { .. })));
+    }
+
+    #[test]
+    fn infer_over_unknown_dims() {
+        let op = conv_op(&Config { pads: Some(vec![1, 1, 1, 1]), ..cfg(&[], &[]) }.node(), 11).unwrap();
+        let x = Fact::new(DataType::F32, vec![Dim::Symbolic("n".into()), Dim::Known(3), Dim::Unknown, Dim::Known(10)]);
+        let w = Fact::new(DataType::F32, vec![Dim::Known(8), Dim::Known(3), Dim::Known(3), Dim::Known(3)]);
+        let out = op.infer(&[Some(&x), Some(&w)]).unwrap();
+        // Stride 1 and pads 1+1 for a 3-wide kernel keep the unknown size.
+        assert_eq!(out[0].shape, vec![Dim::Symbolic("n".into()), Dim::Known(8), Dim::Unknown, Dim::Known(10)]);
+        let op = conv_op(&Config { strides: Some(vec![2, 2]), ..cfg(&[], &[]) }.node(), 11).unwrap();
+        let x = Fact::new(DataType::F32, vec![Dim::Known(1), Dim::Known(3), Dim::Symbolic("h".into()), Dim::Known(9)]);
+        let out = op.infer(&[Some(&x), Some(&w)]).unwrap();
+        assert_eq!(out[0].shape, vec![Dim::Known(1), Dim::Known(8), Dim::Unknown, Dim::Known(4)]);
+        let w_bad = Fact::new(DataType::F32, vec![Dim::Known(8), Dim::Known(2), Dim::Known(3), Dim::Known(3)]);
+        assert!(matches!(op.infer(&[Some(&x), Some(&w_bad)]), Err(OpError::Input { index: 1, .. })));
+    }
+
+    #[test]
+    fn window_output_sizes() {
+        // ceil_mode with the rule that the last window starts inside.
+        let w = Window { auto_pad: AutoPad::NotSet, kernel: None, strides: Some(vec![2]), dilations: None, pads: Some(vec![1, 1]), ceil_mode: true };
+        assert_eq!(w.geometry(&[5], &[2]).unwrap()[0].output, 3);
+        assert_eq!(w.geometry(&[6], &[3]).unwrap()[0].output, 4);
+        let floor = Window { ceil_mode: false, ..w.clone() };
+        assert_eq!(floor.geometry(&[6], &[3]).unwrap()[0].output, 3);
+        let same = Window { auto_pad: AutoPad::SameLower, pads: None, ceil_mode: false, ..w };
+        let a = same.geometry(&[7], &[4]).unwrap()[0];
+        assert_eq!((a.output, a.pad_begin, a.pad_end), (4, 2, 1));
+    }
+}

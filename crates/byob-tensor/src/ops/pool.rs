@@ -1,0 +1,494 @@
+//! Pooling: `MaxPool`, `AveragePool` (1 to 3 spatial axes), and
+//! `GlobalMaxPool`, `GlobalAveragePool` (any number), on NCHW-style
+//! layouts. Planes (one image, one channel) run in parallel; inside a plane
+//! the innermost loop runs along an input row, which vectorises.
+
+use super::conv::{Geo3, Window};
+use super::linalg::{f32_fact, f32_input, f32_tensor};
+use super::{Attrs, Builder, Fact, Op, OpError};
+use crate::model::{Dim, Node};
+use crate::tensor::{DataType, Tensor};
+use rayon::prelude::*;
+use std::collections::HashMap;
+
+/// Below this many input elements, pooling stays on one thread.
+const PARALLEL_ELEMENTS: usize = 1 << 15;
+
+/// Runs `plane(input_plane, output_plane)` over every (image, channel).
+fn planes(x: &[f32], in_size: usize, y: &mut [f32], out_size: usize, threads: &rayon::ThreadPool, plane: impl Fn(&[f32], &mut [f32]) + Sync) {
+    if y.is_empty() || out_size == 0 {
+        return;
+    }
+    let go = |(i, out): (usize, &mut [f32])| plane(&x[i * in_size..][..in_size], out);
+    if threads.current_num_threads() > 1 && x.len() >= PARALLEL_ELEMENTS && y.len() / out_size > 1 {
+        threads.install(|| y.par_chunks_mut(out_size).enumerate().for_each(go));
+    } else {
+        y.chunks_mut(out_size).enumerate().for_each(go);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Max,
+    Average { count_include_pad: bool },
+}
+
+/// `MaxPool` and `AveragePool`.
+#[derive(Debug)]
+struct Pool {
+    kind: Kind,
+    window: Window,
+    /// The kernel_shape attribute (required).
+    kernel: Vec<usize>,
+}
+
+impl Pool {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Max => "MaxPool",
+            Kind::Average { .. } => "AveragePool",
+        }
+    }
+
+    fn check_rank(&self, rank: usize) -> Result<(), OpError> {
+        if !(3..=5).contains(&rank) || rank - 2 != self.kernel.len() {
+            return Err(OpError::input(
+                0,
+                format!("{} with a {}-D kernel_shape needs an input [N, C, D1..D{}] (1 to 3 spatial axes), got rank {rank}", self.name(), self.kernel.len(), self.kernel.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn max_plane(x: &[f32], y: &mut [f32], g: &Geo3, taps: &[(isize, usize, usize)]) {
+        y.fill(f32::NEG_INFINITY);
+        let ow = g.output[2];
+        for z in 0..g.output[0] {
+            for r in 0..g.output[1] {
+                let dst = &mut y[(z * g.output[1] + r) * ow..][..ow];
+                for a in 0..g.kernel[0] {
+                    for b in 0..g.kernel[1] {
+                        let Some(row) = g.input_row(z, r, a, b) else { continue };
+                        let src = &x[row..row + g.input[2]];
+                        for &(off, lo, hi) in taps {
+                            if lo < hi {
+                                let start = (lo as isize * g.stride[2] as isize + off) as usize;
+                                dst[lo..hi].iter_mut().zip(src[start..].iter().step_by(g.stride[2])).for_each(|(d, &s)| *d = d.max(s));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn sum_plane(x: &[f32], y: &mut [f32], g: &Geo3, taps: &[(isize, usize, usize)]) {
+        y.fill(0.0);
+        let ow = g.output[2];
+        for z in 0..g.output[0] {
+            for r in 0..g.output[1] {
+                let dst = &mut y[(z * g.output[1] + r) * ow..][..ow];
+                for a in 0..g.kernel[0] {
+                    for b in 0..g.kernel[1] {
+                        let Some(row) = g.input_row(z, r, a, b) else { continue };
+                        let src = &x[row..row + g.input[2]];
+                        for &(off, lo, hi) in taps {
+                            if lo < hi {
+                                let start = (lo as isize * g.stride[2] as isize + off) as usize;
+                                dst[lo..hi].iter_mut().zip(src[start..].iter().step_by(g.stride[2])).for_each(|(d, &s)| *d += s);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// For each output position on `axis`, how many kernel taps fall inside
+/// [lo, hi) of the input coordinates.
+fn tap_counts(g: &Geo3, axis: usize, lo: isize, hi: isize) -> Vec<usize> {
+    (0..g.output[axis]).map(|o| (0..g.kernel[axis]).filter(|&k| (lo..hi).contains(&g.position(axis, o, k))).count()).collect()
+}
+
+impl Op for Pool {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let x = f32_fact(inputs, 0)?;
+        self.check_rank(x.shape.len())?;
+        let mut shape = x.shape[..2].to_vec();
+        shape.extend(self.window.dims(&x.shape[2..], Some(&self.kernel))?);
+        Ok(vec![Fact::new(DataType::F32, shape)])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+        let (xs, x) = f32_input(inputs, 0)?;
+        self.check_rank(xs.len())?;
+        let axes = self.window.geometry(&xs[2..], &self.kernel)?;
+        let g = Geo3::new(&axes).ok_or_else(|| OpError::input(0, "pooling supports 1 to 3 spatial axes"))?;
+        let mut shape = xs[..2].to_vec();
+        shape.extend(axes.iter().map(|a| a.output));
+        let mut y = vec![0.0f32; shape.iter().product()];
+        let taps = g.inner_taps();
+        let (isp, osp) = (g.input_size(), g.output_size());
+        match self.kind {
+            Kind::Max => planes(x, isp, &mut y, osp, threads, |x, y| Self::max_plane(x, y, &g, &taps)),
+            Kind::Average { count_include_pad } => {
+                // The divisor is separable: per axis, the taps inside the input
+                // (or inside input and pads with count_include_pad; taps in the
+                // extra region ceil_mode adds past the end pad never count).
+                let counts: Vec<Vec<usize>> = (0..3)
+                    .map(|axis| {
+                        let (begin, end) = if count_include_pad {
+                            let full = axes.len() + axis >= 3;
+                            let a = if full { Some(axes[axis + axes.len() - 3]) } else { None };
+                            (-(a.map_or(0, |a| a.pad_begin) as isize), g.input[axis] as isize + a.map_or(0, |a| a.pad_end) as isize)
+                        } else {
+                            (0, g.input[axis] as isize)
+                        };
+                        tap_counts(&g, axis, begin, end)
+                    })
+                    .collect();
+                let [oh, ow] = [g.output[1], g.output[2]];
+                let inverse: Vec<f32> = (0..osp)
+                    .map(|o| {
+                        let n = counts[0][o / (oh * ow)] * counts[1][(o / ow) % oh] * counts[2][o % ow];
+                        if n == 0 {
+                            f32::NAN
+                        } else {
+                            1.0 / n as f32
+                        }
+                    })
+                    .collect();
+                planes(x, isp, &mut y, osp, threads, |x, y| {
+                    Self::sum_plane(x, y, &g, &taps);
+                    y.iter_mut().zip(&inverse).for_each(|(v, &s)| *v *= s);
+                });
+            }
+        }
+        Ok(vec![f32_tensor(shape, y)?])
+    }
+}
+
+/// `GlobalMaxPool` and `GlobalAveragePool`: one value per (image, channel).
+#[derive(Debug)]
+struct GlobalPool {
+    max: bool,
+}
+
+impl Op for GlobalPool {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let x = f32_fact(inputs, 0)?;
+        if x.shape.len() < 2 {
+            return Err(OpError::input(0, format!("expected [N, C, D1..Dk], got rank {}", x.shape.len())));
+        }
+        let mut shape = x.shape[..2].to_vec();
+        shape.extend(std::iter::repeat_n(Dim::Known(1), x.shape.len() - 2));
+        Ok(vec![Fact::new(DataType::F32, shape)])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+        let (xs, x) = f32_input(inputs, 0)?;
+        if xs.len() < 2 {
+            return Err(OpError::input(0, format!("expected [N, C, D1..Dk], got shape {xs:?}")));
+        }
+        let isp: usize = xs[2..].iter().product();
+        let mut shape = xs[..2].to_vec();
+        shape.extend(std::iter::repeat_n(1, xs.len() - 2));
+        let mut y = vec![0.0f32; xs[0] * xs[1]];
+        let max = self.max;
+        planes(x, isp, &mut y, 1, threads, |x, y| {
+            y[0] = if max {
+                x.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+            } else {
+                // Eight partial sums: vectorises and loses less precision.
+                let mut acc = [0.0f32; 8];
+                let chunks = x.chunks_exact(8);
+                let rest: f32 = chunks.remainder().iter().sum();
+                for c in chunks {
+                    acc.iter_mut().zip(c).for_each(|(a, &v)| *a += v);
+                }
+                (acc.iter().sum::<f32>() + rest) / isp as f32
+            };
+        });
+        Ok(vec![f32_tensor(shape, y)?])
+    }
+}
+
+fn pool_op(node: &Node, opset: i64, kind: Kind) -> Result<Box<dyn Op>, OpError> {
+    // Opset history: ceil_mode since 10 (read at any opset: absent before),
+    // dilations for MaxPool since 10 and AveragePool since 19, MaxPool's
+    // storage_order (8) only affects the Indices output, which is not
+    // supported. The remaining versions changed types only.
+    let a = Attrs(node);
+    let kernel: Vec<usize> = a
+        .ints("kernel_shape")?
+        .ok_or_else(|| OpError::attribute("kernel_shape", "required"))?
+        .iter()
+        .map(|&k| usize::try_from(k).ok().filter(|&k| k > 0).ok_or_else(|| OpError::attribute("kernel_shape", format!("values must be positive, got {k}"))))
+        .collect::<Result<_, _>>()?;
+    if kernel.is_empty() {
+        return Err(OpError::attribute("kernel_shape", "must not be empty"));
+    }
+    if kind == Kind::Max && node.outputs.get(1).is_some_and(|o| !o.is_empty()) {
+        return Err(OpError::Unsupported { op: "MaxPool with its second output (Indices)".into(), opset });
+    }
+    let window = Window::from_attrs(&a, true)?;
+    window.check(kernel.len())?;
+    Ok(Box::new(Pool { kind, window, kernel }))
+}
+
+fn average_pool(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
+    let count_include_pad = match Attrs(node).int("count_include_pad", 0)? {
+        0 => false,
+        1 => true,
+        v => return Err(OpError::attribute("count_include_pad", format!("must be 0 or 1, got {v}"))),
+    };
+    pool_op(node, opset, Kind::Average { count_include_pad })
+}
+
+pub fn register(ops: &mut HashMap<&'static str, Builder>) {
+    ops.insert("MaxPool", |n, opset| pool_op(n, opset, Kind::Max));
+    ops.insert("AveragePool", average_pool);
+    ops.insert("GlobalMaxPool", |_, _| Ok(Box::new(GlobalPool { max: true })));
+    ops.insert("GlobalAveragePool", |_, _| Ok(Box::new(GlobalPool { max: false })));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Attribute;
+
+    fn pool(n: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap()
+    }
+
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
+            })
+            .collect()
+    }
+
+    fn ints(v: &[usize]) -> Attribute {
+        Attribute::Ints(v.iter().map(|&x| x as i64).collect())
+    }
+
+    #[derive(Clone, Default)]
+    struct Config {
+        x: Vec<usize>,
+        kernel: Vec<usize>,
+        strides: Option<Vec<usize>>,
+        dilations: Option<Vec<usize>>,
+        pads: Option<Vec<usize>>,
+        auto_pad: Option<&'static str>,
+        ceil_mode: bool,
+        count_include_pad: bool,
+    }
+
+    impl Config {
+        fn node(&self, op: &str) -> Node {
+            let mut attributes = HashMap::new();
+            attributes.insert("kernel_shape".to_string(), ints(&self.kernel));
+            attributes.insert("ceil_mode".into(), Attribute::Int(self.ceil_mode as i64));
+            attributes.insert("count_include_pad".into(), Attribute::Int(self.count_include_pad as i64));
+            if let Some(s) = &self.strides {
+                attributes.insert("strides".into(), ints(s));
+            }
+            if let Some(d) = &self.dilations {
+                attributes.insert("dilations".into(), ints(d));
+            }
+            if let Some(p) = &self.pads {
+                attributes.insert("pads".into(), ints(p));
+            }
+            if let Some(a) = self.auto_pad {
+                attributes.insert("auto_pad".into(), Attribute::String(a.into()));
+            }
+            Node { name: op.into(), op_type: op.into(), domain: String::new(), inputs: vec![], outputs: vec!["y".into()], attributes }
+        }
+    }
+
+    /// Pooling from the spec's definition, in f64: output sizes from the
+    /// formulas, then each window's taps enumerated one by one.
+    fn reference(cfg: &Config, x: &[f32], max: bool) -> (Vec<usize>, Vec<f64>) {
+        let sp = cfg.kernel.len();
+        let ins = &cfg.x[2..];
+        let ks = &cfg.kernel;
+        let st = cfg.strides.clone().unwrap_or(vec![1; sp]);
+        let di = cfg.dilations.clone().unwrap_or(vec![1; sp]);
+        let mut pads = cfg.pads.clone().unwrap_or(vec![0; 2 * sp]);
+        let mut outs = vec![0usize; sp];
+        for i in 0..sp {
+            let ext = di[i] * (ks[i] - 1) + 1;
+            match cfg.auto_pad {
+                Some("SAME_UPPER") | Some("SAME_LOWER") => {
+                    outs[i] = ins[i].div_ceil(st[i]);
+                    let total = ((outs[i] - 1) * st[i] + ext).saturating_sub(ins[i]);
+                    let upper = cfg.auto_pad == Some("SAME_UPPER");
+                    pads[i] = if upper { total / 2 } else { total - total / 2 };
+                    pads[sp + i] = total - pads[i];
+                }
+                Some("VALID") => {
+                    pads = vec![0; 2 * sp];
+                    outs[i] = (ins[i] - ext) / st[i] + 1;
+                }
+                _ => {
+                    let num = (ins[i] + pads[i] + pads[sp + i] - ext) as f64 / st[i] as f64;
+                    outs[i] = if cfg.ceil_mode { num.ceil() as usize } else { num.floor() as usize } + 1;
+                    if cfg.ceil_mode && (outs[i] - 1) * st[i] >= ins[i] + pads[i] {
+                        outs[i] -= 1;
+                    }
+                }
+            }
+        }
+        let osp: usize = outs.iter().product();
+        let ksp: usize = ks.iter().product();
+        let isp: usize = ins.iter().product();
+        let unravel = |mut f: usize, shape: &[usize]| {
+            let mut idx = vec![0; shape.len()];
+            for d in (0..shape.len()).rev() {
+                idx[d] = f % shape[d];
+                f /= shape[d];
+            }
+            idx
+        };
+        let planes = cfg.x[0] * cfg.x[1];
+        let mut y = vec![0.0; planes * osp];
+        for p in 0..planes {
+            for o in 0..osp {
+                let oi = unravel(o, &outs);
+                let (mut best, mut sum, mut count, mut padded_count) = (f64::NEG_INFINITY, 0.0, 0usize, 0usize);
+                for t in 0..ksp {
+                    let ki = unravel(t, ks);
+                    let pos: Vec<i64> = (0..sp).map(|d| (oi[d] * st[d] + ki[d] * di[d]) as i64 - pads[d] as i64).collect();
+                    if (0..sp).all(|d| pos[d] >= -(pads[d] as i64) && pos[d] < (ins[d] + pads[sp + d]) as i64) {
+                        padded_count += 1;
+                    }
+                    if (0..sp).all(|d| pos[d] >= 0 && pos[d] < ins[d] as i64) {
+                        let flat = (0..sp).fold(0, |acc, d| acc * ins[d] + pos[d] as usize);
+                        let v = x[p * isp + flat] as f64;
+                        best = best.max(v);
+                        sum += v;
+                        count += 1;
+                    }
+                }
+                y[p * osp + o] = if max {
+                    best
+                } else if cfg.count_include_pad {
+                    sum / padded_count as f64
+                } else {
+                    sum / count as f64
+                };
+            }
+        }
+        let mut shape = cfg.x[..2].to_vec();
+        shape.extend(outs);
+        (shape, y)
+    }
+
+    fn check(cfg: &Config) {
+        let x = values(cfg.x.iter().product(), 7);
+        for (op_type, max) in [("MaxPool", true), ("AveragePool", false)] {
+            let (shape, want) = reference(cfg, &x, max);
+            let op = registry_op(op_type, &cfg.node(op_type));
+            let input = Tensor::f32(cfg.x.clone(), x.clone()).unwrap();
+            let fact = Fact::constant(input.clone());
+            assert_eq!(op.infer(&[Some(&fact)]).unwrap()[0].concrete_shape().unwrap(), shape, "{op_type} inferred shape");
+            for threads in [1, 2] {
+                let y = op.eval(&[Some(&input)], &pool(threads)).unwrap().remove(0);
+                assert_eq!(y.shape(), &shape[..], "{op_type}");
+                for (i, (g, w)) in y.as_f32().unwrap().iter().zip(&want).enumerate() {
+                    assert!((*g as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()), "{op_type} {:?}: element {i}: got {g}, want {w}", cfg.x);
+                }
+            }
+        }
+    }
+
+    fn registry_op(op_type: &str, node: &Node) -> Box<dyn Op> {
+        let mut ops = HashMap::new();
+        register(&mut ops);
+        ops[op_type](node, 19).unwrap()
+    }
+
+    fn cfg(x: &[usize], kernel: &[usize]) -> Config {
+        Config { x: x.to_vec(), kernel: kernel.to_vec(), ..Default::default() }
+    }
+
+    #[test]
+    fn pool2d_configurations() {
+        check(&cfg(&[1, 2, 6, 7], &[2, 2]));
+        check(&Config { strides: Some(vec![2, 2]), ..cfg(&[2, 3, 8, 9], &[3, 3]) });
+        check(&Config { strides: Some(vec![2, 1]), pads: Some(vec![1, 0, 1, 2]), ..cfg(&[1, 2, 7, 6], &[3, 3]) });
+        check(&Config { strides: Some(vec![2, 1]), pads: Some(vec![1, 0, 1, 2]), count_include_pad: true, ..cfg(&[1, 2, 7, 6], &[3, 3]) });
+        check(&Config { dilations: Some(vec![2, 2]), pads: Some(vec![1, 1, 1, 1]), ..cfg(&[1, 1, 9, 9], &[3, 2]) });
+        check(&Config { ceil_mode: true, strides: Some(vec![2, 2]), ..cfg(&[1, 2, 8, 7], &[3, 3]) });
+        check(&Config { ceil_mode: true, strides: Some(vec![2, 2]), pads: Some(vec![1, 1, 1, 1]), count_include_pad: true, ..cfg(&[1, 2, 5, 6], &[2, 3]) });
+        check(&Config { ceil_mode: true, strides: Some(vec![3, 3]), pads: Some(vec![1, 1, 0, 0]), ..cfg(&[1, 1, 7, 8], &[2, 2]) });
+        check(&Config { auto_pad: Some("SAME_UPPER"), strides: Some(vec![2, 2]), ..cfg(&[1, 3, 7, 8], &[3, 2]) });
+        check(&Config { auto_pad: Some("SAME_UPPER"), strides: Some(vec![2, 2]), count_include_pad: true, ..cfg(&[1, 3, 7, 8], &[3, 2]) });
+        check(&Config { auto_pad: Some("SAME_LOWER"), ..cfg(&[1, 2, 5, 5], &[2, 4]) });
+        check(&Config { auto_pad: Some("VALID"), strides: Some(vec![2, 3]), ..cfg(&[1, 2, 9, 10], &[3, 2]) });
+        // Large enough for the parallel path.
+        check(&Config { strides: Some(vec![2, 2]), pads: Some(vec![1, 1, 1, 1]), ..cfg(&[2, 16, 33, 33], &[3, 3]) });
+    }
+
+    #[test]
+    fn pool1d_and_3d() {
+        check(&Config { strides: Some(vec![2]), pads: Some(vec![1, 1]), ..cfg(&[2, 3, 11], &[3]) });
+        check(&Config { ceil_mode: true, strides: Some(vec![2]), count_include_pad: true, pads: Some(vec![1, 1]), ..cfg(&[1, 2, 10], &[4]) });
+        check(&Config { strides: Some(vec![1, 2, 2]), pads: Some(vec![0, 1, 1, 1, 0, 1]), ..cfg(&[1, 2, 4, 6, 5], &[2, 3, 2]) });
+        check(&Config { dilations: Some(vec![2, 1, 1]), count_include_pad: true, pads: Some(vec![1, 1, 1, 1, 1, 1]), ..cfg(&[1, 1, 5, 4, 4], &[2, 2, 2]) });
+    }
+
+    #[test]
+    fn onnx_examples() {
+        // The ONNX node tests maxpool_2d_ceil and averagepool_2d_ceil.
+        let x = Tensor::f32(vec![1, 1, 4, 4], (1..=16).map(|v| v as f32).collect()).unwrap();
+        let c = Config { ceil_mode: true, strides: Some(vec![2, 2]), ..cfg(&[1, 1, 4, 4], &[3, 3]) };
+        let max = registry_op("MaxPool", &c.node("MaxPool")).eval(&[Some(&x)], &pool(1)).unwrap().remove(0);
+        assert_eq!(max.as_f32().unwrap(), &[11.0, 12.0, 15.0, 16.0]);
+        let avg = registry_op("AveragePool", &c.node("AveragePool")).eval(&[Some(&x)], &pool(1)).unwrap().remove(0);
+        assert_eq!(avg.as_f32().unwrap(), &[6.0, 7.5, 12.0, 13.5]);
+    }
+
+    #[test]
+    fn global_pools() {
+        let shape = [2, 3, 5, 7];
+        let x = values(shape.iter().product(), 3);
+        let input = Tensor::f32(shape.to_vec(), x.clone()).unwrap();
+        for (op_type, max) in [("GlobalMaxPool", true), ("GlobalAveragePool", false)] {
+            let op = registry_op(op_type, &cfg(&[], &[]).node(op_type));
+            let y = op.eval(&[Some(&input)], &pool(2)).unwrap().remove(0);
+            assert_eq!(y.shape(), &[2, 3, 1, 1]);
+            for (p, got) in y.as_f32().unwrap().iter().enumerate() {
+                let plane = &x[p * 35..(p + 1) * 35];
+                let want = if max { plane.iter().map(|&v| v as f64).fold(f64::NEG_INFINITY, f64::max) } else { plane.iter().map(|&v| v as f64).sum::<f64>() / 35.0 };
+                assert!((*got as f64 - want).abs() < 1e-5);
+            }
+            let fact = Fact::new(DataType::F32, vec![Dim::Unknown, Dim::Known(3), Dim::Unknown]);
+            assert_eq!(op.infer(&[Some(&fact)]).unwrap()[0].shape, vec![Dim::Unknown, Dim::Known(3), Dim::Known(1)]);
+        }
+    }
+
+    #[test]
+    fn errors_and_unknown_dims() {
+        let mut ops = HashMap::new();
+        register(&mut ops);
+        let no_kernel = Node { attributes: HashMap::new(), ..cfg(&[], &[2, 2]).node("MaxPool") };
+        assert!(matches!(ops["MaxPool"](&no_kernel, 12), Err(OpError::Attribute { .. })));
+        let mut with_indices = cfg(&[], &[2, 2]).node("MaxPool");
+        with_indices.outputs.push("indices".into());
+        assert!(matches!(ops["MaxPool"](&with_indices, 12), Err(OpError::Unsupported { .. })));
+        let bad_pads = Config { pads: Some(vec![1, 1, 1]), ..cfg(&[], &[2, 2]) };
+        assert!(matches!(ops["AveragePool"](&bad_pads.node("AveragePool"), 12), Err(OpError::Attribute { .. })));
+        let op = registry_op("MaxPool", &Config { strides: Some(vec![2, 2]), ..cfg(&[], &[2, 2]) }.node("MaxPool"));
+        let x3 = Tensor::f32(vec![1, 4, 4], vec![0.0; 16]).unwrap();
+        assert!(matches!(op.eval(&[Some(&x3)], &pool(1)), Err(OpError::Input { index: 0, .. })));
+        let fact = Fact::new(DataType::F32, vec![Dim::Symbolic("n".into()), Dim::Known(3), Dim::Unknown, Dim::Known(9)]);
+        assert_eq!(op.infer(&[Some(&fact)]).unwrap()[0].shape, vec![Dim::Symbolic("n".into()), Dim::Known(3), Dim::Unknown, Dim::Known(4)]);
+        let tiny = Tensor::f32(vec![1, 1, 1, 1], vec![0.0]).unwrap();
+        assert!(matches!(op.eval(&[Some(&tiny)], &pool(1)), Err(OpError::Shape(_))));
+    }
+}

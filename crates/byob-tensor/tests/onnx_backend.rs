@@ -1,0 +1,130 @@
+//! ONNX's own backend test data (onnx 1.22.0): the `node` tests of every
+//! supported operator (tests/data/onnx-1.22.0/SELECTION.txt, made by
+//! scripts/select-onnx-tests.py) and the `light` real models, run on the CPU
+//! provider and compared with ONNX's reference outputs.
+
+use byob_tensor::model::tensor_from_bytes;
+use byob_tensor::{Data, SessionBuilder, Tensor};
+use std::path::{Path, PathBuf};
+
+/// Node tests the CPU provider is expected to fail, with the reason. A test
+/// listed here that passes fails the suite, so the list stays honest.
+const CPU_EXPECTED_FAILURES: &[(&str, &str)] = &[
+    ("test_batchnorm_epsilon_training_mode", "training mode is not supported (inference runtime)"),
+    ("test_batchnorm_example_training_mode", "training mode is not supported (inference runtime)"),
+    ("test_maxpool_with_argmax_2d_precomputed_pads", "MaxPool's Indices output is not implemented"),
+    ("test_maxpool_with_argmax_2d_precomputed_strides", "MaxPool's Indices output is not implemented"),
+    ("test_training_dropout", "random training-mode dropout cannot match numpy's generator"),
+    ("test_training_dropout_default", "random training-mode dropout cannot match numpy's generator"),
+    ("test_training_dropout_default_mask", "random training-mode dropout cannot match numpy's generator"),
+    ("test_training_dropout_mask", "random training-mode dropout cannot match numpy's generator"),
+];
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/onnx-1.22.0")
+}
+
+fn read_tensor(path: &Path) -> Tensor {
+    tensor_from_bytes(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// numpy.testing.assert_allclose as ONNX's backend tests use it: rtol 1e-3, atol 1e-7.
+fn close(actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Result<(), String> {
+    if actual.shape() != expected.shape() {
+        return Err(format!("shape {:?}, expected {:?}", actual.shape(), expected.shape()));
+    }
+    let pairs: Vec<(f64, f64)> = match (actual.data(), expected.data()) {
+        (Data::F32(a), Data::F32(e)) => a.iter().zip(e).map(|(&a, &e)| (a as f64, e as f64)).collect(),
+        (Data::F64(a), Data::F64(e)) => a.iter().zip(e).map(|(&a, &e)| (a, e)).collect(),
+        (a, e) if a == e => return Ok(()),
+        (a, e) if a.dtype() != e.dtype() => return Err(format!("type {}, expected {}", a.dtype(), e.dtype())),
+        _ => return Err("values differ".into()),
+    };
+    for (i, (a, e)) in pairs.into_iter().enumerate() {
+        let ok = (a.is_nan() && e.is_nan()) || a == e || (a - e).abs() <= atol + rtol * e.abs();
+        if !ok {
+            return Err(format!("element {i}: {a}, expected {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// Runs every `test_data_set_*` of one test directory.
+fn run_case(dir: &Path, rtol: f64, atol: f64) -> Result<(), String> {
+    let model = dir.join(if dir.join("model.onnx").exists() { "model.onnx".to_string() } else { format!("{}.onnx", dir.file_name().unwrap().to_string_lossy()) });
+    let session = SessionBuilder::new().with_intra_op_threads(1).commit_from_file(&model).map_err(|e| format!("load: {e}"))?;
+    let input_names: Vec<String> = session.inputs().map(|v| v.name.clone()).collect();
+    let mut sets: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    sets.sort();
+    for set in sets {
+        let count = |prefix: &str| (0..).take_while(|i| set.join(format!("{prefix}_{i}.pb")).exists()).count();
+        let feeds: Vec<(String, Tensor)> =
+            (0..count("input")).map(|i| (input_names.get(i).cloned().unwrap_or_default(), read_tensor(&set.join(format!("input_{i}.pb"))))).collect();
+        let outputs = session.run(feeds).map_err(|e| format!("run: {e}"))?;
+        for i in 0..count("output") {
+            let expected = read_tensor(&set.join(format!("output_{i}.pb")));
+            let (name, actual) = outputs.get(i).ok_or_else(|| format!("output {i} missing"))?;
+            close(actual, &expected, rtol, atol).map_err(|e| format!("output {i} ({name}): {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn node_tests_of_supported_operators_pass_on_cpu() {
+    let selection = std::fs::read_to_string(data_dir().join("SELECTION.txt")).expect("the selected test data is committed");
+    let names: Vec<&str> = selection.lines().filter(|l| !l.is_empty()).collect();
+    assert!(names.len() > 200, "the selection should hold the supported operators' tests");
+    let mut failures = Vec::new();
+    let mut unexpected_passes = Vec::new();
+    let mut passed = 0;
+    for name in &names {
+        let result = run_case(&data_dir().join("node").join(name), 1e-3, 1e-7);
+        let expected_failure = CPU_EXPECTED_FAILURES.iter().any(|(n, _)| n == name);
+        match (result, expected_failure) {
+            (Ok(()), false) => passed += 1,
+            (Ok(()), true) => unexpected_passes.push(name.to_string()),
+            (Err(e), false) => failures.push(format!("{name}: {e}")),
+            (Err(_), true) => {}
+        }
+    }
+    println!("ONNX node tests on cpu: {passed} passed, {} expected failures, of {} selected", CPU_EXPECTED_FAILURES.len(), names.len());
+    assert!(unexpected_passes.is_empty(), "expected failures that now pass (remove them from the list): {unexpected_passes:?}");
+    assert!(failures.is_empty(), "{} node tests failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn light_models_produce_their_reference_outputs() {
+    let dir = data_dir().join("light");
+    let mut models: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect();
+    models.sort();
+    assert_eq!(models.len(), 9, "the nine light models");
+    let mut failures = Vec::new();
+    for model in &models {
+        let stem = model.file_stem().unwrap().to_string_lossy().to_string();
+        let result = (|| -> Result<(), String> {
+            let session = SessionBuilder::new().commit_from_file(model).map_err(|e| format!("load: {e}"))?;
+            // ONNX's runner feeds the light models `arange(n) / n` as float32
+            // in the declared shape (unknown dimensions as 1), and compares
+            // with the stored output (onnx/backend/test/runner, `use_dummy`).
+            let feeds: Vec<(String, Tensor)> = session
+                .inputs()
+                .map(|v| {
+                    let shape: Vec<usize> = v.shape.as_ref().map(|s| s.iter().map(|d| if let byob_tensor::Dim::Known(n) = d { *n } else { 1 }).collect()).unwrap_or_default();
+                    let n: usize = shape.iter().product();
+                    let data = (0..n).map(|i| (i as f64 / n as f64) as f32).collect();
+                    (v.name.clone(), Tensor::f32(shape, data).expect("matching length"))
+                })
+                .collect();
+            let outputs = session.run(feeds).map_err(|e| format!("run: {e}"))?;
+            let expected = read_tensor(&dir.join(format!("{stem}_output_0.pb")));
+            // ONNX's tolerances for these models (onnx/backend/test/case/model).
+            let rtol = if stem == "light_densenet121" { 2e-3 } else { 1e-3 };
+            close(&outputs[0].1, &expected, rtol, 1e-7)
+        })();
+        if let Err(e) = result {
+            failures.push(format!("{stem}: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} light models failed:\n{}", failures.len(), failures.join("\n"));
+}
