@@ -137,22 +137,24 @@ pub fn run(args: RunArgs) -> Result<()> {
 }
 
 pub fn info(args: InfoArgs) -> Result<()> {
+    use std::io::Write;
     let (session, chosen) = session(&args.model, args.ep, None)?;
-    println!("model: {}", args.model.display());
-    println!("opset: {}", session.opset());
-    println!("inputs:");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "model: {}", args.model.display())?;
+    writeln!(out, "opset: {}", session.opset())?;
+    writeln!(out, "inputs:")?;
     for v in session.inputs() {
-        println!("  {} {} {}", v.name, v.dtype.map_or("?".into(), |d| d.to_string()), shape_text(&v.shape));
+        writeln!(out, "  {} {} {}", v.name, v.dtype.map_or("?".into(), |d| d.to_string()), shape_text(&v.shape))?;
     }
-    println!("outputs:");
+    writeln!(out, "outputs:")?;
     for v in session.outputs() {
-        println!("  {} {} {}", v.name, v.dtype.map_or("?".into(), |d| d.to_string()), shape_text(&v.shape));
+        writeln!(out, "  {} {} {}", v.name, v.dtype.map_or("?".into(), |d| d.to_string()), shape_text(&v.shape))?;
     }
     let (folded, removed) = session.optimizations();
-    println!("optimizations: {folded} node(s) folded into constants, {removed} dead node(s) removed");
-    println!("nodes ({}, provider {chosen}):", session.placements().len());
+    writeln!(out, "optimizations: {folded} node(s) folded into constants, {removed} dead node(s) removed")?;
+    writeln!(out, "nodes ({}, provider {chosen}):", session.placements().len())?;
     for p in session.placements() {
-        println!("  {:<12} {:<24} {}", p.provider, p.op_type, p.name);
+        writeln!(out, "  {:<12} {:<24} {}", p.provider, p.op_type, p.name)?;
     }
     Ok(())
 }

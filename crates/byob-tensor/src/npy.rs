@@ -27,7 +27,8 @@ pub fn read(path: &Path) -> Result<Tensor, NpyError> {
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let descr = npy.dtype().descr();
     let format = |e: std::io::Error| NpyError::Format { path: p(), what: e.to_string() };
-    let data = match descr.trim_start_matches(['<', '|', '=']) {
+    // The descriptor comes as NumPy prints it, quoted: '<f4'.
+    let data = match descr.trim_matches('\'').trim_start_matches(['<', '|', '=']) {
         "f4" => Data::F32(npy.into_vec::<f32>().map_err(format)?),
         "f8" => Data::F64(npy.into_vec::<f64>().map_err(format)?),
         "i8" => Data::I64(npy.into_vec::<i64>().map_err(format)?),
