@@ -115,3 +115,84 @@ fn play_without_a_device_fails_cleanly() {
         assert!(last.starts_with("error: ") && last.contains("output"), "{message}");
     }
 }
+
+fn light_model(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../byob-tensor/tests/data/onnx-1.22.0/light").join(format!("light_{name}.onnx"))
+}
+
+/// `byob run` on a light model with an .npy input writes the output as
+/// .npy, prints latencies, and writes the stats JSON; `byob info` lists the
+/// inputs, outputs and where each node runs.
+#[test]
+fn run_and_info_on_an_onnx_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = light_model("squeezenet");
+    let info = byob(&["info", model.to_str().unwrap()]);
+    assert!(info.status.success(), "{}", stderr(&info));
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("data_0 float [1, 3, 224, 224]") && text.contains("Conv") && text.contains("cpu"), "{text}");
+    // The input ONNX's runner uses for light models: arange(n) / n.
+    let n = 3 * 224 * 224;
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 224, 224), }".to_string();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    npy.extend_from_slice(header.as_bytes());
+    for i in 0..n {
+        npy.extend_from_slice(&((i as f64 / n as f64) as f32).to_le_bytes());
+    }
+    let input = dir.path().join("in.npy");
+    std::fs::write(&input, npy).unwrap();
+    let out = dir.path().join("out");
+    let stats = dir.path().join("stats.json");
+    let run = byob(&[
+        "run",
+        model.to_str().unwrap(),
+        "--ep",
+        "cpu",
+        "--input",
+        &format!("data_0={}", input.display()),
+        "--output-dir",
+        out.to_str().unwrap(),
+        "--repeat",
+        "2",
+        "--threads",
+        "1",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(String::from_utf8_lossy(&run.stdout).contains("median"), "latencies printed");
+    let written: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert!(written[0].ends_with(".npy") && !written[0].contains('/'));
+    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(stats["latencies_ms"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn onnx_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = light_model("squeezenet");
+    let corrupt = dir.path().join("corrupt.onnx");
+    std::fs::write(&corrupt, &std::fs::read(&model).unwrap()[..1000]).unwrap();
+    let bad_npy = dir.path().join("bad.npy");
+    std::fs::write(&bad_npy, b"not numpy").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["run".into(), corrupt.display().to_string()], "not a valid ONNX model"),
+        (vec!["run".into(), model.display().to_string()], "missing input(s) [\"data_0\"]; the model expects: data_0 float [1, 3, 224, 224]"),
+        (vec!["run".into(), model.display().to_string(), "--input".into(), format!("data_0={}", bad_npy.display())], "not a valid .npy file"),
+        (vec!["run".into(), model.display().to_string(), "--ep".into(), "webgpu".into()], "WebGPU"),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = byob(&args);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {message}");
+        assert!(message.contains(expected), "{args:?}: expected {expected:?} in {message}");
+        assert!(!message.contains("panicked"), "{message}");
+    }
+}
