@@ -325,6 +325,10 @@ struct BiquadFilterRenderer {
     channels: usize,
     /// Per-frame coefficients when a parameter varies within the quantum.
     coefs: [[f64; 5]; RENDER_QUANTUM_SIZE],
+    /// The constant parameters (frequency, detune, Q, gain) the cached block
+    /// filter was made for: recomputing sin, cos and pow every quantum for
+    /// unchanged values would cost more than the filtering.
+    cached: Option<([f32; 4], BlockFilter)>,
 }
 
 impl BiquadFilterRenderer {
@@ -334,6 +338,7 @@ impl BiquadFilterRenderer {
             state: [[0.0; 4]; MAX_CHANNELS],
             channels: 0,
             coefs: [[0.0; 5]; RENDER_QUANTUM_SIZE],
+            cached: None,
         }
     }
 }
@@ -364,7 +369,10 @@ impl AudioProcessor for BiquadFilterRenderer {
         };
         let constant = params.iter().all(ParamBuffer::is_constant);
         if constant {
-            self.coefs[0] = coefs_at(0);
+            let values = [frequency.at(0), detune.at(0), q.at(0), gain.at(0)];
+            if self.cached.as_ref().is_none_or(|(v, _)| v.map(f32::to_bits) != values.map(f32::to_bits)) {
+                self.cached = Some((values, BlockFilter::new(coefs_at(0))));
+            }
         } else {
             for (i, c) in self.coefs.iter_mut().enumerate() {
                 *c = coefs_at(i);
@@ -373,9 +381,9 @@ impl AudioProcessor for BiquadFilterRenderer {
 
         let out = &mut outputs[0];
         out.set_number_of_channels(channels);
-        let block = constant.then(|| BlockFilter::new(self.coefs[0]));
+        let block = if constant { self.cached.as_ref().map(|(_, b)| b) } else { None };
         for ((out, input), state) in out.channels_mut().iter_mut().zip(input.channels()).zip(&mut self.state) {
-            match &block {
+            match block {
                 Some(block) => block.run(input, out, state),
                 None => {
                     let [mut x1, mut x2, mut y1, mut y2] = *state;
