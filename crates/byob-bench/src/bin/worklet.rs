@@ -129,19 +129,30 @@ fn main() {
     let runs = if quick { 3 } else { 9 };
     let mut rows = Vec::new();
     for channels in [1usize, 2, 8] {
-        let byob_time = |mode| {
-            byob_bench::median_seconds(runs, || byob_graph(channels, mode).0, |ctx| {
-                std::hint::black_box(ctx.start_rendering().unwrap());
-            })
-        };
-        let peer_time = |with| {
-            byob_bench::median_seconds(runs, || peer_graph(channels, with), |mut ctx| {
-                std::hint::black_box(ctx.start_rendering_sync());
-            })
-        };
-        let (ours_none, ours_byob, ours_base) = (byob_time(Mode::None), byob_time(Mode::Byob), byob_time(Mode::Baseline));
-        let ours_in_place = byob_time(Mode::ByobInPlace);
-        let (peer_none, peer_with) = (peer_time(false), peer_time(true));
+        // All five configurations in turns, so a slow spell hits each alike.
+        enum Ctx {
+            Ours(byob::OfflineAudioContext),
+            Peer(PeerContext),
+        }
+        let modes = [Mode::None, Mode::Byob, Mode::ByobInPlace, Mode::Baseline];
+        let t = byob_bench::interleaved_medians(
+            runs,
+            6,
+            |case| match case {
+                0..=3 => Ctx::Ours(byob_graph(channels, modes[case]).0),
+                4 => Ctx::Peer(peer_graph(channels, false)),
+                _ => Ctx::Peer(peer_graph(channels, true)),
+            },
+            |_, ctx| match ctx {
+                Ctx::Ours(ctx) => {
+                    std::hint::black_box(ctx.start_rendering().unwrap());
+                }
+                Ctx::Peer(mut ctx) => {
+                    std::hint::black_box(ctx.start_rendering_sync());
+                }
+            },
+        );
+        let (ours_none, ours_byob, ours_in_place, ours_base, peer_none, peer_with) = (t[0], t[1], t[2], t[3], t[4], t[5]);
         let ns = |with: f64, without: f64| ((with - without) / (QUANTA * CHAIN as f64) * 1e9).max(0.0);
         let (byob_ns, base_ns, peer_ns) = (ns(ours_byob, ours_none), ns(ours_base, ours_none), ns(peer_with, peer_none));
         let in_place_ns = ns(ours_in_place, ours_none);
@@ -169,7 +180,7 @@ fn main() {
     let body = format!(
         "## Worklet overhead: BYOB vs copying baseline vs web-audio-api AudioWorkletNode\n\n\
          `cargo run --release -p byob-bench --bin worklet` — a chain of {CHAIN} worklet nodes, each a trivial gain, on a \
-         looping buffer source, {SECONDS} s at {SAMPLE_RATE} Hz, median of {runs} renders; overhead per node per quantum = \
+         looping buffer source, {SECONDS} s at {SAMPLE_RATE} Hz, median of {runs} renders taken in turns; overhead per node per quantum = \
          (render with the chain − the same graph without it) / ({CHAIN} × quanta), each engine against its own graph. \
          Same run, same machine: {}.\n\
          Goals: BYOB/baseline at most 0.5 at 8 channels; BYOB below web-audio-api at every count; 0 bytes copied.\n\n\

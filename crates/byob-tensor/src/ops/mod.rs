@@ -10,6 +10,8 @@ use std::collections::HashMap;
 pub mod binary;
 pub mod shape;
 pub mod unary;
+#[cfg(test)]
+mod test_util;
 pub mod linalg;
 pub mod conv;
 pub mod pool;

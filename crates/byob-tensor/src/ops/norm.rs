@@ -292,21 +292,10 @@ pub fn register(ops: &mut HashMap<&'static str, Builder>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::test_util::{pool, values};
     use crate::model::{Attribute, Dim};
 
-    fn pool(n: usize) -> rayon::ThreadPool {
-        rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap()
-    }
 
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (0..len)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
-            })
-            .collect()
-    }
 
     fn node(op: &str, attrs: Vec<(&str, Attribute)>, outputs: usize) -> Node {
         Node {
