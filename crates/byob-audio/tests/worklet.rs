@@ -394,7 +394,7 @@ impl WorkletProcessor for HandOver {
     fn process(&mut self, io: &mut ProcessIo<'_>) -> bool {
         let q = self.calls;
         self.calls += 1;
-        let (target, previous) = if q % 2 == 0 { (SLOT_A, SLOT_B) } else { (SLOT_B, SLOT_A) };
+        let (target, previous) = if q.is_multiple_of(2) { (SLOT_A, SLOT_B) } else { (SLOT_B, SLOT_A) };
         let mut entry = HandOverCall { quantum: q, ..Default::default() };
         if q >= 1 {
             entry.target_before = Some(io.memory(&self.memory, target, N).map(|s| s[0]));
@@ -440,7 +440,7 @@ fn output_registered_inside_process_is_handed_over_that_quantum() -> TestResult 
     graph.connect(node.id(), 0, dest, 0)?;
     let rendered = ctx.render(|_| {})?;
     assert!(rendered.processor_errors.is_empty(), "{:?}", rendered.processor_errors);
-    let value = |q: usize| if q % 2 == 0 { VALUE_A } else { VALUE_B };
+    let value = |q: usize| if q.is_multiple_of(2) { VALUE_A } else { VALUE_B };
     assert_audio(&rendered.buffer, 1, |_, n| value(n / N) as f64, "alternating hand-over");
 
     let log = lock(&log);

@@ -133,9 +133,15 @@ fn convert_graph(graph: proto::GraphProto, base_dir: Option<&Path>) -> Result<Gr
             let attributes = n
                 .attribute
                 .iter()
-                .map(|a| attribute(a, base_dir).map(|v| (a.name.clone(), v)))
-                .collect::<Result<_, String>>()
-                .map_err(|what| ModelError::Attribute { node: name.clone(), op: n.op_type.clone(), attribute: String::new(), what })?;
+                .map(|a| {
+                    attribute(a, base_dir).map(|v| (a.name.clone(), v)).map_err(|what| ModelError::Attribute {
+                        node: name.clone(),
+                        op: n.op_type.clone(),
+                        attribute: a.name.clone(),
+                        what,
+                    })
+                })
+                .collect::<Result<_, ModelError>>()?;
             Ok(Node { name, op_type: n.op_type, domain: n.domain, inputs: n.input, outputs: n.output, attributes })
         })
         .collect::<Result<_, ModelError>>()?;
@@ -164,7 +170,7 @@ fn value_info(v: &proto::ValueInfoProto) -> Result<ValueInfo, ModelError> {
 
 fn attribute(a: &proto::AttributeProto, base_dir: Option<&Path>) -> Result<Attribute, String> {
     use proto::attribute_type as t;
-    let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| format!("attribute {:?} holds a string that is not UTF-8", a.name));
+    let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| "holds a string that is not UTF-8".to_string());
     Ok(match a.r#type {
         t::FLOAT => Attribute::Float(a.f),
         t::INT => Attribute::Int(a.i),
@@ -173,13 +179,13 @@ fn attribute(a: &proto::AttributeProto, base_dir: Option<&Path>) -> Result<Attri
             a.t.as_ref()
                 .map(|t| tensor_from_proto(t, base_dir).map_err(|e| e.to_string()))
                 .transpose()?
-                .ok_or_else(|| format!("attribute {:?} should hold a tensor", a.name))?,
+                .ok_or_else(|| "should hold a tensor".to_string())?,
         ),
         t::FLOATS => Attribute::Floats(a.floats.clone()),
         t::INTS => Attribute::Ints(a.ints.clone()),
         t::STRINGS => Attribute::Strings(a.strings.iter().map(|s| utf8(s)).collect::<Result<_, _>>()?),
-        t::GRAPH => return Err(format!("attribute {:?} holds a subgraph, which byob does not support", a.name)),
-        other => return Err(format!("attribute {:?} has type {other}, which byob does not support", a.name)),
+        t::GRAPH => return Err("holds a subgraph, which byob does not support".into()),
+        other => return Err(format!("has type {other}, which byob does not support")),
     })
 }
 

@@ -61,17 +61,13 @@ pub struct RunStats {
 }
 
 /// Builds a [`Session`].
+#[derive(Default)]
 pub struct SessionBuilder {
     providers: Vec<Box<dyn ExecutionProvider>>,
     intra_op_threads: Option<usize>,
     optimization_level: OptimizationLevel,
 }
 
-impl Default for SessionBuilder {
-    fn default() -> Self {
-        Self { providers: Vec::new(), intra_op_threads: None, optimization_level: OptimizationLevel::default() }
-    }
-}
 
 impl SessionBuilder {
     pub fn new() -> Self {

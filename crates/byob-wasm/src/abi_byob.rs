@@ -121,7 +121,7 @@ fn register_param(state: &mut HostState, port: usize, offset: usize, max_bytes: 
     if port >= state.param_regions.len() {
         return codes::NO_SUCH_PORT;
     }
-    if offset % 16 != 0 {
+    if !offset.is_multiple_of(16) {
         return codes::MISALIGNED;
     }
     if offset.checked_add(max_bytes).is_none_or(|end| end > memory.len()) {

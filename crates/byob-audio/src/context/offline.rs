@@ -90,7 +90,7 @@ impl OfflineAudioContext {
                 dst[done..done + n].copy_from_slice(&src[..n]);
             }
             done += n;
-            if (done / RENDER_QUANTUM_SIZE) % 256 == 0 || done == self.length {
+            if (done / RENDER_QUANTUM_SIZE).is_multiple_of(256) || done == self.length {
                 progress(done);
             }
         }

@@ -97,7 +97,7 @@ impl ByobMemory {
     /// owner must not touch lent regions while the engine renders, except
     /// through the slices `process` hands out. Memory may grow, never shrink.
     pub unsafe fn external(base: *mut u8, len: usize) -> Self {
-        assert!(base as usize % REGION_ALIGNMENT == 0, "external memory must be 16-byte aligned");
+        assert!((base as usize).is_multiple_of(REGION_ALIGNMENT), "external memory must be 16-byte aligned");
         Self::with_allocation(Allocation { ptr: AtomicPtr::new(base), len: AtomicUsize::new(len), owned: None })
     }
 
@@ -112,7 +112,7 @@ impl ByobMemory {
     pub unsafe fn refresh(&self, base: *mut u8, len: usize) {
         assert!(self.allocation.owned.is_none(), "only external memory moves");
         assert!(len >= self.len(), "memory never shrinks");
-        assert!(base as usize % REGION_ALIGNMENT == 0, "external memory must be 16-byte aligned");
+        assert!((base as usize).is_multiple_of(REGION_ALIGNMENT), "external memory must be 16-byte aligned");
         self.allocation.ptr.store(base, Ordering::Relaxed);
         self.allocation.len.store(len, Ordering::Relaxed);
     }
@@ -144,7 +144,7 @@ impl ByobMemory {
     /// A region of it for the engine; `offset` and `max_len` were checked
     /// against the memory's size and alignment by registration.
     pub(crate) fn lend(&self, offset: usize, max_len: usize) -> LentRegion {
-        assert!(offset % REGION_ALIGNMENT == 0 && offset + max_len <= self.len(), "registration validates regions");
+        assert!(offset.is_multiple_of(REGION_ALIGNMENT) && offset + max_len <= self.len(), "registration validates regions");
         LentRegion { allocation: self.allocation.clone(), memory: self.id, offset, max_len }
     }
 

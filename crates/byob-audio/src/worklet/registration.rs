@@ -129,7 +129,7 @@ impl Registrations {
         if kind != BufferKind::Input {
             ports(self.outputs.len(), "output")?;
         }
-        if offset % REGION_ALIGNMENT != 0 {
+        if !offset.is_multiple_of(REGION_ALIGNMENT) {
             return Err(RegistrationError::Misaligned { offset });
         }
         if offset.checked_add(max_len).is_none_or(|end| end > memory.len()) {
@@ -231,7 +231,7 @@ impl Registrations {
         let Some(end) = len.checked_mul(4).and_then(|b| b.checked_add(offset)) else {
             return false;
         };
-        if offset % 4 != 0 || end > memory.len() {
+        if !offset.is_multiple_of(4) || end > memory.len() {
             return false;
         }
         let range = offset..end;

@@ -147,7 +147,7 @@ impl Plan {
                 let y = b[0];
                 out.iter_mut().zip(&a[start..start + n]).for_each(|(o, &x)| *o = f(x, y));
             }
-            Self::BlockB { mid, inner } => fill_block(out, start, a, b, *mid, *inner, |x, y| f(x, y)),
+            Self::BlockB { mid, inner } => fill_block(out, start, a, b, *mid, *inner, f),
             Self::BlockA { mid, inner } => fill_block(out, start, b, a, *mid, *inner, |y, x| f(x, y)),
             Self::General { shape, sa, sb } => fill_general(out, start, shape, sa, sb, a, b, f),
         }

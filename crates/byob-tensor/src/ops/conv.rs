@@ -413,7 +413,7 @@ fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo3, n: usize, c: u
         }
     };
     let jobs = n * group;
-    if threads > 1 && work >= PARALLEL_ELEMENTS && (jobs % threads == 0 || jobs >= 4 * threads) {
+    if threads > 1 && work >= PARALLEL_ELEMENTS && (jobs.is_multiple_of(threads) || jobs >= 4 * threads) {
         // Enough independent products: one per thread, each single-threaded.
         pool.install(|| y.par_chunks_mut(mg * osp).enumerate().for_each_init(Vec::new, |col, (j, out)| job(j, out, col, None)));
     } else {

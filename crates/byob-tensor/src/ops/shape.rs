@@ -42,7 +42,7 @@ fn normalize_axis(axis: i64, rank: usize) -> Option<usize> {
 /// The product of dimensions: known when all are, the dimension itself
 /// when there is one, 0 when any is 0.
 fn dim_product(dims: &[Dim]) -> Dim {
-    if dims.iter().any(|d| *d == Dim::Known(0)) {
+    if dims.contains(&Dim::Known(0)) {
         return Dim::Known(0);
     }
     match dims {
