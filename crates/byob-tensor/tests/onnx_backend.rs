@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 const CPU_EXPECTED_FAILURES: &[(&str, &str)] = &[
     ("test_batchnorm_epsilon_training_mode", "training mode is not supported (inference runtime)"),
     ("test_batchnorm_example_training_mode", "training mode is not supported (inference runtime)"),
-    ("test_maxpool_with_argmax_2d_precomputed_pads", "MaxPool's Indices output is not implemented"),
-    ("test_maxpool_with_argmax_2d_precomputed_strides", "MaxPool's Indices output is not implemented"),
     ("test_training_dropout", "random training-mode dropout cannot match numpy's generator"),
     ("test_training_dropout_default", "random training-mode dropout cannot match numpy's generator"),
     ("test_training_dropout_default_mask", "random training-mode dropout cannot match numpy's generator"),

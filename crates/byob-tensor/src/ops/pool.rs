@@ -40,6 +40,9 @@ struct Pool {
     window: Window,
     /// The kernel_shape attribute (required).
     kernel: Vec<usize>,
+    /// MaxPool's second output (Indices) is wanted, in this storage order
+    /// (false: row-major, true: column-major over the spatial axes).
+    indices: Option<bool>,
 }
 
 impl Pool {
@@ -82,6 +85,50 @@ impl Pool {
         }
     }
 
+    /// Max and argmax of every window: the Indices output, flat over the
+    /// whole input ([N, C, D1..Dk]), padding not counted, the first maximum
+    /// in window order winning ties.
+    fn max_with_indices(x: &[f32], g: &Geo3, column_major: bool) -> (Vec<f32>, Vec<i64>) {
+        let (isp, osp) = (g.input_size(), g.output_size());
+        let planes = x.len() / isp.max(1);
+        let mut values = vec![f32::NEG_INFINITY; planes * osp];
+        let mut indices = vec![0i64; planes * osp];
+        let inside = |axis: usize, o: usize, k: usize| {
+            let p = g.position(axis, o, k);
+            (p >= 0 && p < g.input[axis] as isize).then_some(p as usize)
+        };
+        for plane in 0..planes {
+            let src = &x[plane * isp..][..isp];
+            for o in 0..osp {
+                let (o0, o1, o2) = (o / (g.output[1] * g.output[2]), (o / g.output[2]) % g.output[1], o % g.output[2]);
+                let (mut best, mut at) = (f32::NEG_INFINITY, None);
+                for k0 in 0..g.kernel[0] {
+                    let Some(p0) = inside(0, o0, k0) else { continue };
+                    for k1 in 0..g.kernel[1] {
+                        let Some(p1) = inside(1, o1, k1) else { continue };
+                        for k2 in 0..g.kernel[2] {
+                            let Some(p2) = inside(2, o2, k2) else { continue };
+                            let v = src[(p0 * g.input[1] + p1) * g.input[2] + p2];
+                            if at.is_none() || v > best {
+                                (best, at) = (v, Some((p0, p1, p2)));
+                            }
+                        }
+                    }
+                }
+                let (p0, p1, p2) = at.unwrap_or((0, 0, 0));
+                // Leading axes of size 1 pad 1-D and 2-D inputs to three.
+                let spatial = if column_major {
+                    (p2 * g.input[1] + p1) * g.input[0] + p0
+                } else {
+                    (p0 * g.input[1] + p1) * g.input[2] + p2
+                };
+                values[plane * osp + o] = best;
+                indices[plane * osp + o] = (plane * isp + spatial) as i64;
+            }
+        }
+        (values, indices)
+    }
+
     fn sum_plane(x: &[f32], y: &mut [f32], g: &Geo3, taps: &[(isize, usize, usize)]) {
         y.fill(0.0);
         let ow = g.output[2];
@@ -117,7 +164,11 @@ impl Op for Pool {
         self.check_rank(x.shape.len())?;
         let mut shape = x.shape[..2].to_vec();
         shape.extend(self.window.dims(&x.shape[2..], Some(&self.kernel))?);
-        Ok(vec![Fact::new(DataType::F32, shape)])
+        let mut facts = vec![Fact::new(DataType::F32, shape.clone())];
+        if self.indices.is_some() {
+            facts.push(Fact::new(DataType::I64, shape));
+        }
+        Ok(facts)
     }
 
     fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
@@ -127,6 +178,11 @@ impl Op for Pool {
         let g = Geo3::new(&axes).ok_or_else(|| OpError::input(0, "pooling supports 1 to 3 spatial axes"))?;
         let mut shape = xs[..2].to_vec();
         shape.extend(axes.iter().map(|a| a.output));
+        if let Some(column_major) = self.indices {
+            let (values, indices) = Self::max_with_indices(x, &g, column_major);
+            let indices = Tensor::i64(shape.clone(), indices).map_err(|e| OpError::Shape(e.to_string()))?;
+            return Ok(vec![f32_tensor(shape, values)?, indices]);
+        }
         let mut y = vec![0.0f32; shape.iter().product()];
         let taps = g.inner_taps();
         let (isp, osp) = (g.input_size(), g.output_size());
@@ -214,11 +270,11 @@ impl Op for GlobalPool {
     }
 }
 
-fn pool_op(node: &Node, opset: i64, kind: Kind) -> Result<Box<dyn Op>, OpError> {
+fn pool_op(node: &Node, kind: Kind) -> Result<Box<dyn Op>, OpError> {
     // Opset history: ceil_mode since 10 (read at any opset: absent before),
     // dilations for MaxPool since 10 and AveragePool since 19, MaxPool's
-    // storage_order (8) only affects the Indices output, which is not
-    // supported. The remaining versions changed types only.
+    // storage_order (8) only affects the Indices output. The remaining
+    // versions changed types only.
     let a = Attrs(node);
     let kernel: Vec<usize> = a
         .ints("kernel_shape")?
@@ -229,25 +285,31 @@ fn pool_op(node: &Node, opset: i64, kind: Kind) -> Result<Box<dyn Op>, OpError> 
     if kernel.is_empty() {
         return Err(OpError::attribute("kernel_shape", "must not be empty"));
     }
-    if kind == Kind::Max && node.outputs.get(1).is_some_and(|o| !o.is_empty()) {
-        return Err(OpError::Unsupported { op: "MaxPool with its second output (Indices)".into(), opset });
-    }
+    let indices = if kind == Kind::Max && node.outputs.get(1).is_some_and(|o| !o.is_empty()) {
+        match a.int("storage_order", 0)? {
+            0 => Some(false),
+            1 => Some(true),
+            other => return Err(OpError::attribute("storage_order", format!("must be 0 or 1, got {other}"))),
+        }
+    } else {
+        None
+    };
     let window = Window::from_attrs(&a, true)?;
     window.check(kernel.len())?;
-    Ok(Box::new(Pool { kind, window, kernel }))
+    Ok(Box::new(Pool { kind, window, kernel, indices }))
 }
 
-fn average_pool(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
+fn average_pool(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
     let count_include_pad = match Attrs(node).int("count_include_pad", 0)? {
         0 => false,
         1 => true,
         v => return Err(OpError::attribute("count_include_pad", format!("must be 0 or 1, got {v}"))),
     };
-    pool_op(node, opset, Kind::Average { count_include_pad })
+    pool_op(node, Kind::Average { count_include_pad })
 }
 
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {
-    ops.insert("MaxPool", |n, opset| pool_op(n, opset, Kind::Max));
+    ops.insert("MaxPool", |n, _| pool_op(n, Kind::Max));
     ops.insert("AveragePool", average_pool);
     ops.insert("GlobalMaxPool", |_, _| Ok(Box::new(GlobalPool { max: true })));
     ops.insert("GlobalAveragePool", |_, _| Ok(Box::new(GlobalPool { max: false })));
@@ -469,7 +531,9 @@ mod tests {
         assert!(matches!(ops["MaxPool"](&no_kernel, 12), Err(OpError::Attribute { .. })));
         let mut with_indices = cfg(&[], &[2, 2]).node("MaxPool");
         with_indices.outputs.push("indices".into());
-        assert!(matches!(ops["MaxPool"](&with_indices, 12), Err(OpError::Unsupported { .. })));
+        assert!(ops["MaxPool"](&with_indices, 12).is_ok());
+        with_indices.attributes.insert("storage_order".into(), Attribute::Int(2));
+        assert!(matches!(ops["MaxPool"](&with_indices, 12), Err(OpError::Attribute { .. })));
         let bad_pads = Config { pads: Some(vec![1, 1, 1]), ..cfg(&[], &[2, 2]) };
         assert!(matches!(ops["AveragePool"](&bad_pads.node("AveragePool"), 12), Err(OpError::Attribute { .. })));
         let op = registry_op("MaxPool", &Config { strides: Some(vec![2, 2]), ..cfg(&[], &[2, 2]) }.node("MaxPool"));
