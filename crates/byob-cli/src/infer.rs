@@ -150,8 +150,8 @@ pub fn info(args: InfoArgs) -> Result<()> {
     for v in session.outputs() {
         writeln!(out, "  {} {} {}", v.name, v.dtype.map_or("?".into(), |d| d.to_string()), shape_text(&v.shape))?;
     }
-    let (folded, removed) = session.optimizations();
-    writeln!(out, "optimizations: {folded} node(s) folded into constants, {removed} dead node(s) removed")?;
+    let (folded, removed, fused) = session.optimizations();
+    writeln!(out, "optimizations: {folded} node(s) folded into constants, {removed} dead node(s) removed, {fused} BatchNormalization(s) fused into Conv")?;
     writeln!(out, "nodes ({}, provider {chosen}):", session.placements().len())?;
     for p in session.placements() {
         writeln!(out, "  {:<12} {:<24} {}", p.provider, p.op_type, p.name)?;

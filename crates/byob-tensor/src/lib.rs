@@ -15,6 +15,7 @@
 pub mod model;
 pub mod npy;
 pub mod ops;
+pub mod optimize;
 pub mod proto;
 pub mod provider;
 pub mod session;

@@ -13,8 +13,10 @@ pub enum OptimizationLevel {
     /// Run the graph as written.
     Disabled,
     /// Fold constant subgraphs (shape computations included) and drop dead nodes.
-    #[default]
     Basic,
+    /// Also fuse operators: BatchNormalization into the Conv before it.
+    #[default]
+    Extended,
 }
 
 /// Why a session could not be created.
@@ -100,11 +102,14 @@ impl SessionBuilder {
         self.commit(Model::from_bytes(bytes, None)?)
     }
 
-    pub fn commit(mut self, model: Model) -> Result<Session, SessionError> {
+    pub fn commit(mut self, mut model: Model) -> Result<Session, SessionError> {
+        let fused = if self.optimization_level >= OptimizationLevel::Extended { crate::optimize::fold_batch_norms(&mut model.graph) } else { 0 };
         self.providers.push(Box::new(CpuProvider::new()));
         let threads = self.intra_op_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| SessionError::Threads(threads, e.to_string()))?;
-        Session::prepare(model, self.providers, self.optimization_level, pool)
+        let mut session = Session::prepare(model, self.providers, self.optimization_level, pool)?;
+        session.fused = fused;
+        Ok(session)
     }
 }
 
@@ -140,6 +145,7 @@ pub struct Session {
     pool: rayon::ThreadPool,
     folded: usize,
     removed: usize,
+    fused: usize,
 }
 
 fn describe_inputs(inputs: &[(ValueInfo, usize)]) -> String {
@@ -243,7 +249,7 @@ impl Session {
             last_use[*i] = usize::MAX;
         }
         let constants = (0..value_names.len()).map(|i| constants.remove(&i)).collect();
-        Ok(Self { steps, value_names, constants, inputs, outputs, last_use, opset, pool, folded, removed })
+        Ok(Self { steps, value_names, constants, inputs, outputs, last_use, opset, pool, folded, removed, fused: 0 })
     }
 
     /// The inputs a caller must feed.
@@ -264,9 +270,10 @@ impl Session {
         self.steps.iter().map(|s| NodePlacement { name: s.name.clone(), op_type: s.op_type.clone(), provider: s.provider }).collect()
     }
 
-    /// Nodes folded into constants and dead nodes removed at creation.
-    pub fn optimizations(&self) -> (usize, usize) {
-        (self.folded, self.removed)
+    /// Nodes folded into constants, dead nodes removed, and
+    /// BatchNormalizations fused into convolutions at creation.
+    pub fn optimizations(&self) -> (usize, usize, usize) {
+        (self.folded, self.removed, self.fused)
     }
 
     /// Runs the model; outputs come in the model's output order.
