@@ -63,8 +63,11 @@ impl Pool {
         Ok(())
     }
 
-    fn max_plane(x: &[f32], y: &mut [f32], g: &Geo3, taps: &[(isize, usize, usize)]) {
-        y.fill(f32::NEG_INFINITY);
+    /// Folds every window of a plane into `y` with `combine`, starting from
+    /// `init`: the innermost loop runs along an input row (it vectorises),
+    /// and `combine` is generic so each use compiles to its own loop.
+    fn fold_plane(x: &[f32], y: &mut [f32], g: &Geo3, taps: &[(isize, usize, usize)], init: f32, combine: impl Fn(f32, f32) -> f32 + Copy) {
+        y.fill(init);
         let ow = g.output[2];
         for z in 0..g.output[0] {
             for r in 0..g.output[1] {
@@ -76,7 +79,7 @@ impl Pool {
                         for &(off, lo, hi) in taps {
                             if lo < hi {
                                 let start = (lo as isize * g.stride[2] as isize + off) as usize;
-                                dst[lo..hi].iter_mut().zip(src[start..].iter().step_by(g.stride[2])).for_each(|(d, &s)| *d = d.max(s));
+                                dst[lo..hi].iter_mut().zip(src[start..].iter().step_by(g.stride[2])).for_each(|(d, &s)| *d = combine(*d, s));
                             }
                         }
                     }
@@ -129,27 +132,6 @@ impl Pool {
         (values, indices)
     }
 
-    fn sum_plane(x: &[f32], y: &mut [f32], g: &Geo3, taps: &[(isize, usize, usize)]) {
-        y.fill(0.0);
-        let ow = g.output[2];
-        for z in 0..g.output[0] {
-            for r in 0..g.output[1] {
-                let dst = &mut y[(z * g.output[1] + r) * ow..][..ow];
-                for a in 0..g.kernel[0] {
-                    for b in 0..g.kernel[1] {
-                        let Some(row) = g.input_row(z, r, a, b) else { continue };
-                        let src = &x[row..row + g.input[2]];
-                        for &(off, lo, hi) in taps {
-                            if lo < hi {
-                                let start = (lo as isize * g.stride[2] as isize + off) as usize;
-                                dst[lo..hi].iter_mut().zip(src[start..].iter().step_by(g.stride[2])).for_each(|(d, &s)| *d += s);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// For each output position on `axis`, how many kernel taps fall inside
@@ -187,7 +169,7 @@ impl Op for Pool {
         let taps = g.inner_taps();
         let (isp, osp) = (g.input_size(), g.output_size());
         match self.kind {
-            Kind::Max => planes(x, isp, &mut y, osp, threads, |x, y| Self::max_plane(x, y, &g, &taps)),
+            Kind::Max => planes(x, isp, &mut y, osp, threads, |x, y| Self::fold_plane(x, y, &g, &taps, f32::NEG_INFINITY, f32::max)),
             Kind::Average { count_include_pad } => {
                 // The divisor is separable: per axis, the taps inside the input
                 // (or inside input and pads with count_include_pad; taps in the
@@ -216,7 +198,7 @@ impl Op for Pool {
                     })
                     .collect();
                 planes(x, isp, &mut y, osp, threads, |x, y| {
-                    Self::sum_plane(x, y, &g, &taps);
+                    Self::fold_plane(x, y, &g, &taps, 0.0, |a, b| a + b);
                     y.iter_mut().zip(&inverse).for_each(|(v, &s)| *v *= s);
                 });
             }
