@@ -131,7 +131,6 @@ impl Pool {
         }
         (values, indices)
     }
-
 }
 
 /// For each output position on `axis`, how many kernel taps fall inside
