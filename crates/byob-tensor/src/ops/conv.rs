@@ -530,14 +530,8 @@ pub fn register(ops: &mut HashMap<&'static str, Builder>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::{pool, values};
+    use crate::ops::test_util::{ints, pool, values};
     use crate::model::Attribute;
-
-
-
-    fn ints(v: &[usize]) -> Attribute {
-        Attribute::Ints(v.iter().map(|&x| x as i64).collect())
-    }
 
     /// A test configuration, written as the ONNX attributes.
     #[derive(Clone, Default)]

@@ -409,8 +409,6 @@ mod tests {
     use crate::ops::test_util::{pool, values};
     use crate::model::Attribute;
 
-
-
     fn node(op: &str, attrs: Vec<(&str, Attribute)>) -> Node {
         Node {
             name: op.into(),

@@ -295,8 +295,6 @@ mod tests {
     use crate::ops::test_util::{pool, values};
     use crate::model::{Attribute, Dim};
 
-
-
     fn node(op: &str, attrs: Vec<(&str, Attribute)>, outputs: usize) -> Node {
         Node {
             name: op.into(),
