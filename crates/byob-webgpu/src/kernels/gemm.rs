@@ -1,0 +1,227 @@
+//! The tiled matrix-multiply engine behind MatMul, Gemm and Conv.
+//!
+//! A workgroup of 256 invocations computes a TM×TN tile of C = A·B for one
+//! batch entry (`workgroup_id.z`): it walks K in steps of TK, staging an A
+//! and a B tile in workgroup memory, and each invocation accumulates an
+//! RM×RN block in registers. Tiles are stored as `vec4` along M and N, so
+//! the inner step is two or four `vec4` loads per 4 to 16 `vec4` FMAs; an
+//! invocation's rows and columns are spread a quad apart across the tile so
+//! that neighbours read neighbouring quads (no bank conflicts). Global loads
+//! are `vec4` along whichever axis is contiguous when its length is a
+//! multiple of 4, and scalar (guarded) otherwise.
+//!
+//! Callers supply a WGSL prelude: the `Params` struct (with `m`, `n`, `k`),
+//! any extra bindings, `a_base(z)`, `b_base(z)`, `out_base(z)` (element
+//! offsets of batch entry `z`), `finish(z, m, n, v)` (the epilogue applied to
+//! four outputs at columns `n..n+4` of row `m`), and, for a computed operand
+//! (Conv's im2col), `load_b(z, k, n)`.
+
+/// Tile and per-invocation block sizes; (TM/RM)·(TN/RN) is always 256.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tile {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub rm: u32,
+    pub rn: u32,
+}
+
+const THREADS: u32 = 256;
+const SMALL: Tile = Tile { m: 64, n: 64, k: 16, rm: 4, rn: 4 };
+const LARGE: Tile = Tile { m: 128, n: 128, k: 8, rm: 8, rn: 8 };
+
+impl Tile {
+    /// Large tiles reuse each loaded value twice as often but leave a
+    /// small product too few workgroups to fill a GPU.
+    pub fn for_shape(m: usize, n: usize) -> Self {
+        if m >= 256 && n >= 256 {
+            LARGE
+        } else {
+            SMALL
+        }
+    }
+
+    pub fn name(&self) -> String {
+        format!("{}x{}x{}/{}x{}", self.m, self.n, self.k, self.rm, self.rn)
+    }
+
+    /// Workgroups for an M×N output with `batches` entries.
+    pub fn groups(&self, m: usize, n: usize, batches: usize, limit: u32) -> Result<[u32; 3], String> {
+        let groups = [n.div_ceil(self.n as usize), m.div_ceil(self.m as usize), batches];
+        if groups.iter().any(|&g| g > limit as usize) {
+            return Err(format!("{groups:?} workgroups exceed the device's limit of {limit} per dimension"));
+        }
+        Ok(groups.map(|g| g as u32))
+    }
+}
+
+/// How an operand is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Operand {
+    /// A dense matrix; `k_contiguous`: A stored M×K (or B stored N×K, i.e.
+    /// transposed), else along M (A transposed) or N (B plain). `vec4` when
+    /// the contiguous axis is a multiple of 4 long.
+    Dense { k_contiguous: bool, vec4: bool },
+    /// Computed by the prelude's `load_b(z, k, n)` (B only).
+    Computed,
+}
+
+impl Operand {
+    pub fn hint(&self) -> &'static str {
+        match self {
+            Self::Dense { k_contiguous: true, vec4: true } => "k4",
+            Self::Dense { k_contiguous: true, vec4: false } => "k1",
+            Self::Dense { k_contiguous: false, vec4: true } => "o4",
+            Self::Dense { k_contiguous: false, vec4: false } => "o1",
+            Self::Computed => "fn",
+        }
+    }
+}
+
+/// Everything a GEMM program depends on.
+pub(crate) struct GemmShader<'a> {
+    pub tile: Tile,
+    pub a: Operand,
+    pub b: Operand,
+    /// Store four outputs at once (N a multiple of 4).
+    pub out_vec4: bool,
+    /// Binding numbers of A, B and the output; the uniform follows the last
+    /// of `storage` storage bindings.
+    pub bindings: [u32; 3],
+    pub storage: u32,
+    pub prelude: &'a str,
+}
+
+/// WGSL loading one quad per loop round of a `outer`×TK tile of operand
+/// `x` ("a" or "b") into workgroup array `xs`.
+fn load_tile(x: &str, operand: Operand, tile_outer: u32, tk: u32) -> String {
+    let (outer_len, base, index) = if x == "a" { ("p.m", "a_base(z)", "m") } else { ("p.n", "b_base(z)", "n") };
+    let quads_outer = tile_outer / 4;
+    let origin = if x == "a" { "m0" } else { "n0" };
+    let rounds = tile_outer * tk / 4 / THREADS;
+    // (outer position, k) of the quad, the global value at (o, kk + j) or
+    // (o + j, kk), and where it lands in workgroup memory.
+    let (locate, fetch, store) = match operand {
+        Operand::Dense { k_contiguous: true, vec4 } => {
+            let global = format!("{base} + {index} * p.k + kk");
+            let fetch = if vec4 {
+                format!("if ({index} < {outer_len} && kk < p.k) {{ v = {x}[({global}) / 4u]; }}")
+            } else {
+                format!("for (var j = 0u; j < 4u; j++) {{ if ({index} < {outer_len} && kk + j < p.k) {{ v[j] = {x}[{global} + j]; }} }}")
+            };
+            let store = format!("for (var j = 0u; j < 4u; j++) {{ tile_{x}[(lk + j) * {quads_outer}u + lo / 4u][lo % 4u] = v[j]; }}");
+            (format!("let lo = q / {}u; let lk = (q % {}u) * 4u;", tk / 4, tk / 4), fetch, store)
+        }
+        Operand::Dense { k_contiguous: false, vec4 } => {
+            let global = format!("{base} + kk * {outer_len} + {index}");
+            let fetch = if vec4 {
+                format!("if ({index} < {outer_len} && kk < p.k) {{ v = {x}[({global}) / 4u]; }}")
+            } else {
+                format!("for (var j = 0u; j < 4u; j++) {{ if ({index} + j < {outer_len} && kk < p.k) {{ v[j] = {x}[{global} + j]; }} }}")
+            };
+            (format!("let lk = q / {quads_outer}u; let lo = (q % {quads_outer}u) * 4u;"), fetch, format!("tile_{x}[lk * {quads_outer}u + lo / 4u] = v;"))
+        }
+        Operand::Computed => {
+            let fetch = format!("for (var j = 0u; j < 4u; j++) {{ if ({index} + j < {outer_len} && kk < p.k) {{ v[j] = load_{x}(z, kk, {index} + j); }} }}");
+            (format!("let lk = q / {quads_outer}u; let lo = (q % {quads_outer}u) * 4u;"), fetch, format!("tile_{x}[lk * {quads_outer}u + lo / 4u] = v;"))
+        }
+    };
+    format!(
+        "        for (var s = 0u; s < {rounds}u; s++) {{
+            let q = lid + s * {THREADS}u;
+            {locate}
+            let {index} = {origin} + lo;
+            let kk = k0 + lk;
+            var v = vec4<f32>(0.0);
+            {fetch}
+            {store}
+        }}
+"
+    )
+}
+
+pub(crate) fn source(s: &GemmShader<'_>) -> crate::program::ProgramSource {
+    let t = s.tile;
+    let (tmq, tnq) = (t.m / 4, t.n / 4);
+    let (tx, ty) = (t.n / t.rn, t.m / t.rm);
+    let (rq, cq) = (t.rm / 4, t.rn / 4);
+    let array = |operand: Operand| if matches!(operand, Operand::Dense { vec4: true, .. }) { "vec4<f32>" } else { "f32" };
+    let [a_binding, b_binding, out_binding] = s.bindings;
+    let a_decl = format!("@group(0) @binding({a_binding}) var<storage, read_write> a: array<{}>;", array(s.a));
+    let b_decl = match s.b {
+        Operand::Computed => String::new(),
+        b => format!("@group(0) @binding({b_binding}) var<storage, read_write> b: array<{}>;", array(b)),
+    };
+    let out_decl = format!("@group(0) @binding({out_binding}) var<storage, read_write> out: array<{}>;", if s.out_vec4 { "vec4<f32>" } else { "f32" });
+
+    // The inner product, unrolled so the accumulators stay in registers.
+    let mut declare = String::new();
+    let mut step = String::new();
+    for r in 0..rq {
+        step += &format!("            let a{r} = tile_a[kk * {tmq}u + ty + {}u];\n", r * ty);
+    }
+    for c in 0..cq {
+        step += &format!("            let b{c} = tile_b[kk * {tnq}u + tx + {}u];\n", c * tx);
+    }
+    for r in 0..rq {
+        for i in 0..4 {
+            for c in 0..cq {
+                let acc = format!("acc{}_{c}", r * 4 + i);
+                declare += &format!("    var {acc} = vec4<f32>(0.0);\n");
+                step += &format!("            {acc} = fma(vec4<f32>(a{r}[{i}]), b{c}, {acc});\n");
+            }
+        }
+    }
+    let mut store = String::new();
+    for r in 0..rq {
+        for i in 0..4 {
+            store += &format!("    {{\n        let m = m0 + (ty + {}u) * 4u + {i}u;\n        if (m < p.m) {{\n", r * ty);
+            for c in 0..cq {
+                let acc = format!("acc{}_{c}", r * 4 + i);
+                store += &format!("            {{\n            let n = n0 + (tx + {}u) * 4u;\n            if (n < p.n) {{\n                let v = finish(z, m, n, {acc});\n", c * tx);
+                store += if s.out_vec4 {
+                    "                out[(out_base(z) + m * p.n + n) / 4u] = v;\n"
+                } else {
+                    "                for (var j = 0u; j < 4u; j++) { if (n + j < p.n) { out[out_base(z) + m * p.n + n + j] = v[j]; } }\n"
+                };
+                store += "            }\n            }\n";
+            }
+            store += "        }\n    }\n";
+        }
+    }
+    let load_a = load_tile("a", s.a, t.m, t.k);
+    let load_b = load_tile("b", s.b, t.n, t.k);
+    let wgsl = format!(
+        "{prelude}
+{a_decl}
+{b_decl}
+{out_decl}
+@group(0) @binding({uniform}) var<uniform> p: Params;
+var<workgroup> tile_a: array<vec4<f32>, {a_size}>;
+var<workgroup> tile_b: array<vec4<f32>, {b_size}>;
+
+@compute @workgroup_size({THREADS})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{
+    let z = wid.z;
+    let m0 = wid.y * {tm}u;
+    let n0 = wid.x * {tn}u;
+    let tx = lid % {tx}u;
+    let ty = lid / {tx}u;
+{declare}    for (var k0 = 0u; k0 < p.k; k0 += {tk}u) {{
+{load_a}{load_b}        workgroupBarrier();
+        for (var kk = 0u; kk < {tk}u; kk++) {{
+{step}        }}
+        workgroupBarrier();
+    }}
+{store}}}
+",
+        prelude = s.prelude,
+        uniform = s.storage,
+        a_size = t.k * tmq,
+        b_size = t.k * tnq,
+        tm = t.m,
+        tn = t.n,
+        tk = t.k,
+    );
+    crate::program::ProgramSource { wgsl, storage: s.storage }
+}

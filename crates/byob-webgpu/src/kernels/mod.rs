@@ -1,0 +1,256 @@
+//! WGSL kernels for ONNX operators, f32 only. A kernel is built once per
+//! node from its attributes, opset and static input shapes: attributes and
+//! shapes are checked then, output shapes computed, programs fetched from
+//! the cache and parameter blocks uploaded, so that encoding it later
+//! allocates no GPU buffers and cannot fail on a bad attribute.
+//!
+//! Every family module turns a node into a [`Kernel`]: one or more
+//! dispatches of cached programs over the node's inputs and outputs.
+
+use crate::context::GpuContext;
+use crate::error::GpuError;
+use crate::program::{dispatch_flat, Program};
+use byob_tensor::model::Node;
+use byob_tensor::ops::{Attrs, OpError};
+use std::sync::Arc;
+
+mod binary;
+mod conv;
+mod gemm;
+mod matmul;
+mod norm;
+mod pool;
+mod shape;
+mod softmax;
+mod unary;
+
+/// A byte range of a GPU buffer holding one tensor. Offsets must be
+/// multiples of the device's `min_storage_buffer_offset_alignment`.
+#[derive(Clone, Copy, Debug)]
+pub struct GpuSlice<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl<'a> GpuSlice<'a> {
+    pub fn whole(buffer: &'a wgpu::Buffer) -> Self {
+        Self { buffer, offset: 0, size: buffer.size() }
+    }
+
+    fn first(self, size: u64) -> Self {
+        Self { size, ..self }
+    }
+}
+
+/// An ONNX node compiled for the GPU.
+pub trait GpuKernel: Send + Sync + std::fmt::Debug {
+    /// The shapes of the outputs, fixed when the kernel was built.
+    fn output_shapes(&self) -> &[Vec<usize>];
+
+    /// `Some(i)` when output 0 is input `i`'s bytes unchanged (Reshape,
+    /// Flatten, Squeeze, Unsqueeze, Identity, Dropout): a caller may hand
+    /// out the input's slice and skip [`encode`](Self::encode). Encoding
+    /// still works and copies.
+    fn aliases(&self) -> Option<usize> {
+        None
+    }
+
+    /// Records the kernel's dispatches. `inputs` are positional like the
+    /// node's inputs, `None` for an omitted optional one; each slice must
+    /// hold at least the tensor's bytes.
+    fn encode(&self, ctx: &GpuContext, pass: &mut wgpu::ComputePass<'_>, inputs: &[Option<GpuSlice<'_>>], outputs: &[GpuSlice<'_>]) -> Result<(), GpuError>;
+}
+
+/// Whether a GPU kernel exists for this node (f32 data). Every opset of
+/// the supported ops is handled, so `opset` does not narrow it yet.
+pub fn supports(node: &Node, _opset: i64) -> bool {
+    (node.domain.is_empty() || node.domain == "ai.onnx") && builder(&node.op_type).is_some()
+}
+
+/// Builds the kernel for `node` given the shapes of its inputs (positional;
+/// the entry of an omitted optional input is ignored).
+pub fn create_kernel(ctx: &GpuContext, node: &Node, opset: i64, input_shapes: &[Vec<usize>]) -> Result<Box<dyn GpuKernel>, GpuError> {
+    if !(node.domain.is_empty() || node.domain == "ai.onnx") {
+        return Err(GpuError::Unsupported { op: format!("{}.{}", node.domain, node.op_type), opset });
+    }
+    let build = builder(&node.op_type).ok_or_else(|| GpuError::Unsupported { op: node.op_type.clone(), opset })?;
+    let shapes: Vec<Option<&[usize]>> = (0..node.inputs.len().max(input_shapes.len()))
+        .map(|i| if node.inputs.get(i).is_some_and(|n| !n.is_empty()) { input_shapes.get(i).map(Vec::as_slice) } else { None })
+        .collect();
+    for (i, name) in node.inputs.iter().enumerate() {
+        if !name.is_empty() && input_shapes.get(i).is_none() {
+            return Err(KernelSpec::new(node, opset).error(format!("no shape given for input {i} ({name:?})")));
+        }
+    }
+    Ok(Box::new(build(ctx, &KernelSpec { node, opset, shapes })?))
+}
+
+type Build = fn(&GpuContext, &KernelSpec<'_>) -> Result<Kernel, GpuError>;
+
+fn builder(op: &str) -> Option<Build> {
+    Some(match op {
+        "Abs" | "Neg" | "Floor" | "Ceil" | "Reciprocal" | "Sqrt" | "Exp" | "Log" | "Erf" | "Sigmoid" | "Sin" | "Cos" | "Tan" | "Asin" | "Acos" | "Atan" | "Sinh" | "Cosh" | "Asinh" | "Acosh"
+        | "Atanh" | "Tanh" | "Relu" | "LeakyRelu" | "Elu" | "HardSigmoid" | "ThresholdedRelu" | "Clip" => unary::build,
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Sum" => binary::build,
+        "MatMul" | "Gemm" => matmul::build,
+        "Conv" => conv::build,
+        "MaxPool" | "AveragePool" | "GlobalMaxPool" | "GlobalAveragePool" => pool::build,
+        "Transpose" => shape::transpose,
+        "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout" => shape::view,
+        "Concat" => shape::concat,
+        "Softmax" => softmax::build,
+        "BatchNormalization" => norm::batch_norm,
+        _ => return None,
+    })
+}
+
+/// What a family builder gets: the node, its opset, and the shapes of the
+/// inputs that are present.
+pub(crate) struct KernelSpec<'a> {
+    pub node: &'a Node,
+    pub opset: i64,
+    pub shapes: Vec<Option<&'a [usize]>>,
+}
+
+impl<'a> KernelSpec<'a> {
+    fn new(node: &'a Node, opset: i64) -> Self {
+        Self { node, opset, shapes: Vec::new() }
+    }
+
+    pub fn error(&self, what: impl Into<String>) -> GpuError {
+        GpuError::Kernel { node: self.node.name.clone(), op: self.node.op_type.clone(), what: what.into() }
+    }
+
+    /// An attribute error from byob-tensor's accessors, naming the node.
+    pub fn attr<T>(&self, value: Result<T, OpError>) -> Result<T, GpuError> {
+        value.map_err(|e| self.error(e.to_string()))
+    }
+
+    pub fn attrs(&self) -> Attrs<'a> {
+        Attrs(self.node)
+    }
+
+    /// The shape of input `i`, which the op requires.
+    pub fn input(&self, i: usize) -> Result<&'a [usize], GpuError> {
+        self.shapes.get(i).copied().flatten().ok_or_else(|| self.error(format!("input {i} is missing")))
+    }
+
+    pub fn optional(&self, i: usize) -> Option<&'a [usize]> {
+        self.shapes.get(i).copied().flatten()
+    }
+
+    /// A kernel with these outputs and no dispatches yet.
+    pub fn kernel(&self, output_shapes: Vec<Vec<usize>>) -> Kernel {
+        let inputs = self.shapes.iter().enumerate().filter_map(|(i, s)| s.map(|s| (i, bytes(s)))).collect();
+        Kernel { node: self.node.name.clone(), op: self.node.op_type.clone(), inputs, outputs: output_shapes.iter().map(|s| bytes(s)).collect(), output_shapes, steps: Vec::new(), alias: None }
+    }
+}
+
+/// Bytes of an f32 tensor.
+pub(crate) fn bytes(shape: &[usize]) -> u64 {
+    4 * shape.iter().product::<usize>() as u64
+}
+
+pub(crate) fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// What a dispatch binds, in binding order.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Bind {
+    Input(usize),
+    Output(usize),
+}
+
+/// How many workgroups a dispatch runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Grid {
+    /// One invocation per item, in workgroups of `size`, folded to the limit.
+    Flat { invocations: u64, size: u32 },
+    /// Exactly these workgroups.
+    Groups([u32; 3]),
+}
+
+#[derive(Debug)]
+struct Step {
+    program: Arc<Program>,
+    uniform: wgpu::Buffer,
+    binds: Vec<Bind>,
+    grid: Grid,
+}
+
+/// A built kernel: its dispatches with their parameter blocks.
+#[derive(Debug)]
+pub(crate) struct Kernel {
+    node: String,
+    op: String,
+    /// Present inputs and their bytes.
+    inputs: Vec<(usize, u64)>,
+    outputs: Vec<u64>,
+    output_shapes: Vec<Vec<usize>>,
+    steps: Vec<Step>,
+    alias: Option<usize>,
+}
+
+impl Kernel {
+    pub fn step(&mut self, program: Arc<Program>, uniform: wgpu::Buffer, binds: Vec<Bind>, grid: Grid) {
+        self.steps.push(Step { program, uniform, binds, grid });
+    }
+
+    pub fn aliasing(mut self, input: usize) -> Self {
+        self.alias = Some(input);
+        self
+    }
+
+    fn mismatch(&self, what: String, expected: u64, actual: u64) -> GpuError {
+        GpuError::SizeMismatch { what: format!("node {:?} ({}): {what}", self.node, self.op), expected, actual }
+    }
+}
+
+impl GpuKernel for Kernel {
+    fn output_shapes(&self) -> &[Vec<usize>] {
+        &self.output_shapes
+    }
+
+    fn aliases(&self) -> Option<usize> {
+        self.alias
+    }
+
+    fn encode(&self, ctx: &GpuContext, pass: &mut wgpu::ComputePass<'_>, inputs: &[Option<GpuSlice<'_>>], outputs: &[GpuSlice<'_>]) -> Result<(), GpuError> {
+        let mut bound_inputs: Vec<Option<GpuSlice>> = vec![None; inputs.len()];
+        for &(i, bytes) in &self.inputs {
+            let slice = inputs.get(i).copied().flatten().ok_or_else(|| GpuError::Kernel { node: self.node.clone(), op: self.op.clone(), what: format!("input {i} was not given") })?;
+            if slice.size < bytes {
+                return Err(self.mismatch(format!("input {i}"), bytes, slice.size));
+            }
+            bound_inputs[i] = Some(slice.first(bytes));
+        }
+        if outputs.len() < self.outputs.len() {
+            return Err(GpuError::Kernel { node: self.node.clone(), op: self.op.clone(), what: format!("{} outputs expected, {} given", self.outputs.len(), outputs.len()) });
+        }
+        for (o, (slice, &bytes)) in outputs.iter().zip(&self.outputs).enumerate() {
+            if slice.size < bytes {
+                return Err(self.mismatch(format!("output {o}"), bytes, slice.size));
+            }
+        }
+        for step in &self.steps {
+            let slices: Vec<GpuSlice> = step
+                .binds
+                .iter()
+                .map(|b| match *b {
+                    Bind::Input(i) => bound_inputs[i].expect("bound inputs are present"),
+                    Bind::Output(o) => outputs[o].first(self.outputs[o]),
+                })
+                .collect();
+            let group = step.program.bind(ctx, &slices, &step.uniform);
+            pass.set_pipeline(&step.program.pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            match step.grid {
+                Grid::Flat { invocations, size } => dispatch_flat(ctx, pass, invocations, size)?,
+                Grid::Groups([x, y, z]) => pass.dispatch_workgroups(x, y, z),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,45 @@
+//! # byob-webgpu
+//!
+//! The GPU side of byob's WebGPU execution provider, on [`wgpu`]: what ONNX
+//! Runtime Web's JSEP does in TypeScript, in Rust and for native GPUs (on
+//! machines without one, Mesa's software Vulkan driver, lavapipe).
+//!
+//! - [`GpuContext`]: the adapter, device and queue; errors captured in
+//!   scopes, a lost device remembered, mappings driven by a polling thread.
+//! - [`GpuDataManager`]: tensor data by [`BufferId`] with JSEP's operations
+//!   (create, upload, memcpy, get, release, download,
+//!   refresh_pending_buffers), buffer reuse, shared downloads, external
+//!   buffers (IO binding) and counters.
+//! - [`pool`]: liveness-planned placement of intermediates into a few large
+//!   buffers at aligned offsets.
+//! - [`ProgramCache`]: compute pipelines keyed by op, attribute hint and
+//!   input properties; shapes travel as uniforms.
+//! - [`create_kernel`]: a [`GpuKernel`] for an ONNX node, encoded into a
+//!   compute pass over [`GpuSlice`]s.
+//!
+//! ```no_run
+//! use byob_webgpu::{GpuContext, GpuDataManager};
+//! use std::sync::Arc;
+//! let ctx = Arc::new(pollster::block_on(GpuContext::new())?);
+//! let data = GpuDataManager::new(Arc::clone(&ctx));
+//! let id = data.create(16)?;
+//! data.upload(id, bytemuck::cast_slice(&[1.0f32, 2.0, 3.0, 4.0]))?;
+//! let bytes = pollster::block_on(data.download(id))?;
+//! # Ok::<(), byob_webgpu::GpuError>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod context;
+mod data_manager;
+mod error;
+pub mod kernels;
+pub mod pool;
+mod program;
+
+pub use context::GpuContext;
+pub use data_manager::{normalized_size, BufferId, DataCounters, Download, GpuDataManager, UploadPath};
+pub use error::GpuError;
+pub use kernels::{create_kernel, supports, GpuKernel, GpuSlice};
+pub use pool::{lower_bound, plan_pool, Interval, Placement, PoolPlan};
+pub use program::{fold_groups, Program, ProgramCache, ProgramCounters, ProgramKey, ProgramSource};
