@@ -12,6 +12,7 @@ use crate::error::GpuError;
 use crate::program::{dispatch_flat, Program};
 use byob_tensor::model::Node;
 use byob_tensor::ops::{Attrs, OpError};
+use byob_tensor::Tensor;
 use std::sync::Arc;
 
 mod binary;
@@ -23,6 +24,7 @@ mod pool;
 mod shape;
 mod softmax;
 mod unary;
+mod window;
 
 /// A byte range of a GPU buffer holding one tensor. Offsets must be
 /// multiples of the device's `min_storage_buffer_offset_alignment`.
@@ -71,19 +73,28 @@ pub fn supports(node: &Node, _opset: i64) -> bool {
 /// Builds the kernel for `node` given the shapes of its inputs (positional;
 /// the entry of an omitted optional input is ignored).
 pub fn create_kernel(ctx: &GpuContext, node: &Node, opset: i64, input_shapes: &[Vec<usize>]) -> Result<Box<dyn GpuKernel>, GpuError> {
+    create_kernel_with_values(ctx, node, opset, input_shapes, &[])
+}
+
+/// [`create_kernel`] with the values of constant inputs (positional, `None`
+/// where unknown): Reshape's target shape, Squeeze's and Unsqueeze's axes
+/// from opset 13, and Clip's bounds from opset 11 are read here when given;
+/// the first three must be, Clip binds non-constant bounds as buffers.
+pub fn create_kernel_with_values(ctx: &GpuContext, node: &Node, opset: i64, input_shapes: &[Vec<usize>], values: &[Option<&Tensor>]) -> Result<Box<dyn GpuKernel>, GpuError> {
     if !(node.domain.is_empty() || node.domain == "ai.onnx") {
         return Err(GpuError::Unsupported { op: format!("{}.{}", node.domain, node.op_type), opset });
     }
     let build = builder(&node.op_type).ok_or_else(|| GpuError::Unsupported { op: node.op_type.clone(), opset })?;
-    let shapes: Vec<Option<&[usize]>> = (0..node.inputs.len().max(input_shapes.len()))
-        .map(|i| if node.inputs.get(i).is_some_and(|n| !n.is_empty()) { input_shapes.get(i).map(Vec::as_slice) } else { None })
-        .collect();
+    let present = |i: usize| node.inputs.get(i).is_some_and(|n| !n.is_empty());
+    let mut spec = KernelSpec { node, opset, shapes: Vec::new(), values: Vec::new() };
     for (i, name) in node.inputs.iter().enumerate() {
-        if !name.is_empty() && input_shapes.get(i).is_none() {
-            return Err(KernelSpec::new(node, opset).error(format!("no shape given for input {i} ({name:?})")));
+        if present(i) && input_shapes.get(i).is_none() {
+            return Err(spec.error(format!("no shape given for input {i} ({name:?})")));
         }
     }
-    Ok(Box::new(build(ctx, &KernelSpec { node, opset, shapes })?))
+    spec.shapes = (0..node.inputs.len()).map(|i| if present(i) { input_shapes.get(i).map(Vec::as_slice) } else { None }).collect();
+    spec.values = (0..node.inputs.len()).map(|i| if present(i) { values.get(i).copied().flatten() } else { None }).collect();
+    Ok(Box::new(build(ctx, &spec)?))
 }
 
 type Build = fn(&GpuContext, &KernelSpec<'_>) -> Result<Kernel, GpuError>;
@@ -105,19 +116,16 @@ fn builder(op: &str) -> Option<Build> {
     })
 }
 
-/// What a family builder gets: the node, its opset, and the shapes of the
-/// inputs that are present.
+/// What a family builder gets: the node, its opset, and the shapes (and
+/// values, for constants) of the inputs that are present.
 pub(crate) struct KernelSpec<'a> {
     pub node: &'a Node,
     pub opset: i64,
     pub shapes: Vec<Option<&'a [usize]>>,
+    pub values: Vec<Option<&'a Tensor>>,
 }
 
 impl<'a> KernelSpec<'a> {
-    fn new(node: &'a Node, opset: i64) -> Self {
-        Self { node, opset, shapes: Vec::new() }
-    }
-
     pub fn error(&self, what: impl Into<String>) -> GpuError {
         GpuError::Kernel { node: self.node.name.clone(), op: self.node.op_type.clone(), what: what.into() }
     }
@@ -138,6 +146,11 @@ impl<'a> KernelSpec<'a> {
 
     pub fn optional(&self, i: usize) -> Option<&'a [usize]> {
         self.shapes.get(i).copied().flatten()
+    }
+
+    /// The value of input `i` when it is a known constant.
+    pub fn value(&self, i: usize) -> Option<&'a Tensor> {
+        self.values.get(i).copied().flatten()
     }
 
     /// A kernel with these outputs and no dispatches yet.
@@ -196,6 +209,11 @@ pub(crate) struct Kernel {
 impl Kernel {
     pub fn step(&mut self, program: Arc<Program>, uniform: wgpu::Buffer, binds: Vec<Bind>, grid: Grid) {
         self.steps.push(Step { program, uniform, binds, grid });
+    }
+
+    /// Only these inputs are bound; the others were read when building.
+    pub fn bind_only(&mut self, inputs: &[usize]) {
+        self.inputs.retain(|(i, _)| inputs.contains(i));
     }
 
     pub fn aliasing(mut self, input: usize) -> Self {

@@ -25,8 +25,10 @@ fn expression(op: &str) -> Option<&'static str> {
         "Sin" => "sin(v)",
         "Cos" => "cos(v)",
         "Tan" => "tan(v)",
-        "Asin" => "asin(v)",
-        "Acos" => "acos(v)",
+        // Through atan2, as WGSL defines their accuracy: some drivers'
+        // own asin and acos are off by 1e-4.
+        "Asin" => "atan2(v, sqrt((T(1.0) - v) * (T(1.0) + v)))",
+        "Acos" => "atan2(sqrt((T(1.0) - v) * (T(1.0) + v)), v)",
         "Atan" => "atan(v)",
         "Sinh" => "sinh(v)",
         "Cosh" => "cosh(v)",
@@ -74,17 +76,27 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
         "Clip" => (f32::MIN, f32::MAX),
         _ => (0.0, 0.0),
     };
-    let bound_inputs = |i: usize| -> Result<bool, GpuError> {
-        match spec.optional(i) {
-            Some(s) if op == "Clip" && spec.opset >= 11 && numel(s) != 1 => Err(spec.error(format!("input {i} (a bound) must hold one value, its shape is {s:?}"))),
-            Some(_) => Ok(op == "Clip" && spec.opset >= 11),
-            None => Ok(false),
+    // From opset 11 Clip's bounds are optional inputs: constants go into the
+    // uniform, other tensors are bound.
+    let mut bounds = [alpha, beta];
+    let mut bound = [false, false];
+    if op == "Clip" && spec.opset >= 11 {
+        for (slot, i) in [1, 2].into_iter().enumerate() {
+            let Some(s) = spec.optional(i) else { continue };
+            if numel(s) != 1 {
+                return Err(spec.error(format!("input {i} (a bound) must hold one value, its shape is {s:?}")));
+            }
+            match spec.value(i).map(|t| t.as_f32().map(|v| v[0])) {
+                Some(Some(v)) => bounds[slot] = v,
+                Some(None) => return Err(spec.error(format!("input {i} (a bound) must be f32"))),
+                None => bound[slot] = true,
+            }
         }
-    };
-    let (lo, hi) = (bound_inputs(1)?, bound_inputs(2)?);
-
+    }
+    let ([alpha, beta], [lo, hi]) = (bounds, bound);
     let n = numel(shape);
     let mut kernel = spec.kernel(vec![shape.to_vec()]);
+    kernel.bind_only(&[Some(0), lo.then_some(1), hi.then_some(2)].into_iter().flatten().collect::<Vec<_>>());
     if n == 0 {
         return Ok(kernel);
     }
