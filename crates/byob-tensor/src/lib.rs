@@ -16,6 +16,7 @@ pub mod model;
 pub mod npy;
 pub mod ops;
 pub mod optimize;
+mod plan;
 pub mod proto;
 pub mod provider;
 pub mod session;
@@ -23,5 +24,5 @@ pub mod tensor;
 
 pub use model::{Dim, Model, ModelError, Node, ValueInfo};
 pub use provider::{CpuProvider, ExecutionProvider};
-pub use session::{OptimizationLevel, RunError, RunStats, Session, SessionBuilder, SessionError};
+pub use session::{IoBinding, OptimizationLevel, RunError, RunStats, Session, SessionBuilder, SessionError};
 pub use tensor::{Data, DataType, Tensor};

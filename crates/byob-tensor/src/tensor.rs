@@ -138,6 +138,15 @@ pub enum TensorError {
     Length { shape: Vec<usize>, expected: usize, actual: usize },
 }
 
+/// A placeholder holding no elements and no storage (rank 0 but, unlike a
+/// scalar, empty): a buffer for a kernel to size with [`Tensor::reset`].
+/// Making one allocates nothing.
+impl Default for Tensor {
+    fn default() -> Self {
+        Self { shape: Vec::new(), data: Data::F32(Vec::new()) }
+    }
+}
+
 impl Tensor {
     pub fn new(shape: Vec<usize>, data: Data) -> Result<Self, TensorError> {
         let expected: usize = shape.iter().product();
@@ -205,6 +214,86 @@ impl Tensor {
         }
         self.shape = shape;
         Ok(())
+    }
+
+    /// Makes this tensor a `dtype` tensor of `shape` for a kernel to fill,
+    /// reusing its buffer: no allocation when the type matches and the
+    /// capacity suffices. The elements are unspecified (the kernel writes
+    /// every one); tests fill them with a poison value to catch kernels
+    /// that do not.
+    pub fn reset(&mut self, dtype: DataType, shape: &[usize]) -> &mut Data {
+        let len = shape.iter().product();
+        self.shape.clear();
+        self.shape.extend_from_slice(shape);
+        if self.data.dtype() != dtype {
+            self.data = Data::zeros(dtype, 0);
+        }
+        macro_rules! fit {
+            ($v:expr, $poison:expr) => {{
+                if cfg!(debug_assertions) {
+                    $v.clear();
+                }
+                $v.resize(len, $poison);
+                $v.truncate(len);
+            }};
+        }
+        match &mut self.data {
+            Data::F32(v) => fit!(v, f32::NAN),
+            Data::F64(v) => fit!(v, f64::NAN),
+            Data::I64(v) => fit!(v, i64::MIN),
+            Data::I32(v) => fit!(v, i32::MIN),
+            Data::I8(v) => fit!(v, i8::MIN),
+            Data::U8(v) => fit!(v, u8::MAX),
+            Data::Bool(v) => fit!(v, true),
+        }
+        &mut self.data
+    }
+
+    /// [`reset`](Self::reset) for a float result: the elements to fill.
+    pub fn reset_f32(&mut self, shape: &[usize]) -> &mut [f32] {
+        match self.reset(DataType::F32, shape) {
+            Data::F32(v) => v,
+            _ => unreachable!("reset to float"),
+        }
+    }
+
+    /// Makes this tensor a copy of `data` in `shape`, reusing its buffer.
+    pub fn copy_from(&mut self, shape: &[usize], data: &Data) -> Result<(), TensorError> {
+        let expected: usize = shape.iter().product();
+        if expected != data.len() {
+            return Err(TensorError::Length { shape: shape.to_vec(), expected, actual: data.len() });
+        }
+        match (self.reset(data.dtype(), shape), data) {
+            (Data::F32(d), Data::F32(s)) => d.copy_from_slice(s),
+            (Data::F64(d), Data::F64(s)) => d.copy_from_slice(s),
+            (Data::I64(d), Data::I64(s)) => d.copy_from_slice(s),
+            (Data::I32(d), Data::I32(s)) => d.copy_from_slice(s),
+            (Data::I8(d), Data::I8(s)) => d.copy_from_slice(s),
+            (Data::U8(d), Data::U8(s)) => d.copy_from_slice(s),
+            (Data::Bool(d), Data::Bool(s)) => d.copy_from_slice(s),
+            _ => unreachable!("reset to the source's type"),
+        }
+        Ok(())
+    }
+
+    /// Where this tensor's element storage lives and how many elements it
+    /// can hold without growing: the session compares it before and after
+    /// a kernel to count the kernels that had to allocate.
+    pub fn storage(&self) -> (usize, usize) {
+        macro_rules! of {
+            ($v:expr) => {
+                ($v.as_ptr() as usize, $v.capacity())
+            };
+        }
+        match &self.data {
+            Data::F32(v) => of!(v),
+            Data::F64(v) => of!(v),
+            Data::I64(v) => of!(v),
+            Data::I32(v) => of!(v),
+            Data::I8(v) => of!(v),
+            Data::U8(v) => of!(v),
+            Data::Bool(v) => of!(v),
+        }
     }
 
     pub fn as_f32(&self) -> Option<&[f32]> {

@@ -5,7 +5,7 @@
 //! attributes are accepted when they mean the same thing (suffix matching)
 //! and refused when an `axis` asks for the legacy mid-shape alignment.
 
-use super::{required, Attrs, Builder, Fact, Op, OpError};
+use super::{output, required, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::{Data, DataType, Tensor};
 use rayon::prelude::*;
@@ -234,9 +234,29 @@ fn fill_general<A: Copy, B: Copy, O, F: Fn(A, B) -> O>(out: &mut [O], start: usi
     }
 }
 
-/// Applies `f` elementwise with broadcasting. `out_shape` must be the
-/// broadcast of the two shapes, and each slice must hold its shape's
+/// Applies `f` elementwise with broadcasting into `out`. `out_shape` must
+/// be the broadcast of the two shapes, and each slice must hold its shape's
 /// element count (both hold for tensors checked with [`broadcast_shapes`]).
+#[allow(clippy::too_many_arguments)]
+pub fn broadcast_into<A, B, O, F>(a: &[A], a_shape: &[usize], b: &[B], b_shape: &[usize], out_shape: &[usize], out: &mut [O], threads: &rayon::ThreadPool, f: F)
+where
+    A: Copy + Sync,
+    B: Copy + Sync,
+    O: Copy + Send,
+    F: Fn(A, B) -> O + Sync,
+{
+    if out.is_empty() {
+        return;
+    }
+    let plan = Plan::new(a_shape, b_shape, out_shape);
+    if out.len() > PARALLEL {
+        threads.install(|| out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, chunk)| plan.fill(chunk, i * CHUNK, a, b, &f)));
+    } else {
+        plan.fill(out, 0, a, b, &f);
+    }
+}
+
+/// [`broadcast_into`] a new vector.
 pub fn broadcast<A, B, O, F>(a: &[A], a_shape: &[usize], b: &[B], b_shape: &[usize], out_shape: &[usize], threads: &rayon::ThreadPool, f: F) -> Vec<O>
 where
     A: Copy + Sync,
@@ -244,17 +264,8 @@ where
     O: Copy + Default + Send,
     F: Fn(A, B) -> O + Sync,
 {
-    let n: usize = out_shape.iter().product();
-    if n == 0 {
-        return Vec::new();
-    }
-    let plan = Plan::new(a_shape, b_shape, out_shape);
-    let mut out = vec![O::default(); n];
-    if n > PARALLEL {
-        threads.install(|| out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, chunk)| plan.fill(chunk, i * CHUNK, a, b, &f)));
-    } else {
-        plan.fill(&mut out, 0, a, b, &f);
-    }
+    let mut out = vec![O::default(); out_shape.iter().product()];
+    broadcast_into(a, a_shape, b, b_shape, out_shape, &mut out, threads, f);
     out
 }
 
@@ -310,34 +321,39 @@ fn arithmetic_type(dtype: DataType) -> bool {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn arith<T: Arith>(kind: Kind, x: &[T], xs: &[usize], y: &[T], ys: &[usize], out: &[usize], b_index: usize, threads: &rayon::ThreadPool) -> Result<Vec<T>, OpError> {
-    Ok(match kind {
-        Kind::Add => broadcast(x, xs, y, ys, out, threads, T::add),
-        Kind::Sub => broadcast(x, xs, y, ys, out, threads, T::sub),
-        Kind::Mul => broadcast(x, xs, y, ys, out, threads, T::mul),
+fn arith<T: Arith>(kind: Kind, x: &[T], xs: &[usize], y: &[T], ys: &[usize], shape: &[usize], out: &mut [T], b_index: usize, threads: &rayon::ThreadPool) -> Result<(), OpError> {
+    match kind {
+        Kind::Add => broadcast_into(x, xs, y, ys, shape, out, threads, T::add),
+        Kind::Sub => broadcast_into(x, xs, y, ys, shape, out, threads, T::sub),
+        Kind::Mul => broadcast_into(x, xs, y, ys, shape, out, threads, T::mul),
         Kind::Div => {
             if T::INTEGER && y.iter().any(|v| v.is_zero()) {
                 return Err(OpError::input(b_index, "integer division by zero"));
             }
-            broadcast(x, xs, y, ys, out, threads, T::div)
+            broadcast_into(x, xs, y, ys, shape, out, threads, T::div)
         }
-    })
+    }
+    Ok(())
 }
 
-/// `a (kind) b` with broadcasting; `b_index` names `b` in errors.
-fn arith_tensors(kind: Kind, a: &Tensor, b: &Tensor, b_index: usize, threads: &rayon::ThreadPool) -> Result<Tensor, OpError> {
+/// `out = a (kind) b` with broadcasting; `b_index` names `b` in errors.
+fn arith_tensors(kind: Kind, a: &Tensor, b: &Tensor, b_index: usize, out: &mut Tensor, threads: &rayon::ThreadPool) -> Result<(), OpError> {
     let shape = broadcast_shapes(a.shape(), b.shape())?;
+    if !arithmetic_type(a.dtype()) {
+        return Err(OpError::input(0, format!("{kind:?} does not support {}", a.dtype())));
+    }
+    if a.dtype() != b.dtype() {
+        return Err(OpError::input(b_index, format!("expected {} like input 0, got {}", a.dtype(), b.dtype())));
+    }
     macro_rules! typed {
         ($($variant:ident),*) => {
-            match (a.data(), b.data()) {
-                $( (Data::$variant(x), Data::$variant(y)) => Data::$variant(arith(kind, x, a.shape(), y, b.shape(), &shape, b_index, threads)?), )*
-                _ if !arithmetic_type(a.dtype()) => return Err(OpError::input(0, format!("{kind:?} does not support {}", a.dtype()))),
-                _ => return Err(OpError::input(b_index, format!("expected {} like input 0, got {}", a.dtype(), b.dtype()))),
+            match (a.data(), b.data(), out.reset(a.dtype(), &shape)) {
+                $( (Data::$variant(x), Data::$variant(y), Data::$variant(o)) => arith(kind, x, a.shape(), y, b.shape(), &shape, o, b_index, threads), )*
+                _ => unreachable!("types checked above"),
             }
         };
     }
-    let data = typed!(F32, F64, I64, I32, I8, U8);
-    Tensor::new(shape, data).map_err(|e| OpError::Shape(e.to_string()))
+    typed!(F32, F64, I64, I32, I8, U8)
 }
 
 fn check_same_type(kind: Kind, a: &Fact, b: &Fact, b_index: usize) -> Result<(), OpError> {
@@ -363,9 +379,9 @@ impl Op for Arithmetic {
         Ok(vec![Fact::new(a.dtype, broadcast_dims(&a.shape, &b.shape)?)])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let (a, b) = (required(inputs, 0)?, required(inputs, 1)?);
-        Ok(vec![arith_tensors(self.kind, a, b, 1, threads)?])
+        arith_tensors(self.kind, a, b, 1, output(outputs, 0)?, threads)
     }
 }
 
@@ -388,17 +404,24 @@ impl Op for Sum {
         Ok(vec![Fact::new(first.dtype, shape)])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let first = required(inputs, 0)?;
         if !arithmetic_type(first.dtype()) {
             return Err(OpError::input(0, format!("Sum does not support {}", first.dtype())));
         }
-        let mut acc: Option<Tensor> = None;
-        for i in 1..inputs.len() {
-            let x = required(inputs, i)?;
-            acc = Some(arith_tensors(Kind::Add, acc.as_ref().unwrap_or(first), x, i, threads)?);
+        let out = output(outputs, 0)?;
+        if inputs.len() == 1 {
+            *out = first.clone();
+            return Ok(());
         }
-        Ok(vec![acc.unwrap_or_else(|| first.clone())])
+        arith_tensors(Kind::Add, first, required(inputs, 1)?, 1, out, threads)?;
+        // Three or more inputs: each further sum needs the running total as
+        // an input, so it goes through a temporary.
+        for i in 2..inputs.len() {
+            let total = std::mem::take(out);
+            arith_tensors(Kind::Add, &total, required(inputs, i)?, i, out, threads)?;
+        }
+        Ok(())
     }
 }
 
@@ -448,18 +471,23 @@ impl Op for Pow {
         Ok(vec![Fact::new(a.dtype, broadcast_dims(&a.shape, &b.shape)?)])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let (a, b) = (required(inputs, 0)?, required(inputs, 1)?);
         pow_types(a.dtype(), b.dtype())?;
         let shape = broadcast_shapes(a.shape(), b.shape())?;
         let (xs, ys) = (a.shape(), b.shape());
         let bad_exponent = || OpError::input(1, format!("Pow needs a numeric exponent, got {}", b.dtype()));
+        let out = output(outputs, 0)?;
         let data = match (a.data(), b.data()) {
-            (Data::F32(x), Data::F32(y)) => Data::F32(match y.as_slice() {
-                [2.0] => broadcast(x, xs, y, ys, &shape, threads, |p: f32, _| p * p),
-                [1.0] => broadcast(x, xs, y, ys, &shape, threads, |p: f32, _| p),
-                _ => broadcast(x, xs, y, ys, &shape, threads, f32::powf),
-            }),
+            (Data::F32(x), Data::F32(y)) => {
+                let o = out.reset_f32(&shape);
+                match y.as_slice() {
+                    [2.0] => broadcast_into(x, xs, y, ys, &shape, o, threads, |p: f32, _| p * p),
+                    [1.0] => broadcast_into(x, xs, y, ys, &shape, o, threads, |p: f32, _| p),
+                    _ => broadcast_into(x, xs, y, ys, &shape, o, threads, f32::powf),
+                }
+                return Ok(());
+            }
             // Mixed types compute in f64, as numpy's promotion does.
             (Data::F32(x), _) => {
                 let y = exponent_f64(b).ok_or_else(bad_exponent)?;
@@ -482,7 +510,8 @@ impl Op for Pow {
             }
             _ => return Err(OpError::input(0, format!("Pow needs a float or int32/int64 base, got {}", a.dtype()))),
         };
-        Ok(vec![Tensor::new(shape, data).map_err(|e| OpError::Shape(e.to_string()))?])
+        *out = Tensor::new(shape, data).map_err(|e| OpError::Shape(e.to_string()))?;
+        Ok(())
     }
 }
 
@@ -556,7 +585,7 @@ mod tests {
         let facts: Vec<Fact> = inputs.iter().map(|t| Fact::new(t.dtype(), t.shape().iter().map(|&d| Dim::Known(d)).collect())).collect();
         let fact_refs: Vec<Option<&Fact>> = facts.iter().map(Some).collect();
         let inferred = op.infer(&fact_refs)?;
-        let out = op.eval(&args, &pool())?.remove(0);
+        let out = op.eval_new(&args, 1, &pool())?.remove(0);
         assert_eq!(inferred[0].concrete_shape().as_deref(), Some(out.shape()), "inferred shape");
         assert_eq!(inferred[0].dtype, out.dtype());
         Ok(out)

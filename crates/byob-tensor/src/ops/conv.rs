@@ -18,8 +18,8 @@
 //! internal). Skipping the cache also avoids keying on pointers, which would
 //! be wrong for weights that are not constants.
 
-use super::linalg::{f32_fact, f32_input, f32_tensor, known, optional_f32_fact, optional_f32_input, sgemm};
-use super::{Attrs, Builder, Fact, Op, OpError};
+use super::linalg::{f32_fact, f32_input, known, optional_f32_fact, optional_f32_input, sgemm};
+use super::{output, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::{DataType, Tensor};
 use rayon::prelude::*;
@@ -365,7 +365,7 @@ fn depthwise_plane(out: &mut [f32], plane: &[f32], kernel: &[f32], bias: f32, g:
 const PARALLEL_ELEMENTS: usize = 1 << 15;
 
 /// The convolution proper on validated shapes: x [n, c, in…], w [m, c/group,
-/// k…], y [n, m, out…] (zeroed).
+/// k…], y [n, m, out…] (every element is written).
 #[allow(clippy::too_many_arguments)]
 fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo3, n: usize, c: usize, m: usize, group: usize, y: &mut [f32], pool: &rayon::ThreadPool) {
     let (cg, mg) = (c / group, m / group);
@@ -415,11 +415,25 @@ fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo3, n: usize, c: u
     let jobs = n * group;
     if threads > 1 && work >= PARALLEL_ELEMENTS && (jobs.is_multiple_of(threads) || jobs >= 4 * threads) {
         // Enough independent products: one per thread, each single-threaded.
-        pool.install(|| y.par_chunks_mut(mg * osp).enumerate().for_each_init(Vec::new, |col, (j, out)| job(j, out, col, None)));
+        pool.install(|| y.par_chunks_mut(mg * osp).enumerate().for_each(|(j, out)| with_columns(|col| job(j, out, col, None))));
     } else {
-        let mut col = Vec::new();
-        y.chunks_mut(mg * osp).enumerate().for_each(|(j, out)| job(j, out, &mut col, Some(pool)));
+        with_columns(|col| y.chunks_mut(mg * osp).enumerate().for_each(|(j, out)| job(j, out, col, Some(pool))));
     }
+}
+
+thread_local! {
+    /// Each thread's im2col matrix, kept between calls so that a session's
+    /// steady-state runs allocate none.
+    static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's im2col buffer (a fresh one if it is in use
+/// further up this thread's stack, as when a pool thread steals work).
+fn with_columns<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+    COLUMNS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut col) => f(&mut col),
+        Err(_) => f(&mut Vec::new()),
+    })
 }
 
 /// `Conv`.
@@ -469,7 +483,7 @@ impl Op for Conv {
         Ok(vec![Fact::new(DataType::F32, shape)])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let (xs, x) = f32_input(inputs, 0)?;
         let (ws, w) = f32_input(inputs, 1)?;
         let bias = optional_f32_input(inputs, 2)?;
@@ -501,16 +515,14 @@ impl Op for Conv {
         let g = Geo3::new(&axes).ok_or_else(|| OpError::input(0, "Conv supports 1 to 3 spatial axes"))?;
         let mut shape = vec![n, m];
         shape.extend(axes.iter().map(|a| a.output));
-        let mut y = vec![0.0f32; shape.iter().product()];
+        let y = output(outputs, 0)?.reset_f32(&shape);
         if cg == 0 {
             // No input channels: the output is the bias.
-            if let Some(b) = bias {
-                y.chunks_mut(g.output_size().max(1)).enumerate().for_each(|(i, p)| p.fill(b[i % m]));
-            }
+            y.chunks_mut(g.output_size().max(1)).enumerate().for_each(|(i, p)| p.fill(bias.map_or(0.0, |b| b[i % m])));
         } else {
-            conv_f32(x, w, bias, &g, n, c, m, group, &mut y, threads);
+            conv_f32(x, w, bias, &g, n, c, m, group, y, threads);
         }
-        Ok(vec![f32_tensor(shape, y)?])
+        Ok(())
     }
 }
 
@@ -652,7 +664,7 @@ mod tests {
         assert_eq!(inferred[0].concrete_shape().unwrap(), shape, "inferred shape");
         let refs: Vec<Option<&Tensor>> = inputs.iter().map(Option::as_ref).collect();
         for threads in [1, 2] {
-            let y = op.eval(&refs, &pool(threads)).unwrap().remove(0);
+            let y = op.eval_new(&refs, 1, &pool(threads)).unwrap().remove(0);
             assert_eq!(y.shape(), &shape[..]);
             for (i, (g, w)) in y.as_f32().unwrap().iter().zip(&want).enumerate() {
                 assert!((*g as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()), "x {:?} w {:?}: element {i}: got {g}, want {w}", cfg.x, cfg.w);
@@ -704,16 +716,16 @@ mod tests {
         let op = conv_op(&cfg(&[1, 4, 5, 5], &[2, 2, 3, 3]).node(), 11).unwrap();
         let t = |s: &[usize]| Some(Tensor::f32(s.to_vec(), vec![0.0; s.iter().product()]).unwrap());
         let (x, w) = (t(&[1, 4, 5, 5]), t(&[2, 2, 3, 3]));
-        assert!(matches!(op.eval(&[x.as_ref(), w.as_ref()], &pool(1)), Err(OpError::Input { index: 1, .. })));
+        assert!(matches!(op.eval_new(&[x.as_ref(), w.as_ref()], 1, &pool(1)), Err(OpError::Input { index: 1, .. })));
         let w3 = t(&[2, 4, 3]);
-        assert!(matches!(op.eval(&[x.as_ref(), w3.as_ref()], &pool(1)), Err(OpError::Input { index: 1, .. })));
+        assert!(matches!(op.eval_new(&[x.as_ref(), w3.as_ref()], 1, &pool(1)), Err(OpError::Input { index: 1, .. })));
         let (w, b) = (t(&[2, 4, 3, 3]), t(&[3]));
-        assert!(matches!(op.eval(&[x.as_ref(), w.as_ref(), b.as_ref()], &pool(1)), Err(OpError::Input { index: 2, .. })));
+        assert!(matches!(op.eval_new(&[x.as_ref(), w.as_ref(), b.as_ref()], 1, &pool(1)), Err(OpError::Input { index: 2, .. })));
         let big = t(&[2, 4, 7, 7]);
-        assert!(matches!(op.eval(&[x.as_ref(), big.as_ref()], &pool(1)), Err(OpError::Shape(_))));
+        assert!(matches!(op.eval_new(&[x.as_ref(), big.as_ref()], 1, &pool(1)), Err(OpError::Shape(_))));
         let bad_pads = Config { pads: Some(vec![1, 1]), ..cfg(&[1, 4, 5, 5], &[2, 4, 3, 3]) };
         let op = conv_op(&bad_pads.node(), 11).unwrap();
-        assert!(matches!(op.eval(&[x.as_ref(), w.as_ref()], &pool(1)), Err(OpError::Attribute { .. })));
+        assert!(matches!(op.eval_new(&[x.as_ref(), w.as_ref()], 1, &pool(1)), Err(OpError::Attribute { .. })));
         let mut node = cfg(&[1, 4, 5, 5], &[2, 4, 3, 3]).node();
         node.attributes.insert("auto_pad".into(), Attribute::String("SAME".into()));
         assert!(matches!(conv_op(&node, 11), Err(OpError::Attribute { .. })));

@@ -5,7 +5,7 @@
 //! uses it too. The small input helpers here are shared by the other
 //! numeric operator modules (conv, pool, norm).
 
-use super::{required, Attrs, Builder, Fact, Op, OpError};
+use super::{output, required, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::{DataType, Tensor};
 use rayon::prelude::*;
@@ -216,7 +216,7 @@ impl Op for MatMul {
         Ok(vec![Fact::new(DataType::F32, shape)])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let (sa, a) = f32_input(inputs, 0)?;
         let (sb, b) = f32_input(inputs, 1)?;
         if sa.is_empty() {
@@ -244,15 +244,15 @@ impl Op for MatMul {
             out_shape.push(n);
         }
         let batches: usize = batch.iter().product();
-        let mut out = vec![0.0f32; batches * m * n];
+        let out = output(outputs, 0)?.reset_f32(&out_shape);
         if out.is_empty() {
-            return Ok(vec![f32_tensor(out_shape, out)?]);
+            return Ok(());
         }
         if b_batch.iter().all(|&d| d == 1) {
             // B is one matrix for every batch: stack A's batches into one
             // tall product, (batches·m)×k · k×n.
-            sgemm(batches * m, n, k, a, false, b, false, &mut out, 1.0, false, Some(threads));
-            return Ok(vec![f32_tensor(out_shape, out)?]);
+            sgemm(batches * m, n, k, a, false, b, false, out, 1.0, false, Some(threads));
+            return Ok(());
         }
         // Matrix offsets of each output batch in A and B (0 stride where broadcast).
         let offsets = |shape: &[usize], size: usize| -> Vec<usize> {
@@ -288,7 +288,7 @@ impl Op for MatMul {
         } else {
             out.chunks_mut(m * n).enumerate().for_each(|job| product(job, Some(threads)));
         }
-        Ok(vec![f32_tensor(out_shape, out)?])
+        Ok(())
     }
 }
 
@@ -347,7 +347,7 @@ impl Op for Gemm {
         Ok(vec![Fact::new(DataType::F32, vec![m.clone(), n.clone()])])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let (sa, a) = f32_input(inputs, 0)?;
         let (sb, b) = f32_input(inputs, 1)?;
         let c = optional_f32_input(inputs, 2)?;
@@ -362,7 +362,7 @@ impl Op for Gemm {
         if k != kb {
             return Err(OpError::Shape(format!("Gemm: inner dimensions differ: op(A) is {m}x{k}, op(B) is {kb}x{n}")));
         }
-        let mut out = vec![0.0f32; m * n];
+        let out = output(outputs, 0)?.reset_f32(&[m, n]);
         let mut accumulate = false;
         if let Some((sc, c)) = c {
             let [cm, cn] = Self::c_dims(sc, 1, [&m, &n], |d, t| *d == 1 || d == t)?;
@@ -379,8 +379,8 @@ impl Op for Gemm {
                 }
             }
         }
-        sgemm(m, n, k, a, self.trans_a, b, self.trans_b, &mut out, self.alpha, accumulate, Some(threads));
-        Ok(vec![f32_tensor(vec![m, n], out)?])
+        sgemm(m, n, k, a, self.trans_a, b, self.trans_b, out, self.alpha, accumulate, Some(threads));
+        Ok(())
     }
 }
 
@@ -425,7 +425,7 @@ mod tests {
         let facts: Vec<Option<Fact>> = inputs.iter().map(|t| t.as_ref().map(|t| Fact::new(t.dtype(), t.shape().iter().map(|&d| Dim::Known(d)).collect()))).collect();
         let fact_refs: Vec<Option<&Fact>> = facts.iter().map(Option::as_ref).collect();
         let inferred = op.infer(&fact_refs)?;
-        let out = op.eval(&refs, &pool(threads))?.remove(0);
+        let out = op.eval_new(&refs, 1, &pool(threads))?.remove(0);
         assert_eq!(inferred[0].concrete_shape().unwrap(), out.shape(), "inferred shape");
         Ok(out)
     }
@@ -520,7 +520,7 @@ mod tests {
         assert!(matches!(run(&op, &[t(&[2, 3, 4]), t(&[3, 4, 6])], 1), Err(OpError::Shape(_))));
         assert!(matches!(run(&op, &[t(&[]), t(&[3])], 1), Err(OpError::Input { index: 0, .. })));
         let ints = Some(Tensor::i64(vec![2, 2], vec![1, 2, 3, 4]).unwrap());
-        assert!(matches!(op.eval(&[ints.as_ref(), t(&[2, 2]).as_ref()], &pool(1)), Err(OpError::Input { index: 0, .. })));
+        assert!(matches!(op.eval_new(&[ints.as_ref(), t(&[2, 2]).as_ref()], 1, &pool(1)), Err(OpError::Input { index: 0, .. })));
         let a = Fact::new(DataType::F32, vec![Dim::Symbolic("b".into()), Dim::Unknown, Dim::Known(4)]);
         let b = Fact::new(DataType::F32, vec![Dim::Known(4), Dim::Known(8)]);
         let out = op.infer(&[Some(&a), Some(&b)]).unwrap();

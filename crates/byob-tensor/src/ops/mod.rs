@@ -71,9 +71,27 @@ pub trait Op: Send + Sync + std::fmt::Debug {
     /// Output facts from input facts (`None` for an omitted optional input).
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError>;
 
-    /// Computes the outputs. Inputs were validated by `infer` with their
-    /// real shapes just before.
-    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError>;
+    /// Computes the outputs into `outputs`, one per node output: buffers the
+    /// session lends from its memory plan (or the caller's, through IO
+    /// binding). A kernel sizes each with [`Tensor::reset`] and writes every
+    /// element, so a planned buffer of the right size is reused without
+    /// allocating. Kernels check their inputs and return errors, never
+    /// panic.
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError>;
+
+    /// [`eval`](Self::eval) into `outputs` new tensors: for constant
+    /// folding and tests.
+    fn eval_new(&self, inputs: &[Option<&Tensor>], outputs: usize, threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+        let mut results = vec![Tensor::default(); outputs];
+        self.eval(inputs, &mut results, threads)?;
+        Ok(results)
+    }
+}
+
+/// Output `index`, which the node must have.
+pub fn output(outputs: &mut [Tensor], index: usize) -> Result<&mut Tensor, OpError> {
+    let count = outputs.len();
+    outputs.get_mut(index).ok_or_else(|| OpError::Shape(format!("the kernel writes output {index} but the node has {count}")))
 }
 
 /// Builds an operator from a node at an opset version.

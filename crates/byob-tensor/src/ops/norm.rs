@@ -1,7 +1,7 @@
 //! Normalisations: `BatchNormalization` (inference), `LRN` and `Softmax`.
 
-use super::linalg::{f32_fact, f32_input, f32_tensor, known};
-use super::{Attrs, Builder, Fact, Op, OpError};
+use super::linalg::{f32_fact, f32_input, known};
+use super::{output, Attrs, Builder, Fact, Op, OpError};
 use crate::model::Node;
 use crate::tensor::{DataType, Tensor};
 use rayon::prelude::*;
@@ -66,7 +66,7 @@ impl Op for BatchNorm {
         Ok(facts)
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let (xs, x) = f32_input(inputs, 0)?;
         if xs.len() < 2 {
             return Err(OpError::input(0, format!("X must be [N, C, D1..Dk], got shape {xs:?}")));
@@ -91,9 +91,9 @@ impl Op for BatchNorm {
                 (a, at(params[1].1, j) - at(params[2].1, j) * a)
             })
             .unzip();
-        let mut y = vec![0.0f32; x.len()];
+        let y = output(outputs, 0)?.reset_f32(xs);
         if inner > 0 {
-            chunks(&mut y, inner, threads, |plane, out| {
+            chunks(y, inner, threads, |plane, out| {
                 let src = &x[plane * inner..][..inner];
                 let ch = plane % c;
                 if per_element {
@@ -105,13 +105,12 @@ impl Op for BatchNorm {
                 }
             });
         }
-        let mut outputs = vec![f32_tensor(xs.to_vec(), y)?];
         // Extra outputs: running mean and var, then saved mean and var.
         for i in 1..self.outputs {
             let (ps, p) = params[if i % 2 == 1 { 2 } else { 3 }];
-            outputs.push(f32_tensor(ps.to_vec(), p.to_vec())?);
+            output(outputs, i)?.reset_f32(ps).copy_from_slice(p);
         }
-        Ok(outputs)
+        Ok(())
     }
 }
 
@@ -149,7 +148,7 @@ impl Op for Lrn {
         Ok(vec![Fact::new(DataType::F32, x.shape.clone())])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let (xs, x) = f32_input(inputs, 0)?;
         if xs.len() < 2 {
             return Err(OpError::input(0, format!("X must be [N, C, D1..Dk], got shape {xs:?}")));
@@ -159,10 +158,10 @@ impl Op for Lrn {
         let (before, after) = ((self.size - 1) / 2, self.size / 2);
         let scale = self.alpha / self.size as f32;
         let (bias, beta) = (self.bias, self.beta);
-        let mut y = vec![0.0f32; x.len()];
+        let y = output(outputs, 0)?.reset_f32(xs);
         if inner > 0 {
             // One output plane at a time: the window's sum of squares, then y.
-            chunks(&mut y, inner, threads, |plane, out| {
+            chunks(y, inner, threads, |plane, out| {
                 let (image, ch) = (plane / c, plane % c);
                 let lo = ch.saturating_sub(before);
                 let hi = (ch + after).min(c - 1);
@@ -184,7 +183,7 @@ impl Op for Lrn {
                 });
             });
         }
-        Ok(vec![f32_tensor(xs.to_vec(), y)?])
+        Ok(())
     }
 }
 
@@ -257,14 +256,14 @@ impl Op for Softmax {
         Ok(vec![Fact::new(DataType::F32, x.shape.clone())])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let (xs, x) = f32_input(inputs, 0)?;
         let axis = self.axis(xs.len())?;
         let (len, inner) = if self.single_axis { (xs[axis], xs[axis + 1..].iter().product()) } else { (xs[axis..].iter().product(), 1) };
         let block = len * inner;
-        let mut y = vec![0.0f32; x.len()];
+        let y = output(outputs, 0)?.reset_f32(xs);
         if block > 0 {
-            chunks(&mut y, block, threads, |i, out| {
+            chunks(y, block, threads, |i, out| {
                 let src = &x[i * block..][..block];
                 if inner == 1 {
                     softmax_row(src, out);
@@ -273,7 +272,7 @@ impl Op for Softmax {
                 }
             });
         }
-        Ok(vec![f32_tensor(xs.to_vec(), y)?])
+        Ok(())
     }
 }
 
@@ -318,7 +317,7 @@ mod tests {
         let fact_refs: Vec<Option<&Fact>> = facts.iter().map(Some).collect();
         let inferred = op.infer(&fact_refs).unwrap();
         let refs: Vec<Option<&Tensor>> = inputs.iter().map(Some).collect();
-        let out = op.eval(&refs, &pool(threads)).unwrap();
+        let out = op.eval_new(&refs, inferred.len(), &pool(threads)).unwrap();
         for (f, t) in inferred.iter().zip(&out) {
             assert_eq!(f.concrete_shape().unwrap(), t.shape());
         }
@@ -374,8 +373,8 @@ mod tests {
         let v = |n| Tensor::f32(vec![n], vec![1.0; n]).unwrap();
         let (x, three, four) = (Tensor::f32(vec![1, 3, 2], vec![0.0; 6]).unwrap(), v(3), v(4));
         let args = [Some(&x), Some(&three), Some(&three), Some(&four), Some(&three)];
-        assert!(matches!(op.eval(&args, &pool(1)), Err(OpError::Input { index: 3, .. })));
-        assert!(matches!(op.eval(&args[..2], &pool(1)), Err(OpError::Input { index: 2, .. })));
+        assert!(matches!(op.eval_new(&args, 1, &pool(1)), Err(OpError::Input { index: 3, .. })));
+        assert!(matches!(op.eval_new(&args[..2], 1, &pool(1)), Err(OpError::Input { index: 2, .. })));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use super::conv::{Geo3, Window};
 use super::linalg::{f32_fact, f32_input, f32_tensor};
-use super::{Attrs, Builder, Fact, Op, OpError};
+use super::{output, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::{DataType, Tensor};
 use rayon::prelude::*;
@@ -152,7 +152,7 @@ impl Op for Pool {
         Ok(facts)
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let (xs, x) = f32_input(inputs, 0)?;
         self.check_rank(xs.len())?;
         let axes = self.window.geometry(&xs[2..], &self.kernel)?;
@@ -161,14 +161,16 @@ impl Op for Pool {
         shape.extend(axes.iter().map(|a| a.output));
         if let Some(column_major) = self.indices {
             let (values, indices) = Self::max_with_indices(x, &g, column_major);
-            let indices = Tensor::i64(shape.clone(), indices).map_err(|e| OpError::Shape(e.to_string()))?;
-            return Ok(vec![f32_tensor(shape, values)?, indices]);
+            // Indices are rare (training graphs): computed into new storage.
+            *output(outputs, 1)? = Tensor::i64(shape.clone(), indices).map_err(|e| OpError::Shape(e.to_string()))?;
+            *output(outputs, 0)? = f32_tensor(shape, values)?;
+            return Ok(());
         }
-        let mut y = vec![0.0f32; shape.iter().product()];
+        let y = output(outputs, 0)?.reset_f32(&shape);
         let taps = g.inner_taps();
         let (isp, osp) = (g.input_size(), g.output_size());
         match self.kind {
-            Kind::Max => planes(x, isp, &mut y, osp, threads, |x, y| Self::fold_plane(x, y, &g, &taps, f32::NEG_INFINITY, f32::max)),
+            Kind::Max => planes(x, isp, y, osp, threads, |x, y| Self::fold_plane(x, y, &g, &taps, f32::NEG_INFINITY, f32::max)),
             Kind::Average { count_include_pad } => {
                 // The divisor is separable: per axis, the taps inside the input
                 // (or inside input and pads with count_include_pad; taps in the
@@ -196,13 +198,13 @@ impl Op for Pool {
                         }
                     })
                     .collect();
-                planes(x, isp, &mut y, osp, threads, |x, y| {
+                planes(x, isp, y, osp, threads, |x, y| {
                     Self::fold_plane(x, y, &g, &taps, 0.0, |a, b| a + b);
                     y.iter_mut().zip(&inverse).for_each(|(v, &s)| *v *= s);
                 });
             }
         }
-        Ok(vec![f32_tensor(shape, y)?])
+        Ok(())
     }
 }
 
@@ -223,7 +225,7 @@ impl Op for GlobalPool {
         Ok(vec![Fact::new(DataType::F32, shape)])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let (xs, x) = f32_input(inputs, 0)?;
         if xs.len() < 2 {
             return Err(OpError::input(0, format!("expected [N, C, D1..Dk], got shape {xs:?}")));
@@ -231,9 +233,9 @@ impl Op for GlobalPool {
         let isp: usize = xs[2..].iter().product();
         let mut shape = xs[..2].to_vec();
         shape.extend(std::iter::repeat_n(1, xs.len() - 2));
-        let mut y = vec![0.0f32; xs[0] * xs[1]];
+        let y = output(outputs, 0)?.reset_f32(&shape);
         let max = self.max;
-        planes(x, isp, &mut y, 1, threads, |x, y| {
+        planes(x, isp, y, 1, threads, |x, y| {
             y[0] = if max {
                 x.iter().copied().fold(f32::NEG_INFINITY, f32::max)
             } else {
@@ -247,7 +249,7 @@ impl Op for GlobalPool {
                 (acc.iter().sum::<f32>() + rest) / isp as f32
             };
         });
-        Ok(vec![f32_tensor(shape, y)?])
+        Ok(())
     }
 }
 
@@ -423,7 +425,7 @@ mod tests {
             let fact = Fact::constant(input.clone());
             assert_eq!(op.infer(&[Some(&fact)]).unwrap()[0].concrete_shape().unwrap(), shape, "{op_type} inferred shape");
             for threads in [1, 2] {
-                let y = op.eval(&[Some(&input)], &pool(threads)).unwrap().remove(0);
+                let y = op.eval_new(&[Some(&input)], 1, &pool(threads)).unwrap().remove(0);
                 assert_eq!(y.shape(), &shape[..], "{op_type}");
                 for (i, (g, w)) in y.as_f32().unwrap().iter().zip(&want).enumerate() {
                     assert!((*g as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()), "{op_type} {:?}: element {i}: got {g}, want {w}", cfg.x);
@@ -473,9 +475,9 @@ mod tests {
         // The ONNX node tests maxpool_2d_ceil and averagepool_2d_ceil.
         let x = Tensor::f32(vec![1, 1, 4, 4], (1..=16).map(|v| v as f32).collect()).unwrap();
         let c = Config { ceil_mode: true, strides: Some(vec![2, 2]), ..cfg(&[1, 1, 4, 4], &[3, 3]) };
-        let max = registry_op("MaxPool", &c.node("MaxPool")).eval(&[Some(&x)], &pool(1)).unwrap().remove(0);
+        let max = registry_op("MaxPool", &c.node("MaxPool")).eval_new(&[Some(&x)], 1, &pool(1)).unwrap().remove(0);
         assert_eq!(max.as_f32().unwrap(), &[11.0, 12.0, 15.0, 16.0]);
-        let avg = registry_op("AveragePool", &c.node("AveragePool")).eval(&[Some(&x)], &pool(1)).unwrap().remove(0);
+        let avg = registry_op("AveragePool", &c.node("AveragePool")).eval_new(&[Some(&x)], 1, &pool(1)).unwrap().remove(0);
         assert_eq!(avg.as_f32().unwrap(), &[6.0, 7.5, 12.0, 13.5]);
     }
 
@@ -486,7 +488,7 @@ mod tests {
         let input = Tensor::f32(shape.to_vec(), x.clone()).unwrap();
         for (op_type, max) in [("GlobalMaxPool", true), ("GlobalAveragePool", false)] {
             let op = registry_op(op_type, &cfg(&[], &[]).node(op_type));
-            let y = op.eval(&[Some(&input)], &pool(2)).unwrap().remove(0);
+            let y = op.eval_new(&[Some(&input)], 1, &pool(2)).unwrap().remove(0);
             assert_eq!(y.shape(), &[2, 3, 1, 1]);
             for (p, got) in y.as_f32().unwrap().iter().enumerate() {
                 let plane = &x[p * 35..(p + 1) * 35];
@@ -513,10 +515,10 @@ mod tests {
         assert!(matches!(ops["AveragePool"](&bad_pads.node("AveragePool"), 12), Err(OpError::Attribute { .. })));
         let op = registry_op("MaxPool", &Config { strides: Some(vec![2, 2]), ..cfg(&[], &[2, 2]) }.node("MaxPool"));
         let x3 = Tensor::f32(vec![1, 4, 4], vec![0.0; 16]).unwrap();
-        assert!(matches!(op.eval(&[Some(&x3)], &pool(1)), Err(OpError::Input { index: 0, .. })));
+        assert!(matches!(op.eval_new(&[Some(&x3)], 1, &pool(1)), Err(OpError::Input { index: 0, .. })));
         let fact = Fact::new(DataType::F32, vec![Dim::Symbolic("n".into()), Dim::Known(3), Dim::Unknown, Dim::Known(9)]);
         assert_eq!(op.infer(&[Some(&fact)]).unwrap()[0].shape, vec![Dim::Symbolic("n".into()), Dim::Known(3), Dim::Unknown, Dim::Known(4)]);
         let tiny = Tensor::f32(vec![1, 1, 1, 1], vec![0.0]).unwrap();
-        assert!(matches!(op.eval(&[Some(&tiny)], &pool(1)), Err(OpError::Shape(_))));
+        assert!(matches!(op.eval_new(&[Some(&tiny)], 1, &pool(1)), Err(OpError::Shape(_))));
     }
 }

@@ -6,7 +6,7 @@
 //! before running (e.g. Squeeze without axes over unknown dimensions); the
 //! session then skips inference downstream of it.
 
-use super::{required, Attrs, Builder, Fact, Op, OpError};
+use super::{output, required, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::{Data, DataType, Tensor};
 use rayon::prelude::*;
@@ -33,6 +33,11 @@ fn tensor(shape: Vec<usize>, data: Data) -> Result<Tensor, OpError> {
     Tensor::new(shape, data).map_err(|e| OpError::Shape(e.to_string()))
 }
 
+/// Output 0 becomes `x`'s elements in `shape` (a reshape, or the identity).
+fn copy(outputs: &mut [Tensor], shape: &[usize], x: &Tensor) -> Result<(), OpError> {
+    output(outputs, 0)?.copy_from(shape, x.data()).map_err(|e| OpError::Shape(e.to_string()))
+}
+
 /// `axis` in `[-rank, rank - 1]`, made non-negative.
 fn normalize_axis(axis: i64, rank: usize) -> Option<usize> {
     let r = rank as i64;
@@ -54,7 +59,7 @@ fn dim_product(dims: &[Dim]) -> Dim {
 /// Element types, for generic data movement.
 trait Elem: Copy + Default + Send + Sync + 'static {
     fn slice(data: &Data) -> Option<&[Self]>;
-    fn wrap(values: Vec<Self>) -> Data;
+    fn slice_mut(data: &mut Data) -> Option<&mut [Self]>;
 }
 
 macro_rules! elem {
@@ -63,8 +68,8 @@ macro_rules! elem {
             fn slice(data: &Data) -> Option<&[Self]> {
                 if let Data::$variant(v) = data { Some(v) } else { None }
             }
-            fn wrap(values: Vec<Self>) -> Data {
-                Data::$variant(values)
+            fn slice_mut(data: &mut Data) -> Option<&mut [Self]> {
+                if let Data::$variant(v) = data { Some(v) } else { None }
             }
         }
     )*};
@@ -153,10 +158,12 @@ impl Op for Shape {
         Ok(vec![fact])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], _: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
         let (s, e) = self.range(x.rank());
-        Ok(vec![tensor(vec![e - s], Data::I64(x.shape()[s..e].iter().map(|&d| d as i64).collect()))?])
+        let Data::I64(out) = output(outputs, 0)?.reset(DataType::I64, &[e - s]) else { unreachable!("reset to int64") };
+        out.iter_mut().zip(&x.shape()[s..e]).for_each(|(o, &d)| *o = d as i64);
+        Ok(())
     }
 }
 
@@ -260,14 +267,14 @@ impl Op for Reshape {
         Ok(vec![Fact::new(x.dtype, dims)])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], _: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
         let (x, s) = (required(inputs, 0)?, required(inputs, 1)?);
         if s.rank() != 1 {
             return Err(OpError::input(1, format!("shape must be 1-D, got shape {:?}", s.shape())));
         }
         let target = ints(s, 1, "shape")?;
         let dims = reshape_dims(&known(x.shape()), &target, self.allowzero).map_err(|e| OpError::input(1, e))?;
-        Ok(vec![tensor(concrete(dims)?, x.data().clone())?])
+        copy(outputs, &concrete(dims)?, x)
     }
 }
 
@@ -383,13 +390,14 @@ fn transpose_strided<T: Copy>(src: &[T], dims: &[usize], perm: &[usize], dst: &m
     }
 }
 
-fn transpose<T: Copy + Default + Send + Sync>(src: &[T], shape: &[usize], perm: &[usize], threads: &rayon::ThreadPool) -> Vec<T> {
+/// Transposes `src` of `shape` by `perm` into `dst` (of the same length).
+fn transpose<T: Copy + Send + Sync>(src: &[T], shape: &[usize], perm: &[usize], dst: &mut [T], threads: &rayon::ThreadPool) {
     let (dims, perm) = simplify(shape, perm);
     let n = src.len();
     if n == 0 || perm.iter().enumerate().all(|(i, &p)| i == p) {
-        return src.to_vec();
+        dst.copy_from_slice(src);
+        return;
     }
-    let mut dst = vec![T::default(); n];
     let rank = dims.len();
     let batched = match perm.as_slice() {
         [1, 0] => Some((1, dims[0], dims[1])),
@@ -407,10 +415,9 @@ fn transpose<T: Copy + Default + Send + Sync>(src: &[T], shape: &[usize], perm: 
                 threads.install(|| dst.par_chunks_mut(TILE * rows).enumerate().for_each(|(i, d)| transpose_2d(src, rows, cols, d, i * TILE)));
             }
         }
-        None if rank >= 2 => transpose_strided(src, &dims, &perm, &mut dst),
+        None if rank >= 2 => transpose_strided(src, &dims, &perm, dst),
         None => dst.copy_from_slice(src),
     }
-    dst
 }
 
 impl Op for Transpose {
@@ -420,12 +427,13 @@ impl Op for Transpose {
         Ok(vec![Fact::new(x.dtype, perm.iter().map(|&p| x.shape[p].clone()).collect())])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
         let perm = self.perm(x.rank())?;
-        let shape = perm.iter().map(|&p| x.shape()[p]).collect();
-        let data = map_data!(x.data(), v => transpose(v, x.shape(), &perm, threads));
-        Ok(vec![tensor(shape, data)?])
+        let shape: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();
+        let out = output(outputs, 0)?.reset(x.dtype(), &shape);
+        with_elem!(x.dtype(), T => transpose::<T>(T::slice(x.data()).unwrap_or_default(), x.shape(), &perm, T::slice_mut(out).unwrap_or_default(), threads));
+        Ok(())
     }
 }
 
@@ -477,11 +485,10 @@ impl Op for Concat {
         Ok(vec![Fact::new(first.dtype, dims)])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], _: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
         let first = required(inputs, 0)?;
         let rank = first.rank();
         let axis = self.axis(rank)?;
-        let mut parts = Vec::with_capacity(inputs.len());
         let mut shape = first.shape().to_vec();
         shape[axis] = 0;
         for i in 0..inputs.len() {
@@ -494,21 +501,22 @@ impl Op for Concat {
                 return Err(OpError::input(i, format!("shape {:?} does not match input 0 {:?} outside axis {axis}", x.shape(), first.shape())));
             }
             shape[axis] += x.shape()[axis];
-            parts.push(x);
         }
-        fn join<T: Elem>(parts: &[&Tensor], axis: usize, outer: usize) -> Vec<T> {
-            let slices: Vec<(&[T], usize)> = parts.iter().map(|t| (T::slice(t.data()).unwrap_or_default(), t.shape()[axis..].iter().product())).collect();
-            let mut out = Vec::with_capacity(slices.iter().map(|(s, _)| s.len()).sum());
+        /// Each outer index's blocks, input after input.
+        fn join<T: Elem>(parts: &[Option<&Tensor>], axis: usize, out: &mut [T]) {
+            let mut at = 0;
+            let blocks = parts.iter().flatten().map(|t| (T::slice(t.data()).unwrap_or_default(), t.shape()[axis..].iter().product::<usize>()));
+            let outer = parts[0].map_or(0, |t| t.shape()[..axis].iter().product());
             for o in 0..outer {
-                for (s, block) in &slices {
-                    out.extend_from_slice(&s[o * block..(o + 1) * block]);
+                for (s, block) in blocks.clone() {
+                    out[at..at + block].copy_from_slice(&s[o * block..(o + 1) * block]);
+                    at += block;
                 }
             }
-            out
         }
-        let outer = shape[..axis].iter().product();
-        let data = with_elem!(first.dtype(), T => T::wrap(join::<T>(&parts, axis, outer)));
-        Ok(vec![tensor(shape, data)?])
+        let out = output(outputs, 0)?.reset(first.dtype(), &shape);
+        with_elem!(first.dtype(), T => join::<T>(inputs, axis, T::slice_mut(out).unwrap_or_default()));
+        Ok(())
     }
 }
 
@@ -627,11 +635,11 @@ impl Op for Unsqueeze {
         Ok(vec![Fact::new(x.dtype, dims)])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], _: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
         let axes = self.axes.of_tensors(inputs)?.ok_or_else(|| self.axes.error("missing".into()))?;
         let dims = unsqueeze_dims(&known(x.shape()), &axes).map_err(|e| self.axes.error(e))?;
-        Ok(vec![tensor(concrete(dims)?, x.data().clone())?])
+        copy(outputs, &concrete(dims)?, x)
     }
 }
 
@@ -678,11 +686,11 @@ impl Op for Squeeze {
         Ok(dims.map(|d| vec![Fact::new(x.dtype, d)]).unwrap_or_default())
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], _: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
         let axes = self.axes.of_tensors(inputs)?;
         let dims = squeeze_dims(&known(x.shape()), axes.as_deref()).map_err(|e| self.axes.error(e))?.unwrap_or_default();
-        Ok(vec![tensor(concrete(dims)?, x.data().clone())?])
+        copy(outputs, &concrete(dims)?, x)
     }
 }
 
@@ -711,11 +719,11 @@ impl Op for Flatten {
         Ok(vec![Fact::new(x.dtype, vec![dim_product(&x.shape[..axis]), dim_product(&x.shape[axis..])])])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], _: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
         let axis = self.axis(x.rank())?;
         let shape = vec![x.shape()[..axis].iter().product(), x.shape()[axis..].iter().product()];
-        Ok(vec![tensor(shape, x.data().clone())?])
+        copy(outputs, &shape, x)
     }
 }
 
@@ -777,7 +785,7 @@ impl Op for Gather {
         Ok(vec![Fact::new(x.dtype, dims)])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], _: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
         let (x, idx) = (required(inputs, 0)?, required(inputs, 1)?);
         let axis = self.axis(x.rank())?;
         let indices = gather_indices(&ints(idx, 1, "indices")?, x.shape()[axis], axis)?;
@@ -785,7 +793,8 @@ impl Op for Gather {
         shape.extend_from_slice(idx.shape());
         shape.extend_from_slice(&x.shape()[axis + 1..]);
         let data = map_data!(x.data(), v => gather(v, x.shape(), axis, &indices));
-        Ok(vec![tensor(shape, data)?])
+        *output(outputs, 0)? = tensor(shape, data)?;
+        Ok(())
     }
 }
 
@@ -813,7 +822,7 @@ impl Op for ConstantOfShape {
         Ok(vec![Fact::new(self.value.dtype(), dims)])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], _: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
         let s = required(inputs, 0)?;
         if s.rank() != 1 {
             return Err(OpError::input(0, format!("shape must be 1-D, got shape {:?}", s.shape())));
@@ -821,7 +830,8 @@ impl Op for ConstantOfShape {
         let shape = output_shape(&ints(s, 0, "shape")?)?;
         let n = shape.iter().product();
         let data = map_data!(self.value.data(), v => vec![v[0]; n]);
-        Ok(vec![tensor(shape, data)?])
+        *output(outputs, 0)? = tensor(shape, data)?;
+        Ok(())
     }
 }
 
@@ -855,8 +865,8 @@ impl Op for Constant {
         Ok(vec![Fact::constant(self.value.clone())])
     }
 
-    fn eval(&self, _: &[Option<&Tensor>], _: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
-        Ok(vec![self.value.clone()])
+    fn eval(&self, _: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
+        copy(outputs, self.value.shape(), &self.value)
     }
 }
 
@@ -902,8 +912,9 @@ impl Op for Identity {
         Ok(vec![required(inputs, 0)?.clone()])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], _: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
-        Ok(vec![required(inputs, 0)?.clone()])
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
+        let x = required(inputs, 0)?;
+        copy(outputs, x.shape(), x)
     }
 }
 
@@ -990,7 +1001,7 @@ impl Op for Dropout {
         Ok(out)
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], _: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
         Self::check_data(x.dtype())?;
         if self.opset >= 12 {
@@ -1004,17 +1015,16 @@ impl Op for Dropout {
             };
             Self::check_training(Some(training), Some(ratio))?;
         }
-        let mut out = vec![x.clone()];
+        copy(outputs, x.shape(), x)?;
         if self.mask {
-            let n = x.len();
-            let mask = match self.mask_dtype(x.dtype()) {
-                DataType::F64 => Data::F64(vec![1.0; n]),
-                DataType::F32 => Data::F32(vec![1.0; n]),
-                _ => Data::Bool(vec![true; n]),
-            };
-            out.push(tensor(x.shape().to_vec(), mask)?);
+            match output(outputs, 1)?.reset(self.mask_dtype(x.dtype()), x.shape()) {
+                Data::F64(m) => m.fill(1.0),
+                Data::F32(m) => m.fill(1.0),
+                Data::Bool(m) => m.fill(true),
+                _ => unreachable!("masks are bool, float or double"),
+            }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1076,7 +1086,7 @@ mod tests {
     fn run(op: &dyn Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, OpError> {
         let facts: Vec<Fact> = inputs.iter().map(|t| Fact::constant((*t).clone())).collect();
         let inferred = op.infer(&facts.iter().map(Some).collect::<Vec<_>>())?;
-        let out = op.eval(&inputs.iter().map(|t| Some(*t)).collect::<Vec<_>>(), &pool())?;
+        let out = op.eval_new(&inputs.iter().map(|t| Some(*t)).collect::<Vec<_>>(), inferred.len().max(1), &pool())?;
         for (f, t) in inferred.iter().zip(&out) {
             assert_eq!(f.dtype, t.dtype());
             assert_eq!(f.concrete_shape().as_deref(), Some(t.shape()));
@@ -1164,20 +1174,20 @@ mod tests {
                         }
                         let perm = [a, b, c, 6 - a - b - c];
                         let op = Transpose { perm: Some(perm.iter().map(|&p| p as i64).collect()) };
-                        let y = op.eval(&[Some(&x)], &pool()).unwrap().remove(0);
+                        let y = op.eval_new(&[Some(&x)], 1, &pool()).unwrap().remove(0);
                         assert_eq!(y.as_f32().unwrap(), naive_transpose(&x, &perm), "{shape:?} {perm:?}");
                     }
                 }
             }
         }
         let big = iota(&[300, 170]);
-        let y = Transpose { perm: None }.eval(&[Some(&big)], &pool()).unwrap().remove(0);
+        let y = Transpose { perm: None }.eval_new(&[Some(&big)], 1, &pool()).unwrap().remove(0);
         assert_eq!(y.as_f32().unwrap(), naive_transpose(&big, &[1, 0]));
-        let err = Transpose { perm: Some(vec![0, 0]) }.eval(&[Some(&big)], &pool()).unwrap_err();
+        let err = Transpose { perm: Some(vec![0, 0]) }.eval_new(&[Some(&big)], 1, &pool()).unwrap_err();
         assert!(matches!(err, OpError::Attribute { ref name, .. } if name == "perm"), "{err}");
         // Other element types.
         let ints = Tensor::new(vec![2, 2], Data::Bool(vec![true, true, false, false])).unwrap();
-        assert_eq!(Transpose { perm: None }.eval(&[Some(&ints)], &pool()).unwrap()[0].data(), &Data::Bool(vec![true, false, true, false]));
+        assert_eq!(Transpose { perm: None }.eval_new(&[Some(&ints)], 1, &pool()).unwrap()[0].data(), &Data::Bool(vec![true, false, true, false]));
     }
 
     #[test]
@@ -1278,7 +1288,7 @@ mod tests {
         let op = build("Constant", 13, 1, vec![("value_ints", Attribute::Ints(vec![1, -1]))]).unwrap();
         assert_eq!(op.infer(&[]).unwrap()[0].value, Some(i64t(&[2], &[1, -1])));
         let op = build("Constant", 13, 1, vec![("value_float", Attribute::Float(2.5))]).unwrap();
-        assert_eq!(op.eval(&[], &pool()).unwrap()[0], Tensor::scalar_f32(2.5));
+        assert_eq!(op.eval_new(&[], 1, &pool()).unwrap()[0], Tensor::scalar_f32(2.5));
         assert!(build("Constant", 11, 1, vec![("value_float", Attribute::Float(2.5))]).is_err());
         assert!(build("Constant", 13, 1, vec![]).is_err());
 

@@ -1,6 +1,6 @@
 //! Elementwise operators of one input: the activation and math functions.
 
-use super::{required, Attrs, Builder, Fact, Op, OpError};
+use super::{output, required, Attrs, Builder, Fact, Op, OpError};
 use crate::model::Node;
 use crate::tensor::{Data, DataType, Tensor};
 use rayon::prelude::*;
@@ -139,17 +139,17 @@ impl Op for Unary {
         Ok(vec![Fact::new(DataType::F32, x.shape.clone())])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
         let input = x.as_f32().ok_or_else(|| OpError::input(0, "expected float"))?;
-        let mut out = vec![0.0f32; input.len()];
+        let out = output(outputs, 0)?.reset_f32(x.shape());
         let f = self.function;
         if input.len() >= 2 * CHUNK {
             threads.install(|| out.par_chunks_mut(CHUNK).zip(input.par_chunks(CHUNK)).for_each(|(o, i)| f.map(i, o)));
         } else {
-            f.map(input, &mut out);
+            f.map(input, out);
         }
-        Ok(vec![Tensor::f32(x.shape().to_vec(), out).expect("same length")])
+        Ok(())
     }
 }
 
@@ -166,10 +166,12 @@ impl Op for Not {
         Ok(vec![Fact::new(DataType::Bool, x.shape.clone())])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], _: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
         let Data::Bool(v) = x.data() else { return Err(OpError::input(0, "expected bool")) };
-        Ok(vec![Tensor::new(x.shape().to_vec(), Data::Bool(v.iter().map(|b| !b).collect())).expect("same length")])
+        let Data::Bool(out) = output(outputs, 0)?.reset(DataType::Bool, x.shape()) else { unreachable!("reset to bool") };
+        out.iter_mut().zip(v).for_each(|(o, b)| *o = !b);
+        Ok(())
     }
 }
 
@@ -204,9 +206,9 @@ impl Op for ClipInputs {
         Unary { function: Function::Relu }.infer(&inputs[..1])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let function = Function::Clip { min: scalar(inputs, 1, f32::MIN)?, max: scalar(inputs, 2, f32::MAX)? };
-        Unary { function }.eval(&inputs[..1], threads)
+        Unary { function }.eval(&inputs[..1], outputs, threads)
     }
 }
 

@@ -1,11 +1,18 @@
 //! Sessions: a model prepared for running, shaped like ONNX Runtime's API.
 
+mod binding;
+mod run;
+
+pub use binding::IoBinding;
+
 use crate::model::{Dim, Model, ModelError, Node, ValueInfo};
 use crate::ops::{Fact, Op, OpError};
+use crate::plan::{Lifetime, MemoryPlan};
 use crate::provider::{CpuProvider, ExecutionProvider};
-use crate::tensor::Tensor;
+use crate::tensor::{DataType, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 /// How much the graph is rewritten before running.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,6 +56,8 @@ pub enum RunError {
     InputType { name: String, expected: String, got: String },
     #[error("input {name:?}: expected shape {expected}, got {got:?}")]
     InputShape { name: String, expected: String, got: Vec<usize> },
+    #[error("unknown output {name:?} bound; the model's outputs are: {expected}")]
+    UnknownOutput { name: String, expected: String },
     #[error("node {node:?} ({op}): {error}")]
     Node { node: String, op: String, error: OpError },
 }
@@ -56,9 +65,14 @@ pub enum RunError {
 /// Memory statistics of one run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunStats {
-    /// The most bytes of node outputs alive at once.
+    /// The most bytes of node outputs alive at once: the lower bound for
+    /// any memory plan.
     pub peak_intermediate_bytes: usize,
-    /// Tensors allocated for node outputs during the run.
+    /// Bytes of the buffers the memory plan placed intermediates in.
+    pub planned_bytes: usize,
+    /// Tensor buffers allocated during the run (for the plan's buffers on
+    /// a first run with new shapes, for outputs nobody bound, and by
+    /// kernels whose outputs' sizes could not be planned).
     pub tensor_allocations: usize,
 }
 
@@ -131,16 +145,27 @@ pub struct NodePlacement {
     pub provider: &'static str,
 }
 
-/// A model prepared for running.
+/// A model prepared for running. Runs from several threads at once are
+/// safe: each takes buffers of its own.
 pub struct Session {
     steps: Vec<Step>,
     value_names: Vec<String>,
     /// Initializers and folded constants, by value index.
     constants: Vec<Option<Tensor>>,
+    /// What the memory planner may know of constants: small ones (shapes,
+    /// axes) with their values, weights without.
+    constant_facts: Vec<Option<Fact>>,
     inputs: Vec<(ValueInfo, usize)>,
     outputs: Vec<(ValueInfo, usize)>,
-    /// The step after which each value is no longer needed.
-    last_use: Vec<usize>,
+    /// Values whose storage the plan does not place: graph inputs and
+    /// outputs, constants.
+    external: Vec<bool>,
+    /// When each value produced by a step is first written and last read.
+    lifetimes: Vec<Option<Lifetime>>,
+    /// Memory plans by input shapes.
+    plans: Mutex<Vec<(Vec<Vec<usize>>, Arc<MemoryPlan>)>>,
+    /// Buffers of finished runs, for the next ones.
+    states: Mutex<Vec<run::RunState>>,
     opset: i64,
     pool: rayon::ThreadPool,
     folded: usize,
@@ -218,7 +243,7 @@ impl Session {
                 let all_constant = level >= OptimizationLevel::Basic && input_ids.iter().flatten().all(|i| constants.contains_key(i));
                 if all_constant && !node.outputs.is_empty() {
                     let values: Vec<Option<&Tensor>> = input_ids.iter().map(|i| i.map(|i| &constants[&i])).collect();
-                    let results = op.eval(&values, &pool).map_err(node_error)?;
+                    let results = op.eval_new(&values, output_ids.len(), &pool).map_err(node_error)?;
                     for (&id, tensor) in output_ids.iter().zip(results) {
                         facts.insert(id, Fact::constant(tensor.clone()));
                         constants.insert(id, tensor);
@@ -239,17 +264,43 @@ impl Session {
             }
             steps.push(Step { name: node.name.clone(), op_type: node.op_type.clone(), provider: provider.name(), op, inputs: input_ids, outputs: output_ids });
         }
-        let mut last_use = vec![usize::MAX; value_names.len()];
+        let mut lifetimes: Vec<Option<Lifetime>> = vec![None; value_names.len()];
         for (s, step) in steps.iter().enumerate() {
+            for &o in &step.outputs {
+                lifetimes[o] = Some(Lifetime { first: s, last: s });
+            }
             for &i in step.inputs.iter().flatten() {
-                last_use[i] = s;
+                if let Some(l) = &mut lifetimes[i] {
+                    l.last = s;
+                }
             }
         }
-        for (_, i) in &outputs {
-            last_use[*i] = usize::MAX;
+        let mut external = vec![false; value_names.len()];
+        for &(_, i) in inputs.iter().chain(&outputs) {
+            external[i] = true;
         }
+        for &i in constants.keys() {
+            external[i] = true;
+        }
+        let constant_facts = (0..value_names.len()).map(|i| constants.get(&i).map(planner_fact)).collect();
         let constants = (0..value_names.len()).map(|i| constants.remove(&i)).collect();
-        Ok(Self { steps, value_names, constants, inputs, outputs, last_use, opset, pool, folded, removed, fused: 0 })
+        Ok(Self {
+            steps,
+            value_names,
+            constants,
+            constant_facts,
+            inputs,
+            outputs,
+            external,
+            lifetimes,
+            plans: Mutex::default(),
+            states: Mutex::default(),
+            opset,
+            pool,
+            folded,
+            removed,
+            fused: 0,
+        })
     }
 
     /// The inputs a caller must feed.
@@ -283,53 +334,26 @@ impl Session {
 
     /// [`run`](Self::run), also reporting memory statistics.
     pub fn run_with_stats(&self, feeds: Vec<(String, Tensor)>) -> Result<(Vec<(String, Tensor)>, RunStats), RunError> {
-        let mut stats = RunStats::default();
-        let mut live_bytes = 0usize;
-        let expected = || describe_inputs(&self.inputs);
-        let mut values: Vec<Option<Tensor>> = vec![None; self.value_names.len()];
+        let mut binding = IoBinding::new();
         for (name, tensor) in feeds {
-            let Some((info, id)) = self.inputs.iter().find(|(v, _)| v.name == name) else {
-                return Err(RunError::UnknownInput { name, expected: expected() });
-            };
-            check_input(info, &tensor)?;
-            values[*id] = Some(tensor);
+            binding.bind_input(name, tensor);
         }
-        let missing: Vec<String> = self.inputs.iter().filter(|(_, id)| values[*id].is_none()).map(|(v, _)| v.name.clone()).collect();
-        if !missing.is_empty() {
-            return Err(RunError::MissingInput { missing, expected: expected() });
-        }
-        for (s, step) in self.steps.iter().enumerate() {
-            let node_error = |error| RunError::Node { node: step.name.clone(), op: step.op_type.clone(), error };
-            let results = {
-                let args: Vec<Option<&Tensor>> = step.inputs.iter().map(|i| i.and_then(|i| values[i].as_ref().or(self.constants[i].as_ref()))).collect();
-                // Kernels validate their inputs and return errors, never panic.
-                step.op.eval(&args, &self.pool).map_err(node_error)?
-            };
-            for (&id, tensor) in step.outputs.iter().zip(results) {
-                stats.tensor_allocations += 1;
-                live_bytes += tensor.len() * tensor.dtype().size();
-                values[id] = Some(tensor);
-            }
-            stats.peak_intermediate_bytes = stats.peak_intermediate_bytes.max(live_bytes);
-            for &i in step.inputs.iter().flatten() {
-                if self.last_use[i] == s {
-                    if let Some(t) = values[i].take() {
-                        if !self.inputs.iter().any(|(_, id)| *id == i) {
-                            live_bytes -= t.len() * t.dtype().size();
-                        }
-                    }
-                }
-            }
-        }
-        let outputs = self
-            .outputs
-            .iter()
-            .map(|(v, id)| {
-                let tensor = values[*id].take().or_else(|| self.constants[*id].clone()).expect("every output is computed");
-                (v.name.clone(), tensor)
-            })
-            .collect();
+        let stats = self.run_with_binding(&mut binding)?;
+        let outputs = self.outputs.iter().filter_map(|(v, _)| Some((v.name.clone(), binding.take_output(&v.name)?))).collect();
         Ok((outputs, stats))
+    }
+}
+
+/// Constants the planner sees: values up to this many elements come with
+/// their contents (shape computations need them); larger ones, weights, do
+/// not, so that planning never copies them.
+const PLANNER_VALUE_LIMIT: usize = 64;
+
+fn planner_fact(t: &Tensor) -> Fact {
+    if t.len() <= PLANNER_VALUE_LIMIT || t.dtype() != DataType::F32 {
+        Fact::constant(t.clone())
+    } else {
+        Fact::new(t.dtype(), t.shape().iter().map(|&d| Dim::Known(d)).collect())
     }
 }
 

@@ -1,0 +1,179 @@
+//! The memory plan (ONNX Runtime's "memory pattern"): which buffer holds
+//! each intermediate value, computed once per set of input shapes from the
+//! values' sizes and lifetimes, so that later runs with the same shapes
+//! reuse the same buffers and allocate nothing.
+
+use crate::tensor::DataType;
+
+/// What the planner knows of one value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ValueSize {
+    /// Not an intermediate: a graph input, a constant, or a graph output
+    /// (whose buffer the caller owns).
+    External,
+    /// An intermediate of known type and element count.
+    Known(DataType, usize),
+    /// An intermediate whose size is only known when running: it gets a
+    /// buffer of its own, which grows on the first run and is kept.
+    Unknown,
+}
+
+/// The step that produces a value and the last step that reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Lifetime {
+    pub first: usize,
+    pub last: usize,
+}
+
+/// A buffer of the plan: its element type and capacity in elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Buffer {
+    pub dtype: Option<DataType>,
+    pub capacity: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct MemoryPlan {
+    /// The buffer of each value (`None` for external values).
+    pub buffer_of: Vec<Option<usize>>,
+    pub buffers: Vec<Buffer>,
+    /// The most bytes of known-size intermediates alive at once: no plan can
+    /// use less.
+    pub lower_bound_bytes: usize,
+}
+
+impl MemoryPlan {
+    /// Bytes of the known-size buffers.
+    pub fn planned_bytes(&self) -> usize {
+        self.buffers.iter().map(|b| b.dtype.map_or(0, |d| d.size() * b.capacity)).sum()
+    }
+
+    /// Assigns buffers greedily in step order: a value takes the smallest
+    /// free buffer of its type that holds it, else grows the largest free
+    /// one, else gets a new one; a buffer is free again after the last step
+    /// that reads its value. Values die after their last reader, so a step's
+    /// outputs never share a buffer with its own inputs.
+    pub fn new(sizes: &[ValueSize], lifetimes: &[Option<Lifetime>], steps: usize) -> Self {
+        let mut plan = Self { buffer_of: vec![None; sizes.len()], ..Self::default() };
+        let mut born: Vec<Vec<usize>> = vec![Vec::new(); steps];
+        let mut dies: Vec<Vec<usize>> = vec![Vec::new(); steps];
+        for (v, life) in lifetimes.iter().enumerate() {
+            if let (Some(life), true) = (life, sizes[v] != ValueSize::External) {
+                born[life.first].push(v);
+                dies[life.last.max(life.first)].push(v);
+            }
+        }
+        let mut free: Vec<usize> = Vec::new();
+        let (mut live, mut peak) = (0usize, 0usize);
+        for step in 0..steps {
+            for &v in &born[step] {
+                let buffer = match sizes[v] {
+                    ValueSize::Known(dtype, len) => {
+                        live += dtype.size() * len;
+                        plan.take_free(&mut free, dtype, len)
+                    }
+                    _ => {
+                        plan.buffers.push(Buffer { dtype: None, capacity: 0 });
+                        plan.buffers.len() - 1
+                    }
+                };
+                plan.buffer_of[v] = Some(buffer);
+            }
+            peak = peak.max(live);
+            for &v in &dies[step] {
+                if let (ValueSize::Known(dtype, len), Some(b)) = (sizes[v], plan.buffer_of[v]) {
+                    live -= dtype.size() * len;
+                    free.push(b);
+                }
+            }
+        }
+        plan.lower_bound_bytes = peak;
+        plan
+    }
+
+    fn take_free(&mut self, free: &mut Vec<usize>, dtype: DataType, len: usize) -> usize {
+        let same_type = |b: &usize| self.buffers[*b].dtype == Some(dtype);
+        let fitting = free.iter().enumerate().filter(|(_, b)| same_type(b) && self.buffers[**b].capacity >= len).min_by_key(|(_, b)| self.buffers[**b].capacity);
+        let chosen = fitting.or_else(|| free.iter().enumerate().filter(|(_, b)| same_type(b)).max_by_key(|(_, b)| self.buffers[**b].capacity)).map(|(i, _)| i);
+        match chosen {
+            Some(i) => {
+                let b = free.swap_remove(i);
+                self.buffers[b].capacity = self.buffers[b].capacity.max(len);
+                b
+            }
+            None => {
+                self.buffers.push(Buffer { dtype: Some(dtype), capacity: len });
+                self.buffers.len() - 1
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn life(first: usize, last: usize) -> Option<Lifetime> {
+        Some(Lifetime { first, last })
+    }
+
+    /// Checks that no two values alive at the same step share a buffer.
+    fn check_disjoint(plan: &MemoryPlan, lifetimes: &[Option<Lifetime>]) {
+        for (a, la) in lifetimes.iter().enumerate() {
+            for (b, lb) in lifetimes.iter().enumerate().skip(a + 1) {
+                if let (Some(la), Some(lb), Some(x), Some(y)) = (la, lb, plan.buffer_of[a], plan.buffer_of[b]) {
+                    let overlap = la.first <= lb.last.max(lb.first) && lb.first <= la.last.max(la.first);
+                    assert!(!(overlap && x == y), "values {a} and {b} overlap and share buffer {x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_chain_reuses_two_buffers() {
+        // x -> s0 -> v0 -> s1 -> v1 -> ... each value read only by the next step.
+        let steps = 10;
+        let sizes: Vec<ValueSize> = (0..steps).map(|_| ValueSize::Known(DataType::F32, 100)).collect();
+        let lifetimes: Vec<_> = (0..steps).map(|s| life(s, s + 1)).collect();
+        let plan = MemoryPlan::new(&sizes, &lifetimes, steps + 1);
+        check_disjoint(&plan, &lifetimes);
+        assert_eq!(plan.buffers.len(), 2);
+        assert_eq!(plan.lower_bound_bytes, 800);
+        assert_eq!(plan.planned_bytes(), 800);
+    }
+
+    #[test]
+    fn residual_blocks_stay_near_the_lower_bound() {
+        // ResNet-like: a block input lives across three convolutions and the Add.
+        let mut sizes = Vec::new();
+        let mut lifetimes = Vec::new();
+        let mut step = 0;
+        let mut width = 64 * 56 * 56;
+        for block in 0..8 {
+            if block % 2 == 1 {
+                width /= 2;
+            }
+            sizes.push(ValueSize::Known(DataType::F32, width));
+            lifetimes.push(life(step, step + 4));
+            for k in 0..3 {
+                sizes.push(ValueSize::Known(DataType::F32, if k == 2 { width } else { width / 4 }));
+                lifetimes.push(life(step + 1 + k, step + 2 + k));
+            }
+            step += 4;
+        }
+        let plan = MemoryPlan::new(&sizes, &lifetimes, step + 2);
+        check_disjoint(&plan, &lifetimes);
+        assert!(plan.planned_bytes() as f64 <= 1.25 * plan.lower_bound_bytes as f64, "{} vs {}", plan.planned_bytes(), plan.lower_bound_bytes);
+    }
+
+    #[test]
+    fn types_and_unknown_sizes_get_their_own_buffers() {
+        let sizes = [ValueSize::Known(DataType::F32, 10), ValueSize::Known(DataType::I64, 10), ValueSize::Unknown, ValueSize::External];
+        let lifetimes = [life(0, 0), life(1, 1), life(2, 2), life(0, 3)];
+        let plan = MemoryPlan::new(&sizes, &lifetimes, 4);
+        assert_eq!(plan.buffer_of[3], None);
+        let used: std::collections::HashSet<_> = plan.buffer_of.iter().flatten().collect();
+        assert_eq!(used.len(), 3, "f32, i64 and the unknown value each need a buffer: {plan:?}");
+        assert_eq!(plan.buffers[plan.buffer_of[2].unwrap()].dtype, None);
+    }
+}

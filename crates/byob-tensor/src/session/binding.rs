@@ -1,0 +1,80 @@
+//! IO binding: bring your own tensors. The caller binds input tensors and
+//! output buffers by name; a run reads the inputs where they are and has
+//! the kernel that computes each output write straight into the bound
+//! buffer (no copy afterwards). Outputs left unbound get a buffer on the
+//! first run, which stays bound, so later runs with the same shapes
+//! allocate nothing at all.
+//!
+//! ```no_run
+//! use byob_tensor::{IoBinding, SessionBuilder, Tensor};
+//! let session = SessionBuilder::new().commit_from_file("model.onnx")?;
+//! let mut binding = IoBinding::new();
+//! binding.bind_input("x", Tensor::f32(vec![1, 4], vec![0.5; 4])?);
+//! binding.bind_output("y", Tensor::f32(vec![1, 2], vec![0.0; 2])?);
+//! for step in 0..10 {
+//!     // Write the next input in place, run, read the output in place.
+//!     binding.input_mut("x").and_then(|x| x.as_f32_mut()).unwrap().fill(step as f32);
+//!     session.run_with_binding(&mut binding)?;
+//!     println!("{:?}", binding.output("y").and_then(|y| y.as_f32()));
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use crate::tensor::Tensor;
+
+/// Tensors bound to a session's inputs and outputs by name.
+#[derive(Debug, Default)]
+pub struct IoBinding {
+    pub(super) inputs: Vec<(String, Tensor)>,
+    pub(super) outputs: Vec<(String, Tensor)>,
+}
+
+fn slot<'a>(list: &'a mut Vec<(String, Tensor)>, name: &str) -> Option<&'a mut Tensor> {
+    list.iter_mut().find(|(n, _)| n == name).map(|(_, t)| t)
+}
+
+fn bind(list: &mut Vec<(String, Tensor)>, name: String, tensor: Tensor) {
+    match slot(list, &name) {
+        Some(t) => *t = tensor,
+        None => list.push((name, tensor)),
+    }
+}
+
+impl IoBinding {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Binds (or rebinds) input `name`.
+    pub fn bind_input(&mut self, name: impl Into<String>, tensor: Tensor) {
+        bind(&mut self.inputs, name.into(), tensor);
+    }
+
+    /// Binds output `name` to `buffer`: runs write the output into it,
+    /// reusing its storage when it is large enough (its shape and contents
+    /// are replaced).
+    pub fn bind_output(&mut self, name: impl Into<String>, buffer: Tensor) {
+        bind(&mut self.outputs, name.into(), buffer);
+    }
+
+    /// A bound input, to write the next run's values in place.
+    pub fn input_mut(&mut self, name: &str) -> Option<&mut Tensor> {
+        slot(&mut self.inputs, name)
+    }
+
+    /// Output `name` as the last run left it.
+    pub fn output(&self, name: &str) -> Option<&Tensor> {
+        self.outputs.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    /// Unbinds output `name` and returns its tensor.
+    pub fn take_output(&mut self, name: &str) -> Option<Tensor> {
+        let at = self.outputs.iter().position(|(n, _)| n == name)?;
+        Some(self.outputs.swap_remove(at).1)
+    }
+
+    /// The bound outputs, in binding order.
+    pub fn outputs(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.outputs.iter().map(|(n, t)| (n.as_str(), t))
+    }
+}

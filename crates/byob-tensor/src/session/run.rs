@@ -1,0 +1,213 @@
+//! Running a session: the memory plan for the inputs' shapes, the buffers
+//! it names (kept between runs in a run state), and the steps.
+//!
+//! Each concurrent run takes a run state of its own from the session's
+//! pool, so runs from several threads never share a buffer; a state
+//! remembers the plan it was laid out for, and a run whose input shapes
+//! match it touches no allocator for tensors.
+
+use super::{IoBinding, RunError, RunStats, Session};
+use crate::ops::Fact;
+use crate::plan::{MemoryPlan, ValueSize};
+use crate::tensor::Tensor;
+use std::sync::Arc;
+
+/// The input shapes a plan was made for, in the session's input order.
+type ShapeKey = Vec<Vec<usize>>;
+
+/// Buffers and values of one run at a time.
+pub(super) struct RunState {
+    /// The input shapes its plan is for (`None` before the first run).
+    key: Option<ShapeKey>,
+    plan: Arc<MemoryPlan>,
+    /// The plan's buffers, each holding no value between runs.
+    buffers: Vec<Tensor>,
+    /// Each value's tensor while it is alive.
+    values: Vec<Option<Tensor>>,
+    /// The outputs of the step being run.
+    outputs: Vec<Tensor>,
+    /// Where each of those outputs' storage was before the kernel ran.
+    storage: Vec<(usize, usize)>,
+}
+
+/// Whether `tensor` still uses the storage it had (`before`, from
+/// [`Tensor::storage`]): if not, something allocated.
+fn same_storage(before: (usize, usize), tensor: &Tensor) -> bool {
+    let after = tensor.storage();
+    after == before || after.1 == 0
+}
+
+impl Session {
+    /// Runs with the tensors `binding` holds; see [`IoBinding`].
+    pub fn run_with_binding(&self, binding: &mut IoBinding) -> Result<RunStats, RunError> {
+        let expected = || super::describe_inputs(&self.inputs);
+        for (name, tensor) in &binding.inputs {
+            let Some((info, _)) = self.inputs.iter().find(|(v, _)| &v.name == name) else {
+                return Err(RunError::UnknownInput { name: name.clone(), expected: expected() });
+            };
+            super::check_input(info, tensor)?;
+        }
+        let missing: Vec<String> = self.inputs.iter().filter(|(v, _)| binding.inputs.iter().all(|(n, _)| *n != v.name)).map(|(v, _)| v.name.clone()).collect();
+        if !missing.is_empty() {
+            return Err(RunError::MissingInput { missing, expected: expected() });
+        }
+        if let Some((name, _)) = binding.outputs.iter().find(|(n, _)| self.outputs.iter().all(|(v, _)| v.name != *n)) {
+            let outputs = self.outputs.iter().map(|(v, _)| v.name.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(RunError::UnknownOutput { name: name.clone(), expected: outputs });
+        }
+        let mut stats = RunStats::default();
+        let mut state = self.state_for(binding, &mut stats);
+        let result = self.execute(&mut state, binding, &mut stats);
+        self.finish(&mut state, binding);
+        stats.planned_bytes = state.plan.planned_bytes();
+        self.states.lock().unwrap_or_else(|e| e.into_inner()).push(state);
+        result.map(|()| stats)
+    }
+
+    /// A run state laid out for the bound inputs' shapes.
+    fn state_for(&self, binding: &IoBinding, stats: &mut RunStats) -> RunState {
+        let shape_of = |name: &str| binding.inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t.shape());
+        let matches = |key: &ShapeKey| self.inputs.iter().zip(key).all(|((v, _), k)| shape_of(&v.name) == Some(k.as_slice()));
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        // A state laid out for these shapes if there is one, else any.
+        let reusable = states.iter().position(|s| s.key.as_ref().is_some_and(matches)).or(states.len().checked_sub(1));
+        let mut state = match reusable {
+            Some(i) => states.swap_remove(i),
+            None => RunState {
+                key: None,
+                plan: Arc::new(MemoryPlan::default()),
+                buffers: Vec::new(),
+                values: vec![None; self.value_names.len()],
+                outputs: Vec::new(),
+                storage: Vec::new(),
+            },
+        };
+        drop(states);
+        if !state.key.as_ref().is_some_and(matches) {
+            let key: ShapeKey = self.inputs.iter().map(|(v, _)| shape_of(&v.name).unwrap_or_default().to_vec()).collect();
+            state.plan = self.plan_for(&key, binding);
+            state.key = Some(key);
+            state.buffers.resize_with(state.plan.buffers.len(), Tensor::default);
+            // Lay the buffers out now, at their planned sizes.
+            for (tensor, b) in state.buffers.iter_mut().zip(&state.plan.buffers) {
+                if let Some(dtype) = b.dtype {
+                    let before = tensor.storage();
+                    tensor.reset(dtype, &[b.capacity]);
+                    stats.tensor_allocations += usize::from(!same_storage(before, tensor));
+                }
+            }
+        }
+        state
+    }
+
+    /// The memory plan for inputs of these shapes (cached per shape set).
+    fn plan_for(&self, key: &ShapeKey, binding: &IoBinding) -> Arc<MemoryPlan> {
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, plan)) = plans.iter().find(|(k, _)| k == key) {
+            return plan.clone();
+        }
+        let mut facts = self.constant_facts.clone();
+        for ((info, id), shape) in self.inputs.iter().zip(key) {
+            let dtype = binding.inputs.iter().find(|(n, _)| *n == info.name).map(|(_, t)| t.dtype());
+            facts[*id] = dtype.map(|d| Fact::new(d, shape.iter().map(|&n| crate::model::Dim::Known(n)).collect()));
+        }
+        for step in &self.steps {
+            let inputs: Option<Vec<Option<&Fact>>> = step.inputs.iter().map(|i| i.map_or(Some(None), |i| facts[i].as_ref().map(Some))).collect();
+            // A node that fails inference here fails again when run, with
+            // the error to report; its outputs are planned as unknown.
+            if let Some(Ok(out)) = inputs.map(|inputs| step.op.infer(&inputs)) {
+                for (&id, fact) in step.outputs.iter().zip(out) {
+                    facts[id] = Some(fact);
+                }
+            }
+        }
+        let sizes: Vec<ValueSize> = (0..self.value_names.len())
+            .map(|v| {
+                if self.external[v] {
+                    ValueSize::External
+                } else {
+                    match facts[v].as_ref().and_then(|f| Some((f.dtype, f.concrete_shape()?))) {
+                        Some((dtype, shape)) => ValueSize::Known(dtype, shape.iter().product()),
+                        None => ValueSize::Unknown,
+                    }
+                }
+            })
+            .collect();
+        let plan = Arc::new(MemoryPlan::new(&sizes, &self.lifetimes, self.steps.len()));
+        plans.push((key.clone(), plan.clone()));
+        plan
+    }
+
+    fn execute(&self, state: &mut RunState, binding: &mut IoBinding, stats: &mut RunStats) -> Result<(), RunError> {
+        for (info, id) in &self.inputs {
+            let bound = binding.inputs.iter_mut().find(|(n, _)| *n == info.name).map(|(_, t)| std::mem::take(t));
+            state.values[*id] = bound;
+        }
+        let mut live_bytes = 0usize;
+        for (s, step) in self.steps.iter().enumerate() {
+            // Lend each output its buffer: the caller's for a bound graph
+            // output, the plan's for an intermediate.
+            state.outputs.clear();
+            state.storage.clear();
+            for &id in &step.outputs {
+                let tensor = match state.plan.buffer_of[id] {
+                    Some(b) => std::mem::take(&mut state.buffers[b]),
+                    None => binding.outputs.iter_mut().find(|(n, _)| *n == self.value_names[id]).map(|(_, t)| std::mem::take(t)).unwrap_or_default(),
+                };
+                state.storage.push(tensor.storage());
+                state.outputs.push(tensor);
+            }
+            let result = {
+                let values = &state.values;
+                let args: Vec<Option<&Tensor>> = step.inputs.iter().map(|i| i.and_then(|i| values[i].as_ref().or(self.constants[i].as_ref()))).collect();
+                step.op.eval(&args, &mut state.outputs, &self.pool)
+            };
+            for (j, &id) in step.outputs.iter().enumerate() {
+                let tensor = std::mem::take(&mut state.outputs[j]);
+                stats.tensor_allocations += usize::from(!same_storage(state.storage[j], &tensor));
+                live_bytes += tensor.len() * tensor.dtype().size();
+                state.values[id] = Some(tensor);
+            }
+            stats.peak_intermediate_bytes = stats.peak_intermediate_bytes.max(live_bytes);
+            result.map_err(|error| RunError::Node { node: step.name.clone(), op: step.op_type.clone(), error })?;
+            for &i in step.inputs.iter().flatten().chain(&step.outputs) {
+                let Some(b) = state.plan.buffer_of[i] else { continue };
+                if self.lifetimes[i].is_some_and(|l| l.last == s) {
+                    if let Some(t) = state.values[i].take() {
+                        live_bytes -= t.len() * t.dtype().size();
+                        state.buffers[b] = t;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the caller its inputs back and the outputs, and returns every
+    /// intermediate's buffer to the state: after a failed run too.
+    fn finish(&self, state: &mut RunState, binding: &mut IoBinding) {
+        for (info, id) in &self.outputs {
+            let tensor = if self.is_input(*id) { state.values[*id].clone() } else { state.values[*id].take().or_else(|| self.constants[*id].clone()) };
+            if let Some(tensor) = tensor {
+                binding.bind_output(info.name.clone(), tensor);
+            }
+        }
+        for (info, id) in &self.inputs {
+            if let (Some((_, t)), Some(value)) = (binding.inputs.iter_mut().find(|(n, _)| *n == info.name), state.values[*id].take()) {
+                *t = value;
+            }
+        }
+        for (v, value) in state.values.iter_mut().enumerate() {
+            if let Some(b) = state.plan.buffer_of[v] {
+                if let Some(t) = value.take() {
+                    state.buffers[b] = t;
+                }
+            }
+            *value = None;
+        }
+    }
+
+    fn is_input(&self, id: usize) -> bool {
+        self.inputs.iter().any(|(_, i)| *i == id)
+    }
+}

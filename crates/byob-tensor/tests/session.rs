@@ -1,0 +1,155 @@
+//! Session behaviour beyond single runs: IO binding, the memory plan across
+//! runs and shapes, runs from several threads, and failed runs.
+
+use byob_tensor::model::{Attribute, Graph, Model, Node, ValueInfo};
+use byob_tensor::{DataType, Dim, IoBinding, RunError, Session, SessionBuilder, Tensor};
+use std::collections::HashMap;
+
+fn node(op: &str, inputs: &[&str], output: &str, attributes: Vec<(&str, Attribute)>) -> Node {
+    Node {
+        name: format!("{op}:{output}"),
+        op_type: op.into(),
+        domain: String::new(),
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        outputs: vec![output.into()],
+        attributes: attributes.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+    }
+}
+
+fn input(name: &str, dims: &[Dim]) -> ValueInfo {
+    ValueInfo { name: name.into(), dtype: Some(DataType::F32), shape: Some(dims.to_vec()) }
+}
+
+fn ramp(n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|i| ((i * 7919) % 257) as f32 / 257.0 * scale - 0.5).collect()
+}
+
+/// A two-layer network with a residual Add: x [N, 8] → Gemm → Relu → Gemm
+/// → Add(x) → Softmax; N is symbolic, so several shapes can run.
+fn residual_mlp() -> Session {
+    let mut initializers = HashMap::new();
+    initializers.insert("w1".to_string(), Tensor::f32(vec![8, 16], ramp(128, 1.0)).unwrap());
+    initializers.insert("b1".to_string(), Tensor::f32(vec![16], ramp(16, 0.1)).unwrap());
+    initializers.insert("w2".to_string(), Tensor::f32(vec![16, 8], ramp(128, 0.5)).unwrap());
+    let graph = Graph {
+        nodes: vec![
+            node("Gemm", &["x", "w1", "b1"], "h", vec![]),
+            node("Relu", &["h"], "r", vec![]),
+            node("MatMul", &["r", "w2"], "m", vec![]),
+            node("Add", &["m", "x"], "s", vec![]),
+            node("Softmax", &["s"], "y", vec![("axis", Attribute::Int(1))]),
+        ],
+        inputs: vec![input("x", &[Dim::Symbolic("N".into()), Dim::Known(8)])],
+        outputs: vec![ValueInfo { name: "y".into(), dtype: Some(DataType::F32), shape: None }],
+        initializers,
+    };
+    let model = Model { ir_version: 8, producer: "test".into(), opsets: HashMap::from([(String::new(), 13)]), graph };
+    SessionBuilder::new().with_intra_op_threads(2).commit(model).unwrap()
+}
+
+fn x(n: usize, scale: f32) -> Tensor {
+    Tensor::f32(vec![n, 8], ramp(n * 8, scale)).unwrap()
+}
+
+#[test]
+fn binding_reuses_buffers_per_shape_set() {
+    let session = residual_mlp();
+    let mut binding = IoBinding::new();
+    binding.bind_input("x", x(4, 1.0));
+    let first = session.run_with_binding(&mut binding).unwrap();
+    assert!(first.tensor_allocations > 0, "the first run lays out the plan: {first:?}");
+    let expected = session.run(vec![("x".into(), x(4, 1.0))]).unwrap().remove(0).1;
+    assert_eq!(binding.output("y"), Some(&expected));
+    // Same shapes, new values written in place: nothing allocated.
+    binding.input_mut("x").unwrap().as_f32_mut().unwrap().copy_from_slice(&ramp(32, 2.0));
+    let second = session.run_with_binding(&mut binding).unwrap();
+    assert_eq!(second.tensor_allocations, 0, "{second:?}");
+    assert_eq!(binding.output("y"), Some(&session.run(vec![("x".into(), x(4, 2.0))]).unwrap().remove(0).1));
+    // A new batch size gets a plan of its own; going back reuses the first.
+    binding.bind_input("x", x(9, 1.0));
+    session.run_with_binding(&mut binding).unwrap();
+    assert_eq!(binding.output("y").unwrap().shape(), &[9, 8]);
+    binding.bind_input("x", x(4, 1.0));
+    session.run_with_binding(&mut binding).unwrap();
+    assert_eq!(binding.output("y"), Some(&expected));
+}
+
+#[test]
+fn bound_output_is_written_in_place() {
+    let session = residual_mlp();
+    let mut binding = IoBinding::new();
+    binding.bind_input("x", x(3, 1.0));
+    binding.bind_output("y", Tensor::f32(vec![3, 8], vec![0.0; 24]).unwrap());
+    let storage = binding.output("y").unwrap().storage();
+    session.run_with_binding(&mut binding).unwrap();
+    assert_eq!(binding.output("y").unwrap().storage(), storage, "the caller's buffer holds the result");
+    assert_eq!(binding.output("y"), Some(&session.run(vec![("x".into(), x(3, 1.0))]).unwrap().remove(0).1));
+    // A buffer too small for the result is replaced, and the run says so.
+    binding.bind_output("y", Tensor::f32(vec![1], vec![0.0]).unwrap());
+    let stats = session.run_with_binding(&mut binding).unwrap();
+    assert_eq!(binding.output("y").unwrap().shape(), &[3, 8]);
+    assert!(stats.tensor_allocations >= 1);
+}
+
+#[test]
+fn concurrent_runs_match_serial_runs() {
+    let session = residual_mlp();
+    let cases: Vec<(usize, f32)> = (0..8).map(|i| (1 + i % 3 * 5, 0.5 + i as f32)).collect();
+    let serial: Vec<Tensor> = cases.iter().map(|&(n, s)| session.run(vec![("x".into(), x(n, s))]).unwrap().remove(0).1).collect();
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let (session, cases, serial) = (&session, &cases, &serial);
+            scope.spawn(move || {
+                let mut binding = IoBinding::new();
+                for round in 0..20 {
+                    let k = (t + round) % cases.len();
+                    binding.bind_input("x", x(cases[k].0, cases[k].1));
+                    session.run_with_binding(&mut binding).unwrap();
+                    assert_eq!(binding.output("y"), Some(&serial[k]), "thread {t} round {round}");
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn failed_runs_leave_the_session_and_binding_usable() {
+    let session = residual_mlp();
+    let mut binding = IoBinding::new();
+    binding.bind_input("x", Tensor::f32(vec![2, 5], vec![0.0; 10]).unwrap());
+    let err = session.run_with_binding(&mut binding).unwrap_err();
+    assert!(matches!(err, RunError::InputShape { .. }), "{err}");
+    assert!(err.to_string().contains("\"x\"") && err.to_string().contains("[N, 8]"), "{err}");
+    binding.bind_input("x", x(2, 1.0));
+    binding.bind_output("z", Tensor::default());
+    let err = session.run_with_binding(&mut binding).unwrap_err();
+    assert!(matches!(err, RunError::UnknownOutput { .. }), "{err}");
+    binding.take_output("z");
+    session.run_with_binding(&mut binding).unwrap();
+    assert_eq!(binding.output("y").unwrap().shape(), &[2, 8]);
+}
+
+#[test]
+fn a_shape_mismatch_inside_the_graph_fails_the_run_not_the_session() {
+    // a [N] + b [M]: fine when N = M (or one is 1), a node error otherwise.
+    let graph = Graph {
+        nodes: vec![node("Add", &["a", "b"], "s", vec![]), node("Relu", &["s"], "y", vec![])],
+        inputs: vec![input("a", &[Dim::Symbolic("N".into())]), input("b", &[Dim::Symbolic("M".into())])],
+        outputs: vec![ValueInfo { name: "y".into(), dtype: None, shape: None }],
+        initializers: HashMap::new(),
+    };
+    let model = Model { ir_version: 8, producer: "test".into(), opsets: HashMap::from([(String::new(), 13)]), graph };
+    let session = SessionBuilder::new().commit(model).unwrap();
+    let v = |n: usize| Tensor::f32(vec![n], ramp(n, 1.0)).unwrap();
+    let mut binding = IoBinding::new();
+    binding.bind_input("a", v(3));
+    binding.bind_input("b", v(4));
+    let err = session.run_with_binding(&mut binding).unwrap_err();
+    assert!(matches!(&err, RunError::Node { node, .. } if node == "Add:s"), "{err}");
+    assert_eq!(binding.input_mut("a").unwrap().shape(), &[3], "inputs stay bound after a failed run");
+    binding.bind_input("b", v(3));
+    session.run_with_binding(&mut binding).unwrap();
+    let y = binding.output("y").unwrap().as_f32().unwrap();
+    let (a, b) = (ramp(3, 1.0), ramp(3, 1.0));
+    assert_eq!(y, &a.iter().zip(&b).map(|(a, b)| (a + b).max(0.0)).collect::<Vec<_>>()[..]);
+}
