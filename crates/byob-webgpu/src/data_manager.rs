@@ -38,14 +38,24 @@ fn copy_size(size: u64) -> u64 {
 }
 
 /// How [`GpuDataManager::upload`] moves bytes to the GPU.
+///
+/// Measured on lavapipe (2 cores, release build), per upload and submit:
+/// 4 KiB 0.02 ms by `write_buffer`, 0.06 to 0.09 ms staged; 1 MiB 0.2 to
+/// 0.7 ms either way; 16 MiB 15 to 18 ms by `write_buffer`, 6 to 7 ms
+/// staged. Hence [`Auto`](Self::Auto).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum UploadPath {
-    /// `queue.write_buffer`: wgpu stages the bytes itself.
+    /// `queue.write_buffer` below [`STAGING_THRESHOLD`] bytes, staged from it.
     #[default]
+    Auto,
+    /// `queue.write_buffer`: wgpu stages the bytes itself.
     WriteBuffer,
     /// JSEP's way: a buffer mapped at creation, filled, and copied from.
     Staging,
 }
+
+/// Where [`UploadPath::Auto`] switches to staging buffers.
+pub const STAGING_THRESHOLD: u64 = 1 << 20;
 
 /// What the manager did, for statistics and for tests that count buffers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -180,35 +190,36 @@ impl GpuDataManager {
         }
         let ctx = &self.inner.ctx;
         let padded = copy_size(size);
-        match self.inner.upload_path {
-            UploadPath::WriteBuffer => {
-                // Queue writes run before the next submission's commands:
-                // submit what was recorded first, which may read `id`.
-                if lock(&self.inner.encoder).is_some() {
-                    self.submit()?;
-                }
-                let what = format!("uploading to {id}");
-                if padded == size {
-                    ctx.scoped(&what, || ctx.queue().write_buffer(&buffer, 0, bytes))
-                } else {
-                    let mut words = bytes.to_vec();
-                    words.resize(padded as usize, 0);
-                    ctx.scoped(&what, || ctx.queue().write_buffer(&buffer, 0, &words))
-                }
+        let staged = match self.inner.upload_path {
+            UploadPath::Auto => size >= STAGING_THRESHOLD,
+            path => path == UploadPath::Staging,
+        };
+        if staged {
+            let usage = wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC;
+            let staging = ctx.scoped("creating an upload staging buffer", || {
+                ctx.device().create_buffer(&wgpu::BufferDescriptor { label: Some("upload"), size: padded, usage, mapped_at_creation: true })
+            })?;
+            lock(&self.inner.state).counters.staging_allocations += 1;
+            let mut view = staging.get_mapped_range_mut(..).map_err(|e| GpuError::Internal { what: format!("uploading to {id}"), message: e.to_string() })?;
+            view.slice(..bytes.len()).copy_from_slice(bytes);
+            drop(view);
+            staging.unmap();
+            // wgpu keeps the staging buffer alive until the copy ran.
+            self.record(|encoder| encoder.copy_buffer_to_buffer(&staging, 0, &buffer, 0, padded));
+            Ok(())
+        } else {
+            // Queue writes run before the next submission's commands:
+            // submit what was recorded first, which may read `id`.
+            if lock(&self.inner.encoder).is_some() {
+                self.submit()?;
             }
-            UploadPath::Staging => {
-                let usage = wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC;
-                let staging = ctx.scoped("creating an upload staging buffer", || {
-                    ctx.device().create_buffer(&wgpu::BufferDescriptor { label: Some("upload"), size: padded, usage, mapped_at_creation: true })
-                })?;
-                lock(&self.inner.state).counters.staging_allocations += 1;
-                let mut view = staging.get_mapped_range_mut(..).map_err(|e| GpuError::Internal { what: format!("uploading to {id}"), message: e.to_string() })?;
-                view.slice(..bytes.len()).copy_from_slice(bytes);
-                drop(view);
-                staging.unmap();
-                // wgpu keeps the staging buffer alive until the copy ran.
-                self.record(|encoder| encoder.copy_buffer_to_buffer(&staging, 0, &buffer, 0, padded));
-                Ok(())
+            let what = format!("uploading to {id}");
+            if padded == size {
+                ctx.scoped(&what, || ctx.queue().write_buffer(&buffer, 0, bytes))
+            } else {
+                let mut words = bytes.to_vec();
+                words.resize(padded as usize, 0);
+                ctx.scoped(&what, || ctx.queue().write_buffer(&buffer, 0, &words))
             }
         }
     }

@@ -38,7 +38,7 @@ pub mod pool;
 mod program;
 
 pub use context::GpuContext;
-pub use data_manager::{normalized_size, BufferId, DataCounters, Download, GpuDataManager, UploadPath};
+pub use data_manager::{normalized_size, BufferId, DataCounters, Download, GpuDataManager, UploadPath, STAGING_THRESHOLD};
 pub use error::GpuError;
 pub use kernels::{create_kernel, create_kernel_with_values, supports, GpuKernel, GpuSlice};
 pub use pool::{lower_bound, plan_pool, Interval, Placement, PoolPlan};

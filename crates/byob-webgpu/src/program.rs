@@ -178,7 +178,7 @@ pub(crate) struct Uniform(Vec<u32>);
 
 impl Uniform {
     pub fn vec4(mut self, v: [u32; 4]) -> Self {
-        assert!(self.0.len() % 4 == 0, "vec4 fields come before scalars");
+        assert!(self.0.len().is_multiple_of(4), "vec4 fields come before scalars");
         self.0.extend_from_slice(&v);
         self
     }

@@ -12,7 +12,7 @@ fn floats(bytes: &[u8]) -> Vec<f32> {
 
 #[test]
 fn upload_and_download_round_trip_on_both_paths() {
-    for path in [UploadPath::WriteBuffer, UploadPath::Staging] {
+    for path in [UploadPath::Auto, UploadPath::WriteBuffer, UploadPath::Staging] {
         let data = GpuDataManager::with_upload_path(context(), path);
         for len in [0usize, 1, 7, 16, 1000] {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
@@ -25,6 +25,13 @@ fn upload_and_download_round_trip_on_both_paths() {
     let id = staged.create(8).unwrap();
     staged.upload(id, &[1; 8]).unwrap();
     assert_eq!(staged.counters().staging_allocations, 1);
+    // Auto stages large uploads only.
+    let auto = manager();
+    let (small, large) = (auto.create(8).unwrap(), auto.create(byob_webgpu::STAGING_THRESHOLD).unwrap());
+    auto.upload(small, &[1; 8]).unwrap();
+    assert_eq!(auto.counters().staging_allocations, 0);
+    auto.upload(large, &vec![2; byob_webgpu::STAGING_THRESHOLD as usize]).unwrap();
+    assert_eq!(auto.counters().staging_allocations, 1);
 }
 
 #[test]
@@ -121,8 +128,8 @@ fn concurrent_downloads_share_one_transfer() {
     assert_eq!(first, second);
     assert_eq!(floats(&first), values);
     // Once complete, a new download reads afresh (and reuses the staging buffer).
-    let staging = data.counters().staging_allocations;
     data.upload(id, bytemuck::cast_slice(&vec![2.0f32; values.len()])).unwrap();
+    let staging = data.counters().staging_allocations;
     assert_eq!(floats(&pollster::block_on(data.download(id)).unwrap())[..2], [2.0, 2.0]);
     assert_eq!((data.counters().downloads, data.counters().staging_allocations), (2, staging));
 }

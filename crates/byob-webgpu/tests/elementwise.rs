@@ -79,7 +79,8 @@ fn unary_functions_match_the_reference() {
 fn parameterised_functions_use_their_attributes() {
     let x = values(2 * 3 * 7, 3, -3.0, 3.0);
     let shape = [2, 3, 7];
-    let cases: Vec<(&str, Vec<(&str, Attribute)>, Box<dyn Fn(f64) -> f64>)> = vec![
+    type Case = (&'static str, Vec<(&'static str, Attribute)>, Box<dyn Fn(f64) -> f64>);
+    let cases: Vec<Case> = vec![
         ("LeakyRelu", vec![], Box::new(|v| if v >= 0.0 { v } else { 0.01 * v })),
         ("LeakyRelu", vec![("alpha", Attribute::Float(0.3))], Box::new(|v| if v >= 0.0 { v } else { 0.3 * v })),
         ("Elu", vec![("alpha", Attribute::Float(0.5))], Box::new(|v| if v >= 0.0 { v } else { 0.5 * (v.exp() - 1.0) })),

@@ -77,7 +77,8 @@ fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 #[test]
 fn gemm_transposes_scales_and_adds_c() {
     // (M, K, N, transA, transB, C shape)
-    let cases: [(usize, usize, usize, bool, bool, Option<&[usize]>); 8] = [
+    type Case = (usize, usize, usize, bool, bool, Option<&'static [usize]>);
+    let cases: [Case; 8] = [
         (13, 10, 7, false, false, None),
         (13, 10, 7, true, false, Some(&[7])),
         (13, 10, 7, false, true, Some(&[13, 1])),

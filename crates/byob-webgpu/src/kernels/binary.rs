@@ -76,7 +76,7 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     if n == 0 {
         return Ok(kernel);
     }
-    let flat = shapes.iter().all(|s| *s == out.as_slice()) && n % 4 == 0;
+    let flat = shapes.iter().all(|s| *s == out.as_slice()) && n.is_multiple_of(4);
     let hint = format!("{op}:{count}:{}", if flat { "vec4".to_string() } else { format!("rank{}", out.len()) });
     let key = ProgramKey::new("broadcast", hint).with_input(DataType::F32, out.len());
     let program = ctx.programs().get_or_compile(ctx, key, || source(op, count, out.len(), flat))?;

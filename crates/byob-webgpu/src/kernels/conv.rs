@@ -80,9 +80,9 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     let pointwise = geometry.iter().all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.pad_end == 0);
     let tile = Tile::for_shape(m, n);
     let groups = tile.groups(m, n, batch * group, ctx.limits().max_compute_workgroups_per_dimension).map_err(|e| spec.error(e))?;
-    let a = Operand::Dense { k_contiguous: true, vec4: k % 4 == 0 };
-    let b = if pointwise { Operand::Dense { k_contiguous: false, vec4: n % 4 == 0 } } else { Operand::Computed };
-    let out_vec4 = n % 4 == 0;
+    let a = Operand::Dense { k_contiguous: true, vec4: k.is_multiple_of(4) };
+    let b = if pointwise { Operand::Dense { k_contiguous: false, vec4: n.is_multiple_of(4) } } else { Operand::Computed };
+    let out_vec4 = n.is_multiple_of(4);
     let storage = if bias.is_some() { 4 } else { 3 };
     let hint = format!("{}:{}:{}:{}{}", tile.name(), a.hint(), b.hint(), if out_vec4 { "out4" } else { "out1" }, if bias.is_some() { ":bias" } else { "" });
     let key = ProgramKey::new("conv", hint).with_input(DataType::F32, 4).with_input(DataType::F32, 4);

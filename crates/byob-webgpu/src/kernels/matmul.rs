@@ -131,9 +131,9 @@ impl Shape {
         }
         let tile = Tile::for_shape(self.m, self.n);
         let groups = tile.groups(self.m, self.n, self.batches, ctx.limits().max_compute_workgroups_per_dimension).map_err(|e| spec.error(e))?;
-        let a = Operand::Dense { k_contiguous: !self.trans_a, vec4: if self.trans_a { self.m % 4 == 0 } else { self.k % 4 == 0 } };
-        let b = Operand::Dense { k_contiguous: self.trans_b, vec4: if self.trans_b { self.k % 4 == 0 } else { self.n % 4 == 0 } };
-        let out_vec4 = self.n % 4 == 0;
+        let a = Operand::Dense { k_contiguous: !self.trans_a, vec4: if self.trans_a { self.m.is_multiple_of(4) } else { self.k.is_multiple_of(4) } };
+        let b = Operand::Dense { k_contiguous: self.trans_b, vec4: if self.trans_b { self.k.is_multiple_of(4) } else { self.n.is_multiple_of(4) } };
+        let out_vec4 = self.n.is_multiple_of(4);
         let storage = if bias { 4 } else { 3 };
         let hint = format!("{}:{}:{}:{}{}", tile.name(), a.hint(), b.hint(), if out_vec4 { "out4" } else { "out1" }, if bias { ":bias" } else { "" });
         let key = ProgramKey::new("gemm", hint).with_input(DataType::F32, 2).with_input(DataType::F32, 2);

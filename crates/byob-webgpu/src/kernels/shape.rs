@@ -185,7 +185,7 @@ pub(crate) fn view(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, Gp
     if n == 0 {
         return Ok(kernel.aliasing(0));
     }
-    let vec4 = n % 4 == 0;
+    let vec4 = n.is_multiple_of(4);
     let key = ProgramKey::new("copy", if vec4 { "vec4" } else { "" });
     let program = ctx.programs().get_or_compile(ctx, key, || ProgramSource { wgsl: format!("alias T = {};\n{FLAT_INDEX}{COPY}", if vec4 { "vec4<f32>" } else { "f32" }), storage: 2 })?;
     let invocations = if vec4 { n / 4 } else { n };

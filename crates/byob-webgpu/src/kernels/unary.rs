@@ -100,7 +100,7 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     if n == 0 {
         return Ok(kernel);
     }
-    let vec4 = n % 4 == 0;
+    let vec4 = n.is_multiple_of(4);
     let hint = format!("{op}{}{}{}", if vec4 { ":vec4" } else { "" }, if lo { ":lo" } else { "" }, if hi { ":hi" } else { "" });
     let key = ProgramKey::new("unary", hint).with_input(DataType::F32, 0);
     let program = ctx.programs().get_or_compile(ctx, key, || source(expr, vec4, lo, hi))?;

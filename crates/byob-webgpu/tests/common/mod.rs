@@ -50,12 +50,15 @@ pub fn ints(v: &[i64]) -> Attribute {
     Attribute::Ints(v.to_vec())
 }
 
+/// A tensor on the host: shape and values.
+pub type Host = (Vec<usize>, Vec<f32>);
+
 /// Runs `node` on the GPU; `None` inputs are omitted optional ones.
-pub fn run(node: &Node, opset: i64, inputs: &[Option<(&[usize], &[f32])>]) -> Vec<(Vec<usize>, Vec<f32>)> {
+pub fn run(node: &Node, opset: i64, inputs: &[Option<(&[usize], &[f32])>]) -> Vec<Host> {
     try_run(node, opset, inputs).unwrap_or_else(|e| panic!("{e}"))
 }
 
-pub fn try_run(node: &Node, opset: i64, inputs: &[Option<(&[usize], &[f32])>]) -> Result<Vec<(Vec<usize>, Vec<f32>)>, byob_webgpu::GpuError> {
+pub fn try_run(node: &Node, opset: i64, inputs: &[Option<(&[usize], &[f32])>]) -> Result<Vec<Host>, byob_webgpu::GpuError> {
     let ctx = context();
     let data = GpuDataManager::new(Arc::clone(&ctx));
     let shapes: Vec<Vec<usize>> = inputs.iter().map(|i| i.map_or_else(Vec::new, |(s, _)| s.to_vec())).collect();
