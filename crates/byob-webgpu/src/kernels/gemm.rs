@@ -8,7 +8,8 @@
 //! invocation's rows and columns are spread a quad apart across the tile so
 //! that neighbours read neighbouring quads (no bank conflicts). Global loads
 //! are `vec4` along whichever axis is contiguous when its length is a
-//! multiple of 4, and scalar (guarded) otherwise.
+//! multiple of 4, and scalar (guarded) otherwise; the next K step's are
+//! issued into registers before the current step's arithmetic.
 //!
 //! Callers supply a WGSL prelude: the `Params` struct (with `m`, `n`, `k`),
 //! any extra bindings, `a_base(z)`, `b_base(z)`, `out_base(z)` (element
@@ -92,9 +93,13 @@ pub(crate) struct GemmShader<'a> {
     pub prelude: &'a str,
 }
 
-/// WGSL loading one quad per loop round of a `outer`×TK tile of operand
-/// `x` ("a" or "b") into workgroup array `xs`.
-fn load_tile(x: &str, operand: Operand, tile_outer: u32, tk: u32) -> String {
+/// WGSL moving an `outer`×TK tile of operand `x` ("a" or "b") into
+/// workgroup array `tile_x`, a quad per invocation and round, in two
+/// halves: `fetch` reads the tile at `k0` from global memory into registers
+/// (`x_next0`, ...), `store` writes those to workgroup memory. Fetching the
+/// next tile before computing on the current one hides the global reads'
+/// latency behind the arithmetic. Returns (declarations, fetch, store).
+fn load_tile(x: &str, operand: Operand, tile_outer: u32, tk: u32) -> (String, String, String) {
     let (outer_len, base, index) = if x == "a" { ("p.m", "a_base(z)", "m") } else { ("p.n", "b_base(z)", "n") };
     let quads_outer = tile_outer / 4;
     let origin = if x == "a" { "m0" } else { "n0" };
@@ -126,18 +131,15 @@ fn load_tile(x: &str, operand: Operand, tile_outer: u32, tk: u32) -> String {
             (format!("let lk = q / {quads_outer}u; let lo = (q % {quads_outer}u) * 4u;"), fetch, format!("tile_{x}[lk * {quads_outer}u + lo / 4u] = v;"))
         }
     };
-    format!(
-        "        for (var s = 0u; s < {rounds}u; s++) {{
-            let q = lid + s * {THREADS}u;
-            {locate}
-            let {index} = {origin} + lo;
-            let kk = k0 + lk;
-            var v = vec4<f32>(0.0);
-            {fetch}
-            {store}
-        }}
-"
-    )
+    let (mut declare, mut fetches, mut stores) = (String::new(), String::new(), String::new());
+    for round in 0..rounds {
+        let register = format!("{x}_next{round}");
+        let q = format!("let q = lid + {}u;", round * THREADS);
+        declare += &format!("    var {register} = vec4<f32>(0.0);\n");
+        fetches += &format!("        {{\n            {q} {locate}\n            let {index} = {origin} + lo;\n            let kk = k0 + lk;\n            var v = vec4<f32>(0.0);\n            {fetch}\n            {register} = v;\n        }}\n");
+        stores += &format!("        {{\n            {q} {locate}\n            let v = {register};\n            {store}\n        }}\n");
+    }
+    (declare, fetches, stores)
 }
 
 pub(crate) fn source(s: &GemmShader<'_>) -> crate::program::ProgramSource {
@@ -189,8 +191,8 @@ pub(crate) fn source(s: &GemmShader<'_>) -> crate::program::ProgramSource {
             store += "        }\n    }\n";
         }
     }
-    let load_a = load_tile("a", s.a, t.m, t.k);
-    let load_b = load_tile("b", s.b, t.n, t.k);
+    let (declare_a, fetch_a, store_a) = load_tile("a", s.a, t.m, t.k);
+    let (declare_b, fetch_b, store_b) = load_tile("b", s.b, t.n, t.k);
     let wgsl = format!(
         "{prelude}
 {a_decl}
@@ -207,8 +209,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let n0 = wid.x * {tn}u;
     let tx = lid % {tx}u;
     let ty = lid / {tx}u;
-{declare}    for (var k0 = 0u; k0 < p.k; k0 += {tk}u) {{
-{load_a}{load_b}        workgroupBarrier();
+{declare}{declare_a}{declare_b}    {{
+        let k0 = 0u;
+{fetch_a}{fetch_b}    }}
+    for (var k0 = 0u; k0 < p.k; k0 += {tk}u) {{
+{store_a}{store_b}        workgroupBarrier();
+        if (k0 + {tk}u < p.k) {{
+            let k0 = k0 + {tk}u;
+{fetch_a}{fetch_b}        }}
         for (var kk = 0u; kk < {tk}u; kk++) {{
 {step}        }}
         workgroupBarrier();
@@ -224,4 +232,39 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         tk = t.k,
     );
     crate::program::ProgramSource { wgsl, storage: s.storage }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wgpu::naga;
+
+    const PRELUDE: &str = "
+struct Params { m: u32, n: u32, k: u32 }
+fn a_base(z: u32) -> u32 { return 0u; }
+fn b_base(z: u32) -> u32 { return 0u; }
+fn out_base(z: u32) -> u32 { return 0u; }
+fn load_b(z: u32, k: u32, n: u32) -> f32 { return 1.0; }
+fn finish(z: u32, m: u32, n: u32, v: vec4<f32>) -> vec4<f32> { return v; }
+";
+
+    /// Every variant is valid WGSL, checked without a GPU.
+    #[test]
+    fn every_variant_validates() {
+        let dense = |k_contiguous, vec4| Operand::Dense { k_contiguous, vec4 };
+        let operands = [dense(true, true), dense(true, false), dense(false, true), dense(false, false)];
+        for tile in [SMALL, LARGE] {
+            for a in operands {
+                for b in operands.into_iter().chain([Operand::Computed]) {
+                    for out_vec4 in [false, true] {
+                        let source = source(&GemmShader { tile, a, b, out_vec4, bindings: [0, 1, 2], storage: 3, prelude: PRELUDE });
+                        let module = naga::front::wgsl::parse_str(&source.wgsl).unwrap_or_else(|e| panic!("{}\n{}", e.emit_to_string(&source.wgsl), source.wgsl));
+                        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+                            .validate(&module)
+                            .unwrap_or_else(|e| panic!("{tile:?} {a:?} {b:?}: {e:?}"));
+                    }
+                }
+            }
+        }
+    }
 }
