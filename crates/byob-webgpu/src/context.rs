@@ -59,7 +59,7 @@ impl GpuContext {
             // The first error is the cause; later ones tend to be its echoes.
             uncaptured.uncaptured.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(error);
         }));
-        let poller = Poller::start(device.clone());
+        let poller = Poller::start(device.clone()).map_err(|e| GpuError::Internal { what: "starting the GPU polling thread".into(), message: e.to_string() })?;
         Ok(Self { device, queue, info: adapter.get_info(), limits, health, programs: ProgramCache::default(), poller })
     }
 
@@ -170,7 +170,7 @@ impl Outstanding {
 }
 
 impl Poller {
-    fn start(device: wgpu::Device) -> Self {
+    fn start(device: wgpu::Device) -> std::io::Result<Self> {
         let shared = Arc::new(PollShared::default());
         let polled = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -192,9 +192,8 @@ impl Poller {
                 if matches!(device.poll(wait), Ok(wgpu::PollStatus::QueueEmpty) | Err(_)) {
                     std::thread::sleep(Duration::from_micros(50));
                 }
-            })
-            .expect("spawning the GPU polling thread");
-        Self { shared, thread: Some(thread) }
+            })?;
+        Ok(Self { shared, thread: Some(thread) })
     }
 
     fn begin(&self) -> Outstanding {

@@ -129,6 +129,10 @@ impl Shape {
         if self.m * self.n * self.batches == 0 {
             return Ok(kernel);
         }
+        if self.k == 0 {
+            // Nothing to bind A and B to: a binding cannot be empty.
+            return Err(spec.error("an inner dimension of 0 has no GPU kernel"));
+        }
         let tile = Tile::for_shape(self.m, self.n);
         let groups = tile.groups(self.m, self.n, self.batches, ctx.limits().max_compute_workgroups_per_dimension).map_err(|e| spec.error(e))?;
         let a = Operand::Dense { k_contiguous: !self.trans_a, vec4: if self.trans_a { self.m.is_multiple_of(4) } else { self.k.is_multiple_of(4) } };
