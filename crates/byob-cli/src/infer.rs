@@ -152,8 +152,12 @@ pub fn info(args: InfoArgs) -> Result<()> {
     for v in session.outputs() {
         writeln!(out, "  {} {} {}", v.name, v.dtype.map_or("?".into(), |d| d.to_string()), shape_text(&v.shape))?;
     }
-    let (folded, removed, fused) = session.optimizations();
-    writeln!(out, "optimizations: {folded} node(s) folded into constants, {removed} dead node(s) removed, {fused} BatchNormalization(s) fused into Conv")?;
+    let o = session.optimizations();
+    writeln!(
+        out,
+        "optimizations: {} node(s) folded into constants, {} dead node(s) removed, {} BatchNormalization(s) fused into Conv, {} node(s) made channels-last",
+        o.folded, o.removed, o.fused, o.channels_last
+    )?;
     writeln!(out, "nodes ({}, provider {chosen}):", session.placements().len())?;
     for p in session.placements() {
         writeln!(out, "  {:<12} {:<24} {}", p.provider, p.op_type, p.name)?;

@@ -12,6 +12,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod layout;
 pub mod model;
 pub mod npy;
 pub mod ops;
@@ -23,6 +24,7 @@ pub mod session;
 pub mod tensor;
 
 pub use model::{Dim, Model, ModelError, Node, ValueInfo};
+pub use layout::Layout;
 pub use provider::{CpuProvider, ExecutionProvider};
-pub use session::{IoBinding, OptimizationLevel, RunError, RunStats, Session, SessionBuilder, SessionError};
+pub use session::{IoBinding, OptimizationLevel, Optimizations, RunError, RunStats, Session, SessionBuilder, SessionError};
 pub use tensor::{Data, DataType, Tensor};

@@ -4,6 +4,52 @@ use crate::model::{Attribute, Graph};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
 
+/// Evaluates, once, every node whose inputs are all initializers (in graph
+/// order, so chains fold: ConstantOfShape → weights, Shape arithmetic on
+/// constants), turning its outputs into initializers, and drops the
+/// initializers nothing reads any more. Runs before the other passes so they
+/// see weights computed by the graph as constants. A node that cannot be
+/// evaluated is left for the session, which reports its error. Returns how
+/// many nodes were folded.
+pub fn fold_constants(graph: &mut Graph, opset: i64, pool: &rayon::ThreadPool) -> usize {
+    let ops = crate::ops::registry();
+    let mut folded = 0;
+    let mut kept = Vec::with_capacity(graph.nodes.len());
+    for node in std::mem::take(&mut graph.nodes) {
+        let onnx = node.domain.is_empty() || node.domain == "ai.onnx";
+        let constant = node.inputs.iter().all(|i| i.is_empty() || graph.initializers.contains_key(i));
+        let results = match ops.get(node.op_type.as_str()) {
+            Some(build) if onnx && constant && !node.outputs.is_empty() => build(&node, opset).ok().and_then(|op| {
+                let args: Vec<Option<&Tensor>> = node.inputs.iter().map(|i| graph.initializers.get(i)).collect();
+                op.eval_new(&args, node.outputs.len(), pool).ok()
+            }),
+            _ => None,
+        };
+        match results {
+            Some(results) => {
+                for (name, tensor) in node.outputs.iter().zip(results) {
+                    if !name.is_empty() {
+                        graph.initializers.insert(name.clone(), tensor);
+                    }
+                }
+                folded += 1;
+            }
+            None => kept.push(node),
+        }
+    }
+    graph.nodes = kept;
+    drop_unread_initializers(graph);
+    folded
+}
+
+fn drop_unread_initializers(graph: &mut Graph) {
+    let read: std::collections::HashSet<&str> = graph.nodes.iter().flat_map(|n| n.inputs.iter()).chain(graph.outputs.iter().map(|v| &v.name)).map(String::as_str).collect();
+    let unread: Vec<String> = graph.initializers.keys().filter(|k| !read.contains(k.as_str())).cloned().collect();
+    for name in unread {
+        graph.initializers.remove(&name);
+    }
+}
+
 /// Folds every `BatchNormalization` that directly follows a `Conv` into the
 /// convolution's weights and bias, when both hold constants and nothing else
 /// reads the convolution's output: y = (conv(x, W) + B - mean) * s + beta with
@@ -80,6 +126,7 @@ pub fn fold_batch_norms(graph: &mut Graph) -> usize {
         index += 1;
         !removed[index - 1]
     });
+    drop_unread_initializers(graph);
     folded
 }
 
@@ -131,7 +178,7 @@ mod tests {
         let x = Tensor::f32(vec![1, c, 8, 8], ramp(c * 64, 0.25, 0.0)).unwrap();
         let run = |level| {
             let session = SessionBuilder::new().with_optimization_level(level).commit(model.clone()).unwrap();
-            let fused = session.optimizations().2;
+            let fused = session.optimizations().fused;
             (session.run(vec![("x".into(), x.clone())]).unwrap().remove(0).1, fused)
         };
         let (plain, none) = run(OptimizationLevel::Basic);

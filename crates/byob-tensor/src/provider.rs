@@ -2,7 +2,9 @@
 //! the first provider in the caller's order that can run it; the CPU
 //! provider takes the rest.
 
+use crate::layout::{Layout, CHANNELS_LAST_OPS, NHWC_DOMAIN};
 use crate::model::Node;
+use crate::ops::channels_last::ChannelsLast;
 use crate::ops::{self, Builder, Op, OpError};
 use std::collections::HashMap;
 
@@ -15,22 +17,38 @@ pub trait ExecutionProvider: Send + Sync {
 
     /// The kernel for `node`.
     fn create_kernel(&self, node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError>;
+
+    /// The activation layout its convolution and pooling kernels prefer;
+    /// for [`Layout::Nhwc`] the session rewrites the nodes this provider
+    /// takes (see [`crate::layout`]) when it also supports their
+    /// [`NHWC_DOMAIN`] variants.
+    fn preferred_layout(&self) -> Layout {
+        Layout::Nchw
+    }
 }
 
 /// The CPU provider: every operator in [`ops::registry`].
 pub struct CpuProvider {
     ops: HashMap<&'static str, Builder>,
+    layout: Layout,
 }
 
 impl Default for CpuProvider {
     fn default() -> Self {
-        Self { ops: ops::registry() }
+        Self { ops: ops::registry(), layout: Layout::Nchw }
     }
 }
 
 impl CpuProvider {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A CPU provider that asks for channels-last convolutions and pools
+    /// (slower on the CPU; it exists to run the layout pass without a GPU).
+    pub fn with_preferred_layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
     }
 
     /// The op types it runs, sorted.
@@ -47,13 +65,20 @@ impl ExecutionProvider for CpuProvider {
     }
 
     fn supports(&self, node: &Node, _opset: i64) -> bool {
-        (node.domain.is_empty() || node.domain == "ai.onnx") && self.ops.contains_key(node.op_type.as_str())
+        let onnx = node.domain.is_empty() || node.domain == "ai.onnx";
+        let channels_last = node.domain == NHWC_DOMAIN && CHANNELS_LAST_OPS.contains(&node.op_type.as_str());
+        (onnx || channels_last) && self.ops.contains_key(node.op_type.as_str())
     }
 
     fn create_kernel(&self, node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
         match self.ops.get(node.op_type.as_str()) {
+            Some(build) if self.supports(node, opset) && node.domain == NHWC_DOMAIN => Ok(Box::new(ChannelsLast::new(build(node, opset)?))),
             Some(build) if self.supports(node, opset) => build(node, opset),
             _ => Err(OpError::Unsupported { op: node.op_type.clone(), opset }),
         }
+    }
+
+    fn preferred_layout(&self) -> Layout {
+        self.layout
     }
 }

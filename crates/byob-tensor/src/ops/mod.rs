@@ -16,6 +16,7 @@ pub mod linalg;
 pub mod conv;
 pub mod pool;
 pub mod norm;
+pub(crate) mod channels_last;
 
 /// What is known about a value before running: its type, its shape (some
 /// dimensions may be unknown), and its contents when it is a constant.

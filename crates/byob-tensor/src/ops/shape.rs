@@ -420,6 +420,13 @@ fn transpose<T: Copy + Send + Sync>(src: &[T], shape: &[usize], perm: &[usize], 
     }
 }
 
+/// `out` becomes `x` transposed by `perm` (a permutation of its axes).
+pub(crate) fn transpose_into(x: &Tensor, perm: &[usize], out: &mut Tensor, threads: &rayon::ThreadPool) {
+    let shape: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();
+    let out = out.reset(x.dtype(), &shape);
+    with_elem!(x.dtype(), T => transpose::<T>(T::slice(x.data()).unwrap_or_default(), x.shape(), perm, T::slice_mut(out).unwrap_or_default(), threads));
+}
+
 impl Op for Transpose {
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
         let x = required(inputs, 0)?;
@@ -430,9 +437,7 @@ impl Op for Transpose {
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
         let perm = self.perm(x.rank())?;
-        let shape: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();
-        let out = output(outputs, 0)?.reset(x.dtype(), &shape);
-        with_elem!(x.dtype(), T => transpose::<T>(T::slice(x.data()).unwrap_or_default(), x.shape(), &perm, T::slice_mut(out).unwrap_or_default(), threads));
+        transpose_into(x, &perm, output(outputs, 0)?, threads);
         Ok(())
     }
 }
@@ -1335,7 +1340,7 @@ mod tests {
         };
         let model = Model { ir_version: 8, producer: "test".into(), opsets: [(String::new(), 13)].into_iter().collect(), graph };
         let session = SessionBuilder::new().with_intra_op_threads(1).commit(model).unwrap();
-        assert_eq!(session.optimizations().0, 4);
+        assert_eq!(session.optimizations().folded, 4);
         assert_eq!(session.placements().iter().map(|p| p.op_type.as_str()).collect::<Vec<_>>(), ["Reshape"]);
         let x = iota(&[2, 3, 4]);
         let y = session.run(vec![("x".into(), x.clone())]).unwrap().remove(0).1;

@@ -29,7 +29,7 @@ pub struct IoBinding {
     pub(super) outputs: Vec<(String, Tensor)>,
 }
 
-fn slot<'a>(list: &'a mut Vec<(String, Tensor)>, name: &str) -> Option<&'a mut Tensor> {
+fn slot<'a>(list: &'a mut [(String, Tensor)], name: &str) -> Option<&'a mut Tensor> {
     list.iter_mut().find(|(n, _)| n == name).map(|(_, t)| t)
 }
 

@@ -7,6 +7,7 @@ pub use binding::IoBinding;
 
 use crate::model::{Dim, Model, ModelError, Node, ValueInfo};
 use crate::ops::{Fact, Op, OpError};
+use crate::layout::Layout;
 use crate::plan::{Lifetime, MemoryPlan};
 use crate::provider::{CpuProvider, ExecutionProvider};
 use crate::tensor::{DataType, Tensor};
@@ -117,12 +118,21 @@ impl SessionBuilder {
     }
 
     pub fn commit(mut self, mut model: Model) -> Result<Session, SessionError> {
-        let fused = if self.optimization_level >= OptimizationLevel::Extended { crate::optimize::fold_batch_norms(&mut model.graph) } else { 0 };
-        self.providers.push(Box::new(CpuProvider::new()));
         let threads = self.intra_op_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| SessionError::Threads(threads, e.to_string()))?;
-        let mut session = Session::prepare(model, self.providers, self.optimization_level, pool)?;
-        session.fused = fused;
+        let opset = model.opset();
+        let level = self.optimization_level;
+        let folded = if level >= OptimizationLevel::Basic { crate::optimize::fold_constants(&mut model.graph, opset, &pool) } else { 0 };
+        let fused = if level >= OptimizationLevel::Extended { crate::optimize::fold_batch_norms(&mut model.graph) } else { 0 };
+        self.providers.push(Box::new(CpuProvider::new()));
+        let providers = &self.providers;
+        let channels_last = crate::layout::to_channels_last(&mut model.graph, |node, variant| {
+            providers.iter().find(|p| p.supports(node, opset)).is_some_and(|p| p.preferred_layout() == Layout::Nhwc && p.supports(variant, opset))
+        });
+        let mut session = Session::prepare(model, self.providers, level, pool)?;
+        session.optimizations.folded += folded;
+        session.optimizations.fused = fused;
+        session.optimizations.channels_last = channels_last;
         Ok(session)
     }
 }
@@ -163,14 +173,26 @@ pub struct Session {
     /// When each value produced by a step is first written and last read.
     lifetimes: Vec<Option<Lifetime>>,
     /// Memory plans by input shapes.
-    plans: Mutex<Vec<(Vec<Vec<usize>>, Arc<MemoryPlan>)>>,
+    plans: Mutex<Vec<(run::ShapeKey, Arc<MemoryPlan>)>>,
     /// Buffers of finished runs, for the next ones.
     states: Mutex<Vec<run::RunState>>,
     opset: i64,
     pool: rayon::ThreadPool,
-    folded: usize,
-    removed: usize,
-    fused: usize,
+    optimizations: Optimizations,
+}
+
+/// What the session's graph passes did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Optimizations {
+    /// Nodes folded into constants.
+    pub folded: usize,
+    /// Dead nodes removed.
+    pub removed: usize,
+    /// BatchNormalizations fused into the convolution before them.
+    pub fused: usize,
+    /// Convolutions and pools rewritten to channels-last for a provider
+    /// that prefers it.
+    pub channels_last: usize,
 }
 
 fn describe_inputs(inputs: &[(ValueInfo, usize)]) -> String {
@@ -297,9 +319,7 @@ impl Session {
             states: Mutex::default(),
             opset,
             pool,
-            folded,
-            removed,
-            fused: 0,
+            optimizations: Optimizations { folded, removed, ..Optimizations::default() },
         })
     }
 
@@ -321,10 +341,9 @@ impl Session {
         self.steps.iter().map(|s| NodePlacement { name: s.name.clone(), op_type: s.op_type.clone(), provider: s.provider }).collect()
     }
 
-    /// Nodes folded into constants, dead nodes removed, and
-    /// BatchNormalizations fused into convolutions at creation.
-    pub fn optimizations(&self) -> (usize, usize, usize) {
-        (self.folded, self.removed, self.fused)
+    /// What the graph passes did at creation.
+    pub fn optimizations(&self) -> Optimizations {
+        self.optimizations
     }
 
     /// Runs the model; outputs come in the model's output order.

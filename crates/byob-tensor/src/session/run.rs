@@ -13,7 +13,7 @@ use crate::tensor::Tensor;
 use std::sync::Arc;
 
 /// The input shapes a plan was made for, in the session's input order.
-type ShapeKey = Vec<Vec<usize>>;
+pub(super) type ShapeKey = Vec<Vec<usize>>;
 
 /// Buffers and values of one run at a time.
 pub(super) struct RunState {

@@ -1,0 +1,61 @@
+//! The channels-last layout pass on real models: a CPU provider that prefers
+//! NHWC gets its convolutions and pools rewritten, the Transposes between
+//! them cancel, and the results match the NCHW session's.
+
+use byob_tensor::{CpuProvider, Dim, Layout, Session, SessionBuilder, Tensor};
+use std::path::{Path, PathBuf};
+
+fn model(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/onnx-1.22.0/light").join(format!("{name}.onnx"))
+}
+
+fn feeds(session: &Session) -> Vec<(String, Tensor)> {
+    session
+        .inputs()
+        .map(|v| {
+            let shape: Vec<usize> = v.shape.as_ref().map(|s| s.iter().map(|d| if let Dim::Known(n) = d { *n } else { 1 }).collect()).unwrap_or_default();
+            let n: usize = shape.iter().product();
+            (v.name.clone(), Tensor::f32(shape, (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect()).unwrap())
+        })
+        .collect()
+}
+
+fn transposes(session: &Session) -> usize {
+    session.placements().iter().filter(|p| p.op_type == "Transpose").count()
+}
+
+/// (model, Transposes left in the channels-last graph)
+const CASES: &[(&str, usize)] = &[
+    // Input to NHWC, and back before the classifier's Reshape.
+    ("light_resnet50", 2),
+    // Fire modules' Concats stay in NHWC (axis remapped).
+    ("light_squeezenet", 2),
+    // LRN normalises across channels: NCHW around each of its two uses.
+    ("light_inception_v1", 6),
+    ("light_densenet121", 2),
+];
+
+#[test]
+fn channels_last_sessions_match_nchw_sessions() {
+    for &(name, expected_transposes) in CASES {
+        let nchw = SessionBuilder::new().with_intra_op_threads(2).commit_from_file(model(name)).unwrap();
+        let nhwc = SessionBuilder::new()
+            .with_intra_op_threads(2)
+            .with_provider(Box::new(CpuProvider::new().with_preferred_layout(Layout::Nhwc)))
+            .commit_from_file(model(name))
+            .unwrap();
+        assert_eq!(nchw.optimizations().channels_last, 0);
+        let rewritten = nhwc.optimizations().channels_last;
+        let convs = nhwc.placements().iter().filter(|p| p.op_type == "Conv").count();
+        assert!(rewritten >= convs && convs > 0, "{name}: {rewritten} rewritten, {convs} convolutions");
+        assert_eq!(transposes(&nchw), 0, "{name}");
+        assert_eq!(transposes(&nhwc), expected_transposes, "{name}: Transposes left after cancelling");
+        let a = nchw.run(feeds(&nchw)).unwrap().remove(0).1;
+        let b = nhwc.run(feeds(&nhwc)).unwrap().remove(0).1;
+        assert_eq!(a.shape(), b.shape(), "{name}");
+        for (i, (x, y)) in a.as_f32().unwrap().iter().zip(b.as_f32().unwrap()).enumerate() {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{name}: element {i}: {x} vs {y}");
+        }
+    }
+}
+
