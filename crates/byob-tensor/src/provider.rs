@@ -5,18 +5,37 @@
 use crate::layout::{Layout, CHANNELS_LAST_OPS, NHWC_DOMAIN};
 use crate::model::Node;
 use crate::ops::channels_last::ChannelsLast;
-use crate::ops::{self, Builder, Op, OpError};
+use crate::ops::{self, Builder, Fact, Op, OpError};
+use crate::tensor::Tensor;
 use std::collections::HashMap;
 
 /// A backend that runs operators.
 pub trait ExecutionProvider: Send + Sync {
     fn name(&self) -> &'static str;
 
-    /// Whether this provider can run `node` at `opset`.
-    fn supports(&self, node: &Node, opset: i64) -> bool;
+    /// Whether this provider can run `node` at `opset`, given what is known
+    /// of its inputs (`inputs` is empty when nothing is known yet; an entry
+    /// is `None` for an omitted input or one not known statically).
+    fn supports(&self, node: &Node, opset: i64, inputs: &[Option<&Fact>]) -> bool;
 
-    /// The kernel for `node`.
+    /// The kernel for `node` (providers that compile subgraphs need not
+    /// implement it).
     fn create_kernel(&self, node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError>;
+
+    /// Whether the provider runs whole subgraphs on a device of its own:
+    /// the session then hands each maximal run of consecutive nodes it
+    /// takes to [`compile`](Self::compile), so values stay on the device
+    /// between those nodes and cross to the host only at the run's edges.
+    fn compiles_subgraphs(&self) -> bool {
+        false
+    }
+
+    /// One kernel for `subgraph`: its inputs are `subgraph.inputs` and its
+    /// outputs `subgraph.outputs`, in that order, as host tensors.
+    fn compile(&self, subgraph: Subgraph, opset: i64) -> Result<Box<dyn Op>, OpError> {
+        let op = subgraph.nodes.first().map_or_else(String::new, |n| n.op_type.clone());
+        Err(OpError::Unsupported { op, opset })
+    }
 
     /// The activation layout its convolution and pooling kernels prefer;
     /// for [`Layout::Nhwc`] the session rewrites the nodes this provider
@@ -25,6 +44,23 @@ pub trait ExecutionProvider: Send + Sync {
     fn preferred_layout(&self) -> Layout {
         Layout::Nchw
     }
+}
+
+/// A run of consecutive nodes that one provider takes, for
+/// [`ExecutionProvider::compile`].
+#[derive(Clone, Debug)]
+pub struct Subgraph {
+    /// In an order where every value is produced before it is read.
+    pub nodes: Vec<Node>,
+    /// Values the nodes read from outside the run: the kernel's inputs.
+    pub inputs: Vec<String>,
+    /// What is known of each input before running.
+    pub input_facts: Vec<Option<Fact>>,
+    /// Values produced inside that the rest of the graph reads: the
+    /// kernel's outputs.
+    pub outputs: Vec<String>,
+    /// The constants (weights, folded values) the nodes read, by name.
+    pub constants: HashMap<String, Tensor>,
 }
 
 /// The CPU provider: every operator in [`ops::registry`].
@@ -64,7 +100,7 @@ impl ExecutionProvider for CpuProvider {
         "cpu"
     }
 
-    fn supports(&self, node: &Node, _opset: i64) -> bool {
+    fn supports(&self, node: &Node, _opset: i64, _inputs: &[Option<&Fact>]) -> bool {
         let onnx = node.domain.is_empty() || node.domain == "ai.onnx";
         let channels_last = node.domain == NHWC_DOMAIN && CHANNELS_LAST_OPS.contains(&node.op_type.as_str());
         (onnx || channels_last) && self.ops.contains_key(node.op_type.as_str())
@@ -72,8 +108,8 @@ impl ExecutionProvider for CpuProvider {
 
     fn create_kernel(&self, node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
         match self.ops.get(node.op_type.as_str()) {
-            Some(build) if self.supports(node, opset) && node.domain == NHWC_DOMAIN => Ok(Box::new(ChannelsLast::new(build(node, opset)?))),
-            Some(build) if self.supports(node, opset) => build(node, opset),
+            Some(build) if self.supports(node, opset, &[]) && node.domain == NHWC_DOMAIN => Ok(Box::new(ChannelsLast::new(build(node, opset)?))),
+            Some(build) if self.supports(node, opset, &[]) => build(node, opset),
             _ => Err(OpError::Unsupported { op: node.op_type.clone(), opset }),
         }
     }

@@ -26,7 +26,7 @@ fn ramp(n: usize, scale: f32) -> Vec<f32> {
 
 /// A two-layer network with a residual Add: x [N, 8] → Gemm → Relu → Gemm
 /// → Add(x) → Softmax; N is symbolic, so several shapes can run.
-fn residual_mlp() -> Session {
+fn residual_mlp_model() -> Model {
     let mut initializers = HashMap::new();
     initializers.insert("w1".to_string(), Tensor::f32(vec![8, 16], ramp(128, 1.0)).unwrap());
     initializers.insert("b1".to_string(), Tensor::f32(vec![16], ramp(16, 0.1)).unwrap());
@@ -43,8 +43,11 @@ fn residual_mlp() -> Session {
         outputs: vec![ValueInfo { name: "y".into(), dtype: Some(DataType::F32), shape: None }],
         initializers,
     };
-    let model = Model { ir_version: 8, producer: "test".into(), opsets: HashMap::from([(String::new(), 13)]), graph };
-    SessionBuilder::new().with_intra_op_threads(2).commit(model).unwrap()
+    Model { ir_version: 8, producer: "test".into(), opsets: HashMap::from([(String::new(), 13)]), graph }
+}
+
+fn residual_mlp() -> Session {
+    SessionBuilder::new().with_intra_op_threads(2).commit(residual_mlp_model()).unwrap()
 }
 
 fn x(n: usize, scale: f32) -> Tensor {
@@ -152,4 +155,80 @@ fn a_shape_mismatch_inside_the_graph_fails_the_run_not_the_session() {
     let y = binding.output("y").unwrap().as_f32().unwrap();
     let (a, b) = (ramp(3, 1.0), ramp(3, 1.0));
     assert_eq!(y, &a.iter().zip(&b).map(|(a, b)| (a + b).max(0.0)).collect::<Vec<_>>()[..]);
+}
+
+/// A provider that "compiles" the runs of Relu, Add and MatMul it takes into
+/// a nested CPU session: it checks that the session hands a compiling
+/// provider the right subgraphs (inputs, outputs, constants) and wires their
+/// results back.
+struct NestedSessions;
+
+#[derive(Debug)]
+struct Nested {
+    session: Session,
+    inputs: Vec<String>,
+}
+
+impl byob_tensor::ops::Op for Nested {
+    fn infer(&self, _: &[Option<&byob_tensor::ops::Fact>]) -> Result<Vec<byob_tensor::ops::Fact>, byob_tensor::ops::OpError> {
+        Ok(vec![])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), byob_tensor::ops::OpError> {
+        let feeds = self.inputs.iter().zip(inputs).map(|(n, t)| (n.clone(), t.unwrap().clone())).collect();
+        let results = self.session.run(feeds).map_err(|e| byob_tensor::ops::OpError::Shape(e.to_string()))?;
+        for (out, (_, t)) in outputs.iter_mut().zip(results) {
+            *out = t;
+        }
+        Ok(())
+    }
+}
+
+impl byob_tensor::ExecutionProvider for NestedSessions {
+    fn name(&self) -> &'static str {
+        "nested"
+    }
+
+    fn supports(&self, node: &Node, _: i64, _: &[Option<&byob_tensor::ops::Fact>]) -> bool {
+        matches!(node.op_type.as_str(), "Relu" | "Add" | "MatMul")
+    }
+
+    fn create_kernel(&self, node: &Node, opset: i64) -> Result<Box<dyn byob_tensor::ops::Op>, byob_tensor::ops::OpError> {
+        Err(byob_tensor::ops::OpError::Unsupported { op: node.op_type.clone(), opset })
+    }
+
+    fn compiles_subgraphs(&self) -> bool {
+        true
+    }
+
+    fn compile(&self, subgraph: byob_tensor::provider::Subgraph, opset: i64) -> Result<Box<dyn byob_tensor::ops::Op>, byob_tensor::ops::OpError> {
+        let inputs = subgraph.inputs.iter().zip(&subgraph.input_facts).map(|(n, f)| ValueInfo { name: n.clone(), dtype: f.as_ref().map(|f| f.dtype), shape: None }).collect();
+        let outputs = subgraph.outputs.iter().map(|n| ValueInfo { name: n.clone(), dtype: None, shape: None }).collect();
+        let graph = Graph { nodes: subgraph.nodes, inputs, outputs, initializers: subgraph.constants };
+        let model = Model { ir_version: 8, producer: "nested".into(), opsets: HashMap::from([(String::new(), opset)]), graph };
+        let session = SessionBuilder::new().with_intra_op_threads(1).commit(model).map_err(|e| byob_tensor::ops::OpError::Shape(e.to_string()))?;
+        Ok(Box::new(Nested { session, inputs: subgraph.inputs }))
+    }
+}
+
+#[test]
+fn compiling_providers_get_runs_of_nodes() {
+    let model = || {
+        let mut m = residual_mlp_model();
+        // Gemm (cpu) → Relu, MatMul, Add (one compiled run) → Softmax (cpu).
+        m.graph.outputs.push(ValueInfo { name: "r".into(), dtype: None, shape: None });
+        m
+    };
+    let plain = SessionBuilder::new().commit(model()).unwrap();
+    let mixed = SessionBuilder::new().with_provider(Box::new(NestedSessions)).commit(model()).unwrap();
+    let placed: Vec<(String, &str)> = mixed.placements().iter().map(|p| (p.op_type.clone(), p.provider)).collect();
+    assert_eq!(
+        placed,
+        [("Gemm".into(), "cpu"), ("Relu".into(), "nested"), ("MatMul".into(), "nested"), ("Add".into(), "nested"), ("Softmax".into(), "cpu")]
+    );
+    for n in [1, 5] {
+        let a = plain.run(vec![("x".into(), x(n, 1.5))]).unwrap();
+        let b = mixed.run(vec![("x".into(), x(n, 1.5))]).unwrap();
+        assert_eq!(a, b, "both outputs (y, and r from inside the run) match");
+    }
 }

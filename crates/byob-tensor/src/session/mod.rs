@@ -9,7 +9,7 @@ use crate::model::{Dim, Model, ModelError, Node, ValueInfo};
 use crate::ops::{Fact, Op, OpError};
 use crate::layout::Layout;
 use crate::plan::{Lifetime, MemoryPlan};
-use crate::provider::{CpuProvider, ExecutionProvider};
+use crate::provider::{CpuProvider, ExecutionProvider, Subgraph};
 use crate::tensor::{DataType, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
@@ -127,7 +127,7 @@ impl SessionBuilder {
         self.providers.push(Box::new(CpuProvider::new()));
         let providers = &self.providers;
         let channels_last = crate::layout::to_channels_last(&mut model.graph, |node, variant| {
-            providers.iter().find(|p| p.supports(node, opset)).is_some_and(|p| p.preferred_layout() == Layout::Nhwc && p.supports(variant, opset))
+            providers.iter().find(|p| p.supports(node, opset, &[])).is_some_and(|p| p.preferred_layout() == Layout::Nhwc && p.supports(variant, opset, &[]))
         });
         let mut session = Session::prepare(model, self.providers, level, pool)?;
         session.optimizations.folded += folded;
@@ -137,14 +137,73 @@ impl SessionBuilder {
     }
 }
 
-/// A node ready to run.
+/// A node ready to run, or a compiled run of nodes.
 struct Step {
+    /// For errors: the node's name and op type (a compiled run's first
+    /// node and its provider).
     name: String,
     op_type: String,
-    provider: &'static str,
+    /// The nodes it runs and where.
+    placed: Vec<NodePlacement>,
     op: Box<dyn Op>,
     inputs: Vec<Option<usize>>,
     outputs: Vec<usize>,
+}
+
+/// Consecutive nodes (positions in topological order) that a compiling
+/// provider takes, not yet compiled.
+struct OpenRun {
+    provider: usize,
+    nodes: Vec<usize>,
+}
+
+impl OpenRun {
+    /// Compiles the run into one step: its inputs are the values its nodes
+    /// read from outside (constants go in with the subgraph), its outputs
+    /// the values read after it or returned by the graph.
+    #[allow(clippy::too_many_arguments)]
+    fn close(
+        self,
+        nodes: &[&Node],
+        readers: &HashMap<&str, Vec<usize>>,
+        graph_outputs: &std::collections::HashSet<&str>,
+        providers: &[Box<dyn ExecutionProvider>],
+        opset: i64,
+        facts: &HashMap<usize, Fact>,
+        constants: &HashMap<usize, Tensor>,
+        intern: &mut dyn FnMut(&str) -> usize,
+    ) -> Result<Step, SessionError> {
+        let members: std::collections::HashSet<usize> = self.nodes.iter().copied().collect();
+        let produced: std::collections::HashSet<&str> = self.nodes.iter().flat_map(|&k| nodes[k].outputs.iter().map(String::as_str)).collect();
+        let mut subgraph = Subgraph { nodes: Vec::new(), inputs: Vec::new(), input_facts: Vec::new(), outputs: Vec::new(), constants: HashMap::new() };
+        for &k in &self.nodes {
+            let node = nodes[k];
+            for input in node.inputs.iter().filter(|i| !i.is_empty()) {
+                let id = intern(input);
+                if let Some(c) = constants.get(&id) {
+                    subgraph.constants.entry(input.clone()).or_insert_with(|| c.clone());
+                } else if !produced.contains(input.as_str()) && !subgraph.inputs.contains(input) {
+                    subgraph.inputs.push(input.clone());
+                    subgraph.input_facts.push(facts.get(&id).cloned());
+                }
+            }
+            for output in node.outputs.iter().filter(|o| !o.is_empty()) {
+                let read_outside = readers.get(output.as_str()).is_some_and(|r| r.iter().any(|k| !members.contains(k)));
+                if read_outside || graph_outputs.contains(output.as_str()) {
+                    subgraph.outputs.push(output.clone());
+                }
+            }
+            subgraph.nodes.push(node.clone());
+        }
+        let provider = &providers[self.provider];
+        let first = &subgraph.nodes[0];
+        let (name, op_type) = (first.name.clone(), first.op_type.clone());
+        let placed = subgraph.nodes.iter().map(|n| NodePlacement { name: n.name.clone(), op_type: n.op_type.clone(), provider: provider.name() }).collect();
+        let inputs = subgraph.inputs.iter().map(|n| Some(intern(n))).collect();
+        let outputs = subgraph.outputs.iter().map(|n| intern(n)).collect();
+        let op = provider.compile(subgraph, opset).map_err(|error| SessionError::Node { node: name.clone(), op: op_type.clone(), error })?;
+        Ok(Step { name, op_type: provider.name().to_string(), placed, op, inputs, outputs })
+    }
 }
 
 /// Where a node runs, for `byob info`.
@@ -242,25 +301,46 @@ impl Session {
         let needed = if level >= OptimizationLevel::Basic { live_nodes(&nodes, &graph.outputs) } else { vec![true; nodes.len()] };
         let mut steps = Vec::new();
         let (mut folded, mut removed) = (0, 0);
-        for (node, needed) in nodes.iter().zip(needed) {
+        // Consumers of each value by node position, to find what leaves a
+        // compiled run of nodes.
+        let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (k, node) in nodes.iter().enumerate() {
+            for input in node.inputs.iter().filter(|i| !i.is_empty()) {
+                readers.entry(input.as_str()).or_default().push(k);
+            }
+        }
+        let graph_outputs: std::collections::HashSet<&str> = graph.outputs.iter().map(|v| v.name.as_str()).collect();
+        let cpu = CpuProvider::new();
+        let mut run: Option<OpenRun> = None;
+        for (k, (node, needed)) in nodes.iter().zip(needed).enumerate() {
             if !needed {
                 removed += 1;
                 continue;
             }
             let input_ids: Vec<Option<usize>> = node.inputs.iter().map(|n| (!n.is_empty()).then(|| intern(n, &mut index))).collect();
             let output_ids: Vec<usize> = node.outputs.iter().map(|n| intern(n, &mut index)).collect();
-            let provider = providers.iter().find(|p| p.supports(node, opset)).ok_or_else(|| SessionError::Unsupported {
+            let known_facts: Vec<Option<&Fact>> = input_ids.iter().map(|i| i.and_then(|i| facts.get(&i))).collect();
+            let p = providers.iter().position(|p| p.supports(node, opset, &known_facts)).ok_or_else(|| SessionError::Unsupported {
                 node: node.name.clone(),
                 op: node.op_type.clone(),
                 opset,
-                known: CpuProvider::new().op_types().join(", "),
+                known: cpu.op_types().join(", "),
             })?;
+            let provider = &providers[p];
             let node_error = |error| SessionError::Node { node: node.name.clone(), op: node.op_type.clone(), error };
-            let op = provider.create_kernel(node, opset).map_err(node_error)?;
+            // A compiling provider's nodes infer and fold with the CPU's
+            // kernels; the compiled subgraph runs them.
+            let compiled = provider.compiles_subgraphs();
+            let op = if compiled { cpu.create_kernel(node, opset) } else { provider.create_kernel(node, opset) };
+            let op = match (op, compiled) {
+                (Ok(op), _) => Some(op),
+                (Err(_), true) => None,
+                (Err(e), false) => return Err(node_error(e)),
+            };
             // Static inference where the inputs are known; constant folding
             // where every input is a constant.
             let input_facts: Option<Vec<Option<&Fact>>> = input_ids.iter().map(|i| i.map(|i| facts.get(&i)).map_or(Some(None), |f| f.map(Some))).collect();
-            if let Some(input_facts) = input_facts {
+            if let (Some(input_facts), Some(op)) = (input_facts, &op) {
                 let out = op.infer(&input_facts).map_err(node_error)?;
                 let all_constant = level >= OptimizationLevel::Basic && input_ids.iter().flatten().all(|i| constants.contains_key(i));
                 if all_constant && !node.outputs.is_empty() {
@@ -284,7 +364,27 @@ impl Session {
                     continue;
                 }
             }
-            steps.push(Step { name: node.name.clone(), op_type: node.op_type.clone(), provider: provider.name(), op, inputs: input_ids, outputs: output_ids });
+            if compiled {
+                match &mut run {
+                    Some(open) if open.provider == p => open.nodes.push(k),
+                    _ => {
+                        if let Some(open) = run.take() {
+                            steps.push(open.close(&nodes, &readers, &graph_outputs, &providers, opset, &facts, &constants, &mut |n| intern(n, &mut index))?);
+                        }
+                        run = Some(OpenRun { provider: p, nodes: vec![k] });
+                    }
+                }
+                continue;
+            }
+            if let Some(open) = run.take() {
+                steps.push(open.close(&nodes, &readers, &graph_outputs, &providers, opset, &facts, &constants, &mut |n| intern(n, &mut index))?);
+            }
+            let op = op.expect("non-compiling providers made a kernel");
+            let placed = vec![NodePlacement { name: node.name.clone(), op_type: node.op_type.clone(), provider: provider.name() }];
+            steps.push(Step { name: node.name.clone(), op_type: node.op_type.clone(), placed, op, inputs: input_ids, outputs: output_ids });
+        }
+        if let Some(open) = run.take() {
+            steps.push(open.close(&nodes, &readers, &graph_outputs, &providers, opset, &facts, &constants, &mut |n| intern(n, &mut index))?);
         }
         let mut lifetimes: Vec<Option<Lifetime>> = vec![None; value_names.len()];
         for (s, step) in steps.iter().enumerate() {
@@ -338,7 +438,7 @@ impl Session {
 
     /// Where each remaining node runs.
     pub fn placements(&self) -> Vec<NodePlacement> {
-        self.steps.iter().map(|s| NodePlacement { name: s.name.clone(), op_type: s.op_type.clone(), provider: s.provider }).collect()
+        self.steps.iter().flat_map(|s| s.placed.iter().cloned()).collect()
     }
 
     /// What the graph passes did at creation.
