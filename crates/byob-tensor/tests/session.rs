@@ -232,3 +232,14 @@ fn compiling_providers_get_runs_of_nodes() {
         assert_eq!(a, b, "both outputs (y, and r from inside the run) match");
     }
 }
+
+#[test]
+fn async_runs_are_send_futures_with_the_same_results() {
+    fn assert_send<T: Send>(t: T) -> T {
+        t
+    }
+    let session = residual_mlp();
+    let future = assert_send(session.run_async(vec![("x".into(), x(3, 1.0))]));
+    let outputs = pollster::block_on(future).unwrap();
+    assert_eq!(outputs, session.run(vec![("x".into(), x(3, 1.0))]).unwrap());
+}

@@ -55,6 +55,10 @@ pub enum OpError {
     Input { index: usize, what: String },
     #[error("{0}")]
     Shape(String),
+    /// The device failed (lost, out of memory): the session must be
+    /// rebuilt before it can run on it again.
+    #[error("device error: {0}")]
+    Device(String),
 }
 
 impl OpError {
@@ -80,6 +84,18 @@ pub trait Op: Send + Sync + std::fmt::Debug {
     /// panic.
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError>;
 
+    /// Whether the kernel waits on a device: the session's async run then
+    /// awaits [`eval_async`](Self::eval_async) instead of calling `eval`.
+    fn waits_on_device(&self) -> bool {
+        false
+    }
+
+    /// [`eval`](Self::eval) as a future that holds no thread while a device
+    /// works. Kernels that compute on the calling thread keep this default.
+    fn eval_async<'a>(&'a self, inputs: &'a [Option<&'a Tensor>], outputs: &'a mut [Tensor], threads: &'a rayon::ThreadPool) -> EvalFuture<'a> {
+        Box::pin(std::future::ready(self.eval(inputs, outputs, threads)))
+    }
+
     /// [`eval`](Self::eval) into `outputs` new tensors: for constant
     /// folding and tests.
     fn eval_new(&self, inputs: &[Option<&Tensor>], outputs: usize, threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
@@ -94,6 +110,9 @@ pub fn output(outputs: &mut [Tensor], index: usize) -> Result<&mut Tensor, OpErr
     let count = outputs.len();
     outputs.get_mut(index).ok_or_else(|| OpError::Shape(format!("the kernel writes output {index} but the node has {count}")))
 }
+
+/// The future of [`Op::eval_async`].
+pub type EvalFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), OpError>> + Send + 'a>>;
 
 /// Builds an operator from a node at an opset version.
 pub type Builder = fn(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError>;

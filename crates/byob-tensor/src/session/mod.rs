@@ -451,6 +451,17 @@ impl Session {
         self.run_with_stats(feeds).map(|(outputs, _)| outputs)
     }
 
+    /// [`run`](Self::run) as a future (see
+    /// [`run_with_binding_async`](Self::run_with_binding_async)).
+    pub async fn run_async(&self, feeds: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>, RunError> {
+        let mut binding = IoBinding::new();
+        for (name, tensor) in feeds {
+            binding.bind_input(name, tensor);
+        }
+        self.run_with_binding_async(&mut binding).await?;
+        Ok(self.outputs.iter().filter_map(|(v, _)| Some((v.name.clone(), binding.take_output(&v.name)?))).collect())
+    }
+
     /// [`run`](Self::run), also reporting memory statistics.
     pub fn run_with_stats(&self, feeds: Vec<(String, Tensor)>) -> Result<(Vec<(String, Tensor)>, RunStats), RunError> {
         let mut binding = IoBinding::new();

@@ -38,8 +38,16 @@ fn same_storage(before: (usize, usize), tensor: &Tensor) -> bool {
 }
 
 impl Session {
-    /// Runs with the tensors `binding` holds; see [`IoBinding`].
+    /// Runs with the tensors `binding` holds; see [`IoBinding`]. Blocks
+    /// while a device computes.
     pub fn run_with_binding(&self, binding: &mut IoBinding) -> Result<RunStats, RunError> {
+        pollster::block_on(self.run_with_binding_async(binding))
+    }
+
+    /// [`run_with_binding`](Self::run_with_binding) as a future: steps on
+    /// a device are awaited, not waited for, so no thread is held while the
+    /// device works (steps on the CPU compute when polled).
+    pub async fn run_with_binding_async(&self, binding: &mut IoBinding) -> Result<RunStats, RunError> {
         let expected = || super::describe_inputs(&self.inputs);
         for (name, tensor) in &binding.inputs {
             let Some((info, _)) = self.inputs.iter().find(|(v, _)| &v.name == name) else {
@@ -57,7 +65,7 @@ impl Session {
         }
         let mut stats = RunStats::default();
         let mut state = self.state_for(binding, &mut stats);
-        let result = self.execute(&mut state, binding, &mut stats);
+        let result = self.execute(&mut state, binding, &mut stats).await;
         self.finish(&mut state, binding);
         stats.planned_bytes = state.plan.planned_bytes();
         self.states.lock().unwrap_or_else(|e| e.into_inner()).push(state);
@@ -138,7 +146,7 @@ impl Session {
         plan
     }
 
-    fn execute(&self, state: &mut RunState, binding: &mut IoBinding, stats: &mut RunStats) -> Result<(), RunError> {
+    async fn execute(&self, state: &mut RunState, binding: &mut IoBinding, stats: &mut RunStats) -> Result<(), RunError> {
         for (info, id) in &self.inputs {
             let bound = binding.inputs.iter_mut().find(|(n, _)| *n == info.name).map(|(_, t)| std::mem::take(t));
             state.values[*id] = bound;
@@ -160,7 +168,11 @@ impl Session {
             let result = {
                 let values = &state.values;
                 let args: Vec<Option<&Tensor>> = step.inputs.iter().map(|i| i.and_then(|i| values[i].as_ref().or(self.constants[i].as_ref()))).collect();
-                step.op.eval(&args, &mut state.outputs, &self.pool)
+                if step.op.waits_on_device() {
+                    step.op.eval_async(&args, &mut state.outputs, &self.pool).await
+                } else {
+                    step.op.eval(&args, &mut state.outputs, &self.pool)
+                }
             };
             for (j, &id) in step.outputs.iter().enumerate() {
                 let tensor = std::mem::take(&mut state.outputs[j]);
