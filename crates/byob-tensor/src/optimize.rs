@@ -42,6 +42,33 @@ pub fn fold_constants(graph: &mut Graph, opset: i64, pool: &rayon::ThreadPool) -
     folded
 }
 
+/// Prepares the constant weights of `Gemm` nodes for the GEMM kernel once,
+/// at session creation: a `transB = 1` weight (PyTorch's [out, in]) is
+/// stored transposed so that every run streams it row-major, as the
+/// kernel's packing prefers. Returns how many weights were prepared.
+pub fn prepack_gemm_weights(graph: &mut Graph) -> usize {
+    let mut prepared = 0;
+    for node in &mut graph.nodes {
+        let trans_b = matches!(node.attributes.get("transB"), Some(Attribute::Int(1)));
+        if node.op_type != "Gemm" || !node.domain.is_empty() || !trans_b || node.inputs.len() < 2 {
+            continue;
+        }
+        let name = format!("{}#transposed", node.inputs[1]);
+        if !graph.initializers.contains_key(&name) {
+            let Some(w) = graph.initializers.get(&node.inputs[1]).filter(|w| w.rank() == 2) else { continue };
+            let Some(values) = w.as_f32() else { continue };
+            let (n, k) = (w.shape()[0], w.shape()[1]);
+            let transposed: Vec<f32> = (0..k * n).map(|i| values[(i % n) * k + i / n]).collect();
+            graph.initializers.insert(name.clone(), Tensor::f32(vec![k, n], transposed).expect("k·n values"));
+        }
+        node.inputs[1] = name;
+        node.attributes.insert("transB".into(), Attribute::Int(0));
+        prepared += 1;
+    }
+    drop_unread_initializers(graph);
+    prepared
+}
+
 fn drop_unread_initializers(graph: &mut Graph) {
     let read: std::collections::HashSet<&str> = graph.nodes.iter().flat_map(|n| n.inputs.iter()).chain(graph.outputs.iter().map(|v| &v.name)).map(String::as_str).collect();
     let unread: Vec<String> = graph.initializers.keys().filter(|k| !read.contains(k.as_str())).cloned().collect();
@@ -188,5 +215,36 @@ mod tests {
             assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
         }
         assert!(plain.as_f32().unwrap().iter().any(|&v| v > 0.0), "the test should not be trivially zero");
+    }
+
+    /// Gemm with a transB weight read by two nodes: prepared once, shared,
+    /// and the results stay those of the graph as written.
+    #[test]
+    fn prepacked_gemm_weights_keep_the_result() {
+        let (m, k, n) = (3, 5, 4);
+        let mut graph = Graph {
+            nodes: vec![
+                node("Gemm", &["x", "W", "C"], &["y"], &[("transB", Attribute::Int(1)), ("alpha", Attribute::Float(0.5))]),
+                node("Gemm", &["x", "W"], &["z"], &[("transB", Attribute::Int(1))]),
+            ],
+            inputs: vec![ValueInfo { name: "x".into(), dtype: Some(DataType::F32), shape: Some(vec![Dim::Known(m), Dim::Known(k)]) }],
+            outputs: vec![ValueInfo { name: "y".into(), dtype: None, shape: None }, ValueInfo { name: "z".into(), dtype: None, shape: None }],
+            initializers: HashMap::from([
+                ("W".to_string(), Tensor::f32(vec![n, k], ramp(n * k, 0.1, 0.3)).unwrap()),
+                ("C".to_string(), Tensor::f32(vec![n], ramp(n, 0.2, 0.0)).unwrap()),
+            ]),
+        };
+        let model = Model { ir_version: 8, producer: "test".into(), opsets: HashMap::from([(String::new(), 13)]), graph: graph.clone() };
+        assert_eq!(super::prepack_gemm_weights(&mut graph), 2);
+        assert_eq!(graph.initializers["W#transposed"].shape(), &[k, n]);
+        assert!(!graph.initializers.contains_key("W"), "the original weight is dropped");
+        let x = Tensor::f32(vec![m, k], ramp(m * k, 0.3, -0.1)).unwrap();
+        let run = |level| SessionBuilder::new().with_optimization_level(level).commit(model.clone()).unwrap().run(vec![("x".into(), x.clone())]).unwrap();
+        let (plain, prepared) = (run(OptimizationLevel::Basic), run(OptimizationLevel::Extended));
+        for ((_, a), (_, b)) in plain.iter().zip(&prepared) {
+            for (a, b) in a.as_f32().unwrap().iter().zip(b.as_f32().unwrap()) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
+            }
+        }
     }
 }

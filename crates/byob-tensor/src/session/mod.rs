@@ -22,7 +22,8 @@ pub enum OptimizationLevel {
     Disabled,
     /// Fold constant subgraphs (shape computations included) and drop dead nodes.
     Basic,
-    /// Also fuse operators: BatchNormalization into the Conv before it.
+    /// Also fuse operators (BatchNormalization into the Conv before it) and
+    /// lay constant Gemm weights out for the kernel.
     #[default]
     Extended,
 }
@@ -124,6 +125,7 @@ impl SessionBuilder {
         let level = self.optimization_level;
         let folded = if level >= OptimizationLevel::Basic { crate::optimize::fold_constants(&mut model.graph, opset, &pool) } else { 0 };
         let fused = if level >= OptimizationLevel::Extended { crate::optimize::fold_batch_norms(&mut model.graph) } else { 0 };
+        let prepacked = if level >= OptimizationLevel::Extended { crate::optimize::prepack_gemm_weights(&mut model.graph) } else { 0 };
         self.providers.push(Box::new(CpuProvider::new()));
         let providers = &self.providers;
         let channels_last = crate::layout::to_channels_last(&mut model.graph, |node, variant| {
@@ -132,6 +134,7 @@ impl SessionBuilder {
         let mut session = Session::prepare(model, self.providers, level, pool)?;
         session.optimizations.folded += folded;
         session.optimizations.fused = fused;
+        session.optimizations.prepacked = prepacked;
         session.optimizations.channels_last = channels_last;
         Ok(session)
     }
@@ -249,6 +252,8 @@ pub struct Optimizations {
     pub removed: usize,
     /// BatchNormalizations fused into the convolution before them.
     pub fused: usize,
+    /// Gemm weights laid out for the kernel at creation.
+    pub prepacked: usize,
     /// Convolutions and pools rewritten to channels-last for a provider
     /// that prefers it.
     pub channels_last: usize,
