@@ -6,6 +6,7 @@
 use crate::error::GpuError;
 use crate::program::ProgramCache;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
@@ -29,6 +30,9 @@ pub struct GpuContext {
     health: Arc<Health>,
     programs: ProgramCache,
     poller: Poller,
+    /// Every buffer made through [`GpuContext::create_buffer`]: the count
+    /// that shows a steady-state run allocates nothing on the GPU.
+    buffers_created: AtomicU64,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -60,7 +64,7 @@ impl GpuContext {
             uncaptured.uncaptured.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(error);
         }));
         let poller = Poller::start(device.clone()).map_err(|e| GpuError::Internal { what: "starting the GPU polling thread".into(), message: e.to_string() })?;
-        Ok(Self { device, queue, info: adapter.get_info(), limits, health, programs: ProgramCache::default(), poller })
+        Ok(Self { device, queue, info: adapter.get_info(), limits, health, programs: ProgramCache::default(), poller, buffers_created: AtomicU64::new(0) })
     }
 
     pub fn device(&self) -> &wgpu::Device {
@@ -83,6 +87,25 @@ impl GpuContext {
     /// The compiled programs of this device.
     pub fn programs(&self) -> &ProgramCache {
         &self.programs
+    }
+
+    /// Creates a buffer and counts it. Every buffer of this crate is made
+    /// here (or by [`create_buffer_init`](Self::create_buffer_init)).
+    pub fn create_buffer(&self, descriptor: &wgpu::BufferDescriptor<'_>) -> wgpu::Buffer {
+        self.buffers_created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_buffer(descriptor)
+    }
+
+    /// Creates a buffer holding `descriptor.contents` and counts it.
+    pub fn create_buffer_init(&self, descriptor: &wgpu::util::BufferInitDescriptor<'_>) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        self.buffers_created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_buffer_init(descriptor)
+    }
+
+    /// Buffers created on this device so far, by anyone in this crate.
+    pub fn buffers_created(&self) -> u64 {
+        self.buffers_created.load(Ordering::Relaxed)
     }
 
     /// One line for logs and `byob info`: name, backend, type and driver.

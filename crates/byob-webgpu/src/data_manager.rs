@@ -146,7 +146,7 @@ impl GpuDataManager {
                 let ctx = &self.inner.ctx;
                 let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
                 let what = format!("creating a GPU buffer of {normalized} bytes");
-                Arc::new(ctx.scoped(&what, || ctx.device().create_buffer(&wgpu::BufferDescriptor { label: None, size: normalized, usage, mapped_at_creation: false }))?)
+                Arc::new(ctx.scoped(&what, || ctx.create_buffer(&wgpu::BufferDescriptor { label: None, size: normalized, usage, mapped_at_creation: false }))?)
             }
         };
         let mut state = lock(&self.inner.state);
@@ -197,7 +197,7 @@ impl GpuDataManager {
         if staged {
             let usage = wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC;
             let staging = ctx.scoped("creating an upload staging buffer", || {
-                ctx.device().create_buffer(&wgpu::BufferDescriptor { label: Some("upload"), size: padded, usage, mapped_at_creation: true })
+                ctx.create_buffer(&wgpu::BufferDescriptor { label: Some("upload"), size: padded, usage, mapped_at_creation: true })
             })?;
             lock(&self.inner.state).counters.staging_allocations += 1;
             let mut view = staging.get_mapped_range_mut(..).map_err(|e| GpuError::Internal { what: format!("uploading to {id}"), message: e.to_string() })?;
@@ -323,7 +323,7 @@ impl GpuDataManager {
                 None => {
                     state.counters.staging_allocations += 1;
                     let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
-                    self.inner.ctx.device().create_buffer(&wgpu::BufferDescriptor { label: Some("download"), size: padded, usage, mapped_at_creation: false })
+                    self.inner.ctx.create_buffer(&wgpu::BufferDescriptor { label: Some("download"), size: padded, usage, mapped_at_creation: false })
                 }
             };
             let transfer = Arc::new(Transfer { id, size, manager: Arc::downgrade(&self.inner), state: Mutex::default() });

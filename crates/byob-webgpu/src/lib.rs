@@ -16,6 +16,11 @@
 //!   input properties; shapes travel as uniforms.
 //! - [`create_kernel`]: a [`GpuKernel`] for an ONNX node, encoded into a
 //!   compute pass over [`GpuSlice`]s.
+//! - [`WebGpuProvider`]: the execution provider for byob-tensor's session.
+//!   It compiles each run of nodes it takes into one op whose values stay
+//!   on the GPU: constants uploaded once, and per set of input shapes an
+//!   executable with its kernels, its tensors planned into arenas, and a
+//!   read-back buffer, so that steady-state runs create no GPU buffers.
 //!
 //! ```no_run
 //! use byob_webgpu::{GpuContext, GpuDataManager};
@@ -33,9 +38,13 @@
 mod context;
 mod data_manager;
 mod error;
+mod executable;
 pub mod kernels;
 pub mod pool;
 mod program;
+mod provider;
+mod subgraph;
+mod sync;
 
 pub use context::GpuContext;
 pub use data_manager::{normalized_size, BufferId, DataCounters, Download, GpuDataManager, UploadPath, STAGING_THRESHOLD};
@@ -43,3 +52,4 @@ pub use error::GpuError;
 pub use kernels::{create_kernel, create_kernel_with_values, supports, GpuKernel, GpuSlice};
 pub use pool::{lower_bound, plan_pool, Interval, Placement, PoolPlan};
 pub use program::{fold_groups, Program, ProgramCache, ProgramCounters, ProgramKey, ProgramSource};
+pub use provider::{ProviderCounters, WebGpuProvider};

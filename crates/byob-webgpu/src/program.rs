@@ -14,7 +14,6 @@ use byob_tensor::DataType;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use wgpu::util::DeviceExt;
 
 /// What a program's WGSL depends on.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -205,7 +204,7 @@ impl Uniform {
     /// The buffer, created once when a kernel is built.
     pub fn create(mut self, ctx: &GpuContext, label: &str) -> wgpu::Buffer {
         self.0.resize(self.0.len().div_ceil(4).max(1) * 4, 0);
-        ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytemuck::cast_slice(&self.0), usage: wgpu::BufferUsages::UNIFORM })
+        ctx.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytemuck::cast_slice(&self.0), usage: wgpu::BufferUsages::UNIFORM })
     }
 }
 

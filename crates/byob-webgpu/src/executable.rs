@@ -1,0 +1,277 @@
+//! A subgraph built for one set of input shapes: kernels with static
+//! shapes, every tensor (inputs and outputs included) placed by a liveness
+//! plan into a few arena buffers, and one mappable buffer the outputs are
+//! read back through. Built once; a run then writes the inputs into their
+//! arena slots, records every kernel into one compute pass, copies the
+//! outputs to the read-back buffer, submits, and awaits the mapping: it
+//! creates no GPU buffer at all.
+//!
+//! View ops (Reshape, Flatten, Squeeze, ...) dispatch nothing: their
+//! output is their input's slice, which lives as long as either is used.
+
+use crate::context::GpuContext;
+use crate::error::GpuError;
+use crate::kernels::{create_kernel_with_values, GpuKernel, GpuSlice};
+use crate::pool::{lower_bound, plan_pool, Interval};
+use crate::provider::{Held, Shared};
+use crate::subgraph::{alignment, binding_limit, max_binding, Definition};
+use crate::sync::{AsyncLock, Signal};
+use byob_tensor::model::Node;
+use byob_tensor::Tensor;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Which buffer a tensor lives in.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Home {
+    Arena(usize),
+    Constant(usize),
+}
+
+/// Where a tensor lives: a buffer and a byte range in it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Loc {
+    pub home: Home,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// A kernel and where its inputs and outputs live.
+struct Step {
+    kernel: Box<dyn GpuKernel>,
+    inputs: Vec<Option<Loc>>,
+    outputs: Vec<Loc>,
+}
+
+/// A subgraph output: where it lives, its shape, and where it lands in the
+/// read-back buffer.
+struct Output {
+    loc: Loc,
+    shape: Vec<usize>,
+    staging_offset: u64,
+}
+
+pub(crate) struct Executable {
+    steps: Vec<Step>,
+    arenas: Vec<wgpu::Buffer>,
+    inputs: Vec<Loc>,
+    outputs: Vec<Output>,
+    staging: wgpu::Buffer,
+    /// Runs take turns: they share the arenas and the read-back buffer.
+    turn: AsyncLock,
+    /// The mapping of a run that was dropped before reading it back.
+    pending: Mutex<Option<Arc<Signal>>>,
+    _held: Held,
+}
+
+/// A value while building: its shape, the value whose storage it uses
+/// (itself, or the input a view op aliases), and for storage owners the
+/// steps from its producer to its last reader.
+struct Value {
+    shape: Vec<usize>,
+    root: usize,
+    first: usize,
+    last: usize,
+    constant: Option<Loc>,
+}
+
+fn bytes(shape: &[usize]) -> u64 {
+    4 * shape.iter().product::<usize>() as u64
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Executable {
+    pub fn build(shared: &Arc<Shared>, def: &Definition, shapes: &[Vec<usize>]) -> Result<Self, GpuError> {
+        let ctx = &shared.ctx;
+        let internal = |message: String| GpuError::Internal { what: format!("building {}", def.what), message };
+        let mut values: Vec<Value> = Vec::new();
+        let mut by_name: HashMap<&str, usize> = HashMap::new();
+        for (name, shape) in def.inputs.iter().zip(shapes) {
+            by_name.insert(name, values.len());
+            values.push(Value { shape: shape.clone(), root: values.len(), first: 0, last: 0, constant: None });
+        }
+        // Kernels in node order, with the values they read and write.
+        let mut planned: Vec<(&Node, Box<dyn GpuKernel>, Vec<Option<usize>>, Vec<usize>)> = Vec::new();
+        for (s, node) in def.nodes.iter().enumerate() {
+            let mut ids = Vec::with_capacity(node.inputs.len());
+            for name in &node.inputs {
+                if name.is_empty() {
+                    ids.push(None);
+                    continue;
+                }
+                let id = match by_name.get(name.as_str()) {
+                    Some(&id) => id,
+                    None => {
+                        let c = def.constants.get(name).ok_or_else(|| internal(format!("node {:?} reads {name:?}, which is neither an input, a constant nor produced before", node.name)))?;
+                        by_name.insert(name, values.len());
+                        values.push(Value { shape: c.shape.clone(), root: values.len(), first: 0, last: 0, constant: c.gpu });
+                        values.len() - 1
+                    }
+                };
+                ids.push(Some(id));
+            }
+            let input_shapes: Vec<Vec<usize>> = ids.iter().map(|id| id.map_or_else(Vec::new, |id| values[id].shape.clone())).collect();
+            let input_values: Vec<Option<&Tensor>> = node.inputs.iter().map(|n| def.constants.get(n).and_then(|c| c.value.as_ref())).collect();
+            let kernel = create_kernel_with_values(ctx, node, def.opset, &input_shapes, &input_values)?;
+            for &id in ids.iter().flatten() {
+                let root = values[id].root;
+                values[root].last = s;
+            }
+            let alias = kernel.aliases();
+            let mut outputs = Vec::with_capacity(kernel.output_shapes().len());
+            for (j, shape) in kernel.output_shapes().iter().enumerate() {
+                let id = values.len();
+                let root = match alias {
+                    Some(a) if j == 0 => values[ids.get(a).copied().flatten().ok_or_else(|| internal(format!("node {:?} aliases its missing input {a}", node.name)))?].root,
+                    _ => id,
+                };
+                values.push(Value { shape: shape.clone(), root, first: s, last: s, constant: None });
+                if let Some(name) = node.outputs.get(j).filter(|n| !n.is_empty()) {
+                    by_name.insert(name, id);
+                }
+                outputs.push(id);
+            }
+            if let Some(name) = node.outputs.iter().skip(outputs.len()).find(|n| !n.is_empty()) {
+                return Err(internal(format!("node {:?}: its GPU kernel does not produce output {name:?}", node.name)));
+            }
+            if alias.is_none() {
+                planned.push((node, kernel, ids, outputs));
+            }
+        }
+        let end = def.nodes.len();
+        let mut output_ids = Vec::with_capacity(def.outputs.len());
+        for name in &def.outputs {
+            let id = *by_name.get(name.as_str()).ok_or_else(|| internal(format!("output {name:?} is not produced")))?;
+            let root = values[id].root;
+            values[root].last = end;
+            output_ids.push(id);
+        }
+
+        // Every tensor that owns storage and is not a constant goes into
+        // the arenas.
+        let owners: Vec<usize> = (0..values.len()).filter(|&v| values[v].root == v && values[v].constant.is_none()).collect();
+        let intervals: Vec<Interval> = owners.iter().map(|&v| Interval { size: bytes(&values[v].shape), first_use: values[v].first, last_use: values[v].last }).collect();
+        let plan = plan_pool(&intervals, alignment(ctx), max_binding(ctx));
+        let mut locs: Vec<Option<Loc>> = values.iter().map(|v| v.constant).collect();
+        for (&v, place) in owners.iter().zip(&plan.placements) {
+            locs[v] = Some(Loc { home: Home::Arena(place.arena), offset: place.offset, size: bytes(&values[v].shape) });
+        }
+        // A view's slice is its root's, with the view's own size.
+        let loc = |id: usize| -> Result<Loc, GpuError> {
+            let root = locs[values[id].root].ok_or_else(|| internal(format!("a non-float32 constant is read as data (value {id})")))?;
+            Ok(Loc { size: bytes(&values[id].shape), ..root })
+        };
+        let limit = binding_limit(ctx);
+        let mut steps = Vec::with_capacity(planned.len());
+        for (node, kernel, ids, outputs) in planned {
+            let inputs: Vec<Option<Loc>> = ids.iter().map(|id| id.map(loc).transpose()).collect::<Result<_, _>>()?;
+            let outputs: Vec<Loc> = outputs.into_iter().map(loc).collect::<Result<_, _>>()?;
+            if let Some(big) = inputs.iter().flatten().chain(&outputs).find(|l| l.size > limit) {
+                let what = format!("a tensor of {} bytes exceeds the {limit} bytes the device binds at once", big.size);
+                return Err(GpuError::Kernel { node: node.name.clone(), op: node.op_type.clone(), what });
+            }
+            steps.push(Step { kernel, inputs, outputs });
+        }
+        let inputs = (0..def.inputs.len()).map(loc).collect::<Result<_, _>>()?;
+        let mut staging_size = 0;
+        let mut outputs = Vec::with_capacity(output_ids.len());
+        for id in output_ids {
+            let loc = loc(id)?;
+            outputs.push(Output { loc, shape: values[id].shape.clone(), staging_offset: staging_size });
+            staging_size += loc.size;
+        }
+
+        let what = format!("creating the buffers of {}", def.what);
+        let (arenas, staging) = ctx.scoped(&what, || {
+            let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+            let arenas: Vec<wgpu::Buffer> = plan.arena_sizes.iter().map(|&size| ctx.create_buffer(&wgpu::BufferDescriptor { label: Some("byob-webgpu arena"), size, usage, mapped_at_creation: false })).collect();
+            let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+            let staging = ctx.create_buffer(&wgpu::BufferDescriptor { label: Some("byob-webgpu read-back"), size: staging_size.max(4), usage, mapped_at_creation: false });
+            (arenas, staging)
+        })?;
+        shared.lower_bound.store(lower_bound(&intervals), Ordering::Relaxed);
+        shared.planned.store(plan.total_size(), Ordering::Relaxed);
+        let held = shared.hold(plan.total_size() + staging.size());
+        Ok(Self { steps, arenas, inputs, outputs, staging, turn: AsyncLock::default(), pending: Mutex::default(), _held: held })
+    }
+
+    /// Runs with `inputs` (the subgraph's, in order, of the shapes this was
+    /// built for) and writes the outputs into `outputs`.
+    pub async fn run(&self, ctx: &GpuContext, def: &Definition, inputs: &[&[f32]], outputs: &mut [Tensor]) -> Result<(), GpuError> {
+        let _turn = self.turn.lock().await;
+        // A run dropped mid-way left the read-back buffer mapping.
+        let dropped = lock(&self.pending).take();
+        if let Some(signal) = dropped {
+            if signal.wait().await.is_ok() {
+                self.staging.unmap();
+            }
+        }
+        ctx.scoped(&format!("running {}", def.what), || self.submit(ctx, def, inputs))??;
+        let signal = Arc::new(Signal::default());
+        *lock(&self.pending) = Some(Arc::clone(&signal));
+        let mapped = Arc::clone(&signal);
+        ctx.map_read(&self.staging, self.staging.size(), move |result| mapped.set(result.map_err(|e| e.to_string())));
+        let result = signal.wait().await;
+        *lock(&self.pending) = None;
+        if let Err(message) = result {
+            ctx.check()?;
+            return Err(GpuError::Internal { what: format!("reading back the outputs of {}", def.what), message });
+        }
+        let read = self.read(outputs, def);
+        self.staging.unmap();
+        read
+    }
+
+    fn buffer<'a>(&'a self, def: &'a Definition, home: Home) -> &'a wgpu::Buffer {
+        match home {
+            Home::Arena(a) => &self.arenas[a],
+            Home::Constant(c) => &def.constant_buffers[c],
+        }
+    }
+
+    fn slice<'a>(&'a self, def: &'a Definition, loc: Loc) -> GpuSlice<'a> {
+        GpuSlice { buffer: self.buffer(def, loc.home), offset: loc.offset, size: loc.size }
+    }
+
+    /// Writes the inputs, records every kernel and the read-back copies,
+    /// and submits.
+    fn submit(&self, ctx: &GpuContext, def: &Definition, inputs: &[&[f32]]) -> Result<(), GpuError> {
+        for (loc, values) in self.inputs.iter().zip(inputs) {
+            if !values.is_empty() {
+                ctx.queue().write_buffer(self.buffer(def, loc.home), loc.offset, bytemuck::cast_slice(values));
+            }
+        }
+        let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("byob-webgpu run") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("byob-webgpu subgraph"), timestamp_writes: None });
+            for step in &self.steps {
+                let inputs: Vec<Option<GpuSlice>> = step.inputs.iter().map(|l| l.map(|l| self.slice(def, l))).collect();
+                let outputs: Vec<GpuSlice> = step.outputs.iter().map(|&l| self.slice(def, l)).collect();
+                step.kernel.encode(ctx, &mut pass, &inputs, &outputs)?;
+            }
+        }
+        for output in self.outputs.iter().filter(|o| o.loc.size > 0) {
+            encoder.copy_buffer_to_buffer(self.buffer(def, output.loc.home), output.loc.offset, &self.staging, output.staging_offset, output.loc.size);
+        }
+        ctx.queue().submit([encoder.finish()]);
+        Ok(())
+    }
+
+    /// Copies the mapped read-back buffer into the output tensors, reusing
+    /// their storage.
+    fn read(&self, outputs: &mut [Tensor], def: &Definition) -> Result<(), GpuError> {
+        let view = self.staging.get_mapped_range(..).map_err(|e| GpuError::Internal { what: format!("reading back the outputs of {}", def.what), message: e.to_string() })?;
+        for (output, tensor) in self.outputs.iter().zip(outputs) {
+            let start = output.staging_offset as usize;
+            let bytes = &view[start..start + output.loc.size as usize];
+            for (value, b) in tensor.reset_f32(&output.shape).iter_mut().zip(bytes.chunks_exact(4)) {
+                *value = f32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,224 @@
+//! A run of nodes compiled for the GPU, as one [`Op`] of the session: its
+//! constants live on the GPU from compile time, and each set of input
+//! shapes gets an [`Executable`] (kernels, planned memory, read-back
+//! buffer) built on first use and reused by every later run.
+
+use crate::context::GpuContext;
+use crate::error::GpuError;
+use crate::executable::{Executable, Home, Loc};
+use crate::pool::{plan_pool, Interval};
+use crate::provider::{Held, Shared};
+use byob_tensor::model::{Dim, Node};
+use byob_tensor::ops::{EvalFuture, Fact, Op, OpError};
+use byob_tensor::provider::Subgraph;
+use byob_tensor::{DataType, Tensor};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Constants up to this many elements keep their host values (for kernels
+/// that read them when built, and for inference); larger ones, weights,
+/// live on the GPU only.
+const HOST_VALUE_LIMIT: usize = 64;
+
+/// A constant of the subgraph.
+pub(crate) struct Constant {
+    pub shape: Vec<usize>,
+    /// Where it lives on the GPU: f32 constants only.
+    pub gpu: Option<Loc>,
+    /// The host value: small or non-f32 constants only.
+    pub value: Option<Tensor>,
+    /// What inference sees.
+    fact: Fact,
+}
+
+/// What every executable of a subgraph is built from.
+pub(crate) struct Definition {
+    pub nodes: Vec<Node>,
+    pub opset: i64,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub constants: HashMap<String, Constant>,
+    /// The buffers holding the f32 constants.
+    pub constant_buffers: Vec<wgpu::Buffer>,
+    /// For errors: which subgraph this is.
+    pub what: String,
+}
+
+pub(crate) struct GpuSubgraph {
+    shared: Arc<Shared>,
+    def: Definition,
+    /// Each node's CPU op, for shape inference.
+    cpu_ops: Vec<Option<Box<dyn Op>>>,
+    /// Executables by input shapes.
+    executables: Mutex<Vec<(Vec<Vec<usize>>, Arc<Executable>)>>,
+    _constants_held: Held,
+}
+
+impl std::fmt::Debug for GpuSubgraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuSubgraph").field("what", &self.def.what).field("inputs", &self.def.inputs).field("outputs", &self.def.outputs).finish_non_exhaustive()
+    }
+}
+
+/// A GPU error as the session reports it: a lost device or exhausted
+/// memory (and anything else the device said) as a device error, a kernel
+/// refusing its shapes as a shape error; both name where.
+pub(crate) fn op_error(error: GpuError) -> OpError {
+    match error {
+        GpuError::Kernel { .. } | GpuError::SizeMismatch { .. } => OpError::Shape(error.to_string()),
+        other => OpError::Device(other.to_string()),
+    }
+}
+
+impl GpuSubgraph {
+    pub fn new(shared: &Arc<Shared>, subgraph: Subgraph, opset: i64) -> Result<Self, OpError> {
+        let first = subgraph.nodes.first().ok_or_else(|| OpError::Shape("the webgpu provider was given an empty subgraph".into()))?;
+        let what = format!("the webgpu subgraph of {} node(s) from node {:?} ({})", subgraph.nodes.len(), first.name, first.op_type);
+        let (constants, constant_buffers) = upload_constants(&shared.ctx, subgraph.constants, &what).map_err(op_error)?;
+        let held = constant_buffers.iter().map(wgpu::Buffer::size).sum();
+        let registry = byob_tensor::ops::registry();
+        let cpu_ops = subgraph.nodes.iter().map(|n| registry.get(n.op_type.as_str()).and_then(|build| build(n, opset).ok())).collect();
+        Ok(Self {
+            shared: Arc::clone(shared),
+            def: Definition { nodes: subgraph.nodes, opset, inputs: subgraph.inputs, outputs: subgraph.outputs, constants, constant_buffers, what },
+            cpu_ops,
+            executables: Mutex::default(),
+            _constants_held: shared.hold(held),
+        })
+    }
+
+    /// The executable for these input shapes, built the first time.
+    fn executable(&self, shapes: &[&[usize]]) -> Result<Arc<Executable>, GpuError> {
+        let mut executables = self.executables.lock().unwrap_or_else(PoisonError::into_inner);
+        let same = |key: &Vec<Vec<usize>>| key.iter().map(Vec::as_slice).eq(shapes.iter().copied());
+        if let Some((_, executable)) = executables.iter().find(|(key, _)| same(key)) {
+            return Ok(Arc::clone(executable));
+        }
+        let key: Vec<Vec<usize>> = shapes.iter().map(|s| s.to_vec()).collect();
+        let executable = Arc::new(Executable::build(&self.shared, &self.def, &key)?);
+        executables.push((key, Arc::clone(&executable)));
+        Ok(executable)
+    }
+
+    async fn run(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor]) -> Result<(), OpError> {
+        let ctx = &self.shared.ctx;
+        let before = ctx.buffers_created();
+        if inputs.len() != self.def.inputs.len() || outputs.len() != self.def.outputs.len() {
+            let (i, o) = (self.def.inputs.len(), self.def.outputs.len());
+            return Err(OpError::Shape(format!("{}: {i} inputs and {o} outputs expected, {} and {} given", self.def.what, inputs.len(), outputs.len())));
+        }
+        let mut data = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.iter().enumerate() {
+            let tensor = input.ok_or_else(|| OpError::input(i, format!("{:?} is missing", self.def.inputs[i])))?;
+            let values = tensor.as_f32().ok_or_else(|| OpError::input(i, format!("{:?}: the webgpu provider takes float32, got {}", self.def.inputs[i], tensor.dtype())))?;
+            data.push((tensor.shape(), values));
+        }
+        let shapes: Vec<&[usize]> = data.iter().map(|(s, _)| *s).collect();
+        let executable = self.executable(&shapes).map_err(op_error)?;
+        let values: Vec<&[f32]> = data.iter().map(|(_, v)| *v).collect();
+        let result = executable.run(ctx, &self.def, &values, outputs).await.map_err(op_error);
+        self.shared.runs.fetch_add(1, Ordering::Relaxed);
+        self.shared.last_run_allocations.store(ctx.buffers_created() - before, Ordering::Relaxed);
+        result
+    }
+}
+
+impl Op for GpuSubgraph {
+    /// Chains the CPU ops' inference through the nodes; outputs are known
+    /// up to the first one that cannot be inferred.
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let mut produced: HashMap<&str, Fact> = HashMap::new();
+        for (node, op) in self.def.nodes.iter().zip(&self.cpu_ops) {
+            let Some(op) = op else { continue };
+            let out = {
+                let lookup = |name: &String| -> Option<Option<&Fact>> {
+                    if name.is_empty() {
+                        return Some(None);
+                    }
+                    let input = self.def.inputs.iter().position(|n| n == name).and_then(|i| inputs.get(i).copied().flatten());
+                    input.or_else(|| produced.get(name.as_str())).or_else(|| self.def.constants.get(name).map(|c| &c.fact)).map(Some)
+                };
+                let facts: Option<Vec<Option<&Fact>>> = node.inputs.iter().map(lookup).collect();
+                match facts.map(|facts| op.infer(&facts)) {
+                    Some(Ok(out)) => out,
+                    _ => continue,
+                }
+            };
+            for (name, fact) in node.outputs.iter().zip(out) {
+                if !name.is_empty() {
+                    produced.insert(name, fact);
+                }
+            }
+        }
+        Ok(self.def.outputs.iter().map_while(|name| produced.get(name.as_str()).cloned()).collect())
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
+        pollster::block_on(self.eval_async(inputs, outputs, threads))
+    }
+
+    fn waits_on_device(&self) -> bool {
+        true
+    }
+
+    fn eval_async<'a>(&'a self, inputs: &'a [Option<&'a Tensor>], outputs: &'a mut [Tensor], _threads: &'a rayon::ThreadPool) -> EvalFuture<'a> {
+        Box::pin(self.run(inputs, outputs))
+    }
+}
+
+/// Puts the f32 constants on the GPU, packed into as few buffers as the
+/// device's binding size allows, at aligned offsets.
+fn upload_constants(ctx: &GpuContext, constants: HashMap<String, Tensor>, what: &str) -> Result<(HashMap<String, Constant>, Vec<wgpu::Buffer>), GpuError> {
+    let mut floats: Vec<(String, Tensor)> = Vec::new();
+    let mut table = HashMap::new();
+    for (name, tensor) in constants {
+        let small = tensor.len() <= HOST_VALUE_LIMIT || tensor.dtype() != DataType::F32;
+        let shape = tensor.shape().to_vec();
+        let fact = if small { Fact::constant(tensor.clone()) } else { Fact::new(tensor.dtype(), shape.iter().map(|&d| Dim::Known(d)).collect()) };
+        let value = small.then(|| tensor.clone());
+        table.insert(name.clone(), Constant { shape, gpu: None, value, fact });
+        if tensor.dtype() == DataType::F32 {
+            floats.push((name, tensor));
+        }
+    }
+    // Sorted by name, so that a subgraph packs the same way every time.
+    floats.sort_by(|a, b| a.0.cmp(&b.0));
+    // Constants are all alive at once: the pool planner then packs them
+    // side by side, splitting into buffers at the binding size limit.
+    let intervals: Vec<Interval> = floats.iter().map(|(_, t)| Interval { size: 4 * t.len() as u64, first_use: 0, last_use: 0 }).collect();
+    let plan = plan_pool(&intervals, alignment(ctx), max_binding(ctx));
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+    let buffers: Vec<wgpu::Buffer> = ctx.scoped(&format!("creating the constant buffers of {what}"), || {
+        plan.arena_sizes.iter().map(|&size| ctx.create_buffer(&wgpu::BufferDescriptor { label: Some("byob-webgpu constants"), size, usage, mapped_at_creation: false })).collect()
+    })?;
+    ctx.scoped(&format!("uploading the constants of {what}"), || {
+        for ((name, tensor), place) in floats.iter().zip(&plan.placements) {
+            let values = tensor.as_f32().expect("only f32 constants are placed");
+            if !values.is_empty() {
+                ctx.queue().write_buffer(&buffers[place.arena], place.offset, bytemuck::cast_slice(values));
+            }
+            if let Some(c) = table.get_mut(name) {
+                c.gpu = Some(Loc { home: Home::Constant(place.arena), offset: place.offset, size: 4 * values.len() as u64 });
+            }
+        }
+    })?;
+    Ok((table, buffers))
+}
+
+/// The device's storage binding offset alignment.
+pub(crate) fn alignment(ctx: &GpuContext) -> u64 {
+    u64::from(ctx.limits().min_storage_buffer_offset_alignment).max(4)
+}
+
+/// The most bytes one binding can hold: no kernel reads or writes a larger
+/// tensor (the provider leaves such nodes to the CPU).
+pub(crate) fn binding_limit(ctx: &GpuContext) -> u64 {
+    ctx.limits().max_storage_buffer_binding_size.min(ctx.limits().max_buffer_size)
+}
+
+/// The largest arena, in whole alignment units, so that any slice of it
+/// can be bound.
+pub(crate) fn max_binding(ctx: &GpuContext) -> u64 {
+    binding_limit(ctx) / alignment(ctx) * alignment(ctx)
+}
