@@ -76,6 +76,14 @@ struct Value {
     constant: Option<Loc>,
 }
 
+/// A kernel while building, with the values it reads and writes.
+struct Planned<'a> {
+    node: &'a Node,
+    kernel: Box<dyn GpuKernel>,
+    inputs: Vec<Option<usize>>,
+    outputs: Vec<usize>,
+}
+
 fn bytes(shape: &[usize]) -> u64 {
     4 * shape.iter().product::<usize>() as u64
 }
@@ -94,8 +102,8 @@ impl Executable {
             by_name.insert(name, values.len());
             values.push(Value { shape: shape.clone(), root: values.len(), first: 0, last: 0, constant: None });
         }
-        // Kernels in node order, with the values they read and write.
-        let mut planned: Vec<(&Node, Box<dyn GpuKernel>, Vec<Option<usize>>, Vec<usize>)> = Vec::new();
+        // Kernels in node order.
+        let mut planned: Vec<Planned> = Vec::new();
         for (s, node) in def.nodes.iter().enumerate() {
             let mut ids = Vec::with_capacity(node.inputs.len());
             for name in &node.inputs {
@@ -139,7 +147,7 @@ impl Executable {
                 return Err(internal(format!("node {:?}: its GPU kernel does not produce output {name:?}", node.name)));
             }
             if alias.is_none() {
-                planned.push((node, kernel, ids, outputs));
+                planned.push(Planned { node, kernel, inputs: ids, outputs });
             }
         }
         let end = def.nodes.len();
@@ -167,8 +175,8 @@ impl Executable {
         };
         let limit = binding_limit(ctx);
         let mut steps = Vec::with_capacity(planned.len());
-        for (node, kernel, ids, outputs) in planned {
-            let inputs: Vec<Option<Loc>> = ids.iter().map(|id| id.map(loc).transpose()).collect::<Result<_, _>>()?;
+        for Planned { node, kernel, inputs, outputs } in planned {
+            let inputs: Vec<Option<Loc>> = inputs.iter().map(|id| id.map(loc).transpose()).collect::<Result<_, _>>()?;
             let outputs: Vec<Loc> = outputs.into_iter().map(loc).collect::<Result<_, _>>()?;
             if let Some(big) = inputs.iter().flatten().chain(&outputs).find(|l| l.size > limit) {
                 let what = format!("a tensor of {} bytes exceeds the {limit} bytes the device binds at once", big.size);

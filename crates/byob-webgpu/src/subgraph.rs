@@ -45,13 +45,16 @@ pub(crate) struct Definition {
     pub what: String,
 }
 
+/// The shapes of a subgraph's inputs, in order.
+type ShapeKey = Vec<Vec<usize>>;
+
 pub(crate) struct GpuSubgraph {
     shared: Arc<Shared>,
     def: Definition,
     /// Each node's CPU op, for shape inference.
     cpu_ops: Vec<Option<Box<dyn Op>>>,
     /// Executables by input shapes.
-    executables: Mutex<Vec<(Vec<Vec<usize>>, Arc<Executable>)>>,
+    executables: Mutex<Vec<(ShapeKey, Arc<Executable>)>>,
     _constants_held: Held,
 }
 
@@ -91,11 +94,11 @@ impl GpuSubgraph {
     /// The executable for these input shapes, built the first time.
     fn executable(&self, shapes: &[&[usize]]) -> Result<Arc<Executable>, GpuError> {
         let mut executables = self.executables.lock().unwrap_or_else(PoisonError::into_inner);
-        let same = |key: &Vec<Vec<usize>>| key.iter().map(Vec::as_slice).eq(shapes.iter().copied());
+        let same = |key: &ShapeKey| key.iter().map(Vec::as_slice).eq(shapes.iter().copied());
         if let Some((_, executable)) = executables.iter().find(|(key, _)| same(key)) {
             return Ok(Arc::clone(executable));
         }
-        let key: Vec<Vec<usize>> = shapes.iter().map(|s| s.to_vec()).collect();
+        let key: ShapeKey = shapes.iter().map(|s| s.to_vec()).collect();
         let executable = Arc::new(Executable::build(&self.shared, &self.def, &key)?);
         executables.push((key, Arc::clone(&executable)));
         Ok(executable)
