@@ -1,7 +1,8 @@
 //! `byob run` and `byob info`: ONNX models.
 
 use anyhow::{bail, Context, Result};
-use byob_tensor::{npy, ExecutionProvider, IoBinding, Session, SessionBuilder, Tensor};
+use byob_tensor::{npy, IoBinding, Session, SessionBuilder, Tensor};
+use byob_webgpu::WebGpuProvider;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -46,20 +47,39 @@ pub struct InfoArgs {
     ep: Ep,
 }
 
-/// The providers for `--ep`, in order; the CPU provider is always last.
-fn providers(ep: Ep) -> Result<(Vec<Box<dyn ExecutionProvider>>, &'static str)> {
-    match ep {
-        Ep::Cpu => Ok((Vec::new(), "cpu")),
-        Ep::Webgpu => bail!("the WebGPU execution provider is not part of this build yet; use --ep cpu"),
-        Ep::Auto => Ok((Vec::new(), "cpu (no WebGPU provider in this build)")),
-    }
+/// A session and the provider chosen for it.
+struct Prepared {
+    session: Session,
+    /// For the user: which provider, and why.
+    chosen: String,
+    /// The WebGPU provider, when it takes part (for its counters).
+    gpu: Option<WebGpuProvider>,
 }
 
-fn session(model: &PathBuf, ep: Ep, threads: Option<usize>) -> Result<(Session, &'static str)> {
-    let (providers, chosen) = providers(ep)?;
+/// The WebGPU provider for `--ep webgpu|auto`: `Err` says why there is none.
+fn webgpu() -> std::result::Result<WebGpuProvider, String> {
+    WebGpuProvider::new().map_err(|e| e.to_string())
+}
+
+fn session(model: &PathBuf, ep: Ep, threads: Option<usize>) -> Result<Prepared> {
+    let (gpu, chosen) = match ep {
+        Ep::Cpu => (None, "cpu".to_string()),
+        Ep::Webgpu => {
+            let gpu = webgpu().map_err(|e| anyhow::anyhow!("--ep webgpu: {e}"))?;
+            let chosen = format!("webgpu on {} (cpu for the rest)", gpu.adapter_description());
+            (Some(gpu), chosen)
+        }
+        Ep::Auto => match webgpu() {
+            Ok(gpu) => {
+                let chosen = format!("webgpu on {} (auto: an adapter is present; cpu for the rest)", gpu.adapter_description());
+                (Some(gpu), chosen)
+            }
+            Err(why) => (None, format!("cpu (auto: no WebGPU: {why})")),
+        },
+    };
     let mut builder = SessionBuilder::new();
-    for p in providers {
-        builder = builder.with_provider(p);
+    if let Some(gpu) = &gpu {
+        builder = builder.with_provider(Box::new(gpu.clone()));
     }
     if let Some(t) = threads {
         if t == 0 {
@@ -68,7 +88,7 @@ fn session(model: &PathBuf, ep: Ep, threads: Option<usize>) -> Result<(Session, 
         builder = builder.with_intra_op_threads(t);
     }
     let session = builder.commit_from_file(model).with_context(|| format!("loading {}", model.display()))?;
-    Ok((session, chosen))
+    Ok(Prepared { session, chosen, gpu })
 }
 
 /// A value name as a file name: path separators and other unsafe characters replaced.
@@ -88,7 +108,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     if args.repeat == 0 {
         bail!("--repeat must be at least 1");
     }
-    let (session, chosen) = session(&args.model, args.ep, args.threads)?;
+    let Prepared { session, chosen, gpu } = session(&args.model, args.ep, args.threads)?;
     eprintln!("execution provider: {chosen}");
     // Inputs and outputs stay bound across repeats: from the second run on,
     // nothing is copied in or allocated.
@@ -101,11 +121,15 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     let mut latencies = Vec::with_capacity(args.repeat);
     let mut stats = Vec::new();
+    let mut gpu_stats = Vec::new();
     for _ in 0..args.repeat {
         let start = Instant::now();
         let s = session.run_with_binding(&mut binding)?;
-        latencies.push(start.elapsed().as_secs_f64());
+        latencies.push(start.elapsed().as_secs_f64() * 1e3);
         stats.push(s);
+        if let Some(gpu) = &gpu {
+            gpu_stats.push(gpu.counters());
+        }
     }
     let outputs: Vec<(String, Tensor)> = session.outputs().filter_map(|v| Some((v.name.clone(), binding.take_output(&v.name)?))).collect();
     if let Some(dir) = &args.output_dir {
@@ -120,19 +144,23 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut sorted = latencies.clone();
     sorted.sort_by(f64::total_cmp);
     let (min, median) = (sorted[0], sorted[sorted.len() / 2]);
-    println!("{} run(s): min {:.3} ms, median {:.3} ms", args.repeat, min * 1e3, median * 1e3);
+    println!("{} run(s): min {min:.3} ms, median {median:.3} ms", args.repeat);
     if let Some(path) = &args.stats_json {
-        let json = format!(
-            "{{\n  \"provider\": \"{}\",\n  \"latencies_ms\": [{}],\n  \"peak_intermediate_bytes\": [{}],\n  \"planned_bytes\": [{}],\n  \"allocations_per_run\": [{}]\n}}\n",
-            chosen.split_whitespace().next().unwrap_or("cpu"),
-            latencies.iter().map(|l| format!("{:.4}", l * 1e3)).collect::<Vec<_>>().join(", "),
-            stats.iter().map(|s| s.peak_intermediate_bytes.to_string()).collect::<Vec<_>>().join(", "),
-            stats.iter().map(|s| s.planned_bytes.to_string()).collect::<Vec<_>>().join(", "),
-            stats.iter().map(|s| s.tensor_allocations.to_string()).collect::<Vec<_>>().join(", "),
-        );
+        let mut json = serde_json::json!({
+            "provider": if gpu.is_some() { "webgpu" } else { "cpu" },
+            "latencies_ms": latencies,
+            "peak_intermediate_bytes": stats.iter().map(|s| s.peak_intermediate_bytes).collect::<Vec<_>>(),
+            "planned_bytes": stats.iter().map(|s| s.planned_bytes).collect::<Vec<_>>(),
+            "allocations_per_run": stats.iter().map(|s| s.tensor_allocations).collect::<Vec<_>>(),
+        });
+        if !gpu_stats.is_empty() {
+            json["gpu_buffer_allocations_per_run"] = gpu_stats.iter().map(|c| c.last_run_buffer_allocations).collect();
+            json["gpu_peak_bytes"] = gpu_stats.iter().map(|c| c.peak_bytes).collect();
+            json["gpu_lower_bound_bytes"] = gpu_stats.iter().map(|c| c.lower_bound_bytes).collect();
+        }
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         let temp = tempfile::NamedTempFile::new_in(dir)?;
-        std::fs::write(temp.path(), json)?;
+        std::fs::write(temp.path(), serde_json::to_string_pretty(&json)? + "\n")?;
         temp.persist(path).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
@@ -140,7 +168,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 
 pub fn info(args: InfoArgs) -> Result<()> {
     use std::io::Write;
-    let (session, chosen) = session(&args.model, args.ep, None)?;
+    let Prepared { session, chosen, .. } = session(&args.model, args.ep, None)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "model: {}", args.model.display())?;
     writeln!(out, "opset: {}", session.opset())?;
@@ -155,8 +183,8 @@ pub fn info(args: InfoArgs) -> Result<()> {
     let o = session.optimizations();
     writeln!(
         out,
-        "optimizations: {} node(s) folded into constants, {} dead node(s) removed, {} BatchNormalization(s) fused into Conv, {} node(s) made channels-last",
-        o.folded, o.removed, o.fused, o.channels_last
+        "optimizations: {} node(s) folded into constants, {} dead node(s) removed, {} BatchNormalization(s) fused into Conv, {} Gemm weight(s) prepacked, {} node(s) made channels-last",
+        o.folded, o.removed, o.fused, o.prepacked, o.channels_last
     )?;
     writeln!(out, "nodes ({}, provider {chosen}):", session.placements().len())?;
     for p in session.placements() {

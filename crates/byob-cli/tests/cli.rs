@@ -120,18 +120,8 @@ fn light_model(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../byob-tensor/tests/data/onnx-1.22.0/light").join(format!("light_{name}.onnx"))
 }
 
-/// `byob run` on a light model with an .npy input writes the output as
-/// .npy, prints latencies, and writes the stats JSON; `byob info` lists the
-/// inputs, outputs and where each node runs.
-#[test]
-fn run_and_info_on_an_onnx_model() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = light_model("squeezenet");
-    let info = byob(&["info", model.to_str().unwrap()]);
-    assert!(info.status.success(), "{}", stderr(&info));
-    let text = String::from_utf8_lossy(&info.stdout);
-    assert!(text.contains("data_0 float [1, 3, 224, 224]") && text.contains("Conv") && text.contains("cpu"), "{text}");
-    // The input ONNX's runner uses for light models: arange(n) / n.
+/// The input ONNX's runner uses for light models, arange(n) / n, as .npy.
+fn squeezenet_input(dir: &Path) -> PathBuf {
     let n = 3 * 224 * 224;
     let mut npy = b"\x93NUMPY\x01\x00".to_vec();
     let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 224, 224), }".to_string();
@@ -144,8 +134,23 @@ fn run_and_info_on_an_onnx_model() {
     for i in 0..n {
         npy.extend_from_slice(&((i as f64 / n as f64) as f32).to_le_bytes());
     }
-    let input = dir.path().join("in.npy");
+    let input = dir.join("in.npy");
     std::fs::write(&input, npy).unwrap();
+    input
+}
+
+/// `byob run` on a light model with an .npy input writes the output as
+/// .npy, prints latencies, and writes the stats JSON; `byob info` lists the
+/// inputs, outputs and where each node runs.
+#[test]
+fn run_and_info_on_an_onnx_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = light_model("squeezenet");
+    let info = byob(&["info", model.to_str().unwrap()]);
+    assert!(info.status.success(), "{}", stderr(&info));
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("data_0 float [1, 3, 224, 224]") && text.contains("Conv") && text.contains("cpu"), "{text}");
+    let input = squeezenet_input(dir.path());
     let out = dir.path().join("out");
     let stats = dir.path().join("stats.json");
     let run = byob(&[
@@ -185,7 +190,6 @@ fn onnx_errors_are_clear() {
         (vec!["run".into(), corrupt.display().to_string()], "not a valid ONNX model"),
         (vec!["run".into(), model.display().to_string()], "missing input(s) [\"data_0\"]; the model expects: data_0 float [1, 3, 224, 224]"),
         (vec!["run".into(), model.display().to_string(), "--input".into(), format!("data_0={}", bad_npy.display())], "not a valid .npy file"),
-        (vec!["run".into(), model.display().to_string(), "--ep".into(), "webgpu".into()], "WebGPU"),
     ];
     for (args, expected) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -195,4 +199,39 @@ fn onnx_errors_are_clear() {
         assert!(message.contains(expected), "{args:?}: expected {expected:?} in {message}");
         assert!(!message.contains("panicked"), "{message}");
     }
+}
+
+/// `--ep webgpu` (lavapipe in CI) gives the CPU's result, reports the GPU
+/// counters (no GPU buffer created after the first run), and `info` and
+/// `--ep auto` say the GPU takes the nodes.
+#[test]
+fn webgpu_runs_match_cpu_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = light_model("squeezenet");
+    let input = squeezenet_input(dir.path());
+    let run = |ep: &str| {
+        let out = dir.path().join(ep);
+        let stats = dir.path().join(format!("{ep}.json"));
+        let input_arg = format!("data_0={}", input.display());
+        let output = byob(&["run", model.to_str().unwrap(), "--ep", ep, "--input", &input_arg, "--output-dir", out.to_str().unwrap(), "--repeat", "3", "--stats-json", stats.to_str().unwrap()]);
+        assert!(output.status.success(), "--ep {ep}: {}", stderr(&output));
+        let file = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+        let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        (byob_tensor::npy::read(&file).unwrap(), stats, stderr(&output))
+    };
+    let (cpu, _, _) = run("cpu");
+    let (gpu, stats, said) = run("webgpu");
+    assert!(said.contains("execution provider: webgpu"), "{said}");
+    assert_eq!(cpu.shape(), gpu.shape());
+    for (a, b) in cpu.as_f32().unwrap().iter().zip(gpu.as_f32().unwrap()) {
+        assert!((a - b).abs() <= 1e-4 * a.abs() + 1e-6, "cpu {a} vs webgpu {b}");
+    }
+    assert_eq!(stats["provider"], "webgpu");
+    let allocations: Vec<u64> = stats["gpu_buffer_allocations_per_run"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(allocations.len(), 3);
+    assert!(allocations[0] > 0 && allocations[1..] == [0, 0], "{allocations:?}");
+    assert!(stats["gpu_peak_bytes"][2].as_u64().unwrap() >= stats["gpu_lower_bound_bytes"][2].as_u64().unwrap());
+    let info = byob(&["info", model.to_str().unwrap(), "--ep", "auto"]);
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(info.status.success() && text.contains("webgpu") && text.contains("Conv"), "{text}{}", stderr(&info));
 }
