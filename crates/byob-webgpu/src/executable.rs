@@ -1,17 +1,18 @@
 //! A subgraph built for one set of input shapes: kernels with static
 //! shapes, every tensor (inputs and outputs included) placed by a liveness
-//! plan into a few arena buffers, and one mappable buffer the outputs are
-//! read back through. Built once; a run then writes the inputs into their
-//! arena slots, records every kernel into one compute pass, copies the
-//! outputs to the read-back buffer, submits, and awaits the mapping: it
-//! creates no GPU buffer at all.
+//! plan into a few arena buffers, the kernels bound to their slices, and
+//! one mappable buffer the outputs are read back through. Built once; a
+//! run then writes the inputs into their arena slots, records every kernel
+//! into one compute pass, copies the outputs to the read-back buffer,
+//! submits, and awaits the mapping: it creates no GPU buffer (nor bind
+//! group) at all.
 //!
 //! View ops (Reshape, Flatten, Squeeze, ...) dispatch nothing: their
 //! output is their input's slice, which lives as long as either is used.
 
 use crate::context::GpuContext;
 use crate::error::GpuError;
-use crate::kernels::{create_kernel_with_values, GpuKernel, GpuSlice};
+use crate::kernels::{create_kernel_with_values, BoundKernel, GpuKernel, GpuSlice};
 use crate::pool::{lower_bound, plan_pool, Interval};
 use crate::provider::{Held, Shared};
 use crate::subgraph::{alignment, binding_limit, max_binding, Definition};
@@ -37,11 +38,11 @@ pub(crate) struct Loc {
     pub size: u64,
 }
 
-/// A kernel and where its inputs and outputs live.
+/// A kernel bound to the slices its inputs and outputs live in.
 struct Step {
-    kernel: Box<dyn GpuKernel>,
-    inputs: Vec<Option<Loc>>,
-    outputs: Vec<Loc>,
+    bound: BoundKernel,
+    /// Owns the parameter blocks the bind groups read.
+    _kernel: Box<dyn GpuKernel>,
 }
 
 /// A subgraph output: where it lives, its shape, and where it lands in the
@@ -86,6 +87,17 @@ struct Planned<'a> {
 
 fn bytes(shape: &[usize]) -> u64 {
     4 * shape.iter().product::<usize>() as u64
+}
+
+fn buffer<'a>(arenas: &'a [wgpu::Buffer], def: &'a Definition, home: Home) -> &'a wgpu::Buffer {
+    match home {
+        Home::Arena(a) => &arenas[a],
+        Home::Constant(c) => &def.constant_buffers[c],
+    }
+}
+
+fn slice<'a>(arenas: &'a [wgpu::Buffer], def: &'a Definition, loc: Loc) -> GpuSlice<'a> {
+    GpuSlice { buffer: buffer(arenas, def, loc.home), offset: loc.offset, size: loc.size }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -174,7 +186,7 @@ impl Executable {
             Ok(Loc { size: bytes(&values[id].shape), ..root })
         };
         let limit = binding_limit(ctx);
-        let mut steps = Vec::with_capacity(planned.len());
+        let mut placed = Vec::with_capacity(planned.len());
         for Planned { node, kernel, inputs, outputs } in planned {
             let inputs: Vec<Option<Loc>> = inputs.iter().map(|id| id.map(loc).transpose()).collect::<Result<_, _>>()?;
             let outputs: Vec<Loc> = outputs.into_iter().map(loc).collect::<Result<_, _>>()?;
@@ -182,7 +194,7 @@ impl Executable {
                 let what = format!("a tensor of {} bytes exceeds the {limit} bytes the device binds at once", big.size);
                 return Err(GpuError::Kernel { node: node.name.clone(), op: node.op_type.clone(), what });
             }
-            steps.push(Step { kernel, inputs, outputs });
+            placed.push((kernel, inputs, outputs));
         }
         let inputs = (0..def.inputs.len()).map(loc).collect::<Result<_, _>>()?;
         let mut staging_size = 0;
@@ -201,6 +213,16 @@ impl Executable {
             let staging = ctx.create_buffer(&wgpu::BufferDescriptor { label: Some("byob-webgpu read-back"), size: staging_size.max(4), usage, mapped_at_creation: false });
             (arenas, staging)
         })?;
+        let steps = ctx.scoped(&format!("binding the kernels of {}", def.what), || {
+            placed
+                .into_iter()
+                .map(|(kernel, inputs, outputs)| {
+                    let inputs: Vec<Option<GpuSlice>> = inputs.iter().map(|l| l.map(|l| slice(&arenas, def, l))).collect();
+                    let outputs: Vec<GpuSlice> = outputs.iter().map(|&l| slice(&arenas, def, l)).collect();
+                    Ok(Step { bound: kernel.bind(ctx, &inputs, &outputs)?, _kernel: kernel })
+                })
+                .collect::<Result<Vec<_>, GpuError>>()
+        })??;
         shared.lower_bound.store(lower_bound(&intervals), Ordering::Relaxed);
         shared.planned.store(plan.total_size(), Ordering::Relaxed);
         let held = shared.hold(plan.total_size() + staging.size());
@@ -218,7 +240,7 @@ impl Executable {
                 self.staging.unmap();
             }
         }
-        ctx.scoped(&format!("running {}", def.what), || self.submit(ctx, def, inputs))??;
+        ctx.scoped(&format!("running {}", def.what), || self.submit(ctx, def, inputs))?;
         let signal = Arc::new(Signal::default());
         *lock(&self.pending) = Some(Arc::clone(&signal));
         let mapped = Arc::clone(&signal);
@@ -234,39 +256,25 @@ impl Executable {
         read
     }
 
-    fn buffer<'a>(&'a self, def: &'a Definition, home: Home) -> &'a wgpu::Buffer {
-        match home {
-            Home::Arena(a) => &self.arenas[a],
-            Home::Constant(c) => &def.constant_buffers[c],
-        }
-    }
-
-    fn slice<'a>(&'a self, def: &'a Definition, loc: Loc) -> GpuSlice<'a> {
-        GpuSlice { buffer: self.buffer(def, loc.home), offset: loc.offset, size: loc.size }
-    }
-
     /// Writes the inputs, records every kernel and the read-back copies,
     /// and submits.
-    fn submit(&self, ctx: &GpuContext, def: &Definition, inputs: &[&[f32]]) -> Result<(), GpuError> {
+    fn submit(&self, ctx: &GpuContext, def: &Definition, inputs: &[&[f32]]) {
         for (loc, values) in self.inputs.iter().zip(inputs) {
             if !values.is_empty() {
-                ctx.queue().write_buffer(self.buffer(def, loc.home), loc.offset, bytemuck::cast_slice(values));
+                ctx.queue().write_buffer(buffer(&self.arenas, def, loc.home), loc.offset, bytemuck::cast_slice(values));
             }
         }
         let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("byob-webgpu run") });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("byob-webgpu subgraph"), timestamp_writes: None });
             for step in &self.steps {
-                let inputs: Vec<Option<GpuSlice>> = step.inputs.iter().map(|l| l.map(|l| self.slice(def, l))).collect();
-                let outputs: Vec<GpuSlice> = step.outputs.iter().map(|&l| self.slice(def, l)).collect();
-                step.kernel.encode(ctx, &mut pass, &inputs, &outputs)?;
+                step.bound.record(&mut pass);
             }
         }
         for output in self.outputs.iter().filter(|o| o.loc.size > 0) {
-            encoder.copy_buffer_to_buffer(self.buffer(def, output.loc.home), output.loc.offset, &self.staging, output.staging_offset, output.loc.size);
+            encoder.copy_buffer_to_buffer(buffer(&self.arenas, def, output.loc.home), output.loc.offset, &self.staging, output.staging_offset, output.loc.size);
         }
         ctx.queue().submit([encoder.finish()]);
-        Ok(())
     }
 
     /// Copies the mapped read-back buffer into the output tensors, reusing

@@ -163,13 +163,6 @@ pub fn fold_groups(groups: u64, limit: u32) -> Result<[u32; 3], GpuError> {
     Ok([x as u32, y as u32, z as u32])
 }
 
-/// Dispatches `invocations` invocations in workgroups of `size`.
-pub(crate) fn dispatch_flat(ctx: &GpuContext, pass: &mut wgpu::ComputePass<'_>, invocations: u64, size: u32) -> Result<(), GpuError> {
-    let [x, y, z] = fold_groups(invocations.div_ceil(u64::from(size)), ctx.limits().max_compute_workgroups_per_dimension)?;
-    pass.dispatch_workgroups(x, y, z);
-    Ok(())
-}
-
 /// A uniform block built field by field in WGSL's layout: `vec4<u32>`
 /// fields first (16-byte aligned), then 4-byte scalars.
 #[derive(Default)]

@@ -9,7 +9,7 @@
 
 use crate::context::GpuContext;
 use crate::error::GpuError;
-use crate::program::{dispatch_flat, Program};
+use crate::program::{fold_groups, Program};
 use byob_tensor::model::Node;
 use byob_tensor::ops::{Attrs, OpError};
 use byob_tensor::Tensor;
@@ -58,10 +58,35 @@ pub trait GpuKernel: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// Records the kernel's dispatches. `inputs` are positional like the
-    /// node's inputs, `None` for an omitted optional one; each slice must
-    /// hold at least the tensor's bytes.
-    fn encode(&self, ctx: &GpuContext, pass: &mut wgpu::ComputePass<'_>, inputs: &[Option<GpuSlice<'_>>], outputs: &[GpuSlice<'_>]) -> Result<(), GpuError>;
+    /// Binds the kernel to these slices: its dispatches, ready to record
+    /// any number of times. `inputs` are positional like the node's inputs,
+    /// `None` for an omitted optional one; each slice must hold at least
+    /// the tensor's bytes.
+    fn bind(&self, ctx: &GpuContext, inputs: &[Option<GpuSlice<'_>>], outputs: &[GpuSlice<'_>]) -> Result<BoundKernel, GpuError>;
+
+    /// Binds and records the kernel's dispatches once.
+    fn encode(&self, ctx: &GpuContext, pass: &mut wgpu::ComputePass<'_>, inputs: &[Option<GpuSlice<'_>>], outputs: &[GpuSlice<'_>]) -> Result<(), GpuError> {
+        self.bind(ctx, inputs, outputs)?.record(pass);
+        Ok(())
+    }
+}
+
+/// A kernel bound to its buffers: bind groups made and workgroup counts
+/// folded once, so that recording it again costs only the commands (an
+/// executable binds each kernel when it is built).
+#[derive(Debug)]
+pub struct BoundKernel {
+    dispatches: Vec<(Arc<Program>, wgpu::BindGroup, [u32; 3])>,
+}
+
+impl BoundKernel {
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for (program, group, [x, y, z]) in &self.dispatches {
+            pass.set_pipeline(&program.pipeline);
+            pass.set_bind_group(0, group, &[]);
+            pass.dispatch_workgroups(*x, *y, *z);
+        }
+    }
 }
 
 /// Whether a GPU kernel exists for this node (f32 data). Every opset of
@@ -235,7 +260,7 @@ impl GpuKernel for Kernel {
         self.alias
     }
 
-    fn encode(&self, ctx: &GpuContext, pass: &mut wgpu::ComputePass<'_>, inputs: &[Option<GpuSlice<'_>>], outputs: &[GpuSlice<'_>]) -> Result<(), GpuError> {
+    fn bind(&self, ctx: &GpuContext, inputs: &[Option<GpuSlice<'_>>], outputs: &[GpuSlice<'_>]) -> Result<BoundKernel, GpuError> {
         let mut bound_inputs: Vec<Option<GpuSlice>> = vec![None; inputs.len()];
         for &(i, bytes) in &self.inputs {
             let slice = inputs.get(i).copied().flatten().ok_or_else(|| GpuError::Kernel { node: self.node.clone(), op: self.op.clone(), what: format!("input {i} was not given") })?;
@@ -252,6 +277,7 @@ impl GpuKernel for Kernel {
                 return Err(self.mismatch(format!("output {o}"), bytes, slice.size));
             }
         }
+        let mut dispatches = Vec::with_capacity(self.steps.len());
         for step in &self.steps {
             let slices: Vec<GpuSlice> = step
                 .binds
@@ -262,13 +288,12 @@ impl GpuKernel for Kernel {
                 })
                 .collect();
             let group = step.program.bind(ctx, &slices, &step.uniform);
-            pass.set_pipeline(&step.program.pipeline);
-            pass.set_bind_group(0, &group, &[]);
-            match step.grid {
-                Grid::Flat { invocations, size } => dispatch_flat(ctx, pass, invocations, size)?,
-                Grid::Groups([x, y, z]) => pass.dispatch_workgroups(x, y, z),
-            }
+            let groups = match step.grid {
+                Grid::Flat { invocations, size } => fold_groups(invocations.div_ceil(u64::from(size)), ctx.limits().max_compute_workgroups_per_dimension)?,
+                Grid::Groups(groups) => groups,
+            };
+            dispatches.push((Arc::clone(&step.program), group, groups));
         }
-        Ok(())
+        Ok(BoundKernel { dispatches })
     }
 }
