@@ -4,7 +4,7 @@
 //! the cache and parameter blocks uploaded, so that encoding it later
 //! allocates no GPU buffers and cannot fail on a bad attribute.
 //!
-//! Every family module turns a node into a [`Kernel`]: one or more
+//! Every family module turns a node into a `Kernel`: one or more
 //! dispatches of cached programs over the node's inputs and outputs.
 
 use crate::context::GpuContext;
