@@ -9,7 +9,7 @@ use crate::kernels;
 use byob_tensor::model::Node;
 use byob_tensor::ops::{Fact, Op, OpError};
 use byob_tensor::provider::Subgraph;
-use byob_tensor::{DataType, ExecutionProvider, Tensor};
+use byob_tensor::{DataType, ExecutionProvider, Layout, Tensor};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -182,5 +182,13 @@ impl ExecutionProvider for WebGpuProvider {
 
     fn compile(&self, subgraph: Subgraph, opset: i64) -> Result<Box<dyn Op>, OpError> {
         Ok(Box::new(crate::subgraph::GpuSubgraph::new(&self.shared, subgraph, opset)?))
+    }
+
+    /// Channels-last, as JSEP prefers: Conv's implicit GEMM then reads each
+    /// tap's channels contiguously (four at a time) and writes each pixel's
+    /// channels contiguously, and the session's layout pass leaves
+    /// Transposes only where the layout really changes.
+    fn preferred_layout(&self) -> Layout {
+        Layout::Nhwc
     }
 }

@@ -1,8 +1,8 @@
 //! ONNX's nine `light` models on the WebGPU provider against the CPU
 //! provider: outputs within 1e-4 relative (plus 1e-5 absolute, for values
 //! near zero, where a relative bound means nothing), every Conv, Gemm and
-//! pool on the GPU, and a second run that creates no GPU buffer and
-//! allocates no host tensor.
+//! pool on the GPU (channels-last, the provider's preferred layout), and a
+//! second run that creates no GPU buffer and allocates no host tensor.
 
 mod onnx;
 
@@ -63,6 +63,11 @@ fn light_models_match_the_cpu_provider() {
             if !stranded.is_empty() {
                 return Err(format!("left on the CPU: {}", stranded.join(", ")));
             }
+            // The provider prefers NHWC: its convolutions and pools run channels-last.
+            if gpu.optimizations().channels_last == 0 {
+                return Err("the layout pass rewrote no node to NHWC".into());
+            }
+            let transposes = placements.iter().filter(|p| p.op_type == "Transpose").count();
             let on_gpu = placed_on(&gpu, "webgpu");
             if 2 * on_gpu <= placements.len() {
                 return Err(format!("only {on_gpu} of {} nodes on webgpu", placements.len()));
@@ -94,8 +99,9 @@ fn light_models_match_the_cpu_provider() {
                 compare(binding.output(name).expect("bound"), cpu_output).map_err(|e| format!("second run, output {name:?}: {e}"))?;
             }
             println!(
-                "{stem}: {on_gpu} of {} nodes on webgpu; cpu load + run {loaded:.2?}, webgpu first run {first:.2?}, second {second:.2?}; GPU lower bound {} B, planned {} B",
+                "{stem}: {on_gpu} of {} nodes on webgpu, {} rewritten to NHWC, {transposes} Transposes; cpu load + run {loaded:.2?}, webgpu first run {first:.2?}, second {second:.2?}; GPU lower bound {} B, planned {} B",
                 placements.len(),
+                gpu.optimizations().channels_last,
                 after.lower_bound_bytes,
                 after.planned_bytes
             );

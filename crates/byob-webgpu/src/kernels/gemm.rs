@@ -12,10 +12,13 @@
 //! issued into registers before the current step's arithmetic.
 //!
 //! Callers supply a WGSL prelude: the `Params` struct (with `m`, `n`, `k`),
-//! any extra bindings, `a_base(z)`, `b_base(z)`, `out_base(z)` (element
-//! offsets of batch entry `z`), `finish(z, m, n, v)` (the epilogue applied to
-//! four outputs at columns `n..n+4` of row `m`), and, for a computed operand
-//! (Conv's im2col), `load_b(z, k, n)`.
+//! any extra bindings, `a_base(z)` and `b_base(z)` for dense operands
+//! (element offsets of batch entry `z`), `out_row(z, m)` (the element offset
+//! of row `m` of batch entry `z`'s output; its columns are contiguous),
+//! `finish(z, m, n, v)` (the epilogue applied to four outputs at columns
+//! `n..n+4` of row `m`), and, for a computed operand (Conv's im2col, or
+//! gathered weights), `load_a(z, k, m)` / `load_b(z, k, n)`, or with `k4`
+//! `load_a4(z, k, m)` / `load_b4(z, k, n)` for the four values at `k..k+4`.
 
 /// Tile and per-invocation block sizes; (TM/RM)·(TN/RN) is always 256.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,8 +66,9 @@ pub(crate) enum Operand {
     /// transposed), else along M (A transposed) or N (B plain). `vec4` when
     /// the contiguous axis is a multiple of 4 long.
     Dense { k_contiguous: bool, vec4: bool },
-    /// Computed by the prelude's `load_b(z, k, n)` (B only).
-    Computed,
+    /// Computed by the prelude's loader, one value at a time, or with `k4`
+    /// four along K (K a multiple of 4).
+    Computed { k4: bool },
 }
 
 impl Operand {
@@ -74,7 +78,8 @@ impl Operand {
             Self::Dense { k_contiguous: true, vec4: false } => "k1",
             Self::Dense { k_contiguous: false, vec4: true } => "o4",
             Self::Dense { k_contiguous: false, vec4: false } => "o1",
-            Self::Computed => "fn",
+            Self::Computed { k4: false } => "fn",
+            Self::Computed { k4: true } => "fn4",
         }
     }
 }
@@ -104,32 +109,28 @@ fn load_tile(x: &str, operand: Operand, tile_outer: u32, tk: u32) -> (String, St
     let quads_outer = tile_outer / 4;
     let origin = if x == "a" { "m0" } else { "n0" };
     let rounds = tile_outer * tk / 4 / THREADS;
-    // (outer position, k) of the quad, the global value at (o, kk + j) or
-    // (o + j, kk), and where it lands in workgroup memory.
-    let (locate, fetch, store) = match operand {
-        Operand::Dense { k_contiguous: true, vec4 } => {
-            let global = format!("{base} + {index} * p.k + kk");
-            let fetch = if vec4 {
-                format!("if ({index} < {outer_len} && kk < p.k) {{ v = {x}[({global}) / 4u]; }}")
-            } else {
-                format!("for (var j = 0u; j < 4u; j++) {{ if ({index} < {outer_len} && kk + j < p.k) {{ v[j] = {x}[{global} + j]; }} }}")
-            };
-            let store = format!("for (var j = 0u; j < 4u; j++) {{ tile_{x}[(lk + j) * {quads_outer}u + lo / 4u][lo % 4u] = v[j]; }}");
-            (format!("let lo = q / {}u; let lk = (q % {}u) * 4u;", tk / 4, tk / 4), fetch, store)
+    // A quad holds four values along K, or along the outer axis: where it
+    // sits in the tile (lo, lk) and how it lands in workgroup memory, which
+    // is vec4 along the outer axis either way.
+    let along_k = matches!(operand, Operand::Dense { k_contiguous: true, .. } | Operand::Computed { k4: true });
+    let (locate, store) = if along_k {
+        (
+            format!("let lo = q / {}u; let lk = (q % {}u) * 4u;", tk / 4, tk / 4),
+            format!("for (var j = 0u; j < 4u; j++) {{ tile_{x}[(lk + j) * {quads_outer}u + lo / 4u][lo % 4u] = v[j]; }}"),
+        )
+    } else {
+        (format!("let lk = q / {quads_outer}u; let lo = (q % {quads_outer}u) * 4u;"), format!("tile_{x}[lk * {quads_outer}u + lo / 4u] = v;"))
+    };
+    // The quad's values at (o, kk + j) or (o + j, kk), zero outside.
+    let fetch = match operand {
+        Operand::Dense { k_contiguous: true, vec4: true } => format!("if ({index} < {outer_len} && kk < p.k) {{ v = {x}[({base} + {index} * p.k + kk) / 4u]; }}"),
+        Operand::Dense { k_contiguous: true, vec4: false } => format!("for (var j = 0u; j < 4u; j++) {{ if ({index} < {outer_len} && kk + j < p.k) {{ v[j] = {x}[{base} + {index} * p.k + kk + j]; }} }}"),
+        Operand::Dense { k_contiguous: false, vec4: true } => format!("if ({index} < {outer_len} && kk < p.k) {{ v = {x}[({base} + kk * {outer_len} + {index}) / 4u]; }}"),
+        Operand::Dense { k_contiguous: false, vec4: false } => {
+            format!("for (var j = 0u; j < 4u; j++) {{ if ({index} + j < {outer_len} && kk < p.k) {{ v[j] = {x}[{base} + kk * {outer_len} + {index} + j]; }} }}")
         }
-        Operand::Dense { k_contiguous: false, vec4 } => {
-            let global = format!("{base} + kk * {outer_len} + {index}");
-            let fetch = if vec4 {
-                format!("if ({index} < {outer_len} && kk < p.k) {{ v = {x}[({global}) / 4u]; }}")
-            } else {
-                format!("for (var j = 0u; j < 4u; j++) {{ if ({index} + j < {outer_len} && kk < p.k) {{ v[j] = {x}[{global} + j]; }} }}")
-            };
-            (format!("let lk = q / {quads_outer}u; let lo = (q % {quads_outer}u) * 4u;"), fetch, format!("tile_{x}[lk * {quads_outer}u + lo / 4u] = v;"))
-        }
-        Operand::Computed => {
-            let fetch = format!("for (var j = 0u; j < 4u; j++) {{ if ({index} + j < {outer_len} && kk < p.k) {{ v[j] = load_{x}(z, kk, {index} + j); }} }}");
-            (format!("let lk = q / {quads_outer}u; let lo = (q % {quads_outer}u) * 4u;"), fetch, format!("tile_{x}[lk * {quads_outer}u + lo / 4u] = v;"))
-        }
+        Operand::Computed { k4: true } => format!("if ({index} < {outer_len} && kk < p.k) {{ v = load_{x}4(z, kk, {index}); }}"),
+        Operand::Computed { k4: false } => format!("for (var j = 0u; j < 4u; j++) {{ if ({index} + j < {outer_len} && kk < p.k) {{ v[j] = load_{x}(z, kk, {index} + j); }} }}"),
     };
     let (mut declare, mut fetches, mut stores) = (String::new(), String::new(), String::new());
     for round in 0..rounds {
@@ -149,11 +150,11 @@ pub(crate) fn source(s: &GemmShader<'_>) -> crate::program::ProgramSource {
     let (rq, cq) = (t.rm / 4, t.rn / 4);
     let array = |operand: Operand| if matches!(operand, Operand::Dense { vec4: true, .. }) { "vec4<f32>" } else { "f32" };
     let [a_binding, b_binding, out_binding] = s.bindings;
-    let a_decl = format!("@group(0) @binding({a_binding}) var<storage, read_write> a: array<{}>;", array(s.a));
-    let b_decl = match s.b {
-        Operand::Computed => String::new(),
-        b => format!("@group(0) @binding({b_binding}) var<storage, read_write> b: array<{}>;", array(b)),
+    let declare_operand = |name: &str, binding: u32, operand: Operand| match operand {
+        Operand::Computed { .. } => String::new(),
+        dense => format!("@group(0) @binding({binding}) var<storage, read_write> {name}: array<{}>;", array(dense)),
     };
+    let (a_decl, b_decl) = (declare_operand("a", a_binding, s.a), declare_operand("b", b_binding, s.b));
     let out_decl = format!("@group(0) @binding({out_binding}) var<storage, read_write> out: array<{}>;", if s.out_vec4 { "vec4<f32>" } else { "f32" });
 
     // The inner product, unrolled so the accumulators stay in registers.
@@ -182,9 +183,9 @@ pub(crate) fn source(s: &GemmShader<'_>) -> crate::program::ProgramSource {
                 let acc = format!("acc{}_{c}", r * 4 + i);
                 store += &format!("            {{\n            let n = n0 + (tx + {}u) * 4u;\n            if (n < p.n) {{\n                let v = finish(z, m, n, {acc});\n", c * tx);
                 store += if s.out_vec4 {
-                    "                out[(out_base(z) + m * p.n + n) / 4u] = v;\n"
+                    "                out[(out_row(z, m) + n) / 4u] = v;\n"
                 } else {
-                    "                for (var j = 0u; j < 4u; j++) { if (n + j < p.n) { out[out_base(z) + m * p.n + n + j] = v[j]; } }\n"
+                    "                for (var j = 0u; j < 4u; j++) { if (n + j < p.n) { out[out_row(z, m) + n + j] = v[j]; } }\n"
                 };
                 store += "            }\n            }\n";
             }
@@ -243,8 +244,11 @@ mod tests {
 struct Params { m: u32, n: u32, k: u32 }
 fn a_base(z: u32) -> u32 { return 0u; }
 fn b_base(z: u32) -> u32 { return 0u; }
-fn out_base(z: u32) -> u32 { return 0u; }
+fn out_row(z: u32, m: u32) -> u32 { return m * p.n; }
+fn load_a(z: u32, k: u32, m: u32) -> f32 { return 1.0; }
+fn load_a4(z: u32, k: u32, m: u32) -> vec4<f32> { return vec4<f32>(1.0); }
 fn load_b(z: u32, k: u32, n: u32) -> f32 { return 1.0; }
+fn load_b4(z: u32, k: u32, n: u32) -> vec4<f32> { return vec4<f32>(1.0); }
 fn finish(z: u32, m: u32, n: u32, v: vec4<f32>) -> vec4<f32> { return v; }
 ";
 
@@ -252,10 +256,10 @@ fn finish(z: u32, m: u32, n: u32, v: vec4<f32>) -> vec4<f32> { return v; }
     #[test]
     fn every_variant_validates() {
         let dense = |k_contiguous, vec4| Operand::Dense { k_contiguous, vec4 };
-        let operands = [dense(true, true), dense(true, false), dense(false, true), dense(false, false)];
+        let operands = [dense(true, true), dense(true, false), dense(false, true), dense(false, false), Operand::Computed { k4: true }, Operand::Computed { k4: false }];
         for tile in [SMALL, LARGE] {
             for a in operands {
-                for b in operands.into_iter().chain([Operand::Computed]) {
+                for b in operands {
                     for out_vec4 in [false, true] {
                         let source = source(&GemmShader { tile, a, b, out_vec4, bindings: [0, 1, 2], storage: 3, prelude: PRELUDE });
                         let module = naga::front::wgsl::parse_str(&source.wgsl).unwrap_or_else(|e| panic!("{}\n{}", e.emit_to_string(&source.wgsl), source.wgsl));

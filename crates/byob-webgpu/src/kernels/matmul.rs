@@ -27,7 +27,7 @@ fn batch_offset(z: u32, strides: vec4<u32>) -> u32 {
 }
 fn a_base(z: u32) -> u32 { return batch_offset(z, p.a_batch); }
 fn b_base(z: u32) -> u32 { return batch_offset(z, p.b_batch); }
-fn out_base(z: u32) -> u32 { return z * p.m * p.n; }
+fn out_row(z: u32, m: u32) -> u32 { return (z * p.m + m) * p.n; }
 ";
 
 const FINISH_PLAIN: &str = "fn finish(z: u32, m: u32, n: u32, v: vec4<f32>) -> vec4<f32> { return p.alpha * v; }";

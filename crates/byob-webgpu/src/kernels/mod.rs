@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 mod binary;
 mod conv;
+mod conv_nhwc;
 mod gemm;
+mod layout;
 mod matmul;
 mod norm;
 mod pool;
@@ -89,10 +91,12 @@ impl BoundKernel {
     }
 }
 
-/// Whether a GPU kernel exists for this node (f32 data). Every opset of
-/// the supported ops is handled, so `opset` does not narrow it yet.
+/// Whether a GPU kernel exists for this node (f32 data): an ONNX op, or
+/// the channels-last (`com.byob.nhwc`) variant of Conv, the pools or
+/// BatchNormalization. Every opset of the supported ops is handled, so
+/// `opset` does not narrow it yet.
 pub fn supports(node: &Node, _opset: i64) -> bool {
-    (node.domain.is_empty() || node.domain == "ai.onnx") && builder(&node.op_type).is_some()
+    layout::known_domain(node) && builder(&node.op_type).is_some()
 }
 
 /// Builds the kernel for `node` given the shapes of its inputs (positional;
@@ -106,7 +110,7 @@ pub fn create_kernel(ctx: &GpuContext, node: &Node, opset: i64, input_shapes: &[
 /// from opset 13, and Clip's bounds from opset 11 are read here when given;
 /// the first three must be, Clip binds non-constant bounds as buffers.
 pub fn create_kernel_with_values(ctx: &GpuContext, node: &Node, opset: i64, input_shapes: &[Vec<usize>], values: &[Option<&Tensor>]) -> Result<Box<dyn GpuKernel>, GpuError> {
-    if !(node.domain.is_empty() || node.domain == "ai.onnx") {
+    if !layout::known_domain(node) {
         return Err(GpuError::Unsupported { op: format!("{}.{}", node.domain, node.op_type), opset });
     }
     let build = builder(&node.op_type).ok_or_else(|| GpuError::Unsupported { op: node.op_type.clone(), opset })?;

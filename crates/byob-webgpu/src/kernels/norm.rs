@@ -1,6 +1,8 @@
 //! BatchNormalization for inference: each channel scaled and shifted by
-//! its statistics, y = (x - mean) · scale / sqrt(var + epsilon) + B.
+//! its statistics, y = (x - mean) · scale / sqrt(var + epsilon) + B, with
+//! the channel axis second (NCHW) or last (NHWC).
 
+use super::layout::Channels;
 use super::{numel, Bind, Grid, Kernel, KernelSpec};
 use crate::context::GpuContext;
 use crate::error::GpuError;
@@ -27,13 +29,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 pub(crate) fn batch_norm(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, GpuError> {
     let x = spec.input(0)?;
-    if x.len() < 2 {
-        return Err(spec.error(format!("input {x:?} has no channel axis")));
-    }
+    let image = Channels::of(spec).split(spec, x)?;
     if spec.attr(spec.attrs().int("training_mode", 0))? != 0 || spec.node.outputs.iter().skip(1).any(|o| !o.is_empty()) {
         return Err(spec.error("training mode (running statistics outputs) has no GPU kernel"));
     }
-    let channels = x[1];
+    let channels = image.channels;
     for (i, name) in [(1, "scale"), (2, "B"), (3, "mean"), (4, "var")] {
         let s = spec.input(i)?;
         if s != [channels] {
@@ -48,7 +48,7 @@ pub(crate) fn batch_norm(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kern
     }
     let key = ProgramKey::new("batch_norm", "").with_input(DataType::F32, x.len());
     let program = ctx.programs().get_or_compile(ctx, key, || ProgramSource { wgsl: format!("{FLAT_INDEX}{BATCH_NORM}"), storage: 6 })?;
-    let uniform = Uniform::default().u32(n).u32(channels).u32(numel(&x[2..])).f32(epsilon).create(ctx, "BatchNormalization");
+    let uniform = Uniform::default().u32(n).u32(channels).u32(image.channel_stride).f32(epsilon).create(ctx, "BatchNormalization");
     kernel.step(program, uniform, (0..5).map(Bind::Input).chain([Bind::Output(0)]).collect(), Grid::Flat { invocations: n as u64, size: 64 });
     Ok(kernel)
 }

@@ -2,7 +2,13 @@
 //! ceil_mode, count_include_pad, auto_pad): one invocation per output,
 //! folding its window. GlobalMaxPool and GlobalAveragePool: one workgroup
 //! per channel plane, reducing through workgroup memory.
+//!
+//! Both layouts run the same programs: an output index splits into
+//! (outer, pixel, channel) with `inner` channels per pixel, 1 for NCHW
+//! (where "outer" is the image's channel plane) and C for NHWC (where it
+//! is the image, and neighbouring invocations read neighbouring channels).
 
+use super::layout::Channels;
 use super::window::{axes, Axis};
 use super::{numel, Bind, Grid, Kernel, KernelSpec};
 use crate::context::GpuContext;
@@ -11,7 +17,7 @@ use crate::program::{ProgramKey, ProgramSource, Uniform, FLAT_INDEX};
 use byob_tensor::DataType;
 
 const WINDOW: &str = "
-struct Params { input: vec4<u32>, output: vec4<u32>, kernel: vec4<u32>, stride: vec4<u32>, dilation: vec4<u32>, pad_begin: vec4<u32>, pad_end: vec4<u32>, n: u32, include_pad: u32 }
+struct Params { input: vec4<u32>, output: vec4<u32>, kernel: vec4<u32>, stride: vec4<u32>, dilation: vec4<u32>, pad_begin: vec4<u32>, pad_end: vec4<u32>, n: u32, include_pad: u32, inner: u32 }
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
@@ -20,9 +26,11 @@ struct Params { input: vec4<u32>, output: vec4<u32>, kernel: vec4<u32>, stride: 
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid, 64u);
     if (i >= p.n) { return; }
-    let o = vec3<u32>((i / (p.output.y * p.output.z)) % p.output.x, (i / p.output.z) % p.output.y, i % p.output.z);
-    let plane = i / (p.output.x * p.output.y * p.output.z);
-    let base = plane * p.input.x * p.input.y * p.input.z;
+    let channel = i % p.inner;
+    let pixel = i / p.inner;
+    let o = vec3<u32>((pixel / (p.output.y * p.output.z)) % p.output.x, (pixel / p.output.z) % p.output.y, pixel % p.output.z);
+    let outer = pixel / (p.output.x * p.output.y * p.output.z);
+    let base = outer * p.input.x * p.input.y * p.input.z;
     var acc = INIT;
     var inside = 0u;
     var padded = 0u;
@@ -37,7 +45,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 let in_pads = d < i32(p.input.x + p.pad_end.x) && h < i32(p.input.y + p.pad_end.y) && w < i32(p.input.z + p.pad_end.z);
                 padded += select(0u, 1u, in_pads);
                 if (d >= 0 && h >= 0 && w >= 0 && d < i32(p.input.x) && h < i32(p.input.y) && w < i32(p.input.z)) {
-                    let v = x[base + (u32(d) * p.input.y + u32(h)) * p.input.z + u32(w)];
+                    let v = x[(base + (u32(d) * p.input.y + u32(h)) * p.input.z + u32(w)) * p.inner + channel];
                     acc = COMBINE;
                     inside += 1u;
                 }
@@ -49,7 +57,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 ";
 
 const GLOBAL: &str = "
-struct Params { planes: u32, size: u32 }
+struct Params { planes: u32, size: u32, inner: u32 }
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
@@ -61,9 +69,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // Surplus workgroups of a folded grid: uniform per workgroup, so they
     // may leave before the barriers.
     if (plane >= p.planes) { return; }
+    let base = (plane / p.inner) * p.size * p.inner + plane % p.inner;
     var acc = INIT;
     for (var j = lid; j < p.size; j += 64u) {
-        let v = x[plane * p.size + j];
+        let v = x[base + j * p.inner];
         acc = COMBINE;
     }
     partial[lid] = acc;
@@ -85,7 +94,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, GpuError> {
     let op = spec.node.op_type.as_str();
     let x = spec.input(0)?;
-    if x.len() < 3 || x.len() > 5 {
+    let layout = Channels::of(spec);
+    let image = layout.split(spec, x)?;
+    if !(1..=3).contains(&image.spatial.len()) {
         return Err(spec.error(format!("input {x:?}: the GPU kernel pools 1 to 3 spatial axes")));
     }
     if spec.node.outputs.get(1).is_some_and(|o| !o.is_empty()) {
@@ -94,30 +105,27 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     let max = op.contains("Max");
     let (init, combine) = if max { ("bitcast<f32>(0xff800000u)", "max(acc, v)") } else { ("0.0", "acc + v") };
     if op.starts_with("Global") {
-        let (planes, size) = (x[0] * x[1], numel(&x[2..]));
-        let mut out = vec![x[0], x[1]];
-        out.resize(x.len(), 1);
-        let mut kernel = spec.kernel(vec![out]);
+        let (planes, size) = (image.batch * image.channels, numel(image.spatial));
+        let mut kernel = spec.kernel(vec![layout.join(image.batch, image.channels, image.spatial.iter().map(|_| 1))]);
         if planes * size == 0 {
             return Ok(kernel);
         }
         let finish = if max { "acc".to_string() } else { "acc / f32(p.size)".to_string() };
         let key = ProgramKey::new("global_pool", op).with_input(DataType::F32, x.len());
         let program = ctx.programs().get_or_compile(ctx, key, || ProgramSource { wgsl: format!("{FLAT_INDEX}{}", GLOBAL.replace("INIT", init).replace("COMBINE", combine).replace("FINISH", &finish)), storage: 2 })?;
-        let uniform = Uniform::default().u32(planes).u32(size).create(ctx, op);
+        let uniform = Uniform::default().u32(planes).u32(size).u32(image.pixel_stride).create(ctx, op);
         kernel.step(program, uniform, vec![Bind::Input(0), Bind::Output(0)], Grid::Flat { invocations: planes as u64, size: 1 });
         return Ok(kernel);
     }
 
     let shape = spec.attr(spec.attrs().ints("kernel_shape"))?.ok_or_else(|| spec.error("attribute \"kernel_shape\" is required"))?;
     let kernel_shape: Vec<usize> = shape.iter().map(|&k| usize::try_from(k).ok().filter(|&k| k > 0)).collect::<Option<_>>().ok_or_else(|| spec.error(format!("attribute \"kernel_shape\" must be positive, got {shape:?}")))?;
-    if kernel_shape.len() != x.len() - 2 {
-        return Err(spec.error(format!("attribute \"kernel_shape\" {shape:?} does not match the input's {} spatial axes", x.len() - 2)));
+    if kernel_shape.len() != image.spatial.len() {
+        return Err(spec.error(format!("attribute \"kernel_shape\" {shape:?} does not match the input's {} spatial axes", image.spatial.len())));
     }
     let include_pad = !max && spec.attr(spec.attrs().int("count_include_pad", 0))? != 0;
-    let mut geometry = axes(spec, &x[2..], &kernel_shape, true)?;
-    let mut out = x[..2].to_vec();
-    out.extend(geometry.iter().map(|a| a.output));
+    let mut geometry = axes(spec, image.spatial, &kernel_shape, true)?;
+    let out = layout.join(image.batch, image.channels, geometry.iter().map(|a| a.output));
     while geometry.len() < 3 {
         geometry.insert(0, Axis::UNIT);
     }
@@ -140,6 +148,7 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
         .vec4(field(|a| a.pad_end))
         .u32(n)
         .u32(include_pad as usize)
+        .u32(image.pixel_stride)
         .create(ctx, op);
     kernel.step(program, uniform, vec![Bind::Input(0), Bind::Output(0)], Grid::Flat { invocations: n as u64, size: 64 });
     Ok(kernel)
