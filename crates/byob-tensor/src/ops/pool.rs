@@ -64,28 +64,54 @@ impl Pool {
     }
 
     /// Folds every window of a plane into `y` with `combine`, starting from
-    /// `init`: the innermost loop runs along an input row (it vectorises),
-    /// and `combine` is generic so each use compiles to its own loop.
-    fn fold_plane(x: &[f32], y: &mut [f32], g: &Geo3, taps: &[(isize, usize, usize)], init: f32, combine: impl Fn(f32, f32) -> f32 + Copy) {
-        y.fill(init);
-        let ow = g.output[2];
-        for z in 0..g.output[0] {
-            for r in 0..g.output[1] {
-                let dst = &mut y[(z * g.output[1] + r) * ow..][..ow];
-                for a in 0..g.kernel[0] {
-                    for b in 0..g.kernel[1] {
-                        let Some(row) = g.input_row(z, r, a, b) else { continue };
-                        let src = &x[row..row + g.input[2]];
-                        for &(off, lo, hi) in taps {
-                            if lo < hi {
-                                let start = (lo as isize * g.stride[2] as isize + off) as usize;
-                                dst[lo..hi].iter_mut().zip(src[start..].iter().step_by(g.stride[2])).for_each(|(d, &s)| *d = combine(*d, s));
-                            }
+    /// `init` (which `combine` ignores: -inf for max, 0 for sums). Windows
+    /// are separable: first each input row is folded along the innermost
+    /// axis, then output rows fold the rows their window covers. The row
+    /// pass runs on a copy of the row padded with `init`, one contiguous
+    /// pass per kernel tap (they vectorise, where strided reads would not),
+    /// and keeps every `stride`-th result.
+    fn fold_plane(x: &[f32], y: &mut [f32], g: &Geo3, init: f32, combine: impl Fn(f32, f32) -> f32 + Copy) {
+        let [_, ih, iw] = g.input;
+        let [oz, oh, ow] = g.output;
+        let (k, s, d) = (g.kernel[2], g.stride[2], g.dilation[2]);
+        // Window starts 0, s, ..; the padded row covers the last window's end.
+        let starts = (ow.max(1) - 1) * s + 1;
+        let padded_len = starts + (k - 1) * d;
+        ROWS.with(|cell| {
+            let mut scratch = cell.try_borrow_mut().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+            scratch.clear();
+            scratch.resize(padded_len + starts + g.input[0] * ih * ow, init);
+            let (padded, rest) = scratch.split_at_mut(padded_len);
+            let (acc, folded) = rest.split_at_mut(starts);
+            for (row, out) in x.chunks_exact(iw.max(1)).zip(folded.chunks_exact_mut(ow.max(1))).take(g.input[0] * ih) {
+                // The row at its place in the padded frame (pad columns stay init).
+                padded.fill(init);
+                let lo = g.pad[2].min(padded_len);
+                let n = iw.min(padded_len - lo);
+                padded[lo..lo + n].copy_from_slice(&row[..n]);
+                acc.copy_from_slice(&padded[..starts]);
+                for t in 1..k {
+                    acc.iter_mut().zip(&padded[t * d..]).for_each(|(a, &v)| *a = combine(*a, v));
+                }
+                out.iter_mut().zip(acc.iter().step_by(s)).for_each(|(o, &a)| *o = a);
+            }
+            y.fill(init);
+            for z in 0..oz {
+                for r in 0..oh {
+                    let dst = &mut y[(z * oh + r) * ow..][..ow];
+                    for a in 0..g.kernel[0] {
+                        for b in 0..g.kernel[1] {
+                            let Some(row) = g.input_row(z, r, a, b) else { continue };
+                            let src = &folded[row / iw.max(1) * ow..][..ow];
+                            dst.iter_mut().zip(src).for_each(|(o, &v)| *o = combine(*o, v));
                         }
                     }
                 }
             }
-        }
+            if let Ok(mut v) = cell.try_borrow_mut() {
+                *v = scratch;
+            }
+        });
     }
 
     /// Max and argmax of every window: the Indices output, flat over the
@@ -133,6 +159,12 @@ impl Pool {
     }
 }
 
+thread_local! {
+    /// Each thread's scratch for [`Pool::fold_plane`], kept between calls so
+    /// that steady-state runs allocate nothing.
+    static ROWS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// For each output position on `axis`, how many kernel taps fall inside
 /// [lo, hi) of the input coordinates.
 fn tap_counts(g: &Geo3, axis: usize, lo: isize, hi: isize) -> Vec<usize> {
@@ -167,10 +199,9 @@ impl Op for Pool {
             return Ok(());
         }
         let y = output(outputs, 0)?.reset_f32(&shape);
-        let taps = g.inner_taps();
         let (isp, osp) = (g.input_size(), g.output_size());
         match self.kind {
-            Kind::Max => planes(x, isp, y, osp, threads, |x, y| Self::fold_plane(x, y, &g, &taps, f32::NEG_INFINITY, f32::max)),
+            Kind::Max => planes(x, isp, y, osp, threads, |x, y| Self::fold_plane(x, y, &g, f32::NEG_INFINITY, f32::max)),
             Kind::Average { count_include_pad } => {
                 // The divisor is separable: per axis, the taps inside the input
                 // (or inside input and pads with count_include_pad; taps in the
@@ -199,7 +230,7 @@ impl Op for Pool {
                     })
                     .collect();
                 planes(x, isp, y, osp, threads, |x, y| {
-                    Self::fold_plane(x, y, &g, &taps, 0.0, |a, b| a + b);
+                    Self::fold_plane(x, y, &g, 0.0, |a, b| a + b);
                     y.iter_mut().zip(&inverse).for_each(|(v, &s)| *v *= s);
                 });
             }
