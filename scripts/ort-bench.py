@@ -19,9 +19,9 @@ the wall time of `session.run` alone (time.perf_counter).
                                           answers {"seconds": [...]}; recorded
                                           runs count towards the medians
           {"cmd": "profile", "model": M, "runs": k}
-                                          ORT's own profiler: milliseconds per
-                                          node and per op type, summed over k
-                                          runs then divided by k
+                                          ORT's own profiler: each node's median
+                                          milliseconds over k runs, and their
+                                          sums by op type
           {"cmd": "quit"}                 answers {"threads": N, "median_ms": {...}}
                                           over the recorded runs, and exits
 """
@@ -105,15 +105,19 @@ class Bench:
             events = json.load(f)
         run_starts = sorted(e["ts"] for e in events if e.get("name") == "model_run")
         since = run_starts[-runs]
-        per_node, per_op = {}, {}
+        durations, ops = {}, {}
         for e in events:
             if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time") or e["ts"] < since:
                 continue
             node = e["name"][: -len("_kernel_time")]
-            op = e.get("args", {}).get("op_name", "?")
-            ms = e["dur"] / 1000.0 / runs
-            per_node[node] = per_node.get(node, 0.0) + ms
-            per_op[op] = per_op.get(op, 0.0) + ms
+            ops[node] = e.get("args", {}).get("op_name", "?")
+            durations.setdefault(node, []).append(e["dur"] / 1000.0)
+        # Each node's median over the runs (a mean would let one slow spell
+        # of the shared machine count for all).
+        per_node, per_op = {}, {}
+        for node, d in durations.items():
+            per_node[node] = float(np.median(d))
+            per_op[ops[node]] = per_op.get(ops[node], 0.0) + per_node[node]
         model_ms = float(np.median([e["dur"] for e in events if e.get("name") == "model_run" and e["ts"] >= since])) / 1000.0
         os.remove(file)
         return {"per_op_ms": per_op, "per_node_ms": per_node, "model_run_ms": model_ms, "optimized_nodes": len(per_node)}

@@ -10,11 +10,17 @@
 //! cargo run --release -p byob-bench --bin onnx -- --byob-only resnet50 --runs 50   # byob alone (for perf)
 //! ```
 //!
+//! Other flags: `--models DIR` (default target/bench-models), `--engines
+//! byob,ort,tract` (which take turns; fewer writes no table), `--pause-ms MS`
+//! between turns (default 2, so spinning worker threads go idle).
+//!
 //! ONNX Runtime runs in a Python subprocess (`scripts/ort-bench.py --serve`)
 //! that times each `session.run` itself and answers over a pipe, so the three
 //! engines take turns run by run and a slow spell of the machine hits them
 //! alike. Every engine's output is compared with ONNX Runtime's first. Writes
-//! its table into BENCHMARKS.md unless `--only` or `--profile` is given.
+//! its table into BENCHMARKS.md unless `--only`, `--engines`, `--profile` or
+//! `--byob-only` is given. A mismatch beyond 1e-3 is printed loudly and makes
+//! the exit status 2.
 
 use byob_tensor::session::{Session, SessionBuilder};
 use serde_json::{json, Value};
@@ -306,7 +312,7 @@ fn main() {
         let byob_error = relative_error(&byob.output(model), &reference);
         let tract_error = relative_error(&tract.output(model), &reference);
         for (engine, error) in [("byob", byob_error), ("tract", tract_error)] {
-            if !(error <= TOLERANCE) {
+            if error.is_nan() || error > TOLERANCE {
                 eprintln!("\n!!!!! MISMATCH: {engine} on {}: max relative error {error:.2e} against ONNX Runtime (tolerance {TOLERANCE:.0e}) !!!!!\n", model.name);
                 mismatches.push(format!("{engine} on {} ({error:.2e})", model.name));
             }
@@ -363,7 +369,7 @@ fn main() {
         eprintln!("\n!!!!! OUTPUT MISMATCH beyond {TOLERANCE:.0e}: {} !!!!!", mismatches.join(", "));
     }
     if only.is_some() || engines.contains(&false) {
-        return;
+        std::process::exit(if mismatches.is_empty() { 0 } else { 2 });
     }
     let table: Vec<String> = rows
         .iter()
@@ -468,7 +474,8 @@ fn profile_model(model: &Model, dir: &Path, threads: usize) {
     println!("{:>3} {:<10} {:<16} {:<14} {:>9} {:>8} {:>9} {:>8}  ORT node", "#", "op", "output", "weight", "byob ms", "GFLOP/s", "ORT ms", "byob/ORT");
     let mut claimed = std::collections::HashSet::new();
     let mut by_op: Vec<(String, f64, usize)> = Vec::new();
-    let (mut total, mut matched_byob, mut matched_ort) = (0.0, 0.0, 0.0);
+    let (mut total, mut matched_byob, mut matched_ort, mut unmatched) = (0.0, 0.0, 0.0, 0.0);
+    let mut gaps: Vec<(f64, String)> = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         let op = node["op"].as_str().unwrap_or("?");
         let path = nodes_dir.join(node["file"].as_str().expect("file"));
@@ -522,9 +529,13 @@ fn profile_model(model: &Model, dir: &Path, threads: usize) {
                 let t = ort_nodes[k];
                 matched_byob += ms;
                 matched_ort += t;
+                gaps.push((ms - t, format!("#{i} {op} {} ({})", show_shape(&shape_of(&node["output_shape"])), k)));
                 (format!("{t:.3}"), format!("{:.2}", ms / t), k.as_str())
             }
-            None => (String::from("-"), String::new(), "(fused or absent)"),
+            None => {
+                unmatched += ms;
+                (String::from("-"), String::new(), "(fused or absent)")
+            }
         };
         let weight = node["weight_shape"].as_array().map(|_| show_shape(&shape_of(&node["weight_shape"]))).unwrap_or_default();
         println!("{i:>3} {op:<10} {:<16} {weight:<14} {ms:>9.3} {gflops:>8} {ort_col:>9} {ratio_col:>8}  {ort_name}", show_shape(&shape_of(&node["output_shape"])));
@@ -540,4 +551,10 @@ fn profile_model(model: &Model, dir: &Path, threads: usize) {
         println!("  {op:<18} {ms:>9.2} ms");
     }
     println!("Nodes matched with ORT's: byob {matched_byob:.2} ms (each node alone) vs ORT {matched_ort:.2} ms (with what it fused into them): {:.2}", matched_byob / matched_ort);
+    println!("byob nodes with no ORT counterpart (fused away there: Relu, Sum, ...): {unmatched:.2} ms");
+    gaps.sort_by(|a, b| b.0.total_cmp(&a.0));
+    println!("Largest gaps, byob minus ORT (ms):");
+    for (gap, what) in gaps.iter().take(12) {
+        println!("  {gap:+8.3}  {what}");
+    }
 }
