@@ -48,65 +48,102 @@ impl MemoryPlan {
         self.buffers.iter().map(|b| b.dtype.map_or(0, |d| d.size() * b.capacity)).sum()
     }
 
-    /// Assigns buffers greedily in step order: a value takes the smallest
-    /// free buffer of its type that holds it, else grows the largest free
-    /// one, else gets a new one; a buffer is free again after the last step
-    /// that reads its value. Values die after their last reader, so a step's
-    /// outputs never share a buffer with its own inputs.
+    /// Assigns buffers with two greedy heuristics and keeps the plan that
+    /// needs fewer bytes (neither wins on every graph): in step order, each
+    /// new value taking the smallest free buffer of its type that holds it
+    /// (else growing the largest free one); and by size (TensorFlow Lite's
+    /// planner), values in decreasing size each taking the smallest buffer
+    /// whose values' lifetimes do not overlap theirs. A value lives from the
+    /// step that writes it to the last step that reads it, inclusive, so a
+    /// step's outputs never share a buffer with its own inputs.
     pub fn new(sizes: &[ValueSize], lifetimes: &[Option<Lifetime>], steps: usize) -> Self {
-        let mut plan = Self { buffer_of: vec![None; sizes.len()], ..Self::default() };
-        let mut born: Vec<Vec<usize>> = vec![Vec::new(); steps];
-        let mut dies: Vec<Vec<usize>> = vec![Vec::new(); steps];
-        for (v, life) in lifetimes.iter().enumerate() {
-            if let (Some(life), true) = (life, sizes[v] != ValueSize::External) {
-                born[life.first].push(v);
-                dies[life.last.max(life.first)].push(v);
-            }
-        }
-        let mut free: Vec<usize> = Vec::new();
-        let (mut live, mut peak) = (0usize, 0usize);
-        for step in 0..steps {
-            for &v in &born[step] {
-                let buffer = match sizes[v] {
-                    ValueSize::Known(dtype, len) => {
-                        live += dtype.size() * len;
-                        plan.take_free(&mut free, dtype, len)
-                    }
-                    _ => {
-                        plan.buffers.push(Buffer { dtype: None, capacity: 0 });
-                        plan.buffers.len() - 1
-                    }
-                };
-                plan.buffer_of[v] = Some(buffer);
-            }
-            peak = peak.max(live);
-            for &v in &dies[step] {
-                if let (ValueSize::Known(dtype, len), Some(b)) = (sizes[v], plan.buffer_of[v]) {
-                    live -= dtype.size() * len;
-                    free.push(b);
+        let mut base = Self { buffer_of: vec![None; sizes.len()], ..Self::default() };
+        let mut known: Vec<Interval> = Vec::new();
+        let mut live_delta = vec![0isize; steps + 1];
+        for (v, size) in sizes.iter().enumerate() {
+            let Some(l) = lifetimes[v] else { continue };
+            let (first, last) = (l.first, l.last.max(l.first));
+            match *size {
+                ValueSize::External => {}
+                ValueSize::Known(dtype, len) => {
+                    known.push(Interval { value: v, dtype, len, first, last });
+                    live_delta[first] += (dtype.size() * len) as isize;
+                    live_delta[(last + 1).min(steps)] -= (dtype.size() * len) as isize;
+                }
+                ValueSize::Unknown => {
+                    base.buffers.push(Buffer { dtype: None, capacity: 0 });
+                    base.buffer_of[v] = Some(base.buffers.len() - 1);
                 }
             }
         }
-        plan.lower_bound_bytes = peak;
-        plan
-    }
-
-    fn take_free(&mut self, free: &mut Vec<usize>, dtype: DataType, len: usize) -> usize {
-        let same_type = |b: &usize| self.buffers[*b].dtype == Some(dtype);
-        let fitting = free.iter().enumerate().filter(|(_, b)| same_type(b) && self.buffers[**b].capacity >= len).min_by_key(|(_, b)| self.buffers[**b].capacity);
-        let chosen = fitting.or_else(|| free.iter().enumerate().filter(|(_, b)| same_type(b)).max_by_key(|(_, b)| self.buffers[**b].capacity)).map(|(i, _)| i);
-        match chosen {
-            Some(i) => {
-                let b = free.swap_remove(i);
-                self.buffers[b].capacity = self.buffers[b].capacity.max(len);
-                b
-            }
-            None => {
-                self.buffers.push(Buffer { dtype: Some(dtype), capacity: len });
-                self.buffers.len() - 1
-            }
+        let mut live = 0isize;
+        for delta in &live_delta[..steps] {
+            live += delta;
+            base.lower_bound_bytes = base.lower_bound_bytes.max(live as usize);
+        }
+        let in_order = base.clone().in_step_order(&known, steps);
+        let by_size = base.by_size(known);
+        if in_order.planned_bytes() < by_size.planned_bytes() {
+            in_order
+        } else {
+            by_size
         }
     }
+
+    fn place(&mut self, value: usize, dtype: DataType, len: usize, buffer: Option<usize>) -> usize {
+        let b = buffer.unwrap_or_else(|| {
+            self.buffers.push(Buffer { dtype: Some(dtype), capacity: 0 });
+            self.buffers.len() - 1
+        });
+        self.buffers[b].capacity = self.buffers[b].capacity.max(len);
+        self.buffer_of[value] = Some(b);
+        b
+    }
+
+    fn in_step_order(mut self, known: &[Interval], steps: usize) -> Self {
+        let mut born: Vec<Vec<&Interval>> = vec![Vec::new(); steps];
+        let mut dies: Vec<Vec<&Interval>> = vec![Vec::new(); steps];
+        for i in known {
+            born[i.first].push(i);
+            dies[i.last].push(i);
+        }
+        let mut free: Vec<usize> = Vec::new();
+        for step in 0..steps {
+            for i in &born[step] {
+                let same = |b: &&usize| self.buffers[**b].dtype == Some(i.dtype);
+                let fitting = free.iter().filter(same).filter(|b| self.buffers[**b].capacity >= i.len).min_by_key(|b| self.buffers[**b].capacity);
+                let chosen = fitting.or_else(|| free.iter().filter(same).max_by_key(|b| self.buffers[**b].capacity)).copied();
+                free.retain(|b| Some(*b) != chosen);
+                self.place(i.value, i.dtype, i.len, chosen);
+            }
+            free.extend(dies[step].iter().filter_map(|i| self.buffer_of[i.value]));
+        }
+        self
+    }
+
+    fn by_size(mut self, mut known: Vec<Interval>) -> Self {
+        known.sort_by(|a, b| (b.len * b.dtype.size()).cmp(&(a.len * a.dtype.size())).then(a.value.cmp(&b.value)));
+        // The lifetimes already placed in each buffer.
+        let mut occupied: Vec<Vec<(usize, usize)>> = vec![Vec::new(); self.buffers.len()];
+        for i in known {
+            let fits = |b: &usize| self.buffers[*b].dtype == Some(i.dtype) && occupied[*b].iter().all(|&(f, l)| l < i.first || i.last < f);
+            let chosen = (0..self.buffers.len()).filter(fits).min_by_key(|&b| self.buffers[b].capacity);
+            let b = self.place(i.value, i.dtype, i.len, chosen);
+            occupied.resize(self.buffers.len(), Vec::new());
+            occupied[b].push((i.first, i.last));
+        }
+        self
+    }
+}
+
+/// A known-size value's lifetime, inclusive.
+#[derive(Clone, Copy, Debug)]
+struct Interval {
+    value: usize,
+    dtype: DataType,
+    len: usize,
+    first: usize,
+    last: usize,
 }
 
 #[cfg(test)]

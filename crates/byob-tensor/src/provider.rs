@@ -4,6 +4,7 @@
 
 use crate::layout::{Layout, CHANNELS_LAST_OPS, NHWC_DOMAIN};
 use crate::model::Node;
+use crate::optimize::FUSED_DOMAIN;
 use crate::ops::channels_last::ChannelsLast;
 use crate::ops::{self, Builder, Fact, Op, OpError};
 use crate::tensor::Tensor;
@@ -103,7 +104,8 @@ impl ExecutionProvider for CpuProvider {
     fn supports(&self, node: &Node, _opset: i64, _inputs: &[Option<&Fact>]) -> bool {
         let onnx = node.domain.is_empty() || node.domain == "ai.onnx";
         let channels_last = node.domain == NHWC_DOMAIN && CHANNELS_LAST_OPS.contains(&node.op_type.as_str());
-        (onnx || channels_last) && self.ops.contains_key(node.op_type.as_str())
+        let fused = node.domain == FUSED_DOMAIN && node.op_type == "Conv";
+        (onnx || channels_last || fused) && self.ops.contains_key(node.op_type.as_str())
     }
 
     fn create_kernel(&self, node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {

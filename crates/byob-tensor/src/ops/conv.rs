@@ -367,7 +367,7 @@ const PARALLEL_ELEMENTS: usize = 1 << 15;
 /// The convolution proper on validated shapes: x [n, c, in…], w [m, c/group,
 /// k…], y [n, m, out…] (every element is written).
 #[allow(clippy::too_many_arguments)]
-fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo3, n: usize, c: usize, m: usize, group: usize, y: &mut [f32], pool: &rayon::ThreadPool) {
+fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo3, [n, c, m, group]: [usize; 4], relu: bool, y: &mut [f32], pool: &rayon::ThreadPool) {
     let (cg, mg) = (c / group, m / group);
     let (isp, ksp, osp) = (g.input_size(), g.kernel_size(), g.output_size());
     let kdim = cg * ksp;
@@ -383,6 +383,7 @@ fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo3, n: usize, c: u
             let (image, channel) = (i / m, i % m);
             let input = &x[(image * c + channel / mg) * isp..][..isp];
             depthwise_plane(out, input, &w[channel * ksp..][..ksp], bias.map_or(0.0, |b| b[channel]), g, &taps);
+            activate(out, relu);
         };
         if threads > 1 && work >= PARALLEL_ELEMENTS {
             pool.install(|| y.par_chunks_mut(osp).enumerate().for_each(plane));
@@ -411,6 +412,7 @@ fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo3, n: usize, c: u
             im2col(xg, cg, g, col, pool);
             sgemm(mg, osp, kdim, wg, false, col, false, out, 1.0, accumulate, pool);
         }
+        activate(out, relu);
     };
     let jobs = n * group;
     if threads > 1 && work >= PARALLEL_ELEMENTS && (jobs.is_multiple_of(threads) || jobs >= 4 * threads) {
@@ -441,6 +443,16 @@ fn with_columns<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
 struct Conv {
     window: Window,
     group: usize,
+    /// A Relu fused in by the session (applied to each block of output
+    /// while it is still in cache).
+    relu: bool,
+}
+
+/// The fused activation, if any, on a freshly computed block of output.
+fn activate(out: &mut [f32], relu: bool) {
+    if relu {
+        out.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
 }
 
 impl Op for Conv {
@@ -519,8 +531,9 @@ impl Op for Conv {
         if cg == 0 {
             // No input channels: the output is the bias.
             y.chunks_mut(g.output_size().max(1)).enumerate().for_each(|(i, p)| p.fill(bias.map_or(0.0, |b| b[i % m])));
+            activate(y, self.relu);
         } else {
-            conv_f32(x, w, bias, &g, n, c, m, group, y, threads);
+            conv_f32(x, w, bias, &g, [n, c, m, group], self.relu, y, threads);
         }
         Ok(())
     }
@@ -532,7 +545,15 @@ fn conv_op(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
     let a = Attrs(node);
     let group = a.int("group", 1)?;
     let group = usize::try_from(group).ok().filter(|&g| g > 0).ok_or_else(|| OpError::attribute("group", format!("must be positive, got {group}")))?;
-    Ok(Box::new(Conv { window: Window::from_attrs(&a, false)?, group }))
+    // The session's fusion pass marks a Conv that absorbed the Relu after it.
+    let relu = match node.domain.as_str() {
+        crate::optimize::FUSED_DOMAIN => match a.string("activation", "")?.as_str() {
+            "Relu" => true,
+            other => return Err(OpError::attribute("activation", format!("{other:?} is not an activation byob fuses"))),
+        },
+        _ => false,
+    };
+    Ok(Box::new(Conv { window: Window::from_attrs(&a, false)?, group, relu }))
 }
 
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {

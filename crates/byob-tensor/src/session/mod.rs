@@ -131,10 +131,14 @@ impl SessionBuilder {
         let channels_last = crate::layout::to_channels_last(&mut model.graph, |node, variant| {
             providers.iter().find(|p| p.supports(node, opset, &[])).is_some_and(|p| p.preferred_layout() == Layout::Nhwc && p.supports(variant, opset, &[]))
         });
+        // Fused nodes only where the provider that takes the node runs them.
+        let taker_runs = |node: &Node, fused: &Node| providers.iter().find(|p| p.supports(node, opset, &[])).is_some_and(|p| p.supports(fused, opset, &[]));
+        let activations = if level >= OptimizationLevel::Extended { crate::optimize::fuse_conv_relu(&mut model.graph, taker_runs) } else { 0 };
         let mut session = Session::prepare(model, self.providers, level, pool)?;
         session.optimizations.folded += folded;
         session.optimizations.fused = fused;
         session.optimizations.prepacked = prepacked;
+        session.optimizations.fused += activations;
         session.optimizations.channels_last = channels_last;
         Ok(session)
     }
@@ -250,7 +254,8 @@ pub struct Optimizations {
     pub folded: usize,
     /// Dead nodes removed.
     pub removed: usize,
-    /// BatchNormalizations fused into the convolution before them.
+    /// Nodes fused into the convolution before them (BatchNormalization,
+    /// Relu).
     pub fused: usize,
     /// Gemm weights laid out for the kernel at creation.
     pub prepacked: usize,
