@@ -183,7 +183,7 @@ pub fn info(args: InfoArgs) -> Result<()> {
     let o = session.optimizations();
     writeln!(
         out,
-        "optimizations: {} node(s) folded into constants, {} dead node(s) removed, {} BatchNormalization(s) fused into Conv, {} Gemm weight(s) prepacked, {} node(s) made channels-last",
+        "optimizations: {} node(s) folded into constants, {} dead node(s) removed, {} node(s) fused into Conv (BatchNormalization, Relu), {} Gemm weight(s) prepacked, {} node(s) made channels-last",
         o.folded, o.removed, o.fused, o.prepacked, o.channels_last
     )?;
     writeln!(out, "nodes ({}, provider {chosen}):", session.placements().len())?;
