@@ -3,9 +3,11 @@
 //! scripts/select-onnx-tests.py) and the `light` real models, run on the CPU
 //! provider and compared with ONNX's reference outputs.
 
-use byob_tensor::model::tensor_from_bytes;
-use byob_tensor::{Data, IoBinding, SessionBuilder, Tensor};
+mod support;
+
+use byob_tensor::{IoBinding, SessionBuilder, Tensor};
 use std::path::{Path, PathBuf};
+use support::{close, data_dir, dummy_feeds, read_tensor};
 
 /// Node tests the CPU provider is expected to fail, with the reason. A test
 /// listed here that passes fails the suite, so the list stays honest.
@@ -17,35 +19,6 @@ const CPU_EXPECTED_FAILURES: &[(&str, &str)] = &[
     ("test_training_dropout_default_mask", "random training-mode dropout cannot match numpy's generator"),
     ("test_training_dropout_mask", "random training-mode dropout cannot match numpy's generator"),
 ];
-
-fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/onnx-1.22.0")
-}
-
-fn read_tensor(path: &Path) -> Tensor {
-    tensor_from_bytes(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// numpy.testing.assert_allclose as ONNX's backend tests use it: rtol 1e-3, atol 1e-7.
-fn close(actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Result<(), String> {
-    if actual.shape() != expected.shape() {
-        return Err(format!("shape {:?}, expected {:?}", actual.shape(), expected.shape()));
-    }
-    let pairs: Vec<(f64, f64)> = match (actual.data(), expected.data()) {
-        (Data::F32(a), Data::F32(e)) => a.iter().zip(e).map(|(&a, &e)| (a as f64, e as f64)).collect(),
-        (Data::F64(a), Data::F64(e)) => a.iter().zip(e).map(|(&a, &e)| (a, e)).collect(),
-        (a, e) if a == e => return Ok(()),
-        (a, e) if a.dtype() != e.dtype() => return Err(format!("type {}, expected {}", a.dtype(), e.dtype())),
-        _ => return Err("values differ".into()),
-    };
-    for (i, (a, e)) in pairs.into_iter().enumerate() {
-        let ok = (a.is_nan() && e.is_nan()) || a == e || (a - e).abs() <= atol + rtol * e.abs();
-        if !ok {
-            return Err(format!("element {i}: {a}, expected {e}"));
-        }
-    }
-    Ok(())
-}
 
 /// Runs every `test_data_set_*` of one test directory.
 fn run_case(dir: &Path, rtol: f64, atol: f64) -> Result<(), String> {
@@ -102,18 +75,7 @@ fn light_models_produce_their_reference_outputs() {
         let stem = model.file_stem().unwrap().to_string_lossy().to_string();
         let result = (|| -> Result<(), String> {
             let session = SessionBuilder::new().commit_from_file(model).map_err(|e| format!("load: {e}"))?;
-            // ONNX's runner feeds the light models `arange(n) / n` as float32
-            // in the declared shape (unknown dimensions as 1), and compares
-            // with the stored output (onnx/backend/test/runner, `use_dummy`).
-            let feeds: Vec<(String, Tensor)> = session
-                .inputs()
-                .map(|v| {
-                    let shape: Vec<usize> = v.shape.as_ref().map(|s| s.iter().map(|d| if let byob_tensor::Dim::Known(n) = d { *n } else { 1 }).collect()).unwrap_or_default();
-                    let n: usize = shape.iter().product();
-                    let data = (0..n).map(|i| (i as f64 / n as f64) as f32).collect();
-                    (v.name.clone(), Tensor::f32(shape, data).expect("matching length"))
-                })
-                .collect();
+            let feeds = dummy_feeds(&session);
             let mut binding = IoBinding::new();
             for (name, tensor) in feeds {
                 binding.bind_input(name, tensor);
