@@ -27,7 +27,7 @@ use std::collections::HashMap;
 
 /// How pads are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum AutoPad {
+pub enum AutoPad {
     /// Explicit `pads`.
     NotSet,
     /// Output = ceil(input / stride), the extra pad at the end.
@@ -40,7 +40,7 @@ pub(crate) enum AutoPad {
 
 /// One spatial axis of a sliding window, resolved for an input size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Axis {
+pub struct Axis {
     pub input: usize,
     pub kernel: usize,
     pub stride: usize,
@@ -50,9 +50,15 @@ pub(crate) struct Axis {
     pub output: usize,
 }
 
-/// Sliding-window attributes shared by Conv and the pools.
+impl Axis {
+    /// An axis of size 1 that changes nothing, to pad lower ranks.
+    pub const UNIT: Axis = Axis { input: 1, kernel: 1, stride: 1, dilation: 1, pad_begin: 0, pad_end: 0, output: 1 };
+}
+
+/// Sliding-window attributes shared by Conv and the pools (of every
+/// provider: the WebGPU kernels resolve their windows here too).
 #[derive(Clone, Debug)]
-pub(crate) struct Window {
+pub struct Window {
     pub auto_pad: AutoPad,
     /// The `kernel_shape` attribute (for Conv, W's spatial shape otherwise).
     pub kernel: Option<Vec<usize>>,
@@ -206,8 +212,7 @@ impl Geo3 {
         if axes.len() > 3 {
             return None;
         }
-        let unit = Axis { input: 1, kernel: 1, stride: 1, dilation: 1, pad_begin: 0, pad_end: 0, output: 1 };
-        let mut a = [unit; 3];
+        let mut a = [Axis::UNIT; 3];
         a[3 - axes.len()..].copy_from_slice(axes);
         Some(Self {
             input: a.map(|a| a.input),
