@@ -17,6 +17,7 @@ pub mod conv;
 pub mod pool;
 pub mod norm;
 pub(crate) mod channels_last;
+pub(crate) mod microkernel;
 
 /// What is known about a value before running: its type, its shape (some
 /// dimensions may be unknown), and its contents when it is a constant.

@@ -1,0 +1,471 @@
+//! byob's own single-precision GEMM on a right operand packed once (the
+//! weights of Conv, Gemm and MatMul, packed at session creation by
+//! [`crate::pack`]), and the other loops that need SIMD instructions chosen
+//! at run time. Every `unsafe` block of the CPU kernels lives here.
+//!
+//! C [m × n] = A [m × k] · B [k × n] (+ bias per column, then Relu), with A
+//! read in place through a row stride (an NHWC activation *is* the left
+//! operand of a pointwise convolution) and B packed into column panels of
+//! [`NR`] = 32 columns, each `k × 32` contiguous and zero-padded past `n`.
+//! The inner kernel keeps a tile of `rows × 32` sums in registers (12 rows,
+//! 24 zmm accumulators, with AVX-512; 6 rows × 16 columns, twice per panel,
+//! with AVX2 and FMA; 4 rows in portable code otherwise), broadcasting one
+//! element of A per row against two vectors of the panel per step of k, as
+//! ONNX Runtime's MLAS does. The packed panel stays in cache while the tiles
+//! of a block of rows stream past it; blocks of rows are sized to share the
+//! L2 cache with the panel. Work splits over blocks of rows, and over
+//! panels too when there are too few rows to keep every thread busy.
+//!
+//! Callers check shapes; [`gemm_packed`] asserts that the slices cover the
+//! matrices they describe (an internal invariant), after which the kernels
+//! read and write through raw pointers.
+
+use rayon::prelude::*;
+
+/// Columns per packed panel of B.
+pub(crate) const NR: usize = 32;
+
+/// What the kernel does to each sum before storing it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Epilogue<'a> {
+    /// Added per column (`n` values).
+    pub bias: Option<&'a [f32]>,
+    /// Negative results become 0.
+    pub relu: bool,
+}
+
+/// Which inner kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+impl Kernel {
+    /// The fastest kernel this processor runs (detected once per call site
+    /// by std's cached feature test).
+    pub fn best() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Kernel::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return Kernel::Avx2;
+            }
+        }
+        Kernel::Portable
+    }
+
+    /// The kernels this processor can run (for tests).
+    #[cfg(test)]
+    pub fn available() -> Vec<Kernel> {
+        let best = Kernel::best();
+        [Kernel::Avx512, Kernel::Avx2, Kernel::Portable].into_iter().filter(|&k| k == Kernel::Portable || best == Kernel::Avx512 || k == best).collect()
+    }
+
+    /// Rows per tile.
+    fn rows(self) -> usize {
+        match self {
+            Kernel::Avx512 => 12,
+            Kernel::Avx2 => 6,
+            Kernel::Portable => 4,
+        }
+    }
+}
+
+/// Length of `B [k × n]` once packed.
+pub(crate) fn packed_len(k: usize, n: usize) -> usize {
+    n.div_ceil(NR) * k * NR
+}
+
+/// Packs `B [k × n]`, whose element (p, j) is `b(p, j)`, into panels.
+pub(crate) fn pack(k: usize, n: usize, b: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    let mut packed = vec![0.0; packed_len(k, n)];
+    for (panel, chunk) in packed.chunks_mut((k * NR).max(1)).enumerate() {
+        for (p, row) in chunk.chunks_mut(NR).enumerate() {
+            for (jj, v) in row.iter_mut().enumerate() {
+                let j = panel * NR + jj;
+                if j < n {
+                    *v = b(p, j);
+                }
+            }
+        }
+    }
+    packed
+}
+
+/// The output pointer, shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: tasks given an `Out` write disjoint (row, column) ranges of the
+// matrix it points to (see `gemm_packed`), and the borrow it came from
+// outlives them (rayon's scope joins before `gemm_packed` returns).
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+/// Bytes of A a block of rows may take, so that it shares L2 with a panel.
+const BLOCK_BYTES: usize = 512 * 1024;
+
+/// `c[i·ldc + j] = epilogue(Σ_p a[i·lda + p] · B[p][j])` for i < m, j < n,
+/// B packed by [`pack`]; on `pool`'s threads when given.
+///
+/// # Panics
+/// When a slice is shorter than the matrix it holds (a caller's bug).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_packed(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: &mut [f32], ldc: usize, epilogue: Epilogue, pool: Option<&rayon::ThreadPool>) {
+    gemm_packed_with(Kernel::best(), m, n, k, a, lda, b, c, ldc, epilogue, pool)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_packed_with(kernel: Kernel, m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: &mut [f32], ldc: usize, epilogue: Epilogue, pool: Option<&rayon::ThreadPool>) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(lda >= k && ldc >= n, "gemm_packed: strides lda {lda} < k {k} or ldc {ldc} < n {n}");
+    assert!(k == 0 || a.len() >= (m - 1) * lda + k, "gemm_packed: A has {} elements for {m}×{k} at stride {lda}", a.len());
+    assert!(b.len() >= packed_len(k, n), "gemm_packed: packed B has {} elements for {k}×{n}", b.len());
+    assert!(c.len() >= (m - 1) * ldc + n, "gemm_packed: C has {} elements for {m}×{n} at stride {ldc}", c.len());
+    assert!(epilogue.bias.is_none_or(|b| b.len() >= n), "gemm_packed: bias shorter than n = {n}");
+    let mr = kernel.rows();
+    let panels = n.div_ceil(NR);
+    let threads = pool.map_or(1, |p| p.current_num_threads());
+    // Blocks of rows as large as L2 allows, evened out; then enough tasks
+    // for every thread (a few each, to even out), splitting panels only
+    // when the blocks of rows alone do not give that many (few rows: each
+    // panel is then read once, by one thread).
+    let most = (BLOCK_BYTES / (4 * k.max(1))).clamp(mr, 16 * mr) / mr * mr;
+    let row_blocks = m.div_ceil(most);
+    let row_blocks = if row_blocks < 2 * threads && m >= 2 * threads * 4 * mr { 2 * threads } else { row_blocks };
+    let block = m.div_ceil(row_blocks);
+    let panel_chunks = if row_blocks < 2 * threads { (2 * threads).div_ceil(row_blocks).min(panels) } else { 1 };
+    let panels_per_task = panels.div_ceil(panel_chunks);
+    let tasks = row_blocks * panels.div_ceil(panels_per_task);
+    let out = Out(c.as_mut_ptr());
+    let task = |t: usize| {
+        let (rb, pc) = (t % row_blocks, t / row_blocks);
+        let rows = rb * block..((rb + 1) * block).min(m);
+        let panel_range = pc * panels_per_task..((pc + 1) * panels_per_task).min(panels);
+        // SAFETY: `rows` and `panel_range` are within the bounds asserted
+        // above, and tasks cover disjoint (row block, panel chunk) pairs, so
+        // their writes to `out` never overlap; `c` is borrowed mutably for
+        // this whole call, so nothing else reads or writes it meanwhile.
+        unsafe { run_block(kernel, rows, panel_range, n, k, a, lda, b, out, ldc, epilogue) };
+    };
+    match pool {
+        Some(p) if threads > 1 && tasks > 1 && m * n * k >= 1 << 16 => p.install(|| (0..tasks).into_par_iter().for_each(task)),
+        _ => (0..tasks).for_each(task),
+    }
+}
+
+/// Splits `rows` into tiles of at most `mr` rows, as even as possible (64
+/// rows in tiles of 12: 11, 11, 11, 11, 10, 10 rather than 12 × 5 + 4).
+fn tiles(rows: std::ops::Range<usize>, mr: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let len = rows.len();
+    let count = len.div_ceil(mr).max(1);
+    (0..count).map(move |t| rows.start + t * len / count..rows.start + (t + 1) * len / count)
+}
+
+/// One block of rows times a range of panels. A is read in place: copying
+/// tiles of it step-major (as BLIS does) measured slower here.
+///
+/// # Safety
+/// The rows and panels lie inside the matrices `gemm_packed` checked, and
+/// no other thread writes the same part of `out` meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_block(
+    kernel: Kernel,
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    out: Out,
+    ldc: usize,
+    epilogue: Epilogue,
+) {
+    let mr = kernel.rows();
+    for panel in panels {
+        let j = panel * NR;
+        let cols = (n - j).min(NR);
+        let bias = epilogue.bias.map(|b| &b[j..j + cols]);
+        let bp = &b[panel * k * NR..][..k * NR];
+        for tile in tiles(rows.clone(), mr) {
+            let (i, r) = (tile.start, tile.len());
+            let ap = &a[i * lda..][..(r - 1) * lda + k];
+            // SAFETY: rows i..i+r < m and columns j..j+cols ≤ n lie inside
+            // C (asserted by gemm_packed), `ap` holds the tile's r·k values
+            // and `bp` this panel's k·NR values.
+            unsafe {
+                let cp = out.0.add(i * ldc + j);
+                match kernel {
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx512 => x86::tile_avx512(r, k, ap.as_ptr(), lda, bp.as_ptr(), cp, ldc, cols, bias, epilogue.relu),
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx2 => x86::tile_avx2(r, k, ap.as_ptr(), lda, bp.as_ptr(), cp, ldc, cols, bias, epilogue.relu),
+                    _ => tile_portable(r, k, ap, lda, bp, cp, ldc, cols, bias, epilogue.relu),
+                }
+            }
+        }
+    }
+}
+
+/// The portable tile: up to 4 rows × one panel.
+///
+/// # Safety
+/// `c` points at `rows` rows of `cols` writable values at stride `ldc`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_portable(rows: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: *mut f32, ldc: usize, cols: usize, bias: Option<&[f32]>, relu: bool) {
+    let mut acc = [[0.0f32; NR]; 4];
+    for p in 0..k {
+        let bv: &[f32; NR] = b[p * NR..][..NR].try_into().expect("NR values");
+        for (i, row) in acc.iter_mut().enumerate().take(rows) {
+            let av = a[i * lda + p];
+            row.iter_mut().zip(bv).for_each(|(s, &w)| *s += av * w);
+        }
+    }
+    for (i, row) in acc.iter().enumerate().take(rows) {
+        for (jj, &s) in row.iter().enumerate().take(cols) {
+            let v = s + bias.map_or(0.0, |b| b[jj]);
+            // SAFETY: row i < rows, column jj < cols (the caller's contract).
+            unsafe { *c.add(i * ldc + jj) = if relu { v.max(0.0) } else { v } };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::NR;
+    use std::arch::x86_64::*;
+
+    /// Dispatches `rows` (1..=12) to the kernel specialised for it, so that
+    /// the accumulators are registers.
+    ///
+    /// # Safety
+    /// AVX-512F is available; A holds `rows` rows of `k` values at stride
+    /// `lda`; `b` holds k·NR values; `c` has `rows` rows of `cols` (≤ NR)
+    /// writable values at stride `ldc`.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn tile_avx512(rows: usize, k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, bias: Option<&[f32]>, relu: bool) {
+        macro_rules! go {
+            ($($r:literal)*) => {
+                match rows {
+                    // SAFETY: forwarded contract.
+                    $($r => unsafe { avx512::<$r>(k, a, lda, b, c, ldc, cols, bias, relu) },)*
+                    _ => unreachable!("tile of {rows} rows"),
+                }
+            };
+        }
+        go!(1 2 3 4 5 6 7 8 9 10 11 12)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn avx512<const R: usize>(k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, bias: Option<&[f32]>, relu: bool) {
+        let mut lo = [_mm512_setzero_ps(); R];
+        let mut hi = [_mm512_setzero_ps(); R];
+        for p in 0..k {
+            // SAFETY: p < k, so b[p·NR..p·NR + 32] and a[i·lda + p] are in
+            // bounds (the caller's contract).
+            unsafe {
+                let b0 = _mm512_loadu_ps(b.add(p * NR));
+                let b1 = _mm512_loadu_ps(b.add(p * NR + 16));
+                for i in 0..R {
+                    let av = _mm512_set1_ps(*a.add(i * lda + p));
+                    lo[i] = _mm512_fmadd_ps(av, b0, lo[i]);
+                    hi[i] = _mm512_fmadd_ps(av, b1, hi[i]);
+                }
+            }
+        }
+        let m0: __mmask16 = if cols >= 16 { 0xffff } else { (1u16 << cols) - 1 };
+        let m1: __mmask16 = if cols >= 32 { 0xffff } else if cols > 16 { (1u16 << (cols - 16)) - 1 } else { 0 };
+        let (bias0, bias1) = match bias {
+            // SAFETY: `bias` has `cols` values and the masks cover only those.
+            Some(bias) => unsafe { (_mm512_maskz_loadu_ps(m0, bias.as_ptr()), _mm512_maskz_loadu_ps(m1, bias.as_ptr().wrapping_add(16))) },
+            None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+        };
+        let zero = _mm512_setzero_ps();
+        for i in 0..R {
+            let (mut v0, mut v1) = (_mm512_add_ps(lo[i], bias0), _mm512_add_ps(hi[i], bias1));
+            if relu {
+                v0 = _mm512_max_ps(v0, zero);
+                v1 = _mm512_max_ps(v1, zero);
+            }
+            // SAFETY: row i < R = rows; the masks store only columns < cols.
+            unsafe {
+                _mm512_mask_storeu_ps(c.add(i * ldc), m0, v0);
+                _mm512_mask_storeu_ps(c.wrapping_add(i * ldc + 16), m1, v1);
+            }
+        }
+    }
+
+    /// The AVX2 tile: `rows` (1..=6) × one panel, as two halves of 16
+    /// columns (12 ymm accumulators each).
+    ///
+    /// # Safety
+    /// As [`tile_avx512`], with AVX2 and FMA available.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn tile_avx2(rows: usize, k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, bias: Option<&[f32]>, relu: bool) {
+        for half in 0..2 {
+            let first = half * 16;
+            if cols <= first {
+                break;
+            }
+            let bias = bias.map(|b| &b[first..]);
+            macro_rules! go {
+                ($($r:literal)*) => {
+                    match rows {
+                        // SAFETY: forwarded contract, on the half's columns.
+                        $($r => unsafe { avx2::<$r>(k, a, lda, b.add(first), c.add(first), ldc, cols - first, bias, relu) },)*
+                        _ => unreachable!("tile of {rows} rows"),
+                    }
+                };
+            }
+            go!(1 2 3 4 5 6)
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn avx2<const R: usize>(k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, bias: Option<&[f32]>, relu: bool) {
+        let mut lo = [_mm256_setzero_ps(); R];
+        let mut hi = [_mm256_setzero_ps(); R];
+        for p in 0..k {
+            // SAFETY: p < k; the half's 16 columns lie inside the panel row.
+            unsafe {
+                let b0 = _mm256_loadu_ps(b.add(p * NR));
+                let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
+                for i in 0..R {
+                    let av = _mm256_set1_ps(*a.add(i * lda + p));
+                    lo[i] = _mm256_fmadd_ps(av, b0, lo[i]);
+                    hi[i] = _mm256_fmadd_ps(av, b1, hi[i]);
+                }
+            }
+        }
+        let cols = cols.min(16);
+        for i in 0..R {
+            let mut sums = [0.0f32; 16];
+            // SAFETY: `sums` has room for two vectors of 8.
+            unsafe {
+                _mm256_storeu_ps(sums.as_mut_ptr(), lo[i]);
+                _mm256_storeu_ps(sums.as_mut_ptr().add(8), hi[i]);
+            }
+            for (jj, &s) in sums.iter().enumerate().take(cols) {
+                let v = s + bias.map_or(0.0, |b| b[jj]);
+                // SAFETY: row i < rows, column jj < cols.
+                unsafe { *c.add(i * ldc + jj) = if relu { v.max(0.0) } else { v } };
+            }
+        }
+    }
+
+    /// Runs `f` compiled for AVX-512 (its body must be `#[inline(always)]`
+    /// code for the instructions to be used).
+    ///
+    /// # Safety
+    /// AVX-512F is available.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+
+    /// As [`with_avx512`], for AVX2.
+    ///
+    /// # Safety
+    /// AVX2 and FMA are available.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+}
+
+/// Runs `f`, a loop the compiler vectorises, compiled for the widest
+/// vectors this processor has (`f` and what it calls should be
+/// `#[inline(always)]`). Used by the channels-last depthwise convolution and
+/// pools, whose loops run along contiguous channels.
+#[inline]
+pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    match Kernel::best() {
+        // SAFETY: `best` reported the instructions available.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => unsafe { x86::with_avx512(f) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => unsafe { x86::with_avx2(f) },
+        _ => f(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::test_util::{pool, values};
+
+    fn reference(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = bias.map_or(0.0, |b| b[j] as f64);
+                for p in 0..k {
+                    s += a[i * lda + p] as f64 * b[p * n + j] as f64;
+                }
+                c[i * n + j] = if relu { s.max(0.0) } else { s };
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn every_kernel_matches_f64_on_ragged_shapes() {
+        for kernel in Kernel::available() {
+            for &(m, n, k, lda_pad, ldc_pad) in &[(1, 1, 1, 0, 0), (13, 33, 7, 3, 5), (25, 64, 100, 0, 0), (7, 17, 0, 0, 2), (200, 70, 300, 1, 0), (64, 1024, 96, 0, 0)] {
+                for (bias, relu) in [(false, false), (true, true)] {
+                    let lda = k + lda_pad;
+                    let ldc = n + ldc_pad;
+                    let a = values(m * lda, 1);
+                    let b = values(k * n, 2);
+                    let bias_v = bias.then(|| values(n, 3));
+                    let packed = pack(k, n, |p, j| b[p * n + j]);
+                    let want = reference(m, n, k, &a, lda, &b, bias_v.as_deref(), relu);
+                    for threads in [1, 2, 3] {
+                        let mut c = vec![f32::NAN; (m - 1) * ldc + n + ldc_pad];
+                        let epilogue = Epilogue { bias: bias_v.as_deref(), relu };
+                        gemm_packed_with(kernel, m, n, k, &a, lda, &packed, &mut c, ldc, epilogue, Some(&pool(threads)));
+                        for i in 0..m {
+                            for j in 0..n {
+                                let (got, w) = (c[i * ldc + j] as f64, want[i * n + j]);
+                                assert!((got - w).abs() <= 1e-4 * (1.0 + w.abs()), "{kernel:?} {m}×{n}×{k} threads {threads}: ({i}, {j}) got {got}, want {w}");
+                            }
+                            // Padding between rows is never written.
+                            assert!(c[i * ldc + n..(i * ldc + ldc).min(c.len())].iter().all(|v| v.is_nan()), "{kernel:?}: row {i}'s padding written");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod speed_probe {
+    use super::*;
+    use crate::ops::test_util::{pool, values};
+    #[test]
+    #[ignore]
+    fn probe() {
+        let p = pool(2);
+        for &(m, n, k) in &[(64usize, 1024usize, 1024usize), (3136, 64, 576), (784, 128, 1152), (49, 512, 4608), (3136, 256, 64), (12544, 64, 147)] {
+            let a = values(m * k, 1);
+            let b = values(k * n, 2);
+            let packed = pack(k, n, |pp, j| b[pp * n + j]);
+            let mut c = vec![0.0; m * n];
+            let flops = 2.0 * (m * n * k) as f64;
+            let time = |f: &mut dyn FnMut()| { (0..40).map(|_| { let t = std::time::Instant::now(); f(); t.elapsed().as_secs_f64() }).fold(f64::MAX, f64::min) };
+            let ours = time(&mut || gemm_packed(m, n, k, &a, k, &packed, &mut c, n, Epilogue::default(), Some(&p)));
+            let theirs = time(&mut || crate::ops::linalg::sgemm(m, n, k, &a, false, &b, false, &mut c, 1.0, false, Some(&p)));
+            println!("{m}x{n}x{k}: ours {:.1} GFLOP/s, gemm crate {:.1} GFLOP/s", flops / ours / 1e9, flops / theirs / 1e9);
+        }
+    }
+}
