@@ -134,12 +134,13 @@ fn simplify_transposes(graph: &mut Graph) {
         let transposed = |name: &str| producer.get(name).and_then(|&p| Some((p, perm_of(&graph.nodes[p])?.to_vec())));
         let mut change = None;
         for (i, node) in graph.nodes.iter().enumerate() {
-            if node.outputs.iter().any(|o| outputs.contains(o)) || !node.domain.is_empty() {
+            if !node.domain.is_empty() {
                 continue;
             }
-            // An inverse pair: read the first Transpose's input directly.
+            // An inverse pair: read the first Transpose's input directly
+            // (unless the second makes a graph output, whose name stays).
             if let (Some(p2), Some((first, p1))) = (perm_of(node), node.inputs.first().and_then(|x| transposed(x))) {
-                if p2.len() == p1.len() && (0..p2.len()).all(|k| p1[p2[k] as usize] == k as i64) {
+                if p2.len() == p1.len() && (0..p2.len()).all(|k| p1[p2[k] as usize] == k as i64) && !outputs.contains(&node.outputs[0]) {
                     change = Some(Change::Bypass { node: i, to: graph.nodes[first].inputs[0].clone() });
                     break;
                 }

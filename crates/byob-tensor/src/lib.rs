@@ -17,6 +17,7 @@ pub mod model;
 pub mod npy;
 pub mod ops;
 pub mod optimize;
+pub mod pack;
 mod plan;
 pub mod proto;
 pub mod provider;

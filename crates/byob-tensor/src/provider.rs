@@ -6,6 +6,7 @@ use crate::layout::{Layout, CHANNELS_LAST_OPS, NHWC_DOMAIN};
 use crate::model::Node;
 use crate::optimize::FUSED_DOMAIN;
 use crate::ops::channels_last::ChannelsLast;
+use crate::ops::packed::{PACKED_DOMAIN, PACKED_OPS};
 use crate::ops::{self, Builder, Fact, Op, OpError};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
@@ -72,7 +73,7 @@ pub struct CpuProvider {
 
 impl Default for CpuProvider {
     fn default() -> Self {
-        Self { ops: ops::registry(), layout: Layout::Nchw }
+        Self { ops: ops::registry(), layout: Layout::Nhwc }
     }
 }
 
@@ -81,8 +82,10 @@ impl CpuProvider {
         Self::default()
     }
 
-    /// A CPU provider that asks for channels-last convolutions and pools
-    /// (slower on the CPU; it exists to run the layout pass without a GPU).
+    /// A CPU provider that asks for another layout than its default,
+    /// channels-last (NHWC: its packed convolutions, pools and depthwise
+    /// kernels run along contiguous channels); NCHW runs ONNX's layout on
+    /// the generic kernels.
     pub fn with_preferred_layout(mut self, layout: Layout) -> Self {
         self.layout = layout;
         self
@@ -90,7 +93,7 @@ impl CpuProvider {
 
     /// The op types it runs, sorted.
     pub fn op_types(&self) -> Vec<&'static str> {
-        let mut names: Vec<_> = self.ops.keys().copied().collect();
+        let mut names: Vec<_> = self.ops.keys().copied().filter(|op| !PACKED_OPS.contains(op)).collect();
         names.sort_unstable();
         names
     }
@@ -105,7 +108,8 @@ impl ExecutionProvider for CpuProvider {
         let onnx = node.domain.is_empty() || node.domain == "ai.onnx";
         let channels_last = node.domain == NHWC_DOMAIN && CHANNELS_LAST_OPS.contains(&node.op_type.as_str());
         let fused = node.domain == FUSED_DOMAIN && node.op_type == "Conv";
-        (onnx || channels_last || fused) && self.ops.contains_key(node.op_type.as_str())
+        let packed = PACKED_OPS.contains(&node.op_type.as_str());
+        (packed == (node.domain == PACKED_DOMAIN)) && (onnx || channels_last || fused || packed) && self.ops.contains_key(node.op_type.as_str())
     }
 
     fn create_kernel(&self, node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {

@@ -1,6 +1,7 @@
-//! The channels-last layout pass on real models: a CPU provider that prefers
-//! NHWC gets its convolutions and pools rewritten, the Transposes between
-//! them cancel, and the results match the NCHW session's.
+//! The channels-last layout pass on real models: the CPU provider prefers
+//! NHWC by default, so its convolutions and pools are rewritten (and the
+//! convolutions' weights packed), the Transposes between them cancel, and
+//! the results match those of a CPU provider told to keep NCHW.
 
 use byob_tensor::{CpuProvider, Dim, Layout, Session, SessionBuilder, Tensor};
 use std::path::{Path, PathBuf};
@@ -38,15 +39,16 @@ const CASES: &[(&str, usize)] = &[
 #[test]
 fn channels_last_sessions_match_nchw_sessions() {
     for &(name, expected_transposes) in CASES {
-        let nchw = SessionBuilder::new().with_intra_op_threads(2).commit_from_file(model(name)).unwrap();
-        let nhwc = SessionBuilder::new()
+        let nchw = SessionBuilder::new()
             .with_intra_op_threads(2)
-            .with_provider(Box::new(CpuProvider::new().with_preferred_layout(Layout::Nhwc)))
+            .with_provider(Box::new(CpuProvider::new().with_preferred_layout(Layout::Nchw)))
             .commit_from_file(model(name))
             .unwrap();
+        let nhwc = SessionBuilder::new().with_intra_op_threads(2).commit_from_file(model(name)).unwrap();
         assert_eq!(nchw.optimizations().channels_last, 0);
         let rewritten = nhwc.optimizations().channels_last;
-        let convs = nhwc.placements().iter().filter(|p| p.op_type == "Conv").count();
+        let convs = nhwc.placements().iter().filter(|p| p.op_type == "PackedConv").count();
+        assert_eq!(nhwc.optimizations().packed, convs + nhwc.placements().iter().filter(|p| p.op_type == "PackedMatMul").count(), "{name}");
         assert!(rewritten >= convs && convs > 0, "{name}: {rewritten} rewritten, {convs} convolutions");
         assert_eq!(transposes(&nchw), 0, "{name}");
         assert_eq!(transposes(&nhwc), expected_transposes, "{name}: Transposes left after cancelling");

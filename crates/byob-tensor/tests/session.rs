@@ -215,7 +215,8 @@ impl byob_tensor::ExecutionProvider for NestedSessions {
 fn compiling_providers_get_runs_of_nodes() {
     let model = || {
         let mut m = residual_mlp_model();
-        // Gemm (cpu) → Relu, MatMul, Add (one compiled run) → Softmax (cpu).
+        // Gemm (cpu, its weights packed) → Relu, MatMul, Add (one compiled
+        // run) → Softmax (cpu).
         m.graph.outputs.push(ValueInfo { name: "r".into(), dtype: None, shape: None });
         m
     };
@@ -224,7 +225,7 @@ fn compiling_providers_get_runs_of_nodes() {
     let placed: Vec<(String, &str)> = mixed.placements().iter().map(|p| (p.op_type.clone(), p.provider)).collect();
     assert_eq!(
         placed,
-        [("Gemm".into(), "cpu"), ("Relu".into(), "nested"), ("MatMul".into(), "nested"), ("Add".into(), "nested"), ("Softmax".into(), "cpu")]
+        [("PackedMatMul".into(), "cpu"), ("Relu".into(), "nested"), ("MatMul".into(), "nested"), ("Add".into(), "nested"), ("Softmax".into(), "cpu")]
     );
     for n in [1, 5] {
         let a = plain.run(vec![("x".into(), x(n, 1.5))]).unwrap();

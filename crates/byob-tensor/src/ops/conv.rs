@@ -436,7 +436,7 @@ thread_local! {
 
 /// Runs `f` on this thread's im2col buffer (a fresh one if it is in use
 /// further up this thread's stack, as when a pool thread steals work).
-fn with_columns<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+pub(super) fn with_columns<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
     COLUMNS.with(|cell| match cell.try_borrow_mut() {
         Ok(mut col) => f(&mut col),
         Err(_) => f(&mut Vec::new()),

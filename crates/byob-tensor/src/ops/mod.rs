@@ -18,6 +18,7 @@ pub mod pool;
 pub mod norm;
 pub(crate) mod channels_last;
 pub(crate) mod microkernel;
+pub mod packed;
 
 /// What is known about a value before running: its type, its shape (some
 /// dimensions may be unknown), and its contents when it is a constant.
@@ -128,6 +129,7 @@ pub fn registry() -> HashMap<&'static str, Builder> {
     norm::register(&mut ops);
     binary::register(&mut ops);
     shape::register(&mut ops);
+    packed::register(&mut ops);
     ops
 }
 

@@ -133,6 +133,7 @@ impl SessionBuilder {
         });
         // Fused nodes only where the provider that takes the node runs them.
         let taker_runs = |node: &Node, fused: &Node| providers.iter().find(|p| p.supports(node, opset, &[])).is_some_and(|p| p.supports(fused, opset, &[]));
+        let packed = if level >= OptimizationLevel::Extended { crate::pack::pack_weights(&mut model.graph, taker_runs) } else { 0 };
         let activations = if level >= OptimizationLevel::Extended { crate::optimize::fuse_conv_relu(&mut model.graph, taker_runs) } else { 0 };
         let mut session = Session::prepare(model, self.providers, level, pool)?;
         session.optimizations.folded += folded;
@@ -140,6 +141,7 @@ impl SessionBuilder {
         session.optimizations.prepacked = prepacked;
         session.optimizations.fused += activations;
         session.optimizations.channels_last = channels_last;
+        session.optimizations.packed = packed;
         Ok(session)
     }
 }
@@ -262,6 +264,8 @@ pub struct Optimizations {
     /// Convolutions and pools rewritten to channels-last for a provider
     /// that prefers it.
     pub channels_last: usize,
+    /// Nodes whose weights were packed for the CPU's own GEMM.
+    pub packed: usize,
 }
 
 fn describe_inputs(inputs: &[(ValueInfo, usize)]) -> String {

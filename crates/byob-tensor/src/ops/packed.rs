@@ -1,0 +1,359 @@
+//! The CPU's operators on weights packed once, at session creation, by
+//! [`crate::pack`] (domain [`PACKED_DOMAIN`]), all on byob's own GEMM
+//! ([`super::microkernel`]):
+//!
+//! - `PackedMatMul`: `Y [..., n] = A [..., k] · B + bias`, what `Gemm` (with
+//!   `transA = 0` and a per-column C) and `MatMul` by a constant matrix
+//!   become; alpha and beta are folded into B and the bias.
+//! - `PackedConv`: a 2-D convolution on channels-last activations
+//!   (X [N, H, W, C], Y [N, OH, OW, M]). A pointwise convolution reads X in
+//!   place as the left operand ([N·H·W × C], one product per group); other
+//!   shapes copy blocks of output pixels' windows (tap-major, channels
+//!   contiguous: whole rows of C values at a time) and multiply each block
+//!   while it is in cache; depthwise convolutions skip the GEMM and run
+//!   along the contiguous channels.
+//!
+//! Both take an optional fused `Relu` (`activation`), applied as each tile
+//! of output is stored.
+
+use super::conv::{with_columns, Geo3, Window};
+use super::linalg::{f32_fact, f32_input, known, optional_f32_input};
+use super::microkernel::{gemm_packed, packed_len, vectorized, Epilogue};
+use super::{output, Attrs, Builder, Fact, Op, OpError};
+use crate::model::{Dim, Node};
+use crate::tensor::{DataType, Tensor};
+use rayon::prelude::*;
+use std::collections::HashMap;
+
+/// The domain of the packed operators (byob's own, never in a file).
+pub const PACKED_DOMAIN: &str = "com.byob.packed";
+
+/// Reads the fused activation.
+fn activation(a: &Attrs) -> Result<bool, OpError> {
+    match a.string("activation", "")?.as_str() {
+        "" => Ok(false),
+        "Relu" => Ok(true),
+        other => Err(OpError::attribute("activation", format!("{other:?} is not an activation byob fuses"))),
+    }
+}
+
+fn positive(a: &Attrs, name: &str) -> Result<usize, OpError> {
+    let v = a.int(name, 0)?;
+    usize::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| OpError::attribute(name, format!("must be positive, got {v}")))
+}
+
+/// Checks the packed weights' length and the bias against `n` columns.
+fn weights<'a>(inputs: &[Option<&'a Tensor>], expected: usize, n: usize) -> Result<(&'a [f32], Option<&'a [f32]>), OpError> {
+    let (_, w) = f32_input(inputs, 1)?;
+    if w.len() != expected {
+        return Err(OpError::input(1, format!("packed weights must have {expected} values, got {}", w.len())));
+    }
+    let bias = match optional_f32_input(inputs, 2)? {
+        Some((_, b)) if b.len() != n => return Err(OpError::input(2, format!("the bias must have {n} values, got {}", b.len()))),
+        other => other.map(|(_, b)| b),
+    };
+    Ok((w, bias))
+}
+
+/// `PackedMatMul`.
+#[derive(Debug)]
+struct PackedMatMul {
+    k: usize,
+    n: usize,
+    relu: bool,
+}
+
+impl Op for PackedMatMul {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let a = f32_fact(inputs, 0)?;
+        match a.shape.last().map(known) {
+            None => return Err(OpError::input(0, "A must have at least one dimension")),
+            Some(Some(k)) if k != self.k => return Err(OpError::Shape(format!("A has {k} columns, the weights {} rows", self.k))),
+            _ => {}
+        }
+        let mut shape = a.shape[..a.shape.len() - 1].to_vec();
+        shape.push(Dim::Known(self.n));
+        Ok(vec![Fact::new(DataType::F32, shape)])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
+        let (sa, a) = f32_input(inputs, 0)?;
+        if sa.last() != Some(&self.k) {
+            return Err(OpError::input(0, format!("A must end in {} columns, got shape {sa:?}", self.k)));
+        }
+        let (w, bias) = weights(inputs, packed_len(self.k, self.n), self.n)?;
+        let mut shape = sa[..sa.len() - 1].to_vec();
+        shape.push(self.n);
+        let rows = a.len() / self.k.max(1);
+        let y = output(outputs, 0)?.reset_f32(&shape);
+        if self.k == 0 {
+            y.chunks_mut(self.n).for_each(|row| row.iter_mut().enumerate().for_each(|(j, v)| *v = finish(bias.map_or(0.0, |b| b[j]), self.relu)));
+            return Ok(());
+        }
+        gemm_packed(rows, self.n, self.k, a, self.k, w, y, self.n, Epilogue { bias, relu: self.relu }, Some(threads));
+        Ok(())
+    }
+}
+
+#[inline(always)]
+fn finish(v: f32, relu: bool) -> f32 {
+    if relu {
+        v.max(0.0)
+    } else {
+        v
+    }
+}
+
+fn packed_matmul(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
+    let a = Attrs(node);
+    let k = a.int("k", -1)?;
+    let k = usize::try_from(k).map_err(|_| OpError::attribute("k", format!("must be non-negative, got {k}")))?;
+    Ok(Box::new(PackedMatMul { k, n: positive(&a, "n")?, relu: activation(&a)? }))
+}
+
+/// `PackedConv`.
+#[derive(Debug)]
+struct PackedConv {
+    window: Window,
+    /// Kernel height and width.
+    kernel: [usize; 2],
+    group: usize,
+    /// Input channels per group.
+    cg: usize,
+    /// Output channels.
+    m: usize,
+    relu: bool,
+}
+
+impl PackedConv {
+    /// One input and one output channel per group: weights [taps, C].
+    fn depthwise(&self) -> bool {
+        self.cg == 1 && self.m == self.group
+    }
+
+    /// Values of one group's packed weights.
+    fn group_len(&self) -> usize {
+        packed_len(self.kernel[0] * self.kernel[1] * self.cg, self.m / self.group)
+    }
+
+    fn weights_len(&self) -> usize {
+        if self.depthwise() {
+            self.kernel[0] * self.kernel[1] * self.m
+        } else {
+            self.group * self.group_len()
+        }
+    }
+}
+
+/// Output pixels per block of the im2col path (a multiple of every tile
+/// height).
+const BLOCK_PIXELS: usize = 144;
+
+impl Op for PackedConv {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let x = f32_fact(inputs, 0)?;
+        if x.shape.len() != 4 {
+            return Err(OpError::input(0, format!("a channels-last Conv needs [N, H, W, C], got rank {}", x.shape.len())));
+        }
+        if let Some(c) = known(&x.shape[3]) {
+            if c != self.cg * self.group {
+                return Err(OpError::input(0, format!("{c} channels, the weights expect {} × {} groups", self.cg, self.group)));
+            }
+        }
+        let mut shape = vec![x.shape[0].clone()];
+        shape.extend(self.window.dims(&x.shape[1..3], Some(&self.kernel))?);
+        shape.push(Dim::Known(self.m));
+        Ok(vec![Fact::new(DataType::F32, shape)])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
+        let (xs, x) = f32_input(inputs, 0)?;
+        if xs.len() != 4 || xs[3] != self.cg * self.group {
+            return Err(OpError::input(0, format!("expected [N, H, W, {}], got shape {xs:?}", self.cg * self.group)));
+        }
+        let (w, bias) = weights(inputs, self.weights_len(), self.m)?;
+        let axes = self.window.geometry(&xs[1..3], &self.kernel)?;
+        let g = Geo3::new(&axes).ok_or_else(|| OpError::input(0, "expected 2 spatial axes"))?;
+        let y = output(outputs, 0)?.reset_f32(&[xs[0], g.output[1], g.output[2], self.m]);
+        if y.is_empty() {
+            return Ok(());
+        }
+        let conv = Conv2d { op: self, x, w, bias, g };
+        if self.depthwise() {
+            conv.depthwise(y, threads);
+        } else if g.kernel == [1; 3] && g.stride == [1; 3] && g.pad == [0; 3] && g.output == g.input {
+            conv.pointwise(y, threads);
+        } else {
+            conv.blocks(y, threads);
+        }
+        Ok(())
+    }
+}
+
+/// One evaluation's operands.
+struct Conv2d<'a> {
+    op: &'a PackedConv,
+    x: &'a [f32],
+    w: &'a [f32],
+    bias: Option<&'a [f32]>,
+    g: Geo3,
+}
+
+impl Conv2d<'_> {
+    fn channels(&self) -> usize {
+        self.op.cg * self.op.group
+    }
+
+    fn group_bias(&self, gi: usize) -> Option<&[f32]> {
+        let mg = self.op.m / self.op.group;
+        self.bias.map(|b| &b[gi * mg..][..mg])
+    }
+
+    /// Each group's product straight on the input.
+    fn pointwise(&self, y: &mut [f32], threads: &rayon::ThreadPool) {
+        let (op, c) = (self.op, self.channels());
+        let (mg, rows) = (op.m / op.group, y.len() / op.m);
+        for gi in 0..op.group {
+            let epilogue = Epilogue { bias: self.group_bias(gi), relu: op.relu };
+            let w = &self.w[gi * op.group_len()..][..op.group_len()];
+            gemm_packed(rows, mg, op.cg, &self.x[gi * op.cg..], c, w, &mut y[gi * mg..], op.m, epilogue, Some(threads));
+        }
+    }
+
+    /// Blocks of output pixels: their windows copied (im2col), then one
+    /// product per group.
+    fn blocks(&self, y: &mut [f32], threads: &rayon::ThreadPool) {
+        let op = self.op;
+        let kg = op.kernel[0] * op.kernel[1] * op.cg;
+        let mg = op.m / op.group;
+        let block = |(b, out): (usize, &mut [f32]), pool: Option<&rayon::ThreadPool>| {
+            let first = b * BLOCK_PIXELS;
+            let rows = out.len() / op.m;
+            with_columns(|col| {
+                col.resize(rows * kg, 0.0);
+                for gi in 0..op.group {
+                    for (r, dst) in col.chunks_exact_mut(kg).enumerate() {
+                        self.window_of(first + r, gi, dst);
+                    }
+                    let epilogue = Epilogue { bias: self.group_bias(gi), relu: op.relu };
+                    let w = &self.w[gi * op.group_len()..][..op.group_len()];
+                    gemm_packed(rows, mg, kg, col, kg, w, &mut out[gi * mg..], op.m, epilogue, pool);
+                }
+            });
+        };
+        let blocks = y.len().div_ceil(BLOCK_PIXELS * op.m);
+        let threads_n = threads.current_num_threads();
+        if threads_n > 1 && blocks >= 2 * threads_n {
+            threads.install(|| y.par_chunks_mut(BLOCK_PIXELS * op.m).enumerate().for_each(|job| block(job, None)));
+        } else {
+            y.chunks_mut(BLOCK_PIXELS * op.m).enumerate().for_each(|job| block(job, Some(threads)));
+        }
+    }
+
+    /// Row `dst` (kh·kw·cg values, tap-major) of the im2col matrix: what
+    /// output pixel `pixel` sees of group `gi`'s channels, zeros in the pads.
+    fn window_of(&self, pixel: usize, gi: usize, dst: &mut [f32]) {
+        let (op, g, c) = (self.op, &self.g, self.channels());
+        let [_, oh, ow] = g.output;
+        let [_, ih, iw] = g.input;
+        let [kh, kw] = op.kernel;
+        let (image, oy, ox) = (pixel / (oh * ow), (pixel / ow) % oh, pixel % ow);
+        let plane = &self.x[image * ih * iw * c..][..ih * iw * c];
+        let cg = op.cg;
+        let x0 = g.position(2, ox, 0);
+        let x_last = g.position(2, ox, kw - 1);
+        // One copy per kernel row when its taps are contiguous and inside.
+        let whole_rows = op.group == 1 && g.dilation[2] == 1 && x0 >= 0 && (x_last as usize) < iw;
+        for ky in 0..kh {
+            let row = &mut dst[ky * kw * cg..][..kw * cg];
+            let iy = g.position(1, oy, ky);
+            if iy < 0 || iy as usize >= ih {
+                row.fill(0.0);
+                continue;
+            }
+            let line = &plane[iy as usize * iw * c..][..iw * c];
+            if whole_rows {
+                row.copy_from_slice(&line[x0 as usize * c..][..kw * c]);
+                continue;
+            }
+            for (kx, tap) in row.chunks_exact_mut(cg).enumerate() {
+                let ix = g.position(2, ox, kx);
+                if ix < 0 || ix as usize >= iw {
+                    tap.fill(0.0);
+                } else {
+                    tap.copy_from_slice(&line[ix as usize * c + gi * cg..][..cg]);
+                }
+            }
+        }
+    }
+
+    /// Depthwise: every output pixel sums its taps along the channels.
+    fn depthwise(&self, y: &mut [f32], threads: &rayon::ThreadPool) {
+        let c = self.channels();
+        let ow = self.g.output[2];
+        let line = |(r, out): (usize, &mut [f32])| vectorized(|| self.depthwise_line(r, out));
+        if threads.current_num_threads() > 1 && y.len() >= 1 << 14 {
+            threads.install(|| y.par_chunks_mut(ow * c).enumerate().for_each(line));
+        } else {
+            y.chunks_mut(ow * c).enumerate().for_each(line);
+        }
+    }
+
+    /// Output row `r` (over images and rows) of a depthwise convolution.
+    #[inline(always)]
+    fn depthwise_line(&self, r: usize, out: &mut [f32]) {
+        let (g, c, op) = (&self.g, self.channels(), self.op);
+        let oh = g.output[1];
+        let [_, ih, iw] = g.input;
+        let [kh, kw] = op.kernel;
+        let (image, oy) = (r / oh, r % oh);
+        let plane = &self.x[image * ih * iw * c..][..ih * iw * c];
+        for (ox, acc) in out.chunks_exact_mut(c).enumerate() {
+            match self.bias {
+                Some(b) => acc.copy_from_slice(b),
+                None => acc.fill(0.0),
+            }
+            for ky in 0..kh {
+                let iy = g.position(1, oy, ky);
+                if iy < 0 || iy as usize >= ih {
+                    continue;
+                }
+                for kx in 0..kw {
+                    let ix = g.position(2, ox, kx);
+                    if ix < 0 || ix as usize >= iw {
+                        continue;
+                    }
+                    let src = &plane[(iy as usize * iw + ix as usize) * c..][..c];
+                    let w = &self.w[(ky * kw + kx) * c..][..c];
+                    acc.iter_mut().zip(src).zip(w).for_each(|((a, &s), &w)| *a += s * w);
+                }
+            }
+            if op.relu {
+                acc.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+        }
+    }
+}
+
+fn packed_conv(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
+    let a = Attrs(node);
+    let window = Window::from_attrs(&a, false)?;
+    let kernel = match window.kernel.as_deref() {
+        Some(&[h, w]) => [h, w],
+        _ => return Err(OpError::attribute("kernel_shape", "a packed Conv needs two kernel sizes")),
+    };
+    window.check(2)?;
+    let (group, cg, m) = (positive(&a, "group")?, positive(&a, "input_channels")?, positive(&a, "output_channels")?);
+    if m % group != 0 {
+        return Err(OpError::attribute("group", format!("{group} does not divide {m} output channels")));
+    }
+    Ok(Box::new(PackedConv { window, kernel, group, cg, m, relu: activation(&a)? }))
+}
+
+/// The packed operators' types.
+pub const PACKED_OPS: [&str; 2] = ["PackedConv", "PackedMatMul"];
+
+pub fn register(ops: &mut HashMap<&'static str, Builder>) {
+    ops.insert("PackedConv", packed_conv);
+    ops.insert("PackedMatMul", packed_matmul);
+}

@@ -1,0 +1,151 @@
+//! Packs constant weights, once at session creation, for the CPU's own GEMM
+//! (see [`crate::ops::packed`]): channels-last `Conv` becomes `PackedConv`,
+//! `Gemm` (transA = 0, per-column C) and `MatMul` by a constant matrix
+//! become `PackedMatMul`, each reading a new initializer that holds its
+//! weights in the kernel's panel order (alpha and beta folded in). Nodes
+//! whose weights are computed at run time keep their generic kernels.
+
+use crate::layout::NHWC_DOMAIN;
+use crate::model::{Attribute, Graph, Node};
+use crate::ops::microkernel::pack;
+use crate::ops::packed::PACKED_DOMAIN;
+use crate::tensor::Tensor;
+
+/// Rewrites every node it can whose rewrite `wants` accepts (the provider
+/// taking the node must run the packed one). Returns how many.
+pub fn pack_weights(graph: &mut Graph, wants: impl Fn(&Node, &Node) -> bool) -> usize {
+    let mut packed = 0;
+    for i in 0..graph.nodes.len() {
+        let node = &graph.nodes[i];
+        let rewrite = match (node.domain.as_str(), node.op_type.as_str()) {
+            (NHWC_DOMAIN, "Conv") => conv(node, graph),
+            ("" | "ai.onnx", "Gemm") => gemm(node, graph),
+            ("" | "ai.onnx", "MatMul") => matmul(node, graph),
+            _ => None,
+        };
+        let Some((new_node, tensors)) = rewrite else { continue };
+        if !wants(node, &new_node) {
+            continue;
+        }
+        for (name, tensor) in tensors {
+            graph.initializers.entry(name).or_insert(tensor);
+        }
+        graph.nodes[i] = new_node;
+        packed += 1;
+    }
+    crate::optimize::drop_unread_initializers(graph);
+    packed
+}
+
+/// The f32 initializer named `name`, if any.
+fn constant<'a>(graph: &'a Graph, name: Option<&String>) -> Option<(&'a [usize], &'a [f32])> {
+    let t = graph.initializers.get(name?)?;
+    Some((t.shape(), t.as_f32()?))
+}
+
+fn int(node: &Node, name: &str, default: i64) -> Option<i64> {
+    match node.attributes.get(name) {
+        None => Some(default),
+        Some(Attribute::Int(v)) => Some(*v),
+        Some(_) => None,
+    }
+}
+
+fn float(node: &Node, name: &str, default: f32) -> Option<f32> {
+    match node.attributes.get(name) {
+        None => Some(default),
+        Some(Attribute::Float(v)) => Some(*v),
+        Some(_) => None,
+    }
+}
+
+fn tensor(shape: Vec<usize>, values: Vec<f32>) -> Tensor {
+    Tensor::f32(shape, values).expect("the shape counts the values")
+}
+
+type Rewrite = (Node, Vec<(String, Tensor)>);
+
+fn conv(node: &Node, graph: &Graph) -> Option<Rewrite> {
+    let (ws, w) = constant(graph, node.inputs.get(1))?;
+    let [m, cg, kh, kw] = <[usize; 4]>::try_from(ws).ok()?;
+    let bias = node.inputs.get(2).filter(|b| !b.is_empty());
+    if bias.is_some_and(|b| constant(graph, Some(b)).is_none_or(|(s, _)| s != [m])) {
+        return None;
+    }
+    let group = usize::try_from(int(node, "group", 1)?).ok().filter(|&g| g > 0 && m % g == 0)?;
+    if let Some(Attribute::Ints(k)) = node.attributes.get("kernel_shape") {
+        if k[..] != [kh as i64, kw as i64] {
+            return None;
+        }
+    }
+    let (taps, mg) = (kh * kw, m / group);
+    let values = if cg == 1 && m == group {
+        // Depthwise: [taps, channels], channels contiguous.
+        (0..taps * m).map(|i| w[(i % m) * taps + i / m]).collect()
+    } else {
+        // Per group, K = (ky, kx, input channel) rows by its output channels.
+        (0..group).flat_map(|gi| pack(taps * cg, mg, |p, j| w[((gi * mg + j) * cg + p % cg) * taps + p / cg])).collect::<Vec<f32>>()
+    };
+    let name = format!("{}#packed-g{group}", node.inputs[1]);
+    let mut packed = node.clone();
+    packed.op_type = "PackedConv".into();
+    packed.domain = PACKED_DOMAIN.into();
+    packed.inputs = std::iter::once(node.inputs[0].clone()).chain(std::iter::once(name.clone())).chain(bias.cloned()).collect();
+    let attrs = &mut packed.attributes;
+    attrs.insert("kernel_shape".into(), Attribute::Ints(vec![kh as i64, kw as i64]));
+    attrs.insert("group".into(), Attribute::Int(group as i64));
+    attrs.insert("input_channels".into(), Attribute::Int(cg as i64));
+    attrs.insert("output_channels".into(), Attribute::Int(m as i64));
+    let len = values.len();
+    Some((packed, vec![(name, tensor(vec![len], values))]))
+}
+
+/// `Y = A · B (+ bias)` with B [k × n] given by `b(p, j)`.
+fn linear(node: &Node, k: usize, n: usize, b: impl Fn(usize, usize) -> f32, bias: Option<Vec<f32>>) -> Rewrite {
+    let name = format!("{}#packed", node.outputs[0]);
+    let mut packed = Node { name: node.name.clone(), op_type: "PackedMatMul".into(), domain: PACKED_DOMAIN.into(), inputs: vec![node.inputs[0].clone(), name.clone()], outputs: node.outputs.clone(), attributes: Default::default() };
+    packed.attributes.insert("k".into(), Attribute::Int(k as i64));
+    packed.attributes.insert("n".into(), Attribute::Int(n as i64));
+    let values = pack(k, n, b);
+    let mut tensors = vec![(name, tensor(vec![values.len()], values))];
+    if let Some(bias) = bias {
+        let name = format!("{}#bias", node.outputs[0]);
+        packed.inputs.push(name.clone());
+        tensors.push((name, tensor(vec![n], bias)));
+    }
+    (packed, tensors)
+}
+
+fn gemm(node: &Node, graph: &Graph) -> Option<Rewrite> {
+    if int(node, "transA", 0)? != 0 || node.outputs.len() != 1 {
+        return None;
+    }
+    let trans_b = int(node, "transB", 0)? != 0;
+    let (alpha, beta) = (float(node, "alpha", 1.0)?, float(node, "beta", 1.0)?);
+    let (bs, b) = constant(graph, node.inputs.get(1))?;
+    let &[rows, cols] = bs else { return None };
+    let (k, n) = if trans_b { (cols, rows) } else { (rows, cols) };
+    if n == 0 {
+        return None;
+    }
+    let bias = match node.inputs.get(2).filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => {
+            let (cs, c) = constant(graph, Some(c))?;
+            // Per column only: C [n], [1, n] or a single value.
+            let per_column = c.len() == n && cs.last() == Some(&n) && cs.iter().rev().skip(1).all(|&d| d == 1);
+            match c.len() {
+                1 => Some(vec![beta * c[0]; n]),
+                _ if per_column => Some(c.iter().map(|v| beta * v).collect()),
+                _ => return None,
+            }
+        }
+    };
+    Some(linear(node, k, n, |p, j| alpha * if trans_b { b[j * k + p] } else { b[p * n + j] }, bias))
+}
+
+fn matmul(node: &Node, graph: &Graph) -> Option<Rewrite> {
+    let (bs, b) = constant(graph, node.inputs.get(1))?;
+    let &[k, n] = bs else { return None };
+    (node.outputs.len() == 1 && n > 0).then(|| linear(node, k, n, |p, j| b[p * n + j], None))
+}
