@@ -149,3 +149,66 @@ fn matmul(node: &Node, graph: &Graph) -> Option<Rewrite> {
     let &[k, n] = bs else { return None };
     (node.outputs.len() == 1 && n > 0).then(|| linear(node, k, n, |p, j| b[p * n + j], None))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{Attribute, Graph, Node, ValueInfo};
+    use crate::tensor::{DataType, Tensor};
+    use crate::{Dim, Model, OptimizationLevel, SessionBuilder};
+    use std::collections::HashMap;
+
+    fn ramp(n: usize, step: f32, start: f32) -> Vec<f32> {
+        (0..n).map(|i| start + step * ((i * 37 % 11) as f32 - 5.0)).collect()
+    }
+
+    /// Gemm and MatMul by constants give the same results packed
+    /// (Extended) as on the generic kernels (Basic), for every attribute.
+    #[test]
+    fn packed_products_match_the_generic_kernels() {
+        let (m, k, n) = (5, 7, 35);
+        let gemm = |inputs: &[&str], out: &str, attrs: &[(&str, Attribute)]| Node {
+            name: out.into(),
+            op_type: "Gemm".into(),
+            domain: String::new(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: vec![out.into()],
+            attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        };
+        let mut matmul = gemm(&["x3", "Wkn"], "mm", &[]);
+        matmul.op_type = "MatMul".into();
+        let graph = Graph {
+            nodes: vec![
+                gemm(&["x", "Wkn"], "plain", &[]),
+                gemm(&["x", "Wnk", "Cn"], "trans_b", &[("transB", Attribute::Int(1)), ("alpha", Attribute::Float(0.5)), ("beta", Attribute::Float(2.0))]),
+                gemm(&["x", "Wkn", "C1"], "scalar_c", &[("beta", Attribute::Float(-1.0))]),
+                gemm(&["x", "Wkn", "Cmn"], "full_c", &[]),
+                matmul,
+            ],
+            inputs: vec![
+                ValueInfo { name: "x".into(), dtype: Some(DataType::F32), shape: Some(vec![Dim::Known(m), Dim::Known(k)]) },
+                ValueInfo { name: "x3".into(), dtype: Some(DataType::F32), shape: Some(vec![Dim::Known(2), Dim::Known(m), Dim::Known(k)]) },
+            ],
+            outputs: ["plain", "trans_b", "scalar_c", "full_c", "mm"].iter().map(|n| ValueInfo { name: n.to_string(), dtype: None, shape: None }).collect(),
+            initializers: HashMap::from([
+                ("Wkn".to_string(), Tensor::f32(vec![k, n], ramp(k * n, 0.1, 0.3)).unwrap()),
+                ("Wnk".to_string(), Tensor::f32(vec![n, k], ramp(n * k, 0.2, -0.1)).unwrap()),
+                ("Cn".to_string(), Tensor::f32(vec![1, n], ramp(n, 0.3, 0.0)).unwrap()),
+                ("C1".to_string(), Tensor::f32(vec![1], vec![0.75]).unwrap()),
+                ("Cmn".to_string(), Tensor::f32(vec![m, n], ramp(m * n, 0.05, 0.1)).unwrap()),
+            ]),
+        };
+        let model = Model { ir_version: 8, producer: "test".into(), opsets: HashMap::from([(String::new(), 13)]), graph };
+        let feeds = vec![("x".to_string(), Tensor::f32(vec![m, k], ramp(m * k, 0.3, 0.2)).unwrap()), ("x3".to_string(), Tensor::f32(vec![2, m, k], ramp(2 * m * k, 0.1, -0.2)).unwrap())];
+        let session = |level| SessionBuilder::new().with_intra_op_threads(2).with_optimization_level(level).commit(model.clone()).unwrap();
+        let (generic, packed) = (session(OptimizationLevel::Basic), session(OptimizationLevel::Extended));
+        // A full [M, N] C stays on the generic Gemm.
+        assert_eq!(packed.optimizations().packed, 4);
+        let (want, got) = (generic.run(feeds.clone()).unwrap(), packed.run(feeds).unwrap());
+        for ((name, a), (_, b)) in want.iter().zip(&got) {
+            assert_eq!(a.shape(), b.shape(), "{name}");
+            for (a, b) in a.as_f32().unwrap().iter().zip(b.as_f32().unwrap()) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{name}: {a} vs {b}");
+            }
+        }
+    }
+}

@@ -114,7 +114,13 @@ impl ExecutionProvider for CpuProvider {
 
     fn create_kernel(&self, node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
         match self.ops.get(node.op_type.as_str()) {
-            Some(build) if self.supports(node, opset, &[]) && node.domain == NHWC_DOMAIN => Ok(Box::new(ChannelsLast::new(build(node, opset)?))),
+            // Pools have channels-last kernels of their own; the rest (a
+            // Conv whose weights are computed, BatchNormalization) runs its
+            // NCHW kernel between two transposes.
+            Some(build) if self.supports(node, opset, &[]) && node.domain == NHWC_DOMAIN => match ops::pool_nhwc::build(node) {
+                Some(pool) => pool,
+                None => Ok(Box::new(ChannelsLast::new(build(node, opset)?))),
+            },
             Some(build) if self.supports(node, opset, &[]) => build(node, opset),
             _ => Err(OpError::Unsupported { op: node.op_type.clone(), opset }),
         }

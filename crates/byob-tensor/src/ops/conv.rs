@@ -689,12 +689,33 @@ mod tests {
         let inferred = op.infer(&fact_refs).unwrap();
         assert_eq!(inferred[0].concrete_shape().unwrap(), shape, "inferred shape");
         let refs: Vec<Option<&Tensor>> = inputs.iter().map(Option::as_ref).collect();
-        for threads in [1, 2] {
-            let y = op.eval_new(&refs, 1, &pool(threads)).unwrap().remove(0);
+        let close = |y: &Tensor, path: &str| {
             assert_eq!(y.shape(), &shape[..]);
             for (i, (g, w)) in y.as_f32().unwrap().iter().zip(&want).enumerate() {
-                assert!((*g as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()), "x {:?} w {:?}: element {i}: got {g}, want {w}", cfg.x, cfg.w);
+                assert!((*g as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()), "{path}: x {:?} w {:?}: element {i}: got {g}, want {w}", cfg.x, cfg.w);
             }
+        };
+        for threads in [1, 2] {
+            close(&op.eval_new(&refs, 1, &pool(threads)).unwrap().remove(0), "NCHW kernel");
+        }
+        // In a session with constant weights, a 2-D Conv runs channels-last
+        // on packed weights (crate::ops::packed).
+        let mut node = cfg.node();
+        let names = ["x", "W", "B"];
+        node.inputs = names[..inputs.iter().flatten().count()].iter().map(|s| s.to_string()).collect();
+        let initializers = names[1..].iter().zip(&inputs[1..]).filter_map(|(n, t)| Some((n.to_string(), t.clone()?))).collect();
+        let graph = crate::model::Graph {
+            nodes: vec![node],
+            inputs: vec![crate::ValueInfo { name: "x".into(), dtype: Some(DataType::F32), shape: Some(cfg.x.iter().map(|&d| Dim::Known(d)).collect()) }],
+            outputs: vec![crate::ValueInfo { name: "y".into(), dtype: None, shape: None }],
+            initializers,
+        };
+        let model = crate::Model { ir_version: 8, producer: "test".into(), opsets: HashMap::from([(String::new(), 13)]), graph };
+        for threads in [1, 2] {
+            let session = crate::SessionBuilder::new().with_intra_op_threads(threads).commit(model.clone()).unwrap();
+            let packed = session.placements().iter().any(|p| p.op_type == "PackedConv");
+            assert_eq!(packed, cfg.x.len() == 4, "2-D convolutions are packed");
+            close(&session.run(vec![("x".into(), inputs[0].clone().unwrap())]).unwrap().remove(0).1, "session");
         }
     }
 

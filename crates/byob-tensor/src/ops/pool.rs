@@ -28,18 +28,18 @@ fn planes(x: &[f32], in_size: usize, y: &mut [f32], out_size: usize, threads: &r
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Max,
     Average { count_include_pad: bool },
 }
 
 /// `MaxPool` and `AveragePool`.
 #[derive(Debug)]
-struct Pool {
-    kind: Kind,
-    window: Window,
+pub(super) struct Pool {
+    pub kind: Kind,
+    pub window: Window,
     /// The kernel_shape attribute (required).
-    kernel: Vec<usize>,
+    pub kernel: Vec<usize>,
     /// MaxPool's second output (Indices) is wanted, in this storage order
     /// (false: row-major, true: column-major over the spatial axes).
     indices: Option<bool>,
@@ -171,6 +171,36 @@ fn tap_counts(g: &Geo3, axis: usize, lo: isize, hi: isize) -> Vec<usize> {
     (0..g.output[axis]).map(|o| (0..g.kernel[axis]).filter(|&k| (lo..hi).contains(&g.position(axis, o, k))).count()).collect()
 }
 
+/// For each output position (over the three axes of `g`), 1 / the number
+/// of taps an average divides by. The divisor is separable: per axis, the
+/// taps inside the input (or inside input and pads with count_include_pad;
+/// taps in the extra region ceil_mode adds past the end pad never count).
+pub(super) fn inverse_counts(g: &Geo3, axes: &[super::conv::Axis], count_include_pad: bool) -> Vec<f32> {
+    let counts: Vec<Vec<usize>> = (0..3)
+        .map(|axis| {
+            let (begin, end) = if count_include_pad {
+                let full = axes.len() + axis >= 3;
+                let a = if full { Some(axes[axis + axes.len() - 3]) } else { None };
+                (-(a.map_or(0, |a| a.pad_begin) as isize), g.input[axis] as isize + a.map_or(0, |a| a.pad_end) as isize)
+            } else {
+                (0, g.input[axis] as isize)
+            };
+            tap_counts(g, axis, begin, end)
+        })
+        .collect();
+    let [oh, ow] = [g.output[1], g.output[2]];
+    (0..g.output_size())
+        .map(|o| {
+            let n = counts[0][o / (oh * ow)] * counts[1][(o / ow) % oh] * counts[2][o % ow];
+            if n == 0 {
+                f32::NAN
+            } else {
+                1.0 / n as f32
+            }
+        })
+        .collect()
+}
+
 impl Op for Pool {
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
         let x = f32_fact(inputs, 0)?;
@@ -203,32 +233,7 @@ impl Op for Pool {
         match self.kind {
             Kind::Max => planes(x, isp, y, osp, threads, |x, y| Self::fold_plane(x, y, &g, f32::NEG_INFINITY, f32::max)),
             Kind::Average { count_include_pad } => {
-                // The divisor is separable: per axis, the taps inside the input
-                // (or inside input and pads with count_include_pad; taps in the
-                // extra region ceil_mode adds past the end pad never count).
-                let counts: Vec<Vec<usize>> = (0..3)
-                    .map(|axis| {
-                        let (begin, end) = if count_include_pad {
-                            let full = axes.len() + axis >= 3;
-                            let a = if full { Some(axes[axis + axes.len() - 3]) } else { None };
-                            (-(a.map_or(0, |a| a.pad_begin) as isize), g.input[axis] as isize + a.map_or(0, |a| a.pad_end) as isize)
-                        } else {
-                            (0, g.input[axis] as isize)
-                        };
-                        tap_counts(&g, axis, begin, end)
-                    })
-                    .collect();
-                let [oh, ow] = [g.output[1], g.output[2]];
-                let inverse: Vec<f32> = (0..osp)
-                    .map(|o| {
-                        let n = counts[0][o / (oh * ow)] * counts[1][(o / ow) % oh] * counts[2][o % ow];
-                        if n == 0 {
-                            f32::NAN
-                        } else {
-                            1.0 / n as f32
-                        }
-                    })
-                    .collect();
+                let inverse = inverse_counts(&g, &axes, count_include_pad);
                 planes(x, isp, y, osp, threads, |x, y| {
                     Self::fold_plane(x, y, &g, 0.0, |a, b| a + b);
                     y.iter_mut().zip(&inverse).for_each(|(v, &s)| *v *= s);
@@ -285,6 +290,11 @@ impl Op for GlobalPool {
 }
 
 fn pool_op(node: &Node, kind: Kind) -> Result<Box<dyn Op>, OpError> {
+    Ok(Box::new(read_pool(node, kind)?))
+}
+
+/// MaxPool's or AveragePool's attributes.
+pub(super) fn read_pool(node: &Node, kind: Kind) -> Result<Pool, OpError> {
     // Opset history: ceil_mode since 10 (read at any opset: absent before),
     // dilations for MaxPool since 10 and AveragePool since 19, MaxPool's
     // storage_order (8) only affects the Indices output. The remaining
@@ -310,16 +320,20 @@ fn pool_op(node: &Node, kind: Kind) -> Result<Box<dyn Op>, OpError> {
     };
     let window = Window::from_attrs(&a, true)?;
     window.check(kernel.len())?;
-    Ok(Box::new(Pool { kind, window, kernel, indices }))
+    Ok(Pool { kind, window, kernel, indices })
 }
 
 fn average_pool(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
-    let count_include_pad = match Attrs(node).int("count_include_pad", 0)? {
-        0 => false,
-        1 => true,
-        v => return Err(OpError::attribute("count_include_pad", format!("must be 0 or 1, got {v}"))),
-    };
-    pool_op(node, Kind::Average { count_include_pad })
+    pool_op(node, average_kind(node)?)
+}
+
+/// AveragePool's kind, with its count_include_pad attribute.
+pub(super) fn average_kind(node: &Node) -> Result<Kind, OpError> {
+    match Attrs(node).int("count_include_pad", 0)? {
+        0 => Ok(Kind::Average { count_include_pad: false }),
+        1 => Ok(Kind::Average { count_include_pad: true }),
+        v => Err(OpError::attribute("count_include_pad", format!("must be 0 or 1, got {v}"))),
+    }
 }
 
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {

@@ -1,0 +1,150 @@
+//! The CPU's channels-last pools: `MaxPool` and `AveragePool` (2-D) and the
+//! global pools on X [N, H, W, C], every window folded along the contiguous
+//! channels (vectorised for the processor's widest registers), rows of
+//! output in parallel. Attributes and divisors are those of the NCHW
+//! kernels ([`super::pool`]).
+
+use super::conv::Geo3;
+use super::linalg::{f32_fact, f32_input};
+use super::microkernel::vectorized;
+use super::pool::{average_kind, inverse_counts, read_pool, Kind, Pool};
+use super::{output, Fact, Op, OpError};
+use crate::model::{Dim, Node};
+use crate::tensor::{DataType, Tensor};
+use rayon::prelude::*;
+
+/// Below this many output values, pooling stays on one thread.
+const PARALLEL_VALUES: usize = 1 << 14;
+
+fn nhwc_input<'a>(inputs: &[Option<&'a Tensor>]) -> Result<(&'a [usize], &'a [f32]), OpError> {
+    let (xs, x) = f32_input(inputs, 0)?;
+    if xs.len() != 4 {
+        return Err(OpError::input(0, format!("a channels-last pool needs [N, H, W, C], got shape {xs:?}")));
+    }
+    Ok((xs, x))
+}
+
+fn nhwc_fact<'a>(inputs: &[Option<&'a Fact>]) -> Result<&'a Fact, OpError> {
+    let x = f32_fact(inputs, 0)?;
+    if x.shape.len() != 4 {
+        return Err(OpError::input(0, format!("a channels-last pool needs [N, H, W, C], got rank {}", x.shape.len())));
+    }
+    Ok(x)
+}
+
+/// Runs `row(r, out)` over every output row (image and y), in parallel
+/// when large enough.
+fn rows(y: &mut [f32], row_len: usize, threads: &rayon::ThreadPool, row: impl Fn(usize, &mut [f32]) + Sync) {
+    if y.is_empty() || row_len == 0 {
+        return;
+    }
+    let go = |(r, out): (usize, &mut [f32])| vectorized(|| row(r, out));
+    if threads.current_num_threads() > 1 && y.len() >= PARALLEL_VALUES {
+        threads.install(|| y.par_chunks_mut(row_len).enumerate().for_each(go));
+    } else {
+        y.chunks_mut(row_len).enumerate().for_each(go);
+    }
+}
+
+#[derive(Debug)]
+struct WindowPool(Pool);
+
+impl Op for WindowPool {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let x = nhwc_fact(inputs)?;
+        let mut shape = vec![x.shape[0].clone()];
+        shape.extend(self.0.window.dims(&x.shape[1..3], Some(&self.0.kernel))?);
+        shape.push(x.shape[3].clone());
+        Ok(vec![Fact::new(DataType::F32, shape)])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
+        let (xs, x) = nhwc_input(inputs)?;
+        let axes = self.0.window.geometry(&xs[1..3], &self.0.kernel)?;
+        let g = Geo3::new(&axes).ok_or_else(|| OpError::input(0, "expected 2 spatial axes"))?;
+        let ([_, ih, iw], [_, oh, ow], c) = (g.input, g.output, xs[3]);
+        let [kh, kw] = [g.kernel[1], g.kernel[2]];
+        let y = output(outputs, 0)?.reset_f32(&[xs[0], oh, ow, c]);
+        let inverse = match self.0.kind {
+            Kind::Max => None,
+            Kind::Average { count_include_pad } => Some(inverse_counts(&g, &axes, count_include_pad)),
+        };
+        let max = inverse.is_none();
+        rows(y, ow * c, threads, |r, out| {
+            let (image, oy) = (r / oh, r % oh);
+            let plane = &x[image * ih * iw * c..][..ih * iw * c];
+            for (ox, acc) in out.chunks_exact_mut(c).enumerate() {
+                acc.fill(if max { f32::NEG_INFINITY } else { 0.0 });
+                for ky in 0..kh {
+                    let iy = g.position(1, oy, ky);
+                    if iy < 0 || iy as usize >= ih {
+                        continue;
+                    }
+                    for kx in 0..kw {
+                        let ix = g.position(2, ox, kx);
+                        if ix < 0 || ix as usize >= iw {
+                            continue;
+                        }
+                        let src = &plane[(iy as usize * iw + ix as usize) * c..][..c];
+                        if max {
+                            acc.iter_mut().zip(src).for_each(|(a, &s)| *a = a.max(s));
+                        } else {
+                            acc.iter_mut().zip(src).for_each(|(a, &s)| *a += s);
+                        }
+                    }
+                }
+                if let Some(inverse) = &inverse {
+                    let scale = inverse[oy * ow + ox];
+                    acc.iter_mut().for_each(|a| *a *= scale);
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct GlobalPool {
+    max: bool,
+}
+
+impl Op for GlobalPool {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let x = nhwc_fact(inputs)?;
+        Ok(vec![Fact::new(DataType::F32, vec![x.shape[0].clone(), Dim::Known(1), Dim::Known(1), x.shape[3].clone()])])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
+        let (xs, x) = nhwc_input(inputs)?;
+        let (pixels, c) = (xs[1] * xs[2], xs[3]);
+        let y = output(outputs, 0)?.reset_f32(&[xs[0], 1, 1, c]);
+        let max = self.max;
+        rows(y, c, threads, |image, acc| {
+            acc.fill(if max { f32::NEG_INFINITY } else { 0.0 });
+            for src in x[image * pixels * c..][..pixels * c].chunks_exact(c) {
+                if max {
+                    acc.iter_mut().zip(src).for_each(|(a, &s)| *a = a.max(s));
+                } else {
+                    acc.iter_mut().zip(src).for_each(|(a, &s)| *a += s);
+                }
+            }
+            if !max {
+                let scale = 1.0 / pixels as f32;
+                acc.iter_mut().for_each(|a| *a *= scale);
+            }
+        });
+        Ok(())
+    }
+}
+
+/// The channels-last kernel of a pool node, if it is one.
+pub(crate) fn build(node: &Node) -> Option<Result<Box<dyn Op>, OpError>> {
+    let pool = |kind| read_pool(node, kind).map(|p| Box::new(WindowPool(p)) as Box<dyn Op>);
+    Some(match node.op_type.as_str() {
+        "MaxPool" => pool(Kind::Max),
+        "AveragePool" => average_kind(node).and_then(pool),
+        "GlobalMaxPool" => Ok(Box::new(GlobalPool { max: true })),
+        "GlobalAveragePool" => Ok(Box::new(GlobalPool { max: false })),
+        _ => return None,
+    })
+}
