@@ -1,7 +1,6 @@
-//! The CPU's channels-last (NHWC) variants of Conv and the pools, for
-//! sessions whose CPU provider is told to prefer NHWC (so that the layout
-//! pass can be tested, and run, without a GPU). They transpose to NCHW
-//! around the NCHW kernel: correct, not faster.
+//! The CPU's fallback for channels-last (NHWC) nodes without a kernel of
+//! their own (a Conv whose weights are computed at run time, an unfused
+//! BatchNormalization): they transpose to NCHW around the NCHW kernel.
 
 use super::shape::transpose_into;
 use super::{output, required, Fact, Op, OpError};
@@ -47,8 +46,16 @@ impl Op for ChannelsLast {
         if x.rank() != 4 {
             return Err(OpError::input(0, format!("a channels-last input must be [N, H, W, C], got shape {:?}", x.shape())));
         }
-        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        let [x_nchw, y_nchw] = &mut *scratch;
+        // Another run may hold the scratch, possibly further down this very
+        // thread's stack (a pool thread waiting inside a kernel takes up
+        // queued work): never wait for it, use fresh buffers instead.
+        let mut fresh = Default::default();
+        let mut held = match self.scratch.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        let [x_nchw, y_nchw]: &mut [Tensor; 2] = held.as_deref_mut().unwrap_or(&mut fresh);
         transpose_into(x, &TO_NCHW, x_nchw, threads);
         let mut args = inputs.to_vec();
         args[0] = Some(x_nchw);

@@ -41,7 +41,11 @@ impl Session {
     /// Runs with the tensors `binding` holds; see [`IoBinding`]. Blocks
     /// while a device computes.
     pub fn run_with_binding(&self, binding: &mut IoBinding) -> Result<RunStats, RunError> {
-        pollster::block_on(self.run_with_binding_async(binding))
+        // The steps run on one of the session's own threads: each kernel's
+        // parallel loop then starts there directly, where from the caller's
+        // thread every one of them would hand the work over and wait to be
+        // woken (a few microseconds a kernel, a tenth of a small model).
+        self.pool.install(|| pollster::block_on(self.run_with_binding_async(binding)))
     }
 
     /// [`run_with_binding`](Self::run_with_binding) as a future: steps on
