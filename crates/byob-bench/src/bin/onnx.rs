@@ -331,12 +331,26 @@ fn main() {
                 if !engines[engine] {
                     continue;
                 }
-                // Let the previous engine's spinning workers go idle.
+                // Let the previous engine's spinning workers go idle, then
+                // one untimed run: each engine is timed warm, its threads
+                // awake (an idle virtual CPU takes long to wake; ONNX
+                // Runtime's workers spin for tens of milliseconds after a
+                // run and rayon's sleep, so timing a first run after the
+                // other engines' turns measured wake-ups, not inference).
                 std::thread::sleep(pause);
                 let t = match engine {
-                    0 => byob.time(model),
-                    1 => ort.time(&model.name, 1, true)[0],
-                    _ => tract.time(model),
+                    0 => {
+                        byob.time(model);
+                        byob.time(model)
+                    }
+                    1 => {
+                        ort.time(&model.name, 1, false);
+                        ort.time(&model.name, 1, true)[0]
+                    }
+                    _ => {
+                        tract.time(model);
+                        tract.time(model)
+                    }
                 };
                 times[engine].push(t);
             }
@@ -397,7 +411,8 @@ fn main() {
         "## ONNX inference: byob CPU vs ONNX Runtime CPU vs tract\n\n\
          `scripts/make-bench-models.py && cargo run --release -p byob-bench --bin onnx` (`-- --threads N`, default 2; \
          `-- --profile resnet50` for where the time goes) — median latency of one inference, \
-         warm-up first, then the three engines in turns run by run; same run, same machine: {machine} \
+         warm-up first, then the three engines in turns, each turn one untimed run and one timed run (so every engine is timed \
+         with its threads awake); same run, same machine: {machine} \
          (shared: 1-minute load average {load_before} before the run, {load_after} after).\n\n\
          Threads: {threads} for each. byob: `with_intra_op_threads({threads})`. ONNX Runtime {ort} (Python `onnxruntime`, CPU provider): \
          intra_op_num_threads={threads}, inter_op_num_threads=1, ORT_ENABLE_ALL, timed around `session.run` in its own process. \

@@ -84,6 +84,8 @@ pub struct SessionBuilder {
     providers: Vec<Box<dyn ExecutionProvider>>,
     intra_op_threads: Option<usize>,
     optimization_level: OptimizationLevel,
+    /// `None`: the default, on.
+    spinning: Option<bool>,
 }
 
 
@@ -102,6 +104,16 @@ impl SessionBuilder {
     /// Threads for parallel kernels (default: one per core).
     pub fn with_intra_op_threads(mut self, threads: usize) -> Self {
         self.intra_op_threads = Some(threads.max(1));
+        self
+    }
+
+    /// Whether the session's threads keep looking for work during a run
+    /// instead of sleeping between kernels (default: yes, as ONNX
+    /// Runtime's `allow_spinning`): lower latency, at the price of keeping
+    /// every intra-op thread's core busy while a run lasts. Runs with steps
+    /// on a device never spin.
+    pub fn with_intra_op_spinning(mut self, spinning: bool) -> Self {
+        self.spinning = Some(spinning);
         self
     }
 
@@ -142,6 +154,7 @@ impl SessionBuilder {
         session.optimizations.fused += activations;
         session.optimizations.channels_last = channels_last;
         session.optimizations.packed = packed;
+        session.spin = self.spinning.unwrap_or(true) && !session.steps.iter().any(|s| s.op.waits_on_device());
         Ok(session)
     }
 }
@@ -246,6 +259,8 @@ pub struct Session {
     states: Mutex<Vec<run::RunState>>,
     opset: i64,
     pool: rayon::ThreadPool,
+    /// Whether blocking runs keep the other threads spinning.
+    spin: bool,
     optimizations: Optimizations,
 }
 
@@ -433,6 +448,7 @@ impl Session {
             states: Mutex::default(),
             opset,
             pool,
+            spin: false,
             optimizations: Optimizations { folded, removed, ..Optimizations::default() },
         })
     }

@@ -10,6 +10,7 @@ use super::{IoBinding, RunError, RunStats, Session};
 use crate::ops::Fact;
 use crate::plan::{MemoryPlan, ValueSize};
 use crate::tensor::Tensor;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The input shapes a plan was made for, in the session's input order.
@@ -37,6 +38,32 @@ fn same_storage(before: (usize, usize), tensor: &Tensor) -> bool {
     after == before || after.1 == 0
 }
 
+/// Keeps a pool thread taking work until `done`, rather than going to sleep
+/// between kernels: waking a sleeping thread (on a virtual machine, a halted
+/// virtual CPU) costs tens of microseconds each time, ONNX Runtime's
+/// workers spin for the same reason. Returns at once on the thread that
+/// runs the steps (it may pick this job up while it waits inside a kernel).
+fn keep_awake(done: &AtomicBool, home: Option<usize>) {
+    if rayon::current_thread_index() == home {
+        return;
+    }
+    while !done.load(Ordering::Acquire) {
+        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Sets the flag when dropped, so that the spinning threads stop even when
+/// the run unwinds.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 impl Session {
     /// Runs with the tensors `binding` holds; see [`IoBinding`]. Blocks
     /// while a device computes.
@@ -45,7 +72,20 @@ impl Session {
         // parallel loop then starts there directly, where from the caller's
         // thread every one of them would hand the work over and wait to be
         // woken (a few microseconds a kernel, a tenth of a small model).
-        self.pool.install(|| pollster::block_on(self.run_with_binding_async(binding)))
+        self.pool.install(|| {
+            let done = AtomicBool::new(false);
+            rayon::in_place_scope(|scope| {
+                if self.spin {
+                    let home = rayon::current_thread_index();
+                    let done = &done;
+                    for _ in 1..self.pool.current_num_threads() {
+                        scope.spawn(move |_| keep_awake(done, home));
+                    }
+                }
+                let _finish = SetOnDrop(&done);
+                pollster::block_on(self.run_with_binding_async(binding))
+            })
+        })
     }
 
     /// [`run_with_binding`](Self::run_with_binding) as a future: steps on
