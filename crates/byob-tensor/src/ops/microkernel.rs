@@ -447,25 +447,3 @@ mod tests {
         }
     }
 }
-
-#[cfg(test)]
-mod speed_probe {
-    use super::*;
-    use crate::ops::test_util::{pool, values};
-    #[test]
-    #[ignore]
-    fn probe() {
-        let p = pool(2);
-        for &(m, n, k) in &[(64usize, 1024usize, 1024usize), (3136, 64, 576), (784, 128, 1152), (49, 512, 4608), (3136, 256, 64), (12544, 64, 147)] {
-            let a = values(m * k, 1);
-            let b = values(k * n, 2);
-            let packed = pack(k, n, |pp, j| b[pp * n + j]);
-            let mut c = vec![0.0; m * n];
-            let flops = 2.0 * (m * n * k) as f64;
-            let time = |f: &mut dyn FnMut()| { (0..40).map(|_| { let t = std::time::Instant::now(); f(); t.elapsed().as_secs_f64() }).fold(f64::MAX, f64::min) };
-            let ours = time(&mut || gemm_packed(m, n, k, &a, k, &packed, &mut c, n, Epilogue::default(), Some(&p)));
-            let theirs = time(&mut || crate::ops::linalg::sgemm(m, n, k, &a, false, &b, false, &mut c, 1.0, false, Some(&p)));
-            println!("{m}x{n}x{k}: ours {:.1} GFLOP/s, gemm crate {:.1} GFLOP/s", flops / ours / 1e9, flops / theirs / 1e9);
-        }
-    }
-}
