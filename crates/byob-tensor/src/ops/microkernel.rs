@@ -139,8 +139,7 @@ pub(crate) fn gemm_packed_with(kernel: Kernel, m: usize, n: usize, k: usize, a: 
     let row_blocks = m.div_ceil(most);
     let row_blocks = if row_blocks < 2 * threads && m >= 2 * threads * 4 * mr { 2 * threads } else { row_blocks };
     let block = m.div_ceil(row_blocks);
-    let panel_chunks = if row_blocks < 2 * threads { (2 * threads).div_ceil(row_blocks).min(panels) } else { 1 };
-    let panels_per_task = panels.div_ceil(panel_chunks);
+    let panels_per_task = if row_blocks < 2 * threads { balanced_chunk(panels, row_blocks, threads) } else { panels };
     let tasks = row_blocks * panels.div_ceil(panels_per_task);
     let out = Out(c.as_mut_ptr());
     let task = |t: usize| {
@@ -157,6 +156,14 @@ pub(crate) fn gemm_packed_with(kernel: Kernel, m: usize, n: usize, k: usize, a: 
         Some(p) if threads > 1 && tasks > 1 && m * n * k >= 1 << 16 => p.install(|| (0..tasks).into_par_iter().for_each(task)),
         _ => (0..tasks).for_each(task),
     }
+}
+
+/// Panels per task when `row_blocks` blocks of rows are too few for
+/// `threads`: the chunk that finishes soonest, tasks taken in rounds of
+/// `threads` (6 panels on 2 threads: 3 each, not 2 + 2 + 2 in two rounds),
+/// the smaller on ties.
+fn balanced_chunk(panels: usize, row_blocks: usize, threads: usize) -> usize {
+    (1..=panels.max(1)).min_by_key(|&chunk| (row_blocks * panels.div_ceil(chunk)).div_ceil(threads) * chunk).unwrap_or(1)
 }
 
 /// Splits `rows` into tiles of at most `mr` rows, as even as possible (64

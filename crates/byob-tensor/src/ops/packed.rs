@@ -149,6 +149,10 @@ impl PackedConv {
 /// height).
 const BLOCK_PIXELS: usize = 144;
 
+/// Packed weights (values) that every thread may read whole: beyond, few
+/// pixels are better served by splitting the weights between threads.
+const SMALL_WEIGHTS: usize = 1 << 18;
+
 impl Op for PackedConv {
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
         let x = f32_fact(inputs, 0)?;
@@ -226,8 +230,7 @@ impl Conv2d<'_> {
         let op = self.op;
         let kg = op.kernel[0] * op.kernel[1] * op.cg;
         let mg = op.m / op.group;
-        let block = |(b, out): (usize, &mut [f32]), pool: Option<&rayon::ThreadPool>| {
-            let first = b * BLOCK_PIXELS;
+        let block = |(first, out): (usize, &mut [f32]), pool: Option<&rayon::ThreadPool>| {
             let rows = out.len() / op.m;
             with_columns(|col| {
                 col.resize(rows * kg, 0.0);
@@ -241,12 +244,25 @@ impl Conv2d<'_> {
                 }
             });
         };
-        let blocks = y.len().div_ceil(BLOCK_PIXELS * op.m);
+        // Blocks of pixels in parallel, each multiplied on its thread, as
+        // long as there are enough of them or the weights are small enough
+        // for every thread to read them all; otherwise (a few pixels, large
+        // weights: a network's last stages) one block at a time, its product
+        // split over panels of weights.
+        let pixels = y.len() / op.m;
         let threads_n = threads.current_num_threads();
-        if threads_n > 1 && blocks >= 2 * threads_n {
-            threads.install(|| y.par_chunks_mut(BLOCK_PIXELS * op.m).enumerate().for_each(|job| block(job, None)));
+        let blocks = pixels.div_ceil(BLOCK_PIXELS);
+        let small_weights = kg * op.m <= SMALL_WEIGHTS;
+        let per_block = if blocks >= 2 * threads_n || !small_weights || pixels < 12 * threads_n {
+            BLOCK_PIXELS
         } else {
-            y.chunks_mut(BLOCK_PIXELS * op.m).enumerate().for_each(|job| block(job, Some(threads)));
+            // A multiple of the threads, of at most BLOCK_PIXELS each.
+            pixels.div_ceil(blocks.div_ceil(threads_n) * threads_n)
+        };
+        if threads_n > 1 && pixels.div_ceil(per_block) >= threads_n && (small_weights || blocks >= 2 * threads_n) {
+            threads.install(|| y.par_chunks_mut(per_block * op.m).enumerate().for_each(|(b, out)| block((b * per_block, out), None)));
+        } else {
+            y.chunks_mut(per_block * op.m).enumerate().for_each(|(b, out)| block((b * per_block, out), Some(threads)));
         }
     }
 
