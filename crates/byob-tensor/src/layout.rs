@@ -15,6 +15,7 @@
 //! activations change layout.
 
 use crate::model::{Attribute, Graph, Node};
+use crate::tensor::Tensor;
 use std::collections::{HashMap, HashSet};
 
 /// The domain of the channels-last operator variants.
@@ -137,6 +138,10 @@ fn simplify_transposes(graph: &mut Graph) {
             if !node.domain.is_empty() {
                 continue;
             }
+            if let Some(shuffle) = channel_shuffle(graph, i, &producer, &outputs) {
+                change = Some(shuffle);
+                break;
+            }
             // An inverse pair: read the first Transpose's input directly
             // (unless the second makes a graph output, whose name stays).
             if let (Some(p2), Some((first, p1))) = (perm_of(node), node.inputs.first().and_then(|x| transposed(x))) {
@@ -213,6 +218,24 @@ fn simplify_transposes(graph: &mut Graph) {
                 let name = format!("{}#pushed{fresh}", n.name);
                 graph.nodes.insert(node + 1, transpose(name, inner, y, perm));
             }
+            Some(Change::Shuffle { nodes: [r1, t, r2], source, dims: [n, g, cg, h, w] }) => {
+                fresh += 1;
+                let mut constant = |name: &str, dims: Vec<i64>| {
+                    let renamed = format!("{name}#nhwc{dims:?}");
+                    graph.initializers.entry(renamed.clone()).or_insert_with(|| Tensor::i64(vec![dims.len()], dims).expect("one value per dimension"));
+                    renamed
+                };
+                let split = constant(&graph.nodes[r1].inputs[1].clone(), vec![n, h, w, g, cg]);
+                let merged = constant(&graph.nodes[r2].inputs[1].clone(), vec![n, h, w, g * cg]);
+                graph.nodes[r1].inputs = vec![source, split];
+                graph.nodes[t].attributes.insert("perm".into(), Attribute::Ints(vec![0, 1, 2, 4, 3]));
+                let y = graph.nodes[r2].outputs[0].clone();
+                let inner = format!("{y}#pushed{fresh}");
+                graph.nodes[r2].inputs[1] = merged;
+                graph.nodes[r2].outputs[0] = inner.clone();
+                let name = format!("{}#pushed{fresh}", graph.nodes[r2].name);
+                graph.nodes.insert(r2 + 1, transpose(name, inner, y, TO_NCHW.to_vec()));
+            }
             None => break,
         }
         remove_unread_transposes(graph, &outputs);
@@ -221,6 +244,10 @@ fn simplify_transposes(graph: &mut Graph) {
 }
 
 enum Change {
+    /// A channel shuffle (nodes Reshape, Transpose, Reshape) whose input
+    /// comes from NHWC through a Transpose: done on NHWC's channel axis
+    /// instead (`source`), a Transpose to NCHW after it.
+    Shuffle { nodes: [usize; 3], source: String, dims: [i64; 5] },
     /// Node `node`'s readers read `to` instead.
     Bypass { node: usize, to: String },
     /// Node `node` reads `sources` (the Transposes' inputs) and a Transpose
@@ -252,6 +279,43 @@ fn untransposed_shape(c: &[usize], perm: &[i64]) -> Option<Vec<usize>> {
     }
     let order: Vec<i64> = (0..rank).filter(|&i| padded[i] != 1).map(|i| perm[i]).collect();
     order.windows(2).all(|w| w[0] < w[1]).then_some(shape)
+}
+
+/// ShuffleNet's channel shuffle, X [N, C, H, W] → Reshape [N, g, C/g, H, W]
+/// → Transpose (0, 2, 1, 3, 4) → Reshape [N, C, H, W], read from an NHWC
+/// value through a Transpose: each intermediate read by the next node only,
+/// the shapes constant and explicit.
+fn channel_shuffle(graph: &Graph, i: usize, producer: &HashMap<String, usize>, outputs: &HashSet<String>) -> Option<Change> {
+    let reshape = |node: &Node| -> Option<Vec<i64>> {
+        if node.op_type != "Reshape" || !node.domain.is_empty() || node.inputs.len() != 2 || node.outputs.len() != 1 {
+            return None;
+        }
+        let dims = graph.initializers.get(&node.inputs[1])?.as_i64()?;
+        dims.iter().all(|&d| d > 0).then(|| dims.to_vec())
+    };
+    let only_reader = |value: &str| -> Option<usize> {
+        if outputs.contains(value) {
+            return None;
+        }
+        let mut readers = graph.nodes.iter().enumerate().filter(|(_, n)| n.inputs.iter().any(|x| x == value));
+        let (j, _) = readers.next()?;
+        readers.next().is_none().then_some(j)
+    };
+    let r1 = &graph.nodes[i];
+    let [n, g, cg, h, w] = <[i64; 5]>::try_from(reshape(r1)?).ok()?;
+    let first = &graph.nodes[*producer.get(&r1.inputs[0])?];
+    if perm_of(first)? != TO_NCHW {
+        return None;
+    }
+    let t = only_reader(&r1.outputs[0])?;
+    if perm_of(&graph.nodes[t])? != [0, 2, 1, 3, 4] {
+        return None;
+    }
+    let r2 = only_reader(&graph.nodes[t].outputs[0])?;
+    if reshape(&graph.nodes[r2])? != [n, g * cg, h, w] {
+        return None;
+    }
+    Some(Change::Shuffle { nodes: [i, t, r2], source: first.inputs[0].clone(), dims: [n, g, cg, h, w] })
 }
 
 fn remove_unread_transposes(graph: &mut Graph, outputs: &HashSet<String>) {
