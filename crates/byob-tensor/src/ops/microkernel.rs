@@ -368,14 +368,13 @@ mod x86 {
         }
     }
 
-    /// Runs `f` compiled for AVX-512 (its body must be `#[inline(always)]`
-    /// code for the instructions to be used).
+    /// Runs the loop compiled for AVX-512 (its `run` is inlined here).
     ///
     /// # Safety
     /// AVX-512F is available.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
-        f()
+    pub unsafe fn with_avx512<L: super::VectorLoop + ?Sized>(l: &L, index: usize, out: &mut [f32]) {
+        l.run(index, out)
     }
 
     /// As [`with_avx512`], for AVX2.
@@ -383,25 +382,32 @@ mod x86 {
     /// # Safety
     /// AVX2 and FMA are available.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
-        f()
+    pub unsafe fn with_avx2<L: super::VectorLoop + ?Sized>(l: &L, index: usize, out: &mut [f32]) {
+        l.run(index, out)
     }
 }
 
-/// Runs `f`, a loop the compiler vectorises, compiled for the widest
-/// vectors this processor has (`f` and what it calls should be
-/// `#[inline(always)]`). Used by the channels-last depthwise convolution and
-/// pools, whose loops run along contiguous channels.
+/// A loop the compiler vectorises, producing one row of output `out` at a
+/// time. Its `run` must be `#[inline(always)]` so that it is compiled into
+/// [`vectorized`]'s instances for each instruction set (a closure would be
+/// called, not inlined, and keep the baseline instructions: measured).
+pub(crate) trait VectorLoop: Sync {
+    fn run(&self, index: usize, out: &mut [f32]);
+}
+
+/// Runs row `index` of `l` compiled for the widest vectors this processor
+/// has. Used by the channels-last depthwise convolution and pools, whose
+/// loops run along contiguous channels.
 #[inline]
-pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn vectorized<L: VectorLoop + ?Sized>(l: &L, index: usize, out: &mut [f32]) {
     match Kernel::best() {
         // SAFETY: `best` reported the instructions available.
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => unsafe { x86::with_avx512(f) },
+        Kernel::Avx512 => unsafe { x86::with_avx512(l, index, out) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => unsafe { x86::with_avx2(f) },
-        _ => f(),
+        Kernel::Avx2 => unsafe { x86::with_avx2(l, index, out) },
+        _ => l.run(index, out),
     }
 }
 

@@ -18,7 +18,7 @@
 
 use super::conv::{with_columns, Geo3, Window};
 use super::linalg::{f32_fact, f32_input, known, optional_f32_input};
-use super::microkernel::{gemm_packed, packed_len, vectorized, Epilogue};
+use super::microkernel::{gemm_packed, packed_len, vectorized, Epilogue, VectorLoop};
 use super::{output, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::{DataType, Tensor};
@@ -307,7 +307,7 @@ impl Conv2d<'_> {
     fn depthwise(&self, y: &mut [f32], threads: &rayon::ThreadPool) {
         let c = self.channels();
         let ow = self.g.output[2];
-        let line = |(r, out): (usize, &mut [f32])| vectorized(|| self.depthwise_line(r, out));
+        let line = |(r, out): (usize, &mut [f32])| vectorized(self, r, out);
         if threads.current_num_threads() > 1 && y.len() >= 1 << 14 {
             threads.install(|| y.par_chunks_mut(ow * c).enumerate().for_each(line));
         } else {
@@ -315,9 +315,12 @@ impl Conv2d<'_> {
         }
     }
 
+}
+
+impl VectorLoop for Conv2d<'_> {
     /// Output row `r` (over images and rows) of a depthwise convolution.
     #[inline(always)]
-    fn depthwise_line(&self, r: usize, out: &mut [f32]) {
+    fn run(&self, r: usize, out: &mut [f32]) {
         let (g, c, op) = (&self.g, self.channels(), self.op);
         let oh = g.output[1];
         let [_, ih, iw] = g.input;

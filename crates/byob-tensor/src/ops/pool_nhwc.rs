@@ -6,7 +6,7 @@
 
 use super::conv::Geo3;
 use super::linalg::{f32_fact, f32_input};
-use super::microkernel::vectorized;
+use super::microkernel::{vectorized, VectorLoop};
 use super::pool::{average_kind, inverse_counts, read_pool, Kind, Pool};
 use super::{output, Fact, Op, OpError};
 use crate::model::{Dim, Node};
@@ -32,13 +32,12 @@ fn nhwc_fact<'a>(inputs: &[Option<&'a Fact>]) -> Result<&'a Fact, OpError> {
     Ok(x)
 }
 
-/// Runs `row(r, out)` over every output row (image and y), in parallel
-/// when large enough.
-fn rows(y: &mut [f32], row_len: usize, threads: &rayon::ThreadPool, row: impl Fn(usize, &mut [f32]) + Sync) {
+/// Runs `row` over every output row, in parallel when large enough.
+fn rows(y: &mut [f32], row_len: usize, threads: &rayon::ThreadPool, row: &impl VectorLoop) {
     if y.is_empty() || row_len == 0 {
         return;
     }
-    let go = |(r, out): (usize, &mut [f32])| vectorized(|| row(r, out));
+    let go = |(r, out): (usize, &mut [f32])| vectorized(row, r, out);
     if threads.current_num_threads() > 1 && y.len() >= PARALLEL_VALUES {
         threads.install(|| y.par_chunks_mut(row_len).enumerate().for_each(go));
     } else {
@@ -62,15 +61,34 @@ impl Op for WindowPool {
         let (xs, x) = nhwc_input(inputs)?;
         let axes = self.0.window.geometry(&xs[1..3], &self.0.kernel)?;
         let g = Geo3::new(&axes).ok_or_else(|| OpError::input(0, "expected 2 spatial axes"))?;
-        let ([_, ih, iw], [_, oh, ow], c) = (g.input, g.output, xs[3]);
-        let [kh, kw] = [g.kernel[1], g.kernel[2]];
+        let ([_, oh, ow], c) = (g.output, xs[3]);
         let y = output(outputs, 0)?.reset_f32(&[xs[0], oh, ow, c]);
         let inverse = match self.0.kind {
             Kind::Max => None,
             Kind::Average { count_include_pad } => Some(inverse_counts(&g, &axes, count_include_pad)),
         };
+        rows(y, ow * c, threads, &WindowRows { x, g, c, inverse });
+        Ok(())
+    }
+}
+
+/// The rows of a windowed pool's output (one image row each).
+struct WindowRows<'a> {
+    x: &'a [f32],
+    g: Geo3,
+    c: usize,
+    /// AveragePool's 1 / divisor per output pixel; `None` for MaxPool.
+    inverse: Option<Vec<f32>>,
+}
+
+impl VectorLoop for WindowRows<'_> {
+    #[inline(always)]
+    fn run(&self, r: usize, out: &mut [f32]) {
+        let (x, g, c, inverse) = (self.x, &self.g, self.c, &self.inverse);
+        let ([_, ih, iw], [_, oh, ow]) = (g.input, g.output);
+        let [kh, kw] = [g.kernel[1], g.kernel[2]];
         let max = inverse.is_none();
-        rows(y, ow * c, threads, |r, out| {
+        {
             let (image, oy) = (r / oh, r % oh);
             let plane = &x[image * ih * iw * c..][..ih * iw * c];
             for (ox, acc) in out.chunks_exact_mut(c).enumerate() {
@@ -93,13 +111,12 @@ impl Op for WindowPool {
                         }
                     }
                 }
-                if let Some(inverse) = &inverse {
+                if let Some(inverse) = inverse {
                     let scale = inverse[oy * ow + ox];
                     acc.iter_mut().for_each(|a| *a *= scale);
                 }
             }
-        });
-        Ok(())
+        }
     }
 }
 
@@ -118,8 +135,24 @@ impl Op for GlobalPool {
         let (xs, x) = nhwc_input(inputs)?;
         let (pixels, c) = (xs[1] * xs[2], xs[3]);
         let y = output(outputs, 0)?.reset_f32(&[xs[0], 1, 1, c]);
-        let max = self.max;
-        rows(y, c, threads, |image, acc| {
+        rows(y, c, threads, &GlobalRows { x, pixels, c, max: self.max });
+        Ok(())
+    }
+}
+
+/// The rows of a global pool's output (one image each).
+struct GlobalRows<'a> {
+    x: &'a [f32],
+    pixels: usize,
+    c: usize,
+    max: bool,
+}
+
+impl VectorLoop for GlobalRows<'_> {
+    #[inline(always)]
+    fn run(&self, image: usize, acc: &mut [f32]) {
+        let (x, pixels, c, max) = (self.x, self.pixels, self.c, self.max);
+        {
             acc.fill(if max { f32::NEG_INFINITY } else { 0.0 });
             for src in x[image * pixels * c..][..pixels * c].chunks_exact(c) {
                 if max {
@@ -132,8 +165,7 @@ impl Op for GlobalPool {
                 let scale = 1.0 / pixels as f32;
                 acc.iter_mut().for_each(|a| *a *= scale);
             }
-        });
-        Ok(())
+        }
     }
 }
 
