@@ -280,6 +280,18 @@ impl Geo3 {
         Some((iz as usize * self.input[1] + iy as usize) * self.input[2])
     }
 
+    /// The kernel taps of output pixel (y, x) of a 2-D window (the last two
+    /// axes) that fall inside the input: (tap ky·kw + kx, input pixel
+    /// iy·iw + ix). For the channels-last kernels, which fold each tap's
+    /// row of channels.
+    #[inline(always)]
+    pub fn taps_inside(&self, y: usize, x: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let ([_, kh, kw], [_, ih, iw]) = (self.kernel, self.input);
+        (0..kh)
+            .filter_map(move |ky| usize::try_from(self.position(1, y, ky)).ok().filter(|&iy| iy < ih).map(|iy| (ky, iy)))
+            .flat_map(move |(ky, iy)| (0..kw).filter_map(move |kx| usize::try_from(self.position(2, x, kx)).ok().filter(|&ix| ix < iw).map(|ix| (ky * kw + kx, iy * iw + ix))))
+    }
+
     fn pointwise(&self) -> bool {
         self.kernel == [1; 3] && self.stride == [1; 3] && self.pad == [0; 3] && self.output == self.input
     }

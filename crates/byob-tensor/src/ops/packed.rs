@@ -324,7 +324,6 @@ impl VectorLoop for Conv2d<'_> {
         let (g, c, op) = (&self.g, self.channels(), self.op);
         let oh = g.output[1];
         let [_, ih, iw] = g.input;
-        let [kh, kw] = op.kernel;
         let (image, oy) = (r / oh, r % oh);
         let plane = &self.x[image * ih * iw * c..][..ih * iw * c];
         for (ox, acc) in out.chunks_exact_mut(c).enumerate() {
@@ -332,20 +331,10 @@ impl VectorLoop for Conv2d<'_> {
                 Some(b) => acc.copy_from_slice(b),
                 None => acc.fill(0.0),
             }
-            for ky in 0..kh {
-                let iy = g.position(1, oy, ky);
-                if iy < 0 || iy as usize >= ih {
-                    continue;
-                }
-                for kx in 0..kw {
-                    let ix = g.position(2, ox, kx);
-                    if ix < 0 || ix as usize >= iw {
-                        continue;
-                    }
-                    let src = &plane[(iy as usize * iw + ix as usize) * c..][..c];
-                    let w = &self.w[(ky * kw + kx) * c..][..c];
-                    acc.iter_mut().zip(src).zip(w).for_each(|((a, &s), &w)| *a += s * w);
-                }
+            for (tap, pixel) in g.taps_inside(oy, ox) {
+                let src = &plane[pixel * c..][..c];
+                let w = &self.w[tap * c..][..c];
+                acc.iter_mut().zip(src).zip(w).for_each(|((a, &s), &w)| *a += s * w);
             }
             if op.relu {
                 acc.iter_mut().for_each(|v| *v = v.max(0.0));

@@ -86,29 +86,18 @@ impl VectorLoop for WindowRows<'_> {
     fn run(&self, r: usize, out: &mut [f32]) {
         let (x, g, c, inverse) = (self.x, &self.g, self.c, &self.inverse);
         let ([_, ih, iw], [_, oh, ow]) = (g.input, g.output);
-        let [kh, kw] = [g.kernel[1], g.kernel[2]];
         let max = inverse.is_none();
         {
             let (image, oy) = (r / oh, r % oh);
             let plane = &x[image * ih * iw * c..][..ih * iw * c];
             for (ox, acc) in out.chunks_exact_mut(c).enumerate() {
                 acc.fill(if max { f32::NEG_INFINITY } else { 0.0 });
-                for ky in 0..kh {
-                    let iy = g.position(1, oy, ky);
-                    if iy < 0 || iy as usize >= ih {
-                        continue;
-                    }
-                    for kx in 0..kw {
-                        let ix = g.position(2, ox, kx);
-                        if ix < 0 || ix as usize >= iw {
-                            continue;
-                        }
-                        let src = &plane[(iy as usize * iw + ix as usize) * c..][..c];
-                        if max {
-                            acc.iter_mut().zip(src).for_each(|(a, &s)| *a = a.max(s));
-                        } else {
-                            acc.iter_mut().zip(src).for_each(|(a, &s)| *a += s);
-                        }
+                for (_, pixel) in g.taps_inside(oy, ox) {
+                    let src = &plane[pixel * c..][..c];
+                    if max {
+                        acc.iter_mut().zip(src).for_each(|(a, &s)| *a = a.max(s));
+                    } else {
+                        acc.iter_mut().zip(src).for_each(|(a, &s)| *a += s);
                     }
                 }
                 if let Some(inverse) = inverse {
