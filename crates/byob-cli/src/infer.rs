@@ -183,8 +183,8 @@ pub fn info(args: InfoArgs) -> Result<()> {
     let o = session.optimizations();
     writeln!(
         out,
-        "optimizations: {} node(s) folded into constants, {} dead node(s) removed, {} node(s) fused into Conv (BatchNormalization, Relu), {} Gemm weight(s) prepacked, {} node(s) made channels-last",
-        o.folded, o.removed, o.fused, o.prepacked, o.channels_last
+        "optimizations: {} node(s) folded into constants, {} dead node(s) removed, {} node(s) fused into the node before them (BatchNormalization, Relu), {} Gemm weight(s) prepacked, {} node(s) made channels-last, {} node(s) with weights packed for the CPU",
+        o.folded, o.removed, o.fused, o.prepacked, o.channels_last, o.packed
     )?;
     writeln!(out, "nodes ({}, provider {chosen}):", session.placements().len())?;
     for p in session.placements() {

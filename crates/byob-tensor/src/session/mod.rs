@@ -137,7 +137,6 @@ impl SessionBuilder {
         let level = self.optimization_level;
         let folded = if level >= OptimizationLevel::Basic { crate::optimize::fold_constants(&mut model.graph, opset, &pool) } else { 0 };
         let fused = if level >= OptimizationLevel::Extended { crate::optimize::fold_batch_norms(&mut model.graph) } else { 0 };
-        let prepacked = if level >= OptimizationLevel::Extended { crate::optimize::prepack_gemm_weights(&mut model.graph) } else { 0 };
         self.providers.push(Box::new(CpuProvider::new()));
         let providers = &self.providers;
         let channels_last = crate::layout::to_channels_last(&mut model.graph, |node, variant| {
@@ -146,6 +145,9 @@ impl SessionBuilder {
         // Fused nodes only where the provider that takes the node runs them.
         let taker_runs = |node: &Node, fused: &Node| providers.iter().find(|p| p.supports(node, opset, &[])).is_some_and(|p| p.supports(fused, opset, &[]));
         let packed = if level >= OptimizationLevel::Extended { crate::pack::pack_weights(&mut model.graph, taker_runs) } else { 0 };
+        // After packing: only the Gemms left to the generic kernels and
+        // other providers need their weights transposed.
+        let prepacked = if level >= OptimizationLevel::Extended { crate::optimize::prepack_gemm_weights(&mut model.graph) } else { 0 };
         let activations = if level >= OptimizationLevel::Extended { crate::optimize::fuse_conv_relu(&mut model.graph, taker_runs) } else { 0 };
         let mut session = Session::prepare(model, self.providers, level, pool)?;
         session.optimizations.folded += folded;
