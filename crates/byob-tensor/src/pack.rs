@@ -8,7 +8,8 @@
 use crate::layout::NHWC_DOMAIN;
 use crate::model::{Attribute, Graph, Node};
 use crate::ops::microkernel::pack;
-use crate::ops::packed::PACKED_DOMAIN;
+use crate::ops::packed::{depthwise, PACKED_DOMAIN};
+use crate::ops::Attrs;
 use crate::tensor::Tensor;
 
 /// Rewrites every node it can whose rewrite `wants` accepts (the provider
@@ -43,21 +44,6 @@ fn constant<'a>(graph: &'a Graph, name: Option<&String>) -> Option<(&'a [usize],
     Some((t.shape(), t.as_f32()?))
 }
 
-fn int(node: &Node, name: &str, default: i64) -> Option<i64> {
-    match node.attributes.get(name) {
-        None => Some(default),
-        Some(Attribute::Int(v)) => Some(*v),
-        Some(_) => None,
-    }
-}
-
-fn float(node: &Node, name: &str, default: f32) -> Option<f32> {
-    match node.attributes.get(name) {
-        None => Some(default),
-        Some(Attribute::Float(v)) => Some(*v),
-        Some(_) => None,
-    }
-}
 
 fn tensor(shape: Vec<usize>, values: Vec<f32>) -> Tensor {
     Tensor::f32(shape, values).expect("the shape counts the values")
@@ -72,14 +58,14 @@ fn conv(node: &Node, graph: &Graph) -> Option<Rewrite> {
     if bias.is_some_and(|b| constant(graph, Some(b)).is_none_or(|(s, _)| s != [m])) {
         return None;
     }
-    let group = usize::try_from(int(node, "group", 1)?).ok().filter(|&g| g > 0 && m % g == 0)?;
+    let group = usize::try_from(Attrs(node).int("group", 1).ok()?).ok().filter(|&g| g > 0 && m % g == 0)?;
     if let Some(Attribute::Ints(k)) = node.attributes.get("kernel_shape") {
         if k[..] != [kh as i64, kw as i64] {
             return None;
         }
     }
     let (taps, mg) = (kh * kw, m / group);
-    let values = if cg == 1 && m == group {
+    let values = if depthwise(cg, m, group) {
         // Depthwise: [taps, channels], channels contiguous.
         (0..taps * m).map(|i| w[(i % m) * taps + i / m]).collect()
     } else {
@@ -117,11 +103,12 @@ fn linear(node: &Node, k: usize, n: usize, b: impl Fn(usize, usize) -> f32, bias
 }
 
 fn gemm(node: &Node, graph: &Graph) -> Option<Rewrite> {
-    if int(node, "transA", 0)? != 0 || node.outputs.len() != 1 {
+    let a = Attrs(node);
+    if a.int("transA", 0).ok()? != 0 || node.outputs.len() != 1 {
         return None;
     }
-    let trans_b = int(node, "transB", 0)? != 0;
-    let (alpha, beta) = (float(node, "alpha", 1.0)?, float(node, "beta", 1.0)?);
+    let trans_b = a.int("transB", 0).ok()? != 0;
+    let (alpha, beta) = (a.float("alpha", 1.0).ok()?, a.float("beta", 1.0).ok()?);
     let (bs, b) = constant(graph, node.inputs.get(1))?;
     let &[rows, cols] = bs else { return None };
     let (k, n) = if trans_b { (cols, rows) } else { (rows, cols) };

@@ -564,10 +564,9 @@ fn conv_op(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
     let group = usize::try_from(group).ok().filter(|&g| g > 0).ok_or_else(|| OpError::attribute("group", format!("must be positive, got {group}")))?;
     // The session's fusion pass marks a Conv that absorbed the Relu after it.
     let relu = match node.domain.as_str() {
-        crate::optimize::FUSED_DOMAIN => match a.string("activation", "")?.as_str() {
-            "Relu" => true,
-            other => return Err(OpError::attribute("activation", format!("{other:?} is not an activation byob fuses"))),
-        },
+        // A fused Conv carries an activation: "" is not one.
+        crate::optimize::FUSED_DOMAIN if !a.fused_relu()? => return Err(OpError::attribute("activation", "\"\" is not an activation byob fuses")),
+        crate::optimize::FUSED_DOMAIN => true,
         _ => false,
     };
     Ok(Box::new(Conv { window: Window::from_attrs(&a, false)?, group, relu }))

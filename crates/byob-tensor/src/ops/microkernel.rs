@@ -235,11 +235,22 @@ unsafe fn tile_portable(rows: usize, k: usize, a: &[f32], lda: usize, b: &[f32],
         }
     }
     for (i, row) in acc.iter().enumerate().take(rows) {
-        for (jj, &s) in row.iter().enumerate().take(cols) {
-            let v = s + bias.map_or(0.0, |b| b[jj]);
-            // SAFETY: row i < rows, column jj < cols (the caller's contract).
-            unsafe { *c.add(i * ldc + jj) = if relu { v.max(0.0) } else { v } };
-        }
+        // SAFETY: row i < rows has `cols` writable values (the caller's contract).
+        unsafe { store_row(c.add(i * ldc), row, cols, bias, relu) };
+    }
+}
+
+/// Stores the first `cols` of a row of sums with the epilogue, one value
+/// at a time (the portable and AVX2 tiles).
+///
+/// # Safety
+/// `c` points at `cols` writable values; `sums` has at least `cols`.
+#[inline(always)]
+unsafe fn store_row(c: *mut f32, sums: &[f32], cols: usize, bias: Option<&[f32]>, relu: bool) {
+    for (jj, &s) in sums.iter().enumerate().take(cols) {
+        let v = s + bias.map_or(0.0, |b| b[jj]);
+        // SAFETY: jj < cols (the caller's contract).
+        unsafe { *c.add(jj) = if relu { v.max(0.0) } else { v } };
     }
 }
 
@@ -360,11 +371,8 @@ mod x86 {
                 _mm256_storeu_ps(sums.as_mut_ptr(), lo[i]);
                 _mm256_storeu_ps(sums.as_mut_ptr().add(8), hi[i]);
             }
-            for (jj, &s) in sums.iter().enumerate().take(cols) {
-                let v = s + bias.map_or(0.0, |b| b[jj]);
-                // SAFETY: row i < rows, column jj < cols.
-                unsafe { *c.add(i * ldc + jj) = if relu { v.max(0.0) } else { v } };
-            }
+            // SAFETY: row i < rows has `cols` (≤ 16) writable values.
+            unsafe { super::store_row(c.add(i * ldc), &sums, cols, bias, relu) };
         }
     }
 
@@ -395,11 +403,28 @@ pub(crate) trait VectorLoop: Sync {
     fn run(&self, index: usize, out: &mut [f32]);
 }
 
+/// Below this many output values, [`vectorized_rows`] stays on one thread.
+const PARALLEL_VALUES: usize = 1 << 14;
+
+/// Runs `l` over every row of `row_len` values of `y` (row `r` is
+/// `y[r·row_len..]`), vectorised, in parallel when `y` is large enough.
+pub(crate) fn vectorized_rows(y: &mut [f32], row_len: usize, threads: &rayon::ThreadPool, l: &impl VectorLoop) {
+    if y.is_empty() || row_len == 0 {
+        return;
+    }
+    let go = |(r, out): (usize, &mut [f32])| vectorized(l, r, out);
+    if threads.current_num_threads() > 1 && y.len() >= PARALLEL_VALUES {
+        threads.install(|| y.par_chunks_mut(row_len).enumerate().for_each(go));
+    } else {
+        y.chunks_mut(row_len).enumerate().for_each(go);
+    }
+}
+
 /// Runs row `index` of `l` compiled for the widest vectors this processor
 /// has. Used by the channels-last depthwise convolution and pools, whose
 /// loops run along contiguous channels.
 #[inline]
-pub(crate) fn vectorized<L: VectorLoop + ?Sized>(l: &L, index: usize, out: &mut [f32]) {
+fn vectorized<L: VectorLoop + ?Sized>(l: &L, index: usize, out: &mut [f32]) {
     match Kernel::best() {
         // SAFETY: `best` reported the instructions available.
         #[cfg(target_arch = "x86_64")]

@@ -150,6 +150,16 @@ impl Attrs<'_> {
         }
     }
 
+    /// The activation a fusion pass put into the node (`activation`):
+    /// whether it is a Relu (absent: none).
+    pub fn fused_relu(&self) -> Result<bool, OpError> {
+        match self.string("activation", "")?.as_str() {
+            "" => Ok(false),
+            "Relu" => Ok(true),
+            other => Err(OpError::attribute("activation", format!("{other:?} is not an activation byob fuses"))),
+        }
+    }
+
     pub fn int(&self, name: &str, default: i64) -> Result<i64, OpError> {
         match self.get(name) {
             None => Ok(default),

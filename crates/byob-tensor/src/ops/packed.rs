@@ -18,7 +18,7 @@
 
 use super::conv::{with_columns, Geo3, Window};
 use super::linalg::{f32_fact, f32_input, known, optional_f32_input};
-use super::microkernel::{gemm_packed, packed_len, vectorized, Epilogue, VectorLoop};
+use super::microkernel::{gemm_packed, packed_len, vectorized_rows, Epilogue, VectorLoop};
 use super::{output, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::{DataType, Tensor};
@@ -27,15 +27,6 @@ use std::collections::HashMap;
 
 /// The domain of the packed operators (byob's own, never in a file).
 pub const PACKED_DOMAIN: &str = "com.byob.packed";
-
-/// Reads the fused activation.
-fn activation(a: &Attrs) -> Result<bool, OpError> {
-    match a.string("activation", "")?.as_str() {
-        "" => Ok(false),
-        "Relu" => Ok(true),
-        other => Err(OpError::attribute("activation", format!("{other:?} is not an activation byob fuses"))),
-    }
-}
 
 fn positive(a: &Attrs, name: &str) -> Result<usize, OpError> {
     let v = a.int(name, 0)?;
@@ -84,23 +75,11 @@ impl Op for PackedMatMul {
         let (w, bias) = weights(inputs, packed_len(self.k, self.n), self.n)?;
         let mut shape = sa[..sa.len() - 1].to_vec();
         shape.push(self.n);
-        let rows = a.len() / self.k.max(1);
+        let rows = sa[..sa.len() - 1].iter().product();
         let y = output(outputs, 0)?.reset_f32(&shape);
-        if self.k == 0 {
-            y.chunks_mut(self.n).for_each(|row| row.iter_mut().enumerate().for_each(|(j, v)| *v = finish(bias.map_or(0.0, |b| b[j]), self.relu)));
-            return Ok(());
-        }
+        // With k = 0 the kernel stores the bias (and Relu) alone.
         gemm_packed(rows, self.n, self.k, a, self.k, w, y, self.n, Epilogue { bias, relu: self.relu }, Some(threads));
         Ok(())
-    }
-}
-
-#[inline(always)]
-fn finish(v: f32, relu: bool) -> f32 {
-    if relu {
-        v.max(0.0)
-    } else {
-        v
     }
 }
 
@@ -108,7 +87,14 @@ fn packed_matmul(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
     let a = Attrs(node);
     let k = a.int("k", -1)?;
     let k = usize::try_from(k).map_err(|_| OpError::attribute("k", format!("must be non-negative, got {k}")))?;
-    Ok(Box::new(PackedMatMul { k, n: positive(&a, "n")?, relu: activation(&a)? }))
+    Ok(Box::new(PackedMatMul { k, n: positive(&a, "n")?, relu: a.fused_relu()? }))
+}
+
+/// Whether a convolution with `cg` input channels per group, `m` outputs
+/// and `group` groups is depthwise: its packed weights are then [taps, C]
+/// (see [`crate::pack`]), not GEMM panels.
+pub(crate) fn depthwise(cg: usize, m: usize, group: usize) -> bool {
+    cg == 1 && m == group
 }
 
 /// `PackedConv`.
@@ -128,7 +114,7 @@ struct PackedConv {
 impl PackedConv {
     /// One input and one output channel per group: weights [taps, C].
     fn depthwise(&self) -> bool {
-        self.cg == 1 && self.m == self.group
+        depthwise(self.cg, self.m, self.group)
     }
 
     /// Values of one group's packed weights.
@@ -305,14 +291,7 @@ impl Conv2d<'_> {
 
     /// Depthwise: every output pixel sums its taps along the channels.
     fn depthwise(&self, y: &mut [f32], threads: &rayon::ThreadPool) {
-        let c = self.channels();
-        let ow = self.g.output[2];
-        let line = |(r, out): (usize, &mut [f32])| vectorized(self, r, out);
-        if threads.current_num_threads() > 1 && y.len() >= 1 << 14 {
-            threads.install(|| y.par_chunks_mut(ow * c).enumerate().for_each(line));
-        } else {
-            y.chunks_mut(ow * c).enumerate().for_each(line);
-        }
+        vectorized_rows(y, self.g.output[2] * self.channels(), threads, self);
     }
 
 }
@@ -355,7 +334,7 @@ fn packed_conv(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
     if m % group != 0 {
         return Err(OpError::attribute("group", format!("{group} does not divide {m} output channels")));
     }
-    Ok(Box::new(PackedConv { window, kernel, group, cg, m, relu: activation(&a)? }))
+    Ok(Box::new(PackedConv { window, kernel, group, cg, m, relu: a.fused_relu()? }))
 }
 
 /// The packed operators' types.

@@ -6,15 +6,11 @@
 
 use super::conv::Geo3;
 use super::linalg::{f32_fact, f32_input};
-use super::microkernel::{vectorized, VectorLoop};
+use super::microkernel::{vectorized_rows, VectorLoop};
 use super::pool::{average_kind, inverse_counts, read_pool, Kind, Pool};
 use super::{output, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::{DataType, Tensor};
-use rayon::prelude::*;
-
-/// Below this many output values, pooling stays on one thread.
-const PARALLEL_VALUES: usize = 1 << 14;
 
 fn nhwc_input<'a>(inputs: &[Option<&'a Tensor>]) -> Result<(&'a [usize], &'a [f32]), OpError> {
     let (xs, x) = f32_input(inputs, 0)?;
@@ -30,19 +26,6 @@ fn nhwc_fact<'a>(inputs: &[Option<&'a Fact>]) -> Result<&'a Fact, OpError> {
         return Err(OpError::input(0, format!("a channels-last pool needs [N, H, W, C], got rank {}", x.shape.len())));
     }
     Ok(x)
-}
-
-/// Runs `row` over every output row, in parallel when large enough.
-fn rows(y: &mut [f32], row_len: usize, threads: &rayon::ThreadPool, row: &impl VectorLoop) {
-    if y.is_empty() || row_len == 0 {
-        return;
-    }
-    let go = |(r, out): (usize, &mut [f32])| vectorized(row, r, out);
-    if threads.current_num_threads() > 1 && y.len() >= PARALLEL_VALUES {
-        threads.install(|| y.par_chunks_mut(row_len).enumerate().for_each(go));
-    } else {
-        y.chunks_mut(row_len).enumerate().for_each(go);
-    }
 }
 
 #[derive(Debug)]
@@ -67,7 +50,7 @@ impl Op for WindowPool {
             Kind::Max => None,
             Kind::Average { count_include_pad } => Some(inverse_counts(&g, &axes, count_include_pad)),
         };
-        rows(y, ow * c, threads, &WindowRows { x, g, c, inverse });
+        vectorized_rows(y, ow * c, threads, &WindowRows { x, g, c, inverse });
         Ok(())
     }
 }
@@ -124,7 +107,7 @@ impl Op for GlobalPool {
         let (xs, x) = nhwc_input(inputs)?;
         let (pixels, c) = (xs[1] * xs[2], xs[3]);
         let y = output(outputs, 0)?.reset_f32(&[xs[0], 1, 1, c]);
-        rows(y, c, threads, &GlobalRows { x, pixels, c, max: self.max });
+        vectorized_rows(y, c, threads, &GlobalRows { x, pixels, c, max: self.max });
         Ok(())
     }
 }
