@@ -41,6 +41,20 @@ pub fn interleaved_medians<T>(runs: usize, cases: usize, mut setup: impl FnMut(u
         .collect()
 }
 
+/// Deterministic uniform noise in [-1, 1) (xorshift): the same input for
+/// every engine of a benchmark.
+pub fn noise(len: usize, seed: u32) -> Vec<f32> {
+    let mut state = seed.max(1);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
 /// One line describing the machine, for the tables.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

@@ -14,19 +14,6 @@ const SAMPLE_RATE: f32 = 48000.0;
 const SECONDS: f64 = 10.0;
 const FRAMES: usize = (SAMPLE_RATE as f64 * SECONDS) as usize;
 
-/// Deterministic white noise (xorshift), the same for both engines.
-fn noise(frames: usize, seed: u32) -> Vec<f32> {
-    let mut state = seed.max(1);
-    (0..frames)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state as f32 / u32::MAX as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
 const FILTERS: [(byob::BiquadFilterType, web_audio_api::node::BiquadFilterType, f32); 8] = {
     use byob::BiquadFilterType as B;
     use web_audio_api::node::BiquadFilterType as W;
@@ -57,7 +44,7 @@ fn byob_graph(case: usize) -> byob::OfflineAudioContext {
             }
         }
         1 => {
-            let buffer = Arc::new(byob::AudioBuffer::new(SAMPLE_RATE, vec![noise(FRAMES, 1)]).unwrap());
+            let buffer = Arc::new(byob::AudioBuffer::new(SAMPLE_RATE, vec![byob_bench::noise(FRAMES, 1)]).unwrap());
             let src = byob::AudioBufferSourceNode::new(g, byob::AudioBufferSourceOptions { buffer: Some(buffer), ..Default::default() }).unwrap();
             src.start(g, 0.0).unwrap();
             let mut previous = src.id();
@@ -69,7 +56,7 @@ fn byob_graph(case: usize) -> byob::OfflineAudioContext {
             g.connect(previous, 0, destination, 0).unwrap();
         }
         2 => {
-            let buffer = Arc::new(byob::AudioBuffer::new(SAMPLE_RATE, vec![noise(48000, 2), noise(48000, 3)]).unwrap());
+            let buffer = Arc::new(byob::AudioBuffer::new(SAMPLE_RATE, vec![byob_bench::noise(48000, 2), byob_bench::noise(48000, 3)]).unwrap());
             for i in 0..50 {
                 let src = byob::AudioBufferSourceNode::new(g, byob::AudioBufferSourceOptions { buffer: Some(buffer.clone()), loop_: true, ..Default::default() }).unwrap();
                 src.start(g, 0.0).unwrap();
@@ -82,7 +69,7 @@ fn byob_graph(case: usize) -> byob::OfflineAudioContext {
             }
         }
         _ => {
-            let buffer = Arc::new(byob::AudioBuffer::new(SAMPLE_RATE, vec![noise(FRAMES, 4), noise(FRAMES, 5)]).unwrap());
+            let buffer = Arc::new(byob::AudioBuffer::new(SAMPLE_RATE, vec![byob_bench::noise(FRAMES, 4), byob_bench::noise(FRAMES, 5)]).unwrap());
             let src = byob::AudioBufferSourceNode::new(g, byob::AudioBufferSourceOptions { buffer: Some(buffer), ..Default::default() }).unwrap();
             src.start(g, 0.0).unwrap();
             let delay = byob::DelayNode::new(g, byob::DelayOptions { max_delay_time: 1.0, delay_time: 0.25, ..Default::default() }).unwrap();
@@ -115,7 +102,7 @@ fn peer_graph(case: usize) -> PeerContext {
             }
         }
         1 => {
-            let buffer = web_audio_api::AudioBuffer::from(vec![noise(FRAMES, 1)], SAMPLE_RATE);
+            let buffer = web_audio_api::AudioBuffer::from(vec![byob_bench::noise(FRAMES, 1)], SAMPLE_RATE);
             let mut src = ctx.create_buffer_source();
             src.set_buffer(buffer);
             src.start();
@@ -134,7 +121,7 @@ fn peer_graph(case: usize) -> PeerContext {
             filters[7].connect(&destination);
         }
         2 => {
-            let buffer = web_audio_api::AudioBuffer::from(vec![noise(48000, 2), noise(48000, 3)], SAMPLE_RATE);
+            let buffer = web_audio_api::AudioBuffer::from(vec![byob_bench::noise(48000, 2), byob_bench::noise(48000, 3)], SAMPLE_RATE);
             for i in 0..50 {
                 let mut src = ctx.create_buffer_source();
                 src.set_buffer(buffer.clone());
@@ -146,7 +133,7 @@ fn peer_graph(case: usize) -> PeerContext {
             }
         }
         _ => {
-            let buffer = web_audio_api::AudioBuffer::from(vec![noise(FRAMES, 4), noise(FRAMES, 5)], SAMPLE_RATE);
+            let buffer = web_audio_api::AudioBuffer::from(vec![byob_bench::noise(FRAMES, 4), byob_bench::noise(FRAMES, 5)], SAMPLE_RATE);
             let mut src = ctx.create_buffer_source();
             src.set_buffer(buffer);
             src.start();

@@ -434,19 +434,6 @@ fn main() {
     }
 }
 
-/// Deterministic uniform noise in [-1, 1) (xorshift).
-fn noise(len: usize, seed: u32) -> Vec<f32> {
-    let mut state = seed.max(1);
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state as f32 / u32::MAX as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
 fn shape_of(v: &Value) -> Vec<usize> {
     v.as_array().map(|a| a.iter().map(|d| d.as_u64().unwrap_or(0) as usize).collect()).unwrap_or_default()
 }
@@ -502,7 +489,7 @@ fn profile_model(model: &Model, dir: &Path, threads: usize) {
             .enumerate()
             .map(|(k, x)| {
                 let shape = shape_of(&x["shape"]);
-                let data = noise(shape.iter().product(), (i * 8 + k + 1) as u32);
+                let data = byob_bench::noise(shape.iter().product(), (i * 8 + k + 1) as u32);
                 (x["name"].as_str().expect("name").to_string(), shape, data)
             })
             .collect();
