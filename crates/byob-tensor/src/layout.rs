@@ -323,11 +323,7 @@ fn remove_unread_transposes(graph: &mut Graph, outputs: &HashSet<String>) {
         let read: HashSet<&str> = graph.nodes.iter().flat_map(|n| n.inputs.iter().map(String::as_str)).collect();
         let before = graph.nodes.len();
         let dead: Vec<bool> = graph.nodes.iter().map(|n| perm_of(n).is_some() && !read.contains(n.outputs[0].as_str()) && !outputs.contains(&n.outputs[0])).collect();
-        let mut k = 0;
-        graph.nodes.retain(|_| {
-            k += 1;
-            !dead[k - 1]
-        });
+        crate::optimize::remove_nodes(graph, &dead);
         if graph.nodes.len() == before {
             return;
         }

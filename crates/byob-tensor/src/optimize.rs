@@ -84,11 +84,7 @@ pub fn fuse_conv_relu(graph: &mut Graph, wants: impl Fn(&Node, &Node) -> bool) -
         removed[r] = true;
         fused += 1;
     }
-    let mut index = 0;
-    graph.nodes.retain(|_| {
-        index += 1;
-        !removed[index - 1]
-    });
+    remove_nodes(graph, &removed);
     fused
 }
 
@@ -123,6 +119,12 @@ pub fn prepack_gemm_weights(graph: &mut Graph) -> usize {
     }
     drop_unread_initializers(graph);
     prepared
+}
+
+/// Removes the nodes marked in `removed` (one flag per node, in order).
+pub(crate) fn remove_nodes(graph: &mut Graph, removed: &[bool]) {
+    let mut flags = removed.iter();
+    graph.nodes.retain(|_| !flags.next().copied().unwrap_or(false));
 }
 
 pub(crate) fn drop_unread_initializers(graph: &mut Graph) {
@@ -204,11 +206,7 @@ pub fn fold_batch_norms(graph: &mut Graph) -> usize {
         removed[b] = true;
         folded += 1;
     }
-    let mut index = 0;
-    graph.nodes.retain(|_| {
-        index += 1;
-        !removed[index - 1]
-    });
+    remove_nodes(graph, &removed);
     drop_unread_initializers(graph);
     folded
 }
