@@ -12,7 +12,8 @@
 //!
 //! Other flags: `--models DIR` (default target/bench-models), `--engines
 //! byob,ort,tract` (which take turns; fewer writes no table), `--pause-ms MS`
-//! between turns (default 2, so spinning worker threads go idle).
+//! between turns (default 2; ONNX Runtime's spinning workers are waited for
+//! until they stop, read from `/proc`).
 //!
 //! ONNX Runtime runs in a Python subprocess (`scripts/ort-bench.py --serve`)
 //! that times each `session.run` itself and answers over a pipe, so the three
@@ -184,6 +185,34 @@ impl Ort {
         read_f32(Path::new(answer["file"].as_str().expect("file")))
     }
 
+    /// Whether any of the ONNX Runtime process's threads is running (Linux's
+    /// `/proc`; `None` where it cannot be read). Its scheduler statistics
+    /// are only brought up to date at clock ticks, 4 ms apart; a thread's
+    /// state is current.
+    fn running(&self) -> Option<bool> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).ok()?;
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // "tid (name) S ...": the state follows the name's last ')'.
+            let state = stat[stat.rfind(')')? + 1..].split_whitespace().next()?;
+            if state == "R" {
+                return Some(true);
+            }
+        }
+        Some(false)
+    }
+
+    /// Waits until ONNX Runtime's worker threads have stopped spinning (with
+    /// `allow_spinning`, its default, they keep a core busy for some 30 ms
+    /// after each run), so that the next engine's turn does not share the
+    /// cores with them. Gives up after a second.
+    fn wait_until_idle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.running() == Some(true) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+
     /// ORT's medians in milliseconds, by model, over the recorded runs.
     fn quit(mut self) -> Value {
         let medians = self.ask(json!({"cmd": "quit"}));
@@ -331,12 +360,14 @@ fn main() {
                 if !engines[engine] {
                     continue;
                 }
-                // Let the previous engine's spinning workers go idle, then
+                // Let the previous engine's spinning workers go idle (ONNX
+                // Runtime's, measured; a short pause for the others), then
                 // one untimed run: each engine is timed warm, its threads
                 // awake (an idle virtual CPU takes long to wake; ONNX
                 // Runtime's workers spin for tens of milliseconds after a
                 // run and rayon's sleep, so timing a first run after the
                 // other engines' turns measured wake-ups, not inference).
+                ort.wait_until_idle();
                 std::thread::sleep(pause);
                 let t = match engine {
                     0 => {

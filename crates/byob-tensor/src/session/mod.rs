@@ -263,6 +263,9 @@ pub struct Session {
     pool: rayon::ThreadPool,
     /// Whether blocking runs keep the other threads spinning.
     spin: bool,
+    /// Blocking runs begun so far, for threads spinning after a run to see
+    /// that the next one has started.
+    runs_started: Arc<std::sync::atomic::AtomicU64>,
     optimizations: Optimizations,
 }
 
@@ -451,6 +454,7 @@ impl Session {
             opset,
             pool,
             spin: false,
+            runs_started: Arc::default(),
             optimizations: Optimizations { folded, removed, ..Optimizations::default() },
         })
     }

@@ -10,8 +10,17 @@ use super::{IoBinding, RunError, RunStats, Session};
 use crate::ops::Fact;
 use crate::plan::{MemoryPlan, ValueSize};
 use crate::tensor::Tensor;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long the session's threads keep spinning after a run, for the next
+/// one (ONNX Runtime's workers spin for a similar while). Without it, a
+/// caller that runs the model again and again, as an audio callback or a
+/// serving loop does, finds them asleep every time, and on a virtual
+/// machine a sleeping thread's halted CPU can take milliseconds to wake.
+const LINGER: Duration = Duration::from_millis(LINGER_MS);
+const LINGER_MS: u64 = 10;
 
 /// The input shapes a plan was made for, in the session's input order.
 pub(super) type ShapeKey = Vec<Vec<usize>>;
@@ -54,6 +63,15 @@ fn keep_awake(done: &AtomicBool, home: Option<usize>) {
     }
 }
 
+/// Spins until `until` or until a run after `generation` starts, whichever
+/// comes first: then the thread goes back to the pool, where the new run's
+/// work is waiting for it.
+fn linger(runs_started: &AtomicU64, generation: u64, until: Instant) {
+    while runs_started.load(Ordering::Acquire) == generation && Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
 /// Sets the flag when dropped, so that the spinning threads stop even when
 /// the run unwinds.
 struct SetOnDrop<'a>(&'a AtomicBool);
@@ -72,7 +90,8 @@ impl Session {
         // parallel loop then starts there directly, where from the caller's
         // thread every one of them would hand the work over and wait to be
         // woken (a few microseconds a kernel, a tenth of a small model).
-        self.pool.install(|| {
+        let generation = self.runs_started.fetch_add(1, Ordering::AcqRel) + 1;
+        let result = self.pool.install(|| {
             let done = AtomicBool::new(false);
             rayon::in_place_scope(|scope| {
                 if self.spin {
@@ -85,7 +104,15 @@ impl Session {
                 let _finish = SetOnDrop(&done);
                 pollster::block_on(self.run_with_binding_async(binding))
             })
-        })
+        });
+        if self.spin {
+            let until = Instant::now() + LINGER;
+            for _ in 0..self.pool.current_num_threads() {
+                let runs_started = Arc::clone(&self.runs_started);
+                self.pool.spawn(move || linger(&runs_started, generation, until));
+            }
+        }
+        result
     }
 
     /// [`run_with_binding`](Self::run_with_binding) as a future: steps on
