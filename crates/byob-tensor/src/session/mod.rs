@@ -108,10 +108,11 @@ impl SessionBuilder {
     }
 
     /// Whether the session's threads keep looking for work during a run
-    /// instead of sleeping between kernels (default: yes, as ONNX
-    /// Runtime's `allow_spinning`): lower latency, at the price of keeping
-    /// every intra-op thread's core busy while a run lasts. Runs with steps
-    /// on a device never spin.
+    /// instead of sleeping between kernels, and for 10 ms after a blocking
+    /// run, for the next one (default: yes, as ONNX Runtime's
+    /// `allow_spinning`): lower latency, at the price of keeping every
+    /// intra-op thread's core busy while a run lasts and a little after.
+    /// Runs with steps on a device never spin.
     pub fn with_intra_op_spinning(mut self, spinning: bool) -> Self {
         self.spinning = Some(spinning);
         self
