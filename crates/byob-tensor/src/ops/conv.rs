@@ -280,16 +280,17 @@ impl Geo3 {
         Some((iz as usize * self.input[1] + iy as usize) * self.input[2])
     }
 
-    /// The kernel taps of output pixel (y, x) of a 2-D window (the last two
-    /// axes) that fall inside the input: (tap ky·kw + kx, input pixel
-    /// iy·iw + ix). For the channels-last kernels, which fold each tap's
-    /// row of channels.
+    /// The kernel taps along spatial `axis` that output position `o` sees
+    /// inside the input: the `k` with 0 ≤ o·stride + k·dilation − pad <
+    /// input. For the channels-last kernels, which fold each tap's row of
+    /// channels in plain nested loops (an iterator of (tap, pixel) pairs
+    /// cost more than the folding on small channel counts).
     #[inline(always)]
-    pub fn taps_inside(&self, y: usize, x: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let ([_, kh, kw], [_, ih, iw]) = (self.kernel, self.input);
-        (0..kh)
-            .filter_map(move |ky| usize::try_from(self.position(1, y, ky)).ok().filter(|&iy| iy < ih).map(|iy| (ky, iy)))
-            .flat_map(move |(ky, iy)| (0..kw).filter_map(move |kx| usize::try_from(self.position(2, x, kx)).ok().filter(|&ix| ix < iw).map(|ix| (ky * kw + kx, iy * iw + ix))))
+    pub fn taps_along(&self, axis: usize, o: usize) -> std::ops::Range<usize> {
+        let (start, d, p) = (o * self.stride[axis], self.dilation[axis], self.pad[axis]);
+        let lo = p.saturating_sub(start).div_ceil(d);
+        let hi = (self.input[axis] + p).saturating_sub(start).div_ceil(d).min(self.kernel[axis]);
+        lo.min(hi)..hi
     }
 
     fn pointwise(&self) -> bool {

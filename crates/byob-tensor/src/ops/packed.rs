@@ -305,15 +305,19 @@ impl VectorLoop for Conv2d<'_> {
         let [_, ih, iw] = g.input;
         let (image, oy) = (r / oh, r % oh);
         let plane = &self.x[image * ih * iw * c..][..ih * iw * c];
+        let kw = g.kernel[2];
         for (ox, acc) in out.chunks_exact_mut(c).enumerate() {
             match self.bias {
                 Some(b) => acc.copy_from_slice(b),
                 None => acc.fill(0.0),
             }
-            for (tap, pixel) in g.taps_inside(oy, ox) {
-                let src = &plane[pixel * c..][..c];
-                let w = &self.w[tap * c..][..c];
-                acc.iter_mut().zip(src).zip(w).for_each(|((a, &s), &w)| *a += s * w);
+            for ky in g.taps_along(1, oy) {
+                let row = &plane[g.position(1, oy, ky) as usize * iw * c..][..iw * c];
+                for kx in g.taps_along(2, ox) {
+                    let src = &row[g.position(2, ox, kx) as usize * c..][..c];
+                    let w = &self.w[(ky * kw + kx) * c..][..c];
+                    acc.iter_mut().zip(src).zip(w).for_each(|((a, &s), &w)| *a += s * w);
+                }
             }
             if op.relu {
                 acc.iter_mut().for_each(|v| *v = v.max(0.0));

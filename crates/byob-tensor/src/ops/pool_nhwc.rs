@@ -75,12 +75,15 @@ impl VectorLoop for WindowRows<'_> {
             let plane = &x[image * ih * iw * c..][..ih * iw * c];
             for (ox, acc) in out.chunks_exact_mut(c).enumerate() {
                 acc.fill(if max { f32::NEG_INFINITY } else { 0.0 });
-                for (_, pixel) in g.taps_inside(oy, ox) {
-                    let src = &plane[pixel * c..][..c];
-                    if max {
-                        acc.iter_mut().zip(src).for_each(|(a, &s)| *a = a.max(s));
-                    } else {
-                        acc.iter_mut().zip(src).for_each(|(a, &s)| *a += s);
+                for ky in g.taps_along(1, oy) {
+                    let row = &plane[g.position(1, oy, ky) as usize * iw * c..][..iw * c];
+                    for kx in g.taps_along(2, ox) {
+                        let src = &row[g.position(2, ox, kx) as usize * c..][..c];
+                        if max {
+                            acc.iter_mut().zip(src).for_each(|(a, &s)| *a = a.max(s));
+                        } else {
+                            acc.iter_mut().zip(src).for_each(|(a, &s)| *a += s);
+                        }
                     }
                 }
                 if let Some(inverse) = inverse {
