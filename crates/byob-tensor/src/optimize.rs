@@ -53,10 +53,7 @@ pub const FUSED_DOMAIN: &str = "com.byob.fused";
 /// applied to each block of output while it is still in cache, and one
 /// pass over the activations and one step disappear. Returns how many.
 pub fn fuse_conv_relu(graph: &mut Graph, wants: impl Fn(&Node, &Node) -> bool) -> usize {
-    let mut readers: HashMap<String, usize> = HashMap::new();
-    for name in graph.nodes.iter().flat_map(|n| n.inputs.iter()).chain(graph.outputs.iter().map(|v| &v.name)) {
-        *readers.entry(name.clone()).or_default() += 1;
-    }
+    let readers = reader_counts(graph);
     let producer: HashMap<String, usize> =
         graph.nodes.iter().enumerate().filter(|(_, n)| absorbs_activation(n) && n.outputs.len() == 1).map(|(i, n)| (n.outputs[0].clone(), i)).collect();
     let mut removed = vec![false; graph.nodes.len()];
@@ -119,6 +116,16 @@ pub fn prepack_gemm_weights(graph: &mut Graph) -> usize {
     }
     drop_unread_initializers(graph);
     prepared
+}
+
+/// How many times each value is read: by nodes, once per input naming it,
+/// and once more if it is a graph output.
+pub(crate) fn reader_counts(graph: &Graph) -> HashMap<String, usize> {
+    let mut readers: HashMap<String, usize> = HashMap::new();
+    for name in graph.nodes.iter().flat_map(|n| n.inputs.iter()).chain(graph.outputs.iter().map(|v| &v.name)) {
+        *readers.entry(name.clone()).or_default() += 1;
+    }
+    readers
 }
 
 /// Removes the nodes marked in `removed` (one flag per node, in order).

@@ -342,9 +342,10 @@ fn packed_conv(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
 }
 
 /// The packed operators' types.
-pub const PACKED_OPS: [&str; 2] = ["PackedConv", "PackedMatMul"];
+pub const PACKED_OPS: [&str; 3] = ["PackedConv", "PackedMatMul", "ChannelShuffle"];
 
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {
     ops.insert("PackedConv", packed_conv);
     ops.insert("PackedMatMul", packed_matmul);
+    ops.insert("ChannelShuffle", super::shuffle::channel_shuffle);
 }

@@ -345,6 +345,17 @@ const TILE: usize = 32;
 
 /// Output rows `c0..` of the transpose of a `rows x cols` matrix, in tiles.
 fn transpose_2d<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T], c0: usize) {
+    if c0 == 0 && dst.len() == rows * cols {
+        // A few rows (a channel shuffle's groups): interleaved, with the
+        // row count known to the compiler so that it vectorises.
+        match rows {
+            2 => return interleave::<T, 2>(src, cols, dst),
+            3 => return interleave::<T, 3>(src, cols, dst),
+            4 => return interleave::<T, 4>(src, cols, dst),
+            8 => return interleave::<T, 8>(src, cols, dst),
+            _ => {}
+        }
+    }
     let c_end = c0 + dst.len() / rows;
     for ct in (c0..c_end).step_by(TILE) {
         for r0 in (0..rows).step_by(TILE) {
@@ -353,6 +364,16 @@ fn transpose_2d<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T], c0:
                 let d = &mut dst[(c - c0) * rows + r0..(c - c0) * rows + r1];
                 d.iter_mut().enumerate().for_each(|(k, o)| *o = src[(r0 + k) * cols + c]);
             }
+        }
+    }
+}
+
+/// The transpose of the `R x cols` matrix `src`: its rows interleaved.
+fn interleave<T: Copy, const R: usize>(src: &[T], cols: usize, dst: &mut [T]) {
+    let rows: [&[T]; R] = std::array::from_fn(|r| &src[r * cols..][..cols]);
+    for (c, out) in dst.chunks_exact_mut(R).enumerate() {
+        for (o, row) in out.iter_mut().zip(rows) {
+            *o = row[c];
         }
     }
 }
@@ -407,10 +428,14 @@ fn transpose<T: Copy + Send + Sync>(src: &[T], shape: &[usize], perm: &[usize], 
     match batched {
         Some((batches, rows, cols)) => {
             let size = rows * cols;
+            let matrices = |d: &mut [T], s: &[T]| d.chunks_exact_mut(size).zip(s.chunks_exact(size)).for_each(|(d, s)| transpose_2d(s, rows, cols, d, 0));
             if n <= PARALLEL {
-                dst.chunks_exact_mut(size).zip(src.chunks_exact(size)).for_each(|(d, s)| transpose_2d(s, rows, cols, d, 0));
+                matrices(dst, src);
             } else if batches > 1 {
-                threads.install(|| dst.par_chunks_exact_mut(size).zip(src.par_chunks_exact(size)).for_each(|(d, s)| transpose_2d(s, rows, cols, d, 0)));
+                // Small matrices (a channel shuffle's, one per pixel) go
+                // to the threads a few thousand elements at a time.
+                let chunk = size * (PARALLEL / 8).div_ceil(size);
+                threads.install(|| dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, s)| matrices(d, s)));
             } else {
                 threads.install(|| dst.par_chunks_mut(TILE * rows).enumerate().for_each(|(i, d)| transpose_2d(src, rows, cols, d, i * TILE)));
             }
@@ -423,8 +448,15 @@ fn transpose<T: Copy + Send + Sync>(src: &[T], shape: &[usize], perm: &[usize], 
 /// `out` becomes `x` transposed by `perm` (a permutation of its axes).
 pub(crate) fn transpose_into(x: &Tensor, perm: &[usize], out: &mut Tensor, threads: &rayon::ThreadPool) {
     let shape: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();
-    let out = out.reset(x.dtype(), &shape);
-    with_elem!(x.dtype(), T => transpose::<T>(T::slice(x.data()).unwrap_or_default(), x.shape(), perm, T::slice_mut(out).unwrap_or_default(), threads));
+    transpose_view(x, x.shape(), perm, &shape, out, threads);
+}
+
+/// `out` becomes `x`'s elements viewed in shape `view`, transposed by
+/// `perm`, viewed in shape `shape` (same element counts, checked by the
+/// caller): a Reshape, Transpose, Reshape chain without its copies.
+pub(crate) fn transpose_view(x: &Tensor, view: &[usize], perm: &[usize], shape: &[usize], out: &mut Tensor, threads: &rayon::ThreadPool) {
+    let out = out.reset(x.dtype(), shape);
+    with_elem!(x.dtype(), T => transpose::<T>(T::slice(x.data()).unwrap_or_default(), view, perm, T::slice_mut(out).unwrap_or_default(), threads));
 }
 
 impl Op for Transpose {

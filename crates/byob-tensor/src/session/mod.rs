@@ -150,11 +150,12 @@ impl SessionBuilder {
         // other providers need their weights transposed.
         let prepacked = if level >= OptimizationLevel::Extended { crate::optimize::prepack_gemm_weights(&mut model.graph) } else { 0 };
         let activations = if level >= OptimizationLevel::Extended { crate::optimize::fuse_conv_relu(&mut model.graph, taker_runs) } else { 0 };
+        let shuffles = if level >= OptimizationLevel::Extended { crate::fuse::fuse_channel_shuffles(&mut model.graph, taker_runs) } else { 0 };
         let mut session = Session::prepare(model, self.providers, level, pool)?;
         session.optimizations.folded += folded;
         session.optimizations.fused = fused;
         session.optimizations.prepacked = prepacked;
-        session.optimizations.fused += activations;
+        session.optimizations.fused += activations + shuffles;
         session.optimizations.channels_last = channels_last;
         session.optimizations.packed = packed;
         session.spin = self.spinning.unwrap_or(true) && !session.steps.iter().any(|s| s.op.waits_on_device());

@@ -1,0 +1,137 @@
+//! Fusions of several nodes into one of the CPU's own operators (domain
+//! [`PACKED_DOMAIN`]), run at session creation after the layout pass,
+//! where the provider that takes every fused node runs the result.
+
+use crate::model::{Attribute, Graph, Node};
+use crate::ops::packed::PACKED_DOMAIN;
+use crate::optimize::{reader_counts, remove_nodes};
+use std::collections::HashMap;
+
+/// Replaces each channel shuffle, Reshape [.., g, C/g, ..] → Transpose
+/// (swapping those two axes only) → Reshape back, by one `ChannelShuffle`
+/// node: the Reshapes' two copies disappear and the transpose runs as one
+/// interleave per pixel. The reshapes' shapes must be constant and
+/// explicit (no 0 or -1), and only the next node may read each
+/// intermediate. Returns how many.
+pub fn fuse_channel_shuffles(graph: &mut Graph, wants: impl Fn(&Node, &Node) -> bool) -> usize {
+    let readers = reader_counts(graph);
+    let consumer: HashMap<&str, usize> = graph.nodes.iter().enumerate().flat_map(|(i, n)| n.inputs.iter().map(move |x| (x.as_str(), i))).collect();
+    // The node that alone reads `node`'s single output.
+    let next = |node: &Node| -> Option<usize> {
+        let [out] = &node.outputs[..] else { return None };
+        (readers.get(out) == Some(&1)).then(|| consumer.get(out.as_str()).copied()).flatten()
+    };
+    let dims = |node: &Node| -> Option<Vec<i64>> {
+        let onnx = node.domain.is_empty() || node.domain == "ai.onnx";
+        if !onnx || node.op_type != "Reshape" || node.inputs.len() != 2 || node.outputs.len() != 1 {
+            return None;
+        }
+        let dims = graph.initializers.get(&node.inputs[1])?.as_i64()?;
+        dims.iter().all(|&d| d > 0).then(|| dims.to_vec())
+    };
+    let mut fusions = Vec::new();
+    let mut taken = vec![false; graph.nodes.len()];
+    for (r1, split) in graph.nodes.iter().enumerate().filter_map(|(i, n)| Some((i, dims(n)?))) {
+        let Some(t) = next(&graph.nodes[r1]) else { continue };
+        let transpose = &graph.nodes[t];
+        let Some(Attribute::Ints(perm)) = transpose.attributes.get("perm") else { continue };
+        if transpose.op_type != "Transpose" || !transpose.domain.is_empty() || perm.len() != split.len() {
+            continue;
+        }
+        // Exactly axes a and a + 1 swapped.
+        let moved: Vec<usize> = (0..perm.len()).filter(|&k| perm[k] != k as i64).collect();
+        let &[a, b] = &moved[..] else { continue };
+        if b != a + 1 || perm[a] != b as i64 {
+            continue;
+        }
+        let Some(r2) = next(transpose) else { continue };
+        let merged: Vec<i64> = split[..a].iter().copied().chain([split[a] * split[b]]).chain(split[b + 1..].iter().copied()).collect();
+        if dims(&graph.nodes[r2]) != Some(merged.clone()) {
+            continue;
+        }
+        let mut fused = Node {
+            name: graph.nodes[r2].name.clone(),
+            op_type: "ChannelShuffle".into(),
+            domain: PACKED_DOMAIN.into(),
+            inputs: vec![graph.nodes[r1].inputs[0].clone()],
+            outputs: graph.nodes[r2].outputs.clone(),
+            attributes: Default::default(),
+        };
+        fused.attributes.insert("shape".into(), Attribute::Ints(merged));
+        fused.attributes.insert("axis".into(), Attribute::Int(a as i64));
+        fused.attributes.insert("groups".into(), Attribute::Int(split[a]));
+        if [r1, t, r2].iter().all(|&i| !taken[i] && wants(&graph.nodes[i], &fused)) {
+            [r1, t, r2].iter().for_each(|&i| taken[i] = true);
+            fusions.push(([r1, t, r2], fused));
+        }
+    }
+    let mut removed = vec![false; graph.nodes.len()];
+    let count = fusions.len();
+    for ([r1, t, r2], fused) in fusions {
+        graph.nodes[r2] = fused;
+        removed[r1] = true;
+        removed[t] = true;
+    }
+    remove_nodes(graph, &removed);
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{Attribute, Graph, Node, ValueInfo};
+    use crate::tensor::{DataType, Tensor};
+    use crate::{Dim, Model, OptimizationLevel, SessionBuilder};
+    use std::collections::HashMap;
+
+    fn node(op: &str, inputs: &[&str], output: &str, attributes: &[(&str, Attribute)]) -> Node {
+        Node {
+            name: output.into(),
+            op_type: op.into(),
+            domain: String::new(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: vec![output.into()],
+            attributes: attributes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        }
+    }
+
+    /// A channel shuffle on NCHW's axis 1, one on the last axis (as the
+    /// layout pass leaves ShuffleNet's), and one whose transposed value is
+    /// read twice (left alone): fused and unfused sessions agree, and the
+    /// fused one has the fusions.
+    #[test]
+    fn channel_shuffles_fuse_and_compute_the_same() {
+        let ints = |v: &[i64]| Tensor::i64(vec![v.len()], v.to_vec()).unwrap();
+        let perm = |p: &[i64]| [("perm", Attribute::Ints(p.to_vec()))];
+        let graph = Graph {
+            nodes: vec![
+                node("Reshape", &["x", "split_c"], "a1", &[]),
+                node("Transpose", &["a1"], "a2", &perm(&[0, 2, 1, 3, 4])),
+                node("Reshape", &["a2", "shape_c"], "nchw", &[]),
+                node("Reshape", &["x", "split_last"], "b1", &[]),
+                node("Transpose", &["b1"], "b2", &perm(&[0, 1, 2, 4, 3])),
+                node("Reshape", &["b2", "shape_x"], "last", &[]),
+                node("Reshape", &["x", "split_c"], "c1", &[]),
+                node("Transpose", &["c1"], "c2", &perm(&[0, 2, 1, 3, 4])),
+                node("Reshape", &["c2", "shape_c"], "twice", &[]),
+                node("Neg", &["c2"], "also", &[]),
+            ],
+            inputs: vec![ValueInfo { name: "x".into(), dtype: Some(DataType::F32), shape: Some([1, 6, 2, 4].map(Dim::Known).to_vec()) }],
+            outputs: ["nchw", "last", "twice", "also"].iter().map(|n| ValueInfo { name: n.to_string(), dtype: None, shape: None }).collect(),
+            initializers: HashMap::from([
+                ("split_c".to_string(), ints(&[1, 3, 2, 2, 4])),
+                ("shape_c".to_string(), ints(&[1, 6, 2, 4])),
+                ("split_last".to_string(), ints(&[1, 6, 2, 2, 2])),
+                ("shape_x".to_string(), ints(&[1, 6, 2, 4])),
+            ]),
+        };
+        let model = Model { ir_version: 8, producer: "test".into(), opsets: HashMap::from([(String::new(), 13)]), graph };
+        let x = Tensor::f32(vec![1, 6, 2, 4], (0..48).map(|i| i as f32).collect()).unwrap();
+        let session = |level| SessionBuilder::new().with_intra_op_threads(2).with_optimization_level(level).commit(model.clone()).unwrap();
+        let (plain, fused) = (session(OptimizationLevel::Basic), session(OptimizationLevel::Extended));
+        assert_eq!(fused.optimizations().fused, 2);
+        let (want, got) = (plain.run(vec![("x".into(), x.clone())]).unwrap(), fused.run(vec![("x".into(), x)]).unwrap());
+        assert_eq!(want, got);
+        // Channel 1 of the NCHW shuffle is input channel 2 (groups of 3).
+        assert_eq!(got[0].1.as_f32().unwrap()[8..16], (16..24).map(|i| i as f32).collect::<Vec<_>>()[..]);
+    }
+}
