@@ -2,10 +2,90 @@
 //! [`PACKED_DOMAIN`]), run at session creation after the layout pass,
 //! where the provider that takes every fused node runs the result.
 
-use crate::model::{Attribute, Graph, Node};
+use crate::model::{Attribute, Dim, Graph, Node};
 use crate::ops::packed::PACKED_DOMAIN;
+use crate::ops::Fact;
 use crate::optimize::{reader_counts, remove_nodes};
+use crate::provider::{CpuProvider, ExecutionProvider};
 use std::collections::HashMap;
+
+/// Constants up to this many elements are given to shape inference whole
+/// (shape inputs of Reshape and the like); larger ones by shape only.
+const SMALL_CONSTANT: usize = 1024;
+
+/// The shapes of the graph's values that the CPU's kernels infer from the
+/// inputs' declared shapes and the initializers, in graph order (a node
+/// whose inputs are not all known keeps its outputs unknown).
+fn infer_shapes(graph: &Graph, opset: i64) -> HashMap<String, Vec<Dim>> {
+    let mut facts: HashMap<&str, Fact> = HashMap::new();
+    for (name, t) in &graph.initializers {
+        let fact = if t.len() <= SMALL_CONSTANT { Fact::constant(t.clone()) } else { Fact::new(t.dtype(), t.shape().iter().map(|&d| Dim::Known(d)).collect()) };
+        facts.insert(name, fact);
+    }
+    for v in &graph.inputs {
+        if let (Some(dtype), Some(shape)) = (v.dtype, &v.shape) {
+            facts.insert(&v.name, Fact::new(dtype, shape.clone()));
+        }
+    }
+    let cpu = CpuProvider::new();
+    for node in &graph.nodes {
+        let inputs: Option<Vec<Option<&Fact>>> = node.inputs.iter().map(|x| if x.is_empty() { Some(None) } else { facts.get(x.as_str()).map(Some) }).collect();
+        let Some(inputs) = inputs else { continue };
+        let Ok(out) = cpu.create_kernel(node, opset).and_then(|op| op.infer(&inputs)) else { continue };
+        for (name, fact) in node.outputs.iter().zip(out) {
+            facts.insert(name, fact);
+        }
+    }
+    facts.into_iter().map(|(name, fact)| (name.to_string(), fact.shape)).collect()
+}
+
+/// Fuses each `Add` (or two-input `Sum`) of a `PackedConv`'s output and
+/// another value of exactly the same static shape into the convolution, as
+/// its residual input (ResNet's shortcut): the sum is made as the output
+/// is stored, and a following Relu then fuses too (run this before
+/// [`crate::optimize::fuse_conv_relu`]). The convolution must have no
+/// activation of its own and no other reader. The fused node takes the
+/// `Add`'s place, after both operands' producers. Returns how many.
+pub fn fuse_residual_adds(graph: &mut Graph, opset: i64, wants: impl Fn(&Node, &Node) -> bool) -> usize {
+    let shapes = infer_shapes(graph, opset);
+    let readers = reader_counts(graph);
+    let producer: HashMap<&str, usize> = graph.nodes.iter().enumerate().flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i))).collect();
+    let known = |value: &str| shapes.get(value).filter(|s| s.iter().all(|d| matches!(d, Dim::Known(_))));
+    let mut fusions = Vec::new();
+    let mut taken = vec![false; graph.nodes.len()];
+    for (a, add) in graph.nodes.iter().enumerate() {
+        let onnx = add.domain.is_empty() || add.domain == "ai.onnx";
+        if !onnx || !matches!(add.op_type.as_str(), "Add" | "Sum") || add.inputs.len() != 2 || add.outputs.len() != 1 {
+            continue;
+        }
+        for k in 0..2 {
+            let (value, other) = (&add.inputs[k], &add.inputs[1 - k]);
+            let Some(&c) = producer.get(value.as_str()) else { continue };
+            let conv = &graph.nodes[c];
+            let plain = conv.domain == PACKED_DOMAIN && conv.op_type == "PackedConv" && conv.inputs.len() <= 3 && !conv.attributes.contains_key("activation");
+            if !plain || taken[c] || readers.get(value) != Some(&1) || known(value).is_none() || known(value) != known(other) {
+                continue;
+            }
+            let mut fused = conv.clone();
+            fused.inputs.resize(3, String::new());
+            fused.inputs.push(other.clone());
+            fused.outputs = add.outputs.clone();
+            if wants(conv, &fused) && wants(add, &fused) {
+                taken[c] = true;
+                fusions.push((c, a, fused));
+                break;
+            }
+        }
+    }
+    let mut removed = vec![false; graph.nodes.len()];
+    let count = fusions.len();
+    for (c, a, fused) in fusions {
+        graph.nodes[a] = fused;
+        removed[c] = true;
+    }
+    remove_nodes(graph, &removed);
+    count
+}
 
 /// Replaces each channel shuffle, Reshape [.., g, C/g, ..] → Transpose
 /// (swapping those two axes only) → Reshape back, by one `ChannelShuffle`
@@ -133,5 +213,52 @@ mod tests {
         assert_eq!(want, got);
         // Channel 1 of the NCHW shuffle is input channel 2 (groups of 3).
         assert_eq!(got[0].1.as_f32().unwrap()[8..16], (16..24).map(|i| i as f32).collect::<Vec<_>>()[..]);
+    }
+
+    fn ramp(n: usize, step: f32, start: f32) -> Vec<f32> {
+        (0..n).map(|i| start + step * ((i * 37 % 11) as f32 - 5.0)).collect()
+    }
+
+    /// A shortcut Add after a convolution fuses into it (and the Relu
+    /// after it too); an Add that broadcasts a per-channel constant does
+    /// not. The fused session computes what the unfused one does.
+    #[test]
+    fn shortcut_adds_fuse_into_the_convolution() {
+        let c = 8;
+        let conv = |x: &str, w: &str, out: &str, pads: i64| node("Conv", &[x, w, "b"], out, &[("pads", Attribute::Ints(vec![pads; 4]))]);
+        let graph = Graph {
+            nodes: vec![
+                conv("x", "w1", "y1", 0),
+                conv("y1", "w3", "y2", 1),
+                node("Add", &["y2", "y1"], "sum", &[]),
+                node("Relu", &["sum"], "act", &[]),
+                conv("act", "w1", "y3", 0),
+                node("Add", &["y3", "per_channel"], "out", &[]),
+                node("Conv", &["act", "wd", "b"], "yd", &[("pads", Attribute::Ints(vec![1; 4])), ("group", Attribute::Int(c as i64))]),
+                node("Add", &["act", "yd"], "depthwise", &[]),
+            ],
+            inputs: vec![ValueInfo { name: "x".into(), dtype: Some(DataType::F32), shape: Some([1, c, 5, 6].map(Dim::Known).to_vec()) }],
+            outputs: ["out", "depthwise"].iter().map(|n| ValueInfo { name: n.to_string(), dtype: None, shape: None }).collect(),
+            initializers: HashMap::from([
+                ("w1".to_string(), Tensor::f32(vec![c, c, 1, 1], ramp(c * c, 0.05, 0.01)).unwrap()),
+                ("w3".to_string(), Tensor::f32(vec![c, c, 3, 3], ramp(c * c * 9, 0.02, -0.01)).unwrap()),
+                ("wd".to_string(), Tensor::f32(vec![c, 1, 3, 3], ramp(c * 9, 0.04, 0.02)).unwrap()),
+                ("b".to_string(), Tensor::f32(vec![c], ramp(c, 0.1, 0.0)).unwrap()),
+                ("per_channel".to_string(), Tensor::f32(vec![1, c, 1, 1], ramp(c, 0.3, 0.1)).unwrap()),
+            ]),
+        };
+        let model = Model { ir_version: 8, producer: "test".into(), opsets: HashMap::from([(String::new(), 13)]), graph };
+        let x = Tensor::f32(vec![1, c, 5, 6], ramp(c * 30, 0.2, 0.05)).unwrap();
+        let session = |level| SessionBuilder::new().with_intra_op_threads(2).with_optimization_level(level).commit(model.clone()).unwrap();
+        let (plain, fused) = (session(OptimizationLevel::Basic), session(OptimizationLevel::Extended));
+        // The shortcut Add and the Relu after it, the depthwise one's Add.
+        assert_eq!(fused.optimizations().fused, 3);
+        let (want, got) = (plain.run(vec![("x".into(), x.clone())]).unwrap(), fused.run(vec![("x".into(), x)]).unwrap());
+        for ((name, want), (_, got)) in want.iter().zip(&got) {
+            assert_eq!(want.shape(), got.shape());
+            for (a, b) in want.as_f32().unwrap().iter().zip(got.as_f32().unwrap()) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{name}: {a} vs {b}");
+            }
+        }
     }
 }

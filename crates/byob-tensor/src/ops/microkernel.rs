@@ -3,7 +3,9 @@
 //! [`crate::pack`]), and the other loops that need SIMD instructions chosen
 //! at run time. Every `unsafe` block of the CPU kernels lives here.
 //!
-//! C [m × n] = A [m × k] · B [k × n] (+ bias per column, then Relu), with A
+//! C [m × n] = A [m × k] · B [k × n] (+ bias per column, + a residual
+//! matrix laid out as C, then Relu: ResNet's shortcut and activation in the
+//! convolution's store), with A
 //! read in place through a row stride (an NHWC activation *is* the left
 //! operand of a pointwise convolution) and B packed into column panels of
 //! [`NR`] = 32 columns, each `k × 32` contiguous and zero-padded past `n`.
@@ -30,8 +32,20 @@ pub(crate) const NR: usize = 32;
 pub(crate) struct Epilogue<'a> {
     /// Added per column (`n` values).
     pub bias: Option<&'a [f32]>,
-    /// Negative results become 0.
+    /// Added element by element: a matrix laid out as C (same stride, same
+    /// first element), read where C is written.
+    pub residual: Option<&'a [f32]>,
+    /// Negative results become 0 (after the additions).
     pub relu: bool,
+}
+
+/// The epilogue as a tile sees it: `residual` points at the tile's first
+/// element of the residual (at C's stride), or is null.
+#[derive(Clone, Copy)]
+struct Tail<'a> {
+    bias: Option<&'a [f32]>,
+    residual: *const f32,
+    relu: bool,
 }
 
 /// Which inner kernel runs.
@@ -128,6 +142,7 @@ pub(crate) fn gemm_packed_with(kernel: Kernel, m: usize, n: usize, k: usize, a: 
     assert!(b.len() >= packed_len(k, n), "gemm_packed: packed B has {} elements for {k}×{n}", b.len());
     assert!(c.len() >= (m - 1) * ldc + n, "gemm_packed: C has {} elements for {m}×{n} at stride {ldc}", c.len());
     assert!(epilogue.bias.is_none_or(|b| b.len() >= n), "gemm_packed: bias shorter than n = {n}");
+    assert!(epilogue.residual.is_none_or(|r| r.len() >= (m - 1) * ldc + n), "gemm_packed: the residual is smaller than C");
     let mr = kernel.rows();
     let panels = n.div_ceil(NR);
     let threads = pool.map_or(1, |p| p.current_num_threads());
@@ -203,17 +218,19 @@ unsafe fn run_block(
         for tile in tiles(rows.clone(), mr) {
             let (i, r) = (tile.start, tile.len());
             let ap = &a[i * lda..][..(r - 1) * lda + k];
+            let residual = epilogue.residual.map_or(std::ptr::null(), |res| res[i * ldc + j..].as_ptr());
+            let tail = Tail { bias, residual, relu: epilogue.relu };
             // SAFETY: rows i..i+r < m and columns j..j+cols ≤ n lie inside
-            // C (asserted by gemm_packed), `ap` holds the tile's r·k values
-            // and `bp` this panel's k·NR values.
+            // C and the residual (asserted by gemm_packed), `ap` holds the
+            // tile's r·k values and `bp` this panel's k·NR values.
             unsafe {
                 let cp = out.0.add(i * ldc + j);
                 match kernel {
                     #[cfg(target_arch = "x86_64")]
-                    Kernel::Avx512 => x86::tile_avx512(r, k, ap.as_ptr(), lda, bp.as_ptr(), cp, ldc, cols, bias, epilogue.relu),
+                    Kernel::Avx512 => x86::tile_avx512(r, k, ap.as_ptr(), lda, bp.as_ptr(), cp, ldc, cols, tail),
                     #[cfg(target_arch = "x86_64")]
-                    Kernel::Avx2 => x86::tile_avx2(r, k, ap.as_ptr(), lda, bp.as_ptr(), cp, ldc, cols, bias, epilogue.relu),
-                    _ => tile_portable(r, k, ap, lda, bp, cp, ldc, cols, bias, epilogue.relu),
+                    Kernel::Avx2 => x86::tile_avx2(r, k, ap.as_ptr(), lda, bp.as_ptr(), cp, ldc, cols, tail),
+                    _ => tile_portable(r, k, ap, lda, bp, cp, ldc, cols, tail),
                 }
             }
         }
@@ -223,9 +240,10 @@ unsafe fn run_block(
 /// The portable tile: up to 4 rows × one panel.
 ///
 /// # Safety
-/// `c` points at `rows` rows of `cols` writable values at stride `ldc`.
+/// `c` points at `rows` rows of `cols` writable values at stride `ldc`,
+/// and a non-null residual at as many readable ones.
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_portable(rows: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: *mut f32, ldc: usize, cols: usize, bias: Option<&[f32]>, relu: bool) {
+unsafe fn tile_portable(rows: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
     let mut acc = [[0.0f32; NR]; 4];
     for p in 0..k {
         let bv: &[f32; NR] = b[p * NR..][..NR].try_into().expect("NR values");
@@ -236,7 +254,14 @@ unsafe fn tile_portable(rows: usize, k: usize, a: &[f32], lda: usize, b: &[f32],
     }
     for (i, row) in acc.iter().enumerate().take(rows) {
         // SAFETY: row i < rows has `cols` writable values (the caller's contract).
-        unsafe { store_row(c.add(i * ldc), row, cols, bias, relu) };
+        unsafe { store_row(c.add(i * ldc), row, cols, tail.row(i * ldc)) };
+    }
+}
+
+impl Tail<'_> {
+    /// The epilogue `offset` values further on (a row down, a half across).
+    fn row(self, offset: usize) -> Self {
+        Self { residual: if self.residual.is_null() { self.residual } else { self.residual.wrapping_add(offset) }, ..self }
     }
 }
 
@@ -244,19 +269,24 @@ unsafe fn tile_portable(rows: usize, k: usize, a: &[f32], lda: usize, b: &[f32],
 /// at a time (the portable and AVX2 tiles).
 ///
 /// # Safety
-/// `c` points at `cols` writable values; `sums` has at least `cols`.
+/// `c` points at `cols` writable values and a non-null residual at as
+/// many readable ones; `sums` has at least `cols`.
 #[inline(always)]
-unsafe fn store_row(c: *mut f32, sums: &[f32], cols: usize, bias: Option<&[f32]>, relu: bool) {
+unsafe fn store_row(c: *mut f32, sums: &[f32], cols: usize, tail: Tail) {
     for (jj, &s) in sums.iter().enumerate().take(cols) {
-        let v = s + bias.map_or(0.0, |b| b[jj]);
+        let mut v = s + tail.bias.map_or(0.0, |b| b[jj]);
+        if !tail.residual.is_null() {
+            // SAFETY: jj < cols (the caller's contract).
+            v += unsafe { *tail.residual.add(jj) };
+        }
         // SAFETY: jj < cols (the caller's contract).
-        unsafe { *c.add(jj) = if relu { v.max(0.0) } else { v } };
+        unsafe { *c.add(jj) = if tail.relu { v.max(0.0) } else { v } };
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::NR;
+    use super::{Tail, NR};
     use std::arch::x86_64::*;
 
     /// Dispatches `rows` (1..=12) to the kernel specialised for it, so that
@@ -265,14 +295,15 @@ mod x86 {
     /// # Safety
     /// AVX-512F is available; A holds `rows` rows of `k` values at stride
     /// `lda`; `b` holds k·NR values; `c` has `rows` rows of `cols` (≤ NR)
-    /// writable values at stride `ldc`.
+    /// writable values at stride `ldc`, a non-null residual as many
+    /// readable ones.
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn tile_avx512(rows: usize, k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, bias: Option<&[f32]>, relu: bool) {
+    pub(super) unsafe fn tile_avx512(rows: usize, k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
         macro_rules! go {
             ($($r:literal)*) => {
                 match rows {
                     // SAFETY: forwarded contract.
-                    $($r => unsafe { avx512::<$r>(k, a, lda, b, c, ldc, cols, bias, relu) },)*
+                    $($r => unsafe { avx512::<$r>(k, a, lda, b, c, ldc, cols, tail) },)*
                     _ => unreachable!("tile of {rows} rows"),
                 }
             };
@@ -282,7 +313,7 @@ mod x86 {
 
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn avx512<const R: usize>(k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, bias: Option<&[f32]>, relu: bool) {
+    unsafe fn avx512<const R: usize>(k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
         let mut lo = [_mm512_setzero_ps(); R];
         let mut hi = [_mm512_setzero_ps(); R];
         for p in 0..k {
@@ -300,7 +331,7 @@ mod x86 {
         }
         let m0: __mmask16 = if cols >= 16 { 0xffff } else { (1u16 << cols) - 1 };
         let m1: __mmask16 = if cols >= 32 { 0xffff } else if cols > 16 { (1u16 << (cols - 16)) - 1 } else { 0 };
-        let (bias0, bias1) = match bias {
+        let (bias0, bias1) = match tail.bias {
             // SAFETY: `bias` has `cols` values and the masks cover only those.
             Some(bias) => unsafe { (_mm512_maskz_loadu_ps(m0, bias.as_ptr()), _mm512_maskz_loadu_ps(m1, bias.as_ptr().wrapping_add(16))) },
             None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
@@ -308,7 +339,16 @@ mod x86 {
         let zero = _mm512_setzero_ps();
         for i in 0..R {
             let (mut v0, mut v1) = (_mm512_add_ps(lo[i], bias0), _mm512_add_ps(hi[i], bias1));
-            if relu {
+            if !tail.residual.is_null() {
+                // SAFETY: row i of the residual has `cols` readable values
+                // and the masks load only those.
+                unsafe {
+                    let r = tail.residual.add(i * ldc);
+                    v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, r));
+                    v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, r.wrapping_add(16)));
+                }
+            }
+            if tail.relu {
                 v0 = _mm512_max_ps(v0, zero);
                 v1 = _mm512_max_ps(v1, zero);
             }
@@ -326,18 +366,18 @@ mod x86 {
     /// # Safety
     /// As [`tile_avx512`], with AVX2 and FMA available.
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn tile_avx2(rows: usize, k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, bias: Option<&[f32]>, relu: bool) {
+    pub(super) unsafe fn tile_avx2(rows: usize, k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
         for half in 0..2 {
             let first = half * 16;
             if cols <= first {
                 break;
             }
-            let bias = bias.map(|b| &b[first..]);
+            let tail = Tail { bias: tail.bias.map(|b| &b[first..]), ..tail.row(first) };
             macro_rules! go {
                 ($($r:literal)*) => {
                     match rows {
                         // SAFETY: forwarded contract, on the half's columns.
-                        $($r => unsafe { avx2::<$r>(k, a, lda, b.add(first), c.add(first), ldc, cols - first, bias, relu) },)*
+                        $($r => unsafe { avx2::<$r>(k, a, lda, b.add(first), c.add(first), ldc, cols - first, tail) },)*
                         _ => unreachable!("tile of {rows} rows"),
                     }
                 };
@@ -348,7 +388,7 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn avx2<const R: usize>(k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, bias: Option<&[f32]>, relu: bool) {
+    unsafe fn avx2<const R: usize>(k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
         let mut lo = [_mm256_setzero_ps(); R];
         let mut hi = [_mm256_setzero_ps(); R];
         for p in 0..k {
@@ -371,8 +411,9 @@ mod x86 {
                 _mm256_storeu_ps(sums.as_mut_ptr(), lo[i]);
                 _mm256_storeu_ps(sums.as_mut_ptr().add(8), hi[i]);
             }
-            // SAFETY: row i < rows has `cols` (≤ 16) writable values.
-            unsafe { super::store_row(c.add(i * ldc), &sums, cols, bias, relu) };
+            // SAFETY: row i < rows has `cols` (≤ 16) writable values (and
+            // readable ones in a non-null residual).
+            unsafe { super::store_row(c.add(i * ldc), &sums, cols, tail.row(i * ldc)) };
         }
     }
 
@@ -441,11 +482,12 @@ mod tests {
     use super::*;
     use crate::ops::test_util::{pool, values};
 
-    fn reference(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f64> {
+    fn reference(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], epilogue: Epilogue, ldc: usize) -> Vec<f64> {
+        let (bias, residual, relu) = (epilogue.bias, epilogue.residual, epilogue.relu);
         let mut c = vec![0.0; m * n];
         for i in 0..m {
             for j in 0..n {
-                let mut s = bias.map_or(0.0, |b| b[j] as f64);
+                let mut s = bias.map_or(0.0, |b| b[j] as f64) + residual.map_or(0.0, |r| r[i * ldc + j] as f64);
                 for p in 0..k {
                     s += a[i * lda + p] as f64 * b[p * n + j] as f64;
                 }
@@ -459,17 +501,18 @@ mod tests {
     fn every_kernel_matches_f64_on_ragged_shapes() {
         for kernel in Kernel::available() {
             for &(m, n, k, lda_pad, ldc_pad) in &[(1, 1, 1, 0, 0), (13, 33, 7, 3, 5), (25, 64, 100, 0, 0), (7, 17, 0, 0, 2), (200, 70, 300, 1, 0), (64, 1024, 96, 0, 0)] {
-                for (bias, relu) in [(false, false), (true, true)] {
+                for (bias, residual, relu) in [(false, false, false), (true, false, true), (false, true, false), (true, true, true)] {
                     let lda = k + lda_pad;
                     let ldc = n + ldc_pad;
                     let a = values(m * lda, 1);
                     let b = values(k * n, 2);
                     let bias_v = bias.then(|| values(n, 3));
+                    let residual_v = residual.then(|| values((m - 1) * ldc + n, 4));
+                    let epilogue = Epilogue { bias: bias_v.as_deref(), residual: residual_v.as_deref(), relu };
                     let packed = pack(k, n, |p, j| b[p * n + j]);
-                    let want = reference(m, n, k, &a, lda, &b, bias_v.as_deref(), relu);
+                    let want = reference(m, n, k, &a, lda, &b, epilogue, ldc);
                     for threads in [1, 2, 3] {
                         let mut c = vec![f32::NAN; (m - 1) * ldc + n + ldc_pad];
-                        let epilogue = Epilogue { bias: bias_v.as_deref(), relu };
                         gemm_packed_with(kernel, m, n, k, &a, lda, &packed, &mut c, ldc, epilogue, Some(&pool(threads)));
                         for i in 0..m {
                             for j in 0..n {

@@ -14,7 +14,9 @@
 //!   along the contiguous channels.
 //!
 //! Both take an optional fused `Relu` (`activation`), applied as each tile
-//! of output is stored.
+//! of output is stored. `PackedConv` also takes an optional residual
+//! (input 3, the output's shape), added before the activation: the `Add`
+//! of a ResNet shortcut, fused by [`crate::fuse::fuse_residual_adds`].
 
 use super::conv::{with_columns, Geo3, Window};
 use super::linalg::{f32_fact, f32_input, known, optional_f32_input};
@@ -78,7 +80,7 @@ impl Op for PackedMatMul {
         let rows = sa[..sa.len() - 1].iter().product();
         let y = output(outputs, 0)?.reset_f32(&shape);
         // With k = 0 the kernel stores the bias (and Relu) alone.
-        gemm_packed(rows, self.n, self.k, a, self.k, w, y, self.n, Epilogue { bias, relu: self.relu }, Some(threads));
+        gemm_packed(rows, self.n, self.k, a, self.k, w, y, self.n, Epilogue { bias, residual: None, relu: self.relu }, Some(threads));
         Ok(())
     }
 }
@@ -164,11 +166,16 @@ impl Op for PackedConv {
         let (w, bias) = weights(inputs, self.weights_len(), self.m)?;
         let axes = self.window.geometry(&xs[1..3], &self.kernel)?;
         let g = Geo3::new(&axes).ok_or_else(|| OpError::input(0, "expected 2 spatial axes"))?;
-        let y = output(outputs, 0)?.reset_f32(&[xs[0], g.output[1], g.output[2], self.m]);
+        let shape = [xs[0], g.output[1], g.output[2], self.m];
+        let residual = match optional_f32_input(inputs, 3)? {
+            Some((rs, _)) if rs != shape => return Err(OpError::input(3, format!("the residual must have the output's shape {shape:?}, got {rs:?}"))),
+            other => other.map(|(_, r)| r),
+        };
+        let y = output(outputs, 0)?.reset_f32(&shape);
         if y.is_empty() {
             return Ok(());
         }
-        let conv = Conv2d { op: self, x, w, bias, g };
+        let conv = Conv2d { op: self, x, w, bias, residual, g };
         if self.depthwise() {
             conv.depthwise(y, threads);
         } else if g.kernel == [1; 3] && g.stride == [1; 3] && g.pad == [0; 3] && g.output == g.input {
@@ -186,6 +193,9 @@ struct Conv2d<'a> {
     x: &'a [f32],
     w: &'a [f32],
     bias: Option<&'a [f32]>,
+    /// Added to the output before the activation (a shortcut), laid out as
+    /// the output.
+    residual: Option<&'a [f32]>,
     g: Geo3,
 }
 
@@ -194,9 +204,10 @@ impl Conv2d<'_> {
         self.op.cg * self.op.group
     }
 
-    fn group_bias(&self, gi: usize) -> Option<&[f32]> {
-        let mg = self.op.m / self.op.group;
-        self.bias.map(|b| &b[gi * mg..][..mg])
+    /// The epilogue of group `gi`'s product for output pixels `first..`.
+    fn epilogue(&self, gi: usize, first: usize) -> Epilogue<'_> {
+        let (m, mg) = (self.op.m, self.op.m / self.op.group);
+        Epilogue { bias: self.bias.map(|b| &b[gi * mg..][..mg]), residual: self.residual.map(|r| &r[first * m + gi * mg..]), relu: self.op.relu }
     }
 
     /// Each group's product straight on the input.
@@ -204,9 +215,8 @@ impl Conv2d<'_> {
         let (op, c) = (self.op, self.channels());
         let (mg, rows) = (op.m / op.group, y.len() / op.m);
         for gi in 0..op.group {
-            let epilogue = Epilogue { bias: self.group_bias(gi), relu: op.relu };
             let w = &self.w[gi * op.group_len()..][..op.group_len()];
-            gemm_packed(rows, mg, op.cg, &self.x[gi * op.cg..], c, w, &mut y[gi * mg..], op.m, epilogue, Some(threads));
+            gemm_packed(rows, mg, op.cg, &self.x[gi * op.cg..], c, w, &mut y[gi * mg..], op.m, self.epilogue(gi, 0), Some(threads));
         }
     }
 
@@ -224,9 +234,8 @@ impl Conv2d<'_> {
                     for (r, dst) in col.chunks_exact_mut(kg).enumerate() {
                         self.window_of(first + r, gi, dst);
                     }
-                    let epilogue = Epilogue { bias: self.group_bias(gi), relu: op.relu };
                     let w = &self.w[gi * op.group_len()..][..op.group_len()];
-                    gemm_packed(rows, mg, kg, col, kg, w, &mut out[gi * mg..], op.m, epilogue, pool);
+                    gemm_packed(rows, mg, kg, col, kg, w, &mut out[gi * mg..], op.m, self.epilogue(gi, first), pool);
                 }
             });
         };
@@ -306,6 +315,7 @@ impl VectorLoop for Conv2d<'_> {
         let (image, oy) = (r / oh, r % oh);
         let plane = &self.x[image * ih * iw * c..][..ih * iw * c];
         let kw = g.kernel[2];
+        let residual = self.residual.map(|res| &res[r * out.len()..][..out.len()]);
         for (ox, acc) in out.chunks_exact_mut(c).enumerate() {
             match self.bias {
                 Some(b) => acc.copy_from_slice(b),
@@ -318,6 +328,9 @@ impl VectorLoop for Conv2d<'_> {
                     let w = &self.w[(ky * kw + kx) * c..][..c];
                     acc.iter_mut().zip(src).zip(w).for_each(|((a, &s), &w)| *a += s * w);
                 }
+            }
+            if let Some(res) = residual {
+                acc.iter_mut().zip(&res[ox * c..][..c]).for_each(|(a, &s)| *a += s);
             }
             if op.relu {
                 acc.iter_mut().for_each(|v| *v = v.max(0.0));

@@ -149,13 +149,14 @@ impl SessionBuilder {
         // After packing: only the Gemms left to the generic kernels and
         // other providers need their weights transposed.
         let prepacked = if level >= OptimizationLevel::Extended { crate::optimize::prepack_gemm_weights(&mut model.graph) } else { 0 };
+        let residuals = if level >= OptimizationLevel::Extended { crate::fuse::fuse_residual_adds(&mut model.graph, opset, taker_runs) } else { 0 };
         let activations = if level >= OptimizationLevel::Extended { crate::optimize::fuse_conv_relu(&mut model.graph, taker_runs) } else { 0 };
         let shuffles = if level >= OptimizationLevel::Extended { crate::fuse::fuse_channel_shuffles(&mut model.graph, taker_runs) } else { 0 };
         let mut session = Session::prepare(model, self.providers, level, pool)?;
         session.optimizations.folded += folded;
         session.optimizations.fused = fused;
         session.optimizations.prepacked = prepacked;
-        session.optimizations.fused += activations + shuffles;
+        session.optimizations.fused += residuals + activations + shuffles;
         session.optimizations.channels_last = channels_last;
         session.optimizations.packed = packed;
         session.spin = self.spinning.unwrap_or(true) && !session.steps.iter().any(|s| s.op.waits_on_device());
@@ -278,8 +279,9 @@ pub struct Optimizations {
     pub folded: usize,
     /// Dead nodes removed.
     pub removed: usize,
-    /// Nodes fused into the convolution before them (BatchNormalization,
-    /// Relu).
+    /// Nodes fused into another (BatchNormalization, Relu and a shortcut's
+    /// Add into the convolution before them; a channel shuffle's three
+    /// nodes into one).
     pub fused: usize,
     /// Gemm weights laid out for the kernel at creation.
     pub prepacked: usize,
