@@ -231,8 +231,8 @@ impl Conv2d<'_> {
             with_columns(|col| {
                 col.resize(rows * kg, 0.0);
                 for gi in 0..op.group {
-                    for (r, dst) in col.chunks_exact_mut(kg).enumerate() {
-                        self.window_of(first + r, gi, dst);
+                    for r in 0..rows {
+                        self.window_of(first + r, gi, &mut col[r * kg..]);
                     }
                     let w = &self.w[gi * op.group_len()..][..op.group_len()];
                     gemm_packed(rows, mg, kg, col, kg, w, &mut out[gi * mg..], op.m, self.epilogue(gi, first), pool);
@@ -261,8 +261,9 @@ impl Conv2d<'_> {
         }
     }
 
-    /// Row `dst` (kh·kw·cg values, tap-major) of the im2col matrix: what
-    /// output pixel `pixel` sees of group `gi`'s channels, zeros in the pads.
+    /// Row `dst[..kh·kw·cg]` (tap-major) of the im2col matrix: what output
+    /// pixel `pixel` sees of group `gi`'s channels, zeros in the pads. May
+    /// write garbage past the row, into `dst`'s next rows (see [`copy_run`]).
     fn window_of(&self, pixel: usize, gi: usize, dst: &mut [f32]) {
         let (op, g, c) = (self.op, &self.g, self.channels());
         let [_, oh, ow] = g.output;
@@ -276,17 +277,17 @@ impl Conv2d<'_> {
         // One copy per kernel row when its taps are contiguous and inside.
         let whole_rows = op.group == 1 && g.dilation[2] == 1 && x0 >= 0 && (x_last as usize) < iw;
         for ky in 0..kh {
-            let row = &mut dst[ky * kw * cg..][..kw * cg];
             let iy = g.position(1, oy, ky);
             if iy < 0 || iy as usize >= ih {
-                row.fill(0.0);
+                dst[ky * kw * cg..][..kw * cg].fill(0.0);
                 continue;
             }
-            let line = &plane[iy as usize * iw * c..][..iw * c];
+            let line = &plane[iy as usize * iw * c..];
             if whole_rows {
-                row.copy_from_slice(&line[x0 as usize * c..][..kw * c]);
+                copy_run(&mut dst[ky * kw * cg..], &line[x0 as usize * c..], kw * c);
                 continue;
             }
+            let row = &mut dst[ky * kw * cg..][..kw * cg];
             for (kx, tap) in row.chunks_exact_mut(cg).enumerate() {
                 let ix = g.position(2, ox, kx);
                 if ix < 0 || ix as usize >= iw {
@@ -352,6 +353,25 @@ fn packed_conv(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
         return Err(OpError::attribute("group", format!("{group} does not divide {m} output channels")));
     }
     Ok(Box::new(PackedConv { window, kernel, group, cg, m, relu: a.fused_relu()? }))
+}
+
+/// Copies `src[..len]` to `dst[..len]`. A short run (a first layer's
+/// window row: 3 channels × 3 or 7 taps) moves as one fixed-size block of
+/// 16 or 32 values when both slices have room for it, since a `memcpy`
+/// call per run cost more than the copy (the values written past `len`
+/// are garbage for the caller to overwrite).
+#[inline(always)]
+fn copy_run(dst: &mut [f32], src: &[f32], len: usize) {
+    fn block<const N: usize>(dst: &mut [f32], src: &[f32]) {
+        let values: [f32; N] = src[..N].try_into().expect("N values");
+        dst[..N].copy_from_slice(&values);
+    }
+    let room = dst.len().min(src.len());
+    match len {
+        ..=16 if room >= 16 => block::<16>(dst, src),
+        ..=32 if room >= 32 => block::<32>(dst, src),
+        _ => dst[..len].copy_from_slice(&src[..len]),
+    }
 }
 
 /// The packed operators' types.
