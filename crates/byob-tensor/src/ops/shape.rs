@@ -345,16 +345,15 @@ const TILE: usize = 32;
 
 /// Output rows `c0..` of the transpose of a `rows x cols` matrix, in tiles.
 fn transpose_2d<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T], c0: usize) {
-    if c0 == 0 && dst.len() == rows * cols {
-        // A few rows (a channel shuffle's groups): interleaved, with the
-        // row count known to the compiler so that it vectorises.
-        match rows {
-            2 => return interleave::<T, 2>(src, cols, dst),
-            3 => return interleave::<T, 3>(src, cols, dst),
-            4 => return interleave::<T, 4>(src, cols, dst),
-            8 => return interleave::<T, 8>(src, cols, dst),
-            _ => {}
-        }
+    // A few rows (a channel shuffle's groups, an image's colours):
+    // interleaved, with the row count known to the compiler so that it
+    // vectorises.
+    match rows {
+        2 => return interleave::<T, 2>(src, cols, dst, c0),
+        3 => return interleave::<T, 3>(src, cols, dst, c0),
+        4 => return interleave::<T, 4>(src, cols, dst, c0),
+        8 => return interleave::<T, 8>(src, cols, dst, c0),
+        _ => {}
     }
     let c_end = c0 + dst.len() / rows;
     for ct in (c0..c_end).step_by(TILE) {
@@ -368,9 +367,11 @@ fn transpose_2d<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T], c0:
     }
 }
 
-/// The transpose of the `R x cols` matrix `src`: its rows interleaved.
-fn interleave<T: Copy, const R: usize>(src: &[T], cols: usize, dst: &mut [T]) {
-    let rows: [&[T]; R] = std::array::from_fn(|r| &src[r * cols..][..cols]);
+/// Output rows `c0..` of the transpose of the `R x cols` matrix `src`:
+/// its rows interleaved.
+fn interleave<T: Copy, const R: usize>(src: &[T], cols: usize, dst: &mut [T], c0: usize) {
+    let n = dst.len() / R;
+    let rows: [&[T]; R] = std::array::from_fn(|r| &src[r * cols + c0..][..n]);
     for (c, out) in dst.chunks_exact_mut(R).enumerate() {
         for (o, row) in out.iter_mut().zip(rows) {
             *o = row[c];
@@ -437,7 +438,9 @@ fn transpose<T: Copy + Send + Sync>(src: &[T], shape: &[usize], perm: &[usize], 
                 let chunk = size * (PARALLEL / 8).div_ceil(size);
                 threads.install(|| dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, s)| matrices(d, s)));
             } else {
-                threads.install(|| dst.par_chunks_mut(TILE * rows).enumerate().for_each(|(i, d)| transpose_2d(src, rows, cols, d, i * TILE)));
+                // Output rows in chunks of a few thousand values.
+                let chunk = (PARALLEL / 8).div_ceil(rows).next_multiple_of(TILE);
+                threads.install(|| dst.par_chunks_mut(chunk * rows).enumerate().for_each(|(i, d)| transpose_2d(src, rows, cols, d, i * chunk)));
             }
         }
         None if rank >= 2 => transpose_strided(src, &dims, &perm, dst),
@@ -1217,9 +1220,14 @@ mod tests {
                 }
             }
         }
+        // A large one, and large ones of a few rows (an image's colours,
+        // interleaved in parallel chunks; one of them ragged).
+        for shape in [[300, 170], [3, 40_001], [8, 5_000], [5, 9_000]] {
+            let big = iota(&shape);
+            let y = Transpose { perm: None }.eval_new(&[Some(&big)], 1, &pool()).unwrap().remove(0);
+            assert_eq!(y.as_f32().unwrap(), naive_transpose(&big, &[1, 0]), "{shape:?}");
+        }
         let big = iota(&[300, 170]);
-        let y = Transpose { perm: None }.eval_new(&[Some(&big)], 1, &pool()).unwrap().remove(0);
-        assert_eq!(y.as_f32().unwrap(), naive_transpose(&big, &[1, 0]));
         let err = Transpose { perm: Some(vec![0, 0]) }.eval_new(&[Some(&big)], 1, &pool()).unwrap_err();
         assert!(matches!(err, OpError::Attribute { ref name, .. } if name == "perm"), "{err}");
         // Other element types.
