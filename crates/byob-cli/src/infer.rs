@@ -183,7 +183,7 @@ pub fn info(args: InfoArgs) -> Result<()> {
     let o = session.optimizations();
     writeln!(
         out,
-        "optimizations: {} node(s) folded into constants, {} dead node(s) removed, {} node(s) fused into the node before them (BatchNormalization, Relu), {} Gemm weight(s) prepacked, {} node(s) made channels-last, {} node(s) with weights packed for the CPU",
+        "optimizations: {} node(s) folded into constants, {} dead or pass-through node(s) removed, {} node(s) fused (BatchNormalization, Relu and shortcut Adds into convolutions, channel shuffles), {} Gemm weight(s) prepacked, {} node(s) made channels-last, {} node(s) with weights packed for the CPU",
         o.folded, o.removed, o.fused, o.prepacked, o.channels_last, o.packed
     )?;
     writeln!(out, "nodes ({}, provider {chosen}):", session.placements().len())?;

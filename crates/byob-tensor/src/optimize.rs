@@ -43,6 +43,47 @@ pub fn fold_constants(graph: &mut Graph, opset: i64, pool: &rayon::ThreadPool) -
     folded
 }
 
+/// Removes the nodes that pass their input through unchanged: `Identity`,
+/// and `Dropout` in inference mode (no `training_mode` input, or a constant
+/// false one) whose mask nobody reads. Their readers read the input
+/// instead, so no step copies it. Nodes that make a graph output stay (the
+/// output keeps its name). Returns how many.
+pub fn remove_identities(graph: &mut Graph) -> usize {
+    let readers = reader_counts(graph);
+    let outputs: std::collections::HashSet<&str> = graph.outputs.iter().map(|v| v.name.as_str()).collect();
+    let inference = |node: &Node| match node.inputs.get(2).filter(|t| !t.is_empty()) {
+        None => true,
+        Some(t) => matches!(graph.initializers.get(t).map(Tensor::data), Some(crate::tensor::Data::Bool(v)) if v[..] == [false]),
+    };
+    let mut renamed: HashMap<String, String> = HashMap::new();
+    let mut removed = vec![false; graph.nodes.len()];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let onnx = node.domain.is_empty() || node.domain == "ai.onnx";
+        let passes = match node.op_type.as_str() {
+            "Identity" => node.outputs.len() == 1,
+            "Dropout" => inference(node) && node.outputs[1..].iter().all(|m| m.is_empty() || !readers.contains_key(m)),
+            _ => false,
+        };
+        let Some(x) = node.inputs.first().filter(|x| !x.is_empty()) else { continue };
+        if !onnx || !passes || outputs.contains(node.outputs[0].as_str()) {
+            continue;
+        }
+        // The input may itself be a removed node's output.
+        let source = renamed.get(x).cloned().unwrap_or_else(|| x.clone());
+        renamed.insert(node.outputs[0].clone(), source);
+        removed[i] = true;
+    }
+    for node in &mut graph.nodes {
+        for input in &mut node.inputs {
+            if let Some(source) = renamed.get(input) {
+                *input = source.clone();
+            }
+        }
+    }
+    remove_nodes(graph, &removed);
+    renamed.len()
+}
+
 /// The domain of nodes the fusion passes make (byob's own, never in a file).
 pub const FUSED_DOMAIN: &str = "com.byob.fused";
 
@@ -345,5 +386,28 @@ mod tests {
             }
         }
         assert!(plain[0].1.as_f32().unwrap().contains(&0.0) && plain[1].1.as_f32().unwrap().iter().any(|&v| v < 0.0), "both signs occur");
+    }
+
+    /// Identity and inference Dropouts (one reading another) disappear;
+    /// a Dropout whose mask is read, and one making a graph output, stay.
+    #[test]
+    fn pass_through_nodes_are_removed() {
+        let graph = Graph {
+            nodes: vec![
+                node("Identity", &["x"], &["a"], &[]),
+                node("Dropout", &["a", "", "off"], &["b", "unread_mask"], &[]),
+                node("Neg", &["b"], &["y"], &[]),
+                node("Dropout", &["y"], &["c", "mask"], &[]),
+                node("Dropout", &["c"], &["out"], &[]),
+            ],
+            inputs: vec![ValueInfo { name: "x".into(), dtype: Some(DataType::F32), shape: Some(vec![Dim::Known(3)]) }],
+            outputs: ["out", "mask"].iter().map(|n| ValueInfo { name: n.to_string(), dtype: None, shape: None }).collect(),
+            initializers: HashMap::from([("off".to_string(), Tensor::new(vec![], crate::tensor::Data::Bool(vec![false])).unwrap())]),
+        };
+        let model = Model { ir_version: 8, producer: "test".into(), opsets: HashMap::from([(String::new(), 13)]), graph };
+        let session = SessionBuilder::new().with_optimization_level(OptimizationLevel::Basic).commit(model).unwrap();
+        assert_eq!(session.optimizations().removed, 2);
+        let out = session.run(vec![("x".into(), Tensor::f32(vec![3], vec![1.0, -2.0, 3.0]).unwrap())]).unwrap();
+        assert_eq!(out[0].1.as_f32().unwrap(), &[-1.0, 2.0, -3.0]);
     }
 }

@@ -137,6 +137,7 @@ impl SessionBuilder {
         let opset = model.opset();
         let level = self.optimization_level;
         let folded = if level >= OptimizationLevel::Basic { crate::optimize::fold_constants(&mut model.graph, opset, &pool) } else { 0 };
+        let identities = if level >= OptimizationLevel::Basic { crate::optimize::remove_identities(&mut model.graph) } else { 0 };
         let fused = if level >= OptimizationLevel::Extended { crate::optimize::fold_batch_norms(&mut model.graph) } else { 0 };
         self.providers.push(Box::new(CpuProvider::new()));
         let providers = &self.providers;
@@ -154,6 +155,7 @@ impl SessionBuilder {
         let shuffles = if level >= OptimizationLevel::Extended { crate::fuse::fuse_channel_shuffles(&mut model.graph, taker_runs) } else { 0 };
         let mut session = Session::prepare(model, self.providers, level, pool)?;
         session.optimizations.folded += folded;
+        session.optimizations.removed += identities;
         session.optimizations.fused = fused;
         session.optimizations.prepacked = prepacked;
         session.optimizations.fused += residuals + activations + shuffles;
@@ -277,7 +279,8 @@ pub struct Session {
 pub struct Optimizations {
     /// Nodes folded into constants.
     pub folded: usize,
-    /// Dead nodes removed.
+    /// Dead nodes removed, and nodes that pass their input through
+    /// (Identity, inference Dropout).
     pub removed: usize,
     /// Nodes fused into another (BatchNormalization, Relu and a shortcut's
     /// Add into the convolution before them; a channel shuffle's three
