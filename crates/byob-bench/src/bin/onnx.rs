@@ -12,8 +12,8 @@
 //!
 //! Other flags: `--models DIR` (default target/bench-models), `--engines
 //! byob,ort,tract` (which take turns; fewer writes no table), `--pause-ms MS`
-//! between turns (default 2; ONNX Runtime's spinning workers are waited for
-//! until they stop, read from `/proc`).
+//! between turns (default 2; before it, the engines' spinning worker threads
+//! are waited for until they stop, read from `/proc`).
 //!
 //! ONNX Runtime runs in a Python subprocess (`scripts/ort-bench.py --serve`)
 //! that times each `session.run` itself and answers over a pipe, so the three
@@ -127,6 +127,26 @@ fn load_manifest(dir: &Path) -> Vec<Model> {
         .collect()
 }
 
+/// Whether any thread of process `pid` but `except` (a thread id) is
+/// running, from Linux's `/proc` (`None` where it cannot be read). Its
+/// scheduler statistics are only brought up to date at clock ticks, 4 ms
+/// apart; a thread's state is current.
+fn running(pid: u32, except: Option<&str>) -> Option<bool> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    for task in tasks.flatten() {
+        if except.is_some_and(|tid| task.file_name() == tid) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        // "tid (name) S ...": the state follows the name's last ')'.
+        let state = stat[stat.rfind(')')? + 1..].split_whitespace().next()?;
+        if state == "R" {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
 /// ONNX Runtime in a Python subprocess, one JSON line each way.
 struct Ort {
     child: Child,
@@ -185,30 +205,16 @@ impl Ort {
         read_f32(Path::new(answer["file"].as_str().expect("file")))
     }
 
-    /// Whether any of the ONNX Runtime process's threads is running (Linux's
-    /// `/proc`; `None` where it cannot be read). Its scheduler statistics
-    /// are only brought up to date at clock ticks, 4 ms apart; a thread's
-    /// state is current.
-    fn running(&self) -> Option<bool> {
-        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).ok()?;
-        for task in tasks.flatten() {
-            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-            // "tid (name) S ...": the state follows the name's last ')'.
-            let state = stat[stat.rfind(')')? + 1..].split_whitespace().next()?;
-            if state == "R" {
-                return Some(true);
-            }
-        }
-        Some(false)
-    }
-
-    /// Waits until ONNX Runtime's worker threads have stopped spinning (with
-    /// `allow_spinning`, its default, they keep a core busy for some 30 ms
-    /// after each run), so that the next engine's turn does not share the
-    /// cores with them. Gives up after a second.
+    /// Waits until the engines' worker threads have stopped spinning, ONNX
+    /// Runtime's (with `allow_spinning`, its default, they keep a core busy
+    /// for some 30 ms after each run) and this process's own (byob's keep
+    /// spinning for 10 ms after a run), so that no engine's turn shares the
+    /// cores with another's leftovers. Gives up after a second.
     fn wait_until_idle(&self) {
+        let me = std::fs::read_link("/proc/thread-self").ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+        let busy = || running(self.child.id(), None) == Some(true) || running(std::process::id(), me.as_deref()) == Some(true);
         let deadline = Instant::now() + Duration::from_secs(1);
-        while self.running() == Some(true) && Instant::now() < deadline {
+        while busy() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(500));
         }
     }
@@ -360,8 +366,8 @@ fn main() {
                 if !engines[engine] {
                     continue;
                 }
-                // Let the previous engine's spinning workers go idle (ONNX
-                // Runtime's, measured; a short pause for the others), then
+                // Let the previous engine's spinning workers go idle (seen
+                // in /proc), then
                 // one untimed run: each engine is timed warm, its threads
                 // awake (an idle virtual CPU takes long to wake; ONNX
                 // Runtime's workers spin for tens of milliseconds after a
