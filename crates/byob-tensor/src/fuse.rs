@@ -3,7 +3,7 @@
 //! where the provider that takes every fused node runs the result.
 
 use crate::model::{Attribute, Dim, Graph, Node};
-use crate::ops::packed::PACKED_DOMAIN;
+use crate::ops::packed::{depthwise, PACKED_DOMAIN};
 use crate::ops::Fact;
 use crate::optimize::{reader_counts, remove_nodes};
 use crate::provider::{CpuProvider, ExecutionProvider};
@@ -37,6 +37,60 @@ fn infer_shapes(graph: &Graph, opset: i64) -> HashMap<String, Vec<Dim>> {
         }
     }
     facts.into_iter().map(|(name, fact)| (name.to_string(), fact.shape)).collect()
+}
+
+/// Replaces each channel `Concat` (axis 3 of NHWC) of `PackedConv` outputs
+/// that nothing else reads by one `ConcatConvs` node, whose convolutions
+/// write their channels of the joined output in place: the Concat's copy
+/// disappears. Depthwise convolutions and those with a residual keep their
+/// own outputs. Returns how many Concats.
+pub fn fuse_concat_convs(graph: &mut Graph, wants: impl Fn(&Node, &Node) -> bool) -> usize {
+    let readers = reader_counts(graph);
+    let producer: HashMap<&str, usize> = graph.nodes.iter().enumerate().flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i))).collect();
+    let placeable = |node: &Node| {
+        let a = crate::ops::Attrs(node);
+        let (Ok(cg), Ok(m), Ok(group)) = (a.int("input_channels", 0), a.int("output_channels", 0), a.int("group", 1)) else { return false };
+        let residual = node.inputs.get(3).is_some_and(|r| !r.is_empty());
+        node.domain == PACKED_DOMAIN && node.op_type == "PackedConv" && !residual && !depthwise(cg as usize, m as usize, group as usize)
+    };
+    let mut fusions = Vec::new();
+    for (j, concat) in graph.nodes.iter().enumerate() {
+        let onnx = concat.domain.is_empty() || concat.domain == "ai.onnx";
+        let channels = matches!(concat.attributes.get("axis"), Some(Attribute::Int(3 | -1)));
+        if !onnx || concat.op_type != "Concat" || !channels || concat.outputs.len() != 1 {
+            continue;
+        }
+        let convs: Option<Vec<usize>> = concat
+            .inputs
+            .iter()
+            .map(|x| producer.get(x.as_str()).copied().filter(|&c| readers.get(x) == Some(&1) && placeable(&graph.nodes[c])))
+            .collect();
+        let Some(convs) = convs.filter(|c| !c.is_empty()) else { continue };
+        let mut fused = Node {
+            name: concat.name.clone(),
+            op_type: "ConcatConvs".into(),
+            domain: PACKED_DOMAIN.into(),
+            inputs: Vec::new(),
+            outputs: concat.outputs.clone(),
+            attributes: HashMap::from([("branches".to_string(), Attribute::Int(convs.len() as i64))]),
+        };
+        for (i, &c) in convs.iter().enumerate() {
+            let conv = &graph.nodes[c];
+            fused.inputs.extend((0..4).map(|k| conv.inputs.get(k).filter(|_| k < 3).cloned().unwrap_or_default()));
+            fused.attributes.extend(conv.attributes.iter().map(|(k, v)| (format!("{i}:{k}"), v.clone())));
+        }
+        if wants(concat, &fused) && convs.iter().all(|&c| wants(&graph.nodes[c], &fused)) {
+            fusions.push((j, convs, fused));
+        }
+    }
+    let mut removed = vec![false; graph.nodes.len()];
+    let count = fusions.len();
+    for (j, convs, fused) in fusions {
+        graph.nodes[j] = fused;
+        convs.into_iter().for_each(|c| removed[c] = true);
+    }
+    remove_nodes(graph, &removed);
+    count
 }
 
 /// Fuses each `Add` (or two-input `Sum`) of a `PackedConv`'s output and
@@ -253,6 +307,48 @@ mod tests {
         let (plain, fused) = (session(OptimizationLevel::Basic), session(OptimizationLevel::Extended));
         // The shortcut Add and the Relu after it, the depthwise one's Add.
         assert_eq!(fused.optimizations().fused, 3);
+        let (want, got) = (plain.run(vec![("x".into(), x.clone())]).unwrap(), fused.run(vec![("x".into(), x)]).unwrap());
+        for ((name, want), (_, got)) in want.iter().zip(&got) {
+            assert_eq!(want.shape(), got.shape());
+            for (a, b) in want.as_f32().unwrap().iter().zip(got.as_f32().unwrap()) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{name}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// SqueezeNet's expand layers (a 1×1 and a padded 3×3 convolution,
+    /// here one grouped, joined by a channel Concat) become one node; a
+    /// Concat one of whose inputs is also read elsewhere stays. The fused
+    /// session computes what the unfused one does.
+    #[test]
+    fn concatenated_convolutions_write_in_place() {
+        let c = 4;
+        let attrs = |pads: i64, group: i64| [("pads", Attribute::Ints(vec![pads; 4])), ("group", Attribute::Int(group))];
+        let graph = Graph {
+            nodes: vec![
+                node("Conv", &["x", "w1", "b"], "e1", &attrs(0, 1)),
+                node("Conv", &["x", "w3", "b"], "e3", &attrs(1, 2)),
+                node("Concat", &["e1", "e3"], "joined", &[("axis", Attribute::Int(1))]),
+                node("Conv", &["joined", "w1x", "b"], "f1", &attrs(0, 1)),
+                node("Conv", &["joined", "w1x", "b"], "f2", &attrs(0, 1)),
+                node("Concat", &["f1", "f2"], "out", &[("axis", Attribute::Int(1))]),
+                node("Neg", &["f2"], "also", &[]),
+            ],
+            inputs: vec![ValueInfo { name: "x".into(), dtype: Some(DataType::F32), shape: Some([1, c, 5, 6].map(Dim::Known).to_vec()) }],
+            outputs: ["out", "also"].iter().map(|n| ValueInfo { name: n.to_string(), dtype: None, shape: None }).collect(),
+            initializers: HashMap::from([
+                ("w1".to_string(), Tensor::f32(vec![c, c, 1, 1], ramp(c * c, 0.05, 0.01)).unwrap()),
+                ("w3".to_string(), Tensor::f32(vec![c, c / 2, 3, 3], ramp(c * c / 2 * 9, 0.02, -0.01)).unwrap()),
+                ("w1x".to_string(), Tensor::f32(vec![c, 2 * c, 1, 1], ramp(2 * c * c, 0.03, 0.0)).unwrap()),
+                ("b".to_string(), Tensor::f32(vec![c], ramp(c, 0.1, 0.0)).unwrap()),
+            ]),
+        };
+        let model = Model { ir_version: 8, producer: "test".into(), opsets: HashMap::from([(String::new(), 13)]), graph };
+        let x = Tensor::f32(vec![1, c, 5, 6], ramp(c * 30, 0.2, 0.05)).unwrap();
+        let session = |level| SessionBuilder::new().with_intra_op_threads(2).with_optimization_level(level).commit(model.clone()).unwrap();
+        let (plain, fused) = (session(OptimizationLevel::Basic), session(OptimizationLevel::Extended));
+        assert_eq!(fused.optimizations().fused, 1);
+        assert_eq!(fused.placements().iter().filter(|p| p.op_type == "ConcatConvs").count(), 1);
         let (want, got) = (plain.run(vec![("x".into(), x.clone())]).unwrap(), fused.run(vec![("x".into(), x)]).unwrap());
         for ((name, want), (_, got)) in want.iter().zip(&got) {
             assert_eq!(want.shape(), got.shape());

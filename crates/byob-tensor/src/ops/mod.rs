@@ -19,6 +19,7 @@ pub mod norm;
 pub(crate) mod channels_last;
 pub(crate) mod microkernel;
 pub mod packed;
+mod concat_convs;
 mod shuffle;
 pub(crate) mod pool_nhwc;
 

@@ -101,7 +101,7 @@ pub(crate) fn depthwise(cg: usize, m: usize, group: usize) -> bool {
 
 /// `PackedConv`.
 #[derive(Debug)]
-struct PackedConv {
+pub(super) struct PackedConv {
     window: Window,
     /// Kernel height and width.
     kernel: [usize; 2],
@@ -159,6 +159,16 @@ impl Op for PackedConv {
     }
 
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
+        let (conv, shape) = self.operands(inputs)?;
+        conv.run(output(outputs, 0)?.reset_f32(&shape), threads);
+        Ok(())
+    }
+}
+
+impl PackedConv {
+    /// The operands of one evaluation (checked) and the output's shape; the
+    /// output placed alone in its tensor.
+    pub(super) fn operands<'a>(&'a self, inputs: &[Option<&'a Tensor>]) -> Result<(Conv2d<'a>, [usize; 4]), OpError> {
         let (xs, x) = f32_input(inputs, 0)?;
         if xs.len() != 4 || xs[3] != self.cg * self.group {
             return Err(OpError::input(0, format!("expected [N, H, W, {}], got shape {xs:?}", self.cg * self.group)));
@@ -171,32 +181,34 @@ impl Op for PackedConv {
             Some((rs, _)) if rs != shape => return Err(OpError::input(3, format!("the residual must have the output's shape {shape:?}, got {rs:?}"))),
             other => other.map(|(_, r)| r),
         };
-        let y = output(outputs, 0)?.reset_f32(&shape);
-        if y.is_empty() {
-            return Ok(());
-        }
-        let conv = Conv2d { op: self, x, w, bias, residual, g };
-        if self.depthwise() {
-            conv.depthwise(y, threads);
-        } else if g.kernel == [1; 3] && g.stride == [1; 3] && g.pad == [0; 3] && g.output == g.input {
-            conv.pointwise(y, threads);
-        } else {
-            conv.blocks(y, threads);
-        }
-        Ok(())
+        Ok((Conv2d { op: self, x, w, bias, residual, g, offset: 0, stride: self.m }, shape))
+    }
+
+    pub(super) fn output_channels(&self) -> usize {
+        self.m
+    }
+
+    /// Whether the output can go to a slice of a wider tensor's channels
+    /// (see [`Conv2d::offset`]).
+    pub(super) fn places_anywhere(&self) -> bool {
+        !self.depthwise()
     }
 }
 
 /// One evaluation's operands.
-struct Conv2d<'a> {
+pub(super) struct Conv2d<'a> {
     op: &'a PackedConv,
     x: &'a [f32],
     w: &'a [f32],
     bias: Option<&'a [f32]>,
     /// Added to the output before the activation (a shortcut), laid out as
-    /// the output.
+    /// the output (alone in its tensor).
     residual: Option<&'a [f32]>,
     g: Geo3,
+    /// The output's channels are `offset..offset + m` of pixels `stride`
+    /// channels apart (a channel Concat's part of its output).
+    pub offset: usize,
+    pub stride: usize,
 }
 
 impl Conv2d<'_> {
@@ -204,19 +216,45 @@ impl Conv2d<'_> {
         self.op.cg * self.op.group
     }
 
+    /// Computes the output into `y`, whose pixels are `stride` values
+    /// apart (in the channels `offset..`). Depthwise convolutions need
+    /// their own tensor (`offset` 0, `stride` m).
+    pub(super) fn run(&self, y: &mut [f32], threads: &rayon::ThreadPool) {
+        let g = &self.g;
+        if y.is_empty() {
+            return;
+        }
+        if self.op.depthwise() {
+            assert!(self.offset == 0 && self.stride == self.op.m, "a depthwise convolution writes a tensor of its own");
+            self.depthwise(y, threads);
+        } else if g.kernel == [1; 3] && g.stride == [1; 3] && g.pad == [0; 3] && g.output == g.input {
+            self.pointwise(y, threads);
+        } else {
+            self.blocks(y, threads);
+        }
+    }
+
     /// The epilogue of group `gi`'s product for output pixels `first..`.
     fn epilogue(&self, gi: usize, first: usize) -> Epilogue<'_> {
-        let (m, mg) = (self.op.m, self.op.m / self.op.group);
-        Epilogue { bias: self.bias.map(|b| &b[gi * mg..][..mg]), residual: self.residual.map(|r| &r[first * m + gi * mg..]), relu: self.op.relu }
+        let mg = self.op.m / self.op.group;
+        // The residual is laid out as the output (checked by `operands`; a
+        // placed output has none).
+        let residual = self.residual.map(|r| &r[first * self.stride + gi * mg..]);
+        Epilogue { bias: self.bias.map(|b| &b[gi * mg..][..mg]), residual, relu: self.op.relu }
+    }
+
+    /// Where group `gi`'s output channels start in a row of the output.
+    fn column(&self, gi: usize) -> usize {
+        self.offset + gi * (self.op.m / self.op.group)
     }
 
     /// Each group's product straight on the input.
     fn pointwise(&self, y: &mut [f32], threads: &rayon::ThreadPool) {
         let (op, c) = (self.op, self.channels());
-        let (mg, rows) = (op.m / op.group, y.len() / op.m);
+        let (mg, rows) = (op.m / op.group, y.len() / self.stride);
         for gi in 0..op.group {
             let w = &self.w[gi * op.group_len()..][..op.group_len()];
-            gemm_packed(rows, mg, op.cg, &self.x[gi * op.cg..], c, w, &mut y[gi * mg..], op.m, self.epilogue(gi, 0), Some(threads));
+            gemm_packed(rows, mg, op.cg, &self.x[gi * op.cg..], c, w, &mut y[self.column(gi)..], self.stride, self.epilogue(gi, 0), Some(threads));
         }
     }
 
@@ -227,7 +265,7 @@ impl Conv2d<'_> {
         let kg = op.kernel[0] * op.kernel[1] * op.cg;
         let mg = op.m / op.group;
         let block = |(first, out): (usize, &mut [f32]), pool: Option<&rayon::ThreadPool>| {
-            let rows = out.len() / op.m;
+            let rows = out.len() / self.stride;
             with_columns(|col| {
                 col.resize(rows * kg, 0.0);
                 for gi in 0..op.group {
@@ -235,7 +273,7 @@ impl Conv2d<'_> {
                         self.window_of(first + r, gi, &mut col[r * kg..]);
                     }
                     let w = &self.w[gi * op.group_len()..][..op.group_len()];
-                    gemm_packed(rows, mg, kg, col, kg, w, &mut out[gi * mg..], op.m, self.epilogue(gi, first), pool);
+                    gemm_packed(rows, mg, kg, col, kg, w, &mut out[self.column(gi)..], self.stride, self.epilogue(gi, first), pool);
                 }
             });
         };
@@ -244,7 +282,7 @@ impl Conv2d<'_> {
         // for every thread to read them all; otherwise (a few pixels, large
         // weights: a network's last stages) one block at a time, its product
         // split over panels of weights.
-        let pixels = y.len() / op.m;
+        let pixels = y.len() / self.stride;
         let threads_n = threads.current_num_threads();
         let blocks = pixels.div_ceil(BLOCK_PIXELS);
         let small_weights = kg * op.m <= SMALL_WEIGHTS;
@@ -255,9 +293,9 @@ impl Conv2d<'_> {
             pixels.div_ceil(blocks.div_ceil(threads_n) * threads_n)
         };
         if threads_n > 1 && pixels.div_ceil(per_block) >= threads_n && (small_weights || blocks >= 2 * threads_n) {
-            threads.install(|| y.par_chunks_mut(per_block * op.m).enumerate().for_each(|(b, out)| block((b * per_block, out), None)));
+            threads.install(|| y.par_chunks_mut(per_block * self.stride).enumerate().for_each(|(b, out)| block((b * per_block, out), None)));
         } else {
-            y.chunks_mut(per_block * op.m).enumerate().for_each(|(b, out)| block((b * per_block, out), Some(threads)));
+            y.chunks_mut(per_block * self.stride).enumerate().for_each(|(b, out)| block((b * per_block, out), Some(threads)));
         }
     }
 
@@ -341,6 +379,11 @@ impl VectorLoop for Conv2d<'_> {
 }
 
 fn packed_conv(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
+    Ok(Box::new(read_packed_conv(node)?))
+}
+
+/// A `PackedConv` from its node's attributes.
+pub(super) fn read_packed_conv(node: &Node) -> Result<PackedConv, OpError> {
     let a = Attrs(node);
     let window = Window::from_attrs(&a, false)?;
     let kernel = match window.kernel.as_deref() {
@@ -352,7 +395,7 @@ fn packed_conv(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
     if m % group != 0 {
         return Err(OpError::attribute("group", format!("{group} does not divide {m} output channels")));
     }
-    Ok(Box::new(PackedConv { window, kernel, group, cg, m, relu: a.fused_relu()? }))
+    Ok(PackedConv { window, kernel, group, cg, m, relu: a.fused_relu()? })
 }
 
 /// Copies `src[..len]` to `dst[..len]`. A short run (a first layer's
@@ -375,10 +418,11 @@ fn copy_run(dst: &mut [f32], src: &[f32], len: usize) {
 }
 
 /// The packed operators' types.
-pub const PACKED_OPS: [&str; 3] = ["PackedConv", "PackedMatMul", "ChannelShuffle"];
+pub const PACKED_OPS: [&str; 4] = ["PackedConv", "PackedMatMul", "ChannelShuffle", "ConcatConvs"];
 
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {
     ops.insert("PackedConv", packed_conv);
     ops.insert("PackedMatMul", packed_matmul);
     ops.insert("ChannelShuffle", super::shuffle::channel_shuffle);
+    ops.insert("ConcatConvs", super::concat_convs::concat_convs);
 }

@@ -153,12 +153,13 @@ impl SessionBuilder {
         let residuals = if level >= OptimizationLevel::Extended { crate::fuse::fuse_residual_adds(&mut model.graph, opset, taker_runs) } else { 0 };
         let activations = if level >= OptimizationLevel::Extended { crate::optimize::fuse_conv_relu(&mut model.graph, taker_runs) } else { 0 };
         let shuffles = if level >= OptimizationLevel::Extended { crate::fuse::fuse_channel_shuffles(&mut model.graph, taker_runs) } else { 0 };
+        let concats = if level >= OptimizationLevel::Extended { crate::fuse::fuse_concat_convs(&mut model.graph, taker_runs) } else { 0 };
         let mut session = Session::prepare(model, self.providers, level, pool)?;
         session.optimizations.folded += folded;
         session.optimizations.removed += identities;
         session.optimizations.fused = fused;
         session.optimizations.prepacked = prepacked;
-        session.optimizations.fused += residuals + activations + shuffles;
+        session.optimizations.fused += residuals + activations + shuffles + concats;
         session.optimizations.channels_last = channels_last;
         session.optimizations.packed = packed;
         session.spin = self.spinning.unwrap_or(true) && !session.steps.iter().any(|s| s.op.waits_on_device());
@@ -284,7 +285,7 @@ pub struct Optimizations {
     pub removed: usize,
     /// Nodes fused into another (BatchNormalization, Relu and a shortcut's
     /// Add into the convolution before them; a channel shuffle's three
-    /// nodes into one).
+    /// nodes into one; a Concat into the convolutions it joins).
     pub fused: usize,
     /// Gemm weights laid out for the kernel at creation.
     pub prepacked: usize,
