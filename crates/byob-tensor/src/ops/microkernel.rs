@@ -152,7 +152,15 @@ pub(crate) fn gemm_packed_with(kernel: Kernel, m: usize, n: usize, k: usize, a: 
     // panel is then read once, by one thread).
     let most = (BLOCK_BYTES / (4 * k.max(1))).clamp(mr, 16 * mr) / mr * mr;
     let row_blocks = m.div_ceil(most);
-    let row_blocks = if row_blocks < 2 * threads && m >= 2 * threads * 4 * mr { 2 * threads } else { row_blocks };
+    let row_blocks = if row_blocks < 2 * threads && m >= 2 * threads * 4 * mr {
+        2 * threads
+    } else if row_blocks > threads && m >= row_blocks.next_multiple_of(threads) * 4 * mr {
+        // A whole number of rounds (5 blocks on 2 threads left one idle
+        // for a sixth of the time).
+        row_blocks.next_multiple_of(threads)
+    } else {
+        row_blocks
+    };
     let block = m.div_ceil(row_blocks);
     let panels_per_task = if row_blocks < 2 * threads { balanced_chunk(panels, row_blocks, threads) } else { panels };
     let tasks = row_blocks * panels.div_ceil(panels_per_task);
