@@ -751,6 +751,13 @@ mod tests {
         // Large enough to go parallel (im2col and GEMM on 2 threads).
         check(&Config { pads: Some(vec![1, 1, 1, 1]), bias: true, ..cfg(&[1, 16, 24, 24], &[32, 16, 3, 3]) });
         check(&Config { pads: Some(vec![1, 1, 1, 1]), ..cfg(&[4, 8, 16, 16], &[16, 8, 3, 3]) });
+        // Rows of output wide enough for the packed path to read its
+        // windows in place: unpadded, padded (a first layer's 7×7, stride
+        // 2), asymmetric pads with dilation down, SAME_UPPER.
+        check(&Config { strides: Some(vec![2, 2]), ..cfg(&[1, 3, 9, 51], &[4, 3, 3, 3]) });
+        check(&Config { strides: Some(vec![2, 2]), pads: Some(vec![3, 3, 3, 3]), bias: true, ..cfg(&[1, 3, 12, 50], &[8, 3, 7, 7]) });
+        check(&Config { dilations: Some(vec![2, 1]), pads: Some(vec![2, 0, 1, 3]), ..cfg(&[2, 5, 8, 26], &[6, 5, 3, 2]) });
+        check(&Config { auto_pad: Some("SAME_UPPER"), strides: Some(vec![2, 2]), ..cfg(&[1, 4, 6, 50], &[5, 4, 4, 4]) });
     }
 
     #[test]

@@ -39,6 +39,19 @@ pub(crate) struct Epilogue<'a> {
     pub relu: bool,
 }
 
+/// A tile's rows of A: row i is the runs `starts[s] + i·lda ..+ len`,
+/// one after the other (k = runs × len). A plain matrix is one run of k;
+/// a convolution's windows, read in place, one run per kernel row.
+#[derive(Clone, Copy)]
+struct ARows<'a> {
+    starts: &'a [*const f32],
+    len: usize,
+    lda: usize,
+}
+
+/// Most runs a row of A may be pieced from (kernel rows of a window).
+pub(crate) const MAX_RUNS: usize = 16;
+
 /// The epilogue as a tile sees it: `residual` points at the tile's first
 /// element of the residual (at C's stride), or is null.
 #[derive(Clone, Copy)]
@@ -137,12 +150,9 @@ pub(crate) fn gemm_packed_with(kernel: Kernel, m: usize, n: usize, k: usize, a: 
     if m == 0 || n == 0 {
         return;
     }
-    assert!(lda >= k && ldc >= n, "gemm_packed: strides lda {lda} < k {k} or ldc {ldc} < n {n}");
+    assert!(lda >= k, "gemm_packed: stride lda {lda} < k {k}");
     assert!(k == 0 || a.len() >= (m - 1) * lda + k, "gemm_packed: A has {} elements for {m}×{k} at stride {lda}", a.len());
-    assert!(b.len() >= packed_len(k, n), "gemm_packed: packed B has {} elements for {k}×{n}", b.len());
-    assert!(c.len() >= (m - 1) * ldc + n, "gemm_packed: C has {} elements for {m}×{n} at stride {ldc}", c.len());
-    assert!(epilogue.bias.is_none_or(|b| b.len() >= n), "gemm_packed: bias shorter than n = {n}");
-    assert!(epilogue.residual.is_none_or(|r| r.len() >= (m - 1) * ldc + n), "gemm_packed: the residual is smaller than C");
+    check_operands(m, n, k, b, c, ldc, &epilogue);
     let mr = kernel.rows();
     let panels = n.div_ceil(NR);
     let threads = pool.map_or(1, |p| p.current_num_threads());
@@ -178,6 +188,63 @@ pub(crate) fn gemm_packed_with(kernel: Kernel, m: usize, n: usize, k: usize, a: 
     match pool {
         Some(p) if threads > 1 && tasks > 1 && m * n * k >= 1 << 16 => p.install(|| (0..tasks).into_par_iter().for_each(task)),
         _ => (0..tasks).for_each(task),
+    }
+}
+
+/// Asserts that B, C and the epilogue's slices cover an m × n product over
+/// k steps.
+#[allow(clippy::too_many_arguments)]
+fn check_operands(m: usize, n: usize, k: usize, b: &[f32], c: &[f32], ldc: usize, epilogue: &Epilogue) {
+    assert!(ldc >= n, "gemm: stride ldc {ldc} < n {n}");
+    assert!(b.len() >= packed_len(k, n), "gemm: packed B has {} elements for {k}×{n}", b.len());
+    assert!(c.len() >= (m - 1) * ldc + n, "gemm: C has {} elements for {m}×{n} at stride {ldc}", c.len());
+    assert!(epilogue.bias.is_none_or(|b| b.len() >= n), "gemm: bias shorter than n = {n}");
+    assert!(epilogue.residual.is_none_or(|r| r.len() >= (m - 1) * ldc + n), "gemm: the residual is smaller than C");
+}
+
+/// [`gemm_packed`] on the calling thread with A's rows pieced together in
+/// place: row i of A is `a[start + i·lda..][..len]` for each `start` of
+/// `starts` in turn (k = starts.len() · len, B packed in that order). A
+/// convolution's windows, read straight from a padded input one kernel row
+/// at a time, with no im2col copy.
+///
+/// # Panics
+/// When a run or another slice is shorter than described, or there are no
+/// runs or more than [`MAX_RUNS`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_pieced(m: usize, n: usize, a: &[f32], starts: &[usize], len: usize, lda: usize, b: &[f32], c: &mut [f32], ldc: usize, epilogue: Epilogue) {
+    gemm_pieced_with(Kernel::best(), m, n, a, starts, len, lda, b, c, ldc, epilogue)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_pieced_with(kernel: Kernel, m: usize, n: usize, a: &[f32], starts: &[usize], len: usize, lda: usize, b: &[f32], c: &mut [f32], ldc: usize, epilogue: Epilogue) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!((1..=MAX_RUNS).contains(&starts.len()), "gemm_pieced: {} runs", starts.len());
+    assert!(starts.iter().all(|&s| s + (m - 1) * lda + len <= a.len()), "gemm_pieced: a run of A past its {} elements", a.len());
+    let k = starts.len() * len;
+    check_operands(m, n, k, b, c, ldc, &epilogue);
+    let mut runs = [std::ptr::null(); MAX_RUNS];
+    for panel in 0..n.div_ceil(NR) {
+        let j = panel * NR;
+        let cols = (n - j).min(NR);
+        let bias = epilogue.bias.map(|b| &b[j..j + cols]);
+        let bp = &b[panel * k * NR..][..k * NR];
+        for tile in tiles(0..m, kernel.rows()) {
+            let (i, r) = (tile.start, tile.len());
+            for (run, &start) in runs.iter_mut().zip(starts) {
+                *run = a[start + i * lda..].as_ptr();
+            }
+            let rows_of_a = ARows { starts: &runs[..starts.len()], len, lda };
+            let residual = epilogue.residual.map_or(std::ptr::null(), |res| res[i * ldc + j..].as_ptr());
+            let tail = Tail { bias, residual, relu: epilogue.relu };
+            // SAFETY: rows i..i+r < m of every run lie inside `a` and
+            // columns j..j+cols ≤ n inside C and the residual (asserted
+            // above), `bp` holds this panel's k·NR values, and `c` is
+            // borrowed mutably for this whole call.
+            unsafe { run_tile(kernel, r, rows_of_a, bp.as_ptr(), c.as_mut_ptr().add(i * ldc + j), ldc, cols, tail) };
+        }
     }
 }
 
@@ -226,21 +293,34 @@ unsafe fn run_block(
         for tile in tiles(rows.clone(), mr) {
             let (i, r) = (tile.start, tile.len());
             let ap = &a[i * lda..][..(r - 1) * lda + k];
+            let starts = [ap.as_ptr()];
+            let rows_of_a = ARows { starts: &starts, len: k, lda };
             let residual = epilogue.residual.map_or(std::ptr::null(), |res| res[i * ldc + j..].as_ptr());
             let tail = Tail { bias, residual, relu: epilogue.relu };
             // SAFETY: rows i..i+r < m and columns j..j+cols ≤ n lie inside
             // C and the residual (asserted by gemm_packed), `ap` holds the
             // tile's r·k values and `bp` this panel's k·NR values.
-            unsafe {
-                let cp = out.0.add(i * ldc + j);
-                match kernel {
-                    #[cfg(target_arch = "x86_64")]
-                    Kernel::Avx512 => x86::tile_avx512(r, k, ap.as_ptr(), lda, bp.as_ptr(), cp, ldc, cols, tail),
-                    #[cfg(target_arch = "x86_64")]
-                    Kernel::Avx2 => x86::tile_avx2(r, k, ap.as_ptr(), lda, bp.as_ptr(), cp, ldc, cols, tail),
-                    _ => tile_portable(r, k, ap, lda, bp, cp, ldc, cols, tail),
-                }
-            }
+            unsafe { run_tile(kernel, r, rows_of_a, bp.as_ptr(), out.0.add(i * ldc + j), ldc, cols, tail) };
+        }
+    }
+}
+
+/// One tile on `kernel`.
+///
+/// # Safety
+/// `a` holds `rows` readable rows, `b` the panel's k·NR values, `c` has
+/// `rows` rows of `cols` (≤ NR) writable values at stride `ldc`, and a
+/// non-null residual as many readable ones.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_tile(kernel: Kernel, rows: usize, a: ARows, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => x86::tile_avx512(rows, a, b, c, ldc, cols, tail),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => x86::tile_avx2(rows, a, b, c, ldc, cols, tail),
+            _ => tile_portable(rows, a, b, c, ldc, cols, tail),
         }
     }
 }
@@ -248,16 +328,20 @@ unsafe fn run_block(
 /// The portable tile: up to 4 rows × one panel.
 ///
 /// # Safety
-/// `c` points at `rows` rows of `cols` writable values at stride `ldc`,
-/// and a non-null residual at as many readable ones.
+/// As [`run_tile`].
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_portable(rows: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
+unsafe fn tile_portable(rows: usize, a: ARows, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
     let mut acc = [[0.0f32; NR]; 4];
-    for p in 0..k {
-        let bv: &[f32; NR] = b[p * NR..][..NR].try_into().expect("NR values");
-        for (i, row) in acc.iter_mut().enumerate().take(rows) {
-            let av = a[i * lda + p];
-            row.iter_mut().zip(bv).for_each(|(s, &w)| *s += av * w);
+    for (s, &start) in a.starts.iter().enumerate() {
+        for p in 0..a.len {
+            // SAFETY: step s·len + p < k of the panel, and row i's run s
+            // has `len` readable values (the caller's contract).
+            let bv: &[f32; NR] = unsafe { &*b.add((s * a.len + p) * NR).cast::<[f32; NR]>() };
+            for (i, row) in acc.iter_mut().enumerate().take(rows) {
+                // SAFETY: as above.
+                let av = unsafe { *start.add(i * a.lda + p) };
+                row.iter_mut().zip(bv).for_each(|(s, &w)| *s += av * w);
+            }
         }
     }
     for (i, row) in acc.iter().enumerate().take(rows) {
@@ -294,7 +378,7 @@ unsafe fn store_row(c: *mut f32, sums: &[f32], cols: usize, tail: Tail) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Tail, NR};
+    use super::{ARows, Tail, NR};
     use std::arch::x86_64::*;
 
     /// Dispatches `rows` (1..=12) to the kernel specialised for it, so that
@@ -306,7 +390,7 @@ mod x86 {
     /// writable values at stride `ldc`, a non-null residual as many
     /// readable ones.
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile_avx512(rows: usize, k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
+    pub(super) unsafe fn tile_avx512(rows: usize, a: ARows, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
         // A panel's last 16 columns unused (16 outputs, or the rest of
         // 1000 or of a group's 34): half the multiplications.
         let wide = cols > 16;
@@ -314,8 +398,8 @@ mod x86 {
             ($($r:literal)*) => {
                 match (rows, wide) {
                     // SAFETY: forwarded contract.
-                    $(($r, true) => unsafe { avx512::<$r, true>(k, a, lda, b, c, ldc, cols, tail) },
-                    ($r, false) => unsafe { avx512::<$r, false>(k, a, lda, b, c, ldc, cols, tail) },)*
+                    $(($r, true) => unsafe { avx512::<$r, true>(a, b, c, ldc, cols, tail) },
+                    ($r, false) => unsafe { avx512::<$r, false>(a, b, c, ldc, cols, tail) },)*
                     _ => unreachable!("tile of {rows} rows"),
                 }
             };
@@ -325,20 +409,25 @@ mod x86 {
 
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn avx512<const R: usize, const WIDE: bool>(k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
+    unsafe fn avx512<const R: usize, const WIDE: bool>(a: ARows, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
         let mut lo = [_mm512_setzero_ps(); R];
         let mut hi = [_mm512_setzero_ps(); R];
-        for p in 0..k {
-            // SAFETY: p < k, so b[p·NR..p·NR + 32] and a[i·lda + p] are in
-            // bounds (the caller's contract).
-            unsafe {
-                let b0 = _mm512_loadu_ps(b.add(p * NR));
-                let b1 = if WIDE { _mm512_loadu_ps(b.add(p * NR + 16)) } else { b0 };
-                for i in 0..R {
-                    let av = _mm512_set1_ps(*a.add(i * lda + p));
-                    lo[i] = _mm512_fmadd_ps(av, b0, lo[i]);
-                    if WIDE {
-                        hi[i] = _mm512_fmadd_ps(av, b1, hi[i]);
+        let (len, lda) = (a.len, a.lda);
+        for (s, &start) in a.starts.iter().enumerate() {
+            let b = b.wrapping_add(s * len * NR);
+            for p in 0..len {
+                // SAFETY: step s·len + p < k, so b[p·NR..p·NR + 32] is in
+                // the panel, and row i's run s has `len` readable values
+                // (the caller's contract).
+                unsafe {
+                    let b0 = _mm512_loadu_ps(b.add(p * NR));
+                    let b1 = if WIDE { _mm512_loadu_ps(b.add(p * NR + 16)) } else { b0 };
+                    for i in 0..R {
+                        let av = _mm512_set1_ps(*start.add(i * lda + p));
+                        lo[i] = _mm512_fmadd_ps(av, b0, lo[i]);
+                        if WIDE {
+                            hi[i] = _mm512_fmadd_ps(av, b1, hi[i]);
+                        }
                     }
                 }
             }
@@ -380,7 +469,7 @@ mod x86 {
     /// # Safety
     /// As [`tile_avx512`], with AVX2 and FMA available.
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile_avx2(rows: usize, k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
+    pub(super) unsafe fn tile_avx2(rows: usize, a: ARows, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
         for half in 0..2 {
             let first = half * 16;
             if cols <= first {
@@ -391,7 +480,7 @@ mod x86 {
                 ($($r:literal)*) => {
                     match rows {
                         // SAFETY: forwarded contract, on the half's columns.
-                        $($r => unsafe { avx2::<$r>(k, a, lda, b.add(first), c.add(first), ldc, cols - first, tail) },)*
+                        $($r => unsafe { avx2::<$r>(a, b.add(first), c.add(first), ldc, cols - first, tail) },)*
                         _ => unreachable!("tile of {rows} rows"),
                     }
                 };
@@ -402,18 +491,23 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn avx2<const R: usize>(k: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
+    unsafe fn avx2<const R: usize>(a: ARows, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
         let mut lo = [_mm256_setzero_ps(); R];
         let mut hi = [_mm256_setzero_ps(); R];
-        for p in 0..k {
-            // SAFETY: p < k; the half's 16 columns lie inside the panel row.
-            unsafe {
-                let b0 = _mm256_loadu_ps(b.add(p * NR));
-                let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
-                for i in 0..R {
-                    let av = _mm256_set1_ps(*a.add(i * lda + p));
-                    lo[i] = _mm256_fmadd_ps(av, b0, lo[i]);
-                    hi[i] = _mm256_fmadd_ps(av, b1, hi[i]);
+        let (len, lda) = (a.len, a.lda);
+        for (s, &start) in a.starts.iter().enumerate() {
+            let b = b.wrapping_add(s * len * NR);
+            for p in 0..len {
+                // SAFETY: step s·len + p < k; the half's 16 columns lie
+                // inside the panel row; row i's run s has `len` values.
+                unsafe {
+                    let b0 = _mm256_loadu_ps(b.add(p * NR));
+                    let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
+                    for i in 0..R {
+                        let av = _mm256_set1_ps(*start.add(i * lda + p));
+                        lo[i] = _mm256_fmadd_ps(av, b0, lo[i]);
+                        hi[i] = _mm256_fmadd_ps(av, b1, hi[i]);
+                    }
                 }
             }
         }
@@ -509,6 +603,28 @@ mod tests {
             }
         }
         c
+    }
+
+    /// Rows of A pieced from runs in place give what the same rows copied
+    /// out give.
+    #[test]
+    fn pieced_rows_match_copied_rows() {
+        let (m, n, len, lda) = (23, 40, 7, 5);
+        let starts = [3, 130, 61];
+        let source = values(300, 5);
+        let k = starts.len() * len;
+        let copied: Vec<f32> = (0..m).flat_map(|i| starts.iter().flat_map(move |&s| (0..len).map(move |p| s + i * lda + p))).map(|x| source[x]).collect();
+        let b = values(k * n, 6);
+        let packed = pack(k, n, |p, j| b[p * n + j]);
+        let (bias, residual) = (values(n, 7), values(m * n, 8));
+        let epilogue = Epilogue { bias: Some(&bias), residual: Some(&residual), relu: true };
+        for kernel in Kernel::available() {
+            let mut want = vec![0.0; m * n];
+            gemm_packed_with(kernel, m, n, k, &copied, k, &packed, &mut want, n, epilogue, None);
+            let mut got = vec![f32::NAN; m * n];
+            gemm_pieced_with(kernel, m, n, &source, &starts, len, lda, &packed, &mut got, n, epilogue);
+            assert_eq!(want, got, "{kernel:?}");
+        }
     }
 
     #[test]

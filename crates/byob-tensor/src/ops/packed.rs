@@ -20,7 +20,7 @@
 
 use super::conv::{with_columns, Geo3, Window};
 use super::linalg::{f32_fact, f32_input, known, optional_f32_input};
-use super::microkernel::{gemm_packed, packed_len, vectorized_rows, Epilogue, VectorLoop};
+use super::microkernel::{gemm_packed, gemm_pieced, packed_len, vectorized_rows, Epilogue, VectorLoop, MAX_RUNS};
 use super::{output, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::{DataType, Tensor};
@@ -137,6 +137,10 @@ impl PackedConv {
 /// height).
 const BLOCK_PIXELS: usize = 144;
 
+/// Output rows narrower than this go through im2col blocks instead of
+/// [`Conv2d::rows`] (a row is one product: too few pixels fill few tiles).
+const MIN_ROW_PIXELS: usize = 24;
+
 /// Packed weights (values) that every thread may read whole: beyond, few
 /// pixels are better served by splitting the weights between threads.
 const SMALL_WEIGHTS: usize = 1 << 18;
@@ -229,9 +233,64 @@ impl Conv2d<'_> {
             self.depthwise(y, threads);
         } else if g.kernel == [1; 3] && g.stride == [1; 3] && g.pad == [0; 3] && g.output == g.input {
             self.pointwise(y, threads);
+        } else if self.reads_in_place() {
+            self.rows(y, threads);
         } else {
             self.blocks(y, threads);
         }
+    }
+
+    /// Whether the windows can be read where they lie, one run of kw·C
+    /// values per kernel row (one group, no dilation across), for rows of
+    /// output wide enough to fill tiles, with weights every thread may read
+    /// whole.
+    fn reads_in_place(&self) -> bool {
+        let (op, g) = (self.op, &self.g);
+        let kg = op.kernel[0] * op.kernel[1] * op.cg;
+        op.group == 1 && g.dilation[2] == 1 && op.kernel[0] <= MAX_RUNS && g.output[2] >= MIN_ROW_PIXELS && kg * op.m <= SMALL_WEIGHTS
+    }
+
+    /// Rows of output pixels in parallel, each one product whose rows of A
+    /// are the pixels' windows read in place (see [`gemm_pieced`]): from
+    /// the input, or from a copy of it with the pads made real when the
+    /// windows reach past it. No im2col copy.
+    fn rows(&self, y: &mut [f32], threads: &rayon::ThreadPool) {
+        let (op, g, c) = (self.op, &self.g, self.channels());
+        let ([_, ih, iw], [_, oh, ow]) = (g.input, g.output);
+        let ([_, sy, sx], [_, dy, _], [_, top, left]) = (g.stride, g.dilation, g.pad);
+        let [kh, kw] = op.kernel;
+        // The rows and columns the windows span.
+        let (sh, sw) = ((oh - 1) * sy + (kh - 1) * dy + 1, (ow - 1) * sx + kw);
+        let images = self.x.len() / (ih * iw * c);
+        let mut compute = |source: &[f32], (height, width): (usize, usize)| {
+            threads.install(|| {
+                y.par_chunks_mut(ow * self.stride).enumerate().for_each(|(row, out)| {
+                    let (image, oy) = (row / oh, row % oh);
+                    let mut starts = [0; MAX_RUNS];
+                    for (ky, start) in starts[..kh].iter_mut().enumerate() {
+                        *start = ((image * height + oy * sy + ky * dy) * width) * c;
+                    }
+                    gemm_pieced(ow, op.m, source, &starts[..kh], kw * c, sx * c, self.w, &mut out[self.offset..], self.stride, self.epilogue(0, row * ow));
+                })
+            })
+        };
+        if top == 0 && left == 0 && sh <= ih && sw <= iw {
+            return compute(self.x, (ih, iw));
+        }
+        with_columns(|padded| {
+            padded.resize(images * sh * sw * c, 0.0);
+            threads.install(|| {
+                padded.par_chunks_mut(sw * c).enumerate().for_each(|(r, row)| {
+                    let (image, iy) = (r / sh, (r % sh).checked_sub(top).filter(|&iy| iy < ih));
+                    let Some(iy) = iy else { return row.fill(0.0) };
+                    let (lead, copied) = (left.min(sw), iw.min(sw.saturating_sub(left)));
+                    row[..lead * c].fill(0.0);
+                    row[lead * c..][..copied * c].copy_from_slice(&self.x[((image * ih + iy) * iw) * c..][..copied * c]);
+                    row[(lead + copied) * c..].fill(0.0);
+                })
+            });
+            compute(padded, (sh, sw))
+        })
     }
 
     /// The epilogue of group `gi`'s product for output pixels `first..`.
