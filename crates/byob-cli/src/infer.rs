@@ -1,7 +1,7 @@
 //! `byob run` and `byob info`: ONNX models.
 
 use anyhow::{bail, Context, Result};
-use byob_tensor::{npy, IoBinding, Session, SessionBuilder, Tensor};
+use byob_tensor::{npy, IoBinding, RunStats, Session, SessionBuilder, StepTime, Tensor};
 use byob_webgpu::WebGpuProvider;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -36,6 +36,10 @@ pub struct RunArgs {
     /// Write per-run latencies and memory statistics as JSON.
     #[arg(long, value_name = "FILE")]
     stats_json: Option<PathBuf>,
+    /// Time every step and print where the time goes (median over the
+    /// runs; also in --stats-json).
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Args)]
@@ -61,7 +65,7 @@ fn webgpu() -> std::result::Result<WebGpuProvider, String> {
     WebGpuProvider::new().map_err(|e| e.to_string())
 }
 
-fn session(model: &PathBuf, ep: Ep, threads: Option<usize>) -> Result<Prepared> {
+fn session(model: &PathBuf, ep: Ep, threads: Option<usize>, profile: bool) -> Result<Prepared> {
     let (gpu, chosen) = match ep {
         Ep::Cpu => (None, "cpu".to_string()),
         Ep::Webgpu => {
@@ -77,7 +81,7 @@ fn session(model: &PathBuf, ep: Ep, threads: Option<usize>) -> Result<Prepared> 
             Err(why) => (None, format!("cpu (auto: no WebGPU: {why})")),
         },
     };
-    let mut builder = SessionBuilder::new();
+    let mut builder = SessionBuilder::new().with_profiling(profile);
     if let Some(gpu) = &gpu {
         builder = builder.with_provider(Box::new(gpu.clone()));
     }
@@ -108,7 +112,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     if args.repeat == 0 {
         bail!("--repeat must be at least 1");
     }
-    let Prepared { session, chosen, gpu } = session(&args.model, args.ep, args.threads)?;
+    let Prepared { session, chosen, gpu } = session(&args.model, args.ep, args.threads, args.profile)?;
     eprintln!("execution provider: {chosen}");
     // Inputs and outputs stay bound across repeats: from the second run on,
     // nothing is copied in or allocated.
@@ -145,6 +149,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     sorted.sort_by(f64::total_cmp);
     let (min, median) = (sorted[0], sorted[sorted.len() / 2]);
     println!("{} run(s): min {min:.3} ms, median {median:.3} ms", args.repeat);
+    let profile = args.profile.then(|| step_medians(&stats));
+    if let Some(profile) = &profile {
+        print_profile(profile);
+    }
     if let Some(path) = &args.stats_json {
         let mut json = serde_json::json!({
             "provider": if gpu.is_some() { "webgpu" } else { "cpu" },
@@ -153,6 +161,9 @@ pub fn run(args: RunArgs) -> Result<()> {
             "planned_bytes": stats.iter().map(|s| s.planned_bytes).collect::<Vec<_>>(),
             "allocations_per_run": stats.iter().map(|s| s.tensor_allocations).collect::<Vec<_>>(),
         });
+        if let Some(profile) = &profile {
+            json["profile"] = profile.iter().map(|(t, ms)| serde_json::json!({"node": t.node, "op": t.op, "median_ms": ms})).collect();
+        }
         if !gpu_stats.is_empty() {
             json["gpu_buffer_allocations_per_run"] = gpu_stats.iter().map(|c| c.last_run_buffer_allocations).collect();
             json["gpu_peak_bytes"] = gpu_stats.iter().map(|c| c.peak_bytes).collect();
@@ -166,9 +177,44 @@ pub fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// Each step and its median time in milliseconds over the runs.
+fn step_medians(stats: &[RunStats]) -> Vec<(StepTime, f64)> {
+    let steps = stats.first().map_or(0, |s| s.steps.len());
+    (0..steps)
+        .map(|i| {
+            let mut ms: Vec<f64> = stats.iter().filter_map(|s| s.steps.get(i)).map(|t| t.seconds * 1e3).collect();
+            ms.sort_by(f64::total_cmp);
+            (stats[0].steps[i].clone(), ms[ms.len() / 2])
+        })
+        .collect()
+}
+
+/// Time by operator, then the slowest steps.
+fn print_profile(profile: &[(StepTime, f64)]) {
+    let total: f64 = profile.iter().map(|(_, ms)| ms).sum();
+    let mut by_op: Vec<(&str, usize, f64)> = Vec::new();
+    for (step, ms) in profile {
+        match by_op.iter_mut().find(|(op, ..)| *op == step.op) {
+            Some(entry) => (entry.1, entry.2) = (entry.1 + 1, entry.2 + ms),
+            None => by_op.push((&step.op, 1, *ms)),
+        }
+    }
+    by_op.sort_by(|a, b| b.2.total_cmp(&a.2));
+    println!("profile: {} steps, {total:.3} ms (sum of each step's median)", profile.len());
+    for (op, count, ms) in by_op {
+        println!("  {op:<20} {count:>4} step(s) {ms:>9.3} ms {:>5.1} %", 100.0 * ms / total.max(f64::MIN_POSITIVE));
+    }
+    let mut slowest: Vec<&(StepTime, f64)> = profile.iter().collect();
+    slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("slowest steps:");
+    for (step, ms) in slowest.into_iter().take(10) {
+        println!("  {ms:>9.3} ms  {:<20} {}", step.op, step.node);
+    }
+}
+
 pub fn info(args: InfoArgs) -> Result<()> {
     use std::io::Write;
-    let Prepared { session, chosen, .. } = session(&args.model, args.ep, None)?;
+    let Prepared { session, chosen, .. } = session(&args.model, args.ep, None, false)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "model: {}", args.model.display())?;
     writeln!(out, "opset: {}", session.opset())?;
@@ -183,7 +229,7 @@ pub fn info(args: InfoArgs) -> Result<()> {
     let o = session.optimizations();
     writeln!(
         out,
-        "optimizations: {} node(s) folded into constants, {} dead or pass-through node(s) removed, {} node(s) fused (BatchNormalization, Relu and shortcut Adds into convolutions, channel shuffles), {} Gemm weight(s) prepacked, {} node(s) made channels-last, {} node(s) with weights packed for the CPU",
+        "optimizations: {} node(s) folded into constants, {} dead or pass-through node(s) removed, {} node(s) fused (BatchNormalization, Relu and shortcut Adds into convolutions, channel shuffles, Concats of convolutions), {} Gemm weight(s) prepacked, {} node(s) made channels-last, {} node(s) with weights packed for the CPU",
         o.folded, o.removed, o.fused, o.prepacked, o.channels_last, o.packed
     )?;
     writeln!(out, "nodes ({}, provider {chosen}):", session.placements().len())?;

@@ -168,14 +168,19 @@ fn run_and_info_on_an_onnx_model() {
         "1",
         "--stats-json",
         stats.to_str().unwrap(),
+        "--profile",
     ]);
     assert!(run.status.success(), "{}", stderr(&run));
-    assert!(String::from_utf8_lossy(&run.stdout).contains("median"), "latencies printed");
+    let printed = String::from_utf8_lossy(&run.stdout);
+    assert!(printed.contains("median"), "latencies printed");
+    assert!(printed.contains("profile:") && printed.contains("PackedConv"), "profile printed: {printed}");
     let written: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
     assert_eq!(written.len(), 1, "{written:?}");
     assert!(written[0].ends_with(".npy") && !written[0].contains('/'));
     let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
     assert_eq!(stats["latencies_ms"].as_array().unwrap().len(), 2);
+    let profile = stats["profile"].as_array().unwrap();
+    assert!(!profile.is_empty() && profile.iter().all(|s| s["median_ms"].as_f64().unwrap() >= 0.0 && s["op"].is_string()), "{profile:?}");
 }
 
 #[test]

@@ -55,6 +55,19 @@ fn x(n: usize, scale: f32) -> Tensor {
 }
 
 #[test]
+fn profiling_times_every_step() {
+    let model = residual_mlp_model();
+    let plain = SessionBuilder::new().commit(model.clone()).unwrap();
+    assert!(plain.run_with_stats(vec![("x".into(), x(2, 1.0))]).unwrap().1.steps.is_empty());
+    let profiled = SessionBuilder::new().with_profiling(true).commit(model).unwrap();
+    let (_, stats) = profiled.run_with_stats(vec![("x".into(), x(2, 1.0))]).unwrap();
+    let placed: Vec<String> = profiled.placements().iter().map(|p| p.op_type.clone()).collect();
+    let timed: Vec<String> = stats.steps.iter().map(|s| s.op.clone()).collect();
+    assert_eq!(timed, placed);
+    assert!(stats.steps.iter().all(|s| s.seconds >= 0.0 && !s.node.is_empty()), "{stats:?}");
+}
+
+#[test]
 fn binding_reuses_buffers_per_shape_set() {
     let session = residual_mlp();
     let mut binding = IoBinding::new();

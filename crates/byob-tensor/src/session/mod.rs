@@ -64,8 +64,8 @@ pub enum RunError {
     Node { node: String, op: String, error: OpError },
 }
 
-/// Memory statistics of one run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Statistics of one run: memory, and each step's time when profiling.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunStats {
     /// The most bytes of node outputs alive at once: the lower bound for
     /// any memory plan.
@@ -76,6 +76,19 @@ pub struct RunStats {
     /// a first run with new shapes, for outputs nobody bound, and by
     /// kernels whose outputs' sizes could not be planned).
     pub tensor_allocations: usize,
+    /// How long each step took, in step order, when the session profiles
+    /// (see [`SessionBuilder::with_profiling`]); empty otherwise.
+    pub steps: Vec<StepTime>,
+}
+
+/// One step of a profiled run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepTime {
+    /// The node it ran (for a fused node, the name it kept).
+    pub node: String,
+    /// Its operator, as the session runs it (`PackedConv`, `ConcatConvs`…).
+    pub op: String,
+    pub seconds: f64,
 }
 
 /// Builds a [`Session`].
@@ -86,6 +99,7 @@ pub struct SessionBuilder {
     optimization_level: OptimizationLevel,
     /// `None`: the default, on.
     spinning: Option<bool>,
+    profiling: bool,
 }
 
 
@@ -115,6 +129,14 @@ impl SessionBuilder {
     /// Runs with steps on a device never spin.
     pub fn with_intra_op_spinning(mut self, spinning: bool) -> Self {
         self.spinning = Some(spinning);
+        self
+    }
+
+    /// Whether runs time each step ([`RunStats::steps`]), as ONNX
+    /// Runtime's `enable_profiling` does (default: no; when on, each run
+    /// allocates its list of timings).
+    pub fn with_profiling(mut self, profiling: bool) -> Self {
+        self.profiling = profiling;
         self
     }
 
@@ -163,6 +185,7 @@ impl SessionBuilder {
         session.optimizations.channels_last = channels_last;
         session.optimizations.packed = packed;
         session.spin = self.spinning.unwrap_or(true) && !session.steps.iter().any(|s| s.op.waits_on_device());
+        session.profiling = self.profiling;
         Ok(session)
     }
 }
@@ -269,6 +292,8 @@ pub struct Session {
     pool: rayon::ThreadPool,
     /// Whether blocking runs keep the other threads spinning.
     spin: bool,
+    /// Whether runs time each step.
+    profiling: bool,
     /// Blocking runs begun so far, for threads spinning after a run to see
     /// that the next one has started.
     runs_started: Arc<std::sync::atomic::AtomicU64>,
@@ -462,6 +487,7 @@ impl Session {
             opset,
             pool,
             spin: false,
+            profiling: false,
             runs_started: Arc::default(),
             optimizations: Optimizations { folded, removed, ..Optimizations::default() },
         })

@@ -236,6 +236,7 @@ impl Session {
                 state.storage.push(tensor.storage());
                 state.outputs.push(tensor);
             }
+            let started = self.profiling.then(Instant::now);
             let result = {
                 let values = &state.values;
                 let args: Vec<Option<&Tensor>> = step.inputs.iter().map(|i| i.and_then(|i| values[i].as_ref().or(self.constants[i].as_ref()))).collect();
@@ -245,6 +246,9 @@ impl Session {
                     step.op.eval(&args, &mut state.outputs, &self.pool)
                 }
             };
+            if let Some(started) = started {
+                stats.steps.push(super::StepTime { node: step.name.clone(), op: step.op_type.clone(), seconds: started.elapsed().as_secs_f64() });
+            }
             for (j, &id) in step.outputs.iter().enumerate() {
                 let tensor = std::mem::take(&mut state.outputs[j]);
                 stats.tensor_allocations += usize::from(!same_storage(state.storage[j], &tensor));
