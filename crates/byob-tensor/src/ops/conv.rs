@@ -758,6 +758,9 @@ mod tests {
         check(&Config { strides: Some(vec![2, 2]), pads: Some(vec![3, 3, 3, 3]), bias: true, ..cfg(&[1, 3, 12, 50], &[8, 3, 7, 7]) });
         check(&Config { dilations: Some(vec![2, 1]), pads: Some(vec![2, 0, 1, 3]), ..cfg(&[2, 5, 8, 26], &[6, 5, 3, 2]) });
         check(&Config { auto_pad: Some("SAME_UPPER"), strides: Some(vec![2, 2]), ..cfg(&[1, 4, 6, 50], &[5, 4, 4, 4]) });
+        // Few pixels, large weights: one block, its windows copied and its
+        // product split over the threads.
+        check(&Config { pads: Some(vec![1, 1, 1, 1]), bias: true, ..cfg(&[1, 128, 6, 6], &[256, 128, 3, 3]) });
     }
 
     #[test]

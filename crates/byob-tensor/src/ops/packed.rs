@@ -137,6 +137,9 @@ impl PackedConv {
 /// height).
 const BLOCK_PIXELS: usize = 144;
 
+/// Values of im2col windows worth copying on several threads.
+const COPY_IN_PARALLEL: usize = 1 << 15;
+
 /// Output rows narrower than this go through im2col blocks instead of
 /// [`Conv2d::rows`] (a row is one product: too few pixels fill few tiles).
 const MIN_ROW_PIXELS: usize = 24;
@@ -328,8 +331,25 @@ impl Conv2d<'_> {
             with_columns(|col| {
                 col.resize(rows * kg, 0.0);
                 for gi in 0..op.group {
-                    for r in 0..rows {
-                        self.window_of(first + r, gi, &mut col[r * kg..]);
+                    match pool {
+                        // The product runs on every thread, so does the
+                        // copy (a 14×14 layer's windows are 1.8 MB), in
+                        // whole rows of windows per task.
+                        Some(pool) if rows * kg >= COPY_IN_PARALLEL => {
+                            let per_task = COPY_IN_PARALLEL.div_ceil(kg);
+                            pool.install(|| {
+                                col.par_chunks_mut(per_task * kg).enumerate().for_each(|(t, windows)| {
+                                    for r in 0..windows.len() / kg {
+                                        self.window_of(first + t * per_task + r, gi, &mut windows[r * kg..]);
+                                    }
+                                })
+                            });
+                        }
+                        _ => {
+                            for r in 0..rows {
+                                self.window_of(first + r, gi, &mut col[r * kg..]);
+                            }
+                        }
                     }
                     let w = &self.w[gi * op.group_len()..][..op.group_len()];
                     gemm_packed(rows, mg, kg, col, kg, w, &mut out[self.column(gi)..], self.stride, self.epilogue(gi, first), pool);
