@@ -9,6 +9,31 @@ use crate::optimize::{reader_counts, remove_nodes};
 use crate::provider::{CpuProvider, ExecutionProvider};
 use std::collections::HashMap;
 
+/// A fused node, the node it replaces (in place: after every input of the
+/// nodes it absorbs) and the nodes it makes redundant.
+struct Fusion {
+    at: usize,
+    absorbed: Vec<usize>,
+    node: Node,
+}
+
+/// Applies `fusions` (none touching the same node twice). Returns how many.
+fn apply(graph: &mut Graph, fusions: Vec<Fusion>) -> usize {
+    let mut removed = vec![false; graph.nodes.len()];
+    let count = fusions.len();
+    for Fusion { at, absorbed, node } in fusions {
+        graph.nodes[at] = node;
+        absorbed.into_iter().for_each(|i| removed[i] = true);
+    }
+    remove_nodes(graph, &removed);
+    count
+}
+
+/// The node that writes each value, by index.
+fn producers(graph: &Graph) -> HashMap<&str, usize> {
+    graph.nodes.iter().enumerate().flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i))).collect()
+}
+
 /// Constants up to this many elements are given to shape inference whole
 /// (shape inputs of Reshape and the like); larger ones by shape only.
 const SMALL_CONSTANT: usize = 1024;
@@ -46,7 +71,7 @@ fn infer_shapes(graph: &Graph, opset: i64) -> HashMap<String, Vec<Dim>> {
 /// own outputs. Returns how many Concats.
 pub fn fuse_concat_convs(graph: &mut Graph, wants: impl Fn(&Node, &Node) -> bool) -> usize {
     let readers = reader_counts(graph);
-    let producer: HashMap<&str, usize> = graph.nodes.iter().enumerate().flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i))).collect();
+    let producer = producers(graph);
     let placeable = |node: &Node| {
         let a = crate::ops::Attrs(node);
         let (Ok(cg), Ok(m), Ok(group)) = (a.int("input_channels", 0), a.int("output_channels", 0), a.int("group", 1)) else { return false };
@@ -80,17 +105,10 @@ pub fn fuse_concat_convs(graph: &mut Graph, wants: impl Fn(&Node, &Node) -> bool
             fused.attributes.extend(conv.attributes.iter().map(|(k, v)| (format!("{i}:{k}"), v.clone())));
         }
         if wants(concat, &fused) && convs.iter().all(|&c| wants(&graph.nodes[c], &fused)) {
-            fusions.push((j, convs, fused));
+            fusions.push(Fusion { at: j, absorbed: convs, node: fused });
         }
     }
-    let mut removed = vec![false; graph.nodes.len()];
-    let count = fusions.len();
-    for (j, convs, fused) in fusions {
-        graph.nodes[j] = fused;
-        convs.into_iter().for_each(|c| removed[c] = true);
-    }
-    remove_nodes(graph, &removed);
-    count
+    apply(graph, fusions)
 }
 
 /// Fuses each `Add` (or two-input `Sum`) of a `PackedConv`'s output and
@@ -103,7 +121,7 @@ pub fn fuse_concat_convs(graph: &mut Graph, wants: impl Fn(&Node, &Node) -> bool
 pub fn fuse_residual_adds(graph: &mut Graph, opset: i64, wants: impl Fn(&Node, &Node) -> bool) -> usize {
     let shapes = infer_shapes(graph, opset);
     let readers = reader_counts(graph);
-    let producer: HashMap<&str, usize> = graph.nodes.iter().enumerate().flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i))).collect();
+    let producer = producers(graph);
     let known = |value: &str| shapes.get(value).filter(|s| s.iter().all(|d| matches!(d, Dim::Known(_))));
     let mut fusions = Vec::new();
     let mut taken = vec![false; graph.nodes.len()];
@@ -126,19 +144,12 @@ pub fn fuse_residual_adds(graph: &mut Graph, opset: i64, wants: impl Fn(&Node, &
             fused.outputs = add.outputs.clone();
             if wants(conv, &fused) && wants(add, &fused) {
                 taken[c] = true;
-                fusions.push((c, a, fused));
+                fusions.push(Fusion { at: a, absorbed: vec![c], node: fused });
                 break;
             }
         }
     }
-    let mut removed = vec![false; graph.nodes.len()];
-    let count = fusions.len();
-    for (c, a, fused) in fusions {
-        graph.nodes[a] = fused;
-        removed[c] = true;
-    }
-    remove_nodes(graph, &removed);
-    count
+    apply(graph, fusions)
 }
 
 /// Replaces each channel shuffle, Reshape [.., g, C/g, ..] → Transpose
@@ -196,18 +207,10 @@ pub fn fuse_channel_shuffles(graph: &mut Graph, wants: impl Fn(&Node, &Node) -> 
         fused.attributes.insert("groups".into(), Attribute::Int(split[a]));
         if [r1, t, r2].iter().all(|&i| !taken[i] && wants(&graph.nodes[i], &fused)) {
             [r1, t, r2].iter().for_each(|&i| taken[i] = true);
-            fusions.push(([r1, t, r2], fused));
+            fusions.push(Fusion { at: r2, absorbed: vec![r1, t], node: fused });
         }
     }
-    let mut removed = vec![false; graph.nodes.len()];
-    let count = fusions.len();
-    for ([r1, t, r2], fused) in fusions {
-        graph.nodes[r2] = fused;
-        removed[r1] = true;
-        removed[t] = true;
-    }
-    remove_nodes(graph, &removed);
-    count
+    apply(graph, fusions)
 }
 
 #[cfg(test)]
