@@ -7,11 +7,15 @@
 //!   become; alpha and beta are folded into B and the bias.
 //! - `PackedConv`: a 2-D convolution on channels-last activations
 //!   (X [N, H, W, C], Y [N, OH, OW, M]). A pointwise convolution reads X in
-//!   place as the left operand ([N·H·W × C], one product per group); other
-//!   shapes copy blocks of output pixels' windows (tap-major, channels
-//!   contiguous: whole rows of C values at a time) and multiply each block
-//!   while it is in cache; depthwise convolutions skip the GEMM and run
-//!   along the contiguous channels.
+//!   place as the left operand ([N·H·W × C], one product per group); a
+//!   one-group convolution with wide rows of output reads its windows in
+//!   place too, one product per row of output whose rows of A are pieced
+//!   from one run per kernel row (from a padded copy when the windows reach
+//!   past the input); other shapes copy blocks of output pixels' windows
+//!   (tap-major, channels contiguous: whole rows of C values at a time) and
+//!   multiply each block while it is in cache; depthwise convolutions skip
+//!   the GEMM and run along the contiguous channels. The output may be a
+//!   slice of a wider tensor's channels (see `ConcatConvs`).
 //!
 //! Both take an optional fused `Relu` (`activation`), applied as each tile
 //! of output is stored. `PackedConv` also takes an optional residual
