@@ -449,7 +449,8 @@ fn main() {
          `scripts/make-bench-models.py && cargo run --release -p byob-bench --bin onnx` (`-- --threads N`, default 2; \
          `-- --profile resnet50` for where the time goes) — median latency of one inference, \
          warm-up first, then the three engines in turns, each turn one untimed run and one timed run (so every engine is timed \
-         with its threads awake); same run, same machine: {machine} \
+         with its threads awake), started once the previous engine's threads have stopped spinning (seen in /proc: ONNX Runtime's \
+         spin some 30 ms after a run, byob's 10 ms); same run, same machine: {machine} \
          (shared: 1-minute load average {load_before} before the run, {load_after} after).\n\n\
          Threads: {threads} for each. byob: `with_intra_op_threads({threads})`. ONNX Runtime {ort} (Python `onnxruntime`, CPU provider): \
          intra_op_num_threads={threads}, inter_op_num_threads=1, ORT_ENABLE_ALL, timed around `session.run` in its own process. \
