@@ -124,10 +124,28 @@ impl Data {
 }
 
 /// A tensor: shape and row-major data.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub struct Tensor {
     shape: Vec<usize>,
     data: Data,
+    /// How many elements at the start of `data`'s allocation hold values
+    /// written earlier, beyond its length too (0: just its length). A
+    /// planned buffer is lent to values of different sizes in turn;
+    /// [`Tensor::reset`] lengthens it over these without writing them again.
+    written: usize,
+}
+
+impl Clone for Tensor {
+    fn clone(&self) -> Self {
+        // A clone's allocation holds only its length.
+        Self { shape: self.shape.clone(), data: self.data.clone(), written: 0 }
+    }
+}
+
+impl PartialEq for Tensor {
+    fn eq(&self, other: &Self) -> bool {
+        self.shape == other.shape && self.data == other.data
+    }
 }
 
 /// Why a tensor could not be made.
@@ -143,7 +161,7 @@ pub enum TensorError {
 /// Making one allocates nothing.
 impl Default for Tensor {
     fn default() -> Self {
-        Self { shape: Vec::new(), data: Data::F32(Vec::new()) }
+        Self { shape: Vec::new(), data: Data::F32(Vec::new()), written: 0 }
     }
 }
 
@@ -153,12 +171,12 @@ impl Tensor {
         if expected != data.len() {
             return Err(TensorError::Length { shape, expected, actual: data.len() });
         }
-        Ok(Self { shape, data })
+        Ok(Self { shape, data, written: 0 })
     }
 
     pub fn zeros(dtype: DataType, shape: Vec<usize>) -> Self {
         let len = shape.iter().product();
-        Self { shape, data: Data::zeros(dtype, len) }
+        Self { shape, data: Data::zeros(dtype, len), written: 0 }
     }
 
     pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Result<Self, TensorError> {
@@ -171,7 +189,7 @@ impl Tensor {
 
     /// A rank-0 tensor.
     pub fn scalar_f32(value: f32) -> Self {
-        Self { shape: Vec::new(), data: Data::F32(vec![value]) }
+        Self { shape: Vec::new(), data: Data::F32(vec![value]), written: 0 }
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -199,6 +217,8 @@ impl Tensor {
     }
 
     pub fn data_mut(&mut self) -> &mut Data {
+        // The caller may shrink or replace the vector.
+        self.written = 0;
         &mut self.data
     }
 
@@ -227,24 +247,17 @@ impl Tensor {
         self.shape.extend_from_slice(shape);
         if self.data.dtype() != dtype {
             self.data = Data::zeros(dtype, 0);
+            self.written = 0;
         }
-        macro_rules! fit {
-            ($v:expr, $poison:expr) => {{
-                if cfg!(debug_assertions) {
-                    $v.clear();
-                }
-                $v.resize(len, $poison);
-                $v.truncate(len);
-            }};
-        }
+        let written = &mut self.written;
         match &mut self.data {
-            Data::F32(v) => fit!(v, f32::NAN),
-            Data::F64(v) => fit!(v, f64::NAN),
-            Data::I64(v) => fit!(v, i64::MIN),
-            Data::I32(v) => fit!(v, i32::MIN),
-            Data::I8(v) => fit!(v, i8::MIN),
-            Data::U8(v) => fit!(v, u8::MAX),
-            Data::Bool(v) => fit!(v, true),
+            Data::F32(v) => fit(v, len, f32::NAN, written, POISON_ALL),
+            Data::F64(v) => fit(v, len, f64::NAN, written, POISON_ALL),
+            Data::I64(v) => fit(v, len, i64::MIN, written, POISON_ALL),
+            Data::I32(v) => fit(v, len, i32::MIN, written, POISON_ALL),
+            Data::I8(v) => fit(v, len, i8::MIN, written, POISON_ALL),
+            Data::U8(v) => fit(v, len, u8::MAX, written, POISON_ALL),
+            Data::Bool(v) => fit(v, len, true, written, POISON_ALL),
         }
         &mut self.data
     }
@@ -328,5 +341,69 @@ impl Tensor {
             Data::Bool(v) => v.iter().map(|&x| x as i64).collect(),
             _ => return None,
         })
+    }
+}
+
+/// Whether [`Tensor::reset`] poisons every element: in debug builds, so
+/// that tests catch a kernel that leaves one unwritten.
+const POISON_ALL: bool = cfg!(debug_assertions);
+
+/// Gives `v` the length `len` for a kernel to overwrite: over values its
+/// allocation already holds (`written` of them, see [`Tensor::written`])
+/// without writing them, and with `poison` beyond (everywhere with
+/// `poison_all`).
+fn fit<T: Copy>(v: &mut Vec<T>, len: usize, poison: T, written: &mut usize, poison_all: bool) {
+    if poison_all {
+        v.clear();
+        *written = 0;
+    }
+    let known = (*written).max(v.len());
+    // SAFETY: the first `known` elements of this allocation hold values of
+    // type T written earlier (its length, or `written`, which every way of
+    // replacing or handing out the vector sets to 0), and shortening a
+    // vector of `Copy` values leaves them in place; so elements
+    // `..min(len, known)` are initialised, and `known ≤ capacity`.
+    unsafe { v.set_len(len.min(known)) };
+    // Past what the allocation held: written now up to `len` (in a new
+    // allocation if it grows).
+    v.resize(len, poison);
+    *written = known.max(len);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A buffer lent to a smaller value and then to a larger one again
+    /// keeps its storage and regains the values it held, unwritten.
+    #[test]
+    fn fit_lengthens_over_values_already_written() {
+        let mut v: Vec<f32> = (0..8).map(|i| i as f32).collect();
+        let (ptr, mut written) = (v.as_ptr(), 0);
+        fit(&mut v, 3, f32::NAN, &mut written, false);
+        assert_eq!((v.as_slice(), written), (&[0.0, 1.0, 2.0][..], 8));
+        fit(&mut v, 6, f32::NAN, &mut written, false);
+        assert_eq!(v, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        // Beyond what was written: poison, in whatever allocation it takes.
+        fit(&mut v, 10, f32::NAN, &mut written, false);
+        assert_eq!(&v[..8], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+        assert!(v[8..].iter().all(|x| x.is_nan()) && written == 10);
+        fit(&mut v, 4, f32::NAN, &mut written, true);
+        assert!(v.iter().all(|x| x.is_nan()) && written == 4);
+        assert!(v.capacity() >= 10 && (v.as_ptr() == ptr || v.capacity() > 8));
+    }
+
+    /// Handing the vector out or cloning forgets what lay past its length.
+    #[test]
+    fn data_mut_and_clone_forget_the_spare_values() {
+        let mut t = Tensor::f32(vec![8], (0..8).map(|i| i as f32).collect()).unwrap();
+        t.reset(DataType::F32, &[2]);
+        assert_eq!(t.clone().written, 0);
+        if let Data::F32(v) = t.data_mut() {
+            v.shrink_to_fit();
+        }
+        assert_eq!(t.written, 0);
+        let _ = t.reset(DataType::F32, &[4]);
+        assert_eq!(t.len(), 4);
     }
 }

@@ -412,7 +412,7 @@ fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo3, [n, c, m, grou
     }
     let pointwise = g.pointwise();
     // One (image, group) pair: out [mg, osp] = W_g [mg, kdim] · col [kdim, osp].
-    let job = |j: usize, out: &mut [f32], col: &mut Vec<f32>, pool: Option<&rayon::ThreadPool>| {
+    let job = |j: usize, out: &mut [f32], col: &mut [f32], pool: Option<&rayon::ThreadPool>| {
         let (image, gi) = (j / group, j % group);
         let xg = &x[(image * c + gi * cg) * isp..][..cg * isp];
         let wg = &w[gi * mg * kdim..][..mg * kdim];
@@ -426,18 +426,19 @@ fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo3, [n, c, m, grou
         if pointwise {
             sgemm(mg, osp, cg, wg, false, xg, false, out, 1.0, accumulate, pool);
         } else {
-            col.resize(kdim * osp, 0.0);
             im2col(xg, cg, g, col, pool);
             sgemm(mg, osp, kdim, wg, false, col, false, out, 1.0, accumulate, pool);
         }
         activate(out, relu);
     };
     let jobs = n * group;
+    // A pointwise product reads its input in place: no im2col matrix.
+    let columns = if pointwise { 0 } else { kdim * osp };
     if threads > 1 && work >= PARALLEL_ELEMENTS && (jobs.is_multiple_of(threads) || jobs >= 4 * threads) {
         // Enough independent products: one per thread, each single-threaded.
-        pool.install(|| y.par_chunks_mut(mg * osp).enumerate().for_each(|(j, out)| with_columns(|col| job(j, out, col, None))));
+        pool.install(|| y.par_chunks_mut(mg * osp).enumerate().for_each(|(j, out)| with_columns(columns, |col| job(j, out, col, None))));
     } else {
-        with_columns(|col| y.chunks_mut(mg * osp).enumerate().for_each(|(j, out)| job(j, out, col, Some(pool))));
+        with_columns(columns, |col| y.chunks_mut(mg * osp).enumerate().for_each(|(j, out)| job(j, out, col, Some(pool))));
     }
 }
 
@@ -447,12 +448,20 @@ thread_local! {
     static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` on this thread's im2col buffer (a fresh one if it is in use
-/// further up this thread's stack, as when a pool thread steals work).
-pub(super) fn with_columns<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+/// Runs `f` on `len` values of this thread's scratch buffer (a fresh one if
+/// it is in use further up this thread's stack, as when a pool thread
+/// steals work). The values are unspecified: `f` writes what it reads. The
+/// buffer only ever grows, so convolutions of different sizes taking turns
+/// do not fill it anew each time it had shrunk.
+pub(super) fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     COLUMNS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut col) => f(&mut col),
-        Err(_) => f(&mut Vec::new()),
+        Ok(mut col) => {
+            if col.len() < len {
+                col.resize(len, 0.0);
+            }
+            f(&mut col[..len])
+        }
+        Err(_) => f(&mut vec![0.0; len]),
     })
 }
 

@@ -284,8 +284,7 @@ impl Conv2d<'_> {
         if top == 0 && left == 0 && sh <= ih && sw <= iw {
             return compute(self.x, (ih, iw));
         }
-        with_columns(|padded| {
-            padded.resize(images * sh * sw * c, 0.0);
+        with_columns(images * sh * sw * c, |padded| {
             threads.install(|| {
                 padded.par_chunks_mut(sw * c).enumerate().for_each(|(r, row)| {
                     let (image, iy) = (r / sh, (r % sh).checked_sub(top).filter(|&iy| iy < ih));
@@ -332,8 +331,7 @@ impl Conv2d<'_> {
         let mg = op.m / op.group;
         let block = |(first, out): (usize, &mut [f32]), pool: Option<&rayon::ThreadPool>| {
             let rows = out.len() / self.stride;
-            with_columns(|col| {
-                col.resize(rows * kg, 0.0);
+            with_columns(rows * kg, |col| {
                 for gi in 0..op.group {
                     match pool {
                         // The product runs on every thread, so does the
