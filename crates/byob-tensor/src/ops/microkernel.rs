@@ -39,14 +39,56 @@ pub(crate) struct Epilogue<'a> {
     pub relu: bool,
 }
 
-/// A tile's rows of A: row i is the runs `starts[s] + i·lda ..+ len`,
-/// one after the other (k = runs × len). A plain matrix is one run of k;
-/// a convolution's windows, read in place, one run per kernel row.
+/// The left operand A [m × k], read in place: row q is `runs.len()` runs
+/// of `run_len` values, run s at `data[offset(q) + runs[s]..]`, where
+/// `offset(q) = (q / per_line)·line_stride + (q % per_line)·row_stride`.
+///
+/// A plain matrix is one run of k values per row ([`Lhs::matrix`]). A
+/// convolution's windows, read where they lie in a channels-last image
+/// (with its pads made real), are one run of kw·C values per kernel row:
+/// output pixels sx·C values apart along a line of output, lines sy rows of
+/// the image apart; no im2col copy.
+#[derive(Clone, Copy)]
+pub(crate) struct Lhs<'a> {
+    pub data: &'a [f32],
+    pub runs: &'a [usize],
+    pub run_len: usize,
+    pub row_stride: usize,
+    /// Rows per line (at least 1).
+    pub per_line: usize,
+    pub line_stride: usize,
+}
+
+impl<'a> Lhs<'a> {
+    /// The matrix `a [m × k]`, rows `lda` values apart.
+    pub fn matrix(a: &'a [f32], lda: usize, k: usize) -> Self {
+        Lhs { data: a, runs: &[0], run_len: k, row_stride: lda, per_line: usize::MAX, line_stride: 0 }
+    }
+
+    fn k(&self) -> usize {
+        self.runs.len() * self.run_len
+    }
+
+    /// At least the largest offset of the first `rows` rows.
+    fn last_offset(&self, rows: usize) -> usize {
+        ((rows - 1) / self.per_line) * self.line_stride + (self.per_line.min(rows) - 1) * self.row_stride
+    }
+
+    /// Values the first `rows` rows read, at most: rows × k, or less where
+    /// they overlap (windows): the span of addresses they lie in.
+    fn footprint(&self, rows: usize) -> usize {
+        let span = self.last_offset(rows) + self.runs.iter().max().unwrap_or(&0) + self.run_len;
+        span.min(rows * self.k())
+    }
+}
+
+/// A tile's rows of A: row i is the runs `rows[i] + runs[s]..+ len`, one
+/// after the other (k = runs × len).
 #[derive(Clone, Copy)]
 struct ARows<'a> {
-    starts: &'a [*const f32],
+    rows: &'a [*const f32],
+    runs: &'a [usize],
     len: usize,
-    lda: usize,
 }
 
 /// Most runs a row of A may be pieced from (kernel rows of a window).
@@ -132,47 +174,38 @@ struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
+/// Most rows in a block (16 tiles).
+const MAX_BLOCK_ROWS: usize = 16 * 12;
+
 /// Bytes of A a block of rows may take, so that it shares L2 with a panel.
 const BLOCK_BYTES: usize = 512 * 1024;
 
-/// `c[i·ldc + j] = epilogue(Σ_p a[i·lda + p] · B[p][j])` for i < m, j < n,
-/// B packed by [`pack`]; on `pool`'s threads when given.
+/// `c[i·ldc + j] = epilogue(Σ_p A[i][p] · B[p][j])` for i < m, j < n,
+/// A read in place as `lhs` describes it, B packed by [`pack`]; on
+/// `pool`'s threads when given.
 ///
 /// # Panics
-/// When a slice is shorter than the matrix it holds (a caller's bug).
+/// When a slice is shorter than the matrix it holds, or A has no runs or
+/// more than [`MAX_RUNS`] (a caller's bug).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_packed(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: &mut [f32], ldc: usize, epilogue: Epilogue, pool: Option<&rayon::ThreadPool>) {
-    gemm_packed_with(Kernel::best(), m, n, k, a, lda, b, c, ldc, epilogue, pool)
+pub(crate) fn gemm_packed(m: usize, n: usize, lhs: Lhs, b: &[f32], c: &mut [f32], ldc: usize, epilogue: Epilogue, pool: Option<&rayon::ThreadPool>) {
+    gemm_packed_with(Kernel::best(), m, n, lhs, b, c, ldc, epilogue, pool)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_packed_with(kernel: Kernel, m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: &mut [f32], ldc: usize, epilogue: Epilogue, pool: Option<&rayon::ThreadPool>) {
+pub(crate) fn gemm_packed_with(kernel: Kernel, m: usize, n: usize, lhs: Lhs, b: &[f32], c: &mut [f32], ldc: usize, epilogue: Epilogue, pool: Option<&rayon::ThreadPool>) {
     if m == 0 || n == 0 {
         return;
     }
-    assert!(lda >= k, "gemm_packed: stride lda {lda} < k {k}");
-    assert!(k == 0 || a.len() >= (m - 1) * lda + k, "gemm_packed: A has {} elements for {m}×{k} at stride {lda}", a.len());
+    let k = lhs.k();
+    assert!((1..=MAX_RUNS).contains(&lhs.runs.len()) && lhs.per_line > 0, "gemm_packed: {} runs, {} rows per line", lhs.runs.len(), lhs.per_line);
+    let last_row = lhs.last_offset(m);
+    assert!(k == 0 || lhs.runs.iter().all(|&r| last_row + r + lhs.run_len <= lhs.data.len()), "gemm_packed: a run of A past its {} elements", lhs.data.len());
     check_operands(m, n, k, b, c, ldc, &epilogue);
-    let mr = kernel.rows();
     let panels = n.div_ceil(NR);
     let threads = pool.map_or(1, |p| p.current_num_threads());
-    // Blocks of rows as large as L2 allows, evened out; then enough tasks
-    // for every thread (a few each, to even out), splitting panels only
-    // when the blocks of rows alone do not give that many (few rows: each
-    // panel is then read once, by one thread).
-    let most = (BLOCK_BYTES / (4 * k.max(1))).clamp(mr, 16 * mr) / mr * mr;
-    let row_blocks = m.div_ceil(most);
-    let row_blocks = if row_blocks < 2 * threads && m >= 2 * threads * 4 * mr {
-        2 * threads
-    } else if row_blocks > threads && m >= row_blocks.next_multiple_of(threads) * 4 * mr {
-        // A whole number of rounds (5 blocks on 2 threads left one idle
-        // for a sixth of the time).
-        row_blocks.next_multiple_of(threads)
-    } else {
-        row_blocks
-    };
+    let (row_blocks, panels_per_task) = partition(m, panels, &lhs, kernel.rows(), threads);
     let block = m.div_ceil(row_blocks);
-    let panels_per_task = if row_blocks < 2 * threads { balanced_chunk(panels, row_blocks, threads) } else { panels };
     let tasks = row_blocks * panels.div_ceil(panels_per_task);
     let out = Out(c.as_mut_ptr());
     let task = |t: usize| {
@@ -183,7 +216,7 @@ pub(crate) fn gemm_packed_with(kernel: Kernel, m: usize, n: usize, k: usize, a: 
         // above, and tasks cover disjoint (row block, panel chunk) pairs, so
         // their writes to `out` never overlap; `c` is borrowed mutably for
         // this whole call, so nothing else reads or writes it meanwhile.
-        unsafe { run_block(kernel, rows, panel_range, n, k, a, lda, b, out, ldc, epilogue) };
+        unsafe { run_block(kernel, rows, panel_range, n, lhs, b, out, ldc, epilogue) };
     };
     match pool {
         Some(p) if threads > 1 && tasks > 1 && m * n * k >= 1 << 16 => p.install(|| (0..tasks).into_par_iter().for_each(task)),
@@ -202,50 +235,38 @@ fn check_operands(m: usize, n: usize, k: usize, b: &[f32], c: &[f32], ldc: usize
     assert!(epilogue.residual.is_none_or(|r| r.len() >= (m - 1) * ldc + n), "gemm: the residual is smaller than C");
 }
 
-/// [`gemm_packed`] on the calling thread with A's rows pieced together in
-/// place: row i of A is `a[start + i·lda..][..len]` for each `start` of
-/// `starts` in turn (k = starts.len() · len, B packed in that order). A
-/// convolution's windows, read straight from a padded input one kernel row
-/// at a time, with no im2col copy.
+/// How a product of `m` rows of A by `panels` panels splits into tasks:
+/// (blocks of rows, panels per task).
 ///
-/// # Panics
-/// When a run or another slice is shorter than described, or there are no
-/// runs or more than [`MAX_RUNS`].
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_pieced(m: usize, n: usize, a: &[f32], starts: &[usize], len: usize, lda: usize, b: &[f32], c: &mut [f32], ldc: usize, epilogue: Epilogue) {
-    gemm_pieced_with(Kernel::best(), m, n, a, starts, len, lda, b, c, ldc, epilogue)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn gemm_pieced_with(kernel: Kernel, m: usize, n: usize, a: &[f32], starts: &[usize], len: usize, lda: usize, b: &[f32], c: &mut [f32], ldc: usize, epilogue: Epilogue) {
-    if m == 0 || n == 0 {
-        return;
+/// Blocks of rows as large as L2 allows, evened out; then enough tasks for
+/// every thread (a few each, to even out), splitting panels only when the
+/// blocks of rows alone do not give that many (few rows: each panel is
+/// then read once, by one thread). Where that leaves a thread idle for a
+/// while (5 blocks of 40 rows on 2 threads, the last round half empty),
+/// the fewest blocks of rows, up to twice as many, whose tasks cut in
+/// panels finish within 2% of the soonest.
+fn partition(m: usize, panels: usize, lhs: &Lhs, mr: usize, threads: usize) -> (usize, usize) {
+    let most = (1..=MAX_BLOCK_ROWS / mr).rev().map(|tiles| tiles * mr).find(|&rows| lhs.footprint(rows) * 4 <= BLOCK_BYTES).unwrap_or(mr);
+    let row_blocks = m.div_ceil(most);
+    let row_blocks = if row_blocks < 2 * threads && m >= 2 * threads * 4 * mr {
+        2 * threads
+    } else if row_blocks > threads && m >= row_blocks.next_multiple_of(threads) * 4 * mr {
+        // A whole number of rounds (5 blocks on 2 threads left one idle
+        // for a sixth of the time).
+        row_blocks.next_multiple_of(threads)
+    } else {
+        row_blocks
+    };
+    let chunk = if row_blocks < 2 * threads { balanced_chunk(panels, row_blocks, threads) } else { panels };
+    // Rows × panels that the busiest thread multiplies.
+    let makespan = |(blocks, chunk): (usize, usize)| (blocks * panels.div_ceil(chunk)).div_ceil(threads) * m.div_ceil(blocks) * chunk;
+    let ideal = (m * panels).div_ceil(threads);
+    if makespan((row_blocks, chunk)) * 100 <= ideal * 104 {
+        return (row_blocks, chunk);
     }
-    assert!((1..=MAX_RUNS).contains(&starts.len()), "gemm_pieced: {} runs", starts.len());
-    assert!(starts.iter().all(|&s| s + (m - 1) * lda + len <= a.len()), "gemm_pieced: a run of A past its {} elements", a.len());
-    let k = starts.len() * len;
-    check_operands(m, n, k, b, c, ldc, &epilogue);
-    let mut runs = [std::ptr::null(); MAX_RUNS];
-    for panel in 0..n.div_ceil(NR) {
-        let j = panel * NR;
-        let cols = (n - j).min(NR);
-        let bias = epilogue.bias.map(|b| &b[j..j + cols]);
-        let bp = &b[panel * k * NR..][..k * NR];
-        for tile in tiles(0..m, kernel.rows()) {
-            let (i, r) = (tile.start, tile.len());
-            for (run, &start) in runs.iter_mut().zip(starts) {
-                *run = a[start + i * lda..].as_ptr();
-            }
-            let rows_of_a = ARows { starts: &runs[..starts.len()], len, lda };
-            let residual = epilogue.residual.map_or(std::ptr::null(), |res| res[i * ldc + j..].as_ptr());
-            let tail = Tail { bias, residual, relu: epilogue.relu };
-            // SAFETY: rows i..i+r < m of every run lie inside `a` and
-            // columns j..j+cols ≤ n inside C and the residual (asserted
-            // above), `bp` holds this panel's k·NR values, and `c` is
-            // borrowed mutably for this whole call.
-            unsafe { run_tile(kernel, r, rows_of_a, bp.as_ptr(), c.as_mut_ptr().add(i * ldc + j), ldc, cols, tail) };
-        }
-    }
+    let candidates = || (row_blocks..=(2 * row_blocks).min(m)).flat_map(|blocks| (1..=panels).map(move |chunk| (blocks, chunk)));
+    let soonest = candidates().map(makespan).min().unwrap_or(ideal);
+    candidates().find(|&c| makespan(c) * 100 <= soonest * 102).unwrap_or((row_blocks, chunk))
 }
 
 /// Panels per task when `row_blocks` blocks of rows are too few for
@@ -271,20 +292,18 @@ fn tiles(rows: std::ops::Range<usize>, mr: usize) -> impl Iterator<Item = std::o
 /// The rows and panels lie inside the matrices `gemm_packed` checked, and
 /// no other thread writes the same part of `out` meanwhile.
 #[allow(clippy::too_many_arguments)]
-unsafe fn run_block(
-    kernel: Kernel,
-    rows: std::ops::Range<usize>,
-    panels: std::ops::Range<usize>,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    out: Out,
-    ldc: usize,
-    epilogue: Epilogue,
-) {
-    let mr = kernel.rows();
+unsafe fn run_block(kernel: Kernel, rows: std::ops::Range<usize>, panels: std::ops::Range<usize>, n: usize, lhs: Lhs, b: &[f32], out: Out, ldc: usize, epilogue: Epilogue) {
+    let (mr, k) = (kernel.rows(), lhs.k());
+    // Where each row of the block starts, found once for every panel.
+    let mut row_ptrs = [std::ptr::null(); MAX_BLOCK_ROWS];
+    let (mut line, mut along) = (rows.start / lhs.per_line, rows.start % lhs.per_line);
+    for ptr in &mut row_ptrs[..rows.len()] {
+        *ptr = lhs.data.as_ptr().wrapping_add(line * lhs.line_stride + along * lhs.row_stride);
+        along += 1;
+        if along == lhs.per_line {
+            (line, along) = (line + 1, 0);
+        }
+    }
     for panel in panels {
         let j = panel * NR;
         let cols = (n - j).min(NR);
@@ -292,14 +311,12 @@ unsafe fn run_block(
         let bp = &b[panel * k * NR..][..k * NR];
         for tile in tiles(rows.clone(), mr) {
             let (i, r) = (tile.start, tile.len());
-            let ap = &a[i * lda..][..(r - 1) * lda + k];
-            let starts = [ap.as_ptr()];
-            let rows_of_a = ARows { starts: &starts, len: k, lda };
+            let rows_of_a = ARows { rows: &row_ptrs[i - rows.start..][..r], runs: lhs.runs, len: lhs.run_len };
             let residual = epilogue.residual.map_or(std::ptr::null(), |res| res[i * ldc + j..].as_ptr());
             let tail = Tail { bias, residual, relu: epilogue.relu };
             // SAFETY: rows i..i+r < m and columns j..j+cols ≤ n lie inside
-            // C and the residual (asserted by gemm_packed), `ap` holds the
-            // tile's r·k values and `bp` this panel's k·NR values.
+            // C and the residual, and each row's runs inside A (asserted by
+            // gemm_packed); `bp` holds this panel's k·NR values.
             unsafe { run_tile(kernel, r, rows_of_a, bp.as_ptr(), out.0.add(i * ldc + j), ldc, cols, tail) };
         }
     }
@@ -332,14 +349,14 @@ unsafe fn run_tile(kernel: Kernel, rows: usize, a: ARows, b: *const f32, c: *mut
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile_portable(rows: usize, a: ARows, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
     let mut acc = [[0.0f32; NR]; 4];
-    for (s, &start) in a.starts.iter().enumerate() {
+    for (s, &run) in a.runs.iter().enumerate() {
         for p in 0..a.len {
             // SAFETY: step s·len + p < k of the panel, and row i's run s
             // has `len` readable values (the caller's contract).
             let bv: &[f32; NR] = unsafe { &*b.add((s * a.len + p) * NR).cast::<[f32; NR]>() };
-            for (i, row) in acc.iter_mut().enumerate().take(rows) {
+            for (row, &start) in acc.iter_mut().zip(a.rows).take(rows) {
                 // SAFETY: as above.
-                let av = unsafe { *start.add(i * a.lda + p) };
+                let av = unsafe { *start.add(run + p) };
                 row.iter_mut().zip(bv).for_each(|(s, &w)| *s += av * w);
             }
         }
@@ -385,8 +402,8 @@ mod x86 {
     /// the accumulators are registers.
     ///
     /// # Safety
-    /// AVX-512F is available; A holds `rows` rows of `k` values at stride
-    /// `lda`; `b` holds k·NR values; `c` has `rows` rows of `cols` (≤ NR)
+    /// AVX-512F is available; each of A's `rows` rows has its runs of
+    /// `len` readable values; `b` holds k·NR values; `c` has `rows` rows of `cols` (≤ NR)
     /// writable values at stride `ldc`, a non-null residual as many
     /// readable ones.
     #[allow(clippy::too_many_arguments)]
@@ -412,9 +429,10 @@ mod x86 {
     unsafe fn avx512<const R: usize, const WIDE: bool>(a: ARows, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
         let mut lo = [_mm512_setzero_ps(); R];
         let mut hi = [_mm512_setzero_ps(); R];
-        let (len, lda) = (a.len, a.lda);
-        for (s, &start) in a.starts.iter().enumerate() {
+        let len = a.len;
+        for (s, &run) in a.runs.iter().enumerate() {
             let b = b.wrapping_add(s * len * NR);
+            let rows: [*const f32; R] = std::array::from_fn(|i| a.rows[i].wrapping_add(run));
             for p in 0..len {
                 // SAFETY: step s·len + p < k, so b[p·NR..p·NR + 32] is in
                 // the panel, and row i's run s has `len` readable values
@@ -423,7 +441,7 @@ mod x86 {
                     let b0 = _mm512_loadu_ps(b.add(p * NR));
                     let b1 = if WIDE { _mm512_loadu_ps(b.add(p * NR + 16)) } else { b0 };
                     for i in 0..R {
-                        let av = _mm512_set1_ps(*start.add(i * lda + p));
+                        let av = _mm512_set1_ps(*rows[i].add(p));
                         lo[i] = _mm512_fmadd_ps(av, b0, lo[i]);
                         if WIDE {
                             hi[i] = _mm512_fmadd_ps(av, b1, hi[i]);
@@ -494,9 +512,10 @@ mod x86 {
     unsafe fn avx2<const R: usize>(a: ARows, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
         let mut lo = [_mm256_setzero_ps(); R];
         let mut hi = [_mm256_setzero_ps(); R];
-        let (len, lda) = (a.len, a.lda);
-        for (s, &start) in a.starts.iter().enumerate() {
+        let len = a.len;
+        for (s, &run) in a.runs.iter().enumerate() {
             let b = b.wrapping_add(s * len * NR);
+            let rows: [*const f32; R] = std::array::from_fn(|i| a.rows[i].wrapping_add(run));
             for p in 0..len {
                 // SAFETY: step s·len + p < k; the half's 16 columns lie
                 // inside the panel row; row i's run s has `len` values.
@@ -504,7 +523,7 @@ mod x86 {
                     let b0 = _mm256_loadu_ps(b.add(p * NR));
                     let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
                     for i in 0..R {
-                        let av = _mm256_set1_ps(*start.add(i * lda + p));
+                        let av = _mm256_set1_ps(*rows[i].add(p));
                         lo[i] = _mm256_fmadd_ps(av, b0, lo[i]);
                         hi[i] = _mm256_fmadd_ps(av, b1, hi[i]);
                     }
@@ -605,25 +624,28 @@ mod tests {
         c
     }
 
-    /// Rows of A pieced from runs in place give what the same rows copied
-    /// out give.
+    /// Rows of A pieced from runs in place, lines of rows apart, give what
+    /// the same rows copied out give.
     #[test]
-    fn pieced_rows_match_copied_rows() {
-        let (m, n, len, lda) = (23, 40, 7, 5);
-        let starts = [3, 130, 61];
+    fn rows_read_in_place_match_copied_rows() {
+        let (m, n, len) = (23, 40, 7);
+        let runs = [3, 130, 61];
         let source = values(300, 5);
-        let k = starts.len() * len;
-        let copied: Vec<f32> = (0..m).flat_map(|i| starts.iter().flat_map(move |&s| (0..len).map(move |p| s + i * lda + p))).map(|x| source[x]).collect();
+        let lhs = Lhs { data: &source, runs: &runs, run_len: len, row_stride: 5, per_line: 6, line_stride: 40 };
+        let k = runs.len() * len;
+        let copied: Vec<f32> = (0..m).flat_map(|q| runs.iter().flat_map(move |&s| (0..len).map(move |p| (q / 6) * 40 + (q % 6) * 5 + s + p))).map(|x| source[x]).collect();
         let b = values(k * n, 6);
         let packed = pack(k, n, |p, j| b[p * n + j]);
         let (bias, residual) = (values(n, 7), values(m * n, 8));
         let epilogue = Epilogue { bias: Some(&bias), residual: Some(&residual), relu: true };
         for kernel in Kernel::available() {
             let mut want = vec![0.0; m * n];
-            gemm_packed_with(kernel, m, n, k, &copied, k, &packed, &mut want, n, epilogue, None);
-            let mut got = vec![f32::NAN; m * n];
-            gemm_pieced_with(kernel, m, n, &source, &starts, len, lda, &packed, &mut got, n, epilogue);
-            assert_eq!(want, got, "{kernel:?}");
+            gemm_packed_with(kernel, m, n, Lhs::matrix(&copied, k, k), &packed, &mut want, n, epilogue, None);
+            for threads in [1, 2] {
+                let mut got = vec![f32::NAN; m * n];
+                gemm_packed_with(kernel, m, n, lhs, &packed, &mut got, n, epilogue, Some(&pool(threads)));
+                assert_eq!(want, got, "{kernel:?} on {threads} threads");
+            }
         }
     }
 
@@ -643,7 +665,7 @@ mod tests {
                     let want = reference(m, n, k, &a, lda, &b, epilogue, ldc);
                     for threads in [1, 2, 3] {
                         let mut c = vec![f32::NAN; (m - 1) * ldc + n + ldc_pad];
-                        gemm_packed_with(kernel, m, n, k, &a, lda, &packed, &mut c, ldc, epilogue, Some(&pool(threads)));
+                        gemm_packed_with(kernel, m, n, Lhs::matrix(&a, lda, k), &packed, &mut c, ldc, epilogue, Some(&pool(threads)));
                         for i in 0..m {
                             for j in 0..n {
                                 let (got, w) = (c[i * ldc + j] as f64, want[i * n + j]);

@@ -24,7 +24,7 @@
 
 use super::conv::{with_columns, Geo3, Window};
 use super::linalg::{f32_fact, f32_input, known, optional_f32_input};
-use super::microkernel::{gemm_packed, gemm_pieced, packed_len, vectorized_rows, Epilogue, VectorLoop, MAX_RUNS};
+use super::microkernel::{gemm_packed, packed_len, vectorized_rows, Epilogue, Lhs, VectorLoop, MAX_RUNS};
 use super::{output, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::{DataType, Tensor};
@@ -84,7 +84,7 @@ impl Op for PackedMatMul {
         let rows = sa[..sa.len() - 1].iter().product();
         let y = output(outputs, 0)?.reset_f32(&shape);
         // With k = 0 the kernel stores the bias (and Relu) alone.
-        gemm_packed(rows, self.n, self.k, a, self.k, w, y, self.n, Epilogue { bias, residual: None, relu: self.relu }, Some(threads));
+        gemm_packed(rows, self.n, Lhs::matrix(a, self.k, self.k), w, y, self.n, Epilogue { bias, residual: None, relu: self.relu }, Some(threads));
         Ok(())
     }
 }
@@ -143,10 +143,6 @@ const BLOCK_PIXELS: usize = 144;
 
 /// Values of im2col windows worth copying on several threads.
 const COPY_IN_PARALLEL: usize = 1 << 15;
-
-/// Output rows narrower than this go through im2col blocks instead of
-/// [`Conv2d::rows`] (a row is one product: too few pixels fill few tiles).
-const MIN_ROW_PIXELS: usize = 24;
 
 /// Packed weights (values) that every thread may read whole: beyond, few
 /// pixels are better served by splitting the weights between threads.
@@ -248,19 +244,16 @@ impl Conv2d<'_> {
     }
 
     /// Whether the windows can be read where they lie, one run of kw·C
-    /// values per kernel row (one group, no dilation across), for rows of
-    /// output wide enough to fill tiles, with weights every thread may read
-    /// whole.
+    /// values per kernel row (one group, no dilation across).
     fn reads_in_place(&self) -> bool {
         let (op, g) = (self.op, &self.g);
-        let kg = op.kernel[0] * op.kernel[1] * op.cg;
-        op.group == 1 && g.dilation[2] == 1 && op.kernel[0] <= MAX_RUNS && g.output[2] >= MIN_ROW_PIXELS && kg * op.m <= SMALL_WEIGHTS
+        op.group == 1 && g.dilation[2] == 1 && op.kernel[0] <= MAX_RUNS
     }
 
-    /// Rows of output pixels in parallel, each one product whose rows of A
-    /// are the pixels' windows read in place (see [`gemm_pieced`]): from
-    /// the input, or from a copy of it with the pads made real when the
-    /// windows reach past it. No im2col copy.
+    /// One product per image whose rows of A are the output pixels'
+    /// windows read in place (see [`Lhs`]): from the input, or from a copy
+    /// of it with the pads made real when the windows reach past it. No
+    /// im2col copy.
     fn rows(&self, y: &mut [f32], threads: &rayon::ThreadPool) {
         let (op, g, c) = (self.op, &self.g, self.channels());
         let ([_, ih, iw], [_, oh, ow]) = (g.input, g.output);
@@ -270,16 +263,14 @@ impl Conv2d<'_> {
         let (sh, sw) = ((oh - 1) * sy + (kh - 1) * dy + 1, (ow - 1) * sx + kw);
         let images = self.x.len() / (ih * iw * c);
         let mut compute = |source: &[f32], (height, width): (usize, usize)| {
-            threads.install(|| {
-                y.par_chunks_mut(ow * self.stride).enumerate().for_each(|(row, out)| {
-                    let (image, oy) = (row / oh, row % oh);
-                    let mut starts = [0; MAX_RUNS];
-                    for (ky, start) in starts[..kh].iter_mut().enumerate() {
-                        *start = ((image * height + oy * sy + ky * dy) * width) * c;
-                    }
-                    gemm_pieced(ow, op.m, source, &starts[..kh], kw * c, sx * c, self.w, &mut out[self.offset..], self.stride, self.epilogue(0, row * ow));
-                })
-            })
+            for (image, out) in y.chunks_mut(oh * ow * self.stride).enumerate() {
+                let mut runs = [0; MAX_RUNS];
+                for (ky, run) in runs[..kh].iter_mut().enumerate() {
+                    *run = ((image * height + ky * dy) * width) * c;
+                }
+                let lhs = Lhs { data: source, runs: &runs[..kh], run_len: kw * c, row_stride: sx * c, per_line: ow, line_stride: sy * width * c };
+                gemm_packed(oh * ow, op.m, lhs, self.w, &mut out[self.offset..], self.stride, self.epilogue(0, image * oh * ow), Some(threads));
+            }
         };
         if top == 0 && left == 0 && sh <= ih && sw <= iw {
             return compute(self.x, (ih, iw));
@@ -319,7 +310,7 @@ impl Conv2d<'_> {
         let (mg, rows) = (op.m / op.group, y.len() / self.stride);
         for gi in 0..op.group {
             let w = &self.w[gi * op.group_len()..][..op.group_len()];
-            gemm_packed(rows, mg, op.cg, &self.x[gi * op.cg..], c, w, &mut y[self.column(gi)..], self.stride, self.epilogue(gi, 0), Some(threads));
+            gemm_packed(rows, mg, Lhs::matrix(&self.x[gi * op.cg..], c, op.cg), w, &mut y[self.column(gi)..], self.stride, self.epilogue(gi, 0), Some(threads));
         }
     }
 
@@ -354,7 +345,7 @@ impl Conv2d<'_> {
                         }
                     }
                     let w = &self.w[gi * op.group_len()..][..op.group_len()];
-                    gemm_packed(rows, mg, kg, col, kg, w, &mut out[self.column(gi)..], self.stride, self.epilogue(gi, first), pool);
+                    gemm_packed(rows, mg, Lhs::matrix(col, kg, kg), w, &mut out[self.column(gi)..], self.stride, self.epilogue(gi, first), pool);
                 }
             });
         };
