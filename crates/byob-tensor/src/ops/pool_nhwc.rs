@@ -80,7 +80,7 @@ impl VectorLoop for WindowRows<'_> {
                     for kx in g.taps_along(2, ox) {
                         let src = &row[g.position(2, ox, kx) as usize * c..][..c];
                         if max {
-                            acc.iter_mut().zip(src).for_each(|(a, &s)| *a = larger(*a, s));
+                            acc.iter_mut().zip(src).for_each(|(a, &s)| *a = a.max(s));
                         } else {
                             acc.iter_mut().zip(src).for_each(|(a, &s)| *a += s);
                         }
@@ -131,7 +131,7 @@ impl VectorLoop for GlobalRows<'_> {
             acc.fill(if max { f32::NEG_INFINITY } else { 0.0 });
             for src in x[image * pixels * c..][..pixels * c].chunks_exact(c) {
                 if max {
-                    acc.iter_mut().zip(src).for_each(|(a, &s)| *a = larger(*a, s));
+                    acc.iter_mut().zip(src).for_each(|(a, &s)| *a = a.max(s));
                 } else {
                     acc.iter_mut().zip(src).for_each(|(a, &s)| *a += s);
                 }
@@ -141,18 +141,6 @@ impl VectorLoop for GlobalRows<'_> {
                 acc.iter_mut().for_each(|a| *a *= scale);
             }
         }
-    }
-}
-
-/// The larger of a running maximum (never NaN: it starts at -∞) and a
-/// value, NaN values skipped as `f32::max` skips them, in one `maxps`
-/// (`f32::max` checks both operands for NaN: three instructions).
-#[inline(always)]
-fn larger(max: f32, value: f32) -> f32 {
-    if value > max {
-        value
-    } else {
-        max
     }
 }
 
