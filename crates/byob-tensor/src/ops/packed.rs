@@ -7,11 +7,11 @@
 //!   become; alpha and beta are folded into B and the bias.
 //! - `PackedConv`: a 2-D convolution on channels-last activations
 //!   (X [N, H, W, C], Y [N, OH, OW, M]). A pointwise convolution reads X in
-//!   place as the left operand ([N·H·W × C], one product per group); a
-//!   one-group convolution with wide rows of output reads its windows in
-//!   place too, one product per row of output whose rows of A are pieced
-//!   from one run per kernel row (from a padded copy when the windows reach
-//!   past the input); other shapes copy blocks of output pixels' windows
+//!   place as the left operand ([N·H·W × C], one product per group); any
+//!   other one-group convolution reads its windows in place too, one
+//!   product per image whose rows of A are pieced from one run per kernel
+//!   row (from a padded copy when the windows reach past the input);
+//!   grouped and dilated ones copy blocks of output pixels' windows
 //!   (tap-major, channels contiguous: whole rows of C values at a time) and
 //!   multiply each block while it is in cache; depthwise convolutions skip
 //!   the GEMM and run along the contiguous channels. The output may be a
@@ -237,7 +237,7 @@ impl Conv2d<'_> {
         } else if g.kernel == [1; 3] && g.stride == [1; 3] && g.pad == [0; 3] && g.output == g.input {
             self.pointwise(y, threads);
         } else if self.reads_in_place() {
-            self.rows(y, threads);
+            self.windows_in_place(y, threads);
         } else {
             self.blocks(y, threads);
         }
@@ -254,7 +254,7 @@ impl Conv2d<'_> {
     /// windows read in place (see [`Lhs`]): from the input, or from a copy
     /// of it with the pads made real when the windows reach past it. No
     /// im2col copy.
-    fn rows(&self, y: &mut [f32], threads: &rayon::ThreadPool) {
+    fn windows_in_place(&self, y: &mut [f32], threads: &rayon::ThreadPool) {
         let (op, g, c) = (self.op, &self.g, self.channels());
         let ([_, ih, iw], [_, oh, ow]) = (g.input, g.output);
         let ([_, sy, sx], [_, dy, _], [_, top, left]) = (g.stride, g.dilation, g.pad);
