@@ -62,6 +62,7 @@ pub(crate) struct Lhs<'a> {
 impl<'a> Lhs<'a> {
     /// The matrix `a [m × k]`, rows `lda` values apart.
     pub fn matrix(a: &'a [f32], lda: usize, k: usize) -> Self {
+        assert!(lda >= k, "gemm_packed: stride lda {lda} < k {k}");
         Lhs { data: a, runs: &[0], run_len: k, row_stride: lda, per_line: usize::MAX, line_stride: 0 }
     }
 
@@ -135,7 +136,7 @@ impl Kernel {
     }
 
     /// Rows per tile.
-    fn rows(self) -> usize {
+    const fn rows(self) -> usize {
         match self {
             Kernel::Avx512 => 12,
             Kernel::Avx2 => 6,
@@ -174,8 +175,8 @@ struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
-/// Most rows in a block (16 tiles).
-const MAX_BLOCK_ROWS: usize = 16 * 12;
+/// Most rows in a block (16 of the tallest tiles).
+const MAX_BLOCK_ROWS: usize = 16 * Kernel::Avx512.rows();
 
 /// Bytes of A a block of rows may take, so that it shares L2 with a panel.
 const BLOCK_BYTES: usize = 512 * 1024;
@@ -403,9 +404,9 @@ mod x86 {
     ///
     /// # Safety
     /// AVX-512F is available; each of A's `rows` rows has its runs of
-    /// `len` readable values; `b` holds k·NR values; `c` has `rows` rows of `cols` (≤ NR)
-    /// writable values at stride `ldc`, a non-null residual as many
-    /// readable ones.
+    /// `len` readable values; `b` holds k·NR values; `c` has `rows` rows of
+    /// `cols` (≤ NR) writable values at stride `ldc`, a non-null residual
+    /// as many readable ones.
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn tile_avx512(rows: usize, a: ARows, b: *const f32, c: *mut f32, ldc: usize, cols: usize, tail: Tail) {
         // A panel's last 16 columns unused (16 outputs, or the rest of
