@@ -18,6 +18,7 @@ pub mod pool;
 pub mod norm;
 pub(crate) mod channels_last;
 pub(crate) mod microkernel;
+mod lanes;
 pub mod packed;
 mod concat_convs;
 mod shuffle;

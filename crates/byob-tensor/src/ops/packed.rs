@@ -23,6 +23,7 @@
 //! of a ResNet shortcut, fused by [`crate::fuse::fuse_residual_adds`].
 
 use super::conv::{with_columns, Geo3, Window};
+use super::lanes::{block_of, for_channel_blocks, ChannelBlock, PixelTaps};
 use super::linalg::{f32_fact, f32_input, known, optional_f32_input};
 use super::microkernel::{gemm_packed, packed_len, vectorized_rows, Epilogue, Lhs, VectorLoop, MAX_RUNS};
 use super::{output, Attrs, Builder, Fact, Op, OpError};
@@ -420,33 +421,46 @@ impl VectorLoop for Conv2d<'_> {
     /// Output row `r` (over images and rows) of a depthwise convolution.
     #[inline(always)]
     fn run(&self, r: usize, out: &mut [f32]) {
-        let (g, c, op) = (&self.g, self.channels(), self.op);
+        let (g, c) = (&self.g, self.channels());
         let oh = g.output[1];
         let [_, ih, iw] = g.input;
         let (image, oy) = (r / oh, r % oh);
         let plane = &self.x[image * ih * iw * c..][..ih * iw * c];
-        let kw = g.kernel[2];
         let residual = self.residual.map(|res| &res[r * out.len()..][..out.len()]);
-        for (ox, acc) in out.chunks_exact_mut(c).enumerate() {
-            match self.bias {
-                Some(b) => acc.copy_from_slice(b),
-                None => acc.fill(0.0),
-            }
-            for ky in g.taps_along(1, oy) {
-                let row = &plane[g.position(1, oy, ky) as usize * iw * c..][..iw * c];
-                for kx in g.taps_along(2, ox) {
-                    let src = &row[g.position(2, ox, kx) as usize * c..][..c];
-                    let w = &self.w[(ky * kw + kx) * c..][..c];
-                    acc.iter_mut().zip(src).zip(w).for_each(|((a, &s), &w)| *a += s * w);
-                }
-            }
-            if let Some(res) = residual {
-                acc.iter_mut().zip(&res[ox * c..][..c]).for_each(|(a, &s)| *a += s);
-            }
-            if op.relu {
-                acc.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
+        for (ox, out) in out.chunks_exact_mut(c).enumerate() {
+            let residual = residual.map(|res| &res[ox * c..][..c]);
+            let taps = PixelTaps::new(g, c, oy, ox);
+            for_channel_blocks(c, &mut DepthwisePixel { conv: self, plane, taps, residual, out });
         }
+    }
+}
+
+/// One output pixel of a depthwise convolution, a block of channels at a
+/// time.
+struct DepthwisePixel<'a> {
+    conv: &'a Conv2d<'a>,
+    plane: &'a [f32],
+    taps: PixelTaps,
+    residual: Option<&'a [f32]>,
+    out: &'a mut [f32],
+}
+
+impl ChannelBlock for DepthwisePixel<'_> {
+    #[inline(always)]
+    fn block<const W: usize>(&mut self, first: usize) {
+        let (conv, c) = (self.conv, self.conv.channels());
+        let mut acc = conv.bias.map_or([0.0; W], |b| *block_of::<W>(b, first));
+        self.taps.for_each(|tap, at| {
+            let (src, w) = (block_of::<W>(self.plane, at + first), block_of::<W>(conv.w, tap * c + first));
+            acc.iter_mut().zip(src).zip(w).for_each(|((a, &s), &w)| *a += s * w);
+        });
+        if let Some(res) = self.residual {
+            acc.iter_mut().zip(block_of::<W>(res, first)).for_each(|(a, &s)| *a += s);
+        }
+        if conv.op.relu {
+            acc.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+        self.out[first..first + W].copy_from_slice(&acc);
     }
 }
 

@@ -5,6 +5,7 @@
 //! kernels ([`super::pool`]).
 
 use super::conv::Geo3;
+use super::lanes::{block_of, for_channel_blocks, ChannelBlock, PixelTaps};
 use super::linalg::{f32_fact, f32_input};
 use super::microkernel::{vectorized_rows, VectorLoop};
 use super::pool::{average_kind, inverse_counts, read_pool, Kind, Pool};
@@ -67,31 +68,45 @@ struct WindowRows<'a> {
 impl VectorLoop for WindowRows<'_> {
     #[inline(always)]
     fn run(&self, r: usize, out: &mut [f32]) {
-        let (x, g, c, inverse) = (self.x, &self.g, self.c, &self.inverse);
+        let (g, c) = (&self.g, self.c);
         let ([_, ih, iw], [_, oh, ow]) = (g.input, g.output);
-        let max = inverse.is_none();
-        {
-            let (image, oy) = (r / oh, r % oh);
-            let plane = &x[image * ih * iw * c..][..ih * iw * c];
-            for (ox, acc) in out.chunks_exact_mut(c).enumerate() {
-                acc.fill(if max { f32::NEG_INFINITY } else { 0.0 });
-                for ky in g.taps_along(1, oy) {
-                    let row = &plane[g.position(1, oy, ky) as usize * iw * c..][..iw * c];
-                    for kx in g.taps_along(2, ox) {
-                        let src = &row[g.position(2, ox, kx) as usize * c..][..c];
-                        if max {
-                            acc.iter_mut().zip(src).for_each(|(a, &s)| *a = a.max(s));
-                        } else {
-                            acc.iter_mut().zip(src).for_each(|(a, &s)| *a += s);
-                        }
-                    }
-                }
-                if let Some(inverse) = inverse {
-                    let scale = inverse[oy * ow + ox];
-                    acc.iter_mut().for_each(|a| *a *= scale);
-                }
-            }
+        let (image, oy) = (r / oh, r % oh);
+        let plane = &self.x[image * ih * iw * c..][..ih * iw * c];
+        for (ox, out) in out.chunks_exact_mut(c).enumerate() {
+            let scale = self.inverse.as_ref().map(|inverse| inverse[oy * ow + ox]);
+            for_channel_blocks(c, &mut PixelFold { plane, taps: PixelTaps::new(g, c, oy, ox), scale, out });
         }
+    }
+}
+
+/// One output pixel of a windowed pool, a block of channels at a time.
+struct PixelFold<'a> {
+    plane: &'a [f32],
+    taps: PixelTaps,
+    /// The average's 1 / divisor; `None` for the maximum.
+    scale: Option<f32>,
+    out: &'a mut [f32],
+}
+
+impl ChannelBlock for PixelFold<'_> {
+    #[inline(always)]
+    fn block<const W: usize>(&mut self, first: usize) {
+        let max = self.scale.is_none();
+        let mut acc = [if max { f32::NEG_INFINITY } else { 0.0 }; W];
+        self.taps.for_each(|_, at| {
+            let src = block_of::<W>(self.plane, at + first);
+            if max {
+                // NaN inputs are skipped, as by `f32::max` (the sums never
+                // become NaN), in one instruction rather than three.
+                acc.iter_mut().zip(src).for_each(|(a, &s)| *a = if s > *a { s } else { *a });
+            } else {
+                acc.iter_mut().zip(src).for_each(|(a, &s)| *a += s);
+            }
+        });
+        if let Some(scale) = self.scale {
+            acc.iter_mut().for_each(|a| *a *= scale);
+        }
+        self.out[first..first + W].copy_from_slice(&acc);
     }
 }
 
