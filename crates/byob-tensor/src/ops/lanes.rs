@@ -28,7 +28,7 @@ pub(crate) fn for_channel_blocks(c: usize, f: &mut impl ChannelBlock) {
     let mut first = 0;
     macro_rules! blocks {
         ($($w:literal)*) => {$(
-            while first + $w <= c {
+            while c - first >= $w {
                 f.block::<$w>(first);
                 first += $w;
             }
