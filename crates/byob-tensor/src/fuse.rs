@@ -278,11 +278,14 @@ mod tests {
 
     /// A shortcut Add after a convolution fuses into it (and the Relu
     /// after it too); an Add that broadcasts a per-channel constant does
-    /// not. The fused session computes what the unfused one does.
+    /// not. The fused session computes what the unfused one does, where
+    /// the shortcut is read elsewhere in the same step, and where the
+    /// convolution takes the shortcut's buffer over (computing in place).
     #[test]
     fn shortcut_adds_fuse_into_the_convolution() {
         let c = 8;
         let conv = |x: &str, w: &str, out: &str, pads: i64| node("Conv", &[x, w, "b"], out, &[("pads", Attribute::Ints(vec![pads; 4]))]);
+        let depthwise = |x: &str, out: &str| node("Conv", &[x, "wd", "b"], out, &[("pads", Attribute::Ints(vec![1; 4])), ("group", Attribute::Int(c as i64))]);
         let graph = Graph {
             nodes: vec![
                 conv("x", "w1", "y1", 0),
@@ -291,11 +294,20 @@ mod tests {
                 node("Relu", &["sum"], "act", &[]),
                 conv("act", "w1", "y3", 0),
                 node("Add", &["y3", "per_channel"], "out", &[]),
-                node("Conv", &["act", "wd", "b"], "yd", &[("pads", Attribute::Ints(vec![1; 4])), ("group", Attribute::Int(c as i64))]),
+                depthwise("act", "yd"),
                 node("Add", &["act", "yd"], "depthwise", &[]),
+                // In place: the shortcut y4 is read last by the fused
+                // convolution, and only as its residual.
+                conv("act", "w3", "y4", 1),
+                conv("y4", "w1", "y4b", 0),
+                conv("y4b", "w3", "y5", 1),
+                node("Add", &["y5", "y4"], "sum2", &[]),
+                depthwise("sum2", "yd2"),
+                node("Add", &["yd2", "y3"], "sum3", &[]),
+                node("Sigmoid", &["sum3"], "in_place", &[]),
             ],
             inputs: vec![ValueInfo { name: "x".into(), dtype: Some(DataType::F32), shape: Some([1, c, 5, 6].map(Dim::Known).to_vec()) }],
-            outputs: ["out", "depthwise"].iter().map(|n| ValueInfo { name: n.to_string(), dtype: None, shape: None }).collect(),
+            outputs: ["out", "depthwise", "in_place"].iter().map(|n| ValueInfo { name: n.to_string(), dtype: None, shape: None }).collect(),
             initializers: HashMap::from([
                 ("w1".to_string(), Tensor::f32(vec![c, c, 1, 1], ramp(c * c, 0.05, 0.01)).unwrap()),
                 ("w3".to_string(), Tensor::f32(vec![c, c, 3, 3], ramp(c * c * 9, 0.02, -0.01)).unwrap()),
@@ -308,8 +320,10 @@ mod tests {
         let x = Tensor::f32(vec![1, c, 5, 6], ramp(c * 30, 0.2, 0.05)).unwrap();
         let session = |level| SessionBuilder::new().with_intra_op_threads(2).with_optimization_level(level).commit(model.clone()).unwrap();
         let (plain, fused) = (session(OptimizationLevel::Basic), session(OptimizationLevel::Extended));
-        // The shortcut Add and the Relu after it, the depthwise one's Add.
-        assert_eq!(fused.optimizations().fused, 3);
+        // The shortcut Add and the Relu after it, the depthwise one's Add,
+        // the two last Adds.
+        assert_eq!(fused.optimizations().fused, 5);
+        assert_eq!(fused.optimizations().in_place, 2, "y5 + y4 and yd2 + y3");
         let (want, got) = (plain.run(vec![("x".into(), x.clone())]).unwrap(), fused.run(vec![("x".into(), x)]).unwrap());
         for ((name, want), (_, got)) in want.iter().zip(&got) {
             assert_eq!(want.shape(), got.shape());

@@ -55,26 +55,49 @@ impl MemoryPlan {
     /// planner), values in decreasing size each taking the smallest buffer
     /// whose values' lifetimes do not overlap theirs. A value lives from the
     /// step that writes it to the last step that reads it, inclusive, so a
-    /// step's outputs never share a buffer with its own inputs.
-    pub fn new(sizes: &[ValueSize], lifetimes: &[Option<Lifetime>], steps: usize) -> Self {
+    /// step's outputs never share a buffer with its own inputs, except the
+    /// pairs `in_place` names: (an input, the output that may take its
+    /// tensor over at the input's last step), which share one buffer when
+    /// both have the same known type and size, as one value living from the
+    /// first's start to the second's end.
+    pub fn new(sizes: &[ValueSize], lifetimes: &[Option<Lifetime>], steps: usize, in_place: &[(usize, usize)]) -> Self {
         let mut base = Self { buffer_of: vec![None; sizes.len()], ..Self::default() };
+        // Each value's group: itself, or the first value of its chain of
+        // buffers taken over (a ResNet's shortcut, block after block).
+        let mut group: Vec<usize> = (0..sizes.len()).collect();
+        for &(input, output) in in_place {
+            if matches!(sizes[input], ValueSize::Known(..)) && sizes[input] == sizes[output] && lifetimes[input].is_some() && lifetimes[output].is_some() {
+                group[output] = group[input];
+            }
+        }
         let mut known: Vec<Interval> = Vec::new();
-        let mut live_delta = vec![0isize; steps + 1];
+        let mut at: Vec<Option<usize>> = vec![None; sizes.len()];
         for (v, size) in sizes.iter().enumerate() {
             let Some(l) = lifetimes[v] else { continue };
             let (first, last) = (l.first, l.last.max(l.first));
             match *size {
                 ValueSize::External => {}
-                ValueSize::Known(dtype, len) => {
-                    known.push(Interval { value: v, dtype, len, first, last });
-                    live_delta[first] += (dtype.size() * len) as isize;
-                    live_delta[(last + 1).min(steps)] -= (dtype.size() * len) as isize;
-                }
+                ValueSize::Known(dtype, len) => match at[group[v]] {
+                    Some(i) => {
+                        let joined = &mut known[i];
+                        (joined.first, joined.last) = (joined.first.min(first), joined.last.max(last));
+                        joined.members.push(v);
+                    }
+                    None => {
+                        at[group[v]] = Some(known.len());
+                        known.push(Interval { members: vec![v], dtype, len, first, last });
+                    }
+                },
                 ValueSize::Unknown => {
                     base.buffers.push(Buffer { dtype: None, capacity: 0 });
                     base.buffer_of[v] = Some(base.buffers.len() - 1);
                 }
             }
+        }
+        let mut live_delta = vec![0isize; steps + 1];
+        for i in &known {
+            live_delta[i.first] += (i.dtype.size() * i.len) as isize;
+            live_delta[(i.last + 1).min(steps)] -= (i.dtype.size() * i.len) as isize;
         }
         let mut live = 0isize;
         for delta in &live_delta[..steps] {
@@ -90,13 +113,16 @@ impl MemoryPlan {
         }
     }
 
-    fn place(&mut self, value: usize, dtype: DataType, len: usize, buffer: Option<usize>) -> usize {
+    /// Places interval `i`'s values in `buffer`, or in a new one.
+    fn place(&mut self, i: &Interval, buffer: Option<usize>) -> usize {
         let b = buffer.unwrap_or_else(|| {
-            self.buffers.push(Buffer { dtype: Some(dtype), capacity: 0 });
+            self.buffers.push(Buffer { dtype: Some(i.dtype), capacity: 0 });
             self.buffers.len() - 1
         });
-        self.buffers[b].capacity = self.buffers[b].capacity.max(len);
-        self.buffer_of[value] = Some(b);
+        self.buffers[b].capacity = self.buffers[b].capacity.max(i.len);
+        for &v in &i.members {
+            self.buffer_of[v] = Some(b);
+        }
         b
     }
 
@@ -114,21 +140,21 @@ impl MemoryPlan {
                 let fitting = free.iter().filter(same).filter(|b| self.buffers[**b].capacity >= i.len).min_by_key(|b| self.buffers[**b].capacity);
                 let chosen = fitting.or_else(|| free.iter().filter(same).max_by_key(|b| self.buffers[**b].capacity)).copied();
                 free.retain(|b| Some(*b) != chosen);
-                self.place(i.value, i.dtype, i.len, chosen);
+                self.place(i, chosen);
             }
-            free.extend(dies[step].iter().filter_map(|i| self.buffer_of[i.value]));
+            free.extend(dies[step].iter().filter_map(|i| self.buffer_of[i.members[0]]));
         }
         self
     }
 
     fn by_size(mut self, mut known: Vec<Interval>) -> Self {
-        known.sort_by(|a, b| (b.len * b.dtype.size()).cmp(&(a.len * a.dtype.size())).then(a.value.cmp(&b.value)));
+        known.sort_by(|a, b| (b.len * b.dtype.size()).cmp(&(a.len * a.dtype.size())).then(a.members[0].cmp(&b.members[0])));
         // The lifetimes already placed in each buffer.
         let mut occupied: Vec<Vec<(usize, usize)>> = vec![Vec::new(); self.buffers.len()];
         for i in known {
             let fits = |b: &usize| self.buffers[*b].dtype == Some(i.dtype) && occupied[*b].iter().all(|&(f, l)| l < i.first || i.last < f);
             let chosen = (0..self.buffers.len()).filter(fits).min_by_key(|&b| self.buffers[b].capacity);
-            let b = self.place(i.value, i.dtype, i.len, chosen);
+            let b = self.place(&i, chosen);
             occupied.resize(self.buffers.len(), Vec::new());
             occupied[b].push((i.first, i.last));
         }
@@ -136,10 +162,11 @@ impl MemoryPlan {
     }
 }
 
-/// A known-size value's lifetime, inclusive.
-#[derive(Clone, Copy, Debug)]
+/// The lifetime, inclusive, of known-size values that share a buffer (one
+/// value, or a chain taken over in place).
+#[derive(Clone, Debug)]
 struct Interval {
-    value: usize,
+    members: Vec<usize>,
     dtype: DataType,
     len: usize,
     first: usize,
@@ -172,7 +199,7 @@ mod tests {
         let steps = 10;
         let sizes: Vec<ValueSize> = (0..steps).map(|_| ValueSize::Known(DataType::F32, 100)).collect();
         let lifetimes: Vec<_> = (0..steps).map(|s| life(s, s + 1)).collect();
-        let plan = MemoryPlan::new(&sizes, &lifetimes, steps + 1);
+        let plan = MemoryPlan::new(&sizes, &lifetimes, steps + 1, &[]);
         check_disjoint(&plan, &lifetimes);
         assert_eq!(plan.buffers.len(), 2);
         assert_eq!(plan.lower_bound_bytes, 800);
@@ -198,16 +225,32 @@ mod tests {
             }
             step += 4;
         }
-        let plan = MemoryPlan::new(&sizes, &lifetimes, step + 2);
+        let plan = MemoryPlan::new(&sizes, &lifetimes, step + 2, &[]);
         check_disjoint(&plan, &lifetimes);
         assert!(plan.planned_bytes() as f64 <= 1.25 * plan.lower_bound_bytes as f64, "{} vs {}", plan.planned_bytes(), plan.lower_bound_bytes);
+    }
+
+    #[test]
+    fn outputs_taken_over_in_place_share_their_input_buffer() {
+        // v0 -> s1 -> v1 (reads v0 too, in place) -> s2 -> v2 (in place over
+        // v1) ; v3 has another size, so its pair cannot share.
+        let sizes = [ValueSize::Known(DataType::F32, 50), ValueSize::Known(DataType::F32, 50), ValueSize::Known(DataType::F32, 50), ValueSize::Known(DataType::F32, 60)];
+        let lifetimes = [life(0, 1), life(1, 2), life(2, 3), life(3, 4)];
+        let plan = MemoryPlan::new(&sizes, &lifetimes, 5, &[(0, 1), (1, 2), (2, 3)]);
+        let [a, b, c, d] = [0, 1, 2, 3].map(|v| plan.buffer_of[v].expect("placed"));
+        assert!(a == b && b == c, "the chain shares one buffer: {plan:?}");
+        assert_ne!(c, d, "different sizes never share");
+        assert_eq!(plan.lower_bound_bytes, 440, "the chain counts once");
+        // Without the pairs, overlapping values never share.
+        let plan = MemoryPlan::new(&sizes, &lifetimes, 5, &[]);
+        check_disjoint(&plan, &lifetimes);
     }
 
     #[test]
     fn types_and_unknown_sizes_get_their_own_buffers() {
         let sizes = [ValueSize::Known(DataType::F32, 10), ValueSize::Known(DataType::I64, 10), ValueSize::Unknown, ValueSize::External];
         let lifetimes = [life(0, 0), life(1, 1), life(2, 2), life(0, 3)];
-        let plan = MemoryPlan::new(&sizes, &lifetimes, 4);
+        let plan = MemoryPlan::new(&sizes, &lifetimes, 4, &[]);
         assert_eq!(plan.buffer_of[3], None);
         let used: std::collections::HashSet<_> = plan.buffer_of.iter().flatten().collect();
         assert_eq!(used.len(), 3, "f32, i64 and the unknown value each need a buffer: {plan:?}");

@@ -94,7 +94,7 @@ pub(super) fn concat_convs(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpEr
             let prefix = format!("{i}:");
             let mut branch = node.clone();
             branch.attributes = node.attributes.iter().filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), v.clone()))).collect();
-            let conv = read_packed_conv(&branch)?;
+            let conv = read_packed_conv(&branch, false)?;
             if !conv.places_anywhere() {
                 return Err(OpError::attribute(&format!("{i}:group"), "a depthwise convolution cannot write into a joined output"));
             }

@@ -32,11 +32,25 @@ pub(crate) const NR: usize = 32;
 pub(crate) struct Epilogue<'a> {
     /// Added per column (`n` values).
     pub bias: Option<&'a [f32]>,
-    /// Added element by element: a matrix laid out as C (same stride, same
-    /// first element), read where C is written.
-    pub residual: Option<&'a [f32]>,
+    /// Added element by element.
+    pub residual: Residual<'a>,
     /// Negative results become 0 (after the additions).
     pub relu: bool,
+}
+
+/// A matrix added to the product before the activation (ResNet's
+/// shortcut).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) enum Residual<'a> {
+    #[default]
+    None,
+    /// Laid out as C (same stride, same first element), read where C is
+    /// written.
+    Matrix(&'a [f32]),
+    /// Already in C: each value is read, then overwritten by the result
+    /// (the session lends the shortcut's buffer as the output once nothing
+    /// else reads it, saving a matrix of memory traffic).
+    InC,
 }
 
 /// The left operand A [m × k], read in place: row q is `runs.len()` runs
@@ -233,7 +247,9 @@ fn check_operands(m: usize, n: usize, k: usize, b: &[f32], c: &[f32], ldc: usize
     assert!(b.len() >= packed_len(k, n), "gemm: packed B has {} elements for {k}×{n}", b.len());
     assert!(c.len() >= (m - 1) * ldc + n, "gemm: C has {} elements for {m}×{n} at stride {ldc}", c.len());
     assert!(epilogue.bias.is_none_or(|b| b.len() >= n), "gemm: bias shorter than n = {n}");
-    assert!(epilogue.residual.is_none_or(|r| r.len() >= (m - 1) * ldc + n), "gemm: the residual is smaller than C");
+    if let Residual::Matrix(r) = epilogue.residual {
+        assert!(r.len() >= (m - 1) * ldc + n, "gemm: the residual is smaller than C");
+    }
 }
 
 /// How a product of `m` rows of A by `panels` panels splits into tasks:
@@ -313,7 +329,14 @@ unsafe fn run_block(kernel: Kernel, rows: std::ops::Range<usize>, panels: std::o
         for tile in tiles(rows.clone(), mr) {
             let (i, r) = (tile.start, tile.len());
             let rows_of_a = ARows { rows: &row_ptrs[i - rows.start..][..r], runs: lhs.runs, len: lhs.run_len };
-            let residual = epilogue.residual.map_or(std::ptr::null(), |res| res[i * ldc + j..].as_ptr());
+            let residual = match epilogue.residual {
+                Residual::None => std::ptr::null(),
+                Residual::Matrix(res) => res[i * ldc + j..].as_ptr(),
+                // The tile reads each value of its part of C before it
+                // writes it (row by row), and no other task touches that
+                // part (the caller's contract).
+                Residual::InC => out.0.wrapping_add(i * ldc + j).cast_const(),
+            };
             let tail = Tail { bias, residual, relu: epilogue.relu };
             // SAFETY: rows i..i+r < m and columns j..j+cols ≤ n lie inside
             // C and the residual, and each row's runs inside A (asserted by
@@ -610,8 +633,11 @@ mod tests {
     use super::*;
     use crate::ops::test_util::{pool, values};
 
-    fn reference(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], epilogue: Epilogue, ldc: usize) -> Vec<f64> {
-        let (bias, residual, relu) = (epilogue.bias, epilogue.residual, epilogue.relu);
+    /// The product in f64, with the bias, a residual laid out as C, and
+    /// the activation of `epilogue` (whose own residual is ignored).
+    #[allow(clippy::too_many_arguments)]
+    fn reference(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], epilogue: Epilogue, residual: Option<&[f32]>, ldc: usize) -> Vec<f64> {
+        let (bias, relu) = (epilogue.bias, epilogue.relu);
         let mut c = vec![0.0; m * n];
         for i in 0..m {
             for j in 0..n {
@@ -638,7 +664,7 @@ mod tests {
         let b = values(k * n, 6);
         let packed = pack(k, n, |p, j| b[p * n + j]);
         let (bias, residual) = (values(n, 7), values(m * n, 8));
-        let epilogue = Epilogue { bias: Some(&bias), residual: Some(&residual), relu: true };
+        let epilogue = Epilogue { bias: Some(&bias), residual: Residual::Matrix(&residual), relu: true };
         for kernel in Kernel::available() {
             let mut want = vec![0.0; m * n];
             gemm_packed_with(kernel, m, n, Lhs::matrix(&copied, k, k), &packed, &mut want, n, epilogue, None);
@@ -654,23 +680,30 @@ mod tests {
     fn every_kernel_matches_f64_on_ragged_shapes() {
         for kernel in Kernel::available() {
             for &(m, n, k, lda_pad, ldc_pad) in &[(1, 1, 1, 0, 0), (13, 33, 7, 3, 5), (25, 64, 100, 0, 0), (7, 17, 0, 0, 2), (200, 70, 300, 1, 0), (64, 1024, 96, 0, 0)] {
-                for (bias, residual, relu) in [(false, false, false), (true, false, true), (false, true, false), (true, true, true)] {
+                // Residual 0: none, 1: a matrix of its own, 2: in C.
+                for (bias, residual, relu) in [(false, 0, false), (true, 0, true), (false, 1, false), (true, 1, true), (false, 2, false), (true, 2, true)] {
                     let lda = k + lda_pad;
                     let ldc = n + ldc_pad;
                     let a = values(m * lda, 1);
                     let b = values(k * n, 2);
                     let bias_v = bias.then(|| values(n, 3));
-                    let residual_v = residual.then(|| values((m - 1) * ldc + n, 4));
-                    let epilogue = Epilogue { bias: bias_v.as_deref(), residual: residual_v.as_deref(), relu };
+                    // Padding between the residual's rows is NaN, to show
+                    // that C's padding is neither read nor written.
+                    let residual_v: Vec<f32> = values((m - 1) * ldc + n, 4).iter().enumerate().map(|(x, &v)| if x % ldc < n { v } else { f32::NAN }).collect();
+                    let mode = [Residual::None, Residual::Matrix(&residual_v), Residual::InC][residual];
+                    let epilogue = Epilogue { bias: bias_v.as_deref(), residual: mode, relu };
                     let packed = pack(k, n, |p, j| b[p * n + j]);
-                    let want = reference(m, n, k, &a, lda, &b, epilogue, ldc);
+                    let want = reference(m, n, k, &a, lda, &b, epilogue, (residual > 0).then_some(&residual_v[..]), ldc);
                     for threads in [1, 2, 3] {
                         let mut c = vec![f32::NAN; (m - 1) * ldc + n + ldc_pad];
+                        if residual == 2 {
+                            c[..residual_v.len()].copy_from_slice(&residual_v);
+                        }
                         gemm_packed_with(kernel, m, n, Lhs::matrix(&a, lda, k), &packed, &mut c, ldc, epilogue, Some(&pool(threads)));
                         for i in 0..m {
                             for j in 0..n {
                                 let (got, w) = (c[i * ldc + j] as f64, want[i * n + j]);
-                                assert!((got - w).abs() <= 1e-4 * (1.0 + w.abs()), "{kernel:?} {m}×{n}×{k} threads {threads}: ({i}, {j}) got {got}, want {w}");
+                                assert!((got - w).abs() <= 1e-4 * (1.0 + w.abs()), "{kernel:?} {m}×{n}×{k} threads {threads} residual {residual}: ({i}, {j}) got {got}, want {w}");
                             }
                             // Padding between rows is never written.
                             assert!(c[i * ldc + n..(i * ldc + ldc).min(c.len())].iter().all(|v| v.is_nan()), "{kernel:?}: row {i}'s padding written");

@@ -90,6 +90,15 @@ pub trait Op: Send + Sync + std::fmt::Debug {
     /// panic.
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError>;
 
+    /// An input whose tensor output 0 may take over, values and all, once
+    /// nothing else reads it: the session then passes that input as absent
+    /// and lends its tensor, with its shape and values, as output 0, and
+    /// the kernel computes over it in place (a shortcut added where it
+    /// lies). A kernel that declares one runs either way.
+    fn in_place_input(&self) -> Option<usize> {
+        None
+    }
+
     /// Whether the kernel waits on a device: the session's async run then
     /// awaits [`eval_async`](Self::eval_async) instead of calling `eval`.
     fn waits_on_device(&self) -> bool {

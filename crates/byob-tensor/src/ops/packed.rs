@@ -25,7 +25,7 @@
 use super::conv::{with_columns, Geo3, Window};
 use super::lanes::{block_of, for_channel_blocks, ChannelBlock, PixelTaps};
 use super::linalg::{f32_fact, f32_input, known, optional_f32_input};
-use super::microkernel::{gemm_packed, packed_len, vectorized_rows, Epilogue, Lhs, VectorLoop, MAX_RUNS};
+use super::microkernel::{gemm_packed, packed_len, vectorized_rows, Epilogue, Lhs, Residual, VectorLoop, MAX_RUNS};
 use super::{output, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::{DataType, Tensor};
@@ -85,7 +85,7 @@ impl Op for PackedMatMul {
         let rows = sa[..sa.len() - 1].iter().product();
         let y = output(outputs, 0)?.reset_f32(&shape);
         // With k = 0 the kernel stores the bias (and Relu) alone.
-        gemm_packed(rows, self.n, Lhs::matrix(a, self.k, self.k), w, y, self.n, Epilogue { bias, residual: None, relu: self.relu }, Some(threads));
+        gemm_packed(rows, self.n, Lhs::matrix(a, self.k, self.k), w, y, self.n, Epilogue { bias, residual: Residual::None, relu: self.relu }, Some(threads));
         Ok(())
     }
 }
@@ -116,6 +116,8 @@ pub(super) struct PackedConv {
     /// Output channels.
     m: usize,
     relu: bool,
+    /// Whether the node adds a residual (input 3).
+    residual: bool,
 }
 
 impl PackedConv {
@@ -168,14 +170,28 @@ impl Op for PackedConv {
 
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let (conv, shape) = self.operands(inputs)?;
-        conv.run(output(outputs, 0)?.reset_f32(&shape), threads);
+        let y = output(outputs, 0)?;
+        let y = match conv.residual {
+            Residual::InC if y.shape() != shape || y.as_f32().is_none() => {
+                return Err(OpError::Shape(format!("the residual lent in place as the output is {:?} {:?}, not f32 {shape:?}", y.dtype(), y.shape())));
+            }
+            Residual::InC => y.as_f32_mut().expect("checked to be f32"),
+            _ => y.reset_f32(&shape),
+        };
+        conv.run(y, threads);
         Ok(())
+    }
+
+    /// The residual: the session may lend its tensor as the output.
+    fn in_place_input(&self) -> Option<usize> {
+        self.residual.then_some(3)
     }
 }
 
 impl PackedConv {
     /// The operands of one evaluation (checked) and the output's shape; the
-    /// output placed alone in its tensor.
+    /// output placed alone in its tensor. A declared residual that is
+    /// absent was lent in place, as the output (see [`Op::in_place_input`]).
     pub(super) fn operands<'a>(&'a self, inputs: &[Option<&'a Tensor>]) -> Result<(Conv2d<'a>, [usize; 4]), OpError> {
         let (xs, x) = f32_input(inputs, 0)?;
         if xs.len() != 4 || xs[3] != self.cg * self.group {
@@ -187,7 +203,9 @@ impl PackedConv {
         let shape = [xs[0], g.output[1], g.output[2], self.m];
         let residual = match optional_f32_input(inputs, 3)? {
             Some((rs, _)) if rs != shape => return Err(OpError::input(3, format!("the residual must have the output's shape {shape:?}, got {rs:?}"))),
-            other => other.map(|(_, r)| r),
+            Some((_, r)) => Residual::Matrix(r),
+            None if self.residual => Residual::InC,
+            None => Residual::None,
         };
         Ok((Conv2d { op: self, x, w, bias, residual, g, offset: 0, stride: self.m }, shape))
     }
@@ -211,7 +229,7 @@ pub(super) struct Conv2d<'a> {
     bias: Option<&'a [f32]>,
     /// Added to the output before the activation (a shortcut), laid out as
     /// the output (alone in its tensor).
-    residual: Option<&'a [f32]>,
+    residual: Residual<'a>,
     g: Geo3,
     /// The output's channels are `offset..offset + m` of pixels `stride`
     /// channels apart (a channel Concat's part of its output).
@@ -296,7 +314,10 @@ impl Conv2d<'_> {
         let mg = self.op.m / self.op.group;
         // The residual is laid out as the output (checked by `operands`; a
         // placed output has none).
-        let residual = self.residual.map(|r| &r[first * self.stride + gi * mg..]);
+        let residual = match self.residual {
+            Residual::Matrix(r) => Residual::Matrix(&r[first * self.stride + gi * mg..]),
+            other => other,
+        };
         Epilogue { bias: self.bias.map(|b| &b[gi * mg..][..mg]), residual, relu: self.op.relu }
     }
 
@@ -426,7 +447,10 @@ impl VectorLoop for Conv2d<'_> {
         let [_, ih, iw] = g.input;
         let (image, oy) = (r / oh, r % oh);
         let plane = &self.x[image * ih * iw * c..][..ih * iw * c];
-        let residual = self.residual.map(|res| &res[r * out.len()..][..out.len()]);
+        let residual = match self.residual {
+            Residual::Matrix(res) => Some(&res[r * out.len()..][..out.len()]),
+            _ => None,
+        };
         for (ox, out) in out.chunks_exact_mut(c).enumerate() {
             let residual = residual.map(|res| &res[ox * c..][..c]);
             let taps = PixelTaps::new(g, c, oy, ox);
@@ -441,6 +465,7 @@ struct DepthwisePixel<'a> {
     conv: &'a Conv2d<'a>,
     plane: &'a [f32],
     taps: PixelTaps,
+    /// The pixel's residual when it is not in `out` already.
     residual: Option<&'a [f32]>,
     out: &'a mut [f32],
 }
@@ -454,7 +479,11 @@ impl ChannelBlock for DepthwisePixel<'_> {
             let (src, w) = (block_of::<W>(self.plane, at + first), block_of::<W>(conv.w, tap * c + first));
             acc.iter_mut().zip(src).zip(w).for_each(|((a, &s), &w)| *a += s * w);
         });
-        if let Some(res) = self.residual {
+        let residual = match conv.residual {
+            Residual::InC => Some(&*self.out),
+            _ => self.residual,
+        };
+        if let Some(res) = residual {
             acc.iter_mut().zip(block_of::<W>(res, first)).for_each(|(a, &s)| *a += s);
         }
         if conv.op.relu {
@@ -465,11 +494,13 @@ impl ChannelBlock for DepthwisePixel<'_> {
 }
 
 fn packed_conv(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
-    Ok(Box::new(read_packed_conv(node)?))
+    let residual = node.inputs.get(3).is_some_and(|r| !r.is_empty());
+    Ok(Box::new(read_packed_conv(node, residual)?))
 }
 
-/// A `PackedConv` from its node's attributes.
-pub(super) fn read_packed_conv(node: &Node) -> Result<PackedConv, OpError> {
+/// A `PackedConv` from its node's attributes, adding a residual (input 3)
+/// or not.
+pub(super) fn read_packed_conv(node: &Node, residual: bool) -> Result<PackedConv, OpError> {
     let a = Attrs(node);
     let window = Window::from_attrs(&a, false)?;
     let kernel = match window.kernel.as_deref() {
@@ -481,7 +512,7 @@ pub(super) fn read_packed_conv(node: &Node) -> Result<PackedConv, OpError> {
     if m % group != 0 {
         return Err(OpError::attribute("group", format!("{group} does not divide {m} output channels")));
     }
-    Ok(PackedConv { window, kernel, group, cg, m, relu: a.fused_relu()? })
+    Ok(PackedConv { window, kernel, group, cg, m, relu: a.fused_relu()?, residual })
 }
 
 /// Copies `src[..len]` to `dst[..len]`. A short run (a first layer's

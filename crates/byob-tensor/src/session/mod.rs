@@ -284,6 +284,11 @@ pub struct Session {
     external: Vec<bool>,
     /// When each value produced by a step is first written and last read.
     lifetimes: Vec<Option<Lifetime>>,
+    /// Per step, the input slot whose tensor its output 0 may take over
+    /// (see [`Op::in_place_input`]): an intermediate read there last, by
+    /// that slot alone, for an intermediate output. The memory plan decides
+    /// whether it does (both sizes known and equal).
+    in_place: Vec<Option<usize>>,
     /// Memory plans by input shapes.
     plans: Mutex<Vec<(run::ShapeKey, Arc<MemoryPlan>)>>,
     /// Buffers of finished runs, for the next ones.
@@ -319,6 +324,10 @@ pub struct Optimizations {
     pub channels_last: usize,
     /// Nodes whose weights were packed for the CPU's own GEMM.
     pub packed: usize,
+    /// Steps whose output may take over an input's buffer, computing in
+    /// place (a shortcut added where it lies), where the memory plan finds
+    /// both the same size.
+    pub in_place: usize,
 }
 
 fn describe_inputs(inputs: &[(ValueInfo, usize)]) -> String {
@@ -471,6 +480,18 @@ impl Session {
         for &i in constants.keys() {
             external[i] = true;
         }
+        let in_place = steps
+            .iter()
+            .enumerate()
+            .map(|(s, step)| {
+                let slot = step.op.in_place_input()?;
+                let (taken, out) = ((*step.inputs.get(slot)?)?, *step.outputs.first()?);
+                let alone = step.inputs.iter().flatten().filter(|&&i| i == taken).count() == 1;
+                let last_read = lifetimes[taken].is_some_and(|l| l.last == s);
+                (alone && last_read && !external[taken] && !external[out]).then_some(slot)
+            })
+            .collect::<Vec<_>>();
+        let in_place_steps = in_place.iter().flatten().count();
         let constant_facts = (0..value_names.len()).map(|i| constants.get(&i).map(planner_fact)).collect();
         let constants = (0..value_names.len()).map(|i| constants.remove(&i)).collect();
         Ok(Self {
@@ -482,6 +503,7 @@ impl Session {
             outputs,
             external,
             lifetimes,
+            in_place,
             plans: Mutex::default(),
             states: Mutex::default(),
             opset,
@@ -489,7 +511,7 @@ impl Session {
             spin: false,
             profiling: false,
             runs_started: Arc::default(),
-            optimizations: Optimizations { folded, removed, ..Optimizations::default() },
+            optimizations: Optimizations { folded, removed, in_place: in_place_steps, ..Optimizations::default() },
         })
     }
 

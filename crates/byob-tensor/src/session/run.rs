@@ -212,9 +212,25 @@ impl Session {
                 }
             })
             .collect();
-        let plan = Arc::new(MemoryPlan::new(&sizes, &self.lifetimes, self.steps.len()));
+        let plan = Arc::new(MemoryPlan::new(&sizes, &self.lifetimes, self.steps.len(), &self.in_place_pairs()));
         plans.push((key.clone(), plan.clone()));
         plan
+    }
+
+    /// (input value, output value) of each step that may run in place, in
+    /// step order.
+    fn in_place_pairs(&self) -> Vec<(usize, usize)> {
+        let steps = self.steps.iter().zip(&self.in_place);
+        steps.filter_map(|(step, slot)| Some((step.inputs[(*slot)?]?, step.outputs[0]))).collect()
+    }
+
+    /// The value step `s` computes over in place under `plan`: one its
+    /// output 0 shares a buffer with.
+    fn taken_over(&self, s: usize, plan: &MemoryPlan) -> Option<usize> {
+        let step = &self.steps[s];
+        let taken = step.inputs[self.in_place[s]?]?;
+        let buffer = plan.buffer_of[taken]?;
+        (plan.buffer_of[step.outputs[0]] == Some(buffer)).then_some(taken)
     }
 
     async fn execute(&self, state: &mut RunState, binding: &mut IoBinding, stats: &mut RunStats) -> Result<(), RunError> {
@@ -228,10 +244,17 @@ impl Session {
             // output, the plan's for an intermediate.
             state.outputs.clear();
             state.storage.clear();
+            // An input taken over by output 0 leaves the inputs (it reads
+            // as absent) with its values.
+            let mut taken = self.taken_over(s, &state.plan).and_then(|v| state.values[v].take());
+            if let Some(t) = &taken {
+                live_bytes -= t.len() * t.dtype().size();
+            }
             for &id in &step.outputs {
-                let tensor = match state.plan.buffer_of[id] {
-                    Some(b) => std::mem::take(&mut state.buffers[b]),
-                    None => binding.outputs.iter_mut().find(|(n, _)| *n == self.value_names[id]).map(|(_, t)| std::mem::take(t)).unwrap_or_default(),
+                let tensor = match (taken.take(), state.plan.buffer_of[id]) {
+                    (Some(values), _) => values,
+                    (None, Some(b)) => std::mem::take(&mut state.buffers[b]),
+                    (None, None) => binding.outputs.iter_mut().find(|(n, _)| *n == self.value_names[id]).map(|(_, t)| std::mem::take(t)).unwrap_or_default(),
                 };
                 state.storage.push(tensor.storage());
                 state.outputs.push(tensor);
