@@ -93,6 +93,8 @@ pub fn to_channels_last(graph: &mut Graph, wants: impl Fn(&Node, &Node) -> bool)
     let mut four_d: HashSet<String> = graph.inputs.iter().filter(|v| v.shape.as_ref().is_some_and(|s| s.len() == 4)).map(|v| v.name.clone()).collect();
     let mut nodes = Vec::with_capacity(graph.nodes.len());
     let mut rewritten = 0;
+    // One Transpose to NHWC per value, whatever number of nodes read it.
+    let mut nhwc_of: HashMap<String, String> = HashMap::new();
     for node in std::mem::take(&mut graph.nodes) {
         let input_4d = node.inputs.first().is_some_and(|i| four_d.contains(i));
         let weights_rank = node.inputs.get(1).and_then(|w| graph.initializers.get(w)).map(|w| w.rank());
@@ -108,9 +110,13 @@ pub fn to_channels_last(graph: &mut Graph, wants: impl Fn(&Node, &Node) -> bool)
         };
         rewritten += 1;
         let (x, y) = (node.inputs[0].clone(), node.outputs[0].clone());
-        let (x_nhwc, y_nhwc) = (format!("{x}#nhwc{rewritten}"), format!("{y}#nhwc"));
-        nodes.push(transpose(format!("{}#to_nhwc", node.name), x, x_nhwc.clone(), TO_NHWC.to_vec()));
-        variant.inputs[0] = x_nhwc;
+        let x_nhwc = nhwc_of.entry(x.clone()).or_insert_with(|| {
+            let x_nhwc = format!("{x}#nhwc{rewritten}");
+            nodes.push(transpose(format!("{}#to_nhwc", node.name), x, x_nhwc.clone(), TO_NHWC.to_vec()));
+            x_nhwc
+        });
+        variant.inputs[0] = x_nhwc.clone();
+        let y_nhwc = format!("{y}#nhwc");
         variant.outputs[0] = y_nhwc.clone();
         nodes.push(variant);
         nodes.push(transpose(format!("{}#to_nchw", node.name), y_nhwc, y, TO_NCHW.to_vec()));
@@ -327,5 +333,29 @@ fn remove_unread_transposes(graph: &mut Graph, outputs: &HashSet<String>) {
         if graph.nodes.len() == before {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Dim, ValueInfo};
+
+    /// Two convolutions reading the graph's input share one Transpose of
+    /// it to NHWC.
+    #[test]
+    fn a_value_read_by_several_rewritten_nodes_is_transposed_once() {
+        let conv = |w: &str, y: &str| Node { name: y.into(), op_type: "Conv".into(), domain: String::new(), inputs: vec!["x".into(), w.into()], outputs: vec![y.into()], attributes: HashMap::new() };
+        let weights = Tensor::f32(vec![2, 2, 1, 1], vec![1.0; 4]).unwrap();
+        let mut graph = Graph {
+            nodes: vec![conv("w", "a"), conv("w", "b")],
+            inputs: vec![ValueInfo { name: "x".into(), dtype: None, shape: Some([1, 2, 3, 3].map(Dim::Known).to_vec()) }],
+            outputs: ["a", "b"].iter().map(|n| ValueInfo { name: n.to_string(), dtype: None, shape: None }).collect(),
+            initializers: HashMap::from([("w".to_string(), weights)]),
+        };
+        assert_eq!(to_channels_last(&mut graph, |_, _| true), 2);
+        let reading_x: Vec<&Node> = graph.nodes.iter().filter(|n| n.inputs.contains(&"x".to_string())).collect();
+        assert_eq!(reading_x.len(), 1, "{:#?}", graph.nodes);
+        assert_eq!(reading_x[0].op_type, "Transpose");
     }
 }
