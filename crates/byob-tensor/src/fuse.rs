@@ -3,7 +3,7 @@
 //! where the provider that takes every fused node runs the result.
 
 use crate::model::{Attribute, Dim, Graph, Node};
-use crate::ops::packed::{depthwise, PACKED_DOMAIN};
+use crate::ops::packed::{adds_residual, depthwise, PACKED_DOMAIN};
 use crate::ops::Fact;
 use crate::optimize::{reader_counts, remove_nodes};
 use crate::provider::{CpuProvider, ExecutionProvider};
@@ -75,8 +75,7 @@ pub fn fuse_concat_convs(graph: &mut Graph, wants: impl Fn(&Node, &Node) -> bool
     let placeable = |node: &Node| {
         let a = crate::ops::Attrs(node);
         let (Ok(cg), Ok(m), Ok(group)) = (a.int("input_channels", 0), a.int("output_channels", 0), a.int("group", 1)) else { return false };
-        let residual = node.inputs.get(3).is_some_and(|r| !r.is_empty());
-        node.domain == PACKED_DOMAIN && node.op_type == "PackedConv" && !residual && !depthwise(cg as usize, m as usize, group as usize)
+        node.domain == PACKED_DOMAIN && node.op_type == "PackedConv" && !adds_residual(node) && !depthwise(cg as usize, m as usize, group as usize)
     };
     let mut fusions = Vec::new();
     for (j, concat) in graph.nodes.iter().enumerate() {

@@ -321,6 +321,14 @@ unsafe fn run_block(kernel: Kernel, rows: std::ops::Range<usize>, panels: std::o
             (line, along) = (line + 1, 0);
         }
     }
+    // The residual's first element, laid out as C, or null. In C, each
+    // tile reads the values of its part before it writes them (row by
+    // row), and no other task touches that part (the caller's contract).
+    let residual: *const f32 = match epilogue.residual {
+        Residual::None => std::ptr::null(),
+        Residual::Matrix(res) => res.as_ptr(),
+        Residual::InC => out.0,
+    };
     for panel in panels {
         let j = panel * NR;
         let cols = (n - j).min(NR);
@@ -328,22 +336,12 @@ unsafe fn run_block(kernel: Kernel, rows: std::ops::Range<usize>, panels: std::o
         let bp = &b[panel * k * NR..][..k * NR];
         let mut panel_tiles = tiles(rows.clone(), mr).peekable();
         while let Some(tile) = panel_tiles.next() {
-            match (epilogue.residual, panel_tiles.peek()) {
-                (Residual::None, _) | (_, None) => {}
-                (Residual::Matrix(res), Some(next)) => prefetch_rows(res.as_ptr(), next.clone(), ldc, j),
-                (Residual::InC, Some(next)) => prefetch_rows(out.0, next.clone(), ldc, j),
+            if let (false, Some(next)) = (residual.is_null(), panel_tiles.peek()) {
+                prefetch_rows(residual, next.clone(), ldc, j);
             }
             let (i, r) = (tile.start, tile.len());
             let rows_of_a = ARows { rows: &row_ptrs[i - rows.start..][..r], runs: lhs.runs, len: lhs.run_len };
-            let residual = match epilogue.residual {
-                Residual::None => std::ptr::null(),
-                Residual::Matrix(res) => res[i * ldc + j..].as_ptr(),
-                // The tile reads each value of its part of C before it
-                // writes it (row by row), and no other task touches that
-                // part (the caller's contract).
-                Residual::InC => out.0.wrapping_add(i * ldc + j).cast_const(),
-            };
-            let tail = Tail { bias, residual, relu: epilogue.relu };
+            let tail = Tail { bias, residual: Tail::offset(residual, i * ldc + j), relu: epilogue.relu };
             // SAFETY: rows i..i+r < m and columns j..j+cols ≤ n lie inside
             // C and the residual, and each row's runs inside A (asserted by
             // gemm_packed); `bp` holds this panel's k·NR values.
@@ -422,7 +420,16 @@ unsafe fn tile_portable(rows: usize, a: ARows, b: *const f32, c: *mut f32, ldc: 
 impl Tail<'_> {
     /// The epilogue `offset` values further on (a row down, a half across).
     fn row(self, offset: usize) -> Self {
-        Self { residual: if self.residual.is_null() { self.residual } else { self.residual.wrapping_add(offset) }, ..self }
+        Self { residual: Self::offset(self.residual, offset), ..self }
+    }
+
+    /// `residual` moved on by `offset` values, null staying null.
+    fn offset(residual: *const f32, offset: usize) -> *const f32 {
+        if residual.is_null() {
+            residual
+        } else {
+            residual.wrapping_add(offset)
+        }
     }
 }
 

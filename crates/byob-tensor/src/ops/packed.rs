@@ -493,9 +493,13 @@ impl ChannelBlock for DepthwisePixel<'_> {
     }
 }
 
+/// Whether a `PackedConv` node adds a residual (names an input 3).
+pub(crate) fn adds_residual(node: &Node) -> bool {
+    node.inputs.get(3).is_some_and(|r| !r.is_empty())
+}
+
 fn packed_conv(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
-    let residual = node.inputs.get(3).is_some_and(|r| !r.is_empty());
-    Ok(Box::new(read_packed_conv(node, residual)?))
+    Ok(Box::new(read_packed_conv(node, adds_residual(node))?))
 }
 
 /// A `PackedConv` from its node's attributes, adding a residual (input 3)
