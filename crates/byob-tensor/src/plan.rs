@@ -59,7 +59,8 @@ impl MemoryPlan {
     /// pairs `in_place` names: (an input, the output that may take its
     /// tensor over at the input's last step), which share one buffer when
     /// both have the same known type and size, as one value living from the
-    /// first's start to the second's end.
+    /// first's start to the second's end. The pairs come in step order, so
+    /// that a chain's later pairs find its earlier ones joined already.
     pub fn new(sizes: &[ValueSize], lifetimes: &[Option<Lifetime>], steps: usize, in_place: &[(usize, usize)]) -> Self {
         let mut base = Self { buffer_of: vec![None; sizes.len()], ..Self::default() };
         // Each value's group: itself, or the first value of its chain of
