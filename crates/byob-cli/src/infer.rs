@@ -229,8 +229,8 @@ pub fn info(args: InfoArgs) -> Result<()> {
     let o = session.optimizations();
     writeln!(
         out,
-        "optimizations: {} node(s) folded into constants, {} dead or pass-through node(s) removed, {} node(s) fused (BatchNormalization, Relu and shortcut Adds into convolutions, channel shuffles, Concats of convolutions), {} Gemm weight(s) prepacked, {} node(s) made channels-last, {} node(s) with weights packed for the CPU, {} step(s) that may compute in place over an input",
-        o.folded, o.removed, o.fused, o.prepacked, o.channels_last, o.packed, o.in_place
+        "optimizations: {} node(s) folded into constants, {} dead or pass-through node(s) removed, {} node(s) fused (BatchNormalization, Relu and shortcut Adds into convolutions, channel shuffles, Concats of convolutions), {} Gemm weight(s) prepacked, {} node(s) made channels-last, {} node(s) with weights packed for the CPU ({} of them 3×3 convolutions by Winograd's algorithm), {} step(s) that may compute in place over an input",
+        o.folded, o.removed, o.fused, o.prepacked, o.channels_last, o.packed, o.winograd, o.in_place
     )?;
     writeln!(out, "nodes ({}, provider {chosen}):", session.placements().len())?;
     for p in session.placements() {

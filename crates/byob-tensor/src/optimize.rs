@@ -1,7 +1,9 @@
 //! Graph rewrites that change how a model runs but not what it computes.
 
-use crate::model::{Attribute, Graph, Node};
+use crate::model::{Attribute, Dim, Graph, Node};
+use crate::ops::Fact;
 use crate::ops::packed::PACKED_DOMAIN;
+use crate::provider::{CpuProvider, ExecutionProvider};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
 
@@ -257,6 +259,36 @@ pub fn fold_batch_norms(graph: &mut Graph) -> usize {
     remove_nodes(graph, &removed);
     drop_unread_initializers(graph);
     folded
+}
+
+/// Constants up to this many elements are given to shape inference whole
+/// (shape inputs of Reshape and the like); larger ones by shape only.
+const SMALL_CONSTANT: usize = 1024;
+
+/// The shapes of the graph's values that the CPU's kernels infer from the
+/// inputs' declared shapes and the initializers, in graph order (a node
+/// whose inputs are not all known keeps its outputs unknown).
+pub(crate) fn infer_shapes(graph: &Graph, opset: i64) -> HashMap<String, Vec<Dim>> {
+    let mut facts: HashMap<&str, Fact> = HashMap::new();
+    for (name, t) in &graph.initializers {
+        let fact = if t.len() <= SMALL_CONSTANT { Fact::constant(t.clone()) } else { Fact::new(t.dtype(), t.shape().iter().map(|&d| Dim::Known(d)).collect()) };
+        facts.insert(name, fact);
+    }
+    for v in &graph.inputs {
+        if let (Some(dtype), Some(shape)) = (v.dtype, &v.shape) {
+            facts.insert(&v.name, Fact::new(dtype, shape.clone()));
+        }
+    }
+    let cpu = CpuProvider::new();
+    for node in &graph.nodes {
+        let inputs: Option<Vec<Option<&Fact>>> = node.inputs.iter().map(|x| if x.is_empty() { Some(None) } else { facts.get(x.as_str()).map(Some) }).collect();
+        let Some(inputs) = inputs else { continue };
+        let Ok(out) = cpu.create_kernel(node, opset).and_then(|op| op.infer(&inputs)) else { continue };
+        for (name, fact) in node.outputs.iter().zip(out) {
+            facts.insert(name, fact);
+        }
+    }
+    facts.into_iter().map(|(name, fact)| (name.to_string(), fact.shape)).collect()
 }
 
 #[cfg(test)]

@@ -6,20 +6,24 @@
 //! whose weights are computed at run time keep their generic kernels.
 
 use crate::layout::NHWC_DOMAIN;
-use crate::model::{Attribute, Graph, Node};
+use crate::model::{Attribute, Dim, Graph, Node};
 use crate::ops::microkernel::pack;
 use crate::ops::packed::{depthwise, PACKED_DOMAIN};
-use crate::ops::Attrs;
+use crate::ops::{winograd, Attrs};
+use crate::optimize::infer_shapes;
 use crate::tensor::Tensor;
+use std::collections::HashMap;
 
 /// Rewrites every node it can whose rewrite `wants` accepts (the provider
-/// taking the node must run the packed one). Returns how many.
-pub fn pack_weights(graph: &mut Graph, wants: impl Fn(&Node, &Node) -> bool) -> usize {
-    let mut packed = 0;
+/// taking the node must run the packed one). Returns how many, and how
+/// many of them are convolutions by Winograd's algorithm.
+pub fn pack_weights(graph: &mut Graph, opset: i64, wants: impl Fn(&Node, &Node) -> bool) -> (usize, usize) {
+    let shapes = infer_shapes(graph, opset);
+    let (mut packed, mut winograd) = (0, 0);
     for i in 0..graph.nodes.len() {
         let node = &graph.nodes[i];
         let rewrite = match (node.domain.as_str(), node.op_type.as_str()) {
-            (NHWC_DOMAIN, "Conv") => conv(node, graph),
+            (NHWC_DOMAIN, "Conv") => conv(node, graph, &shapes),
             ("" | "ai.onnx", "Gemm") => gemm(node, graph),
             ("" | "ai.onnx", "MatMul") => matmul(node, graph),
             _ => None,
@@ -31,11 +35,12 @@ pub fn pack_weights(graph: &mut Graph, wants: impl Fn(&Node, &Node) -> bool) -> 
         for (name, tensor) in tensors {
             graph.initializers.entry(name).or_insert(tensor);
         }
+        winograd += usize::from(new_node.attributes.contains_key("winograd_tile"));
         graph.nodes[i] = new_node;
         packed += 1;
     }
     crate::optimize::drop_unread_initializers(graph);
-    packed
+    (packed, winograd)
 }
 
 /// The f32 initializer named `name`, if any.
@@ -51,7 +56,23 @@ fn tensor(shape: Vec<usize>, values: Vec<f32>) -> Tensor {
 
 type Rewrite = (Node, Vec<(String, Tensor)>);
 
-fn conv(node: &Node, graph: &Graph) -> Option<Rewrite> {
+/// The Winograd tile side for `node`, a channels-last Conv with weights
+/// [m, cg, kh, kw] in `group` groups (see [`winograd::tile_for`]): 3×3,
+/// strides and dilations 1, one group, and output images of known size.
+fn winograd_tile(node: &Node, [m, cg, kh, kw]: [usize; 4], group: usize, shapes: &HashMap<String, Vec<Dim>>) -> Option<usize> {
+    let ones = |name: &str| match node.attributes.get(name) {
+        None => true,
+        Some(Attribute::Ints(v)) => v.iter().all(|&s| s == 1),
+        Some(_) => false,
+    };
+    if [kh, kw, group] != [3, 3, 1] || !ones("strides") || !ones("dilations") {
+        return None;
+    }
+    let Some([_, Dim::Known(oh), Dim::Known(ow), _]) = shapes.get(node.outputs.first()?).map(Vec::as_slice) else { return None };
+    winograd::tile_for([*oh, *ow], cg, m)
+}
+
+fn conv(node: &Node, graph: &Graph, shapes: &HashMap<String, Vec<Dim>>) -> Option<Rewrite> {
     let (ws, w) = constant(graph, node.inputs.get(1))?;
     let [m, cg, kh, kw] = <[usize; 4]>::try_from(ws).ok()?;
     let bias = node.inputs.get(2).filter(|b| !b.is_empty());
@@ -65,14 +86,17 @@ fn conv(node: &Node, graph: &Graph) -> Option<Rewrite> {
         }
     }
     let (taps, mg) = (kh * kw, m / group);
-    let values = if depthwise(cg, m, group) {
+    let tile = winograd_tile(node, [m, cg, kh, kw], group, shapes);
+    let values = if let Some(tile) = tile {
+        winograd::pack_weights(tile, w, cg, m)
+    } else if depthwise(cg, m, group) {
         // Depthwise: [taps, channels], channels contiguous.
         (0..taps * m).map(|i| w[(i % m) * taps + i / m]).collect()
     } else {
         // Per group, K = (ky, kx, input channel) rows by its output channels.
         (0..group).flat_map(|gi| pack(taps * cg, mg, |p, j| w[((gi * mg + j) * cg + p % cg) * taps + p / cg])).collect::<Vec<f32>>()
     };
-    let name = format!("{}#packed-g{group}", node.inputs[1]);
+    let name = format!("{}#packed-g{group}-w{}", node.inputs[1], tile.unwrap_or(0));
     let mut packed = node.clone();
     packed.op_type = "PackedConv".into();
     packed.domain = PACKED_DOMAIN.into();
@@ -82,6 +106,9 @@ fn conv(node: &Node, graph: &Graph) -> Option<Rewrite> {
     attrs.insert("group".into(), Attribute::Int(group as i64));
     attrs.insert("input_channels".into(), Attribute::Int(cg as i64));
     attrs.insert("output_channels".into(), Attribute::Int(m as i64));
+    if let Some(tile) = tile {
+        attrs.insert("winograd_tile".into(), Attribute::Int(tile as i64));
+    }
     let len = values.len();
     Some((packed, vec![(name, tensor(vec![len], values))]))
 }

@@ -25,23 +25,24 @@ fn transposes(session: &Session) -> usize {
     session.placements().iter().filter(|p| p.op_type == "Transpose").count()
 }
 
-/// (model, Transposes the channels-last graph adds)
-const CASES: &[(&str, usize)] = &[
+/// (model, Transposes the channels-last graph adds, 3×3 convolutions
+/// computed by Winograd's algorithm)
+const CASES: &[(&str, usize, usize)] = &[
     // Input to NHWC, and back before the classifier's Reshape.
-    ("light_resnet50", 2),
+    ("light_resnet50", 2, 11),
     // Fire modules' Concats stay in NHWC (axis remapped).
-    ("light_squeezenet", 2),
+    ("light_squeezenet", 2, 6),
     // LRN normalises across channels: NCHW around each of its two uses.
-    ("light_inception_v1", 6),
-    ("light_densenet121", 2),
+    ("light_inception_v1", 6, 8),
+    ("light_densenet121", 2, 42),
     // Channel shuffles (Reshape, Transpose, Reshape) run on NHWC's channel
     // axis: no Transpose to NCHW around them.
-    ("light_shufflenet", 2),
+    ("light_shufflenet", 2, 0),
 ];
 
 #[test]
 fn channels_last_sessions_match_nchw_sessions() {
-    for &(name, expected_transposes) in CASES {
+    for &(name, expected_transposes, winograd) in CASES {
         let nchw = SessionBuilder::new()
             .with_intra_op_threads(2)
             .with_provider(Box::new(CpuProvider::new().with_preferred_layout(Layout::Nchw)))
@@ -53,6 +54,7 @@ fn channels_last_sessions_match_nchw_sessions() {
         // Packed nodes left as they are, or joined into ConcatConvs nodes.
         let count = |op: &str| nhwc.placements().iter().filter(|p| p.op_type == op).count();
         let convs = count("PackedConv");
+        assert_eq!(nhwc.optimizations().winograd, winograd, "{name}: Winograd convolutions");
         assert!(nhwc.optimizations().packed >= convs + count("PackedMatMul") + count("ConcatConvs"), "{name}");
         assert!(rewritten >= convs && convs > 0, "{name}: {rewritten} rewritten, {convs} convolutions");
         // The model's own Transposes (ShuffleNet's shuffles) stay, in NHWC.

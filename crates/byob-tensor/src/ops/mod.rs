@@ -21,6 +21,7 @@ pub(crate) mod microkernel;
 mod lanes;
 pub mod packed;
 mod concat_convs;
+pub(crate) mod winograd;
 mod shuffle;
 pub(crate) mod pool_nhwc;
 

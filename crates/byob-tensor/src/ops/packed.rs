@@ -26,7 +26,7 @@ use super::conv::{with_columns, Geo3, Window};
 use super::lanes::{block_of, for_channel_blocks, ChannelBlock, PixelTaps};
 use super::linalg::{f32_fact, f32_input, known, optional_f32_input};
 use super::microkernel::{gemm_packed, packed_len, vectorized_rows, Epilogue, Lhs, Residual, VectorLoop, MAX_RUNS};
-use super::{output, Attrs, Builder, Fact, Op, OpError};
+use super::{output, winograd, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::{DataType, Tensor};
 use rayon::prelude::*;
@@ -118,6 +118,9 @@ pub(super) struct PackedConv {
     relu: bool,
     /// Whether the node adds a residual (input 3).
     residual: bool,
+    /// The output tile side of a Winograd convolution (see
+    /// [`super::winograd`]), whose weights are packed for it.
+    winograd: Option<usize>,
 }
 
 impl PackedConv {
@@ -132,7 +135,9 @@ impl PackedConv {
     }
 
     fn weights_len(&self) -> usize {
-        if self.depthwise() {
+        if let Some(tile) = self.winograd {
+            winograd::weights_len(tile, self.cg, self.m)
+        } else if self.depthwise() {
             self.kernel[0] * self.kernel[1] * self.m
         } else {
             self.group * self.group_len()
@@ -250,7 +255,11 @@ impl Conv2d<'_> {
         if y.is_empty() {
             return;
         }
-        if self.op.depthwise() {
+        if let Some(tile) = self.op.winograd {
+            let (op, c) = (self.op, self.channels());
+            let operands = winograd::Operands { x: self.x, w: self.w, bias: self.bias, residual: self.residual, g, c, m: op.m, relu: op.relu, offset: self.offset, stride: self.stride };
+            winograd::run(tile, &operands, y, threads);
+        } else if self.op.depthwise() {
             assert!(self.offset == 0 && self.stride == self.op.m, "a depthwise convolution writes a tensor of its own");
             self.depthwise(y, threads);
         } else if g.kernel == [1; 3] && g.stride == [1; 3] && g.pad == [0; 3] && g.output == g.input {
@@ -516,7 +525,15 @@ pub(super) fn read_packed_conv(node: &Node, residual: bool) -> Result<PackedConv
     if m % group != 0 {
         return Err(OpError::attribute("group", format!("{group} does not divide {m} output channels")));
     }
-    Ok(PackedConv { window, kernel, group, cg, m, relu: a.fused_relu()?, residual })
+    let winograd = match a.int("winograd_tile", 0)? {
+        0 => None,
+        tile => {
+            let ones = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&s| s == 1));
+            let fits = usize::try_from(tile).ok().filter(|&t| winograd::is_tile(t) && kernel == [3, 3] && group == 1 && ones(&window.strides) && ones(&window.dilations));
+            Some(fits.ok_or_else(|| OpError::attribute("winograd_tile", format!("{tile} needs tiles of 2 or 4 on a one-group 3×3 Conv with strides and dilations 1")))?)
+        }
+    };
+    Ok(PackedConv { window, kernel, group, cg, m, relu: a.fused_relu()?, residual, winograd })
 }
 
 /// Copies `src[..len]` to `dst[..len]`. A short run (a first layer's

@@ -168,7 +168,7 @@ impl SessionBuilder {
         });
         // Fused nodes only where the provider that takes the node runs them.
         let taker_runs = |node: &Node, fused: &Node| providers.iter().find(|p| p.supports(node, opset, &[])).is_some_and(|p| p.supports(fused, opset, &[]));
-        let packed = if level >= OptimizationLevel::Extended { crate::pack::pack_weights(&mut model.graph, taker_runs) } else { 0 };
+        let (packed, winograd) = if level >= OptimizationLevel::Extended { crate::pack::pack_weights(&mut model.graph, opset, taker_runs) } else { (0, 0) };
         // After packing: only the Gemms left to the generic kernels and
         // other providers need their weights transposed.
         let prepacked = if level >= OptimizationLevel::Extended { crate::optimize::prepack_gemm_weights(&mut model.graph) } else { 0 };
@@ -184,6 +184,7 @@ impl SessionBuilder {
         session.optimizations.fused += residuals + activations + shuffles + concats;
         session.optimizations.channels_last = channels_last;
         session.optimizations.packed = packed;
+        session.optimizations.winograd = winograd;
         session.spin = self.spinning.unwrap_or(true) && !session.steps.iter().any(|s| s.op.waits_on_device());
         session.profiling = self.profiling;
         Ok(session)
@@ -324,6 +325,9 @@ pub struct Optimizations {
     pub channels_last: usize,
     /// Nodes whose weights were packed for the CPU's own GEMM.
     pub packed: usize,
+    /// Of those, 3×3 convolutions computed by Winograd's minimal filtering
+    /// (fewer multiply-adds; see the CPU provider's docs).
+    pub winograd: usize,
     /// Steps whose output may take over an input's buffer, computing in
     /// place (a shortcut added where it lies), where the memory plan finds
     /// both the same size.
