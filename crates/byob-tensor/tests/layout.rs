@@ -29,12 +29,12 @@ fn transposes(session: &Session) -> usize {
 /// computed by Winograd's algorithm)
 const CASES: &[(&str, usize, usize)] = &[
     // Input to NHWC, and back before the classifier's Reshape.
-    ("light_resnet50", 2, 11),
+    ("light_resnet50", 2, 13),
     // Fire modules' Concats stay in NHWC (axis remapped).
     ("light_squeezenet", 2, 6),
     // LRN normalises across channels: NCHW around each of its two uses.
     ("light_inception_v1", 6, 8),
-    ("light_densenet121", 2, 42),
+    ("light_densenet121", 2, 58),
     // Channel shuffles (Reshape, Transpose, Reshape) run on NHWC's channel
     // axis: no Transpose to NCHW around them.
     ("light_shufflenet", 2, 0),

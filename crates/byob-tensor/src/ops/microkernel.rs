@@ -649,9 +649,9 @@ pub(crate) fn vectorized_rows(y: &mut [f32], row_len: usize, threads: &rayon::Th
 
 /// Runs row `index` of `l` compiled for the widest vectors this processor
 /// has. Used by the channels-last depthwise convolution and pools, whose
-/// loops run along contiguous channels.
+/// loops run along contiguous channels, and Winograd's transforms.
 #[inline]
-fn vectorized<L: VectorLoop + ?Sized>(l: &L, index: usize, out: &mut [f32]) {
+pub(crate) fn vectorized<L: VectorLoop + ?Sized>(l: &L, index: usize, out: &mut [f32]) {
     match Kernel::best() {
         // SAFETY: `best` reported the instructions available.
         #[cfg(target_arch = "x86_64")]

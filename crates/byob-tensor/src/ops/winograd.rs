@@ -26,7 +26,7 @@
 
 use super::conv::{with_columns, Geo3};
 use super::lanes::{block_of, for_channel_blocks, ChannelBlock};
-use super::microkernel::{gemm_packed, pack, packed_len, Epilogue, Lhs, Residual};
+use super::microkernel::{gemm_packed, pack, packed_len, vectorized, Epilogue, Lhs, Residual, VectorLoop};
 use rayon::prelude::*;
 
 /// The matrices of F(M×M, 3×3) on input tiles of A = M + 2 pixels a side.
@@ -69,43 +69,36 @@ const F4: Transform<6, 4> = Transform {
     at: [[1., 1., 1., 1., 1., 0.], [0., 1., -1., 2., -2., 0.], [0., 1., 1., 4., 4., 0.], [0., 1., -1., 8., -8., 1.]],
 };
 
-/// Fewest tiles per image worth the transforms and the larger weights.
-const MIN_TILES: usize = 36;
-
-/// Fewest tiles per image for F(4×4, 3×3) when its weights are small
-/// enough to stay in cache between images.
-const MIN_TILES_SMALL_WEIGHTS: usize = 16;
-
-/// Bytes of F(4×4, 3×3) weights that count as small.
-const SMALL_WEIGHTS: usize = 4 << 20;
+/// Fewest tiles per image for F(4×4, 3×3), and for F(2×2, 3×3).
+const MIN_TILES_4: usize = 36;
+const MIN_TILES_2: usize = 16;
 
 /// Fewest input and output channels: each product sums over the input
 /// channels, and with fewer than 32 it stores its tile of sums about as
-/// often as it adds to it (SqueezeNet's 16 channels at 55×55 measured 1.3×
-/// slower than the direct convolution, with its 144 terms per sum).
+/// often as it adds to it (SqueezeNet's 16 channels at 55×55 measured
+/// 1.1-1.2× the time of the direct convolution, with its 144 terms per
+/// sum).
 const MIN_CHANNELS: usize = 32;
 
 /// The output tile side m for a 3×3, stride-1, one-group convolution from
 /// `c` to `m` channels whose output images are `output` [height, width],
 /// or `None` where the direct convolution is the better choice.
 ///
-/// Measured on ResNet50 and SqueezeNet (each layer against the direct
-/// convolution): m = 4 wherever an image has 36 tiles or more (56×56 by
-/// 64 channels: 0.72× the time; 28×28 by 128: 0.56×), or 16 and its
-/// weights stay small (13×13 by 48 to 192: 0.93×); m = 2 where it has 36
-/// tiles of 2×2 (14×14 by 256 channels, 0.68×, whose 9.4 MB of m = 4
-/// weights made it 0.82×); else direct (7×7 by 512: the 4 or 16 tiles do
-/// not amortise the weights).
+/// Measured on ResNet50 and SqueezeNet, each layer against the direct
+/// convolution: m = 4 where an image has 36 tiles of 4×4 or more (56×56
+/// by 64 channels: 0.63× the time; 28×28 by 128: 0.47×); m = 2 where it
+/// has 16 tiles of 2×2 or more (14×14 by 256: 0.59×, m = 4 0.61×; 13×13
+/// by 48 to 192: 0.78-0.85×, as m = 4; 7×7 by 512: 0.89×, m = 4 1.1×, its
+/// 4 tiles too few for the 36 products' 38 MB of weights).
 pub(crate) fn tile_for(output: [usize; 2], c: usize, m: usize) -> Option<usize> {
     let tiles = |side: usize| output[0].div_ceil(side) * output[1].div_ceil(side);
     if c < MIN_CHANNELS || m < MIN_CHANNELS {
         return None;
     }
-    let small_weights = weights_len(4, c, m) * 4 <= SMALL_WEIGHTS;
-    if tiles(4) >= MIN_TILES || (small_weights && tiles(4) >= MIN_TILES_SMALL_WEIGHTS) {
+    if tiles(4) >= MIN_TILES_4 {
         Some(4)
     } else {
-        (tiles(2) >= MIN_TILES).then_some(2)
+        (tiles(2) >= MIN_TILES_2).then_some(2)
     }
 }
 
@@ -157,8 +150,9 @@ pub(super) fn run(tile: usize, o: &Operands, y: &mut [f32], threads: &rayon::Thr
 }
 
 /// Scratch values (transformed inputs and products) a block of tile rows
-/// may take: well inside L2 for one thread's share of the products.
-const BLOCK_VALUES: usize = 256 * 1024;
+/// may take, unless the weights are larger (2 MB measured 5% faster than
+/// 1 MB on ResNet50's 56×56 and 28×28 layers, 4 MB no faster).
+const BLOCK_VALUES: usize = 512 * 1024;
 
 /// Values of padding after each tile's transformed input and each
 /// product: rows of the products' left operands (and the products read
@@ -190,7 +184,9 @@ impl<const A: usize, const M: usize> Transform<A, M> {
         let ([_, ih, iw], [_, oh, ow]) = (o.g.input, o.g.output);
         let (th, tw) = (oh.div_ceil(M), ow.div_ceil(M));
         let tile_values = A * A * o.c + SKEW;
-        let rows_per_block = (BLOCK_VALUES / (tw * (tile_values + A * A * o.m))).clamp(1, th);
+        // Every block reads all the weights: blocks at least as large.
+        let budget = BLOCK_VALUES.max(A * A * o.c * o.m);
+        let rows_per_block = (budget / (tw * (tile_values + A * A * o.m))).clamp(1, th);
         let u_len = packed_len(o.c, o.m);
         let image_values = oh * ow * o.stride;
         for (image, y) in y.chunks_mut(image_values).take(o.x.len() / (ih * iw * o.c)).enumerate() {
@@ -201,9 +197,8 @@ impl<const A: usize, const M: usize> Transform<A, M> {
                 with_columns(tiles * tile_values + A * A * plane, |scratch| {
                     // v: [tile][ξ][c]; products: [ξ][tile][m].
                     let (v, products) = scratch.split_at_mut(tiles * tile_values);
-                    threads.install(|| {
-                        v.par_chunks_mut(tile_values).enumerate().for_each(|(t, v)| self.input_tile(o, image, ty0 + t / tw, t % tw, v));
-                    });
+                    let inputs = InputTiles { t: self, o, image, ty0, tw };
+                    threads.install(|| v.par_chunks_mut(tile_values).enumerate().for_each(|(t, v)| vectorized(&inputs, t, v)));
                     let v = &*v;
                     threads.install(|| {
                         products.par_chunks_mut(plane).enumerate().for_each(|(xi, product)| {
@@ -211,20 +206,16 @@ impl<const A: usize, const M: usize> Transform<A, M> {
                             gemm_packed(tiles, o.m, lhs, &o.w[xi * u_len..][..u_len], product, o.m, Epilogue::default(), None);
                         });
                     });
-                    let products = &*products;
-                    threads.install(|| {
-                        y[ty0 * M * ow * o.stride..].par_chunks_mut(M * ow * o.stride).take(tile_rows).enumerate().for_each(|(r, out)| {
-                            for tx in 0..tw {
-                                self.output_tile(o, products, plane, (r * tw + tx, image, ty0 + r, tx), out);
-                            }
-                        });
-                    });
+                    let outputs = OutputTiles { t: self, o, products, plane, image, ty0, tw };
+                    let rows = y[ty0 * M * ow * o.stride..].par_chunks_mut(M * ow * o.stride).take(tile_rows);
+                    threads.install(|| rows.enumerate().for_each(|(r, out)| vectorized(&outputs, r, out)));
                 });
             }
         }
     }
 
     /// The transformed input of tile (ty, tx) of `image` into `v` [ξ][c].
+    #[inline(always)]
     fn input_tile(&self, o: &Operands, image: usize, ty: usize, tx: usize, v: &mut [f32]) {
         let ([_, ih, iw], [_, top, left]) = (o.g.input, o.g.pad);
         let at: [[Option<usize>; A]; A] = std::array::from_fn(|i| {
@@ -239,6 +230,7 @@ impl<const A: usize, const M: usize> Transform<A, M> {
 
     /// Stores tile `t` of the block, tile (ty, tx) of `image`, into `out`:
     /// the output rows of its row of tiles.
+    #[inline(always)]
     fn output_tile(&self, o: &Operands, products: &[f32], plane: usize, (t, image, ty, tx): (usize, usize, usize, usize), out: &mut [f32]) {
         let [_, oh, ow] = o.g.output;
         // Per pixel: where it lies in `out`, and its index in the output.
@@ -250,6 +242,46 @@ impl<const A: usize, const M: usize> Transform<A, M> {
         });
         let at = &products[t * o.m..];
         for_channel_blocks(o.m, &mut OutputTile { t: self, o, products: at, plane, pixels: &pixels, out });
+    }
+}
+
+/// A block's input transforms, each tile's compiled for the widest
+/// vectors (see [`VectorLoop`]): tile `index` into `out` [ξ][c].
+struct InputTiles<'a, const A: usize, const M: usize> {
+    t: &'a Transform<A, M>,
+    o: &'a Operands<'a>,
+    image: usize,
+    /// The block's first row of tiles, and tiles per row.
+    ty0: usize,
+    tw: usize,
+}
+
+impl<const A: usize, const M: usize> VectorLoop for InputTiles<'_, A, M> {
+    #[inline(always)]
+    fn run(&self, index: usize, out: &mut [f32]) {
+        self.t.input_tile(self.o, self.image, self.ty0 + index / self.tw, index % self.tw, out)
+    }
+}
+
+/// A block's output transforms: row of tiles `index` into `out`, its rows
+/// of output pixels.
+struct OutputTiles<'a, const A: usize, const M: usize> {
+    t: &'a Transform<A, M>,
+    o: &'a Operands<'a>,
+    /// Product ξ at `ξ · plane`, [tiles × m] each.
+    products: &'a [f32],
+    plane: usize,
+    image: usize,
+    ty0: usize,
+    tw: usize,
+}
+
+impl<const A: usize, const M: usize> VectorLoop for OutputTiles<'_, A, M> {
+    #[inline(always)]
+    fn run(&self, index: usize, out: &mut [f32]) {
+        for tx in 0..self.tw {
+            self.t.output_tile(self.o, self.products, self.plane, (index * self.tw + tx, self.image, self.ty0 + index, tx), out);
+        }
     }
 }
 
@@ -473,8 +505,9 @@ mod tests {
         assert_eq!(tile_for([56, 56], 64, 64), Some(4));
         assert_eq!(tile_for([28, 28], 128, 128), Some(4));
         assert_eq!(tile_for([14, 14], 256, 256), Some(2));
-        assert_eq!(tile_for([7, 7], 512, 512), None);
-        assert_eq!(tile_for([13, 13], 48, 192), Some(4));
+        assert_eq!(tile_for([7, 7], 512, 512), Some(2));
+        assert_eq!(tile_for([13, 13], 48, 192), Some(2));
+        assert_eq!(tile_for([6, 6], 512, 512), None);
         assert_eq!(tile_for([55, 55], 16, 64), None);
     }
 }
