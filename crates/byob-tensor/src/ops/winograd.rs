@@ -13,16 +13,18 @@
 //! multiply-adds), 2.25 with m = 4 (4× fewer).
 //!
 //! Larger tiles round worse (the transforms scale values by up to 100 with
-//! m = 4), and the transformed weights take (m+2)²/9 times the memory, so
-//! [`tile_for`] keeps m = 4 for large images with many tiles, m = 2 for
-//! middling ones, and direct convolution for small images, whose few tiles
-//! would not amortise reading the larger weights.
+//! m = 4, still within a few 1e-6 of ONNX Runtime on ResNet50's output),
+//! and the transformed weights take (m+2)²/9 times the memory (4× with
+//! m = 4), so [`tile_for`] takes m = 4 where an image has enough tiles to
+//! amortise reading them, m = 2 on smaller images (7×7), and leaves the
+//! smallest ones and layers of few channels to the direct convolution.
 //!
 //! A run goes by blocks of tile rows sized to stay in cache: every tile's
 //! input transform (in parallel over tiles), the (m+2)² products (in
 //! parallel over ξ), then every tile's output transform, with the bias,
 //! residual and Relu, stored where the pixels lie (in parallel over rows of
-//! tiles).
+//! tiles). The transforms run along contiguous channels, compiled for the
+//! widest vectors as the depthwise loops are.
 
 use super::conv::{with_columns, Geo3};
 use super::lanes::{block_of, for_channel_blocks, ChannelBlock};
@@ -69,37 +71,33 @@ const F4: Transform<6, 4> = Transform {
     at: [[1., 1., 1., 1., 1., 0.], [0., 1., -1., 2., -2., 0.], [0., 1., 1., 4., 4., 0.], [0., 1., -1., 8., -8., 1.]],
 };
 
-/// Fewest tiles per image for F(4×4, 3×3), and for F(2×2, 3×3).
-const MIN_TILES_4: usize = 36;
-const MIN_TILES_2: usize = 16;
+/// Fewest tiles per image (rows of each product) for either transform.
+const MIN_TILES: usize = 16;
 
 /// Fewest input and output channels: each product sums over the input
-/// channels, and with fewer than 32 it stores its tile of sums about as
-/// often as it adds to it (SqueezeNet's 16 channels at 55×55 measured
-/// 1.1-1.2× the time of the direct convolution, with its 144 terms per
-/// sum).
+/// channels, and with fewer than 32 the transforms and the stores of the
+/// sums weigh as much as the multiply-adds saved (SqueezeNet's 16 channels
+/// at 55×55 measured 1.06-1.09× the time of the direct convolution, whose
+/// sums have 144 terms).
 const MIN_CHANNELS: usize = 32;
 
 /// The output tile side m for a 3×3, stride-1, one-group convolution from
 /// `c` to `m` channels whose output images are `output` [height, width],
 /// or `None` where the direct convolution is the better choice.
 ///
-/// Measured on ResNet50 and SqueezeNet, each layer against the direct
-/// convolution: m = 4 where an image has 36 tiles of 4×4 or more (56×56
-/// by 64 channels: 0.63× the time; 28×28 by 128: 0.47×); m = 2 where it
-/// has 16 tiles of 2×2 or more (14×14 by 256: 0.59×, m = 4 0.61×; 13×13
-/// by 48 to 192: 0.78-0.85×, as m = 4; 7×7 by 512: 0.89×, m = 4 1.1×, its
-/// 4 tiles too few for the 36 products' 38 MB of weights).
+/// Measured layer by layer against the direct convolution (single-layer
+/// models, variants taking turns): m = 4 where an image has 16 tiles of
+/// 4×4 (56×56 by 64 channels: 0.66× the time; 28×28 by 128: 0.37×; 14×14
+/// by 256: 0.30×, m = 2 0.37×; 13×13 by 48 to 192: 0.65×, m = 2 0.77×),
+/// else m = 2 where it has 16 tiles of 2×2 (7×7 by 512: 0.79×, m = 4
+/// 0.84× alone and 1.1× inside ResNet50, its 4 tiles too few for the 38 MB
+/// of weights of 36 products), else direct.
 pub(crate) fn tile_for(output: [usize; 2], c: usize, m: usize) -> Option<usize> {
     let tiles = |side: usize| output[0].div_ceil(side) * output[1].div_ceil(side);
     if c < MIN_CHANNELS || m < MIN_CHANNELS {
         return None;
     }
-    if tiles(4) >= MIN_TILES_4 {
-        Some(4)
-    } else {
-        (tiles(2) >= MIN_TILES_2).then_some(2)
-    }
+    [4, 2].into_iter().find(|&side| tiles(side) >= MIN_TILES)
 }
 
 /// Whether `tile` is a side that [`tile_for`] may choose.
@@ -218,13 +216,14 @@ impl<const A: usize, const M: usize> Transform<A, M> {
     #[inline(always)]
     fn input_tile(&self, o: &Operands, image: usize, ty: usize, tx: usize, v: &mut [f32]) {
         let ([_, ih, iw], [_, top, left]) = (o.g.input, o.g.pad);
-        let at: [[Option<usize>; A]; A] = std::array::from_fn(|i| {
+        let mut at = [[None; A]; A];
+        for (i, row) in at.iter_mut().enumerate() {
             let iy = (ty * M + i).checked_sub(top).filter(|&iy| iy < ih);
-            std::array::from_fn(|j| {
+            for (j, at) in row.iter_mut().enumerate() {
                 let ix = (tx * M + j).checked_sub(left).filter(|&ix| ix < iw);
-                iy.zip(ix).map(|(iy, ix)| ((image * ih + iy) * iw + ix) * o.c)
-            })
-        });
+                *at = iy.zip(ix).map(|(iy, ix)| ((image * ih + iy) * iw + ix) * o.c);
+            }
+        }
         for_channel_blocks(o.c, &mut InputTile { t: self, x: o.x, at: &at, c: o.c, v });
     }
 
@@ -234,12 +233,13 @@ impl<const A: usize, const M: usize> Transform<A, M> {
     fn output_tile(&self, o: &Operands, products: &[f32], plane: usize, (t, image, ty, tx): (usize, usize, usize, usize), out: &mut [f32]) {
         let [_, oh, ow] = o.g.output;
         // Per pixel: where it lies in `out`, and its index in the output.
-        let pixels: [[Option<(usize, usize)>; M]; M] = std::array::from_fn(|p| {
-            std::array::from_fn(|q| {
+        let mut pixels = [[None; M]; M];
+        for (p, row) in pixels.iter_mut().enumerate() {
+            for (q, pixel) in row.iter_mut().enumerate() {
                 let (oy, ox) = (ty * M + p, tx * M + q);
-                (oy < oh && ox < ow).then(|| ((p * ow + ox) * o.stride + o.offset, (image * oh + oy) * ow + ox))
-            })
-        });
+                *pixel = (oy < oh && ox < ow).then(|| ((p * ow + ox) * o.stride + o.offset, (image * oh + oy) * ow + ox));
+            }
+        }
         let at = &products[t * o.m..];
         for_channel_blocks(o.m, &mut OutputTile { t: self, o, products: at, plane, pixels: &pixels, out });
     }
@@ -286,7 +286,9 @@ impl<const A: usize, const M: usize> VectorLoop for OutputTiles<'_, A, M> {
 }
 
 /// `Σ_i coefficients[i] · vectors[i]`, skipping the zeros (the compiler
-/// folds the constant coefficients once the loops are unrolled).
+/// folds the constant coefficients once the loops are unrolled). The
+/// transforms use plain loops, not `std::array::from_fn`, which was not
+/// inlined: it ran as baseline code, a tenth of a layer's time.
 #[inline(always)]
 fn combine<const A: usize, const W: usize>(coefficients: &[f32; A], vectors: &[[f32; W]; A]) -> [f32; W] {
     let mut sum = [0.0; W];
@@ -315,7 +317,12 @@ impl<const A: usize, const M: usize> ChannelBlock for InputTile<'_, A, M> {
         // Bᵀ d, column by column, then (Bᵀ d) B row by row.
         let mut left = [[[0.0; W]; A]; A];
         for j in 0..A {
-            let column: [[f32; W]; A] = std::array::from_fn(|i| self.at[i][j].map_or([0.0; W], |at| *block_of::<W>(self.x, at + first)));
+            let mut column = [[0.0; W]; A];
+            for (value, at) in column.iter_mut().zip(self.at) {
+                if let Some(at) = at[j] {
+                    *value = *block_of::<W>(self.x, at + first);
+                }
+            }
             for (r, row) in left.iter_mut().enumerate() {
                 row[j] = combine(&bt[r], &column);
             }
@@ -347,7 +354,10 @@ impl<const A: usize, const M: usize> ChannelBlock for OutputTile<'_, A, M> {
         // Aᵀ P, column by column, then (Aᵀ P) A row by row.
         let mut left = [[[0.0; W]; A]; M];
         for s in 0..A {
-            let column: [[f32; W]; A] = std::array::from_fn(|r| *block_of::<W>(self.products, (r * A + s) * self.plane + first));
+            let mut column = [[0.0; W]; A];
+            for (r, value) in column.iter_mut().enumerate() {
+                *value = *block_of::<W>(self.products, (r * A + s) * self.plane + first);
+            }
             for (p, row) in left.iter_mut().enumerate() {
                 row[s] = combine(&at[p], &column);
             }
@@ -504,9 +514,9 @@ mod tests {
         // ResNet50's stages and SqueezeNet's fire modules.
         assert_eq!(tile_for([56, 56], 64, 64), Some(4));
         assert_eq!(tile_for([28, 28], 128, 128), Some(4));
-        assert_eq!(tile_for([14, 14], 256, 256), Some(2));
+        assert_eq!(tile_for([14, 14], 256, 256), Some(4));
         assert_eq!(tile_for([7, 7], 512, 512), Some(2));
-        assert_eq!(tile_for([13, 13], 48, 192), Some(2));
+        assert_eq!(tile_for([13, 13], 48, 192), Some(4));
         assert_eq!(tile_for([6, 6], 512, 512), None);
         assert_eq!(tile_for([55, 55], 16, 64), None);
     }
