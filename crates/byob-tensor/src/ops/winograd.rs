@@ -179,7 +179,7 @@ impl<const A: usize, const M: usize> Transform<A, M> {
     }
 
     fn run(&self, o: &Operands, y: &mut [f32], threads: &rayon::ThreadPool) {
-        let ([_, ih, iw], [_, oh, ow]) = (o.g.input, o.g.output);
+        let [_, oh, ow] = o.g.output;
         let (th, tw) = (oh.div_ceil(M), ow.div_ceil(M));
         let tile_values = A * A * o.c + SKEW;
         // Every block reads all the weights: blocks at least as large.
@@ -187,7 +187,7 @@ impl<const A: usize, const M: usize> Transform<A, M> {
         let rows_per_block = (budget / (tw * (tile_values + A * A * o.m))).clamp(1, th);
         let u_len = packed_len(o.c, o.m);
         let image_values = oh * ow * o.stride;
-        for (image, y) in y.chunks_mut(image_values).take(o.x.len() / (ih * iw * o.c)).enumerate() {
+        for (image, y) in y.chunks_mut(image_values).enumerate() {
             for ty0 in (0..th).step_by(rows_per_block) {
                 let tile_rows = rows_per_block.min(th - ty0);
                 let tiles = tile_rows * tw;
