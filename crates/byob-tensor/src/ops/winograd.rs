@@ -477,7 +477,9 @@ mod tests {
             // Uneven pads; channels past a block of 32 (40 = 32 + 8).
             Case { images: 1, size: [7, 10], c: 40, m: 37, pads: [2, 0, 1, 2] },
             // Several blocks of tile rows (BLOCK_VALUES).
-            Case { images: 1, size: [58, 30], c: 64, m: 33, pads: [1; 4] },
+            Case { images: 1, size: [130, 62], c: 64, m: 33, pads: [1; 4] },
+            // An empty input whose pads alone make an output row.
+            Case { images: 1, size: [0, 3], c: 3, m: 4, pads: [2, 1, 1, 1] },
         ];
         for case in &cases {
             for tile in [2, 4] {
