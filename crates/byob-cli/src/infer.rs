@@ -40,6 +40,10 @@ pub struct RunArgs {
     /// runs; also in --stats-json).
     #[arg(long)]
     profile: bool,
+    /// Convolve every 3×3 layer directly: no Winograd transforms (less
+    /// memory for weights, less rounding).
+    #[arg(long)]
+    no_winograd: bool,
 }
 
 #[derive(Args)]
@@ -49,6 +53,9 @@ pub struct InfoArgs {
     /// Execution provider to plan with.
     #[arg(long, value_enum, default_value = "auto")]
     ep: Ep,
+    /// Plan every 3×3 convolution as direct (see `byob run --no-winograd`).
+    #[arg(long)]
+    no_winograd: bool,
 }
 
 /// A session and the provider chosen for it.
@@ -65,7 +72,15 @@ fn webgpu() -> std::result::Result<WebGpuProvider, String> {
     WebGpuProvider::new().map_err(|e| e.to_string())
 }
 
-fn session(model: &PathBuf, ep: Ep, threads: Option<usize>, profile: bool) -> Result<Prepared> {
+/// How to build a session, from the command line.
+struct Options {
+    ep: Ep,
+    threads: Option<usize>,
+    profile: bool,
+    winograd: bool,
+}
+
+fn session(model: &PathBuf, Options { ep, threads, profile, winograd }: Options) -> Result<Prepared> {
     let (gpu, chosen) = match ep {
         Ep::Cpu => (None, "cpu".to_string()),
         Ep::Webgpu => {
@@ -81,7 +96,7 @@ fn session(model: &PathBuf, ep: Ep, threads: Option<usize>, profile: bool) -> Re
             Err(why) => (None, format!("cpu (auto: no WebGPU: {why})")),
         },
     };
-    let mut builder = SessionBuilder::new().with_profiling(profile);
+    let mut builder = SessionBuilder::new().with_profiling(profile).with_winograd(winograd);
     if let Some(gpu) = &gpu {
         builder = builder.with_provider(Box::new(gpu.clone()));
     }
@@ -112,7 +127,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     if args.repeat == 0 {
         bail!("--repeat must be at least 1");
     }
-    let Prepared { session, chosen, gpu } = session(&args.model, args.ep, args.threads, args.profile)?;
+    let Prepared { session, chosen, gpu } = session(&args.model, Options { ep: args.ep, threads: args.threads, profile: args.profile, winograd: !args.no_winograd })?;
     eprintln!("execution provider: {chosen}");
     // Inputs and outputs stay bound across repeats: from the second run on,
     // nothing is copied in or allocated.
@@ -214,7 +229,7 @@ fn print_profile(profile: &[(StepTime, f64)]) {
 
 pub fn info(args: InfoArgs) -> Result<()> {
     use std::io::Write;
-    let Prepared { session, chosen, .. } = session(&args.model, args.ep, None, false)?;
+    let Prepared { session, chosen, .. } = session(&args.model, Options { ep: args.ep, threads: None, profile: false, winograd: !args.no_winograd })?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "model: {}", args.model.display())?;
     writeln!(out, "opset: {}", session.opset())?;

@@ -183,6 +183,24 @@ fn run_and_info_on_an_onnx_model() {
     assert!(!profile.is_empty() && profile.iter().all(|s| s["median_ms"].as_f64().unwrap() >= 0.0 && s["op"].is_string()), "{profile:?}");
 }
 
+/// `--no-winograd` plans every 3×3 convolution as direct: `info` counts
+/// none, and `run` takes it too.
+#[test]
+fn winograd_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = light_model("squeezenet");
+    let model = model.to_str().unwrap();
+    for (extra, counted) in [(None, "(6 of them 3×3 convolutions by Winograd's algorithm)"), (Some("--no-winograd"), "(0 of them")] {
+        let info = byob(&[&["info", model, "--ep", "cpu"][..], extra.as_slice()].concat());
+        assert!(info.status.success(), "{}", stderr(&info));
+        let text = String::from_utf8_lossy(&info.stdout);
+        assert!(text.contains(counted), "{extra:?}: {text}");
+    }
+    let input = format!("data_0={}", squeezenet_input(dir.path()).display());
+    let run = byob(&["run", model, "--ep", "cpu", "--input", &input, "--no-winograd"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+}
+
 #[test]
 fn onnx_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();

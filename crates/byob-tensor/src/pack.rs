@@ -15,11 +15,12 @@ use crate::tensor::Tensor;
 use std::collections::HashMap;
 
 /// Rewrites every node it can whose rewrite `wants` accepts (the provider
-/// taking the node must run the packed one). Returns how many, and how
-/// many of them are convolutions by Winograd's algorithm.
-pub fn pack_weights(graph: &mut Graph, opset: i64, wants: impl Fn(&Node, &Node) -> bool) -> (usize, usize) {
-    let shapes = infer_shapes(graph, opset);
-    let (mut packed, mut winograd) = (0, 0);
+/// taking the node must run the packed one), 3×3 convolutions by
+/// Winograd's algorithm where `winograd` allows and their output size is
+/// known. Returns how many, and how many of them are Winograd's.
+pub fn pack_weights(graph: &mut Graph, opset: i64, winograd: bool, wants: impl Fn(&Node, &Node) -> bool) -> (usize, usize) {
+    let shapes = if winograd { infer_shapes(graph, opset) } else { HashMap::new() };
+    let (mut packed, mut winograds) = (0, 0);
     for i in 0..graph.nodes.len() {
         let node = &graph.nodes[i];
         let rewrite = match (node.domain.as_str(), node.op_type.as_str()) {
@@ -35,12 +36,12 @@ pub fn pack_weights(graph: &mut Graph, opset: i64, wants: impl Fn(&Node, &Node) 
         for (name, tensor) in tensors {
             graph.initializers.entry(name).or_insert(tensor);
         }
-        winograd += usize::from(new_node.attributes.contains_key("winograd_tile"));
+        winograds += usize::from(new_node.attributes.contains_key("winograd_tile"));
         graph.nodes[i] = new_node;
         packed += 1;
     }
     crate::optimize::drop_unread_initializers(graph);
-    (packed, winograd)
+    (packed, winograds)
 }
 
 /// The f32 initializer named `name`, if any.

@@ -1,7 +1,8 @@
 //! The channels-last layout pass on real models: the CPU provider prefers
 //! NHWC by default, so its convolutions and pools are rewritten (and the
 //! convolutions' weights packed), the Transposes between them cancel, and
-//! the results match those of a CPU provider told to keep NCHW.
+//! the results match those of a CPU provider told to keep NCHW; and the
+//! Winograd convolutions match the direct ones.
 
 use byob_tensor::{CpuProvider, Dim, Layout, Session, SessionBuilder, Tensor};
 use std::path::{Path, PathBuf};
@@ -68,3 +69,22 @@ fn channels_last_sessions_match_nchw_sessions() {
     }
 }
 
+/// Sessions with Winograd's convolutions turned off have none, and the
+/// same outputs as those with them (ResNet50: F(4×4, 3×3) at 56×56, 28×28
+/// and 14×14, F(2×2, 3×3) at 7×7).
+#[test]
+fn winograd_sessions_match_direct_sessions() {
+    for name in ["light_resnet50", "light_squeezenet"] {
+        let direct = SessionBuilder::new().with_intra_op_threads(2).with_winograd(false).commit_from_file(model(name)).unwrap();
+        let winograd = SessionBuilder::new().with_intra_op_threads(2).commit_from_file(model(name)).unwrap();
+        assert_eq!(direct.optimizations().winograd, 0, "{name}");
+        assert!(winograd.optimizations().winograd > 0, "{name}");
+        let a = direct.run(feeds(&direct)).unwrap().remove(0).1;
+        let b = winograd.run(feeds(&winograd)).unwrap().remove(0).1;
+        let (a, b) = (a.as_f32().unwrap(), b.as_f32().unwrap());
+        let scale = a.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 1e-5 * scale, "{name}: element {i}: {x} vs {y} (largest {scale})");
+        }
+    }
+}

@@ -100,6 +100,8 @@ pub struct SessionBuilder {
     /// `None`: the default, on.
     spinning: Option<bool>,
     profiling: bool,
+    /// `None`: the default, on.
+    winograd: Option<bool>,
 }
 
 
@@ -129,6 +131,16 @@ impl SessionBuilder {
     /// Runs with steps on a device never spin.
     pub fn with_intra_op_spinning(mut self, spinning: bool) -> Self {
         self.spinning = Some(spinning);
+        self
+    }
+
+    /// Whether 3×3 convolutions with stride 1 on images of known size may
+    /// use Winograd's algorithm on the CPU (default: yes): fewer
+    /// multiply-adds, at the price of transformed weights up to 4× the
+    /// size of the originals and a little more rounding (see
+    /// docs/onnx.md). Off, they convolve directly.
+    pub fn with_winograd(mut self, winograd: bool) -> Self {
+        self.winograd = Some(winograd);
         self
     }
 
@@ -168,7 +180,7 @@ impl SessionBuilder {
         });
         // Fused nodes only where the provider that takes the node runs them.
         let taker_runs = |node: &Node, fused: &Node| providers.iter().find(|p| p.supports(node, opset, &[])).is_some_and(|p| p.supports(fused, opset, &[]));
-        let (packed, winograd) = if level >= OptimizationLevel::Extended { crate::pack::pack_weights(&mut model.graph, opset, taker_runs) } else { (0, 0) };
+        let (packed, winograd) = if level >= OptimizationLevel::Extended { crate::pack::pack_weights(&mut model.graph, opset, self.winograd.unwrap_or(true), taker_runs) } else { (0, 0) };
         // After packing: only the Gemms left to the generic kernels and
         // other providers need their weights transposed.
         let prepacked = if level >= OptimizationLevel::Extended { crate::optimize::prepack_gemm_weights(&mut model.graph) } else { 0 };
