@@ -161,21 +161,18 @@ const SKEW: usize = 16;
 
 impl<const A: usize, const M: usize> Transform<A, M> {
     fn pack(&self, w: &[f32], c: usize, m: usize) -> Vec<f32> {
-        // u[(ξ·c + p)·m + j] for ξ = r·A + s: (G g Gᵀ)[r][s] of kernel g
-        // from input channel p to output channel j.
-        let mut u = vec![0.0f64; A * A * c * m];
-        for j in 0..m {
-            for p in 0..c {
-                let g = &w[(j * c + p) * 9..][..9];
-                let gg: [[f64; 3]; A] = std::array::from_fn(|r| std::array::from_fn(|b| (0..3).map(|a| self.g[r][a] * g[a * 3 + b] as f64).sum()));
-                for r in 0..A {
-                    for s in 0..A {
-                        u[((r * A + s) * c + p) * m + j] = (0..3).map(|b| gg[r][b] * self.g[s][b]).sum();
-                    }
-                }
-            }
+        // (G g Gᵀ)[r][s] of the kernel g from input channel p to output
+        // channel j, in f64, rounded once.
+        let transformed = |(r, s): (usize, usize), p: usize, j: usize| {
+            let g = &w[(j * c + p) * 9..][..9];
+            let gg = |b: usize| (0..3).map(|a| self.g[r][a] * g[a * 3 + b] as f64).sum::<f64>();
+            (0..3).map(|b| gg(b) * self.g[s][b]).sum::<f64>() as f32
+        };
+        let mut packed = Vec::with_capacity(A * A * packed_len(c, m));
+        for xi in 0..A * A {
+            packed.extend(pack(c, m, |p, j| transformed((xi / A, xi % A), p, j)));
         }
-        (0..A * A).flat_map(|xi| pack(c, m, |p, j| u[(xi * c + p) * m + j] as f32)).collect()
+        packed
     }
 
     fn run(&self, o: &Operands, y: &mut [f32], threads: &rayon::ThreadPool) {
