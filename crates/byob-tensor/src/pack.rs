@@ -9,6 +9,7 @@ use crate::layout::NHWC_DOMAIN;
 use crate::model::{Attribute, Dim, Graph, Node};
 use crate::ops::microkernel::pack;
 use crate::ops::packed::{depthwise, PACKED_DOMAIN};
+use crate::ops::conv::Window;
 use crate::ops::{winograd, Attrs};
 use crate::optimize::{infer_shapes, reader_counts};
 use crate::tensor::Tensor;
@@ -19,7 +20,7 @@ use std::collections::HashMap;
 /// Winograd's algorithm where `winograd` allows and their output size is
 /// known. Returns how many, and how many of them are Winograd's.
 pub fn pack_weights(graph: &mut Graph, opset: i64, winograd: bool, wants: impl Fn(&Node, &Node) -> bool) -> (usize, usize) {
-    let shapes = if winograd { infer_shapes(graph, opset) } else { HashMap::new() };
+    let shapes = winograd.then(|| infer_shapes(graph, opset));
     let (mut packed, mut winograds) = (0, 0);
     // Each weight is dropped once its last reader is packed, not at the
     // end: the originals and their packed copies are never all held at
@@ -28,7 +29,7 @@ pub fn pack_weights(graph: &mut Graph, opset: i64, winograd: bool, wants: impl F
     for i in 0..graph.nodes.len() {
         let node = &graph.nodes[i];
         let rewrite = match (node.domain.as_str(), node.op_type.as_str()) {
-            (NHWC_DOMAIN, "Conv") => conv(node, graph, &shapes),
+            (NHWC_DOMAIN, "Conv") => conv(node, graph, shapes.as_ref()),
             ("" | "ai.onnx", "Gemm") => gemm(node, graph),
             ("" | "ai.onnx", "MatMul") => matmul(node, graph),
             _ => None,
@@ -70,22 +71,19 @@ fn tensor(shape: Vec<usize>, values: Vec<f32>) -> Tensor {
 type Rewrite = (Node, Vec<(String, Tensor)>);
 
 /// The Winograd tile side for `node`, a channels-last Conv with weights
-/// [m, cg, kh, kw] in `group` groups (see [`winograd::tile_for`]): 3×3,
-/// strides and dilations 1, one group, and output images of known size.
-fn winograd_tile(node: &Node, [m, cg, kh, kw]: [usize; 4], group: usize, shapes: &HashMap<String, Vec<Dim>>) -> Option<usize> {
-    let ones = |name: &str| match node.attributes.get(name) {
-        None => true,
-        Some(Attribute::Ints(v)) => v.iter().all(|&s| s == 1),
-        Some(_) => false,
-    };
-    if [kh, kw, group] != [3, 3, 1] || !ones("strides") || !ones("dilations") {
+/// [m, cg, kh, kw] in `group` groups (see [`winograd::tile_for`]): one
+/// that Winograd's transforms compute, with output images of a size known
+/// from `shapes` (`None`: Winograd turned off).
+fn winograd_tile(node: &Node, [m, cg, kh, kw]: [usize; 4], group: usize, shapes: Option<&HashMap<String, Vec<Dim>>>) -> Option<usize> {
+    let window = Window::from_attrs(&Attrs(node), false).ok()?;
+    if !winograd::applies([kh, kw], group, &window) {
         return None;
     }
-    let Some([_, Dim::Known(oh), Dim::Known(ow), _]) = shapes.get(node.outputs.first()?).map(Vec::as_slice) else { return None };
+    let Some([_, Dim::Known(oh), Dim::Known(ow), _]) = shapes?.get(node.outputs.first()?).map(Vec::as_slice) else { return None };
     winograd::tile_for([*oh, *ow], cg, m)
 }
 
-fn conv(node: &Node, graph: &Graph, shapes: &HashMap<String, Vec<Dim>>) -> Option<Rewrite> {
+fn conv(node: &Node, graph: &Graph, shapes: Option<&HashMap<String, Vec<Dim>>>) -> Option<Rewrite> {
     let (ws, w) = constant(graph, node.inputs.get(1))?;
     let [m, cg, kh, kw] = <[usize; 4]>::try_from(ws).ok()?;
     let bias = node.inputs.get(2).filter(|b| !b.is_empty());

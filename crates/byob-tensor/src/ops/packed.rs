@@ -528,8 +528,7 @@ pub(super) fn read_packed_conv(node: &Node, residual: bool) -> Result<PackedConv
     let winograd = match a.int("winograd_tile", 0)? {
         0 => None,
         tile => {
-            let ones = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&s| s == 1));
-            let fits = usize::try_from(tile).ok().filter(|&t| winograd::is_tile(t) && kernel == [3, 3] && group == 1 && ones(&window.strides) && ones(&window.dilations));
+            let fits = usize::try_from(tile).ok().filter(|&t| winograd::is_tile(t) && winograd::applies(kernel, group, &window));
             Some(fits.ok_or_else(|| OpError::attribute("winograd_tile", format!("{tile} needs tiles of 2 or 4 on a one-group 3×3 Conv with strides and dilations 1")))?)
         }
     };

@@ -26,7 +26,7 @@
 //! tiles). The transforms run along contiguous channels, compiled for the
 //! widest vectors as the depthwise loops are.
 
-use super::conv::{with_columns, Geo3};
+use super::conv::{with_columns, Geo3, Window};
 use super::lanes::{block_of, for_channel_blocks, ChannelBlock};
 use super::microkernel::{gemm_packed, pack, packed_len, vectorized, Epilogue, Lhs, Residual, VectorLoop};
 use rayon::prelude::*;
@@ -103,6 +103,14 @@ pub(crate) fn tile_for(output: [usize; 2], c: usize, m: usize) -> Option<usize> 
 /// Whether `tile` is a side that [`tile_for`] may choose.
 pub(crate) fn is_tile(tile: usize) -> bool {
     matches!(tile, 2 | 4)
+}
+
+/// Whether a convolution with this kernel [height, width], number of
+/// groups and window is one Winograd's transforms compute: 3×3, one group,
+/// strides and dilations 1 (pads of any size).
+pub(crate) fn applies(kernel: [usize; 2], group: usize, window: &Window) -> bool {
+    let ones = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&s| s == 1));
+    kernel == [3, 3] && group == 1 && ones(&window.strides) && ones(&window.dilations)
 }
 
 /// Values of the packed transformed weights.
