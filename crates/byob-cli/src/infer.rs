@@ -106,7 +106,13 @@ fn session(model: &PathBuf, Options { ep, threads, profile, winograd }: Options)
         }
         builder = builder.with_intra_op_threads(t);
     }
-    let session = builder.commit_from_file(model).with_context(|| format!("loading {}", model.display()))?;
+    // Errors that name the file already (it could not be read) need no
+    // "loading" before them.
+    let session = builder.commit_from_file(model).map_err(|e| {
+        let named = e.to_string().starts_with(&model.display().to_string());
+        let e = anyhow::Error::new(e);
+        if named { e } else { e.context(format!("loading {}", model.display())) }
+    })?;
     Ok(Prepared { session, chosen, gpu })
 }
 

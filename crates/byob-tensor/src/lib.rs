@@ -12,6 +12,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod file;
 pub mod layout;
 pub mod model;
 pub mod npy;

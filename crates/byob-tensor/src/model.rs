@@ -2,7 +2,7 @@
 //! opsets, with every malformed input reported, never a panic.
 
 use crate::proto;
-use crate::tensor::{Data, DataType, Tensor, TensorError};
+use crate::tensor::{element_count, Data, DataType, Tensor, TensorError};
 use prost::Message;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -97,9 +97,13 @@ pub struct Model {
     pub graph: Graph,
 }
 
+/// The largest model file: protobuf's own limit on a message (2 GiB);
+/// larger models keep their weights in external data files.
+pub const MAX_MODEL_BYTES: u64 = (1 << 31) - 1;
+
 impl Model {
     pub fn load(path: &Path) -> Result<Self, ModelError> {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+        let bytes = crate::file::read_regular(path, MAX_MODEL_BYTES, "an ONNX model").map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
         Self::from_bytes(&bytes, path.parent())
     }
 
@@ -202,7 +206,7 @@ pub fn tensor_from_proto(t: &proto::TensorProto, base_dir: Option<&Path>) -> Res
     for &d in &t.dims {
         shape.push(usize::try_from(d).map_err(|_| fail(format!("negative dimension {d}")))?);
     }
-    let count: usize = shape.iter().product();
+    let count = element_count(&shape, dtype).map_err(|e| fail(e.to_string()))?;
     let external;
     let raw: Option<&[u8]> = if t.data_location == 1 {
         external = read_external(t, base_dir, count * dtype.size()).map_err(fail)?;
@@ -251,15 +255,116 @@ fn read_external(t: &proto::TensorProto, base_dir: Option<&Path>, len: usize) ->
     let entry = |key: &str| t.external_data.iter().find(|e| e.key == key).map(|e| e.value.as_str());
     let location = entry("location").ok_or("external data without a location")?;
     let offset: u64 = entry("offset").map(|o| o.parse().map_err(|_| format!("bad offset {o:?}"))).transpose()?.unwrap_or(0);
-    let length: usize = entry("length").map(|l| l.parse().map_err(|_| format!("bad length {l:?}"))).transpose()?.unwrap_or(len);
-    if Path::new(location).is_absolute() || location.contains("..") {
-        return Err(format!("external data location {location:?} must be a relative path inside the model's folder"));
+    if let Some(l) = entry("length") {
+        let length: u64 = l.parse().map_err(|_| format!("bad length {l:?}"))?;
+        if length != len as u64 {
+            return Err(format!("external data length {length} does not match the {len} bytes its shape and type need"));
+        }
     }
-    let path = base_dir.unwrap_or(Path::new(".")).join(location);
+    let path = external_path(base_dir.unwrap_or(Path::new(".")), location)?;
+    let shown = || format!("external data {location:?}");
+    let (mut file, size) = crate::file::open_regular(&path).map_err(|e| format!("{}: {e}", shown()))?;
+    // The bytes must be there before any is allocated for them.
+    if offset.checked_add(len as u64).is_none_or(|end| end > size) {
+        return Err(format!("{}: {len} bytes at offset {offset} lie past the end of the file ({size} bytes)", shown()));
+    }
     use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    file.seek(SeekFrom::Start(offset)).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut bytes = vec![0; length];
-    file.read_exact(&mut bytes).map_err(|e| format!("{}: {e} (reading {length} bytes at offset {offset})", path.display()))?;
+    file.seek(SeekFrom::Start(offset)).map_err(|e| format!("{}: {e}", shown()))?;
+    let mut bytes = Vec::new();
+    bytes.try_reserve_exact(len).map_err(|_| format!("{}: out of memory reading {len} bytes", shown()))?;
+    file.take(len as u64).read_to_end(&mut bytes).map_err(|e| format!("{}: {e}", shown()))?;
+    if bytes.len() != len {
+        return Err(format!("{}: the file shrank while it was read", shown()));
+    }
     Ok(bytes)
+}
+
+/// Where external data named `location` lies: inside the model's folder,
+/// after every symlink is resolved. The text alone is checked first (no
+/// absolute path, no `..`), then the resolved path, so that a symlink in
+/// the folder cannot lend the model a file from elsewhere.
+fn external_path(base_dir: &Path, location: &str) -> Result<std::path::PathBuf, String> {
+    let outside = || format!("external data location {location:?} must be a relative path inside the model's folder");
+    let relative = Path::new(location);
+    if relative.is_absolute() || relative.components().any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir)) {
+        return Err(outside());
+    }
+    let base_dir = if base_dir.as_os_str().is_empty() { Path::new(".") } else { base_dir };
+    let base = base_dir.canonicalize().map_err(|e| format!("the model's folder {}: {e}", base_dir.display()))?;
+    let resolved = base.join(relative).canonicalize().map_err(|e| format!("external data {location:?}: {e}"))?;
+    if !resolved.starts_with(&base) {
+        return Err(format!("external data {location:?} resolves to a file outside the model's folder"));
+    }
+    Ok(resolved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn external(dims: &[i64], entries: &[(&str, &str)]) -> proto::TensorProto {
+        proto::TensorProto {
+            name: "w".into(),
+            dims: dims.to_vec(),
+            data_type: 1,
+            data_location: 1,
+            external_data: entries.iter().map(|(k, v)| proto::StringStringEntryProto { key: k.to_string(), value: v.to_string() }).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn error(t: &proto::TensorProto, dir: &Path) -> String {
+        tensor_from_proto(t, Some(dir)).unwrap_err().to_string()
+    }
+
+    /// Dims whose product wraps, or whose bytes no allocation holds, are
+    /// refused before anything is read or allocated.
+    #[test]
+    fn initializer_sizes_are_checked() {
+        let t = proto::TensorProto { name: "w".into(), dims: vec![(1 << 62) + 1, 4], data_type: 1, float_data: vec![0.0; 4], ..Default::default() };
+        assert!(error(&t, Path::new(".")).contains("too large"), "{}", error(&t, Path::new(".")));
+        let t = external(&[1 << 40, 1 << 30], &[("location", "w.bin")]);
+        assert!(error(&t, Path::new(".")).contains("too large"));
+    }
+
+    #[test]
+    fn external_data_is_read_from_inside_the_model_folder_only() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("model");
+        std::fs::create_dir(&dir).unwrap();
+        let bytes: Vec<u8> = [1.0f32, 2.0, 3.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+        std::fs::write(dir.join("w.bin"), &bytes).unwrap();
+        let secret = root.path().join("secret.bin");
+        std::fs::write(&secret, &bytes).unwrap();
+
+        let ok = tensor_from_proto(&external(&[2], &[("location", "w.bin"), ("offset", "4"), ("length", "8")]), Some(&dir)).unwrap();
+        assert_eq!(ok.as_f32(), Some(&[2.0, 3.0][..]));
+
+        let e = error(&external(&[3], &[("location", "w.bin"), ("length", "8")]), &dir);
+        assert!(e.contains("length 8 does not match the 12 bytes"), "{e}");
+        // A declared size the file does not hold: refused before allocating.
+        let e = error(&external(&[1 << 40], &[("location", "w.bin")]), &dir);
+        assert!(e.contains("past the end of the file (12 bytes)"), "{e}");
+        let e = error(&external(&[2], &[("location", "w.bin"), ("offset", "18446744073709551615")]), &dir);
+        assert!(e.contains("past the end"), "{e}");
+        for location in ["../secret.bin", "/etc/hostname", "a/../../secret.bin"] {
+            let e = error(&external(&[3], &[("location", location)]), &dir);
+            assert!(e.contains("must be a relative path inside the model's folder"), "{location}: {e}");
+        }
+        std::os::unix::fs::symlink(&secret, dir.join("link.bin")).unwrap();
+        let e = error(&external(&[3], &[("location", "link.bin")]), &dir);
+        assert!(e.contains("resolves to a file outside the model's folder"), "{e}");
+        // A symlink that stays inside is fine.
+        std::os::unix::fs::symlink("w.bin", dir.join("alias.bin")).unwrap();
+        assert!(tensor_from_proto(&external(&[3], &[("location", "alias.bin")]), Some(&dir)).is_ok());
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        let e = error(&external(&[3], &[("location", "sub")]), &dir);
+        assert!(e.contains("a folder"), "{e}");
+    }
+
+    #[test]
+    fn models_are_read_from_regular_files_only() {
+        let e = Model::load(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(e.starts_with("/dev/zero: not a regular file"), "{e}");
+    }
 }

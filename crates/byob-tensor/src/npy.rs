@@ -1,6 +1,6 @@
 //! Reading and writing `.npy` files (NumPy's array format) with the npyz crate.
 
-use crate::tensor::{Data, Tensor};
+use crate::tensor::{element_count, Data, DataType, ShapeText, Tensor};
 use npyz::WriterBuilder;
 use std::path::Path;
 
@@ -14,36 +14,113 @@ pub enum NpyError {
     Format { path: String, what: String },
     #[error("{path}: element type {dtype} is not supported (float32, float64, int64, int32, int8, uint8 and bool are)")]
     Type { path: String, dtype: String },
+    #[error("{path}: a tensor of {rank} dimensions cannot be saved as .npy (NumPy allows at most {MAX_RANK})")]
+    Rank { path: String, rank: usize },
 }
 
-/// Reads a `.npy` file into a tensor.
+/// The most dimensions a `.npy` array may have: NumPy's own limit
+/// (`NPY_MAXDIMS`), so that every file byob writes NumPy can load.
+pub const MAX_RANK: usize = 64;
+
+/// Reads a `.npy` file into a tensor. Only a regular file is read; its
+/// header is checked against the bytes present before npyz parses it, and
+/// the shape against the data before any element is decoded.
 pub fn read(path: &Path) -> Result<Tensor, NpyError> {
     let p = || path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| NpyError::Io { path: p(), source })?;
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| NpyError::Format { path: p(), what: e.to_string() })?;
-    if npy.order() == npyz::Order::Fortran {
-        return Err(NpyError::Format { path: p(), what: "Fortran (column-major) order is not supported; save with np.ascontiguousarray".into() });
+    let bad = |what: String| NpyError::Format { path: p(), what };
+    let bytes = crate::file::read_regular(path, u64::MAX, "a .npy file").map_err(|source| NpyError::Io { path: p(), source })?;
+    let data_offset = data_offset(&bytes).map_err(bad)?;
+    // npyz multiplies the dimensions unchecked: a product that wraps must
+    // not reach it.
+    let header = String::from_utf8_lossy(&bytes[..data_offset]);
+    if let Some(dims) = header_shape(&header) {
+        element_count(&dims, DataType::U8).map_err(|_| bad(format!("shape {} is too large: its size overflows the address space", ShapeText(&dims))))?;
     }
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(one_line(&e.to_string())))?;
+    if npy.order() == npyz::Order::Fortran {
+        return Err(bad("Fortran (column-major) order is not supported; save with np.ascontiguousarray".into()));
+    }
+    if npy.shape().len() > MAX_RANK {
+        return Err(bad(format!("{} dimensions, more than NumPy's {MAX_RANK}", npy.shape().len())));
+    }
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| usize::try_from(d).map_err(|_| bad(format!("dimension {d} is too large")))).collect::<Result<_, _>>()?;
     let descr = npy.dtype().descr();
-    let format = |e: std::io::Error| NpyError::Format { path: p(), what: e.to_string() };
     // The descriptor comes as NumPy prints it, quoted: '<f4'.
-    let data = match descr.trim_matches('\'').trim_start_matches(['<', '|', '=']) {
-        "f4" => Data::F32(npy.into_vec::<f32>().map_err(format)?),
-        "f8" => Data::F64(npy.into_vec::<f64>().map_err(format)?),
-        "i8" => Data::I64(npy.into_vec::<i64>().map_err(format)?),
-        "i4" => Data::I32(npy.into_vec::<i32>().map_err(format)?),
-        "i1" => Data::I8(npy.into_vec::<i8>().map_err(format)?),
-        "u1" => Data::U8(npy.into_vec::<u8>().map_err(format)?),
-        "b1" => Data::Bool(npy.into_vec::<bool>().map_err(format)?),
+    let dtype = match descr.trim_matches('\'').trim_start_matches(['<', '|', '=']) {
+        "f4" => DataType::F32,
+        "f8" => DataType::F64,
+        "i8" => DataType::I64,
+        "i4" => DataType::I32,
+        "i1" => DataType::I8,
+        "u1" => DataType::U8,
+        "b1" => DataType::Bool,
         _ => return Err(NpyError::Type { path: p(), dtype: descr }),
     };
-    Tensor::new(shape, data).map_err(|e| NpyError::Format { path: p(), what: e.to_string() })
+    let count = element_count(&shape, dtype).map_err(|e| bad(e.to_string()))?;
+    let present = bytes.len() - data_offset;
+    if present != count * dtype.size() {
+        return Err(bad(format!("shape {} of {dtype} needs {} bytes of data, the file holds {present}", ShapeText(&shape), count * dtype.size())));
+    }
+    let format = |e: std::io::Error| bad(one_line(&e.to_string()));
+    let data = match dtype {
+        DataType::F32 => Data::F32(npy.into_vec::<f32>().map_err(format)?),
+        DataType::F64 => Data::F64(npy.into_vec::<f64>().map_err(format)?),
+        DataType::I64 => Data::I64(npy.into_vec::<i64>().map_err(format)?),
+        DataType::I32 => Data::I32(npy.into_vec::<i32>().map_err(format)?),
+        DataType::I8 => Data::I8(npy.into_vec::<i8>().map_err(format)?),
+        DataType::U8 => Data::U8(npy.into_vec::<u8>().map_err(format)?),
+        DataType::Bool => Data::Bool(npy.into_vec::<bool>().map_err(format)?),
+    };
+    Tensor::new(shape, data).map_err(|e| bad(e.to_string()))
+}
+
+/// Where the array's data starts, from the format's fixed prefix: the magic
+/// string, the version, and the header's length (2 bytes in version 1, 4
+/// in versions 2 and 3), which must lie within the file. Checked here
+/// because npyz allocates the header's declared length before reading it.
+fn data_offset(bytes: &[u8]) -> Result<usize, String> {
+    const MAGIC: &[u8] = b"\x93NUMPY";
+    if !bytes.starts_with(MAGIC) || bytes.len() < MAGIC.len() + 2 {
+        return Err("it does not start with the .npy magic string".into());
+    }
+    let major = bytes[MAGIC.len()];
+    let (field, width) = match major {
+        1 => (MAGIC.len() + 2, 2),
+        2 | 3 => (MAGIC.len() + 2, 4),
+        _ => return Err(format!("format version {major} is not one NumPy writes (1, 2 or 3)")),
+    };
+    let Some(len_bytes) = bytes.get(field..field + width) else { return Err("the header is cut short".into()) };
+    let header_len = len_bytes.iter().rev().fold(0usize, |n, &b| n << 8 | b as usize);
+    let start = field + width;
+    if header_len > bytes.len() - start {
+        return Err(format!("the header claims {header_len} bytes, the file holds {} after the prefix", bytes.len() - start));
+    }
+    Ok(start + header_len)
+}
+
+/// The dimensions of the header's `'shape': (...)` entry, when it reads
+/// as a tuple of integers that fit `usize` (anything else is left to npyz,
+/// which reports it; a dimension past `usize` is `usize::MAX`, which
+/// overflows any product with another non-zero dimension, as it should).
+fn header_shape(header: &str) -> Option<Vec<usize>> {
+    let at = header.find("'shape'").or_else(|| header.find("\"shape\""))?;
+    let rest = header[at + "'shape'".len()..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('(')?;
+    let tuple = &rest[..rest.find(')')?];
+    let parse = |d: &str| d.trim_end_matches('L').parse::<u128>().ok().map(|d| usize::try_from(d).unwrap_or(usize::MAX));
+    tuple.split(',').map(str::trim).filter(|d| !d.is_empty()).map(parse).collect()
+}
+
+/// npyz's messages may quote the header over several lines.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Writes a tensor as `.npy`, through a temporary file renamed into place.
 pub fn write(path: &Path, tensor: &Tensor) -> Result<(), NpyError> {
     let p = || path.display().to_string();
+    if tensor.rank() > MAX_RANK {
+        return Err(NpyError::Rank { path: p(), rank: tensor.rank() });
+    }
     let io = |source| NpyError::Io { path: p(), source };
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
@@ -69,4 +146,97 @@ pub fn write(path: &Path, tensor: &Tensor) -> Result<(), NpyError> {
     }
     temp.persist(path).map_err(|e| io(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version 1 `.npy` file with `header` (padded as NumPy pads it) and
+    /// then `data`.
+    fn npy_bytes(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut header = header.to_string();
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(data);
+        bytes
+    }
+
+    fn read_bytes(bytes: &[u8]) -> Result<Tensor, NpyError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.npy");
+        std::fs::write(&path, bytes).unwrap();
+        read(&path)
+    }
+
+    fn error(bytes: &[u8]) -> String {
+        let e = read_bytes(bytes).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "one line: {e}");
+        e
+    }
+
+    #[test]
+    fn a_well_formed_file_reads() {
+        let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let t = read_bytes(&npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", &data)).unwrap();
+        assert_eq!((t.shape(), t.as_f32().unwrap()), (&[2, 2][..], &[1.0, 2.0, 3.0, 4.0][..]));
+    }
+
+    /// The memory-unsafe case: (2^62 + 1) × 4 wraps to 4 elements, which
+    /// the file holds; the tensor once passed and a kernel read past it.
+    #[test]
+    fn a_shape_whose_size_wraps_is_refused() {
+        let data = [0u8; 16];
+        let e = error(&npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387905, 4), }", &data));
+        assert!(e.ends_with("shape [4611686018427387905, 4] is too large: its size overflows the address space"), "{e}");
+        // Past u64: still refused before npyz sees it.
+        let e = error(&npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999, 4), }", &data));
+        assert!(e.contains("too large"), "{e}");
+    }
+
+    #[test]
+    fn the_data_must_match_the_shape() {
+        let e = error(&npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000,), }", &[0; 8]));
+        assert!(e.ends_with("shape [1000000000] of float needs 4000000000 bytes of data, the file holds 8"), "{e}");
+        let e = error(&npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }", &[0; 8]));
+        assert!(e.contains("needs 4 bytes of data, the file holds 8"), "{e}");
+    }
+
+    /// A version 2 header that claims 0xFFFFFFF0 bytes: npyz would allocate
+    /// them before reading.
+    #[test]
+    fn a_header_longer_than_the_file_is_refused() {
+        let mut bytes = b"\x93NUMPY\x02\x00".to_vec();
+        bytes.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        bytes.extend_from_slice(b"{'descr': '<f4'}");
+        let e = error(&bytes);
+        assert!(e.ends_with("the header claims 4294967280 bytes, the file holds 16 after the prefix"), "{e}");
+        assert!(error(b"\x93NUMPY\x09\x00").contains("format version 9"));
+        assert!(error(b"PK\x03\x04").contains("magic string"));
+        assert!(error(b"\x93NUMPY\x02\x00\x10").contains("cut short"));
+    }
+
+    #[test]
+    fn ranks_numpy_cannot_hold_are_refused() {
+        let dims = vec!["1"; MAX_RANK + 1].join(", ");
+        let e = error(&npy_bytes(&format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({dims}), }}"), &[0; 4]));
+        assert!(e.ends_with("65 dimensions, more than NumPy's 64"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("y.npy");
+        let t = Tensor::f32(vec![1; 13_000], vec![0.5]).unwrap();
+        let e = write(&path, &t).unwrap_err().to_string();
+        assert!(e.ends_with("a tensor of 13000 dimensions cannot be saved as .npy (NumPy allows at most 64)"), "{e}");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let e = read(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert_eq!(e, "/dev/zero: not a regular file (a FIFO, socket or device)");
+    }
 }

@@ -45,7 +45,9 @@ pub(crate) struct MemoryPlan {
 impl MemoryPlan {
     /// Bytes of the known-size buffers.
     pub fn planned_bytes(&self) -> usize {
-        self.buffers.iter().map(|b| b.dtype.map_or(0, |d| d.size() * b.capacity)).sum()
+        // Saturating: a plan for a crafted model may name sizes whose sum
+        // no machine holds (its allocation then fails, with an error).
+        self.buffers.iter().map(|b| b.dtype.map_or(0, |d| d.size().saturating_mul(b.capacity))).fold(0, usize::saturating_add)
     }
 
     /// Assigns buffers with two greedy heuristics and keeps the plan that

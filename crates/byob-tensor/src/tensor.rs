@@ -109,16 +109,16 @@ impl Data {
         self.len() == 0
     }
 
-    /// Zeroed elements of `dtype`.
-    pub fn zeros(dtype: DataType, len: usize) -> Self {
+    /// No elements of `dtype` (allocates nothing).
+    pub fn empty(dtype: DataType) -> Self {
         match dtype {
-            DataType::F32 => Self::F32(vec![0.0; len]),
-            DataType::F64 => Self::F64(vec![0.0; len]),
-            DataType::I64 => Self::I64(vec![0; len]),
-            DataType::I32 => Self::I32(vec![0; len]),
-            DataType::I8 => Self::I8(vec![0; len]),
-            DataType::U8 => Self::U8(vec![0; len]),
-            DataType::Bool => Self::Bool(vec![false; len]),
+            DataType::F32 => Self::F32(Vec::new()),
+            DataType::F64 => Self::F64(Vec::new()),
+            DataType::I64 => Self::I64(Vec::new()),
+            DataType::I32 => Self::I32(Vec::new()),
+            DataType::I8 => Self::I8(Vec::new()),
+            DataType::U8 => Self::U8(Vec::new()),
+            DataType::Bool => Self::Bool(Vec::new()),
         }
     }
 }
@@ -152,8 +152,46 @@ impl PartialEq for Tensor {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TensorError {
-    #[error("shape {shape:?} holds {expected} elements but {actual} were given")]
+    #[error("shape {} holds {expected} elements but {actual} were given", ShapeText(shape))]
     Length { shape: Vec<usize>, expected: usize, actual: usize },
+    /// The element count or byte size overflows what one allocation can
+    /// hold (`isize::MAX` bytes): no tensor of this shape can exist.
+    #[error("shape {} of {dtype} is too large: its size overflows the address space", ShapeText(shape))]
+    TooLarge { shape: Vec<usize>, dtype: DataType },
+    /// The system refused the memory.
+    #[error("out of memory: a tensor of shape {} ({dtype}) needs {bytes} bytes", ShapeText(shape))]
+    OutOfMemory { shape: Vec<usize>, dtype: DataType, bytes: usize },
+}
+
+/// How many elements a `dtype` tensor of `shape` holds, checked: the
+/// product of the dimensions and its size in bytes must not overflow, and
+/// the bytes must fit one allocation (`isize::MAX`). Every tensor byob
+/// makes passes through this check, so the sizes of its shapes, and any
+/// product of some of their dimensions, never wrap.
+pub fn element_count(shape: &[usize], dtype: DataType) -> Result<usize, TensorError> {
+    let too_large = || TensorError::TooLarge { shape: shape.to_vec(), dtype };
+    let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(too_large)?;
+    match count.checked_mul(dtype.size()) {
+        Some(bytes) if bytes <= isize::MAX as usize => Ok(count),
+        _ => Err(too_large()),
+    }
+}
+
+/// A shape for messages: a long one abbreviated, so that an error about a
+/// crafted rank-10,000 tensor stays one readable line.
+pub struct ShapeText<'a>(pub &'a [usize]);
+
+impl fmt::Display for ShapeText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 8;
+        let dims = self.0;
+        let head: Vec<String> = dims.iter().take(SHOWN).map(ToString::to_string).collect();
+        if dims.len() <= SHOWN {
+            write!(f, "[{}]", head.join(", "))
+        } else {
+            write!(f, "[{}, ... ({} dimensions)]", head.join(", "), dims.len())
+        }
+    }
 }
 
 /// A placeholder holding no elements and no storage (rank 0 but, unlike a
@@ -167,16 +205,11 @@ impl Default for Tensor {
 
 impl Tensor {
     pub fn new(shape: Vec<usize>, data: Data) -> Result<Self, TensorError> {
-        let expected: usize = shape.iter().product();
+        let expected = element_count(&shape, data.dtype())?;
         if expected != data.len() {
             return Err(TensorError::Length { shape, expected, actual: data.len() });
         }
         Ok(Self { shape, data, written: 0 })
-    }
-
-    pub fn zeros(dtype: DataType, shape: Vec<usize>) -> Self {
-        let len = shape.iter().product();
-        Self { shape, data: Data::zeros(dtype, len), written: 0 }
     }
 
     pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Result<Self, TensorError> {
@@ -228,7 +261,7 @@ impl Tensor {
 
     /// Changes the shape, keeping the elements (their count must match).
     pub fn reshape(&mut self, shape: Vec<usize>) -> Result<(), TensorError> {
-        let expected: usize = shape.iter().product();
+        let expected = element_count(&shape, self.dtype())?;
         if expected != self.data.len() {
             return Err(TensorError::Length { shape, expected, actual: self.data.len() });
         }
@@ -240,17 +273,16 @@ impl Tensor {
     /// reusing its buffer: no allocation when the type matches and the
     /// capacity suffices. The elements are unspecified (the kernel writes
     /// every one); tests fill them with a poison value to catch kernels
-    /// that do not.
-    pub fn reset(&mut self, dtype: DataType, shape: &[usize]) -> &mut Data {
-        let len = shape.iter().product();
-        self.shape.clear();
-        self.shape.extend_from_slice(shape);
+    /// that do not. A shape too large to exist, or memory the system
+    /// refuses, is an error (the tensor is then left empty).
+    pub fn reset(&mut self, dtype: DataType, shape: &[usize]) -> Result<&mut Data, TensorError> {
+        let len = element_count(shape, dtype)?;
         if self.data.dtype() != dtype {
-            self.data = Data::zeros(dtype, 0);
+            self.data = Data::empty(dtype);
             self.written = 0;
         }
         let written = &mut self.written;
-        match &mut self.data {
+        let fitted = match &mut self.data {
             Data::F32(v) => fit(v, len, f32::NAN, written, POISON_ALL),
             Data::F64(v) => fit(v, len, f64::NAN, written, POISON_ALL),
             Data::I64(v) => fit(v, len, i64::MIN, written, POISON_ALL),
@@ -258,25 +290,32 @@ impl Tensor {
             Data::I8(v) => fit(v, len, i8::MIN, written, POISON_ALL),
             Data::U8(v) => fit(v, len, u8::MAX, written, POISON_ALL),
             Data::Bool(v) => fit(v, len, true, written, POISON_ALL),
+        };
+        self.shape.clear();
+        if fitted.is_err() {
+            self.data = Data::empty(dtype);
+            self.written = 0;
+            return Err(TensorError::OutOfMemory { shape: shape.to_vec(), dtype, bytes: len * dtype.size() });
         }
-        &mut self.data
+        self.shape.extend_from_slice(shape);
+        Ok(&mut self.data)
     }
 
     /// [`reset`](Self::reset) for a float result: the elements to fill.
-    pub fn reset_f32(&mut self, shape: &[usize]) -> &mut [f32] {
-        match self.reset(DataType::F32, shape) {
-            Data::F32(v) => v,
+    pub fn reset_f32(&mut self, shape: &[usize]) -> Result<&mut [f32], TensorError> {
+        match self.reset(DataType::F32, shape)? {
+            Data::F32(v) => Ok(v),
             _ => unreachable!("reset to float"),
         }
     }
 
     /// Makes this tensor a copy of `data` in `shape`, reusing its buffer.
     pub fn copy_from(&mut self, shape: &[usize], data: &Data) -> Result<(), TensorError> {
-        let expected: usize = shape.iter().product();
+        let expected = element_count(shape, data.dtype())?;
         if expected != data.len() {
             return Err(TensorError::Length { shape: shape.to_vec(), expected, actual: data.len() });
         }
-        match (self.reset(data.dtype(), shape), data) {
+        match (self.reset(data.dtype(), shape)?, data) {
             (Data::F32(d), Data::F32(s)) => d.copy_from_slice(s),
             (Data::F64(d), Data::F64(s)) => d.copy_from_slice(s),
             (Data::I64(d), Data::I64(s)) => d.copy_from_slice(s),
@@ -351,8 +390,8 @@ const POISON_ALL: bool = cfg!(debug_assertions);
 /// Gives `v` the length `len` for a kernel to overwrite: over values its
 /// allocation already holds (`written` of them, see [`Tensor::written`])
 /// without writing them, and with `poison` beyond (everywhere with
-/// `poison_all`).
-fn fit<T: Copy>(v: &mut Vec<T>, len: usize, poison: T, written: &mut usize, poison_all: bool) {
+/// `poison_all`). Memory the system refuses is an error, not an abort.
+fn fit<T: Copy>(v: &mut Vec<T>, len: usize, poison: T, written: &mut usize, poison_all: bool) -> Result<(), std::collections::TryReserveError> {
     if poison_all {
         v.clear();
         *written = 0;
@@ -366,8 +405,10 @@ fn fit<T: Copy>(v: &mut Vec<T>, len: usize, poison: T, written: &mut usize, pois
     unsafe { v.set_len(len.min(known)) };
     // Past what the allocation held: written now up to `len` (in a new
     // allocation if it grows).
+    v.try_reserve_exact(len - v.len())?;
     v.resize(len, poison);
     *written = known.max(len);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -380,15 +421,15 @@ mod tests {
     fn fit_lengthens_over_values_already_written() {
         let mut v: Vec<f32> = (0..8).map(|i| i as f32).collect();
         let (ptr, mut written) = (v.as_ptr(), 0);
-        fit(&mut v, 3, f32::NAN, &mut written, false);
+        fit(&mut v, 3, f32::NAN, &mut written, false).unwrap();
         assert_eq!((v.as_slice(), written), (&[0.0, 1.0, 2.0][..], 8));
-        fit(&mut v, 6, f32::NAN, &mut written, false);
+        fit(&mut v, 6, f32::NAN, &mut written, false).unwrap();
         assert_eq!(v, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
         // Beyond what was written: poison, in whatever allocation it takes.
-        fit(&mut v, 10, f32::NAN, &mut written, false);
+        fit(&mut v, 10, f32::NAN, &mut written, false).unwrap();
         assert_eq!(&v[..8], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
         assert!(v[8..].iter().all(|x| x.is_nan()) && written == 10);
-        fit(&mut v, 4, f32::NAN, &mut written, true);
+        fit(&mut v, 4, f32::NAN, &mut written, true).unwrap();
         assert!(v.iter().all(|x| x.is_nan()) && written == 4);
         assert!(v.capacity() >= 10 && (v.as_ptr() == ptr || v.capacity() > 8));
     }
@@ -397,13 +438,46 @@ mod tests {
     #[test]
     fn data_mut_and_clone_forget_the_spare_values() {
         let mut t = Tensor::f32(vec![8], (0..8).map(|i| i as f32).collect()).unwrap();
-        t.reset(DataType::F32, &[2]);
+        t.reset(DataType::F32, &[2]).unwrap();
         assert_eq!(t.clone().written, 0);
         if let Data::F32(v) = t.data_mut() {
             v.shrink_to_fit();
         }
         assert_eq!(t.written, 0);
-        let _ = t.reset(DataType::F32, &[4]);
+        t.reset(DataType::F32, &[4]).unwrap();
         assert_eq!(t.len(), 4);
+    }
+
+    /// A shape whose product wraps (2^62 + 1 rows of 4: 4 elements modulo
+    /// 2^64) is refused however the elements are given, and so is one
+    /// whose bytes alone overflow.
+    #[test]
+    fn sizes_that_wrap_are_refused() {
+        let wraps = vec![(1usize << 62) + 1, 4];
+        assert!(matches!(Tensor::f32(wraps.clone(), vec![0.0; 4]), Err(TensorError::TooLarge { .. })));
+        let mut t = Tensor::default();
+        assert!(matches!(t.reset(DataType::F32, &wraps), Err(TensorError::TooLarge { .. })));
+        assert!(matches!(t.reset(DataType::F64, &[1 << 61]), Err(TensorError::TooLarge { .. })));
+        assert!(t.is_empty() && t.shape().is_empty());
+        assert_eq!(element_count(&[1 << 61], DataType::U8), Ok(1 << 61));
+        assert_eq!(element_count(&[0, usize::MAX], DataType::F32), Ok(0));
+        let mut t = Tensor::f32(vec![4], vec![0.0; 4]).unwrap();
+        assert!(t.reshape(wraps).is_err() && t.shape() == [4]);
+    }
+
+    /// Memory the system refuses is an error: 2^62 bytes passes the size
+    /// check but no machine has it.
+    #[test]
+    fn refused_memory_is_an_error() {
+        let mut t = Tensor::default();
+        let e = t.reset(DataType::U8, &[1 << 62, 1]).unwrap_err();
+        assert!(matches!(e, TensorError::OutOfMemory { .. }), "{e}");
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn long_shapes_are_abbreviated() {
+        assert_eq!(ShapeText(&[2, 3]).to_string(), "[2, 3]");
+        assert_eq!(ShapeText(&[1; 10_000]).to_string(), "[1, 1, 1, 1, 1, 1, 1, 1, ... (10000 dimensions)]");
     }
 }

@@ -284,7 +284,8 @@ impl Executable {
         for (output, tensor) in self.outputs.iter().zip(outputs) {
             let start = output.staging_offset as usize;
             let bytes = &view[start..start + output.loc.size as usize];
-            for (value, b) in tensor.reset_f32(&output.shape).iter_mut().zip(bytes.chunks_exact(4)) {
+            let values = tensor.reset_f32(&output.shape).map_err(|e| GpuError::Internal { what: format!("reading back the outputs of {}", def.what), message: e.to_string() })?;
+            for (value, b) in values.iter_mut().zip(bytes.chunks_exact(4)) {
                 *value = f32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
             }
         }

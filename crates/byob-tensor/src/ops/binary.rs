@@ -347,7 +347,7 @@ fn arith_tensors(kind: Kind, a: &Tensor, b: &Tensor, b_index: usize, out: &mut T
     }
     macro_rules! typed {
         ($($variant:ident),*) => {
-            match (a.data(), b.data(), out.reset(a.dtype(), &shape)) {
+            match (a.data(), b.data(), out.reset(a.dtype(), &shape)?) {
                 $( (Data::$variant(x), Data::$variant(y), Data::$variant(o)) => arith(kind, x, a.shape(), y, b.shape(), &shape, o, b_index, threads), )*
                 _ => unreachable!("types checked above"),
             }
@@ -480,7 +480,7 @@ impl Op for Pow {
         let out = output(outputs, 0)?;
         let data = match (a.data(), b.data()) {
             (Data::F32(x), Data::F32(y)) => {
-                let o = out.reset_f32(&shape);
+                let o = out.reset_f32(&shape)?;
                 match y.as_slice() {
                     [2.0] => broadcast_into(x, xs, y, ys, &shape, o, threads, |p: f32, _| p * p),
                     [1.0] => broadcast_into(x, xs, y, ys, &shape, o, threads, |p: f32, _| p),

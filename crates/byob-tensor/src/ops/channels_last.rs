@@ -56,11 +56,11 @@ impl Op for ChannelsLast {
             Err(std::sync::TryLockError::WouldBlock) => None,
         };
         let [x_nchw, y_nchw]: &mut [Tensor; 2] = held.as_deref_mut().unwrap_or(&mut fresh);
-        transpose_into(x, &TO_NCHW, x_nchw, threads);
+        transpose_into(x, &TO_NCHW, x_nchw, threads)?;
         let mut args = inputs.to_vec();
         args[0] = Some(x_nchw);
         self.inner.eval(&args, std::slice::from_mut(y_nchw), threads)?;
-        transpose_into(y_nchw, &TO_NHWC, output(outputs, 0)?, threads);
+        transpose_into(y_nchw, &TO_NHWC, output(outputs, 0)?, threads)?;
         Ok(())
     }
 }

@@ -65,7 +65,7 @@ impl Op for ConcatConvs {
         }
         let total: usize = convs.iter().map(|(_, s)| s[3]).sum();
         let [n, h, w, _] = convs[0].1;
-        let y = output(outputs, 0)?.reset_f32(&[n, h, w, total]);
+        let y = output(outputs, 0)?.reset_f32(&[n, h, w, total])?;
         let mut offset = 0;
         for (mut conv, shape) in convs {
             (conv.offset, conv.stride) = (offset, total);

@@ -125,29 +125,33 @@ impl Window {
         self.dilations.as_ref().map_or(1, |d| d[i])
     }
 
-    /// Axis `i` of `rank` spatial axes for an input size.
+    /// Axis `i` of `rank` spatial axes for an input size. The arithmetic
+    /// is checked: crafted pads, strides or dilations near `usize::MAX`
+    /// are an error, not a wrapped size.
     fn axis(&self, i: usize, rank: usize, input: usize, kernel: usize) -> Result<Axis, OpError> {
         let (stride, dilation) = (self.stride(i), self.dilation(i));
-        let extent = dilation * (kernel - 1) + 1;
+        let overflow = || OpError::Shape(format!("spatial axis {i}: the window's size overflows (input {input}, kernel {kernel}, stride {stride}, dilation {dilation})"));
+        let extent = dilation.checked_mul(kernel.saturating_sub(1)).and_then(|e| e.checked_add(1)).ok_or_else(overflow)?;
         let (pad_begin, pad_end) = match self.auto_pad {
             AutoPad::NotSet => self.pads.as_ref().map_or((0, 0), |p| (p[i], p[rank + i])),
             AutoPad::Valid => (0, 0),
             AutoPad::SameUpper | AutoPad::SameLower => {
                 let output = input.div_ceil(stride);
-                let total = (output.saturating_sub(1) * stride + extent).saturating_sub(input);
+                let total = output.saturating_sub(1).checked_mul(stride).and_then(|t| t.checked_add(extent)).ok_or_else(overflow)?.saturating_sub(input);
                 let (small, large) = (total / 2, total - total / 2);
                 let pads = if self.auto_pad == AutoPad::SameUpper { (small, large) } else { (large, small) };
                 return Ok(Axis { input, kernel, stride, dilation, pad_begin: pads.0, pad_end: pads.1, output });
             }
         };
-        let padded = input + pad_begin + pad_end;
+        let padded = input.checked_add(pad_begin).and_then(|p| p.checked_add(pad_end)).ok_or_else(overflow)?;
         if padded < extent {
             return Err(OpError::Shape(format!(
                 "spatial axis {i}: the window (kernel {kernel}, dilation {dilation}: extent {extent}) is larger than the padded input ({input} + pads {pad_begin} + {pad_end})"
             )));
         }
         let mut output = if self.ceil_mode && self.auto_pad == AutoPad::NotSet { (padded - extent).div_ceil(stride) + 1 } else { (padded - extent) / stride + 1 };
-        // The last window must start inside the input or its left padding.
+        // The last window must start inside the input or its left padding
+        // (`input + pad_begin` cannot overflow: `padded` did not).
         if self.ceil_mode && output > 1 && (output - 1) * stride >= input + pad_begin {
             output -= 1;
         }
@@ -554,7 +558,7 @@ impl Op for Conv {
         let g = Geo3::new(&axes).ok_or_else(|| OpError::input(0, "Conv supports 1 to 3 spatial axes"))?;
         let mut shape = vec![n, m];
         shape.extend(axes.iter().map(|a| a.output));
-        let y = output(outputs, 0)?.reset_f32(&shape);
+        let y = output(outputs, 0)?.reset_f32(&shape)?;
         if cg == 0 {
             // No input channels: the output is the bias.
             y.chunks_mut(g.output_size().max(1)).enumerate().for_each(|(i, p)| p.fill(bias.map_or(0.0, |b| b[i % m])));
@@ -839,5 +843,22 @@ mod tests {
         let same = Window { auto_pad: AutoPad::SameLower, pads: None, ceil_mode: false, ..w };
         let a = same.geometry(&[7], &[4]).unwrap()[0];
         assert_eq!((a.output, a.pad_begin, a.pad_end), (4, 2, 1));
+    }
+
+    /// Crafted pads, dilations and kernels are errors, never wrapped sizes.
+    #[test]
+    fn window_sizes_that_overflow_are_errors() {
+        let w = Window { auto_pad: AutoPad::NotSet, kernel: None, strides: None, dilations: None, pads: Some(vec![usize::MAX, 1]), ceil_mode: false };
+        assert!(w.geometry(&[5], &[2]).unwrap_err().to_string().contains("overflows"));
+        let w = Window { pads: None, dilations: Some(vec![usize::MAX]), ..w };
+        assert!(w.geometry(&[5], &[3]).unwrap_err().to_string().contains("overflows"));
+        assert!(w.geometry(&[5], &[0]).unwrap_err().to_string().contains("kernel axis 0 has size 0"));
+        // Pads of 2^62 make an output no tensor can hold: the kernel says so.
+        let big = 1i64 << 62;
+        let op = conv_op(&Config { pads: Some(vec![1 << 62, 0, 1 << 62, 0]), ..cfg(&[1, 1, 2, 2], &[1, 1, 1, 1]) }.node(), 11).unwrap();
+        let x = Tensor::f32(vec![1, 1, 2, 2], vec![1.0; 4]).unwrap();
+        let k = Tensor::f32(vec![1, 1, 1, 1], vec![1.0]).unwrap();
+        let e = op.eval_new(&[Some(&x), Some(&k)], 1, &crate::ops::test_util::pool(1)).unwrap_err();
+        assert!(matches!(e, OpError::Tensor(_)), "{e} ({big})");
     }
 }

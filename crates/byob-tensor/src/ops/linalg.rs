@@ -244,7 +244,7 @@ impl Op for MatMul {
             out_shape.push(n);
         }
         let batches: usize = batch.iter().product();
-        let out = output(outputs, 0)?.reset_f32(&out_shape);
+        let out = output(outputs, 0)?.reset_f32(&out_shape)?;
         if out.is_empty() {
             return Ok(());
         }
@@ -362,7 +362,7 @@ impl Op for Gemm {
         if k != kb {
             return Err(OpError::Shape(format!("Gemm: inner dimensions differ: op(A) is {m}x{k}, op(B) is {kb}x{n}")));
         }
-        let out = output(outputs, 0)?.reset_f32(&[m, n]);
+        let out = output(outputs, 0)?.reset_f32(&[m, n])?;
         let mut accumulate = false;
         if let Some((sc, c)) = c {
             let [cm, cn] = Self::c_dims(sc, 1, [&m, &n], |d, t| *d == 1 || d == t)?;

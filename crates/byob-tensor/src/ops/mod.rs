@@ -4,7 +4,7 @@
 //! shapes and evaluates on the CPU.
 
 use crate::model::{Attribute, Dim, Node};
-use crate::tensor::{DataType, Tensor};
+use crate::tensor::{DataType, Tensor, TensorError};
 use std::collections::HashMap;
 
 pub mod binary;
@@ -66,6 +66,9 @@ pub enum OpError {
     /// rebuilt before it can run on it again.
     #[error("device error: {0}")]
     Device(String),
+    /// An output too large to exist, or memory the system refused.
+    #[error(transparent)]
+    Tensor(#[from] TensorError),
 }
 
 impl OpError {

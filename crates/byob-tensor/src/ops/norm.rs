@@ -91,7 +91,7 @@ impl Op for BatchNorm {
                 (a, at(params[1].1, j) - at(params[2].1, j) * a)
             })
             .unzip();
-        let y = output(outputs, 0)?.reset_f32(xs);
+        let y = output(outputs, 0)?.reset_f32(xs)?;
         if inner > 0 {
             chunks(y, inner, threads, |plane, out| {
                 let src = &x[plane * inner..][..inner];
@@ -108,7 +108,7 @@ impl Op for BatchNorm {
         // Extra outputs: running mean and var, then saved mean and var.
         for i in 1..self.outputs {
             let (ps, p) = params[if i % 2 == 1 { 2 } else { 3 }];
-            output(outputs, i)?.reset_f32(ps).copy_from_slice(p);
+            output(outputs, i)?.reset_f32(ps)?.copy_from_slice(p);
         }
         Ok(())
     }
@@ -158,7 +158,7 @@ impl Op for Lrn {
         let (before, after) = ((self.size - 1) / 2, self.size / 2);
         let scale = self.alpha / self.size as f32;
         let (bias, beta) = (self.bias, self.beta);
-        let y = output(outputs, 0)?.reset_f32(xs);
+        let y = output(outputs, 0)?.reset_f32(xs)?;
         if inner > 0 {
             // One output plane at a time: the window's sum of squares, then y.
             chunks(y, inner, threads, |plane, out| {
@@ -261,7 +261,7 @@ impl Op for Softmax {
         let axis = self.axis(xs.len())?;
         let (len, inner) = if self.single_axis { (xs[axis], xs[axis + 1..].iter().product()) } else { (xs[axis..].iter().product(), 1) };
         let block = len * inner;
-        let y = output(outputs, 0)?.reset_f32(xs);
+        let y = output(outputs, 0)?.reset_f32(xs)?;
         if block > 0 {
             chunks(y, block, threads, |i, out| {
                 let src = &x[i * block..][..block];

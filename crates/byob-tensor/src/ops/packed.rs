@@ -83,7 +83,7 @@ impl Op for PackedMatMul {
         let mut shape = sa[..sa.len() - 1].to_vec();
         shape.push(self.n);
         let rows = sa[..sa.len() - 1].iter().product();
-        let y = output(outputs, 0)?.reset_f32(&shape);
+        let y = output(outputs, 0)?.reset_f32(&shape)?;
         // With k = 0 the kernel stores the bias (and Relu) alone.
         gemm_packed(rows, self.n, Lhs::matrix(a, self.k, self.k), w, y, self.n, Epilogue { bias, residual: Residual::None, relu: self.relu }, Some(threads));
         Ok(())
@@ -181,7 +181,7 @@ impl Op for PackedConv {
                 return Err(OpError::Shape(format!("the residual lent in place as the output is {:?} {:?}, not f32 {shape:?}", y.dtype(), y.shape())));
             }
             Residual::InC => y.as_f32_mut().expect("checked to be f32"),
-            _ => y.reset_f32(&shape),
+            _ => y.reset_f32(&shape)?,
         };
         conv.run(y, threads);
         Ok(())

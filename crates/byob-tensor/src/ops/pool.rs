@@ -228,7 +228,7 @@ impl Op for Pool {
             *output(outputs, 0)? = f32_tensor(shape, values)?;
             return Ok(());
         }
-        let y = output(outputs, 0)?.reset_f32(&shape);
+        let y = output(outputs, 0)?.reset_f32(&shape)?;
         let (isp, osp) = (g.input_size(), g.output_size());
         match self.kind {
             Kind::Max => planes(x, isp, y, osp, threads, |x, y| Self::fold_plane(x, y, &g, f32::NEG_INFINITY, f32::max)),
@@ -269,7 +269,7 @@ impl Op for GlobalPool {
         let isp: usize = xs[2..].iter().product();
         let mut shape = xs[..2].to_vec();
         shape.extend(std::iter::repeat_n(1, xs.len() - 2));
-        let y = output(outputs, 0)?.reset_f32(&shape);
+        let y = output(outputs, 0)?.reset_f32(&shape)?;
         let max = self.max;
         planes(x, isp, y, 1, threads, |x, y| {
             y[0] = if max {

@@ -46,7 +46,7 @@ impl Op for WindowPool {
         let axes = self.0.window.geometry(&xs[1..3], &self.0.kernel)?;
         let g = Geo3::new(&axes).ok_or_else(|| OpError::input(0, "expected 2 spatial axes"))?;
         let ([_, oh, ow], c) = (g.output, xs[3]);
-        let y = output(outputs, 0)?.reset_f32(&[xs[0], oh, ow, c]);
+        let y = output(outputs, 0)?.reset_f32(&[xs[0], oh, ow, c])?;
         let inverse = match self.0.kind {
             Kind::Max => None,
             Kind::Average { count_include_pad } => Some(inverse_counts(&g, &axes, count_include_pad)),
@@ -124,7 +124,7 @@ impl Op for GlobalPool {
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let (xs, x) = nhwc_input(inputs)?;
         let (pixels, c) = (xs[1] * xs[2], xs[3]);
-        let y = output(outputs, 0)?.reset_f32(&[xs[0], 1, 1, c]);
+        let y = output(outputs, 0)?.reset_f32(&[xs[0], 1, 1, c])?;
         vectorized_rows(y, c, threads, &GlobalRows { x, pixels, c, max: self.max });
         Ok(())
     }

@@ -161,7 +161,7 @@ impl Op for Shape {
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
         let (s, e) = self.range(x.rank());
-        let Data::I64(out) = output(outputs, 0)?.reset(DataType::I64, &[e - s]) else { unreachable!("reset to int64") };
+        let Data::I64(out) = output(outputs, 0)?.reset(DataType::I64, &[e - s])? else { unreachable!("reset to int64") };
         out.iter_mut().zip(&x.shape()[s..e]).for_each(|(o, &d)| *o = d as i64);
         Ok(())
     }
@@ -449,17 +449,18 @@ fn transpose<T: Copy + Send + Sync>(src: &[T], shape: &[usize], perm: &[usize], 
 }
 
 /// `out` becomes `x` transposed by `perm` (a permutation of its axes).
-pub(crate) fn transpose_into(x: &Tensor, perm: &[usize], out: &mut Tensor, threads: &rayon::ThreadPool) {
+pub(crate) fn transpose_into(x: &Tensor, perm: &[usize], out: &mut Tensor, threads: &rayon::ThreadPool) -> Result<(), OpError> {
     let shape: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();
-    transpose_view(x, x.shape(), perm, &shape, out, threads);
+    transpose_view(x, x.shape(), perm, &shape, out, threads)
 }
 
 /// `out` becomes `x`'s elements viewed in shape `view`, transposed by
 /// `perm`, viewed in shape `shape` (same element counts, checked by the
 /// caller): a Reshape, Transpose, Reshape chain without its copies.
-pub(crate) fn transpose_view(x: &Tensor, view: &[usize], perm: &[usize], shape: &[usize], out: &mut Tensor, threads: &rayon::ThreadPool) {
-    let out = out.reset(x.dtype(), shape);
+pub(crate) fn transpose_view(x: &Tensor, view: &[usize], perm: &[usize], shape: &[usize], out: &mut Tensor, threads: &rayon::ThreadPool) -> Result<(), OpError> {
+    let out = out.reset(x.dtype(), shape)?;
     with_elem!(x.dtype(), T => transpose::<T>(T::slice(x.data()).unwrap_or_default(), view, perm, T::slice_mut(out).unwrap_or_default(), threads));
+    Ok(())
 }
 
 impl Op for Transpose {
@@ -472,7 +473,7 @@ impl Op for Transpose {
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
         let perm = self.perm(x.rank())?;
-        transpose_into(x, &perm, output(outputs, 0)?, threads);
+        transpose_into(x, &perm, output(outputs, 0)?, threads)?;
         Ok(())
     }
 }
@@ -554,7 +555,7 @@ impl Op for Concat {
                 }
             }
         }
-        let out = output(outputs, 0)?.reset(first.dtype(), &shape);
+        let out = output(outputs, 0)?.reset(first.dtype(), &shape)?;
         with_elem!(first.dtype(), T => join::<T>(inputs, axis, T::slice_mut(out).unwrap_or_default()));
         Ok(())
     }
@@ -1057,7 +1058,7 @@ impl Op for Dropout {
         }
         copy(outputs, x.shape(), x)?;
         if self.mask {
-            match output(outputs, 1)?.reset(self.mask_dtype(x.dtype()), x.shape()) {
+            match output(outputs, 1)?.reset(self.mask_dtype(x.dtype()), x.shape())? {
                 Data::F64(m) => m.fill(1.0),
                 Data::F32(m) => m.fill(1.0),
                 Data::Bool(m) => m.fill(true),

@@ -36,8 +36,7 @@ impl Op for ChannelShuffle {
         if x.len() != view.iter().product::<usize>() {
             return Err(OpError::input(0, format!("a channel shuffle to {:?} needs {} elements, got shape {:?}", self.shape, view.iter().product::<usize>(), x.shape())));
         }
-        transpose_view(x, &view, &[0, 2, 1, 3], &self.shape, output(outputs, 0)?, threads);
-        Ok(())
+        transpose_view(x, &view, &[0, 2, 1, 3], &self.shape, output(outputs, 0)?, threads)
     }
 }
 

@@ -142,7 +142,7 @@ impl Op for Unary {
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
         let input = x.as_f32().ok_or_else(|| OpError::input(0, "expected float"))?;
-        let out = output(outputs, 0)?.reset_f32(x.shape());
+        let out = output(outputs, 0)?.reset_f32(x.shape())?;
         let f = self.function;
         if input.len() >= 2 * CHUNK {
             threads.install(|| out.par_chunks_mut(CHUNK).zip(input.par_chunks(CHUNK)).for_each(|(o, i)| f.map(i, o)));
@@ -169,7 +169,7 @@ impl Op for Not {
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
         let Data::Bool(v) = x.data() else { return Err(OpError::input(0, "expected bool")) };
-        let Data::Bool(out) = output(outputs, 0)?.reset(DataType::Bool, x.shape()) else { unreachable!("reset to bool") };
+        let Data::Bool(out) = output(outputs, 0)?.reset(DataType::Bool, x.shape())? else { unreachable!("reset to bool") };
         out.iter_mut().zip(v).for_each(|(o, b)| *o = !b);
         Ok(())
     }

@@ -10,7 +10,7 @@ use crate::ops::{Fact, Op, OpError};
 use crate::layout::Layout;
 use crate::plan::{Lifetime, MemoryPlan};
 use crate::provider::{CpuProvider, ExecutionProvider, Subgraph};
-use crate::tensor::{DataType, Tensor};
+use crate::tensor::{DataType, Tensor, TensorError};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -62,6 +62,9 @@ pub enum RunError {
     UnknownOutput { name: String, expected: String },
     #[error("node {node:?} ({op}): {error}")]
     Node { node: String, op: String, error: OpError },
+    /// The memory plan's buffers could not be allocated.
+    #[error("laying out the memory plan: {0}")]
+    Memory(TensorError),
 }
 
 /// Statistics of one run: memory, and each step's time when profiling.

@@ -9,7 +9,7 @@
 use super::{IoBinding, RunError, RunStats, Session};
 use crate::ops::Fact;
 use crate::plan::{MemoryPlan, ValueSize};
-use crate::tensor::Tensor;
+use crate::tensor::{element_count, Tensor};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -135,16 +135,21 @@ impl Session {
             return Err(RunError::UnknownOutput { name: name.clone(), expected: outputs });
         }
         let mut stats = RunStats::default();
-        let mut state = self.state_for(binding, &mut stats);
-        let result = self.execute(&mut state, binding, &mut stats).await;
+        let (mut state, laid_out) = self.state_for(binding, &mut stats);
+        let result = match laid_out {
+            Ok(()) => self.execute(&mut state, binding, &mut stats).await,
+            Err(e) => Err(e),
+        };
         self.finish(&mut state, binding);
         stats.planned_bytes = state.plan.planned_bytes();
         self.states.lock().unwrap_or_else(|e| e.into_inner()).push(state);
         result.map(|()| stats)
     }
 
-    /// A run state laid out for the bound inputs' shapes.
-    fn state_for(&self, binding: &IoBinding, stats: &mut RunStats) -> RunState {
+    /// A run state laid out for the bound inputs' shapes, and whether its
+    /// buffers could be laid out (a state that could not be is laid out
+    /// again by the next run).
+    fn state_for(&self, binding: &IoBinding, stats: &mut RunStats) -> (RunState, Result<(), RunError>) {
         let shape_of = |name: &str| binding.inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t.shape());
         let matches = |key: &ShapeKey| self.inputs.iter().zip(key).all(|((v, _), k)| shape_of(&v.name) == Some(k.as_slice()));
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
@@ -171,12 +176,15 @@ impl Session {
             for (tensor, b) in state.buffers.iter_mut().zip(&state.plan.buffers) {
                 if let Some(dtype) = b.dtype {
                     let before = tensor.storage();
-                    tensor.reset(dtype, &[b.capacity]);
+                    if let Err(e) = tensor.reset(dtype, &[b.capacity]) {
+                        state.key = None;
+                        return (state, Err(RunError::Memory(e)));
+                    }
                     stats.tensor_allocations += usize::from(!same_storage(before, tensor));
                 }
             }
         }
-        state
+        (state, Ok(()))
     }
 
     /// The memory plan for inputs of these shapes (cached per shape set).
@@ -206,7 +214,9 @@ impl Session {
                     ValueSize::External
                 } else {
                     match facts[v].as_ref().and_then(|f| Some((f.dtype, f.concrete_shape()?))) {
-                        Some((dtype, shape)) => ValueSize::Known(dtype, shape.iter().product()),
+                        // A shape too large to exist is left to its kernel,
+                        // whose output then fails with the error to report.
+                        Some((dtype, shape)) => element_count(&shape, dtype).map_or(ValueSize::Unknown, |n| ValueSize::Known(dtype, n)),
                         None => ValueSize::Unknown,
                     }
                 }
