@@ -7,6 +7,7 @@ use crate::mixing::{mix_input, widest, ChannelConfig, ChannelCountMode, ChannelI
 use crate::node::{AudioProcessor, RenderScope};
 use crate::param::{AudioParamDescriptor, AutomationError, ParamBuffer, ParamState};
 use crate::worklet::WorkletStatus;
+use petgraph::graph::{DiGraph, NodeIndex};
 use std::any::Any;
 use std::sync::Arc;
 
@@ -524,81 +525,60 @@ fn mix_inputs(node: &mut RenderNode, outputs: &[AudioBlock]) {
     }
 }
 
-/// Tarjan's algorithm over `edges[node] = nodes it depends on`.
+/// `edges[node]` (the nodes it depends on) as a petgraph graph, whose
+/// algorithms are iterative: a chain of 100,000 nodes must not overflow
+/// the stack.
+fn dependency_graph(edges: &[Vec<usize>]) -> DiGraph<(), ()> {
+    let mut graph = DiGraph::with_capacity(edges.len(), edges.iter().map(Vec::len).sum());
+    for _ in edges {
+        graph.add_node(());
+    }
+    for (v, deps) in edges.iter().enumerate() {
+        for &w in deps {
+            graph.add_edge(NodeIndex::new(v), NodeIndex::new(w), ());
+        }
+    }
+    graph
+}
+
+/// The strongly connected components of `edges[node] = nodes it depends on`.
 fn strongly_connected_components(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
-    struct State<'a> {
-        edges: &'a [Vec<usize>],
-        index: Vec<Option<usize>>,
-        low: Vec<usize>,
-        on_stack: Vec<bool>,
-        stack: Vec<usize>,
-        next: usize,
-        out: Vec<Vec<usize>>,
-    }
-    fn visit(s: &mut State, v: usize) {
-        s.index[v] = Some(s.next);
-        s.low[v] = s.next;
-        s.next += 1;
-        s.stack.push(v);
-        s.on_stack[v] = true;
-        for k in 0..s.edges[v].len() {
-            let w = s.edges[v][k];
-            match s.index[w] {
-                None => {
-                    visit(s, w);
-                    s.low[v] = s.low[v].min(s.low[w]);
-                }
-                Some(iw) if s.on_stack[w] => s.low[v] = s.low[v].min(iw),
-                _ => {}
-            }
-        }
-        if Some(s.low[v]) == s.index[v] {
-            let mut component = Vec::new();
-            loop {
-                let w = s.stack.pop().expect("tarjan stack holds v");
-                s.on_stack[w] = false;
-                component.push(w);
-                if w == v {
-                    break;
-                }
-            }
-            s.out.push(component);
-        }
-    }
-    let n = edges.len();
-    let mut s = State {
-        edges,
-        index: vec![None; n],
-        low: vec![0; n],
-        on_stack: vec![false; n],
-        stack: Vec::new(),
-        next: 0,
-        out: Vec::new(),
-    };
-    for v in 0..n {
-        if s.index[v].is_none() {
-            visit(&mut s, v);
-        }
-    }
-    s.out
+    let components = petgraph::algo::kosaraju_scc(&dependency_graph(edges));
+    components.into_iter().map(|c| c.into_iter().map(NodeIndex::index).collect()).collect()
 }
 
 /// Dependencies first; `edges` must be acyclic.
 fn topological_order(edges: &[Vec<usize>]) -> Vec<usize> {
-    fn visit(v: usize, edges: &[Vec<usize>], done: &mut [bool], order: &mut Vec<usize>) {
-        if done[v] {
-            return;
-        }
-        done[v] = true;
-        for &w in &edges[v] {
-            visit(w, edges, done, order);
-        }
-        order.push(v);
+    // petgraph puts a node before those its edges lead to, its dependencies.
+    let order = petgraph::algo::toposort(&dependency_graph(edges), None).expect("the caller refused cycles");
+    order.into_iter().rev().map(NodeIndex::index).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chain of a million nodes, each depending on the next: recursion
+    /// over nodes would overflow the test thread's 2 MB stack long before.
+    #[test]
+    fn long_chains_are_ordered_without_recursion() {
+        let n = 1_000_000;
+        let chain: Vec<Vec<usize>> = (0..n).map(|v| if v + 1 < n { vec![v + 1] } else { Vec::new() }).collect();
+        assert_eq!(strongly_connected_components(&chain).len(), n);
+        let order = topological_order(&chain);
+        assert!(order.iter().copied().eq((0..n).rev()));
     }
-    let mut done = vec![false; edges.len()];
-    let mut order = Vec::with_capacity(edges.len());
-    for v in 0..edges.len() {
-        visit(v, edges, &mut done, &mut order);
+
+    #[test]
+    fn components_and_order() {
+        // 0 depends on 1 and 2; 1 and 3 form a cycle; 2 depends on itself.
+        let edges = vec![vec![1, 2], vec![3], vec![2], vec![1]];
+        let mut components: Vec<Vec<usize>> = strongly_connected_components(&edges).into_iter().map(|mut c| { c.sort(); c }).collect();
+        components.sort();
+        assert_eq!(components, [vec![0], vec![1, 3], vec![2]]);
+        let dag = vec![vec![1, 2], vec![3], vec![3], vec![]];
+        let order = topological_order(&dag);
+        let at = |v| order.iter().position(|&x| x == v).unwrap();
+        assert!(at(3) < at(1) && at(3) < at(2) && at(1) < at(0) && at(2) < at(0));
     }
-    order
 }
