@@ -35,7 +35,10 @@ pub enum WavError {
     Format { path: PathBuf, source: hound::Error },
     #[error("{path}: {what}")]
     Unsupported { path: PathBuf, what: String },
+    #[error(transparent)]
+    Output(#[from] byob_files::OutputError),
 }
+
 
 /// Why an AudioBuffer could not be created.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -104,7 +107,8 @@ impl AudioBuffer {
     /// sample rate.
     pub fn from_wav(path: &Path) -> Result<Self, WavError> {
         let format_error = |source| WavError::Format { path: path.to_path_buf(), source };
-        let mut reader = hound::WavReader::open(path).map_err(|e| match e {
+        let (file, size) = byob_files::open_regular(path).map_err(|source| WavError::Io { path: path.to_path_buf(), source })?;
+        let mut reader = hound::WavReader::new(std::io::BufReader::new(file)).map_err(|e| match e {
             hound::Error::IoError(source) => WavError::Io { path: path.to_path_buf(), source },
             other => format_error(other),
         })?;
@@ -112,6 +116,12 @@ impl AudioBuffer {
         let channels = spec.channels as usize;
         if channels == 0 {
             return Err(WavError::Unsupported { path: path.to_path_buf(), what: "the file has no channels".into() });
+        }
+        // The samples the header declares must be in the file before room
+        // is made for them.
+        let declared = reader.len() as u64 * u64::from(spec.bits_per_sample).div_ceil(8);
+        if declared > size {
+            return Err(WavError::Unsupported { path: path.to_path_buf(), what: format!("the header declares {declared} bytes of samples, the file has {size} bytes") });
         }
         let interleaved: Vec<f32> = match spec.sample_format {
             hound::SampleFormat::Float => reader.samples::<f32>().collect::<Result<_, _>>().map_err(format_error)?,
@@ -139,9 +149,16 @@ impl AudioBuffer {
     /// that is renamed over it only once complete, so a failure never
     /// leaves a partial file.
     pub fn write_wav(&self, path: &Path, format: SampleFormat) -> Result<(), WavError> {
-        let io_error = |source| WavError::Io { path: path.to_path_buf(), source };
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let temp = tempfile::NamedTempFile::new_in(dir).map_err(io_error)?;
+        byob_files::write_atomically(path, |file| {
+            self.write_wav_to(file, format).map_err(|e| match e {
+                hound::Error::IoError(source) => WavError::Io { path: path.to_path_buf(), source },
+                other => WavError::Unsupported { path: path.to_path_buf(), what: other.to_string() },
+            })
+        })
+    }
+
+    /// Writes the WAV data to `file`.
+    pub fn write_wav_to(&self, file: &mut std::fs::File, format: SampleFormat) -> Result<(), hound::Error> {
         let (bits, sample_format) = match format {
             SampleFormat::F32 => (32, hound::SampleFormat::Float),
             SampleFormat::S16 => (16, hound::SampleFormat::Int),
@@ -153,8 +170,7 @@ impl AudioBuffer {
             bits_per_sample: bits,
             sample_format,
         };
-        let format_error = |source| WavError::Format { path: path.to_path_buf(), source };
-        let mut writer = hound::WavWriter::new(std::io::BufWriter::new(temp.as_file()), spec).map_err(format_error)?;
+        let mut writer = hound::WavWriter::new(std::io::BufWriter::new(file), spec)?;
         let full_scale = ((1i64 << (bits - 1)) - 1) as f32;
         for i in 0..self.length() {
             for channel in &self.channels {
@@ -163,12 +179,9 @@ impl AudioBuffer {
                     SampleFormat::F32 => writer.write_sample(s),
                     // Round to nearest and clip, as PCM cannot hold |s| > 1.
                     _ => writer.write_sample((s.clamp(-1.0, 1.0) * full_scale).round() as i32),
-                }
-                .map_err(format_error)?;
+                }?;
             }
         }
-        writer.finalize().map_err(format_error)?;
-        temp.persist(path).map_err(|e| io_error(e.error))?;
-        Ok(())
+        writer.finalize()
     }
 }

@@ -4,6 +4,7 @@ use anyhow::{bail, Context, Result};
 use byob_tensor::{npy, IoBinding, RunStats, Session, SessionBuilder, StepTime, Tensor};
 use byob_webgpu::WebGpuProvider;
 use clap::{Args, ValueEnum};
+use byob_files::Outputs;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -101,8 +102,8 @@ fn session(model: &PathBuf, Options { ep, threads, profile, winograd }: Options)
         builder = builder.with_provider(Box::new(gpu.clone()));
     }
     if let Some(t) = threads {
-        if t == 0 {
-            bail!("--threads must be at least 1");
+        if !(1..=MAX_THREADS).contains(&t) {
+            bail!("--threads must be from 1 to {MAX_THREADS}, got {t}");
         }
         builder = builder.with_intra_op_threads(t);
     }
@@ -129,22 +130,37 @@ fn shape_text(shape: &Option<Vec<byob_tensor::Dim>>) -> String {
     shape.as_ref().map_or("?".into(), |s| format!("[{}]", s.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")))
 }
 
+/// The most runs `--repeat` asks for: each keeps its statistics.
+const MAX_REPEAT: usize = 1_000_000;
+/// The most threads `--threads` asks for.
+const MAX_THREADS: usize = 1024;
+
 pub fn run(args: RunArgs) -> Result<()> {
-    if args.repeat == 0 {
-        bail!("--repeat must be at least 1");
+    if !(1..=MAX_REPEAT).contains(&args.repeat) {
+        bail!("--repeat must be from 1 to {MAX_REPEAT}, got {}", args.repeat);
+    }
+    // The statistics file is checked before the model runs; the outputs,
+    // whose names only the session knows, before the first is written.
+    let mut outputs = Outputs::new();
+    if let Some(path) = &args.stats_json {
+        outputs.stage(path)?;
     }
     let Prepared { session, chosen, gpu } = session(&args.model, Options { ep: args.ep, threads: args.threads, profile: args.profile, winograd: !args.no_winograd })?;
     eprintln!("execution provider: {chosen}");
     // Inputs and outputs stay bound across repeats: from the second run on,
     // nothing is copied in or allocated.
     let mut binding = IoBinding::new();
+    let mut named = std::collections::HashSet::new();
     for spec in &args.inputs {
         let Some((name, file)) = spec.split_once('=') else {
             bail!("--input {spec:?}: expected NAME=FILE.npy");
         };
+        if !named.insert(name) {
+            bail!("--input {name}: the input is given twice");
+        }
         binding.bind_input(name, npy::read(file.as_ref())?);
     }
-    let mut latencies = Vec::with_capacity(args.repeat);
+    let mut latencies = Vec::new();
     let mut stats = Vec::new();
     let mut gpu_stats = Vec::new();
     for _ in 0..args.repeat {
@@ -156,14 +172,22 @@ pub fn run(args: RunArgs) -> Result<()> {
             gpu_stats.push(gpu.counters());
         }
     }
-    let outputs: Vec<(String, Tensor)> = session.outputs().filter_map(|v| Some((v.name.clone(), binding.take_output(&v.name)?))).collect();
+    let results: Vec<(String, Tensor)> = session.outputs().filter_map(|v| Some((v.name.clone(), binding.take_output(&v.name)?))).collect();
     if let Some(dir) = &args.output_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        for (name, tensor) in &outputs {
-            npy::write(&dir.join(format!("{}.npy", file_name(name))), tensor)?;
+        let mut files: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+        for (name, tensor) in &results {
+            let file = format!("{}.npy", file_name(name));
+            if let Some(other) = files.insert(file.clone(), name) {
+                bail!("--output-dir {}: outputs {other:?} and {name:?} would both be written to {file}", dir.display());
+            }
+            let path = dir.join(&file);
+            npy::check_rank(&path, tensor)?;
+            let staged = outputs.stage(&path)?;
+            npy::write_to(staged.file(), tensor).with_context(|| format!("writing {}", path.display()))?;
         }
     }
-    for (name, tensor) in &outputs {
+    for (name, tensor) in &results {
         println!("{name}: {} {:?}", tensor.dtype(), tensor.shape());
     }
     let mut sorted = latencies.clone();
@@ -190,11 +214,11 @@ pub fn run(args: RunArgs) -> Result<()> {
             json["gpu_peak_bytes"] = gpu_stats.iter().map(|c| c.peak_bytes).collect();
             json["gpu_lower_bound_bytes"] = gpu_stats.iter().map(|c| c.lower_bound_bytes).collect();
         }
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        let temp = tempfile::NamedTempFile::new_in(dir)?;
-        std::fs::write(temp.path(), serde_json::to_string_pretty(&json)? + "\n")?;
-        temp.persist(path).with_context(|| format!("writing {}", path.display()))?;
+        use std::io::Write;
+        let file = outputs.staged_mut()[0].file();
+        file.write_all((serde_json::to_string_pretty(&json)? + "\n").as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     }
+    outputs.commit()?;
     Ok(())
 }
 

@@ -28,6 +28,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Killed mid-render, byob leaves no temporary file behind (130: the
+    // shell's code for a command ended by a signal). Without a handler
+    // the signal still ends the process, leaving them.
+    let _ = ctrlc::set_handler(|| {
+        byob_files::remove_pending();
+        std::process::exit(130);
+    });
     let result = match cli.command {
         Command::Render(args) => render::render(args),
         Command::Play(args) => render::play(args),

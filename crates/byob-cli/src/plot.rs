@@ -10,19 +10,15 @@ const WIDTH: u32 = 1200;
 const HEIGHT: u32 = 800;
 const FFT_SIZE: usize = 1024;
 
-/// Draws into a temporary file beside `path`, renamed once complete.
+/// Draws into `path` (a PNG file: the caller's staged temporary file,
+/// renamed once every output is complete).
 pub fn draw(buffer: &AudioBuffer, path: &Path) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let temp = tempfile::Builder::new().suffix(".png").tempfile_in(dir)?;
-    {
-        let root = BitMapBackend::new(temp.path(), (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let (top, bottom) = root.split_vertically(HEIGHT / 3);
-        waveform(buffer, &top)?;
-        spectrogram(buffer, &bottom)?;
-        root.present().context("encoding PNG")?;
-    }
-    temp.persist(path)?;
+    let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, bottom) = root.split_vertically(HEIGHT / 3);
+    waveform(buffer, &top)?;
+    spectrogram(buffer, &bottom)?;
+    root.present().context("encoding PNG")?;
     Ok(())
 }
 

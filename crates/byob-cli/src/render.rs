@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use byob_audio::graph_file::GraphFile;
 use byob_audio::SampleFormat;
+use byob_files::Outputs;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -52,8 +53,9 @@ pub struct WasmArgs {
 impl WasmArgs {
     /// The example processors, plus WebAssembly modules named in graph files.
     fn registry(&self) -> Result<byob_audio::ProcessorRegistry> {
-        if !(self.wasm_time_limit.is_finite() && self.wasm_time_limit > 0.0) {
-            bail!("--wasm-time-limit must be a positive number of milliseconds, got {}", self.wasm_time_limit);
+        const MAX_MS: f64 = 60_000.0;
+        if !(self.wasm_time_limit > 0.0 && self.wasm_time_limit <= MAX_MS) {
+            bail!("--wasm-time-limit must be a number of milliseconds above 0 and at most {MAX_MS}, got {}", self.wasm_time_limit);
         }
         let limits = byob_wasm::Limits { max_time_per_call: Duration::from_secs_f64(self.wasm_time_limit / 1000.0) };
         let mut registry = byob_audio::ProcessorRegistry::with_examples();
@@ -82,6 +84,16 @@ fn length_override(sample_rate: f32, length: Option<usize>, duration: Option<f64
 }
 
 pub fn render(args: RenderArgs) -> Result<()> {
+    // Every output is checked, and given its temporary file, before the
+    // render starts: a render whose result cannot be written is not begun.
+    let mut outputs = Outputs::new();
+    outputs.stage(&args.output)?;
+    if let Some(png) = &args.plot {
+        if !png.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+            bail!("--plot {}: the plot is a PNG file; name it NAME.png", png.display());
+        }
+        outputs.stage(png)?;
+    }
     let file = GraphFile::load(&args.graph)?;
     let sample_rate = args.sample_rate.unwrap_or(file.sample_rate());
     let length = length_override(sample_rate, args.length, args.duration)?;
@@ -120,10 +132,12 @@ pub fn render(args: RenderArgs) -> Result<()> {
         Format::S16 => SampleFormat::S16,
         Format::S24 => SampleFormat::S24,
     };
-    buffer.write_wav(&args.output, format)?;
-    if let Some(png) = &args.plot {
-        crate::plot::draw(&buffer, png).with_context(|| format!("drawing {}", png.display()))?;
+    let staged = outputs.staged_mut();
+    buffer.write_wav_to(staged[0].file(), format).with_context(|| format!("writing {}", args.output.display()))?;
+    if let Some(png) = staged.get(1) {
+        crate::plot::draw(&buffer, png.temp_path()).with_context(|| format!("drawing {}", png.target().display()))?;
     }
+    outputs.commit()?;
     let seconds = total as f64 / sample_rate as f64;
     println!(
         "rendered {total} frames ({seconds:.3} s, {} ch @ {sample_rate} Hz) in {wall:.3} s: {:.1}x real time -> {}",

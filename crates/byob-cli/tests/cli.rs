@@ -99,7 +99,7 @@ fn bad_input_is_reported_and_loses_nothing() {
         assert!(!message.contains("panicked"), "case {i}: {message}");
         assert_eq!(std::fs::read(&wav).unwrap(), b"previous contents", "case {i}: output untouched");
     }
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with(".byob-")).collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 

@@ -22,8 +22,13 @@ fn value(name: &str, dims: &[Option<i64>]) -> proto::ValueInfoProto {
 
 /// A one-node model, written to `dir/name`.
 fn model(dir: &Path, name: &str, node: proto::NodeProto, inputs: Vec<proto::ValueInfoProto>, initializer: Vec<TensorProto>) -> PathBuf {
-    let output = value(&node.output[0], &[None, None, None, None][..0]);
-    let graph = proto::GraphProto { node: vec![node], name: "g".into(), initializer, input: inputs, output: vec![output], ..Default::default() };
+    graph_model(dir, name, vec![node], inputs, initializer)
+}
+
+/// A model whose outputs are its nodes' first outputs.
+fn graph_model(dir: &Path, name: &str, nodes: Vec<proto::NodeProto>, inputs: Vec<proto::ValueInfoProto>, initializer: Vec<TensorProto>) -> PathBuf {
+    let output = nodes.iter().map(|n| value(&n.output[0], &[])).collect();
+    let graph = proto::GraphProto { node: nodes, name: "g".into(), initializer, input: inputs, output, ..Default::default() };
     let model = proto::ModelProto { ir_version: 8, opset_import: vec![proto::OperatorSetIdProto { domain: String::new(), version: 13 }], graph: Some(graph), ..Default::default() };
     let path = dir.join(name);
     std::fs::write(&path, model.encode_to_vec()).unwrap();
@@ -32,6 +37,21 @@ fn model(dir: &Path, name: &str, node: proto::NodeProto, inputs: Vec<proto::Valu
 
 fn node(op: &str, inputs: &[&str], attribute: Vec<proto::AttributeProto>) -> proto::NodeProto {
     proto::NodeProto { input: inputs.iter().map(|s| s.to_string()).collect(), output: vec!["y".into()], name: "n".into(), op_type: op.into(), attribute, ..Default::default() }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/graphs")
+}
+
+/// The files in `dir`, by name.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
 }
 
 /// A float32 `.npy` file with `header_shape` in its header and `values`
@@ -118,4 +138,99 @@ fn only_regular_files_are_read() {
     let m = model(dir.path(), "matmul.onnx", node("MatMul", &["a", "b"], vec![]), vec![value("a", &[None, None]), value("b", &[None, None])], vec![]);
     let args = ["run", &m.display().to_string(), "--ep", "cpu", "--input", &format!("a={}", fifo.display()), "--input", "b=/dev/zero"];
     assert_refused(&args, "not a regular file", &out);
+}
+
+/// Outputs that cannot all be written are refused before the render
+/// starts, and nothing is written: `--plot` onto `-o`, a plot in a missing
+/// folder, a plot that is not a PNG, a symbolic link, a FIFO.
+#[test]
+fn render_outputs_are_checked_before_the_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = examples().join("synth.json");
+    let graph = graph.to_str().unwrap();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(at("kept.wav"), "kept").unwrap();
+    std::os::unix::fs::symlink(at("kept.wav"), at("link.wav")).unwrap();
+    assert!(Command::new("mkfifo").arg(at("fifo.wav")).status().unwrap().success());
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec![at("out.png"), "--plot".into(), at("./out.png")], "is also where another output of this command goes"),
+        (vec![at("out.wav"), "--plot".into(), at("missing/p.png")], "does not exist"),
+        (vec![at("out.wav"), "--plot".into(), at("p.jpg")], "the plot is a PNG file"),
+        (vec![at("link.wav")], "is a symbolic link"),
+        (vec![at("fifo.wav")], "is not a regular file"),
+        (vec![at("missing/out.wav")], "does not exist"),
+    ];
+    let before = listing(dir.path());
+    for (outputs, expected) in cases {
+        let args: Vec<&str> = ["render", graph, "-o"].into_iter().chain(outputs.iter().map(String::as_str)).collect();
+        assert_refused(&args, expected, &dir.path().join("no-output-folder"));
+        assert_eq!(listing(dir.path()), before, "{args:?} changed the folder");
+    }
+    assert_eq!(std::fs::read_to_string(at("kept.wav")).unwrap(), "kept");
+}
+
+/// New outputs get the permissions the umask gives (0644 under 022), not
+/// a temporary file's 0600; a render with a plot commits both.
+#[test]
+fn outputs_get_the_umask_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (wav, png) = (dir.path().join("a.wav"), dir.path().join("a.png"));
+    let output = Command::new("sh")
+        .args(["-c", &format!("umask 022 && exec {} render {} -o {} --plot {}", env!("CARGO_BIN_EXE_byob"), examples().join("synth.json").display(), wav.display(), png.display())])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for path in [&wav, &png] {
+        assert_eq!(std::fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o644, "{}", path.display());
+    }
+    assert_eq!(listing(dir.path()), ["a.png", "a.wav"]);
+}
+
+/// Killed mid-render, byob removes the temporary file of its output.
+#[test]
+fn a_killed_render_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("long.wav");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_byob"))
+        .args(["render", &examples().join("synth.json").display().to_string(), "-o", &wav.display().to_string(), "--duration", "3000", "--format", "s16"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The output is staged before the render starts: wait for its file.
+    let staged = || listing(dir.path()).iter().any(|n| n.starts_with(".byob-"));
+    let start = std::time::Instant::now();
+    while !staged() && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(staged(), "the render never staged its output");
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
+}
+
+/// Two outputs whose names map to one file (`a/b` and `a_b`), and a
+/// statistics file in a missing folder, are errors before anything is
+/// written; so are a repeated input and out-of-range flags.
+#[test]
+fn run_outputs_and_flags_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    let mut relu = node("Relu", &["x"], vec![]);
+    relu.output = vec!["a/b".into()];
+    let mut neg = node("Neg", &["x"], vec![]);
+    (neg.output, neg.name) = (vec!["a_b".into()], "m".into());
+    let m = graph_model(dir.path(), "two.onnx", vec![relu, neg], vec![value("x", &[Some(2)])], vec![]);
+    let x = npy(dir.path(), "x.npy", "(2,)", &[1.0, -1.0]);
+    let (m, input) = (m.display().to_string(), format!("x={}", x.display()));
+    let out = dir.path().join("out");
+    let run = |extra: &[&str]| -> Vec<String> { ["run", m.as_str(), "--ep", "cpu", "--input", input.as_str()].iter().chain(extra).map(|s| s.to_string()).collect() };
+    assert_refused(&strs(&run(&["--output-dir", &at("out")])), "outputs \"a/b\" and \"a_b\" would both be written to a_b.npy", &out);
+    assert_refused(&strs(&run(&["--stats-json", &at("missing/s.json"), "--output-dir", &at("out2")])), "does not exist", &dir.path().join("out2"));
+    assert_refused(&strs(&run(&["--input", input.as_str()])), "--input x: the input is given twice", &out);
+    assert_refused(&strs(&run(&["--repeat", "1000000000"])), "--repeat must be from 1 to 1000000", &out);
+    assert_refused(&strs(&run(&["--threads", "100000"])), "--threads must be from 1 to 1024", &out);
+    assert_refused(&["render", &examples().join("synth.json").display().to_string(), "-o", &at("w.wav"), "--wasm-time-limit", "1e30"], "--wasm-time-limit must be", &out);
+    assert!(!dir.path().join("w.wav").exists());
 }

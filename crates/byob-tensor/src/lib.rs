@@ -12,7 +12,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod file;
 pub mod layout;
 pub mod model;
 pub mod npy;

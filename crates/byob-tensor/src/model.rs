@@ -103,7 +103,7 @@ pub const MAX_MODEL_BYTES: u64 = (1 << 31) - 1;
 
 impl Model {
     pub fn load(path: &Path) -> Result<Self, ModelError> {
-        let bytes = crate::file::read_regular(path, MAX_MODEL_BYTES, "an ONNX model").map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+        let bytes = byob_files::read_regular(path, MAX_MODEL_BYTES, "an ONNX model").map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
         Self::from_bytes(&bytes, path.parent())
     }
 
@@ -263,7 +263,7 @@ fn read_external(t: &proto::TensorProto, base_dir: Option<&Path>, len: usize) ->
     }
     let path = external_path(base_dir.unwrap_or(Path::new(".")), location)?;
     let shown = || format!("external data {location:?}");
-    let (mut file, size) = crate::file::open_regular(&path).map_err(|e| format!("{}: {e}", shown()))?;
+    let (mut file, size) = byob_files::open_regular(&path).map_err(|e| format!("{}: {e}", shown()))?;
     // The bytes must be there before any is allocated for them.
     if offset.checked_add(len as u64).is_none_or(|end| end > size) {
         return Err(format!("{}: {len} bytes at offset {offset} lie past the end of the file ({size} bytes)", shown()));

@@ -16,6 +16,8 @@ pub enum NpyError {
     Type { path: String, dtype: String },
     #[error("{path}: a tensor of {rank} dimensions cannot be saved as .npy (NumPy allows at most {MAX_RANK})")]
     Rank { path: String, rank: usize },
+    #[error(transparent)]
+    Output(#[from] byob_files::OutputError),
 }
 
 /// The most dimensions a `.npy` array may have: NumPy's own limit
@@ -28,7 +30,7 @@ pub const MAX_RANK: usize = 64;
 pub fn read(path: &Path) -> Result<Tensor, NpyError> {
     let p = || path.display().to_string();
     let bad = |what: String| NpyError::Format { path: p(), what };
-    let bytes = crate::file::read_regular(path, u64::MAX, "a .npy file").map_err(|source| NpyError::Io { path: p(), source })?;
+    let bytes = byob_files::read_regular(path, u64::MAX, "a .npy file").map_err(|source| NpyError::Io { path: p(), source })?;
     let data_offset = data_offset(&bytes).map_err(bad)?;
     // npyz multiplies the dimensions unchecked: a product that wraps must
     // not reach it.
@@ -115,37 +117,43 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Writes a tensor as `.npy`, through a temporary file renamed into place.
+/// Writes a tensor as `.npy`, through a temporary file renamed into place
+/// (see [`byob_files::Outputs`] for what paths are refused).
 pub fn write(path: &Path, tensor: &Tensor) -> Result<(), NpyError> {
     let p = || path.display().to_string();
+    check_rank(path, tensor)?;
+    byob_files::write_atomically(path, |file| write_to(file, tensor).map_err(|source| NpyError::Io { path: p(), source }))
+}
+
+/// Refuses a tensor NumPy could not load: for callers that check every
+/// output before writing the first.
+pub fn check_rank(path: &Path, tensor: &Tensor) -> Result<(), NpyError> {
     if tensor.rank() > MAX_RANK {
-        return Err(NpyError::Rank { path: p(), rank: tensor.rank() });
+        return Err(NpyError::Rank { path: path.display().to_string(), rank: tensor.rank() });
     }
-    let io = |source| NpyError::Io { path: p(), source };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    let shape: Vec<u64> = tensor.shape().iter().map(|&d| d as u64).collect();
-    {
-        let file = std::io::BufWriter::new(temp.as_file_mut());
-        macro_rules! write_all {
-            ($t:ty, $v:expr) => {{
-                let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(file).begin_nd().map_err(io)?;
-                writer.extend($v.iter().copied()).map_err(io)?;
-                writer.finish().map_err(io)?;
-            }};
-        }
-        match tensor.data() {
-            Data::F32(v) => write_all!(f32, v),
-            Data::F64(v) => write_all!(f64, v),
-            Data::I64(v) => write_all!(i64, v),
-            Data::I32(v) => write_all!(i32, v),
-            Data::I8(v) => write_all!(i8, v),
-            Data::U8(v) => write_all!(u8, v),
-            Data::Bool(v) => write_all!(bool, v),
-        }
-    }
-    temp.persist(path).map_err(|e| io(e.error))?;
     Ok(())
+}
+
+/// Writes a tensor as `.npy` to `file` (whose rank [`check_rank`] passed).
+pub fn write_to(file: &mut std::fs::File, tensor: &Tensor) -> std::io::Result<()> {
+    let shape: Vec<u64> = tensor.shape().iter().map(|&d| d as u64).collect();
+    let file = std::io::BufWriter::new(file);
+    macro_rules! write_all {
+        ($t:ty, $v:expr) => {{
+            let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(file).begin_nd()?;
+            writer.extend($v.iter().copied())?;
+            writer.finish()
+        }};
+    }
+    match tensor.data() {
+        Data::F32(v) => write_all!(f32, v),
+        Data::F64(v) => write_all!(f64, v),
+        Data::I64(v) => write_all!(i64, v),
+        Data::I32(v) => write_all!(i32, v),
+        Data::I8(v) => write_all!(i8, v),
+        Data::U8(v) => write_all!(u8, v),
+        Data::Bool(v) => write_all!(bool, v),
+    }
 }
 
 #[cfg(test)]

@@ -63,6 +63,11 @@ impl Abi {
     }
 }
 
+/// The largest module file read: far above any audio processor's (a Faust
+/// program compiles to tens of kilobytes), far below what takes the
+/// compiler minutes.
+pub const MAX_MODULE_BYTES: u64 = 64 << 20;
+
 /// Limits applied to every module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -140,7 +145,7 @@ impl WasmHost {
     /// byob and copy ABIs (PARAM port `i` is descriptor `i`); Faust modules
     /// declare their own.
     pub fn load(&self, path: &Path, abi: Abi, parameter_descriptors: Option<Vec<AudioParamDescriptor>>) -> Result<ProcessorDefinition, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
+        let bytes = byob_files::read_regular(path, MAX_MODULE_BYTES, "a WebAssembly module").map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
         self.load_bytes(&path.display().to_string(), &bytes, abi, parameter_descriptors)
     }
 

@@ -54,9 +54,15 @@ pub struct GraphFile {
     number_of_channels: usize,
 }
 
+/// The largest graph file read (JSON text; a million automation events
+/// take about 40 MB).
+pub const MAX_GRAPH_FILE_BYTES: u64 = 256 << 20;
+
 impl GraphFile {
     pub fn load(path: &Path) -> Result<Self, GraphFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| GraphFileError::Io { path: path.to_path_buf(), source })?;
+        let io = |source| GraphFileError::Io { path: path.to_path_buf(), source };
+        let bytes = byob_files::read_regular(path, MAX_GRAPH_FILE_BYTES, "a graph file").map_err(io)?;
+        let text = String::from_utf8(bytes).map_err(|_| io(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")))?;
         Self::parse(&text, path)
     }
 
