@@ -23,7 +23,16 @@ pub enum ModelError {
     Attribute { node: String, op: String, attribute: String, what: String },
     #[error("{what:?}: {reason}")]
     Value { what: String, reason: String },
+    #[error("value {value:?} is produced twice: by {first} and by {second}")]
+    ProducedTwice { value: String, first: String, second: String },
+    #[error("graph output {0:?} is produced by no node, input or initializer")]
+    OutputNotProduced(String),
+    #[error("the model imports opset {version} of the default domain; byob knows opsets 1 to {MAX_OPSET}")]
+    Opset { version: i64 },
 }
+
+/// The newest default-domain opset byob knows (onnx 1.22.0's).
+pub const MAX_OPSET: i64 = 27;
 
 /// A dimension of a declared shape.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -87,6 +96,28 @@ pub struct Graph {
     pub initializers: HashMap<String, Tensor>,
 }
 
+impl Graph {
+    /// Each value has one producer (a graph input, an initializer or one
+    /// node output) and every graph output has one. ONNX requires both
+    /// (static single assignment); a second producer silently replaced the
+    /// first before this check.
+    fn check_producers(&self) -> Result<(), ModelError> {
+        let mut producers: HashMap<&str, String> = HashMap::new();
+        let inputs = self.inputs.iter().map(|v| (v.name.as_str(), "a graph input".to_string()));
+        let initializers = self.initializers.keys().map(|n| (n.as_str(), "an initializer".to_string()));
+        let outputs = self.nodes.iter().flat_map(|n| n.outputs.iter().filter(|o| !o.is_empty()).map(move |o| (o.as_str(), format!("node {:?}", n.name))));
+        for (value, producer) in inputs.chain(initializers).chain(outputs) {
+            if let Some(first) = producers.insert(value, producer.clone()) {
+                return Err(ModelError::ProducedTwice { value: value.to_string(), first, second: producer });
+            }
+        }
+        match self.outputs.iter().find(|o| !producers.contains_key(o.name.as_str())) {
+            Some(missing) => Err(ModelError::OutputNotProduced(missing.name.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A loaded model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
@@ -112,7 +143,12 @@ impl Model {
         let proto = proto::ModelProto::decode(bytes)?;
         let graph = proto.graph.ok_or(ModelError::NoGraph)?;
         let opsets = proto.opset_import.iter().map(|o| (o.domain.clone(), o.version)).collect();
-        Ok(Self { ir_version: proto.ir_version, producer: proto.producer_name, opsets, graph: convert_graph(graph, base_dir)? })
+        let model = Self { ir_version: proto.ir_version, producer: proto.producer_name, opsets, graph: convert_graph(graph, base_dir)? };
+        if !(1..=MAX_OPSET).contains(&model.opset()) {
+            return Err(ModelError::Opset { version: model.opset() });
+        }
+        model.graph.check_producers()?;
+        Ok(model)
     }
 
     /// The default-domain opset.
@@ -360,6 +396,43 @@ mod tests {
         std::fs::create_dir(dir.join("sub")).unwrap();
         let e = error(&external(&[3], &[("location", "sub")]), &dir);
         assert!(e.contains("a folder"), "{e}");
+    }
+
+    fn model_bytes(opset: i64, nodes: &[(&str, &[&str], &[&str])], outputs: &[&str]) -> Vec<u8> {
+        use prost::Message;
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        let node = |(i, (op, inputs, outs)): (usize, &(&str, &[&str], &[&str]))| proto::NodeProto {
+            input: names(inputs),
+            output: names(outs),
+            name: format!("n{i}"),
+            op_type: op.to_string(),
+            ..Default::default()
+        };
+        let value = |name: &&str| proto::ValueInfoProto { name: name.to_string(), r#type: None };
+        let graph = proto::GraphProto {
+            node: nodes.iter().enumerate().map(node).collect(),
+            input: vec![value(&"x")],
+            output: outputs.iter().map(value).collect(),
+            ..Default::default()
+        };
+        let model = proto::ModelProto { ir_version: 8, opset_import: vec![proto::OperatorSetIdProto { domain: String::new(), version: opset }], graph: Some(graph), ..Default::default() };
+        model.encode_to_vec()
+    }
+
+    fn load_error(bytes: &[u8]) -> String {
+        Model::from_bytes(bytes, None).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn graphs_that_break_single_assignment_are_refused() {
+        assert!(Model::from_bytes(&model_bytes(13, &[("Relu", &["x"], &["y"])], &["y"]), None).is_ok());
+        let twice = model_bytes(13, &[("Relu", &["x"], &["y"]), ("Neg", &["x"], &["y"])], &["y"]);
+        assert_eq!(load_error(&twice), "value \"y\" is produced twice: by node \"n0\" and by node \"n1\"");
+        let over_input = model_bytes(13, &[("Relu", &["x"], &["x"])], &["x"]);
+        assert_eq!(load_error(&over_input), "value \"x\" is produced twice: by a graph input and by node \"n0\"");
+        let missing = model_bytes(13, &[("Relu", &["x"], &["y"])], &["y", "z"]);
+        assert_eq!(load_error(&missing), "graph output \"z\" is produced by no node, input or initializer");
+        assert_eq!(load_error(&model_bytes(99, &[], &["x"])), "the model imports opset 99 of the default domain; byob knows opsets 1 to 27");
     }
 
     #[test]

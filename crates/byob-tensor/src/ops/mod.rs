@@ -7,6 +7,7 @@ use crate::model::{Attribute, Dim, Node};
 use crate::tensor::{DataType, Tensor, TensorError};
 use std::collections::HashMap;
 
+pub mod arity;
 pub mod binary;
 pub mod shape;
 pub mod unary;
@@ -62,6 +63,9 @@ pub enum OpError {
     Input { index: usize, what: String },
     #[error("{0}")]
     Shape(String),
+    /// Inputs or outputs outside the operator's schema.
+    #[error("{0}")]
+    Arity(String),
     /// The device failed (lost, out of memory): the session must be
     /// rebuilt before it can run on it again.
     #[error("device error: {0}")]

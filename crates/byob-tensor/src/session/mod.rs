@@ -172,6 +172,9 @@ impl SessionBuilder {
         let threads = self.intra_op_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| SessionError::Threads(threads, e.to_string()))?;
         let opset = model.opset();
+        for node in &model.graph.nodes {
+            crate::ops::arity::check_arity(node, opset).map_err(|what| SessionError::Node { node: node.name.clone(), op: node.op_type.clone(), error: OpError::Arity(what) })?;
+        }
         let level = self.optimization_level;
         let folded = if level >= OptimizationLevel::Basic { crate::optimize::fold_constants(&mut model.graph, opset, &pool) } else { 0 };
         let identities = if level >= OptimizationLevel::Basic { crate::optimize::remove_identities(&mut model.graph) } else { 0 };
