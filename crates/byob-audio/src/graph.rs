@@ -82,6 +82,13 @@ pub enum NodeError {
     NotFinite { name: &'static str, value: f64 },
     #[error("{what} (IndexSizeError)")]
     IndexSize { what: String },
+    /// The system refused the memory a node needs (the spec leaves this to
+    /// the implementation; browsers throw).
+    #[error("out of memory: {what} needs {bytes} bytes")]
+    OutOfMemory { what: String, bytes: usize },
+    /// Past [`AudioGraph::set_memory_limit`].
+    #[error("{what} needs {bytes} bytes, past the memory limit of {limit} bytes ({used} already taken; `byob render --max-memory-mib` raises it)")]
+    MemoryLimit { what: String, bytes: usize, used: usize, limit: usize },
 }
 
 impl NodeError {
@@ -159,7 +166,15 @@ pub struct AudioGraph {
     nodes: Vec<NodeEntry>,
     edges: Vec<Edge>,
     worklets: Vec<(NodeId, Arc<WorkletStatus>)>,
+    /// Bytes of sample memory that nodes sized by their options (delay
+    /// lines) and an offline render's result may take in all.
+    memory_limit: usize,
+    memory_used: usize,
 }
+
+/// The default of [`AudioGraph::set_memory_limit`]: 4 GiB, as much as a
+/// WAV file holds, and 20 times a 180-second 5.1 delay line at 48 kHz.
+pub const DEFAULT_MEMORY_LIMIT: usize = 4 << 30;
 
 impl AudioGraph {
     /// A graph whose destination has `channels` channels.
@@ -167,7 +182,7 @@ impl AudioGraph {
         if !(1..=MAX_CHANNELS).contains(&channels) {
             return Err(NodeError::ChannelCount(channels));
         }
-        let mut graph = Self { sample_rate, nodes: Vec::new(), edges: Vec::new(), worklets: Vec::new() };
+        let mut graph = Self { sample_rate, nodes: Vec::new(), edges: Vec::new(), worklets: Vec::new(), memory_limit: DEFAULT_MEMORY_LIMIT, memory_used: 0 };
         graph.add_node(NodeDescription {
             type_name: "AudioDestinationNode",
             number_of_inputs: 1,
@@ -186,6 +201,29 @@ impl AudioGraph {
 
     pub fn sample_rate(&self) -> f32 {
         self.sample_rate
+    }
+
+    /// Bounds the sample memory that nodes sized by their options (a
+    /// DelayNode's line: `maxDelayTime` × sample rate × channels) and an
+    /// offline render's result may take in all. A node or render past it
+    /// fails with [`NodeError::MemoryLimit`] before allocating.
+    pub fn set_memory_limit(&mut self, bytes: usize) {
+        self.memory_limit = bytes;
+    }
+
+    pub fn memory_limit(&self) -> usize {
+        self.memory_limit
+    }
+
+    /// Takes `bytes` of the memory limit for `what`.
+    pub(crate) fn reserve_memory(&mut self, bytes: usize, what: impl FnOnce() -> String) -> Result<(), NodeError> {
+        match self.memory_used.checked_add(bytes) {
+            Some(total) if total <= self.memory_limit => {
+                self.memory_used = total;
+                Ok(())
+            }
+            _ => Err(NodeError::MemoryLimit { what: what(), bytes, used: self.memory_used, limit: self.memory_limit }),
+        }
     }
 
     /// The destination node: its single input is what gets rendered.

@@ -51,7 +51,7 @@ pub use buffer::{AudioBuffer, SampleFormat};
 pub use context::{ContextError, OfflineAudioContext};
 #[cfg(feature = "realtime")]
 pub use context::{PlaybackError, RealtimeOutput};
-pub use graph::{AudioGraph, AudioNodeOptions, AudioParamId, NodeError, NodeId, RenderGraph};
+pub use graph::{AudioGraph, AudioNodeOptions, AudioParamId, NodeError, NodeId, RenderGraph, DEFAULT_MEMORY_LIMIT};
 pub use mixing::{ChannelConfig, ChannelCountMode, ChannelInterpretation};
 pub use node::biquad_filter::{coefficients as biquad_coefficients, BiquadFilterNode, BiquadFilterOptions, BiquadFilterType};
 pub use node::buffer_source::{AudioBufferSourceNode, AudioBufferSourceOptions};

@@ -38,6 +38,10 @@ pub struct RenderArgs {
     /// Also draw the waveform and a spectrogram to this PNG file.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// The most memory the render's result and its nodes' delay lines may
+    /// take, in MiB (default 4096).
+    #[arg(long, value_name = "MIB", default_value_t = 4096)]
+    max_memory_mib: usize,
     #[command(flatten)]
     wasm: WasmArgs,
 }
@@ -97,8 +101,15 @@ pub fn render(args: RenderArgs) -> Result<()> {
     let file = GraphFile::load(&args.graph)?;
     let sample_rate = args.sample_rate.unwrap_or(file.sample_rate());
     let length = length_override(sample_rate, args.length, args.duration)?;
-    let ctx = file.offline_context_with(args.sample_rate, length, &args.wasm.registry()?)?;
+    let memory_limit = args.max_memory_mib.checked_mul(1 << 20).ok_or_else(|| anyhow::anyhow!("--max-memory-mib {} is too large", args.max_memory_mib))?;
+    let ctx = file.offline_context_limited(args.sample_rate, length, &args.wasm.registry()?, memory_limit)?;
     let total = ctx.length();
+    let format = match args.format {
+        Format::F32 => SampleFormat::F32,
+        Format::S16 => SampleFormat::S16,
+        Format::S24 => SampleFormat::S24,
+    };
+    check_wav_size(total, file.number_of_channels(), format)?;
 
     let started = Instant::now();
     let mut bar: Option<ProgressBar> = None;
@@ -126,12 +137,6 @@ pub fn render(args: RenderArgs) -> Result<()> {
         eprintln!("warning: processorerror in node {:?}: {} (it output silence from then on)", event.node, event.message);
     }
     let buffer = rendered.buffer;
-
-    let format = match args.format {
-        Format::F32 => SampleFormat::F32,
-        Format::S16 => SampleFormat::S16,
-        Format::S24 => SampleFormat::S24,
-    };
     let staged = outputs.staged_mut();
     buffer.write_wav_to(staged[0].file(), format).with_context(|| format!("writing {}", args.output.display()))?;
     if let Some(png) = staged.get(1) {
@@ -145,6 +150,22 @@ pub fn render(args: RenderArgs) -> Result<()> {
         seconds / wall.max(1e-9),
         args.output.display()
     );
+    Ok(())
+}
+
+/// A WAV file's sizes are 32-bit: a render longer than it can hold is
+/// refused before it starts, not after.
+fn check_wav_size(frames: usize, channels: usize, format: SampleFormat) -> Result<()> {
+    let bytes_per_sample = match format {
+        SampleFormat::F32 => 4,
+        SampleFormat::S24 => 3,
+        _ => 2,
+    };
+    let bytes = frames as u128 * channels as u128 * bytes_per_sample;
+    // The RIFF size counts the data and the 36 header bytes after it.
+    if bytes + 36 > u32::MAX as u128 {
+        bail!("{frames} frames × {channels} channels of {bytes_per_sample}-byte samples is {bytes} bytes, more than a WAV file holds (4 GiB); shorten the render with --duration or --length, or use --format s16");
+    }
     Ok(())
 }
 

@@ -234,3 +234,32 @@ fn run_outputs_and_flags_are_checked() {
     assert_refused(&["render", &examples().join("synth.json").display().to_string(), "-o", &at("w.wav"), "--wasm-time-limit", "1e30"], "--wasm-time-limit must be", &out);
     assert!(!dir.path().join("w.wav").exists());
 }
+
+/// Sizes past the limits are refused before anything is allocated or
+/// rendered, each with the limit named: a render longer than a WAV file
+/// holds, a DelayNode past the memory limit, processor options that size
+/// memory, a Faust-free worklet with 1e12 channels.
+#[test]
+fn render_sizes_past_the_limits_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("out");
+    std::fs::create_dir(&folder).unwrap();
+    let out = folder.join("o.wav").display().to_string();
+    let graph = |json: &str| {
+        let path = dir.path().join(format!("g{}.json", json.len()));
+        std::fs::write(&path, json).unwrap();
+        path.display().to_string()
+    };
+    let long = graph(r#"{"length": 1e12}"#);
+    assert_refused(&["render", &long, "-o", &out], "more than a WAV file holds (4 GiB)", &folder);
+    let synth = examples().join("synth.json").display().to_string();
+    assert_refused(&["render", &synth, "-o", &out, "--length", "600000000"], "more than a WAV file holds", &folder);
+    assert_refused(&["render", &synth, "-o", &out, "--duration", "1e300"], "more than a WAV file holds", &folder);
+    let delay = graph(r#"{"length": 128, "sampleRate": 768000, "nodes": [{"id": "d", "type": "DelayNode", "options": {"maxDelayTime": 179, "channelCount": 32, "channelCountMode": "explicit"}}]}"#);
+    assert_refused(&["render", &delay, "-o", &out], "past the memory limit of 4294967296 bytes", &folder);
+    assert_refused(&["render", &synth, "-o", &out, "--max-memory-mib", "0"], "the rendered buffer of 96000 frames needs 768000 bytes, past the memory limit of 0 bytes", &folder);
+    for (processor, option) in [("gain", "maxChannels"), ("ping-pong", "delayQuanta")] {
+        let json = format!(r#"{{"length": 128, "nodes": [{{"id": "w", "type": "AudioWorkletNode", "processor": "{processor}", "options": {{"processorOptions": {{"{option}": 1e12}}}}}}]}}"#);
+        assert_refused(&["render", &graph(&json), "-o", &out], &format!("processorOptions.{option} must be a whole number from 0 to"), &folder);
+    }
+}

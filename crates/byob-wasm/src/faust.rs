@@ -112,8 +112,11 @@ fn describe(loaded: &Loaded, json: &Value) -> Result<Description, LoadError> {
         let address = item.get("address").and_then(Value::as_str).ok_or_else(|| invalid(loaded, format!("a {kind} has no address")))?;
         let index = item.get("index").and_then(Value::as_u64).ok_or_else(|| invalid(loaded, format!("{address} has no index")))? as usize;
         let (init, min, max) = (field("init", 0.0), field("min", 0.0), field("max", 1.0));
-        if index + 4 > size {
+        if index.checked_add(4).is_none_or(|end| end > size) {
             return Err(invalid(loaded, format!("{address}: index {index} lies outside the DSP state ({size} bytes)")));
+        }
+        if !(init.is_finite() && min.is_finite() && max.is_finite() && min <= max) {
+            return Err(invalid(loaded, format!("{address}: range min {min}, max {max}, init {init} is not a finite range with min <= max")));
         }
         // Faust reads its controls once per compute call: k-rate.
         descriptors.push(AudioParamDescriptor::new(address, init.clamp(min, max), min, max, AutomationRate::KRate));

@@ -585,3 +585,28 @@ fn a_module_without_faust_json_fails_to_load_clearly() {
     let error = host().load(&program.wasm, Abi::Faust, Some(vec![descriptor("x", 0.0, 0.0, 1.0)])).err().expect("descriptors should be refused");
     assert!(error.to_string().contains("declares its own parameters"), "{error}");
 }
+
+/// A Faust module whose JSON (at address 0) is `json`.
+fn with_json(json: &str) -> String {
+    let escaped = json.replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        r#"(module (memory (export "memory") 1)
+             (data (i32.const 0) "{escaped}\00")
+             (func (export "init") (param i32 i32))
+             (func (export "compute") (param i32 i32 i32 i32)))"#
+    )
+}
+
+/// Crafted control descriptions are refused with the control named: an
+/// index whose end wraps past the DSP state's bounds check, a range with
+/// min above max (f32::clamp once panicked on it).
+#[test]
+fn crafted_faust_controls_are_refused() {
+    let control = |fields: &str| with_json(&format!(r#"{{"inputs": 0, "outputs": 1, "size": 64, "ui": [{{"type": "hslider", "address": "/x/gain", {fields}}}]}}"#));
+    let message = load_error("wrap.wat", &control(r#""index": 18446744073709551615, "init": 0, "min": 0, "max": 1"#));
+    assert!(message.contains("/x/gain: index 18446744073709551615 lies outside the DSP state (64 bytes)"), "{message}");
+    let message = load_error("range.wat", &control(r#""index": 8, "init": 0.5, "min": 1, "max": 0"#));
+    assert!(message.contains("/x/gain: range min 1, max 0, init 0.5 is not a finite range with min <= max"), "{message}");
+    let message = load_error("huge.wat", &control(r#""index": 8, "init": 0, "min": 0, "max": 1e300"#));
+    assert!(message.contains("not a finite range"), "{message}");
+}

@@ -24,6 +24,11 @@ pub enum ContextError {
     SampleRate(f32),
     #[error(transparent)]
     Compile(#[from] CompileError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// The system refused the memory for the rendered buffer.
+    #[error("out of memory: the rendered buffer of {frames} frames × {channels} channels needs {bytes} bytes")]
+    OutOfMemory { frames: usize, channels: usize, bytes: u128 },
 }
 
 /// The spec's OfflineAudioContext: `length` frames of `number_of_channels`
@@ -76,12 +81,22 @@ impl OfflineAudioContext {
 
     /// Renders the whole length and reports processor errors beside the
     /// audio.
-    pub fn render(self, mut progress: impl FnMut(usize)) -> Result<Rendered, ContextError> {
+    pub fn render(mut self, mut progress: impl FnMut(usize)) -> Result<Rendered, ContextError> {
+        let bytes = self.length.saturating_mul(self.graph.number_of_channels()).saturating_mul(std::mem::size_of::<f32>());
+        let frames = self.length;
+        self.graph.reserve_memory(bytes, || format!("the rendered buffer of {frames} frames"))?;
         let errors = self.graph.processor_errors();
         let sample_rate = self.graph.sample_rate();
         let channels = self.graph.number_of_channels();
         let mut render = self.graph.compile()?;
-        let mut out = vec![vec![0.0f32; self.length]; channels];
+        let mut out = Vec::with_capacity(channels);
+        for _ in 0..channels {
+            let mut samples = Vec::new();
+            let refused = || ContextError::OutOfMemory { frames: self.length, channels, bytes: self.length as u128 * channels as u128 * 4 };
+            samples.try_reserve_exact(self.length).map_err(|_| refused())?;
+            samples.resize(self.length, 0.0f32);
+            out.push(samples);
+        }
         let mut done = 0;
         while done < self.length {
             let block = render.render_quantum();

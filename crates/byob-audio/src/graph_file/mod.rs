@@ -134,6 +134,18 @@ impl GraphFile {
         length: Option<usize>,
         registry: &ProcessorRegistry,
     ) -> Result<OfflineAudioContext, GraphFileError> {
+        self.offline_context_limited(sample_rate, length, registry, crate::DEFAULT_MEMORY_LIMIT)
+    }
+
+    /// As [`offline_context_with`](Self::offline_context_with), under a
+    /// memory limit (see [`AudioGraph::set_memory_limit`]).
+    pub fn offline_context_limited(
+        &self,
+        sample_rate: Option<f32>,
+        length: Option<usize>,
+        registry: &ProcessorRegistry,
+        memory_limit: usize,
+    ) -> Result<OfflineAudioContext, GraphFileError> {
         let sample_rate = sample_rate.unwrap_or(self.sample_rate);
         let length = length.unwrap_or(self.length);
         let mut ctx = OfflineAudioContext::new(self.number_of_channels, length, sample_rate).map_err(|e| {
@@ -144,6 +156,7 @@ impl GraphFile {
             };
             self.invalid(Located { at: at.into(), message: e.to_string() })
         })?;
+        ctx.graph().set_memory_limit(memory_limit);
         self.build(ctx.graph(), registry)?;
         Ok(ctx)
     }

@@ -18,12 +18,21 @@ pub(crate) fn register_all(registry: &mut ProcessorRegistry) {
     registry.register("channel-follower", Vec::new(), |init| Ok(Box::new(ChannelFollower::new(init)?))).expect("unique example names");
 }
 
-fn option_usize(init: &ProcessorInit<'_>, key: &str, default: usize) -> Result<usize, String> {
+/// A whole-number option of at most `max` (each sizes memory the
+/// processor sets aside).
+fn option_usize(init: &ProcessorInit<'_>, key: &str, default: usize, max: usize) -> Result<usize, String> {
     match init.processor_options.get(key) {
         None => Ok(default),
-        Some(v) => v.as_u64().map(|v| v as usize).ok_or_else(|| format!("processorOptions.{key} must be a non-negative integer")),
+        Some(v) => match v.as_u64() {
+            Some(v) if v <= max as u64 => Ok(v as usize),
+            _ => Err(format!("processorOptions.{key} must be a whole number from 0 to {max}")),
+        },
     }
 }
+
+/// The longest ping-pong delay: 65,536 quanta (about 175 s at 48 kHz,
+/// 64 MiB of slots).
+const MAX_DELAY_QUANTA: usize = 1 << 16;
 
 fn option_bool(init: &ProcessorInit<'_>, key: &str, default: bool) -> Result<bool, String> {
     match init.processor_options.get(key) {
@@ -51,7 +60,7 @@ impl Gain {
         if !option_bool(init, "byob", true)? {
             return Ok(Self { _memory: None });
         }
-        let region = option_usize(init, "maxChannels", 8)?.max(1) * CHANNEL_BYTES;
+        let region = option_usize(init, "maxChannels", 8, crate::MAX_CHANNELS)?.max(1) * CHANNEL_BYTES;
         if option_bool(init, "inPlace", false)? {
             let memory = ByobMemory::new(region);
             init.register_buffers(&memory, 0, region, BufferKind::InPlace, 0).map_err(|e| e.to_string())?;
@@ -114,7 +123,7 @@ impl PingPong {
         if init.number_of_inputs != 1 || init.number_of_outputs != 1 {
             return Err("ping-pong needs exactly one input and one output".into());
         }
-        let delay = option_usize(init, "delayQuanta", 94)?;
+        let delay = option_usize(init, "delayQuanta", 94, MAX_DELAY_QUANTA)?;
         if delay == 0 {
             return Err("processorOptions.delayQuanta must be at least 1".into());
         }
@@ -177,7 +186,7 @@ impl ChannelFollower {
         if init.number_of_inputs != 1 || init.number_of_outputs != 1 {
             return Err("channel-follower needs exactly one input and one output".into());
         }
-        let max_channels = option_usize(init, "maxChannels", 2)?.clamp(1, crate::MAX_CHANNELS);
+        let max_channels = option_usize(init, "maxChannels", 2, crate::MAX_CHANNELS)?.max(1);
         let memory = ByobMemory::new(max_channels * CHANNEL_BYTES);
         init.register_buffers(&memory, 0, CHANNEL_BYTES, BufferKind::InPlace, 0).map_err(|e| e.to_string())?;
         Ok(Self { memory, max_channels })
