@@ -52,6 +52,10 @@ pub struct WasmArgs {
     /// stopped and the node fails (milliseconds).
     #[arg(long, default_value_t = 1.0, value_name = "MS")]
     wasm_time_limit: f64,
+    /// The most linear memory one WebAssembly node may have (MiB); its
+    /// `memory.grow` past this returns -1.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    wasm_max_memory_mib: usize,
 }
 
 impl WasmArgs {
@@ -61,7 +65,8 @@ impl WasmArgs {
         if !(self.wasm_time_limit > 0.0 && self.wasm_time_limit <= MAX_MS) {
             bail!("--wasm-time-limit must be a number of milliseconds above 0 and at most {MAX_MS}, got {}", self.wasm_time_limit);
         }
-        let limits = byob_wasm::Limits { max_time_per_call: Duration::from_secs_f64(self.wasm_time_limit / 1000.0) };
+        let max_memory_bytes = self.wasm_max_memory_mib.checked_mul(1 << 20).ok_or_else(|| anyhow::anyhow!("--wasm-max-memory-mib {} is too large", self.wasm_max_memory_mib))?;
+        let limits = byob_wasm::Limits { max_time_per_call: Duration::from_secs_f64(self.wasm_time_limit / 1000.0), max_memory_bytes, ..Default::default() };
         let mut registry = byob_audio::ProcessorRegistry::with_examples();
         registry.set_module_loader(std::sync::Arc::new(byob_wasm::WasmHost::new(limits)?));
         Ok(registry)

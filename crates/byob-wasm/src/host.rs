@@ -6,7 +6,7 @@
 
 use byob_audio::worklet::{ByobMemory, RegisterBuffers};
 use std::time::Duration;
-use wasmtime::{AsContext, AsContextMut, Memory, Store, UpdateDeadline};
+use wasmtime::{AsContext, AsContextMut, Memory, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 
 /// A registrar borrowed for the duration of one call into the module.
 struct RegistrarPtr(*mut (dyn RegisterBuffers + 'static));
@@ -30,11 +30,14 @@ pub(crate) struct HostState {
     /// This thread's CPU time when the current call first ran past its
     /// wall-clock deadline (see [`install_watchdog`]).
     overrun_since: Option<Duration>,
+    /// wasmtime's limiter: the instance's memory bound.
+    pub store_limits: StoreLimits,
 }
 
 impl HostState {
-    pub fn new(sample_rate: f32, params: usize) -> Self {
-        Self { sample_rate, wasm_memory: None, lent: None, param_regions: vec![None; params], registrar: None, overrun_since: None }
+    pub fn new(sample_rate: f32, params: usize, max_memory_bytes: usize) -> Self {
+        let store_limits = StoreLimitsBuilder::new().memory_size(max_memory_bytes).instances(1).build();
+        Self { sample_rate, wasm_memory: None, lent: None, param_regions: vec![None; params], registrar: None, overrun_since: None, store_limits }
     }
 
     /// The lent memory and the registrar of the call in progress, if any.

@@ -78,11 +78,23 @@ pub struct Limits {
     /// merely preempted on a busy machine is not mistaken for a runaway
     /// one; a spinning module is stopped within twice the limit.
     pub max_time_per_call: Duration,
+    /// The most linear memory one instance may have, in bytes: a module
+    /// that asks for more at instantiation fails to load, and
+    /// `memory.grow` past it returns -1, as the WebAssembly spec lets a
+    /// host decide. Default 256 MiB.
+    pub max_memory_bytes: usize,
+    /// The most functions a module may define, checked before compiling
+    /// (compile time grows with them). Default 10,000.
+    pub max_functions: usize,
+    /// The largest function body in bytes, checked before compiling (a
+    /// Faust program's `compute` is tens of kilobytes; a crafted 7.5 MB
+    /// body took the compiler over 20 s). Default 1 MiB.
+    pub max_function_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_time_per_call: Duration::from_millis(1) }
+        Self { max_time_per_call: Duration::from_millis(1), max_memory_bytes: 256 << 20, max_functions: 10_000, max_function_bytes: 1 << 20 }
     }
 }
 
@@ -157,7 +169,13 @@ impl WasmHost {
         abi: Abi,
         parameter_descriptors: Option<Vec<AudioParamDescriptor>>,
     ) -> Result<ProcessorDefinition, LoadError> {
-        let module = Module::new(&self.engine, bytes).map_err(|e| LoadError::Compile { module: name.to_string(), message: format!("{e:#}") })?;
+        let compile_error = |message: String| LoadError::Compile { module: name.to_string(), message };
+        if bytes.is_empty() {
+            return Err(compile_error("the file is empty".into()));
+        }
+        let binary = if bytes.starts_with(b"\0asm") { std::borrow::Cow::Borrowed(bytes) } else { wat::parse_bytes(bytes).map_err(|e| compile_error(e.to_string()))? };
+        check_shape(&binary, &self.limits).map_err(|what| LoadError::Invalid { module: name.to_string(), what })?;
+        let module = Module::new(&self.engine, &binary).map_err(|e| compile_error(format!("{e:#}")))?;
         let loaded = Loaded { engine: self.engine.clone(), module, name: Arc::from(name), limits: self.limits };
         match abi {
             Abi::Byob => abi_byob::definition(loaded, parameter_descriptors.unwrap_or_default()),
@@ -173,6 +191,29 @@ impl WasmHost {
             }
         }
     }
+}
+
+/// Refuses a module whose functions are too many or too large to compile
+/// in reasonable time, before the compiler sees it. Malformed sections are
+/// left to the compiler, which reports them.
+fn check_shape(binary: &[u8], limits: &Limits) -> Result<(), String> {
+    for payload in wasmparser::Parser::new(0).parse_all(binary) {
+        match payload {
+            Ok(wasmparser::Payload::CodeSectionStart { count, .. }) if count as usize > limits.max_functions => {
+                return Err(format!("{count} functions, more than the {} allowed (byob_wasm::Limits::max_functions)", limits.max_functions));
+            }
+            Ok(wasmparser::Payload::CodeSectionEntry(body)) if body.range().len() > limits.max_function_bytes => {
+                return Err(format!(
+                    "a function body of {} bytes, more than the {} allowed (byob_wasm::Limits::max_function_bytes)",
+                    body.range().len(),
+                    limits.max_function_bytes
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 impl ModuleLoader for WasmHost {
@@ -197,7 +238,8 @@ pub(crate) struct Loaded {
 impl Loaded {
     /// A store for one instance, with the watchdog that enforces the time limit.
     pub fn store(&self, sample_rate: f32, params: usize) -> wasmtime::Store<host::HostState> {
-        let mut store = wasmtime::Store::new(&self.engine, host::HostState::new(sample_rate, params));
+        let mut store = wasmtime::Store::new(&self.engine, host::HostState::new(sample_rate, params, self.limits.max_memory_bytes));
+        store.limiter(|state| &mut state.store_limits);
         host::install_watchdog(&mut store, self.limits.max_time_per_call);
         store
     }

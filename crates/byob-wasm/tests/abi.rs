@@ -899,7 +899,7 @@ fn fault_stack_overflow() -> TestResult {
 
 #[test]
 fn fault_infinite_loop_is_interrupted_by_the_time_limit() -> TestResult {
-    let host = WasmHost::new(Limits { max_time_per_call: Duration::from_millis(2) })?;
+    let host = WasmHost::new(Limits { max_time_per_call: Duration::from_millis(2), ..Limits::default() })?;
     let definition = load(&host, "endless", &faulty("(loop $forever (br $forever))"), Abi::Byob, None);
     let started = std::time::Instant::now();
     assert_isolated_fault(&definition, 2, &["byob_process", "interrupt"], None)?;
@@ -1210,4 +1210,50 @@ fn graph_file_module_errors_name_the_node() -> TestResult {
         Err(e) => assert!(e.to_string().contains("my-worklet"), "{e}"),
     }
     Ok(())
+}
+
+// ------------------------------------------------------------------ limits
+
+/// Past `max_memory_bytes`, `memory.grow` returns -1 (the module here
+/// traps on it); within it, it succeeds.
+#[test]
+fn memory_growth_past_the_limit_fails() -> TestResult {
+    let host = WasmHost::new(Limits { max_memory_bytes: 16 << 20, ..Limits::default() })?;
+    let grow = |pages: i32| faulty(&format!("(if (i32.eq (memory.grow (i32.const {pages})) (i32.const -1)) (then unreachable))"));
+    let definition = load(&host, "greedy", &grow(1000), Abi::Byob, None);
+    assert_isolated_fault(&definition, 2, &["byob_process", "unreachable"], None)?;
+    // 255 more pages of 64 KiB stay within 16 MiB: no fault.
+    let definition = load(&host, "modest", &grow(255), Abi::Byob, None);
+    let (rendered, _) = render(&definition, Default::default(), 1, 5, SR, |graph, node| {
+        let feed = constant(graph, 0.5)?;
+        graph.connect(feed, 0, node.id(), 0)?;
+        Ok(())
+    })?;
+    no_errors(&rendered, "growth within the limit");
+    Ok(())
+}
+
+/// A module that declares more memory than the limit fails when its node
+/// is created, with a reason.
+#[test]
+fn initial_memory_past_the_limit_is_refused() -> TestResult {
+    let host = WasmHost::new(Limits { max_memory_bytes: 1 << 20, ..Limits::default() })?;
+    let definition = load(&host, "big", &FAULTY.replace("(memory (export \"memory\") 1)", "(memory (export \"memory\") 17)").replace("FAULT", "nop"), Abi::Byob, None);
+    let error = render(&definition, Default::default(), 1, 1, SR, |_, _| Ok(())).err().expect("the node cannot start");
+    assert!(error.to_string().contains("instantiation"), "{error}");
+    Ok(())
+}
+
+/// Modules too costly to compile are refused before the compiler runs,
+/// and an empty file is named as such.
+#[test]
+fn modules_past_the_compile_limits_are_refused() {
+    let host = WasmHost::new(Limits { max_functions: 100, max_function_bytes: 4096, ..Limits::default() }).unwrap();
+    let error = |name: &str, bytes: &[u8]| host.load_bytes(name, bytes, Abi::Byob, None).err().expect("refused").to_string();
+    let many = format!("(module {})", "(func)".repeat(101));
+    assert!(error("many.wat", many.as_bytes()).ends_with("many.wat: 101 functions, more than the 100 allowed (byob_wasm::Limits::max_functions)"));
+    let long = format!("(module (func {}))", "(drop (i32.const 1))".repeat(2000));
+    let message = error("long.wat", long.as_bytes());
+    assert!(message.contains("a function body of") && message.contains("more than the 4096 allowed"), "{message}");
+    assert_eq!(error("empty.wasm", b""), "empty.wasm: not a valid WebAssembly module: the file is empty");
 }

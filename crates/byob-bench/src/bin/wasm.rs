@@ -188,7 +188,7 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (runs, seconds) = if quick { (3, 5.0) } else { (7, 20.0) };
     // Generous limit: the benchmark measures speed, not fault handling.
-    let host = WasmHost::new(Limits { max_time_per_call: std::time::Duration::from_millis(50) }).unwrap();
+    let host = WasmHost::new(Limits { max_time_per_call: std::time::Duration::from_millis(50), ..Limits::default() }).unwrap();
     let gain_table = gains(&host, runs, seconds);
     let reverb_table = reverb(&host, runs, seconds);
     let body = format!(
