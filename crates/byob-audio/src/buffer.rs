@@ -145,9 +145,10 @@ impl AudioBuffer {
             .map_err(|e| WavError::Unsupported { path: path.to_path_buf(), what: e.to_string() })
     }
 
-    /// Writes a WAV file. The data goes to a temporary file beside `path`
-    /// that is renamed over it only once complete, so a failure never
-    /// leaves a partial file.
+    /// Writes a WAV file, NaN and infinite samples as 0 (see
+    /// [`non_finite_samples`](Self::non_finite_samples)). The data goes to
+    /// a temporary file beside `path` that is renamed over it only once
+    /// complete, so a failure never leaves a partial file.
     pub fn write_wav(&self, path: &Path, format: SampleFormat) -> Result<(), WavError> {
         byob_files::write_atomically(path, |file| {
             self.write_wav_to(file, format).map_err(|e| match e {
@@ -157,7 +158,15 @@ impl AudioBuffer {
         })
     }
 
-    /// Writes the WAV data to `file`.
+    /// How many samples are NaN or infinite, and the first frame holding
+    /// one: [`write_wav`](Self::write_wav) writes them as 0.
+    pub fn non_finite_samples(&self) -> Option<(usize, usize)> {
+        let count: usize = self.channels.iter().map(|c| c.iter().filter(|s| !s.is_finite()).count()).sum();
+        let first = (0..self.length()).find(|&i| self.channels.iter().any(|c| !c[i].is_finite()))?;
+        Some((count, first))
+    }
+
+    /// Writes the WAV data to `file` (NaN and infinite samples as 0).
     pub fn write_wav_to(&self, file: &mut std::fs::File, format: SampleFormat) -> Result<(), hound::Error> {
         let (bits, sample_format) = match format {
             SampleFormat::F32 => (32, hound::SampleFormat::Float),
@@ -174,7 +183,10 @@ impl AudioBuffer {
         let full_scale = ((1i64 << (bits - 1)) - 1) as f32;
         for i in 0..self.length() {
             for channel in &self.channels {
-                let s = channel[i];
+                // NaN and infinities have no PCM code and break most
+                // readers of float WAV files: silence, counted by
+                // `non_finite_samples` for the caller to report.
+                let s = if channel[i].is_finite() { channel[i] } else { 0.0 };
                 match format {
                     SampleFormat::F32 => writer.write_sample(s),
                     // Round to nearest and clip, as PCM cannot hold |s| > 1.
@@ -183,5 +195,38 @@ impl AudioBuffer {
             }
         }
         writer.finalize()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_samples_are_counted_and_written_as_silence() {
+        let buffer = AudioBuffer::new(48000.0, vec![vec![0.5, f32::NAN, 0.25], vec![0.0, 0.0, f32::INFINITY]]).unwrap();
+        assert_eq!(buffer.non_finite_samples(), Some((2, 1)));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.wav");
+        buffer.write_wav(&path, SampleFormat::F32).unwrap();
+        let read = AudioBuffer::from_wav(&path).unwrap();
+        assert_eq!((read.channel_data(0), read.channel_data(1)), (&[0.5, 0.0, 0.25][..], &[0.0, 0.0, 0.0][..]));
+        assert_eq!(read.non_finite_samples(), None);
+    }
+
+    /// A header that declares more samples than the file holds is refused
+    /// before room is made for them.
+    #[test]
+    fn declared_sizes_past_the_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.wav");
+        AudioBuffer::new(48000.0, vec![vec![0.5; 64]]).unwrap().write_wav(&path, SampleFormat::S16).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        // The data chunk's size field, just before its 128 bytes.
+        let at = bytes.windows(4).position(|w| w == b"data").unwrap() + 4;
+        bytes[at..at + 4].copy_from_slice(&0x7fff_fff0u32.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let e = AudioBuffer::from_wav(&path).unwrap_err().to_string();
+        assert!(e.ends_with("the header declares 2147483632 bytes of samples, the file has 172 bytes"), "{e}");
     }
 }

@@ -132,7 +132,9 @@ pub fn render(args: RenderArgs) -> Result<()> {
         if let Some(b) = &bar {
             b.set_position(done as u64);
         }
-    })?;
+    })
+    // A cycle without a DelayNode is found only when the graph compiles.
+    .with_context(|| args.graph.display().to_string())?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -142,6 +144,9 @@ pub fn render(args: RenderArgs) -> Result<()> {
         eprintln!("warning: processorerror in node {:?}: {} (it output silence from then on)", event.node, event.message);
     }
     let buffer = rendered.buffer;
+    if let Some((count, first)) = buffer.non_finite_samples() {
+        eprintln!("warning: {count} sample(s) are NaN or infinite (the first at frame {first}); the WAV file holds 0 in their place");
+    }
     let staged = outputs.staged_mut();
     buffer.write_wav_to(staged[0].file(), format).with_context(|| format!("writing {}", args.output.display()))?;
     if let Some(png) = staged.get(1) {

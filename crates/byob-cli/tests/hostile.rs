@@ -263,3 +263,34 @@ fn render_sizes_past_the_limits_are_refused() {
         assert_refused(&["render", &graph(&json), "-o", &out], &format!("processorOptions.{option} must be a whole number from 0 to"), &folder);
     }
 }
+
+/// Graph files that would silently mean something else, or whose error
+/// once lacked the file's name: a key given twice, a cycle without a
+/// DelayNode (found when the graph compiles), 100,000 parameter
+/// descriptors (once 15 s of quadratic checking).
+#[test]
+fn graph_file_errors_name_the_file_and_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("out");
+    std::fs::create_dir(&folder).unwrap();
+    let out = folder.join("o.wav").display().to_string();
+    let graph = |name: &str, json: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, json).unwrap();
+        path.display().to_string()
+    };
+    let twice = graph("twice.json", r#"{"length": 128, "nodes": [{"id": "g", "type": "GainNode", "options": {"gain": 1, "gain": 0}}]}"#);
+    assert_refused(&["render", &twice, "-o", &out], "twice.json:1:", &folder);
+    assert_refused(&["render", &twice, "-o", &out], "the key \"gain\" appears twice in one object", &folder);
+    let cycle = graph(
+        "cycle.json",
+        r#"{"length": 128, "nodes": [{"id": "g", "type": "GainNode"}, {"id": "h", "type": "GainNode"}], "connections": [{"from": "g", "to": "h"}, {"from": "h", "to": "g"}]}"#,
+    );
+    assert_refused(&["render", &cycle, "-o", &out], &format!("{cycle}: cycle without a DelayNode"), &folder);
+    let descriptors: Vec<String> = (0..100_000).map(|i| format!(r#"{{"name": "p{i}"}}"#)).collect();
+    let many = graph(
+        "many.json",
+        &format!(r#"{{"length": 128, "nodes": [{{"id": "w", "type": "AudioWorkletNode", "module": "x.wasm", "abi": "byob", "parameterDescriptors": [{}]}}]}}"#, descriptors.join(", ")),
+    );
+    assert_refused(&["render", &many, "-o", &out], "100000 parameters, more than the 4096 a node may have", &folder);
+}

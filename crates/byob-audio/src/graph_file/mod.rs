@@ -22,6 +22,7 @@
 //! `{"id": "g", "type": "AudioWorkletNode", "processor": "gain", "options": {...}}`.
 
 mod json;
+mod strict;
 mod nodes;
 
 use crate::context::{ContextError, OfflineAudioContext};
@@ -69,7 +70,7 @@ impl GraphFile {
     /// Parses `text` as if read from `path` (relative file names resolve
     /// against its folder).
     pub fn parse(text: &str, path: &Path) -> Result<Self, GraphFileError> {
-        let root: Value = serde_json::from_str(text).map_err(|e| GraphFileError::Json {
+        let root: Value = strict::parse(text).map_err(|e| GraphFileError::Json {
             path: path.to_path_buf(),
             line: e.line(),
             column: e.column(),

@@ -239,6 +239,12 @@ fn parameter_descriptors(value: &Value, at: &str) -> json::Result<Vec<AudioParam
     let Value::Array(items) = value else {
         return fail(at, "expected an array of AudioParamDescriptor objects");
     };
+    // Each parameter is a buffer and a timeline the render keeps.
+    const MAX_PARAMETERS: usize = 4096;
+    if items.len() > MAX_PARAMETERS {
+        return fail(at, format!("{} parameters, more than the {MAX_PARAMETERS} a node may have", items.len()));
+    }
+    let mut names = std::collections::HashSet::new();
     let mut descriptors = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let d = Object::new(item, &format!("{at}[{i}]"))?;
@@ -254,7 +260,7 @@ fn parameter_descriptors(value: &Value, at: &str) -> json::Result<Vec<AudioParam
         if !(descriptor.min_value <= descriptor.default_value && descriptor.default_value <= descriptor.max_value) {
             return fail(&d.at, format!("defaultValue {} is outside minValue..=maxValue", descriptor.default_value));
         }
-        if descriptors.iter().any(|other: &AudioParamDescriptor| other.name == name) {
+        if !names.insert(name) {
             return fail(&d.at, format!("parameter {name:?} is declared twice"));
         }
         descriptors.push(descriptor);
