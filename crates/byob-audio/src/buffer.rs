@@ -106,9 +106,15 @@ impl AudioBuffer {
     /// Reads a WAV file (PCM 8/16/24/32-bit or 32-bit float) at its own
     /// sample rate.
     pub fn from_wav(path: &Path) -> Result<Self, WavError> {
-        let format_error = |source| WavError::Format { path: path.to_path_buf(), source };
         let (file, size) = byob_files::open_regular(path).map_err(|source| WavError::Io { path: path.to_path_buf(), source })?;
-        let mut reader = hound::WavReader::new(std::io::BufReader::new(file)).map_err(|e| match e {
+        Self::read_wav(std::io::BufReader::new(file), size, path)
+    }
+
+    /// Reads WAV data of `size` bytes from `reader` (`path` names it in
+    /// errors), as [`from_wav`](Self::from_wav) does.
+    pub fn read_wav(reader: impl std::io::Read, size: u64, path: &Path) -> Result<Self, WavError> {
+        let format_error = |source| WavError::Format { path: path.to_path_buf(), source };
+        let mut reader = hound::WavReader::new(reader).map_err(|e| match e {
             hound::Error::IoError(source) => WavError::Io { path: path.to_path_buf(), source },
             other => format_error(other),
         })?;

@@ -45,6 +45,9 @@ pub struct RunArgs {
     /// memory for weights, less rounding).
     #[arg(long)]
     no_winograd: bool,
+    /// The most memory one tensor the model computes may take, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 4096)]
+    max_tensor_mib: usize,
 }
 
 #[derive(Args)]
@@ -79,9 +82,10 @@ struct Options {
     threads: Option<usize>,
     profile: bool,
     winograd: bool,
+    max_tensor_mib: usize,
 }
 
-fn session(model: &PathBuf, Options { ep, threads, profile, winograd }: Options) -> Result<Prepared> {
+fn session(model: &PathBuf, Options { ep, threads, profile, winograd, max_tensor_mib }: Options) -> Result<Prepared> {
     let (gpu, chosen) = match ep {
         Ep::Cpu => (None, "cpu".to_string()),
         Ep::Webgpu => {
@@ -97,7 +101,8 @@ fn session(model: &PathBuf, Options { ep, threads, profile, winograd }: Options)
             Err(why) => (None, format!("cpu (auto: no WebGPU: {why})")),
         },
     };
-    let mut builder = SessionBuilder::new().with_profiling(profile).with_winograd(winograd);
+    let max_tensor_bytes = max_tensor_mib.checked_mul(1 << 20).ok_or_else(|| anyhow::anyhow!("--max-tensor-mib {max_tensor_mib} is too large"))?;
+    let mut builder = SessionBuilder::new().with_profiling(profile).with_winograd(winograd).with_max_tensor_bytes(max_tensor_bytes);
     if let Some(gpu) = &gpu {
         builder = builder.with_provider(Box::new(gpu.clone()));
     }
@@ -145,7 +150,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(path) = &args.stats_json {
         outputs.stage(path)?;
     }
-    let Prepared { session, chosen, gpu } = session(&args.model, Options { ep: args.ep, threads: args.threads, profile: args.profile, winograd: !args.no_winograd })?;
+    let Prepared { session, chosen, gpu } = session(&args.model, Options { ep: args.ep, threads: args.threads, profile: args.profile, winograd: !args.no_winograd, max_tensor_mib: args.max_tensor_mib })?;
     eprintln!("execution provider: {chosen}");
     // Inputs and outputs stay bound across repeats: from the second run on,
     // nothing is copied in or allocated.
@@ -259,7 +264,7 @@ fn print_profile(profile: &[(StepTime, f64)]) {
 
 pub fn info(args: InfoArgs) -> Result<()> {
     use std::io::Write;
-    let Prepared { session, chosen, .. } = session(&args.model, Options { ep: args.ep, threads: None, profile: false, winograd: !args.no_winograd })?;
+    let Prepared { session, chosen, .. } = session(&args.model, Options { ep: args.ep, threads: None, profile: false, winograd: !args.no_winograd, max_tensor_mib: byob_tensor::DEFAULT_MAX_TENSOR_BYTES >> 20 })?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "model: {}", args.model.display())?;
     writeln!(out, "opset: {}", session.opset())?;

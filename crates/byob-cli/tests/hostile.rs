@@ -294,3 +294,20 @@ fn graph_file_errors_name_the_file_and_place() {
     );
     assert_refused(&["render", &many, "-o", &out], "100000 parameters, more than the 4096 a node may have", &folder);
 }
+
+/// A ConstantOfShape of 10^10 elements (40 GB) fails with the tensor limit
+/// named, at the default limit and at a lowered one, before allocating.
+#[test]
+fn tensors_past_the_limit_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let shape = |n: i64| TensorProto { name: "shape".into(), dims: vec![1], data_type: 7, int64_data: vec![n], ..Default::default() };
+    let big = model(dir.path(), "big.onnx", node("ConstantOfShape", &["shape"], vec![]), vec![], vec![shape(10_000_000_000)]);
+    let big = big.display().to_string();
+    assert_refused(&["run", &big, "--ep", "cpu", "--output-dir", &out.display().to_string()], "needs 40000000000 bytes, more than the 4294967296 a tensor may take", &out);
+    let small = model(dir.path(), "small.onnx", node("ConstantOfShape", &["shape"], vec![]), vec![], vec![shape(1 << 20)]);
+    let small = small.display().to_string();
+    assert_refused(&["run", &small, "--ep", "cpu", "--max-tensor-mib", "1"], "needs 4194304 bytes, more than the 1048576 a tensor may take", &out);
+    let run = byob(&["run", &small, "--ep", "cpu", "--max-tensor-mib", "4"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+}

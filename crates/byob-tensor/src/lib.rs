@@ -28,5 +28,5 @@ pub mod tensor;
 pub use model::{Dim, Model, ModelError, Node, ValueInfo};
 pub use layout::Layout;
 pub use provider::{CpuProvider, ExecutionProvider};
-pub use session::{IoBinding, OptimizationLevel, Optimizations, RunError, RunStats, Session, SessionBuilder, SessionError, StepTime};
+pub use session::{IoBinding, OptimizationLevel, Optimizations, RunError, RunStats, Session, SessionBuilder, SessionError, StepTime, DEFAULT_MAX_TENSOR_BYTES};
 pub use tensor::{Data, DataType, Tensor};

@@ -28,9 +28,14 @@ pub const MAX_RANK: usize = 64;
 /// header is checked against the bytes present before npyz parses it, and
 /// the shape against the data before any element is decoded.
 pub fn read(path: &Path) -> Result<Tensor, NpyError> {
+    let bytes = byob_files::read_regular(path, u64::MAX, "a .npy file").map_err(|source| NpyError::Io { path: path.display().to_string(), source })?;
+    read_bytes(&bytes, path)
+}
+
+/// Reads a `.npy` file's bytes into a tensor (`path` names it in errors).
+pub fn read_bytes(bytes: &[u8], path: &Path) -> Result<Tensor, NpyError> {
     let p = || path.display().to_string();
     let bad = |what: String| NpyError::Format { path: p(), what };
-    let bytes = byob_files::read_regular(path, u64::MAX, "a .npy file").map_err(|source| NpyError::Io { path: p(), source })?;
     let data_offset = data_offset(&bytes).map_err(bad)?;
     // npyz multiplies the dimensions unchecked: a product that wraps must
     // not reach it.
@@ -38,7 +43,7 @@ pub fn read(path: &Path) -> Result<Tensor, NpyError> {
     if let Some(dims) = header_shape(&header) {
         element_count(&dims, DataType::U8).map_err(|_| bad(format!("shape {} is too large: its size overflows the address space", ShapeText(&dims))))?;
     }
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(one_line(&e.to_string())))?;
+    let npy = npyz::NpyFile::new(bytes).map_err(|e| bad(one_line(&e.to_string())))?;
     if npy.order() == npyz::Order::Fortran {
         return Err(bad("Fortran (column-major) order is not supported; save with np.ascontiguousarray".into()));
     }

@@ -13,8 +13,9 @@ use std::collections::HashMap;
 /// initializers nothing reads any more. Runs before the other passes so they
 /// see weights computed by the graph as constants. A node that cannot be
 /// evaluated is left for the session, which reports its error. Returns how
-/// many nodes were folded.
-pub fn fold_constants(graph: &mut Graph, opset: i64, pool: &rayon::ThreadPool) -> usize {
+/// many nodes were folded. No folded tensor may take more than
+/// `max_tensor_bytes` (a node whose would is left, and fails when run).
+pub fn fold_constants(graph: &mut Graph, opset: i64, pool: &rayon::ThreadPool, max_tensor_bytes: usize) -> usize {
     let ops = crate::ops::registry();
     let mut folded = 0;
     let mut kept = Vec::with_capacity(graph.nodes.len());
@@ -24,7 +25,7 @@ pub fn fold_constants(graph: &mut Graph, opset: i64, pool: &rayon::ThreadPool) -
         let results = match ops.get(node.op_type.as_str()) {
             Some(build) if onnx && constant && !node.outputs.is_empty() => build(&node, opset).ok().and_then(|op| {
                 let args: Vec<Option<&Tensor>> = node.inputs.iter().map(|i| graph.initializers.get(i)).collect();
-                op.eval_new(&args, node.outputs.len(), pool).ok()
+                op.eval_limited(&args, node.outputs.len(), pool, max_tensor_bytes).ok()
             }),
             _ => None,
         };

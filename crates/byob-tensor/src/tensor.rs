@@ -133,12 +133,15 @@ pub struct Tensor {
     /// planned buffer is lent to values of different sizes in turn;
     /// [`Tensor::reset`] lengthens it over these without writing them again.
     written: usize,
+    /// The most bytes [`Tensor::reset`] may size it to: a session lends
+    /// kernels buffers bounded by its tensor limit.
+    max_bytes: usize,
 }
 
 impl Clone for Tensor {
     fn clone(&self) -> Self {
         // A clone's allocation holds only its length.
-        Self { shape: self.shape.clone(), data: self.data.clone(), written: 0 }
+        Self { shape: self.shape.clone(), data: self.data.clone(), written: 0, max_bytes: self.max_bytes }
     }
 }
 
@@ -158,6 +161,9 @@ pub enum TensorError {
     /// hold (`isize::MAX` bytes): no tensor of this shape can exist.
     #[error("shape {} of {dtype} is too large: its size overflows the address space", ShapeText(shape))]
     TooLarge { shape: Vec<usize>, dtype: DataType },
+    /// Past the session's limit on one tensor.
+    #[error("a tensor of shape {} ({dtype}) needs {bytes} bytes, more than the {limit} a tensor may take (SessionBuilder::with_max_tensor_bytes; byob run --max-tensor-mib)", ShapeText(shape))]
+    Limit { shape: Vec<usize>, dtype: DataType, bytes: usize, limit: usize },
     /// The system refused the memory.
     #[error("out of memory: a tensor of shape {} ({dtype}) needs {bytes} bytes", ShapeText(shape))]
     OutOfMemory { shape: Vec<usize>, dtype: DataType, bytes: usize },
@@ -199,7 +205,7 @@ impl fmt::Display for ShapeText<'_> {
 /// Making one allocates nothing.
 impl Default for Tensor {
     fn default() -> Self {
-        Self { shape: Vec::new(), data: Data::F32(Vec::new()), written: 0 }
+        Self { shape: Vec::new(), data: Data::F32(Vec::new()), written: 0, max_bytes: usize::MAX }
     }
 }
 
@@ -209,7 +215,7 @@ impl Tensor {
         if expected != data.len() {
             return Err(TensorError::Length { shape, expected, actual: data.len() });
         }
-        Ok(Self { shape, data, written: 0 })
+        Ok(Self { shape, data, written: 0, max_bytes: usize::MAX })
     }
 
     pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Result<Self, TensorError> {
@@ -220,9 +226,35 @@ impl Tensor {
         Self::new(shape, Data::I64(data))
     }
 
+    /// A zeroed `dtype` tensor of `shape`.
+    pub fn zeros(dtype: DataType, shape: &[usize]) -> Result<Self, TensorError> {
+        let mut tensor = Self::default();
+        match tensor.reset(dtype, shape)? {
+            Data::F32(v) => v.fill(0.0),
+            Data::F64(v) => v.fill(0.0),
+            Data::I64(v) => v.fill(0),
+            Data::I32(v) => v.fill(0),
+            Data::I8(v) => v.fill(0),
+            Data::U8(v) => v.fill(0),
+            Data::Bool(v) => v.fill(false),
+        }
+        Ok(tensor)
+    }
+
+    /// An empty buffer for a kernel, which [`reset`](Self::reset) may size
+    /// to at most `max_bytes`.
+    pub fn with_max_bytes(max_bytes: usize) -> Self {
+        Self { max_bytes, ..Self::default() }
+    }
+
+    /// Bounds what [`reset`](Self::reset) may size this tensor to.
+    pub fn set_max_bytes(&mut self, max_bytes: usize) {
+        self.max_bytes = max_bytes;
+    }
+
     /// A rank-0 tensor.
     pub fn scalar_f32(value: f32) -> Self {
-        Self { shape: Vec::new(), data: Data::F32(vec![value]), written: 0 }
+        Self { shape: Vec::new(), data: Data::F32(vec![value]), written: 0, max_bytes: usize::MAX }
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -277,6 +309,9 @@ impl Tensor {
     /// refuses, is an error (the tensor is then left empty).
     pub fn reset(&mut self, dtype: DataType, shape: &[usize]) -> Result<&mut Data, TensorError> {
         let len = element_count(shape, dtype)?;
+        if len * dtype.size() > self.max_bytes {
+            return Err(TensorError::Limit { shape: shape.to_vec(), dtype, bytes: len * dtype.size(), limit: self.max_bytes });
+        }
         if self.data.dtype() != dtype {
             self.data = Data::empty(dtype);
             self.written = 0;

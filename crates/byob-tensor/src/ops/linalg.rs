@@ -51,11 +51,6 @@ pub(crate) fn known(d: &Dim) -> Option<usize> {
     }
 }
 
-/// A float tensor from computed parts (the length always matches).
-pub(crate) fn f32_tensor(shape: Vec<usize>, data: Vec<f32>) -> Result<Tensor, OpError> {
-    Tensor::f32(shape, data).map_err(|e| OpError::Shape(e.to_string()))
-}
-
 /// `dst = alpha·op(A)·op(B) + (dst if accumulate else 0)`, all row-major:
 /// `op(A)` is `m×k` (stored `k×m` when `trans_a`), `op(B)` is `k×n`
 /// (stored `n×k` when `trans_b`), `dst` is `m×n` and contiguous.

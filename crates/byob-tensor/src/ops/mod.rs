@@ -122,7 +122,13 @@ pub trait Op: Send + Sync + std::fmt::Debug {
     /// [`eval`](Self::eval) into `outputs` new tensors: for constant
     /// folding and tests.
     fn eval_new(&self, inputs: &[Option<&Tensor>], outputs: usize, threads: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
-        let mut results = vec![Tensor::default(); outputs];
+        self.eval_limited(inputs, outputs, threads, usize::MAX)
+    }
+
+    /// [`eval_new`](Self::eval_new) with outputs of at most `max_bytes`
+    /// each: constant folding under the session's tensor limit.
+    fn eval_limited(&self, inputs: &[Option<&Tensor>], outputs: usize, threads: &rayon::ThreadPool, max_bytes: usize) -> Result<Vec<Tensor>, OpError> {
+        let mut results = vec![Tensor::with_max_bytes(max_bytes); outputs];
         self.eval(inputs, &mut results, threads)?;
         Ok(results)
     }

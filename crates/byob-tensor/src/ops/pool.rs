@@ -4,10 +4,10 @@
 //! the innermost loop runs along an input row, which vectorises.
 
 use super::conv::{Geo3, Window};
-use super::linalg::{f32_fact, f32_input, f32_tensor};
+use super::linalg::{f32_fact, f32_input};
 use super::{output, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
-use crate::tensor::{DataType, Tensor};
+use crate::tensor::{Data, DataType, Tensor};
 use rayon::prelude::*;
 use std::collections::HashMap;
 
@@ -222,10 +222,18 @@ impl Op for Pool {
         let mut shape = xs[..2].to_vec();
         shape.extend(axes.iter().map(|a| a.output));
         if let Some(column_major) = self.indices {
+            // Both outputs are sized first, so that their limits hold
+            // before anything is computed.
+            output(outputs, 0)?.reset_f32(&shape)?;
+            output(outputs, 1)?.reset(DataType::I64, &shape)?;
+            // Indices are rare (training graphs): computed into new
+            // storage, then copied.
             let (values, indices) = Self::max_with_indices(x, &g, column_major);
-            // Indices are rare (training graphs): computed into new storage.
-            *output(outputs, 1)? = Tensor::i64(shape.clone(), indices).map_err(|e| OpError::Shape(e.to_string()))?;
-            *output(outputs, 0)? = f32_tensor(shape, values)?;
+            output(outputs, 0)?.reset_f32(&shape)?.copy_from_slice(&values);
+            match output(outputs, 1)?.reset(DataType::I64, &shape)? {
+                Data::I64(out) => out.copy_from_slice(&indices),
+                _ => unreachable!("reset to int64"),
+            }
             return Ok(());
         }
         let y = output(outputs, 0)?.reset_f32(&shape)?;

@@ -91,21 +91,6 @@ macro_rules! with_elem {
     };
 }
 
-/// Maps the elements of `$data`, keeping their type.
-macro_rules! map_data {
-    ($data:expr, $v:ident => $body:expr) => {
-        match $data {
-            Data::F32($v) => Data::F32($body),
-            Data::F64($v) => Data::F64($body),
-            Data::I64($v) => Data::I64($body),
-            Data::I32($v) => Data::I32($body),
-            Data::I8($v) => Data::I8($body),
-            Data::U8($v) => Data::U8($body),
-            Data::Bool($v) => Data::Bool($body),
-        }
-    };
-}
-
 /// Integer elements of a shape/axes/indices input.
 fn ints(t: &Tensor, index: usize, what: &str) -> Result<Vec<i64>, OpError> {
     match t.dtype() {
@@ -799,18 +784,20 @@ fn gather_indices(indices: &[i64], size: usize, axis: usize) -> Result<Vec<usize
         .collect()
 }
 
-fn gather<T: Copy>(data: &[T], shape: &[usize], axis: usize, indices: &[usize]) -> Vec<T> {
+/// Gathers into `out` (outer × indices × inner elements).
+fn gather<T: Copy>(data: &[T], shape: &[usize], axis: usize, indices: &[usize], out: &mut [T]) {
     let outer: usize = shape[..axis].iter().product();
     let size = shape[axis];
     let inner: usize = shape[axis + 1..].iter().product();
-    let mut out = Vec::with_capacity(outer * indices.len() * inner);
+    let mut rows = out.chunks_exact_mut(inner.max(1));
     for o in 0..outer {
         for &i in indices {
             let s = (o * size + i) * inner;
-            out.extend_from_slice(&data[s..s + inner]);
+            if let Some(row) = rows.next() {
+                row.copy_from_slice(&data[s..s + inner]);
+            }
         }
     }
-    out
 }
 
 impl Op for Gather {
@@ -833,8 +820,8 @@ impl Op for Gather {
         let mut shape = x.shape()[..axis].to_vec();
         shape.extend_from_slice(idx.shape());
         shape.extend_from_slice(&x.shape()[axis + 1..]);
-        let data = map_data!(x.data(), v => gather(v, x.shape(), axis, &indices));
-        *output(outputs, 0)? = tensor(shape, data)?;
+        let out = output(outputs, 0)?.reset(x.dtype(), &shape)?;
+        with_elem!(x.dtype(), T => gather::<T>(T::slice(x.data()).unwrap_or_default(), x.shape(), axis, &indices, T::slice_mut(out).unwrap_or_default()));
         Ok(())
     }
 }
@@ -869,9 +856,9 @@ impl Op for ConstantOfShape {
             return Err(OpError::input(0, format!("shape must be 1-D, got shape {:?}", s.shape())));
         }
         let shape = output_shape(&ints(s, 0, "shape")?)?;
-        let n = shape.iter().product();
-        let data = map_data!(self.value.data(), v => vec![v[0]; n]);
-        *output(outputs, 0)? = tensor(shape, data)?;
+        let dtype = self.value.dtype();
+        let out = output(outputs, 0)?.reset(dtype, &shape)?;
+        with_elem!(dtype, T => T::slice_mut(out).unwrap_or_default().fill(T::slice(self.value.data()).unwrap_or_default()[0]));
         Ok(())
     }
 }

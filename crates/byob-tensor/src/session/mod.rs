@@ -105,7 +105,12 @@ pub struct SessionBuilder {
     profiling: bool,
     /// `None`: the default, on.
     winograd: Option<bool>,
+    /// `None`: [`DEFAULT_MAX_TENSOR_BYTES`].
+    max_tensor_bytes: Option<usize>,
 }
+
+/// The default of [`SessionBuilder::with_max_tensor_bytes`]: 4 GiB.
+pub const DEFAULT_MAX_TENSOR_BYTES: usize = 4 << 30;
 
 
 impl SessionBuilder {
@@ -147,6 +152,15 @@ impl SessionBuilder {
         self
     }
 
+    /// The most bytes one tensor a kernel computes may take (default
+    /// [`DEFAULT_MAX_TENSOR_BYTES`]): a ConstantOfShape of 10^9 elements
+    /// or an Expand to a crafted shape fails with an error naming the
+    /// limit before allocating, at folding or at run time.
+    pub fn with_max_tensor_bytes(mut self, bytes: usize) -> Self {
+        self.max_tensor_bytes = Some(bytes);
+        self
+    }
+
     /// Whether runs time each step ([`RunStats::steps`]), as ONNX
     /// Runtime's `enable_profiling` does (default: no; when on, each run
     /// allocates its list of timings).
@@ -176,7 +190,8 @@ impl SessionBuilder {
             crate::ops::arity::check_arity(node, opset).map_err(|what| SessionError::Node { node: node.name.clone(), op: node.op_type.clone(), error: OpError::Arity(what) })?;
         }
         let level = self.optimization_level;
-        let folded = if level >= OptimizationLevel::Basic { crate::optimize::fold_constants(&mut model.graph, opset, &pool) } else { 0 };
+        let max_tensor_bytes = self.max_tensor_bytes.unwrap_or(DEFAULT_MAX_TENSOR_BYTES);
+        let folded = if level >= OptimizationLevel::Basic { crate::optimize::fold_constants(&mut model.graph, opset, &pool, max_tensor_bytes) } else { 0 };
         let identities = if level >= OptimizationLevel::Basic { crate::optimize::remove_identities(&mut model.graph) } else { 0 };
         let fused = if level >= OptimizationLevel::Extended { crate::optimize::fold_batch_norms(&mut model.graph) } else { 0 };
         self.providers.push(Box::new(CpuProvider::new()));
@@ -194,7 +209,7 @@ impl SessionBuilder {
         let activations = if level >= OptimizationLevel::Extended { crate::optimize::fuse_conv_relu(&mut model.graph, taker_runs) } else { 0 };
         let shuffles = if level >= OptimizationLevel::Extended { crate::fuse::fuse_channel_shuffles(&mut model.graph, taker_runs) } else { 0 };
         let concats = if level >= OptimizationLevel::Extended { crate::fuse::fuse_concat_convs(&mut model.graph, taker_runs) } else { 0 };
-        let mut session = Session::prepare(model, self.providers, level, pool)?;
+        let mut session = Session::prepare(model, self.providers, level, pool, max_tensor_bytes)?;
         session.optimizations.folded += folded;
         session.optimizations.removed += identities;
         session.optimizations.fused = fused;
@@ -318,6 +333,9 @@ pub struct Session {
     spin: bool,
     /// Whether runs time each step.
     profiling: bool,
+    /// What [`SessionBuilder::with_max_tensor_bytes`] set: each output
+    /// buffer lent to a kernel is bounded by it.
+    max_tensor_bytes: usize,
     /// Blocking runs begun so far, for threads spinning after a run to see
     /// that the next one has started.
     runs_started: Arc<std::sync::atomic::AtomicU64>,
@@ -364,7 +382,7 @@ fn describe_inputs(inputs: &[(ValueInfo, usize)]) -> String {
 }
 
 impl Session {
-    fn prepare(model: Model, providers: Vec<Box<dyn ExecutionProvider>>, level: OptimizationLevel, pool: rayon::ThreadPool) -> Result<Self, SessionError> {
+    fn prepare(model: Model, providers: Vec<Box<dyn ExecutionProvider>>, level: OptimizationLevel, pool: rayon::ThreadPool, max_tensor_bytes: usize) -> Result<Self, SessionError> {
         let opset = model.opset();
         let graph = model.graph;
         let mut index: HashMap<String, usize> = HashMap::new();
@@ -443,7 +461,7 @@ impl Session {
                 let all_constant = level >= OptimizationLevel::Basic && input_ids.iter().flatten().all(|i| constants.contains_key(i));
                 if all_constant && !node.outputs.is_empty() {
                     let values: Vec<Option<&Tensor>> = input_ids.iter().map(|i| i.map(|i| &constants[&i])).collect();
-                    let results = op.eval_new(&values, output_ids.len(), &pool).map_err(node_error)?;
+                    let results = op.eval_limited(&values, output_ids.len(), &pool, max_tensor_bytes).map_err(node_error)?;
                     for (&id, tensor) in output_ids.iter().zip(results) {
                         facts.insert(id, Fact::constant(tensor.clone()));
                         constants.insert(id, tensor);
@@ -532,6 +550,7 @@ impl Session {
             pool,
             spin: false,
             profiling: false,
+            max_tensor_bytes,
             runs_started: Arc::default(),
             optimizations: Optimizations { folded, removed, in_place: in_place_steps, ..Optimizations::default() },
         })

@@ -176,6 +176,7 @@ impl Session {
             for (tensor, b) in state.buffers.iter_mut().zip(&state.plan.buffers) {
                 if let Some(dtype) = b.dtype {
                     let before = tensor.storage();
+                    tensor.set_max_bytes(self.max_tensor_bytes);
                     if let Err(e) = tensor.reset(dtype, &[b.capacity]) {
                         state.key = None;
                         return (state, Err(RunError::Memory(e)));
@@ -266,6 +267,8 @@ impl Session {
                     (None, Some(b)) => std::mem::take(&mut state.buffers[b]),
                     (None, None) => binding.outputs.iter_mut().find(|(n, _)| *n == self.value_names[id]).map(|(_, t)| std::mem::take(t)).unwrap_or_default(),
                 };
+                let mut tensor = tensor;
+                tensor.set_max_bytes(self.max_tensor_bytes);
                 state.storage.push(tensor.storage());
                 state.outputs.push(tensor);
             }
