@@ -235,21 +235,31 @@ fn run_outputs_and_flags_are_checked() {
     assert!(!dir.path().join("w.wav").exists());
 }
 
+/// A folder for graph files with an empty output folder inside: the
+/// folder, the output folder and the WAV path to render to.
+fn render_scratch() -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("out");
+    std::fs::create_dir(&folder).unwrap();
+    let out = folder.join("o.wav").display().to_string();
+    (dir, folder, out)
+}
+
+/// Writes `json` to `dir/name` and returns the path.
+fn write_graph(dir: &Path, name: &str, json: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, json).unwrap();
+    path.display().to_string()
+}
+
 /// Sizes past the limits are refused before anything is allocated or
 /// rendered, each with the limit named: a render longer than a WAV file
 /// holds, a DelayNode past the memory limit, processor options that size
 /// memory, a Faust-free worklet with 1e12 channels.
 #[test]
 fn render_sizes_past_the_limits_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let folder = dir.path().join("out");
-    std::fs::create_dir(&folder).unwrap();
-    let out = folder.join("o.wav").display().to_string();
-    let graph = |json: &str| {
-        let path = dir.path().join(format!("g{}.json", json.len()));
-        std::fs::write(&path, json).unwrap();
-        path.display().to_string()
-    };
+    let (dir, folder, out) = render_scratch();
+    let graph = |json: &str| write_graph(dir.path(), &format!("g{}.json", json.len()), json);
     let long = graph(r#"{"length": 1e12}"#);
     assert_refused(&["render", &long, "-o", &out], "more than a WAV file holds (4 GiB)", &folder);
     let synth = examples().join("synth.json").display().to_string();
@@ -270,15 +280,8 @@ fn render_sizes_past_the_limits_are_refused() {
 /// descriptors (once 15 s of quadratic checking).
 #[test]
 fn graph_file_errors_name_the_file_and_place() {
-    let dir = tempfile::tempdir().unwrap();
-    let folder = dir.path().join("out");
-    std::fs::create_dir(&folder).unwrap();
-    let out = folder.join("o.wav").display().to_string();
-    let graph = |name: &str, json: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, json).unwrap();
-        path.display().to_string()
-    };
+    let (dir, folder, out) = render_scratch();
+    let graph = |name: &str, json: &str| write_graph(dir.path(), name, json);
     let twice = graph("twice.json", r#"{"length": 128, "nodes": [{"id": "g", "type": "GainNode", "options": {"gain": 1, "gain": 0}}]}"#);
     assert_refused(&["render", &twice, "-o", &out], "twice.json:1:", &folder);
     assert_refused(&["render", &twice, "-o", &out], "the key \"gain\" appears twice in one object", &folder);
