@@ -36,7 +36,7 @@ pub fn read(path: &Path) -> Result<Tensor, NpyError> {
 pub fn read_bytes(bytes: &[u8], path: &Path) -> Result<Tensor, NpyError> {
     let p = || path.display().to_string();
     let bad = |what: String| NpyError::Format { path: p(), what };
-    let data_offset = data_offset(&bytes).map_err(bad)?;
+    let data_offset = data_offset(bytes).map_err(bad)?;
     // npyz multiplies the dimensions unchecked: a product that wraps must
     // not reach it.
     let header = String::from_utf8_lossy(&bytes[..data_offset]);
@@ -169,7 +169,7 @@ mod tests {
     /// then `data`.
     fn npy_bytes(header: &str, data: &[u8]) -> Vec<u8> {
         let mut header = header.to_string();
-        while (10 + header.len() + 1) % 64 != 0 {
+        while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');

@@ -1239,7 +1239,7 @@ fn memory_growth_past_the_limit_fails() -> TestResult {
 fn initial_memory_past_the_limit_is_refused() -> TestResult {
     let host = WasmHost::new(Limits { max_memory_bytes: 1 << 20, ..Limits::default() })?;
     let definition = load(&host, "big", &FAULTY.replace("(memory (export \"memory\") 1)", "(memory (export \"memory\") 17)").replace("FAULT", "nop"), Abi::Byob, None);
-    let error = render(&definition, Default::default(), 1, 1, SR, |_, _| Ok(())).err().expect("the node cannot start");
+    let Err(error) = render(&definition, Default::default(), 1, 1, SR, |_, _| Ok(())) else { panic!("the node should not start") };
     assert!(error.to_string().contains("instantiation"), "{error}");
     Ok(())
 }
