@@ -89,16 +89,26 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
         if kind == PARAM_KIND {
             return register_param(state, port, offset, max_bytes);
         }
-        let Some(kind) = BufferKind::from_bits(kind as u32) else {
+        let Some(buffer_kind) = BufferKind::from_bits(kind as u32) else {
             return codes::BAD_KIND;
         };
-        match state.memory_and_registrar() {
-            (Some(memory), Some(registrar)) => match registrar.register_buffers(memory, offset, max_bytes, kind, port) {
+        let range = offset..offset.saturating_add(max_bytes);
+        if state.param_regions.iter().flatten().any(|p| overlaps(p, &range)) {
+            return codes::OVERLAP;
+        }
+        let code = match state.memory_and_registrar() {
+            (Some(memory), Some(registrar)) => match registrar.register_buffers(memory, offset, max_bytes, buffer_kind, port) {
                 Ok(()) => 0,
                 Err(e) => error_code(&e),
             },
             _ => codes::NOT_NOW,
+        };
+        if code == 0 {
+            let key = (kind as u32, port);
+            state.audio_regions.retain(|(k, _)| *k != key);
+            state.audio_regions.push((key, range));
         }
+        code
     })?;
     linker.func_wrap("byob", "channel_count", |mut caller: Caller<'_, HostState>, kind: i32, port: i32| -> i32 {
         let kind = match kind {
@@ -130,8 +140,17 @@ fn register_param(state: &mut HostState, port: usize, offset: usize, max_bytes: 
     if max_bytes < CHANNEL_BYTES {
         return codes::TOO_SMALL;
     }
-    state.param_regions[port] = Some(offset);
+    let range = offset..offset + max_bytes;
+    let others = state.param_regions.iter().enumerate().filter(|(p, _)| *p != port).filter_map(|(_, r)| r.as_ref());
+    if state.audio_regions.iter().map(|(_, r)| r).chain(others).any(|r| overlaps(r, &range)) {
+        return codes::OVERLAP;
+    }
+    state.param_regions[port] = Some(range);
     0
+}
+
+fn overlaps(a: &std::ops::Range<usize>, b: &std::ops::Range<usize>) -> bool {
+    a.start < b.end && b.start < a.end
 }
 
 /// Writes this quantum's values of every parameter that has a PARAM region
@@ -139,7 +158,7 @@ fn register_param(state: &mut HostState, port: usize, offset: usize, max_bytes: 
 pub(crate) fn write_params(store: &mut Store<HostState>, io: &mut ProcessIo<'_>) {
     let Some(memory) = store.data().wasm_memory else { return };
     for index in 0..store.data().param_regions.len() {
-        let Some(offset) = store.data().param_regions[index] else { continue };
+        let Some(offset) = store.data().param_regions[index].as_ref().map(|r| r.start) else { continue };
         let values = io.param(index);
         let bytes = &mut memory.data_mut(&mut *store)[offset..offset + CHANNEL_BYTES];
         let floats: &mut [f32] = bytemuck::cast_slice_mut(bytes);

@@ -24,8 +24,11 @@ pub(crate) struct HostState {
     pub wasm_memory: Option<Memory>,
     /// The same memory as the engine sees it (regions are lent from it).
     pub lent: Option<ByobMemory>,
-    /// PARAM regions (byob ABI kind 4): byte offset per parameter.
-    pub param_regions: Vec<Option<usize>>,
+    /// PARAM regions (byob ABI kind 4): byte range per parameter.
+    pub param_regions: Vec<Option<std::ops::Range<usize>>>,
+    /// The audio regions registered so far, by (kind bits, port): a PARAM
+    /// region may not overlap them, nor they it.
+    pub audio_regions: Vec<((u32, usize), std::ops::Range<usize>)>,
     registrar: Option<RegistrarPtr>,
     /// This thread's CPU time when the current call first ran past its
     /// wall-clock deadline (see [`install_watchdog`]).
@@ -37,7 +40,7 @@ pub(crate) struct HostState {
 impl HostState {
     pub fn new(sample_rate: f32, params: usize, max_memory_bytes: usize) -> Self {
         let store_limits = StoreLimitsBuilder::new().memory_size(max_memory_bytes).instances(1).build();
-        Self { sample_rate, wasm_memory: None, lent: None, param_regions: vec![None; params], registrar: None, overrun_since: None, store_limits }
+        Self { sample_rate, wasm_memory: None, lent: None, param_regions: vec![None; params], audio_regions: Vec::new(), registrar: None, overrun_since: None, store_limits }
     }
 
     /// The lent memory and the registrar of the call in progress, if any.

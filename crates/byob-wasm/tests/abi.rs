@@ -560,7 +560,10 @@ const INIT_ATTEMPTS: &[(&str, i32, i32, i32, i32, i32)] = &[
     ("negative port", 1, -1, 8192, 512, -9),
     ("negative offset", 1, 0, -16, 512, -9),
     ("negative max_bytes", 2, 0, 8192, -512, -9),
+    ("PARAM over the OUTPUT", 4, 0, 4096, 512, -5),
+    ("PARAM over the INPUT", 4, 0, 1008, 512, -5),
     ("valid PARAM at 12288", 4, 0, 12288, 512, 0),
+    ("OUTPUT over the PARAM", 2, 0, 12288, 512, -5),
 ];
 
 /// The same, in the first byob_process call.
