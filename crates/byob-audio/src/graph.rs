@@ -7,6 +7,7 @@ use crate::mixing::{mix_input, widest, ChannelConfig, ChannelCountMode, ChannelI
 use crate::node::{AudioProcessor, RenderScope};
 use crate::param::{AudioParamDescriptor, AutomationError, ParamBuffer, ParamState};
 use crate::worklet::WorkletStatus;
+use crate::number::Shown;
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::any::Any;
 use std::sync::Arc;
@@ -76,9 +77,9 @@ pub enum NodeError {
     NotSupported { what: String },
     #[error("{what} (InvalidStateError)")]
     InvalidState { what: String },
-    #[error("{name} = {value} is outside {min}..={max} (RangeError)")]
+    #[error("{name} = {} is outside {}..={} (RangeError)", Shown(*value), Shown(*min), Shown(*max))]
     Range { name: &'static str, value: f64, min: f64, max: f64 },
-    #[error("{name} must be finite, got {value}")]
+    #[error("{name} must be finite, got {}", Shown(*value))]
     NotFinite { name: &'static str, value: f64 },
     #[error("{what} (IndexSizeError)")]
     IndexSize { what: String },

@@ -42,6 +42,7 @@ pub mod context;
 pub mod graph;
 pub mod graph_file;
 pub mod mixing;
+mod number;
 pub mod node;
 pub mod param;
 pub mod worklet;

@@ -6,23 +6,24 @@
 //! for ramps. A value at time `t` depends only on the last event at or before
 //! `t` ("prev") and the first event after it ("next").
 
+use crate::number::Shown;
 use std::sync::Arc;
 
 /// Why an automation call was rejected; the timeline is left unchanged.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AutomationError {
-    #[error("{what} must be finite, got {value}")]
+    #[error("{what} must be finite, got {}", Shown(*value))]
     NotFinite { what: &'static str, value: f64 },
-    #[error("{what} must not be negative, got {value}")]
+    #[error("{what} must not be negative, got {}", Shown(*value))]
     Negative { what: &'static str, value: f64 },
     #[error("exponentialRampToValueAtTime cannot ramp to 0 (the spec throws a RangeError)")]
     ExponentialRampToZero,
     #[error("setValueCurveAtTime needs at least 2 values, got {0}")]
     CurveTooShort(usize),
-    #[error("setValueCurveAtTime duration must be greater than 0, got {0}")]
+    #[error("setValueCurveAtTime duration must be greater than 0, got {}", Shown(*.0))]
     NonPositiveDuration(f64),
-    #[error("event at time {time} overlaps a setValueCurveAtTime curve from {curve_start} to {curve_end} (NotSupportedError)")]
+    #[error("event at time {} overlaps a setValueCurveAtTime curve from {} to {} (NotSupportedError)", Shown(*time), Shown(*curve_start), Shown(*curve_end))]
     OverlapsCurve { time: f64, curve_start: f64, curve_end: f64 },
 }
 
