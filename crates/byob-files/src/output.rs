@@ -96,12 +96,13 @@ impl Outputs {
         if !resolved.is_dir() {
             return Err(refuse(&format!("{} is not a folder", folder.display())));
         }
-        match std::fs::symlink_metadata(path) {
+        let existing = match std::fs::symlink_metadata(path) {
             Ok(m) if m.file_type().is_symlink() => return Err(refuse("is a symbolic link; byob does not replace links (name the file it points to)")),
             Ok(m) if m.is_dir() => return Err(refuse("is a folder")),
             Ok(m) if !m.is_file() => return Err(refuse("is not a regular file (a FIFO, socket or device); byob writes regular files only")),
-            _ => {}
-        }
+            Ok(m) => Some(m.permissions()),
+            Err(_) => None,
+        };
         let key = resolved.join(name);
         if let Some(other) = self.staged.iter().find(|s| s.key == key) {
             return Err(refuse(&format!("is also where another output of this command goes ({})", other.target.display())));
@@ -113,6 +114,10 @@ impl Outputs {
             .permissions(Permissions::from_mode(0o666))
             .tempfile_in(&resolved)
             .map_err(|source| OutputError::Io { path: path.to_path_buf(), source })?;
+        // A file replaced keeps its permissions, as `sed -i` keeps them.
+        if let Some(permissions) = existing {
+            temp.as_file().set_permissions(permissions).map_err(|source| OutputError::Io { path: path.to_path_buf(), source })?;
+        }
         pending().push(temp.path().to_path_buf());
         self.staged.push(Staged { target: path.to_path_buf(), key, temp: Some(temp) });
         Ok(self.staged.last_mut().expect("just pushed"))
@@ -175,6 +180,17 @@ mod tests {
         assert_eq!(std::fs::metadata(&a).unwrap().permissions().mode() & 0o777, 0o666 & !umask());
         assert!(pending().iter().all(|p| !p.starts_with(dir.path())));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary file left");
+    }
+
+    #[test]
+    fn a_replaced_file_keeps_its_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.txt");
+        std::fs::write(&a, "old").unwrap();
+        std::fs::set_permissions(&a, Permissions::from_mode(0o600)).unwrap();
+        write_atomically::<OutputError>(&a, |f| f.write_all(b"new").map_err(|source| OutputError::Io { path: a.clone(), source })).unwrap();
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "new");
+        assert_eq!(std::fs::metadata(&a).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]
