@@ -12,8 +12,8 @@
 //!   device or a folder; no two share a path) and written to a temporary
 //!   file beside it before the first is renamed into place, so a failed
 //!   command leaves nothing half-written and damages nothing. New files get
-//!   the permissions the umask gives, as any command-line tool's do.
-//!   Temporary files still pending are listed for a signal handler to
+//!   the permissions the umask gives, as any command-line tool's do; a
+//!   replaced file keeps its own. Temporary files still pending are listed for a signal handler to
 //!   remove ([`remove_pending`]).
 //!
 //! ```no_run
