@@ -123,6 +123,14 @@ impl AudioBuffer {
         if channels == 0 {
             return Err(WavError::Unsupported { path: path.to_path_buf(), what: "the file has no channels".into() });
         }
+        let bits = spec.bits_per_sample;
+        let supported = match spec.sample_format {
+            hound::SampleFormat::Int => (1..=32).contains(&bits),
+            hound::SampleFormat::Float => bits == 32,
+        };
+        if !supported {
+            return Err(WavError::Unsupported { path: path.to_path_buf(), what: format!("{bits}-bit samples are not supported (PCM of 8 to 32 bits, 32-bit float)") });
+        }
         // The samples the header declares must be in the file before room
         // is made for them.
         let declared = reader.len() as u64 * u64::from(spec.bits_per_sample).div_ceil(8);
@@ -218,6 +226,24 @@ mod tests {
         let read = AudioBuffer::from_wav(&path).unwrap();
         assert_eq!((read.channel_data(0), read.channel_data(1)), (&[0.5, 0.0, 0.25][..], &[0.0, 0.0, 0.0][..]));
         assert_eq!(read.non_finite_samples(), None);
+    }
+
+    /// Sample widths a WAV header may claim but no reader handles (found by
+    /// the fuzz replay: 65-bit PCM overflowed the scale's shift).
+    #[test]
+    fn unsupported_sample_widths_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.wav");
+        AudioBuffer::new(48000.0, vec![vec![0.5; 64]]).unwrap().write_wav(&path, SampleFormat::S16).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        // The fmt chunk's bits-per-sample field: 22 bytes into its body.
+        let at = bytes.windows(4).position(|w| w == b"fmt ").unwrap() + 8 + 14;
+        for bits in [0u16, 65, 200] {
+            let mut crafted = bytes.clone();
+            crafted[at..at + 2].copy_from_slice(&bits.to_le_bytes());
+            let Err(e) = AudioBuffer::read_wav(&crafted[..], crafted.len() as u64, &path) else { panic!("{bits}-bit samples read") };
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
     }
 
     /// A header that declares more samples than the file holds is refused

@@ -38,8 +38,11 @@ pub fn read_bytes(bytes: &[u8], path: &Path) -> Result<Tensor, NpyError> {
     let bad = |what: String| NpyError::Format { path: p(), what };
     let data_offset = data_offset(bytes).map_err(bad)?;
     // npyz multiplies the dimensions unchecked: a product that wraps must
-    // not reach it.
+    // not reach it. Its header parser also backtracks exponentially on
+    // deep nesting (`{{{{...`): a NumPy header is a flat dict, so more
+    // than a structured dtype's three levels is refused first.
     let header = String::from_utf8_lossy(&bytes[..data_offset]);
+    check_nesting(&header).map_err(bad)?;
     if let Some(dims) = header_shape(&header) {
         element_count(&dims, DataType::U8).map_err(|_| bad(format!("shape {} is too large: its size overflows the address space", ShapeText(&dims))))?;
     }
@@ -103,6 +106,29 @@ fn data_offset(bytes: &[u8]) -> Result<usize, String> {
         return Err(format!("the header claims {header_len} bytes, the file holds {} after the prefix", bytes.len() - start));
     }
     Ok(start + header_len)
+}
+
+/// Refuses a header whose brackets nest deeper than NumPy ever writes:
+/// `{` for the dict, then at most `[` and `(` for a structured dtype.
+fn check_nesting(header: &str) -> Result<(), String> {
+    const MAX_DEPTH: usize = 3;
+    let (mut depth, mut quote) = (0usize, None);
+    for c in header.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '{' | '[' | '(') => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(format!("the header nests brackets more than {MAX_DEPTH} deep; a .npy header is a flat dict"));
+                }
+            }
+            (None, '}' | ']' | ')') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The dimensions of the header's `'shape': (...)` entry, when it reads
@@ -180,7 +206,7 @@ mod tests {
         bytes
     }
 
-    fn read_bytes(bytes: &[u8]) -> Result<Tensor, NpyError> {
+    fn read_via_file(bytes: &[u8]) -> Result<Tensor, NpyError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.npy");
         std::fs::write(&path, bytes).unwrap();
@@ -188,7 +214,7 @@ mod tests {
     }
 
     fn error(bytes: &[u8]) -> String {
-        let e = read_bytes(bytes).unwrap_err().to_string();
+        let e = read_via_file(bytes).unwrap_err().to_string();
         assert!(!e.contains('\n'), "one line: {e}");
         e
     }
@@ -196,7 +222,7 @@ mod tests {
     #[test]
     fn a_well_formed_file_reads() {
         let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0].iter().flat_map(|x| x.to_le_bytes()).collect();
-        let t = read_bytes(&npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", &data)).unwrap();
+        let t = read_via_file(&npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", &data)).unwrap();
         assert_eq!((t.shape(), t.as_f32().unwrap()), (&[2, 2][..], &[1.0, 2.0, 3.0, 4.0][..]));
     }
 
@@ -245,6 +271,18 @@ mod tests {
         let e = write(&path, &t).unwrap_err().to_string();
         assert!(e.ends_with("a tensor of 13000 dimensions cannot be saved as .npy (NumPy allows at most 64)"), "{e}");
         assert!(!path.exists());
+    }
+
+    /// npyz's parser backtracked for minutes on deep nesting (found by
+    /// fuzzing: 126 bytes took more than 10 s).
+    #[test]
+    fn deeply_nested_headers_are_refused() {
+        let deep = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': {}{} }}", "[".repeat(40), "]".repeat(40));
+        let e = error(&npy_bytes(&deep, &[0; 4]));
+        assert!(e.ends_with("the header nests brackets more than 3 deep; a .npy header is a flat dict"), "{e}");
+        // Brackets inside strings do not count.
+        let quoted = "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': '[[[[[[', }";
+        assert!(super::read_bytes(&npy_bytes(quoted, &[0; 4]), Path::new("q.npy")).is_ok());
     }
 
     #[test]
