@@ -12,7 +12,7 @@
 
 use crate::context::GpuContext;
 use crate::error::GpuError;
-use crate::kernels::{create_kernel_with_values, BoundKernel, GpuKernel, GpuSlice};
+use crate::kernels::{bytes, create_kernel_with_values, BoundKernel, GpuKernel, GpuSlice};
 use crate::pool::{lower_bound, plan_pool, Interval};
 use crate::provider::{Held, Shared};
 use crate::subgraph::{alignment, binding_limit, max_binding, Definition};
@@ -83,10 +83,6 @@ struct Planned<'a> {
     kernel: Box<dyn GpuKernel>,
     inputs: Vec<Option<usize>>,
     outputs: Vec<usize>,
-}
-
-fn bytes(shape: &[usize]) -> u64 {
-    4 * shape.iter().product::<usize>() as u64
 }
 
 fn buffer<'a>(arenas: &'a [wgpu::Buffer], def: &'a Definition, home: Home) -> &'a wgpu::Buffer {
@@ -174,6 +170,13 @@ impl Executable {
         // Every tensor that owns storage and is not a constant goes into
         // the arenas.
         let owners: Vec<usize> = (0..values.len()).filter(|&v| values[v].root == v && values[v].constant.is_none()).collect();
+        // Sizes past what one binding holds (crafted shapes saturate to
+        // u64::MAX) are refused before the planner adds them up.
+        let limit = binding_limit(ctx);
+        if let Some(&v) = owners.iter().find(|&&v| bytes(&values[v].shape) > limit) {
+            let message = format!("a value of shape {:?} needs {} bytes, more than the {limit} the device binds at once", values[v].shape, bytes(&values[v].shape));
+            return Err(GpuError::Validation { what: format!("planning the memory of {}", def.what), message });
+        }
         let intervals: Vec<Interval> = owners.iter().map(|&v| Interval { size: bytes(&values[v].shape), first_use: values[v].first, last_use: values[v].last }).collect();
         let plan = plan_pool(&intervals, alignment(ctx), max_binding(ctx));
         let mut locs: Vec<Option<Loc>> = values.iter().map(|v| v.constant).collect();
@@ -185,7 +188,6 @@ impl Executable {
             let root = locs[values[id].root].ok_or_else(|| internal(format!("a non-float32 constant is read as data (value {id})")))?;
             Ok(Loc { size: bytes(&values[id].shape), ..root })
         };
-        let limit = binding_limit(ctx);
         let mut placed = Vec::with_capacity(planned.len());
         for Planned { node, kernel, inputs, outputs } in planned {
             let inputs: Vec<Option<Loc>> = inputs.iter().map(|id| id.map(loc).transpose()).collect::<Result<_, _>>()?;

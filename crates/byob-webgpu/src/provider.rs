@@ -163,7 +163,7 @@ impl ExecutionProvider for WebGpuProvider {
         };
         let ctx = &self.shared.ctx;
         let limit = crate::subgraph::binding_limit(ctx);
-        let fits = |shape: &Vec<usize>| 4 * shape.iter().product::<usize>() as u64 <= limit;
+        let fits = |shape: &Vec<usize>| kernels::bytes(shape) <= limit;
         if !shapes.iter().all(fits) {
             return false;
         }

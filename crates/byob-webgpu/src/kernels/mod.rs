@@ -189,9 +189,10 @@ impl<'a> KernelSpec<'a> {
     }
 }
 
-/// Bytes of an f32 tensor.
+/// Bytes of an f32 tensor, checked: a shape whose size overflows gives
+/// `u64::MAX`, which no device limit admits.
 pub(crate) fn bytes(shape: &[usize]) -> u64 {
-    4 * shape.iter().product::<usize>() as u64
+    byob_tensor::tensor::element_count(shape, byob_tensor::DataType::F32).map_or(u64::MAX, |n| 4 * n as u64)
 }
 
 pub(crate) fn numel(shape: &[usize]) -> usize {
@@ -299,5 +300,17 @@ impl GpuKernel for Kernel {
             dispatches.push((Arc::clone(&step.program), group, groups));
         }
         Ok(BoundKernel { dispatches })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A crafted shape whose size wraps counts as larger than any device
+    /// limit, never as the few bytes it wraps to.
+    #[test]
+    fn sizes_that_overflow_saturate() {
+        assert_eq!(super::bytes(&[2, 3]), 24);
+        assert_eq!(super::bytes(&[(1 << 62) + 1, 4]), u64::MAX);
+        assert_eq!(super::bytes(&[]), 4);
     }
 }
