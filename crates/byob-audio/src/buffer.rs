@@ -23,6 +23,15 @@ impl SampleFormat {
             _ => None,
         }
     }
+
+    /// Bits per sample in the WAV file.
+    pub fn bits(self) -> u16 {
+        match self {
+            Self::F32 => 32,
+            Self::S16 => 16,
+            Self::S24 => 24,
+        }
+    }
 }
 
 /// Why a WAV file could not be read or written.
@@ -182,11 +191,8 @@ impl AudioBuffer {
 
     /// Writes the WAV data to `file` (NaN and infinite samples as 0).
     pub fn write_wav_to(&self, file: &mut std::fs::File, format: SampleFormat) -> Result<(), hound::Error> {
-        let (bits, sample_format) = match format {
-            SampleFormat::F32 => (32, hound::SampleFormat::Float),
-            SampleFormat::S16 => (16, hound::SampleFormat::Int),
-            SampleFormat::S24 => (24, hound::SampleFormat::Int),
-        };
+        let bits = format.bits();
+        let sample_format = if format == SampleFormat::F32 { hound::SampleFormat::Float } else { hound::SampleFormat::Int };
         let spec = hound::WavSpec {
             channels: self.number_of_channels() as u16,
             sample_rate: self.sample_rate.round() as u32,
@@ -210,6 +216,21 @@ impl AudioBuffer {
         }
         writer.finalize()
     }
+}
+
+/// `channels` zeroed channels of `len` samples, or `None` when the system
+/// refuses the memory: rendered buffers and delay lines are sized from
+/// user input, and a size the machine cannot hold must be an error, not
+/// an abort.
+pub(crate) fn zeroed_channels(channels: usize, len: usize) -> Option<Vec<Vec<f32>>> {
+    (0..channels)
+        .map(|_| {
+            let mut samples = Vec::new();
+            samples.try_reserve_exact(len).ok()?;
+            samples.resize(len, 0.0);
+            Some(samples)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -337,7 +337,7 @@ impl AudioGraph {
         // Delay nodes inside a cycle read their input one quantum late, so
         // their input edges stop constraining the order.
         let mut deferred = vec![false; n];
-        for component in strongly_connected_components(&dependencies) {
+        for component in strongly_connected_components(&dependency_graph(&dependencies)) {
             let cyclic = component.len() > 1 || dependencies[component[0]].contains(&component[0]);
             if cyclic {
                 for &node in &component {
@@ -349,13 +349,14 @@ impl AudioGraph {
         }
         let ordering_deps: Vec<Vec<usize>> =
             dependencies.iter().enumerate().map(|(i, d)| if deferred[i] { Vec::new() } else { d.clone() }).collect();
-        for component in strongly_connected_components(&ordering_deps) {
+        let ordering = dependency_graph(&ordering_deps);
+        for component in strongly_connected_components(&ordering) {
             if component.len() > 1 || ordering_deps[component[0]].contains(&component[0]) {
                 let names: Vec<&str> = component.iter().map(|&i| self.nodes[i].label.as_str()).collect();
                 return Err(CompileError::CycleWithoutDelay(names.join(" -> ")));
             }
         }
-        let order = topological_order(&ordering_deps);
+        let order = topological_order(&ordering);
 
         let mut output_base = Vec::with_capacity(n);
         let mut total_outputs = 0;
@@ -580,16 +581,16 @@ fn dependency_graph(edges: &[Vec<usize>]) -> DiGraph<(), ()> {
     graph
 }
 
-/// The strongly connected components of `edges[node] = nodes it depends on`.
-fn strongly_connected_components(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
-    let components = petgraph::algo::kosaraju_scc(&dependency_graph(edges));
+/// The strongly connected components of a [`dependency_graph`].
+fn strongly_connected_components(graph: &DiGraph<(), ()>) -> Vec<Vec<usize>> {
+    let components = petgraph::algo::kosaraju_scc(graph);
     components.into_iter().map(|c| c.into_iter().map(NodeIndex::index).collect()).collect()
 }
 
-/// Dependencies first; `edges` must be acyclic.
-fn topological_order(edges: &[Vec<usize>]) -> Vec<usize> {
+/// Dependencies first; `graph` must be acyclic.
+fn topological_order(graph: &DiGraph<(), ()>) -> Vec<usize> {
     // petgraph puts a node before those its edges lead to, its dependencies.
-    let order = petgraph::algo::toposort(&dependency_graph(edges), None).expect("the caller refused cycles");
+    let order = petgraph::algo::toposort(graph, None).expect("the caller refused cycles");
     order.into_iter().rev().map(NodeIndex::index).collect()
 }
 
@@ -603,6 +604,7 @@ mod tests {
     fn long_chains_are_ordered_without_recursion() {
         let n = 1_000_000;
         let chain: Vec<Vec<usize>> = (0..n).map(|v| if v + 1 < n { vec![v + 1] } else { Vec::new() }).collect();
+        let chain = dependency_graph(&chain);
         assert_eq!(strongly_connected_components(&chain).len(), n);
         let order = topological_order(&chain);
         assert!(order.iter().copied().eq((0..n).rev()));
@@ -612,11 +614,11 @@ mod tests {
     fn components_and_order() {
         // 0 depends on 1 and 2; 1 and 3 form a cycle; 2 depends on itself.
         let edges = vec![vec![1, 2], vec![3], vec![2], vec![1]];
-        let mut components: Vec<Vec<usize>> = strongly_connected_components(&edges).into_iter().map(|mut c| { c.sort(); c }).collect();
+        let mut components: Vec<Vec<usize>> = strongly_connected_components(&dependency_graph(&edges)).into_iter().map(|mut c| { c.sort(); c }).collect();
         components.sort();
         assert_eq!(components, [vec![0], vec![1, 3], vec![2]]);
         let dag = vec![vec![1, 2], vec![3], vec![3], vec![]];
-        let order = topological_order(&dag);
+        let order = topological_order(&dependency_graph(&dag));
         let at = |v| order.iter().position(|&x| x == v).unwrap();
         assert!(at(3) < at(1) && at(3) < at(2) && at(1) < at(0) && at(2) < at(0));
     }

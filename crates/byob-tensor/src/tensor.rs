@@ -305,8 +305,9 @@ impl Tensor {
     /// reusing its buffer: no allocation when the type matches and the
     /// capacity suffices. The elements are unspecified (the kernel writes
     /// every one); tests fill them with a poison value to catch kernels
-    /// that do not. A shape too large to exist, or memory the system
-    /// refuses, is an error (the tensor is then left empty).
+    /// that do not. A shape too large to exist or past this tensor's
+    /// limit is an error that leaves the tensor as it was; memory the
+    /// system refuses is an error that leaves it empty.
     pub fn reset(&mut self, dtype: DataType, shape: &[usize]) -> Result<&mut Data, TensorError> {
         let len = element_count(shape, dtype)?;
         if len * dtype.size() > self.max_bytes {

@@ -1,7 +1,7 @@
 //! OfflineAudioContext: renders a graph as fast as possible into a buffer.
 
 use crate::block::{MAX_CHANNELS, RENDER_QUANTUM_SIZE};
-use crate::buffer::AudioBuffer;
+use crate::buffer::{zeroed_channels, AudioBuffer};
 use crate::graph::{AudioGraph, CompileError, NodeError, ProcessorErrorEvent};
 
 /// A finished offline render.
@@ -28,7 +28,7 @@ pub enum ContextError {
     Node(#[from] NodeError),
     /// The system refused the memory for the rendered buffer.
     #[error("out of memory: the rendered buffer of {frames} frames × {channels} channels needs {bytes} bytes")]
-    OutOfMemory { frames: usize, channels: usize, bytes: u128 },
+    OutOfMemory { frames: usize, channels: usize, bytes: usize },
 }
 
 /// The spec's OfflineAudioContext: `length` frames of `number_of_channels`
@@ -82,21 +82,14 @@ impl OfflineAudioContext {
     /// Renders the whole length and reports processor errors beside the
     /// audio.
     pub fn render(mut self, mut progress: impl FnMut(usize)) -> Result<Rendered, ContextError> {
-        let bytes = self.length.saturating_mul(self.graph.number_of_channels()).saturating_mul(std::mem::size_of::<f32>());
-        let frames = self.length;
+        let (frames, channels) = (self.length, self.graph.number_of_channels());
+        let bytes = frames.saturating_mul(channels).saturating_mul(std::mem::size_of::<f32>());
         self.graph.reserve_memory(bytes, || format!("the rendered buffer of {frames} frames"))?;
         let errors = self.graph.processor_errors();
         let sample_rate = self.graph.sample_rate();
-        let channels = self.graph.number_of_channels();
         let mut render = self.graph.compile()?;
-        let mut out = Vec::with_capacity(channels);
-        for _ in 0..channels {
-            let mut samples = Vec::new();
-            let refused = || ContextError::OutOfMemory { frames: self.length, channels, bytes: self.length as u128 * channels as u128 * 4 };
-            samples.try_reserve_exact(self.length).map_err(|_| refused())?;
-            samples.resize(self.length, 0.0f32);
-            out.push(samples);
-        }
+        // Within the memory limit, so `bytes` did not saturate.
+        let mut out = zeroed_channels(channels, frames).ok_or(ContextError::OutOfMemory { frames, channels, bytes })?;
         let mut done = 0;
         while done < self.length {
             let block = render.render_quantum();

@@ -2,6 +2,7 @@
 
 use super::{param_state, AudioNode, AudioProcessor, RenderScope};
 use crate::block::{AudioBlock, MAX_CHANNELS, RENDER_QUANTUM_SIZE};
+use crate::buffer::zeroed_channels;
 use crate::graph::{AudioGraph, AudioNodeOptions, AudioParamId, NodeDescription, NodeError, NodeId};
 use crate::mixing::{mix_add, ChannelConfig, ChannelCountMode, ChannelInterpretation};
 use crate::param::{AutomationRate, ParamBuffer};
@@ -53,7 +54,9 @@ impl DelayNode {
         let what = || format!("a DelayNode of maxDelayTime {max} s at {sample_rate} Hz over {ring_channels} channels");
         let bytes = ring_channels * length * std::mem::size_of::<f32>();
         graph.reserve_memory(bytes, what)?;
-        let ring = zeroed_channels(ring_channels, length).map_err(|()| NodeError::OutOfMemory { what: what(), bytes })?;
+        // Asked fallibly: 180 s at 768 kHz over 32 channels is 17.7 GB.
+        let ring = zeroed_channels(ring_channels, length).ok_or_else(|| NodeError::OutOfMemory { what: what(), bytes })?;
+        let ring = ring.into_iter().map(Vec::into_boxed_slice).collect();
         let delay_time = param_state("delayTime", 0.0, 0.0, max as f32, AutomationRate::ARate, options.delay_time);
         let id = graph.add_node(NodeDescription {
             type_name: "DelayNode",
@@ -164,17 +167,4 @@ impl AudioProcessor for DelayRenderer {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
-}
-
-/// `channels` zeroed rings of `len` samples, or `Err` when the system
-/// refuses the memory (180 s at 768 kHz over 32 channels is 17.7 GB).
-fn zeroed_channels(channels: usize, len: usize) -> Result<Vec<Box<[f32]>>, ()> {
-    let mut ring = Vec::with_capacity(channels);
-    for _ in 0..channels {
-        let mut samples = Vec::new();
-        samples.try_reserve_exact(len).map_err(|_| ())?;
-        samples.resize(len, 0.0);
-        ring.push(samples.into_boxed_slice());
-    }
-    Ok(ring)
 }

@@ -116,12 +116,11 @@ impl Pool {
 
     /// Max and argmax of every window: the Indices output, flat over the
     /// whole input ([N, C, D1..Dk]), padding not counted, the first maximum
-    /// in window order winning ties.
-    fn max_with_indices(x: &[f32], g: &Geo3, column_major: bool) -> (Vec<f32>, Vec<i64>) {
+    /// in window order winning ties; every element of `values` and
+    /// `indices` (one per output element) is written.
+    fn max_with_indices(x: &[f32], g: &Geo3, column_major: bool, values: &mut [f32], indices: &mut [i64]) {
         let (isp, osp) = (g.input_size(), g.output_size());
         let planes = x.len() / isp.max(1);
-        let mut values = vec![f32::NEG_INFINITY; planes * osp];
-        let mut indices = vec![0i64; planes * osp];
         let inside = |axis: usize, o: usize, k: usize| {
             let p = g.position(axis, o, k);
             (p >= 0 && p < g.input[axis] as isize).then_some(p as usize)
@@ -155,7 +154,6 @@ impl Pool {
                 indices[plane * osp + o] = (plane * isp + spatial) as i64;
             }
         }
-        (values, indices)
     }
 }
 
@@ -222,18 +220,11 @@ impl Op for Pool {
         let mut shape = xs[..2].to_vec();
         shape.extend(axes.iter().map(|a| a.output));
         if let Some(column_major) = self.indices {
-            // Both outputs are sized first, so that their limits hold
-            // before anything is computed.
-            output(outputs, 0)?.reset_f32(&shape)?;
-            output(outputs, 1)?.reset(DataType::I64, &shape)?;
-            // Indices are rare (training graphs): computed into new
-            // storage, then copied.
-            let (values, indices) = Self::max_with_indices(x, &g, column_major);
-            output(outputs, 0)?.reset_f32(&shape)?.copy_from_slice(&values);
-            match output(outputs, 1)?.reset(DataType::I64, &shape)? {
-                Data::I64(out) => out.copy_from_slice(&indices),
-                _ => unreachable!("reset to int64"),
-            }
+            output(outputs, 1)?;
+            let (values, indices) = outputs.split_at_mut(1);
+            let values = values[0].reset_f32(&shape)?;
+            let Data::I64(indices) = indices[0].reset(DataType::I64, &shape)? else { unreachable!("reset to int64") };
+            Self::max_with_indices(x, &g, column_major, values, indices);
             return Ok(());
         }
         let y = output(outputs, 0)?.reset_f32(&shape)?;

@@ -262,12 +262,11 @@ impl Session {
                 live_bytes -= t.len() * t.dtype().size();
             }
             for &id in &step.outputs {
-                let tensor = match (taken.take(), state.plan.buffer_of[id]) {
+                let mut tensor = match (taken.take(), state.plan.buffer_of[id]) {
                     (Some(values), _) => values,
                     (None, Some(b)) => std::mem::take(&mut state.buffers[b]),
                     (None, None) => binding.outputs.iter_mut().find(|(n, _)| *n == self.value_names[id]).map(|(_, t)| std::mem::take(t)).unwrap_or_default(),
                 };
-                let mut tensor = tensor;
                 tensor.set_max_bytes(self.max_tensor_bytes);
                 state.storage.push(tensor.storage());
                 state.outputs.push(tensor);
