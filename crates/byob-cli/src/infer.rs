@@ -1,7 +1,7 @@
 //! `byob run` and `byob info`: ONNX models.
 
 use anyhow::{bail, Context, Result};
-use byob_tensor::{npy, IoBinding, RunStats, Session, SessionBuilder, StepTime, Tensor};
+use byob_tensor::{npy, IoBinding, ModelError, RunStats, Session, SessionBuilder, SessionError, StepTime, Tensor};
 use byob_webgpu::WebGpuProvider;
 use clap::{Args, ValueEnum};
 use byob_files::Outputs;
@@ -101,7 +101,7 @@ fn session(model: &PathBuf, Options { ep, threads, profile, winograd, max_tensor
             Err(why) => (None, format!("cpu (auto: no WebGPU: {why})")),
         },
     };
-    let max_tensor_bytes = max_tensor_mib.checked_mul(1 << 20).ok_or_else(|| anyhow::anyhow!("--max-tensor-mib {max_tensor_mib} is too large"))?;
+    let max_tensor_bytes = crate::mib_to_bytes("--max-tensor-mib", max_tensor_mib)?;
     let mut builder = SessionBuilder::new().with_profiling(profile).with_winograd(winograd).with_max_tensor_bytes(max_tensor_bytes);
     if let Some(gpu) = &gpu {
         builder = builder.with_provider(Box::new(gpu.clone()));
@@ -112,12 +112,11 @@ fn session(model: &PathBuf, Options { ep, threads, profile, winograd, max_tensor
         }
         builder = builder.with_intra_op_threads(t);
     }
-    // Errors that name the file already (it could not be read) need no
-    // "loading" before them.
-    let session = builder.commit_from_file(model).map_err(|e| {
-        let named = e.to_string().starts_with(&model.display().to_string());
-        let e = anyhow::Error::new(e);
-        if named { e } else { e.context(format!("loading {}", model.display())) }
+    // A file that could not be read is named by its error already; the
+    // others get "loading" and the file before them.
+    let session = builder.commit_from_file(model).map_err(|e| match e {
+        SessionError::Model(ModelError::Io { .. }) => anyhow::Error::new(e),
+        e => anyhow::Error::new(e).context(format!("loading {}", model.display())),
     })?;
     Ok(Prepared { session, chosen, gpu })
 }

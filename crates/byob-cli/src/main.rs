@@ -52,6 +52,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// A size flag given in MiB, in bytes.
+fn mib_to_bytes(flag: &str, mib: usize) -> anyhow::Result<usize> {
+    mib.checked_mul(1 << 20).ok_or_else(|| anyhow::anyhow!("{flag} {mib} is too large"))
+}
+
 /// An error and its causes as one line: a cause whose text the line
 /// already holds is left out (an I/O error that a message quoted, then
 /// gave as its source), and line breaks inside a message (a decoder's

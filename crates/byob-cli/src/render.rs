@@ -65,7 +65,7 @@ impl WasmArgs {
         if !(self.wasm_time_limit > 0.0 && self.wasm_time_limit <= MAX_MS) {
             bail!("--wasm-time-limit must be a number of milliseconds above 0 and at most {MAX_MS}, got {}", self.wasm_time_limit);
         }
-        let max_memory_bytes = self.wasm_max_memory_mib.checked_mul(1 << 20).ok_or_else(|| anyhow::anyhow!("--wasm-max-memory-mib {} is too large", self.wasm_max_memory_mib))?;
+        let max_memory_bytes = crate::mib_to_bytes("--wasm-max-memory-mib", self.wasm_max_memory_mib)?;
         let limits = byob_wasm::Limits { max_time_per_call: Duration::from_secs_f64(self.wasm_time_limit / 1000.0), max_memory_bytes, ..Default::default() };
         let mut registry = byob_audio::ProcessorRegistry::with_examples();
         registry.set_module_loader(std::sync::Arc::new(byob_wasm::WasmHost::new(limits)?));
@@ -106,7 +106,7 @@ pub fn render(args: RenderArgs) -> Result<()> {
     let file = GraphFile::load(&args.graph)?;
     let sample_rate = args.sample_rate.unwrap_or(file.sample_rate());
     let length = length_override(sample_rate, args.length, args.duration)?;
-    let memory_limit = args.max_memory_mib.checked_mul(1 << 20).ok_or_else(|| anyhow::anyhow!("--max-memory-mib {} is too large", args.max_memory_mib))?;
+    let memory_limit = crate::mib_to_bytes("--max-memory-mib", args.max_memory_mib)?;
     let ctx = file.offline_context_limited(args.sample_rate, length, &args.wasm.registry()?, memory_limit)?;
     let total = ctx.length();
     let format = match args.format {
@@ -166,11 +166,7 @@ pub fn render(args: RenderArgs) -> Result<()> {
 /// A WAV file's sizes are 32-bit: a render longer than it can hold is
 /// refused before it starts, not after.
 fn check_wav_size(frames: usize, channels: usize, format: SampleFormat) -> Result<()> {
-    let bytes_per_sample = match format {
-        SampleFormat::F32 => 4,
-        SampleFormat::S24 => 3,
-        _ => 2,
-    };
+    let bytes_per_sample = u128::from(format.bits() / 8);
     let bytes = frames as u128 * channels as u128 * bytes_per_sample;
     // The RIFF size counts the data and the 36 header bytes after it.
     if bytes + 36 > u32::MAX as u128 {

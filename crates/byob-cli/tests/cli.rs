@@ -1,15 +1,10 @@
 //! End-to-end tests of the `byob` binary.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn byob(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_byob")).args(args).output().expect("byob runs")
-}
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/graphs")
-}
+use std::process::Output;
+use support::{byob, examples, npy};
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -123,20 +118,8 @@ fn light_model(name: &str) -> PathBuf {
 /// The input ONNX's runner uses for light models, arange(n) / n, as .npy.
 fn squeezenet_input(dir: &Path) -> PathBuf {
     let n = 3 * 224 * 224;
-    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
-    let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 224, 224), }".to_string();
-    while !(10 + header.len() + 1).is_multiple_of(64) {
-        header.push(' ');
-    }
-    header.push('\n');
-    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    npy.extend_from_slice(header.as_bytes());
-    for i in 0..n {
-        npy.extend_from_slice(&((i as f64 / n as f64) as f32).to_le_bytes());
-    }
-    let input = dir.join("in.npy");
-    std::fs::write(&input, npy).unwrap();
-    input
+    let values: Vec<f32> = (0..n).map(|i| (i as f64 / n as f64) as f32).collect();
+    npy(dir, "in.npy", "(1, 3, 224, 224)", &values)
 }
 
 /// `byob run` on a light model with an .npy input writes the output as

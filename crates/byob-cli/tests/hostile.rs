@@ -2,14 +2,13 @@
 //! clean line of error and exit status 1, never a panic, a signal or a
 //! wrong result, and must leave no output behind.
 
+mod support;
+
 use byob_tensor::proto::{self, attribute_type, type_proto, TensorProto};
 use prost::Message;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn byob(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_byob")).args(args).output().expect("byob runs")
-}
+use std::process::Command;
+use support::{byob, examples, npy};
 
 /// A float tensor type whose dimensions are all symbolic (`None`) or known.
 fn value(name: &str, dims: &[Option<i64>]) -> proto::ValueInfoProto {
@@ -43,32 +42,11 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/graphs")
-}
-
 /// The files in `dir`, by name.
 fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     names
-}
-
-/// A float32 `.npy` file with `header_shape` in its header and `values`
-/// after it, whatever they number.
-fn npy(dir: &Path, name: &str, header_shape: &str, values: &[f32]) -> PathBuf {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {header_shape}, }}");
-    while !(10 + header.len() + 1).is_multiple_of(64) {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path
 }
 
 /// Exit status 1, one line on stderr that contains `expected`, nothing in
