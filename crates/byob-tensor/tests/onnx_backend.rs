@@ -1,69 +1,28 @@
-//! ONNX's own backend test data (onnx 1.22.0): the `node` tests of every
-//! supported operator (tests/data/onnx-1.22.0/SELECTION.txt, made by
-//! scripts/select-onnx-tests.py) and the `light` real models, run on the CPU
-//! provider and compared with ONNX's reference outputs.
+//! ONNX's own backend test data (onnx 1.22.0, committed under
+//! tests/data/onnx-1.22.0 by scripts/copy-onnx-tests.py): every `node` test
+//! through the conformance harness on the CPU provider, and the `light` real
+//! models, compared with ONNX's reference outputs.
 
 mod support;
 
 use byob_tensor::{IoBinding, SessionBuilder, Tensor};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use support::conformance::{self, check_suite, Outcome};
 use support::{close, data_dir, dummy_feeds, read_tensor};
 
-/// Node tests the CPU provider is expected to fail, with the reason. A test
-/// listed here that passes fails the suite, so the list stays honest.
-const CPU_EXPECTED_FAILURES: &[(&str, &str)] = &[
-    ("test_batchnorm_epsilon_training_mode", "training mode is not supported (inference runtime)"),
-    ("test_batchnorm_example_training_mode", "training mode is not supported (inference runtime)"),
-    ("test_training_dropout", "random training-mode dropout cannot match numpy's generator"),
-    ("test_training_dropout_default", "random training-mode dropout cannot match numpy's generator"),
-    ("test_training_dropout_default_mask", "random training-mode dropout cannot match numpy's generator"),
-    ("test_training_dropout_mask", "random training-mode dropout cannot match numpy's generator"),
-];
-
-/// Runs every `test_data_set_*` of one test directory.
-fn run_case(dir: &Path, rtol: f64, atol: f64) -> Result<(), String> {
-    let model = dir.join(if dir.join("model.onnx").exists() { "model.onnx".to_string() } else { format!("{}.onnx", dir.file_name().unwrap().to_string_lossy()) });
-    let session = SessionBuilder::new().with_intra_op_threads(1).commit_from_file(&model).map_err(|e| format!("load: {e}"))?;
-    let input_names: Vec<String> = session.inputs().map(|v| v.name.clone()).collect();
-    let mut sets: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
-    sets.sort();
-    for set in sets {
-        let count = |prefix: &str| (0..).take_while(|i| set.join(format!("{prefix}_{i}.pb")).exists()).count();
-        let feeds: Vec<(String, Tensor)> =
-            (0..count("input")).map(|i| (input_names.get(i).cloned().unwrap_or_default(), read_tensor(&set.join(format!("input_{i}.pb"))))).collect();
-        let outputs = session.run(feeds).map_err(|e| format!("run: {e}"))?;
-        for i in 0..count("output") {
-            let expected = read_tensor(&set.join(format!("output_{i}.pb")));
-            let (name, actual) = outputs.get(i).ok_or_else(|| format!("output {i} missing"))?;
-            close(actual, &expected, rtol, atol).map_err(|e| format!("output {i} ({name}): {e}"))?;
-        }
-    }
-    Ok(())
-}
-
 #[test]
-fn node_tests_of_supported_operators_pass_on_cpu() {
-    let selection = std::fs::read_to_string(data_dir().join("SELECTION.txt")).expect("the selected test data is committed");
-    let names: Vec<&str> = selection.lines().filter(|l| !l.is_empty()).collect();
-    assert!(names.len() > 200, "the selection should hold the supported operators' tests");
-    let mut failures = Vec::new();
-    let mut unexpected_passes = Vec::new();
-    let mut passed = 0;
-    for name in &names {
-        let result = run_case(&data_dir().join("node").join(name), 1e-3, 1e-7);
-        let expected_failure = CPU_EXPECTED_FAILURES.iter().any(|(n, _)| n == name);
-        match (result, expected_failure) {
-            (Ok(()), false) => passed += 1,
-            (Ok(()), true) => unexpected_passes.push(name.to_string()),
-            (Err(e), false) => failures.push(format!("{name}: {e}")),
-            (Err(_), true) => {}
+fn node_tests_pass_on_cpu_but_the_listed_ones() {
+    check_suite("cpu", |dir| {
+        let session = match SessionBuilder::new().with_intra_op_threads(1).commit_from_file(conformance::model_path(dir)) {
+            Ok(session) => session,
+            Err(e) => return Outcome::Failed(format!("load: {e}")),
+        };
+        match conformance::run_data_sets(&session, dir) {
+            Ok(()) => Outcome::Passed,
+            Err(e) => Outcome::Failed(e),
         }
-    }
-    println!("ONNX node tests on cpu: {passed} passed, {} expected failures, of {} selected", CPU_EXPECTED_FAILURES.len(), names.len());
-    assert!(unexpected_passes.is_empty(), "expected failures that now pass (remove them from the list): {unexpected_passes:?}");
-    assert!(failures.is_empty(), "{} node tests failed:\n{}", failures.len(), failures.join("\n"));
+    });
 }
-
 #[test]
 fn light_models_produce_their_reference_outputs() {
     let dir = data_dir().join("light");
@@ -83,7 +42,7 @@ fn light_models_produce_their_reference_outputs() {
             let first = session.run_with_binding(&mut binding).map_err(|e| format!("run: {e}"))?;
             let output_name = session.outputs().next().expect("one output").name.clone();
             let output = binding.output(&output_name).ok_or("output missing")?.clone();
-            let expected = read_tensor(&dir.join(format!("{stem}_output_0.pb")));
+            let expected = read_tensor(&dir.join(format!("{stem}_output_0.pb")))?;
             // ONNX's tolerances for these models (onnx/backend/test/case/model).
             let rtol = if stem == "light_densenet121" { 2e-3 } else { 1e-3 };
             close(&output, &expected, rtol, 1e-7)?;

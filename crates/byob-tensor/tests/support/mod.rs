@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod conformance;
+
 use byob_tensor::model::tensor_from_bytes;
 use byob_tensor::{Data, Dim, Session, Tensor};
 use std::path::{Path, PathBuf};
@@ -15,8 +17,11 @@ pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../byob-tensor/tests/data/onnx-1.22.0")
 }
 
-pub fn read_tensor(path: &Path) -> Tensor {
-    tensor_from_bytes(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+/// A TensorProto file, or why it cannot be read (a type byob does not
+/// carry, say).
+pub fn read_tensor(path: &Path) -> Result<Tensor, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    tensor_from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Element-wise `|a - e| <= atol + rtol * |e|` (NaNs match NaNs), or the
