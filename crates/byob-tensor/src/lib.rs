@@ -16,6 +16,7 @@ pub mod layout;
 pub mod model;
 pub mod npy;
 pub mod ops;
+pub mod element;
 pub mod fuse;
 pub mod optimize;
 pub mod pack;

@@ -24,6 +24,12 @@ pub fn arity(op: &str, opset: i64) -> Option<(RangeInclusive<usize>, RangeInclus
         // Opset 5 moved the shape, opset 13 the axes, to inputs.
         "Reshape" => (if opset >= 5 { 2..=2 } else { one.clone() }, one),
         "Unsqueeze" | "Squeeze" => (if opset >= 13 { 1..=2 } else { one.clone() }, one),
+        // ReduceSum's axes became an input in opset 13, the others' in 18.
+        "ReduceSum" => (if opset >= 13 { 1..=2 } else { one.clone() }, one),
+        "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => {
+            (if opset >= 18 { 1..=2 } else { one.clone() }, one)
+        }
+        "ArgMax" | "ArgMin" => (one.clone(), one),
         "Constant" => (0..=0, one),
         "Dropout" => (if opset >= 12 { 1..=3 } else { one.clone() }, 1..=2),
         "Gemm" => (2..=3, one),

@@ -5,21 +5,17 @@
 //! attributes are accepted when they mean the same thing (suffix matching)
 //! and refused when an `axis` asks for the legacy mid-shape alignment.
 
-use super::{output, required, Attrs, Builder, Fact, Op, OpError};
+use super::{output, required, show, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::{Data, DataType, Tensor};
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::fmt::Display;
 
 /// Outputs with more elements than this are computed in parallel.
 const PARALLEL: usize = 32 * 1024;
 /// Output elements per parallel task.
 const CHUNK: usize = 8 * 1024;
 
-fn show<T: Display>(shape: &[T]) -> String {
-    format!("[{}]", shape.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
-}
 
 /// One broadcast dimension from two, `None` when they conflict.
 fn broadcast_dim(x: &Dim, y: &Dim) -> Option<Dim> {

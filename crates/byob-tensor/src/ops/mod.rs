@@ -8,6 +8,7 @@ use crate::tensor::{DataType, Tensor, TensorError};
 use std::collections::HashMap;
 
 pub mod arity;
+mod axes;
 pub mod binary;
 pub mod shape;
 pub mod unary;
@@ -17,6 +18,7 @@ pub mod linalg;
 pub mod conv;
 pub mod pool;
 pub mod norm;
+pub mod reduce;
 pub(crate) mod channels_last;
 pub(crate) mod microkernel;
 mod lanes;
@@ -157,6 +159,7 @@ pub fn registry() -> HashMap<&'static str, Builder> {
     binary::register(&mut ops);
     shape::register(&mut ops);
     packed::register(&mut ops);
+    reduce::register(&mut ops);
     ops
 }
 
@@ -225,6 +228,11 @@ impl Attrs<'_> {
             Some(other) => Err(OpError::attribute(name, format!("expected a tensor, got {other:?}"))),
         }
     }
+}
+
+/// A shape or list for messages: `[2, 3]`.
+pub(crate) fn show<T: std::fmt::Display>(items: &[T]) -> String {
+    format!("[{}]", items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
 }
 
 /// Input `index`, which the op requires.

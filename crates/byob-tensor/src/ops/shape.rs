@@ -6,19 +6,17 @@
 //! before running (e.g. Squeeze without axes over unknown dimensions); the
 //! session then skips inference downstream of it.
 
-use super::{output, required, Attrs, Builder, Fact, Op, OpError};
+use super::{output, required, show, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
+use super::axes::{axes_builder, fact_ints, ints, normalize_axis, unique_axes, Axes, AxesFact};
+use crate::element::Element;
 use crate::tensor::{Data, DataType, Tensor};
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::fmt::Display;
 
 /// Outputs with more elements than this are transposed in parallel.
 const PARALLEL: usize = 32 * 1024;
 
-fn show<T: Display>(shape: &[T]) -> String {
-    format!("[{}]", shape.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
-}
 
 fn known(shape: &[usize]) -> Vec<Dim> {
     shape.iter().map(|&d| Dim::Known(d)).collect()
@@ -38,12 +36,6 @@ fn copy(outputs: &mut [Tensor], shape: &[usize], x: &Tensor) -> Result<(), OpErr
     output(outputs, 0)?.copy_from(shape, x.data()).map_err(|e| OpError::Shape(e.to_string()))
 }
 
-/// `axis` in `[-rank, rank - 1]`, made non-negative.
-fn normalize_axis(axis: i64, rank: usize) -> Option<usize> {
-    let r = rank as i64;
-    (-r..r).contains(&axis).then(|| if axis < 0 { axis + r } else { axis } as usize)
-}
-
 /// The product of dimensions: known when all are, the dimension itself
 /// when there is one, 0 when any is 0.
 fn dim_product(dims: &[Dim]) -> Dim {
@@ -54,62 +46,6 @@ fn dim_product(dims: &[Dim]) -> Dim {
         [one] => one.clone(),
         _ => dims.iter().try_fold(1usize, |acc, d| if let Dim::Known(n) = d { acc.checked_mul(*n) } else { None }).map_or(Dim::Unknown, Dim::Known),
     }
-}
-
-/// Element types, for generic data movement.
-trait Elem: Copy + Default + Send + Sync + 'static {
-    fn slice(data: &Data) -> Option<&[Self]>;
-    fn slice_mut(data: &mut Data) -> Option<&mut [Self]>;
-}
-
-macro_rules! elem {
-    ($($t:ty => $variant:ident),*) => {$(
-        impl Elem for $t {
-            fn slice(data: &Data) -> Option<&[Self]> {
-                if let Data::$variant(v) = data { Some(v) } else { None }
-            }
-            fn slice_mut(data: &mut Data) -> Option<&mut [Self]> {
-                if let Data::$variant(v) = data { Some(v) } else { None }
-            }
-        }
-    )*};
-}
-elem!(f32 => F32, f64 => F64, i64 => I64, i32 => I32, i8 => I8, u8 => U8, bool => Bool);
-
-/// Runs `$body` with `$T` the element type of `$dtype`.
-macro_rules! with_elem {
-    ($dtype:expr, $T:ident => $body:expr) => {
-        match $dtype {
-            DataType::F32 => { type $T = f32; $body }
-            DataType::F64 => { type $T = f64; $body }
-            DataType::I64 => { type $T = i64; $body }
-            DataType::I32 => { type $T = i32; $body }
-            DataType::I8 => { type $T = i8; $body }
-            DataType::U8 => { type $T = u8; $body }
-            DataType::Bool => { type $T = bool; $body }
-        }
-    };
-}
-
-/// Integer elements of a shape/axes/indices input.
-fn ints(t: &Tensor, index: usize, what: &str) -> Result<Vec<i64>, OpError> {
-    match t.dtype() {
-        DataType::I64 | DataType::I32 => Ok(t.to_i64_vec().unwrap_or_default()),
-        other => Err(OpError::input(index, format!("{what} must be int64, got {other}"))),
-    }
-}
-
-fn check_int_fact(f: &Fact, index: usize, what: &str) -> Result<(), OpError> {
-    match f.dtype {
-        DataType::I64 | DataType::I32 => Ok(()),
-        other => Err(OpError::input(index, format!("{what} must be int64, got {other}"))),
-    }
-}
-
-/// The integer values of a constant input fact, if known.
-fn fact_ints(f: &Fact, index: usize, what: &str) -> Result<Option<Vec<i64>>, OpError> {
-    check_int_fact(f, index, what)?;
-    f.value.as_ref().map(|t| ints(t, index, what)).transpose()
 }
 
 // ---------------------------------------------------------------- Shape
@@ -444,7 +380,7 @@ pub(crate) fn transpose_into(x: &Tensor, perm: &[usize], out: &mut Tensor, threa
 /// caller): a Reshape, Transpose, Reshape chain without its copies.
 pub(crate) fn transpose_view(x: &Tensor, view: &[usize], perm: &[usize], shape: &[usize], out: &mut Tensor, threads: &rayon::ThreadPool) -> Result<(), OpError> {
     let out = out.reset(x.dtype(), shape)?;
-    with_elem!(x.dtype(), T => transpose::<T>(T::slice(x.data()).unwrap_or_default(), view, perm, T::slice_mut(out).unwrap_or_default(), threads));
+    crate::dispatch!(x.dtype(), T => transpose::<T>(T::slice(x.data()).unwrap_or_default(), view, perm, T::slice_mut(out).unwrap_or_default(), threads));
     Ok(())
 }
 
@@ -529,7 +465,7 @@ impl Op for Concat {
             shape[axis] += x.shape()[axis];
         }
         /// Each outer index's blocks, input after input.
-        fn join<T: Elem>(parts: &[Option<&Tensor>], axis: usize, out: &mut [T]) {
+        fn join<T: Element>(parts: &[Option<&Tensor>], axis: usize, out: &mut [T]) {
             let mut at = 0;
             let blocks = parts.iter().flatten().map(|t| (T::slice(t.data()).unwrap_or_default(), t.shape()[axis..].iter().product::<usize>()));
             let outer = parts[0].map_or(0, |t| t.shape()[..axis].iter().product());
@@ -541,7 +477,7 @@ impl Op for Concat {
             }
         }
         let out = output(outputs, 0)?.reset(first.dtype(), &shape)?;
-        with_elem!(first.dtype(), T => join::<T>(inputs, axis, T::slice_mut(out).unwrap_or_default()));
+        crate::dispatch!(first.dtype(), T => join::<T>(inputs, axis, T::slice_mut(out).unwrap_or_default()));
         Ok(())
     }
 }
@@ -555,87 +491,6 @@ fn concat(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
 }
 
 // ---------------------------------------------------- Unsqueeze, Squeeze
-
-/// Axes from the attribute (opset < 13) or input 1 (13+).
-#[derive(Debug, Clone)]
-enum Axes {
-    Attribute(Option<Vec<i64>>),
-    Input,
-}
-
-impl Axes {
-    fn of_facts(&self, inputs: &[Option<&Fact>]) -> Result<AxesFact, OpError> {
-        match self {
-            Self::Attribute(axes) => Ok(axes.clone().map_or(AxesFact::Absent, AxesFact::Known)),
-            Self::Input => match inputs.get(1).copied().flatten() {
-                None => Ok(AxesFact::Absent),
-                Some(f) => {
-                    if f.shape.len() > 1 {
-                        return Err(OpError::input(1, format!("axes must be 1-D, got rank {}", f.shape.len())));
-                    }
-                    Ok(match fact_ints(f, 1, "axes")? {
-                        Some(v) => AxesFact::Known(v),
-                        None => AxesFact::Count(match f.shape.first() {
-                            None => Some(1),
-                            Some(Dim::Known(k)) => Some(*k),
-                            _ => None,
-                        }),
-                    })
-                }
-            },
-        }
-    }
-
-    fn of_tensors(&self, inputs: &[Option<&Tensor>]) -> Result<Option<Vec<i64>>, OpError> {
-        match self {
-            Self::Attribute(axes) => Ok(axes.clone()),
-            Self::Input => match inputs.get(1).copied().flatten() {
-                None => Ok(None),
-                Some(t) if t.rank() > 1 => Err(OpError::input(1, format!("axes must be 1-D, got shape {:?}", t.shape()))),
-                Some(t) => ints(t, 1, "axes").map(Some),
-            },
-        }
-    }
-
-    fn error(&self, what: String) -> OpError {
-        match self {
-            Self::Attribute(_) => OpError::attribute("axes", what),
-            Self::Input => OpError::input(1, what),
-        }
-    }
-}
-
-/// What is known of the axes before running.
-enum AxesFact {
-    Absent,
-    Known(Vec<i64>),
-    /// Not constant; how many, if known.
-    Count(Option<usize>),
-}
-
-fn axes_builder(node: &Node, opset: i64, required_attr: bool) -> Result<Axes, OpError> {
-    if opset >= 13 {
-        return Ok(Axes::Input);
-    }
-    let axes = Attrs(node).ints("axes")?;
-    if required_attr && axes.is_none() {
-        return Err(OpError::attribute("axes", "required"));
-    }
-    Ok(Axes::Attribute(axes))
-}
-
-/// Normalized, distinct axes of a tensor of rank `rank`.
-fn unique_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, String> {
-    let mut out = Vec::with_capacity(axes.len());
-    for &a in axes {
-        let n = normalize_axis(a, rank).ok_or_else(|| format!("axis {a} is out of range for rank {rank}"))?;
-        if out.contains(&n) {
-            return Err(format!("axis {a} appears twice in {}", show(axes)));
-        }
-        out.push(n);
-    }
-    Ok(out)
-}
 
 fn unsqueeze_dims(input: &[Dim], axes: &[i64]) -> Result<Vec<Dim>, String> {
     let rank = input.len() + axes.len();
@@ -821,7 +676,7 @@ impl Op for Gather {
         shape.extend_from_slice(idx.shape());
         shape.extend_from_slice(&x.shape()[axis + 1..]);
         let out = output(outputs, 0)?.reset(x.dtype(), &shape)?;
-        with_elem!(x.dtype(), T => gather::<T>(T::slice(x.data()).unwrap_or_default(), x.shape(), axis, &indices, T::slice_mut(out).unwrap_or_default()));
+        crate::dispatch!(x.dtype(), T => gather::<T>(T::slice(x.data()).unwrap_or_default(), x.shape(), axis, &indices, T::slice_mut(out).unwrap_or_default()));
         Ok(())
     }
 }
@@ -858,7 +713,7 @@ impl Op for ConstantOfShape {
         let shape = output_shape(&ints(s, 0, "shape")?)?;
         let dtype = self.value.dtype();
         let out = output(outputs, 0)?.reset(dtype, &shape)?;
-        with_elem!(dtype, T => T::slice_mut(out).unwrap_or_default().fill(T::slice(self.value.data()).unwrap_or_default()[0]));
+        crate::dispatch!(dtype, T => T::slice_mut(out).unwrap_or_default().fill(T::slice(self.value.data()).unwrap_or_default()[0]));
         Ok(())
     }
 }
@@ -1072,8 +927,8 @@ pub fn register(ops: &mut HashMap<&'static str, Builder>) {
     ops.insert("Reshape", reshape);
     ops.insert("Transpose", |n, _| Ok(Box::new(Transpose { perm: Attrs(n).ints("perm")? })));
     ops.insert("Concat", concat);
-    ops.insert("Unsqueeze", |n, o| Ok(Box::new(Unsqueeze { axes: axes_builder(n, o, true)? })));
-    ops.insert("Squeeze", |n, o| Ok(Box::new(Squeeze { axes: axes_builder(n, o, false)? })));
+    ops.insert("Unsqueeze", |n, o| Ok(Box::new(Unsqueeze { axes: axes_builder(n, o, 13, true)? })));
+    ops.insert("Squeeze", |n, o| Ok(Box::new(Squeeze { axes: axes_builder(n, o, 13, false)? })));
     ops.insert("Flatten", |n, _| Ok(Box::new(Flatten { axis: Attrs(n).int("axis", 1)? })));
     ops.insert("Gather", |n, _| Ok(Box::new(Gather { axis: Attrs(n).int("axis", 0)? })));
     ops.insert("ConstantOfShape", constant_of_shape);

@@ -111,11 +111,13 @@ fn read_list(path: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The error's first line, short enough for a list.
+/// The error's first line, short enough for a list (without the list of
+/// operators a provider runs, which changes with every one added).
 fn one_line(why: &str) -> String {
     let line = why.lines().next().unwrap_or_default().replace('\t', " ");
+    let line = line.split(" (cpu runs:").next().unwrap_or_default();
     match line.char_indices().nth(200) {
         Some((cut, _)) => format!("{}…", &line[..cut]),
-        None => line,
+        None => line.to_string(),
     }
 }

@@ -1,0 +1,127 @@
+//! Element types as Rust types: kernels that do the same thing to every
+//! type (moving, comparing, selecting elements) are written once, generic
+//! over [`Element`], and instantiated for a tensor's [`DataType`] by
+//! [`dispatch!`](crate::dispatch).
+
+use crate::tensor::{Data, DataType, Tensor, TensorError};
+
+/// A Rust type that a [`Data`] variant holds.
+pub trait Element: Copy + Default + PartialEq + PartialOrd + Send + Sync + std::fmt::Debug + 'static {
+    const DTYPE: DataType;
+    /// The elements of `data` when it holds this type.
+    fn slice(data: &Data) -> Option<&[Self]>;
+    fn slice_mut(data: &mut Data) -> Option<&mut [Self]>;
+    /// The value as a double (bool: 0 or 1).
+    fn to_f64(self) -> f64;
+    /// A double converted as ONNX's Cast does: truncated toward zero for
+    /// integers (saturating at the type's range, NaN to 0), nonzero for bool.
+    fn from_f64(value: f64) -> Self;
+}
+
+macro_rules! element {
+    ($($t:ty => $variant:ident),* $(,)?) => {$(
+        impl Element for $t {
+            const DTYPE: DataType = DataType::$variant;
+            #[inline]
+            fn slice(data: &Data) -> Option<&[Self]> {
+                if let Data::$variant(v) = data { Some(v) } else { None }
+            }
+            #[inline]
+            fn slice_mut(data: &mut Data) -> Option<&mut [Self]> {
+                if let Data::$variant(v) = data { Some(v) } else { None }
+            }
+            #[inline]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            #[inline]
+            fn from_f64(value: f64) -> Self {
+                value as $t
+            }
+        }
+    )*};
+}
+element!(f32 => F32, f64 => F64, i64 => I64, i32 => I32, i8 => I8, u8 => U8);
+
+impl Element for bool {
+    const DTYPE: DataType = DataType::Bool;
+    fn slice(data: &Data) -> Option<&[Self]> {
+        if let Data::Bool(v) = data {
+            Some(v)
+        } else {
+            None
+        }
+    }
+    fn slice_mut(data: &mut Data) -> Option<&mut [Self]> {
+        if let Data::Bool(v) = data {
+            Some(v)
+        } else {
+            None
+        }
+    }
+    fn to_f64(self) -> f64 {
+        self as u8 as f64
+    }
+    fn from_f64(value: f64) -> Self {
+        value != 0.0
+    }
+}
+
+/// Runs `$body` with the type alias `$T` bound to the Rust type of the
+/// [`DataType`] `$dtype`.
+///
+/// ```
+/// use byob_tensor::{dispatch, element::Element, DataType};
+/// fn size_of(dtype: DataType) -> usize {
+///     dispatch!(dtype, T => std::mem::size_of::<T>())
+/// }
+/// assert_eq!(size_of(DataType::F64), 8);
+/// ```
+#[macro_export]
+macro_rules! dispatch {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            $crate::tensor::DataType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::tensor::DataType::F64 => {
+                type $T = f64;
+                $body
+            }
+            $crate::tensor::DataType::I64 => {
+                type $T = i64;
+                $body
+            }
+            $crate::tensor::DataType::I32 => {
+                type $T = i32;
+                $body
+            }
+            $crate::tensor::DataType::I8 => {
+                type $T = i8;
+                $body
+            }
+            $crate::tensor::DataType::U8 => {
+                type $T = u8;
+                $body
+            }
+            $crate::tensor::DataType::Bool => {
+                type $T = bool;
+                $body
+            }
+        }
+    };
+}
+
+impl Tensor {
+    /// The elements as `T`, when the tensor holds that type.
+    pub fn elements<T: Element>(&self) -> Option<&[T]> {
+        T::slice(self.data())
+    }
+
+    /// [`reset`](Tensor::reset) to `T` elements of `shape`: the elements to
+    /// fill.
+    pub fn reset_as<T: Element>(&mut self, shape: &[usize]) -> Result<&mut [T], TensorError> {
+        Ok(T::slice_mut(self.reset(T::DTYPE, shape)?).expect("reset to T's type"))
+    }
+}
