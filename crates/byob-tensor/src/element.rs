@@ -16,12 +16,20 @@ pub trait Element: Copy + Default + PartialEq + PartialOrd + Send + Sync + std::
     /// A double converted as ONNX's Cast does: truncated toward zero for
     /// integers (saturating at the type's range, NaN to 0), nonzero for bool.
     fn from_f64(value: f64) -> Self;
+    /// The value as an i64 (floats truncated toward zero).
+    fn to_i64(self) -> i64;
+    /// An i64 converted as ONNX's Cast does between integers: wrapping.
+    fn from_i64(value: i64) -> Self;
+    /// Whether the type holds fractions (Cast converts through f64 from
+    /// these, through i64 from the others).
+    const FLOAT: bool;
 }
 
 macro_rules! element {
-    ($($t:ty => $variant:ident),* $(,)?) => {$(
+    ($($t:ty => $variant:ident, $float:literal),* $(,)?) => {$(
         impl Element for $t {
             const DTYPE: DataType = DataType::$variant;
+            const FLOAT: bool = $float;
             #[inline]
             fn slice(data: &Data) -> Option<&[Self]> {
                 if let Data::$variant(v) = data { Some(v) } else { None }
@@ -38,13 +46,22 @@ macro_rules! element {
             fn from_f64(value: f64) -> Self {
                 value as $t
             }
+            #[inline]
+            fn to_i64(self) -> i64 {
+                self as i64
+            }
+            #[inline]
+            fn from_i64(value: i64) -> Self {
+                value as $t
+            }
         }
     )*};
 }
-element!(f32 => F32, f64 => F64, i64 => I64, i32 => I32, i8 => I8, u8 => U8);
+element!(f32 => F32, true, f64 => F64, true, i64 => I64, false, i32 => I32, false, i8 => I8, false, u8 => U8, false);
 
 impl Element for bool {
     const DTYPE: DataType = DataType::Bool;
+    const FLOAT: bool = false;
     fn slice(data: &Data) -> Option<&[Self]> {
         if let Data::Bool(v) = data {
             Some(v)
@@ -64,6 +81,12 @@ impl Element for bool {
     }
     fn from_f64(value: f64) -> Self {
         value != 0.0
+    }
+    fn to_i64(self) -> i64 {
+        self as i64
+    }
+    fn from_i64(value: i64) -> Self {
+        value != 0
     }
 }
 

@@ -16,9 +16,15 @@ pub fn arity(op: &str, opset: i64) -> Option<(RangeInclusive<usize>, RangeInclus
     Some(match op {
         "Abs" | "Neg" | "Floor" | "Ceil" | "Reciprocal" | "Sqrt" | "Exp" | "Log" | "Erf" | "Sigmoid" | "Sin" | "Cos" | "Tan" | "Asin" | "Acos" | "Atan"
         | "Sinh" | "Cosh" | "Asinh" | "Acosh" | "Atanh" | "Tanh" | "Relu" | "LeakyRelu" | "Elu" | "HardSigmoid" | "ThresholdedRelu" | "Not" | "Identity"
+        | "Softplus" | "Softsign" | "Selu" | "Celu" | "Gelu" | "Mish" | "HardSwish" | "Shrink" | "Sign" | "Round" | "Swish" | "IsNaN" | "IsInf"
         | "Shape" | "Flatten" | "Transpose" | "GlobalMaxPool" | "GlobalAveragePool" | "AveragePool" | "LRN" | "Softmax" | "ConstantOfShape" => (one.clone(), one),
-        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "MatMul" | "Gather" => (2..=2, one),
-        "Sum" | "Concat" => (1..=MANY, one),
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "MatMul" | "Gather" | "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "And" | "Or" | "Xor" => {
+            (2..=2, one)
+        }
+        "Where" => (3..=3, one),
+        "Cast" => (one.clone(), one),
+        "CastLike" => (2..=2, one),
+        "Sum" | "Concat" | "Max" | "Min" | "Mean" => (1..=MANY, one),
         // Opset 11 moved min and max from attributes to inputs.
         "Clip" => (if opset >= 11 { 1..=3 } else { one.clone() }, one),
         // Opset 5 moved the shape, opset 13 the axes, to inputs.

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 pub mod arity;
 mod axes;
 pub mod binary;
+pub mod cast;
+pub mod compare;
 pub mod shape;
 pub mod unary;
 #[cfg(test)]
@@ -160,6 +162,8 @@ pub fn registry() -> HashMap<&'static str, Builder> {
     shape::register(&mut ops);
     packed::register(&mut ops);
     reduce::register(&mut ops);
+    compare::register(&mut ops);
+    cast::register(&mut ops);
     ops
 }
 

@@ -37,6 +37,27 @@ enum Function {
     HardSigmoid { alpha: f32, beta: f32 },
     ThresholdedRelu { alpha: f32 },
     Clip { min: f32, max: f32 },
+    Softplus,
+    Softsign,
+    Selu { alpha: f32, gamma: f32 },
+    Celu { alpha: f32 },
+    Gelu,
+    GeluTanh,
+    Mish,
+    HardSwish,
+    Shrink { bias: f32, lambd: f32 },
+    Sign,
+    Round,
+    Swish { alpha: f32 },
+}
+
+/// ln(1 + e^x) without overflow for large x.
+fn softplus(x: f32) -> f32 {
+    if x > 20.0 {
+        x
+    } else {
+        (x as f64).exp().ln_1p() as f32
+    }
 }
 
 impl Function {
@@ -97,6 +118,38 @@ impl Function {
                 }
             }
             Self::Clip { min, max } => x.max(min).min(max),
+            Self::Softplus => softplus(x),
+            Self::Softsign => x / (1.0 + x.abs()),
+            Self::Selu { alpha, gamma } => gamma * if x > 0.0 { x } else { alpha * (x.exp() - 1.0) },
+            Self::Celu { alpha } => x.max(0.0) + (alpha * ((x / alpha).exp() - 1.0)).min(0.0),
+            Self::Gelu => (0.5 * x as f64 * (1.0 + libm::erf(x as f64 / std::f64::consts::SQRT_2))) as f32,
+            Self::GeluTanh => {
+                let x = x as f64;
+                (0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())) as f32
+            }
+            Self::Mish => x * softplus(x).tanh(),
+            Self::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Self::Shrink { bias, lambd } => {
+                if x < -lambd {
+                    x + bias
+                } else if x > lambd {
+                    x - bias
+                } else {
+                    0.0
+                }
+            }
+            Self::Sign => {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    x
+                }
+            }
+            // Halves to even, as numpy and ONNX round.
+            Self::Round => x.round_ties_even(),
+            Self::Swish { alpha } => x * Self::Sigmoid.apply(alpha * x),
         }
     }
 }
@@ -175,6 +228,41 @@ impl Op for Not {
     }
 }
 
+/// IsNaN and IsInf: which floats are NaN, or infinite of the chosen signs.
+#[derive(Debug)]
+struct Classify {
+    nan: bool,
+    negative_inf: bool,
+    positive_inf: bool,
+}
+
+impl Classify {
+    fn test(&self, x: f64) -> bool {
+        (self.nan && x.is_nan()) || (self.negative_inf && x == f64::NEG_INFINITY) || (self.positive_inf && x == f64::INFINITY)
+    }
+}
+
+impl Op for Classify {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let x = required(inputs, 0)?;
+        if !matches!(x.dtype, DataType::F32 | DataType::F64) {
+            return Err(OpError::input(0, format!("expected a float type, got {}", x.dtype)));
+        }
+        Ok(vec![Fact::new(DataType::Bool, x.shape.clone())])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
+        let x = required(inputs, 0)?;
+        let out = output(outputs, 0)?.reset_as::<bool>(x.shape())?;
+        match x.data() {
+            Data::F32(v) => out.iter_mut().zip(v).for_each(|(o, &v)| *o = self.test(v as f64)),
+            Data::F64(v) => out.iter_mut().zip(v).for_each(|(o, &v)| *o = self.test(v)),
+            other => return Err(OpError::input(0, format!("expected a float type, got {}", other.dtype()))),
+        }
+        Ok(())
+    }
+}
+
 fn simple(function: Function) -> Result<Box<dyn Op>, OpError> {
     Ok(Box::new(Unary { function }))
 }
@@ -234,5 +322,26 @@ pub fn register(ops: &mut HashMap<&'static str, Builder>) {
     });
     ops.insert("ThresholdedRelu", |n, _| simple(Function::ThresholdedRelu { alpha: Attrs(n).float("alpha", 1.0)? }));
     ops.insert("Clip", clip);
+    plain! { "Softplus" => Function::Softplus, "Softsign" => Function::Softsign, "Mish" => Function::Mish, "HardSwish" => Function::HardSwish, "Sign" => Function::Sign, "Round" => Function::Round }
+    ops.insert("Selu", |n, _| {
+        let a = Attrs(n);
+        simple(Function::Selu { alpha: a.float("alpha", 1.673_263_2)?, gamma: a.float("gamma", 1.050_701)? })
+    });
+    ops.insert("Celu", |n, _| simple(Function::Celu { alpha: Attrs(n).float("alpha", 1.0)? }));
+    ops.insert("Gelu", |n, _| match Attrs(n).string("approximate", "none")?.as_str() {
+        "none" => simple(Function::Gelu),
+        "tanh" => simple(Function::GeluTanh),
+        other => Err(OpError::attribute("approximate", format!("{other:?} is neither \"none\" nor \"tanh\""))),
+    });
+    ops.insert("Shrink", |n, _| {
+        let a = Attrs(n);
+        simple(Function::Shrink { bias: a.float("bias", 0.0)?, lambd: a.float("lambd", 0.5)? })
+    });
+    ops.insert("Swish", |n, _| simple(Function::Swish { alpha: Attrs(n).float("alpha", 1.0)? }));
+    ops.insert("IsNaN", |_, _| Ok(Box::new(Classify { nan: true, negative_inf: false, positive_inf: false })));
+    ops.insert("IsInf", |n, _| {
+        let a = Attrs(n);
+        Ok(Box::new(Classify { nan: false, negative_inf: a.int("detect_negative", 1)? != 0, positive_inf: a.int("detect_positive", 1)? != 0 }))
+    });
     ops.insert("Not", |_, _| Ok(Box::new(Not)));
 }
