@@ -23,6 +23,10 @@ pub fn arity(op: &str, opset: i64) -> Option<(RangeInclusive<usize>, RangeInclus
         }
         "Where" => (3..=3, one),
         "Cast" => (one.clone(), one),
+        "Slice" => (if opset >= 10 { 3..=5 } else { one.clone() }, one),
+        "Split" => (if opset >= 13 { 1..=2 } else { one.clone() }, 1..=MANY),
+        "Pad" => (if opset >= 18 { 2..=4 } else if opset >= 11 { 2..=3 } else { one.clone() }, one),
+        "Tile" | "Expand" => (2..=2, one),
         "CastLike" => (2..=2, one),
         "Sum" | "Concat" | "Max" | "Min" | "Mean" => (1..=MANY, one),
         // Opset 11 moved min and max from attributes to inputs.

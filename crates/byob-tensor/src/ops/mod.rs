@@ -10,6 +10,9 @@ use std::collections::HashMap;
 pub mod arity;
 mod axes;
 pub mod binary;
+pub mod slice;
+pub mod extend;
+mod index_map;
 pub mod cast;
 pub mod compare;
 pub mod shape;
@@ -164,6 +167,8 @@ pub fn registry() -> HashMap<&'static str, Builder> {
     reduce::register(&mut ops);
     compare::register(&mut ops);
     cast::register(&mut ops);
+    slice::register(&mut ops);
+    extend::register(&mut ops);
     ops
 }
 

@@ -1,0 +1,64 @@
+//! The kernel behind Slice, Split, Pad, Tile and Expand: each output
+//! coordinate along each axis maps to an input coordinate on that axis, or
+//! to nothing (Pad's constant). One walk over the output copies the mapped
+//! elements, a row of the last axis at a time.
+
+use crate::element::Element;
+
+/// Per axis, for each output coordinate, the input coordinate it reads
+/// (`None`: the fill value).
+pub(crate) type AxisMaps = Vec<Vec<Option<usize>>>;
+
+/// The output shape of `maps`.
+pub(crate) fn mapped_shape(maps: &AxisMaps) -> Vec<usize> {
+    maps.iter().map(Vec::len).collect()
+}
+
+/// Fills `out` (of shape [`mapped_shape`]) from `x` (of `shape`) through
+/// `maps`, which must lie within `shape`.
+pub(crate) fn gather_mapped<T: Element>(x: &[T], shape: &[usize], maps: &AxisMaps, fill: T, out: &mut [T]) {
+    if out.is_empty() {
+        return;
+    }
+    let rank = shape.len();
+    if rank == 0 {
+        out[0] = x[0];
+        return;
+    }
+    let mut strides = vec![1usize; rank];
+    for d in (0..rank - 1).rev() {
+        strides[d] = strides[d + 1] * shape[d + 1];
+    }
+    let last = &maps[rank - 1];
+    let outer_shape: Vec<usize> = maps[..rank - 1].iter().map(Vec::len).collect();
+    let mut index = vec![0usize; rank - 1];
+    for row in out.chunks_mut(last.len().max(1)) {
+        let base = index.iter().enumerate().try_fold(0usize, |acc, (d, &i)| maps[d][i].map(|c| acc + c * strides[d]));
+        match base {
+            None => row.fill(fill),
+            Some(base) => row.iter_mut().zip(last).for_each(|(o, m)| *o = m.map_or(fill, |c| x[base + c])),
+        }
+        for d in (0..rank - 1).rev() {
+            index[d] += 1;
+            if index[d] < outer_shape[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_select_and_fill() {
+        // 2×3 → rows reversed, columns [2, pad, 0].
+        let x = [1, 2, 3, 4, 5, 6];
+        let maps = vec![vec![Some(1), Some(0)], vec![Some(2), None, Some(0)]];
+        let mut out = [0i64; 6];
+        gather_mapped(&x, &[2, 3], &maps, -1, &mut out);
+        assert_eq!(out, [6, -1, 4, 3, -1, 1]);
+    }
+}

@@ -1,0 +1,238 @@
+//! Slice and Split: parts of a tensor along its axes.
+//!
+//! Slice's starts, ends, axes and steps are attributes before opset 10 and
+//! inputs after, clamped as the operator's definition says (a start or end
+//! past the axis is clamped to it; negative values count from the end).
+//! Split's sizes are an attribute before opset 13 and an input after;
+//! opset 18's `num_outputs` splits into chunks of the rounded-up size.
+
+use super::axes::{fact_ints, ints, normalize_axis};
+use super::index_map::{gather_mapped, mapped_shape, AxisMaps};
+use super::{output, required, show, Attrs, Builder, Fact, Op, OpError};
+use crate::model::{Dim, Node};
+use crate::tensor::Tensor;
+use std::collections::HashMap;
+
+/// Starts, ends, axes and steps of a Slice.
+struct Ranges {
+    starts: Vec<i64>,
+    ends: Vec<i64>,
+    axes: Option<Vec<i64>>,
+    steps: Option<Vec<i64>>,
+}
+
+impl Ranges {
+    /// The input coordinates each axis keeps.
+    fn maps(&self, shape: &[usize]) -> Result<AxisMaps, OpError> {
+        let rank = shape.len();
+        let n = self.starts.len();
+        if self.ends.len() != n || self.axes.as_ref().is_some_and(|a| a.len() != n) || self.steps.as_ref().is_some_and(|s| s.len() != n) {
+            return Err(OpError::Shape(format!("starts {}, ends {}, axes and steps must have one entry per sliced axis", show(&self.starts), show(&self.ends))));
+        }
+        let mut maps: AxisMaps = shape.iter().map(|&d| (0..d).map(Some).collect()).collect();
+        let mut seen = vec![false; rank];
+        for k in 0..n {
+            let axis = self.axes.as_ref().map_or(k as i64, |a| a[k]);
+            let a = normalize_axis(axis, rank).ok_or_else(|| OpError::Shape(format!("axis {axis} is out of range for rank {rank}")))?;
+            if std::mem::replace(&mut seen[a], true) {
+                return Err(OpError::Shape(format!("axis {axis} is sliced twice")));
+            }
+            let step = self.steps.as_ref().map_or(1, |s| s[k]);
+            if step == 0 {
+                return Err(OpError::Shape(format!("step 0 on axis {axis}")));
+            }
+            let dim = shape[a] as i64;
+            let from_end = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
+            let (start, end) = (from_end(self.starts[k]), from_end(self.ends[k]));
+            let (start, end) = if step > 0 { (start.clamp(0, dim), end.clamp(0, dim)) } else { (start.clamp(0, dim - 1), end.clamp(-1, dim - 1)) };
+            let mut coordinates = Vec::new();
+            let mut i = start;
+            while (step > 0 && i < end) || (step < 0 && i > end) {
+                coordinates.push(Some(i as usize));
+                i = i.saturating_add(step);
+            }
+            maps[a] = coordinates;
+        }
+        Ok(maps)
+    }
+}
+
+#[derive(Debug)]
+struct Slice {
+    /// Before opset 10: (starts, ends, axes) from attributes.
+    attributes: Option<(Vec<i64>, Vec<i64>, Option<Vec<i64>>)>,
+}
+
+impl Slice {
+    fn ranges(&self, mut input: impl FnMut(usize, &str) -> Result<Option<Vec<i64>>, OpError>) -> Result<Option<Ranges>, OpError> {
+        if let Some((starts, ends, axes)) = &self.attributes {
+            return Ok(Some(Ranges { starts: starts.clone(), ends: ends.clone(), axes: axes.clone(), steps: None }));
+        }
+        let (Some(starts), Some(ends)) = (input(1, "starts")?, input(2, "ends")?) else { return Ok(None) };
+        Ok(Some(Ranges { starts, ends, axes: input(3, "axes")?, steps: input(4, "steps")? }))
+    }
+}
+
+impl Op for Slice {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let x = required(inputs, 0)?;
+        let mut unknown = false;
+        let ranges = self.ranges(|i, what| match inputs.get(i).copied().flatten() {
+            None => Ok(None),
+            Some(f) => {
+                let values = fact_ints(f, i, what)?;
+                unknown |= values.is_none();
+                Ok(values)
+            }
+        })?;
+        let shape = match (ranges, x.concrete_shape()) {
+            (Some(r), Some(shape)) if !unknown => mapped_shape(&r.maps(&shape)?).into_iter().map(Dim::Known).collect(),
+            _ => vec![Dim::Unknown; x.shape.len()],
+        };
+        Ok(vec![Fact::new(x.dtype, shape)])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
+        let x = required(inputs, 0)?;
+        let ranges = self.ranges(|i, what| inputs.get(i).copied().flatten().map(|t| ints(t, i, what)).transpose())?;
+        let ranges = ranges.ok_or_else(|| OpError::input(1, "starts and ends are required"))?;
+        let maps = ranges.maps(x.shape())?;
+        copy_mapped(x, &maps, output(outputs, 0)?)
+    }
+}
+
+/// Output `out` from `x` through `maps` (no fill: every coordinate maps).
+pub(crate) fn copy_mapped(x: &Tensor, maps: &AxisMaps, out: &mut Tensor) -> Result<(), OpError> {
+    let shape = mapped_shape(maps);
+    crate::dispatch!(x.dtype(), T => gather_mapped::<T>(x.elements::<T>().unwrap_or_default(), x.shape(), maps, T::default(), out.reset_as::<T>(&shape)?));
+    Ok(())
+}
+
+fn slice(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
+    if opset >= 10 {
+        return Ok(Box::new(Slice { attributes: None }));
+    }
+    let a = Attrs(node);
+    let starts = a.ints("starts")?.ok_or_else(|| OpError::attribute("starts", "required"))?;
+    let ends = a.ints("ends")?.ok_or_else(|| OpError::attribute("ends", "required"))?;
+    Ok(Box::new(Slice { attributes: Some((starts, ends, a.ints("axes")?)) }))
+}
+
+#[derive(Debug)]
+struct Split {
+    axis: i64,
+    outputs: usize,
+    /// Before opset 13: the sizes from the attribute.
+    sizes: Option<Vec<i64>>,
+    /// Opset 18's `num_outputs`: chunks of the rounded-up size.
+    num_outputs: Option<usize>,
+}
+
+impl Split {
+    fn sizes(&self, dim: usize, given: Option<Vec<i64>>) -> Result<Vec<usize>, OpError> {
+        if let Some(sizes) = given.or_else(|| self.sizes.clone()) {
+            if sizes.len() != self.outputs || sizes.iter().any(|&s| s < 0) || sizes.iter().sum::<i64>() != dim as i64 {
+                return Err(OpError::Shape(format!("split sizes {} do not divide a dimension of {dim} into {} outputs", show(&sizes), self.outputs)));
+            }
+            return Ok(sizes.into_iter().map(|s| s as usize).collect());
+        }
+        let n = self.num_outputs.unwrap_or(self.outputs).max(1);
+        if self.num_outputs.is_none() && dim % n != 0 {
+            return Err(OpError::Shape(format!("a dimension of {dim} does not split evenly into {n} outputs")));
+        }
+        let chunk = dim.div_ceil(n);
+        Ok((0..n).map(|k| chunk.min(dim.saturating_sub(k * chunk))).collect())
+    }
+
+    fn axis(&self, rank: usize) -> Result<usize, OpError> {
+        normalize_axis(self.axis, rank).ok_or_else(|| OpError::attribute("axis", format!("{} is out of range for rank {rank}", self.axis)))
+    }
+}
+
+impl Op for Split {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let x = required(inputs, 0)?;
+        let axis = self.axis(x.shape.len())?;
+        let given = match inputs.get(1).copied().flatten() {
+            Some(f) => match fact_ints(f, 1, "split")? {
+                Some(v) => Some(v),
+                None => return Ok(vec![Fact::new(x.dtype, vec![Dim::Unknown; x.shape.len()]); self.outputs]),
+            },
+            None => None,
+        };
+        let sizes: Vec<Dim> = match &x.shape[axis] {
+            Dim::Known(d) => self.sizes(*d, given)?.into_iter().map(Dim::Known).collect(),
+            _ => vec![Dim::Unknown; self.outputs],
+        };
+        Ok(sizes
+            .into_iter()
+            .map(|s| {
+                let mut shape = x.shape.clone();
+                shape[axis] = s;
+                Fact::new(x.dtype, shape)
+            })
+            .collect())
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
+        let x = required(inputs, 0)?;
+        let axis = self.axis(x.rank())?;
+        let given = inputs.get(1).copied().flatten().map(|t| ints(t, 1, "split")).transpose()?;
+        let sizes = self.sizes(x.shape()[axis], given)?;
+        let mut maps: AxisMaps = x.shape().iter().map(|&d| (0..d).map(Some).collect()).collect();
+        let mut offset = 0;
+        for (k, &size) in sizes.iter().enumerate() {
+            maps[axis] = (offset..offset + size).map(Some).collect();
+            copy_mapped(x, &maps, output(outputs, k)?)?;
+            offset += size;
+        }
+        Ok(())
+    }
+}
+
+fn split(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
+    let a = Attrs(node);
+    let num_outputs = if opset >= 18 { a.get("num_outputs").map(|_| a.int("num_outputs", 0)).transpose()? } else { None };
+    let num_outputs = num_outputs.map(|n| usize::try_from(n).ok().filter(|&n| n == node.outputs.len()).ok_or_else(|| OpError::attribute("num_outputs", format!("{n}, but the node has {} outputs", node.outputs.len())))).transpose()?;
+    Ok(Box::new(Split { axis: a.int("axis", 0)?, outputs: node.outputs.len(), sizes: if opset < 13 { a.ints("split")? } else { None }, num_outputs }))
+}
+
+pub fn register(ops: &mut HashMap<&'static str, Builder>) {
+    ops.insert("Slice", slice);
+    ops.insert("Split", split);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ranges(starts: &[i64], ends: &[i64], axes: &[i64], steps: &[i64]) -> Ranges {
+        Ranges { starts: starts.to_vec(), ends: ends.to_vec(), axes: Some(axes.to_vec()), steps: Some(steps.to_vec()) }
+    }
+
+    fn kept(maps: &AxisMaps, axis: usize) -> Vec<usize> {
+        maps[axis].iter().map(|c| c.unwrap()).collect()
+    }
+
+    /// The clamping rules of the operator's definition, with numpy's
+    /// slicing as the reference.
+    #[test]
+    fn slices_clamp_like_numpy() {
+        // x[1:1000] of 5, x[-1::-2] (ends at -inf), x[::-1] with INT_MAX.
+        assert_eq!(kept(&ranges(&[1], &[1000], &[0], &[1]).maps(&[5]).unwrap(), 0), [1, 2, 3, 4]);
+        assert_eq!(kept(&ranges(&[-1], &[i64::MIN], &[0], &[-2]).maps(&[5]).unwrap(), 0), [4, 2, 0]);
+        assert_eq!(kept(&ranges(&[i64::MAX], &[-i64::MAX], &[-1], &[-1]).maps(&[3]).unwrap(), 0), [2, 1, 0]);
+        assert!(kept(&ranges(&[3], &[1], &[0], &[1]).maps(&[5]).unwrap(), 0).is_empty());
+        assert!(ranges(&[0], &[1], &[0], &[0]).maps(&[5]).is_err());
+        assert!(ranges(&[0, 0], &[1, 1], &[0, -2], &[1, 1]).maps(&[5, 5]).is_err(), "axis 0 twice");
+    }
+
+    #[test]
+    fn split_sizes() {
+        let split = Split { axis: 0, outputs: 3, sizes: None, num_outputs: Some(3) };
+        assert_eq!(split.sizes(7, None).unwrap(), [3, 3, 1]);
+        let even = Split { axis: 0, outputs: 3, sizes: None, num_outputs: None };
+        assert!(even.sizes(7, None).is_err());
+        assert_eq!(even.sizes(7, Some(vec![2, 0, 5])).unwrap(), [2, 0, 5]);
+    }
+}
