@@ -26,7 +26,12 @@ pub fn arity(op: &str, opset: i64) -> Option<(RangeInclusive<usize>, RangeInclus
         "Slice" => (if opset >= 10 { 3..=5 } else { one.clone() }, one),
         "Split" => (if opset >= 13 { 1..=2 } else { one.clone() }, 1..=MANY),
         "Pad" => (if opset >= 18 { 2..=4 } else if opset >= 11 { 2..=3 } else { one.clone() }, one),
-        "Tile" | "Expand" => (2..=2, one),
+        "Tile" | "Expand" | "CumSum" | "CumProd" => (2..=2, one),
+        "LogSoftmax" | "Hardmax" | "EyeLike" => (one.clone(), one),
+        "Range" | "OneHot" => (3..=3, one),
+        "Trilu" => (1..=2, one),
+        "LayerNormalization" => (2..=3, 1..=3),
+        "RMSNormalization" => (2..=2, one),
         "CastLike" => (2..=2, one),
         "Sum" | "Concat" | "Max" | "Min" | "Mean" => (1..=MANY, one),
         // Opset 11 moved min and max from attributes to inputs.

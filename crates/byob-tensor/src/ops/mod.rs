@@ -10,6 +10,8 @@ use std::collections::HashMap;
 pub mod arity;
 mod axes;
 pub mod binary;
+pub mod generate;
+pub mod layer_norm;
 pub mod slice;
 pub mod extend;
 mod index_map;
@@ -169,6 +171,8 @@ pub fn registry() -> HashMap<&'static str, Builder> {
     cast::register(&mut ops);
     slice::register(&mut ops);
     extend::register(&mut ops);
+    generate::register(&mut ops);
+    layer_norm::register(&mut ops);
     ops
 }
 

@@ -197,10 +197,22 @@ fn lrn(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
     Ok(Box::new(Lrn { alpha: a.float("alpha", 1e-4)?, beta: a.float("beta", 0.75)?, bias: a.float("bias", 1.0)?, size }))
 }
 
-/// `Softmax`: before opset 13 over the input flattened to 2-D at `axis`
-/// (everything from `axis` on), from 13 along the one axis `axis`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SoftmaxKind {
+    Softmax,
+    /// The logarithm of the softmax, computed as `x - max - ln Σ e^(x - max)`
+    /// (no logarithm of an underflowed probability).
+    LogSoftmax,
+    /// 1 at the first maximum, 0 elsewhere.
+    Hardmax,
+}
+
+/// `Softmax`, `LogSoftmax` and `Hardmax`: before opset 13 over the input
+/// flattened to 2-D at `axis` (everything from `axis` on), from 13 along
+/// the one axis `axis`.
 #[derive(Debug)]
 struct Softmax {
+    kind: SoftmaxKind,
     axis: i64,
     /// Opset 13 semantics (one axis) rather than the flattened ones.
     single_axis: bool,
@@ -249,6 +261,22 @@ fn softmax_strided(src: &[f32], dst: &mut [f32], len: usize, inner: usize) {
     }
 }
 
+/// LogSoftmax or Hardmax of one row, in place.
+fn other_row(kind: SoftmaxKind, row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    match kind {
+        SoftmaxKind::Hardmax => {
+            let first = row.iter().position(|&v| v == max).unwrap_or(0);
+            row.iter_mut().enumerate().for_each(|(k, v)| *v = if k == first { 1.0 } else { 0.0 });
+        }
+        _ => {
+            let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
+            let shift = max as f64 + sum.ln();
+            row.iter_mut().for_each(|v| *v = (*v as f64 - shift) as f32);
+        }
+    }
+}
+
 impl Op for Softmax {
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
         let x = f32_fact(inputs, 0)?;
@@ -262,7 +290,16 @@ impl Op for Softmax {
         let (len, inner) = if self.single_axis { (xs[axis], xs[axis + 1..].iter().product()) } else { (xs[axis..].iter().product(), 1) };
         let block = len * inner;
         let y = output(outputs, 0)?.reset_f32(xs)?;
-        if block > 0 {
+        if block > 0 && self.kind != SoftmaxKind::Softmax {
+            let mut row = vec![0.0f32; len];
+            for (o, out) in y.chunks_exact_mut(block).enumerate() {
+                for i in 0..inner {
+                    row.iter_mut().enumerate().for_each(|(k, r)| *r = x[o * block + k * inner + i]);
+                    other_row(self.kind, &mut row);
+                    row.iter().enumerate().for_each(|(k, &r)| out[k * inner + i] = r);
+                }
+            }
+        } else if block > 0 {
             chunks(y, block, threads, |i, out| {
                 let src = &x[i * block..][..block];
                 if inner == 1 {
@@ -276,16 +313,18 @@ impl Op for Softmax {
     }
 }
 
-fn softmax(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
+fn softmax(kind: SoftmaxKind, node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
     let single_axis = opset >= 13;
     let axis = Attrs(node).int("axis", if single_axis { -1 } else { 1 })?;
-    Ok(Box::new(Softmax { axis, single_axis }))
+    Ok(Box::new(Softmax { kind, axis, single_axis }))
 }
 
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {
     ops.insert("BatchNormalization", batch_norm);
     ops.insert("LRN", lrn);
-    ops.insert("Softmax", softmax);
+    ops.insert("Softmax", |n, o| softmax(SoftmaxKind::Softmax, n, o));
+    ops.insert("LogSoftmax", |n, o| softmax(SoftmaxKind::LogSoftmax, n, o));
+    ops.insert("Hardmax", |n, o| softmax(SoftmaxKind::Hardmax, n, o));
 }
 
 #[cfg(test)]
@@ -435,7 +474,7 @@ mod tests {
         ];
         for (opset, axis, group) in cases {
             let attrs = axis.map(|a| vec![("axis", Attribute::Int(a))]).unwrap_or_default();
-            let op = softmax(&node("Softmax", attrs, 1), opset).unwrap();
+            let op = softmax(SoftmaxKind::Softmax, &node("Softmax", attrs, 1), opset).unwrap();
             let want = reference_softmax(&x, group);
             for threads in [1, 2] {
                 let got = eval(op.as_ref(), &input(), threads);
@@ -445,10 +484,10 @@ mod tests {
         // A large input for the parallel path, along a middle axis.
         let big_shape = [4, 64, 32, 8];
         let big = values(big_shape.iter().product(), 5);
-        let op = softmax(&node("Softmax", vec![("axis", Attribute::Int(2))], 1), 13).unwrap();
+        let op = softmax(SoftmaxKind::Softmax, &node("Softmax", vec![("axis", Attribute::Int(2))], 1), 13).unwrap();
         let want = reference_softmax(&big, |i| (i / (32 * 8)) * 8 + i % 8);
         close(eval(op.as_ref(), &[Tensor::f32(big_shape.to_vec(), big).unwrap()], 2)[0].as_f32().unwrap(), &want);
-        let op = softmax(&node("Softmax", vec![("axis", Attribute::Int(3))], 1), 13).unwrap();
+        let op = softmax(SoftmaxKind::Softmax, &node("Softmax", vec![("axis", Attribute::Int(3))], 1), 13).unwrap();
         assert!(matches!(op.infer(&[Some(&Fact::new(DataType::F32, vec![Dim::Unknown; 3]))]), Err(OpError::Attribute { .. })));
     }
 }
