@@ -264,9 +264,16 @@ pub fn tensor_from_proto(t: &proto::TensorProto, base_dir: Option<&Path>) -> Res
             DataType::F64 => Data::F64(t.double_data.clone()),
             DataType::I64 => Data::I64(t.int64_data.clone()),
             DataType::I32 => Data::I32(t.int32_data.clone()),
+            // The narrow types travel in int32_data (half floats as their
+            // bits), the wide unsigned ones in uint64_data.
+            DataType::F16 => Data::F16(t.int32_data.iter().map(|&x| half::f16::from_bits(x as u16)).collect()),
+            DataType::I16 => Data::I16(t.int32_data.iter().map(|&x| x as i16).collect()),
             DataType::I8 => Data::I8(t.int32_data.iter().map(|&x| x as i8).collect()),
+            DataType::U16 => Data::U16(t.int32_data.iter().map(|&x| x as u16).collect()),
             DataType::U8 => Data::U8(t.int32_data.iter().map(|&x| x as u8).collect()),
             DataType::Bool => Data::Bool(t.int32_data.iter().map(|&x| x != 0).collect()),
+            DataType::U64 => Data::U64(t.uint64_data.clone()),
+            DataType::U32 => Data::U32(t.uint64_data.iter().map(|&x| x as u32).collect()),
         },
     };
     Tensor::new(shape, data).map_err(|e: TensorError| fail(e.to_string()))
@@ -281,6 +288,11 @@ fn decode_raw(dtype: DataType, bytes: &[u8]) -> Data {
         DataType::F64 => Data::F64(chunks(bytes, f64::from_le_bytes)),
         DataType::I64 => Data::I64(chunks(bytes, i64::from_le_bytes)),
         DataType::I32 => Data::I32(chunks(bytes, i32::from_le_bytes)),
+        DataType::F16 => Data::F16(chunks(bytes, half::f16::from_le_bytes)),
+        DataType::I16 => Data::I16(chunks(bytes, i16::from_le_bytes)),
+        DataType::U64 => Data::U64(chunks(bytes, u64::from_le_bytes)),
+        DataType::U32 => Data::U32(chunks(bytes, u32::from_le_bytes)),
+        DataType::U16 => Data::U16(chunks(bytes, u16::from_le_bytes)),
         DataType::I8 => Data::I8(bytes.iter().map(|&b| b as i8).collect()),
         DataType::U8 => Data::U8(bytes.to_vec()),
         DataType::Bool => Data::Bool(bytes.iter().map(|&b| b != 0).collect()),

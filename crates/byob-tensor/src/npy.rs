@@ -1,6 +1,6 @@
 //! Reading and writing `.npy` files (NumPy's array format) with the npyz crate.
 
-use crate::tensor::{element_count, Data, DataType, ShapeText, Tensor};
+use crate::tensor::{element_count, DataType, ShapeText, Tensor};
 use npyz::WriterBuilder;
 use std::path::Path;
 
@@ -57,11 +57,16 @@ pub fn read_bytes(bytes: &[u8], path: &Path) -> Result<Tensor, NpyError> {
     let descr = npy.dtype().descr();
     // The descriptor comes as NumPy prints it, quoted: '<f4'.
     let dtype = match descr.trim_matches('\'').trim_start_matches(['<', '|', '=']) {
+        "f2" => DataType::F16,
         "f4" => DataType::F32,
         "f8" => DataType::F64,
         "i8" => DataType::I64,
         "i4" => DataType::I32,
+        "i2" => DataType::I16,
         "i1" => DataType::I8,
+        "u8" => DataType::U64,
+        "u4" => DataType::U32,
+        "u2" => DataType::U16,
         "u1" => DataType::U8,
         "b1" => DataType::Bool,
         _ => return Err(NpyError::Type { path: p(), dtype: descr }),
@@ -72,15 +77,7 @@ pub fn read_bytes(bytes: &[u8], path: &Path) -> Result<Tensor, NpyError> {
         return Err(bad(format!("shape {} of {dtype} needs {} bytes of data, the file holds {present}", ShapeText(&shape), count * dtype.size())));
     }
     let format = |e: std::io::Error| bad(one_line(&e.to_string()));
-    let data = match dtype {
-        DataType::F32 => Data::F32(npy.into_vec::<f32>().map_err(format)?),
-        DataType::F64 => Data::F64(npy.into_vec::<f64>().map_err(format)?),
-        DataType::I64 => Data::I64(npy.into_vec::<i64>().map_err(format)?),
-        DataType::I32 => Data::I32(npy.into_vec::<i32>().map_err(format)?),
-        DataType::I8 => Data::I8(npy.into_vec::<i8>().map_err(format)?),
-        DataType::U8 => Data::U8(npy.into_vec::<u8>().map_err(format)?),
-        DataType::Bool => Data::Bool(npy.into_vec::<bool>().map_err(format)?),
-    };
+    let data = crate::dispatch!(dtype, T => T::wrap(npy.into_vec::<T>().map_err(format)?));
     Tensor::new(shape, data).map_err(|e| bad(e.to_string()))
 }
 
@@ -170,21 +167,13 @@ pub fn write_to(file: &mut std::fs::File, tensor: &Tensor) -> std::io::Result<()
     let shape: Vec<u64> = tensor.shape().iter().map(|&d| d as u64).collect();
     let file = std::io::BufWriter::new(file);
     macro_rules! write_all {
-        ($t:ty, $v:expr) => {{
+        ($v:expr) => {{
             let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(file).begin_nd()?;
             writer.extend($v.iter().copied())?;
             writer.finish()
         }};
     }
-    match tensor.data() {
-        Data::F32(v) => write_all!(f32, v),
-        Data::F64(v) => write_all!(f64, v),
-        Data::I64(v) => write_all!(i64, v),
-        Data::I32(v) => write_all!(i32, v),
-        Data::I8(v) => write_all!(i8, v),
-        Data::U8(v) => write_all!(u8, v),
-        Data::Bool(v) => write_all!(bool, v),
-    }
+    crate::dispatch!(tensor.dtype(), T => write_all!(T::slice(tensor.data()).expect("the tensor's own type")))
 }
 
 #[cfg(test)]

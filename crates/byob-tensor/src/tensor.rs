@@ -1,5 +1,6 @@
 //! Tensors: a shape and typed elements in row-major order.
 
+use crate::element::Element;
 use std::fmt;
 
 /// Element types (ONNX `TensorProto.DataType` codes in [`DataType::onnx`]).
@@ -7,9 +8,14 @@ use std::fmt;
 pub enum DataType {
     F32,
     F64,
+    F16,
     I64,
     I32,
+    I16,
     I8,
+    U64,
+    U32,
+    U16,
     U8,
     Bool,
 }
@@ -22,8 +28,13 @@ impl DataType {
             3 => Self::I8,
             6 => Self::I32,
             7 => Self::I64,
+            4 => Self::U16,
+            5 => Self::I16,
             9 => Self::Bool,
+            10 => Self::F16,
             11 => Self::F64,
+            12 => Self::U32,
+            13 => Self::U64,
             _ => return None,
         })
     }
@@ -35,8 +46,13 @@ impl DataType {
             Self::I8 => 3,
             Self::I32 => 6,
             Self::I64 => 7,
+            Self::U16 => 4,
+            Self::I16 => 5,
             Self::Bool => 9,
+            Self::F16 => 10,
             Self::F64 => 11,
+            Self::U32 => 12,
+            Self::U64 => 13,
         }
     }
 
@@ -45,9 +61,14 @@ impl DataType {
         match self {
             Self::F32 => "float",
             Self::F64 => "double",
+            Self::F16 => "float16",
             Self::I64 => "int64",
             Self::I32 => "int32",
+            Self::I16 => "int16",
             Self::I8 => "int8",
+            Self::U64 => "uint64",
+            Self::U32 => "uint32",
+            Self::U16 => "uint16",
             Self::U8 => "uint8",
             Self::Bool => "bool",
         }
@@ -55,8 +76,9 @@ impl DataType {
 
     pub fn size(self) -> usize {
         match self {
-            Self::F64 | Self::I64 => 8,
-            Self::F32 | Self::I32 => 4,
+            Self::F64 | Self::I64 | Self::U64 => 8,
+            Self::F32 | Self::I32 | Self::U32 => 4,
+            Self::F16 | Self::I16 | Self::U16 => 2,
             Self::I8 | Self::U8 | Self::Bool => 1,
         }
     }
@@ -73,36 +95,49 @@ impl fmt::Display for DataType {
 pub enum Data {
     F32(Vec<f32>),
     F64(Vec<f64>),
+    F16(Vec<half::f16>),
     I64(Vec<i64>),
     I32(Vec<i32>),
+    I16(Vec<i16>),
     I8(Vec<i8>),
+    U64(Vec<u64>),
+    U32(Vec<u32>),
+    U16(Vec<u16>),
     U8(Vec<u8>),
     Bool(Vec<bool>),
 }
 
+/// Runs `$body` with `$v` bound to the vector of any [`Data`] variant
+/// (`$data` is an expression of type `Data`, `&Data` or `&mut Data`).
+macro_rules! each_variant {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            Data::F32($v) => $body,
+            Data::F64($v) => $body,
+            Data::F16($v) => $body,
+            Data::I64($v) => $body,
+            Data::I32($v) => $body,
+            Data::I16($v) => $body,
+            Data::I8($v) => $body,
+            Data::U64($v) => $body,
+            Data::U32($v) => $body,
+            Data::U16($v) => $body,
+            Data::U8($v) => $body,
+            Data::Bool($v) => $body,
+        }
+    };
+}
+
 impl Data {
     pub fn dtype(&self) -> DataType {
-        match self {
-            Self::F32(_) => DataType::F32,
-            Self::F64(_) => DataType::F64,
-            Self::I64(_) => DataType::I64,
-            Self::I32(_) => DataType::I32,
-            Self::I8(_) => DataType::I8,
-            Self::U8(_) => DataType::U8,
-            Self::Bool(_) => DataType::Bool,
+        fn of<T: Element>(_: &[T]) -> DataType {
+            T::DTYPE
         }
+        each_variant!(self, v => of(v))
     }
 
     pub fn len(&self) -> usize {
-        match self {
-            Self::F32(v) => v.len(),
-            Self::F64(v) => v.len(),
-            Self::I64(v) => v.len(),
-            Self::I32(v) => v.len(),
-            Self::I8(v) => v.len(),
-            Self::U8(v) => v.len(),
-            Self::Bool(v) => v.len(),
-        }
+        each_variant!(self, v => v.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -111,15 +146,7 @@ impl Data {
 
     /// No elements of `dtype` (allocates nothing).
     pub fn empty(dtype: DataType) -> Self {
-        match dtype {
-            DataType::F32 => Self::F32(Vec::new()),
-            DataType::F64 => Self::F64(Vec::new()),
-            DataType::I64 => Self::I64(Vec::new()),
-            DataType::I32 => Self::I32(Vec::new()),
-            DataType::I8 => Self::I8(Vec::new()),
-            DataType::U8 => Self::U8(Vec::new()),
-            DataType::Bool => Self::Bool(Vec::new()),
-        }
+        crate::dispatch!(dtype, T => T::wrap(Vec::new()))
     }
 }
 
@@ -229,15 +256,8 @@ impl Tensor {
     /// A zeroed `dtype` tensor of `shape`.
     pub fn zeros(dtype: DataType, shape: &[usize]) -> Result<Self, TensorError> {
         let mut tensor = Self::default();
-        match tensor.reset(dtype, shape)? {
-            Data::F32(v) => v.fill(0.0),
-            Data::F64(v) => v.fill(0.0),
-            Data::I64(v) => v.fill(0),
-            Data::I32(v) => v.fill(0),
-            Data::I8(v) => v.fill(0),
-            Data::U8(v) => v.fill(0),
-            Data::Bool(v) => v.fill(false),
-        }
+        let data = tensor.reset(dtype, shape)?;
+        each_variant!(data, v => v.fill(Default::default()));
         Ok(tensor)
     }
 
@@ -318,15 +338,7 @@ impl Tensor {
             self.written = 0;
         }
         let written = &mut self.written;
-        let fitted = match &mut self.data {
-            Data::F32(v) => fit(v, len, f32::NAN, written, POISON_ALL),
-            Data::F64(v) => fit(v, len, f64::NAN, written, POISON_ALL),
-            Data::I64(v) => fit(v, len, i64::MIN, written, POISON_ALL),
-            Data::I32(v) => fit(v, len, i32::MIN, written, POISON_ALL),
-            Data::I8(v) => fit(v, len, i8::MIN, written, POISON_ALL),
-            Data::U8(v) => fit(v, len, u8::MAX, written, POISON_ALL),
-            Data::Bool(v) => fit(v, len, true, written, POISON_ALL),
-        };
+        let fitted = each_variant!(&mut self.data, v => fit(v, len, Element::POISON, written, POISON_ALL));
         self.shape.clear();
         if fitted.is_err() {
             self.data = Data::empty(dtype);
@@ -351,16 +363,8 @@ impl Tensor {
         if expected != data.len() {
             return Err(TensorError::Length { shape: shape.to_vec(), expected, actual: data.len() });
         }
-        match (self.reset(data.dtype(), shape)?, data) {
-            (Data::F32(d), Data::F32(s)) => d.copy_from_slice(s),
-            (Data::F64(d), Data::F64(s)) => d.copy_from_slice(s),
-            (Data::I64(d), Data::I64(s)) => d.copy_from_slice(s),
-            (Data::I32(d), Data::I32(s)) => d.copy_from_slice(s),
-            (Data::I8(d), Data::I8(s)) => d.copy_from_slice(s),
-            (Data::U8(d), Data::U8(s)) => d.copy_from_slice(s),
-            (Data::Bool(d), Data::Bool(s)) => d.copy_from_slice(s),
-            _ => unreachable!("reset to the source's type"),
-        }
+        let target = self.reset(data.dtype(), shape)?;
+        crate::dispatch!(data.dtype(), T => T::slice_mut(target).expect("reset to the source's type").copy_from_slice(T::slice(data).expect("the type matched")));
         Ok(())
     }
 
@@ -373,15 +377,7 @@ impl Tensor {
                 ($v.as_ptr() as usize, $v.capacity())
             };
         }
-        match &self.data {
-            Data::F32(v) => of!(v),
-            Data::F64(v) => of!(v),
-            Data::I64(v) => of!(v),
-            Data::I32(v) => of!(v),
-            Data::I8(v) => of!(v),
-            Data::U8(v) => of!(v),
-            Data::Bool(v) => of!(v),
-        }
+        each_variant!(&self.data, v => of!(v))
     }
 
     pub fn as_f32(&self) -> Option<&[f32]> {
@@ -405,17 +401,13 @@ impl Tensor {
         }
     }
 
-    /// Integer elements (i64, i32, i8, u8 or bool) widened to i64: for
+    /// Integer (or bool) elements as i64 (u64 past i64::MAX wraps): for
     /// shapes, axes and indices.
     pub fn to_i64_vec(&self) -> Option<Vec<i64>> {
-        Some(match &self.data {
-            Data::I64(v) => v.clone(),
-            Data::I32(v) => v.iter().map(|&x| x as i64).collect(),
-            Data::I8(v) => v.iter().map(|&x| x as i64).collect(),
-            Data::U8(v) => v.iter().map(|&x| x as i64).collect(),
-            Data::Bool(v) => v.iter().map(|&x| x as i64).collect(),
-            _ => return None,
-        })
+        if matches!(self.dtype(), DataType::F32 | DataType::F64 | DataType::F16) {
+            return None;
+        }
+        Some(crate::dispatch!(self.dtype(), T => self.elements::<T>().unwrap_or_default().iter().map(|v| v.to_i64()).collect()))
     }
 }
 

@@ -302,7 +302,17 @@ macro_rules! arith_int {
     )*};
 }
 arith_float!(f32, f64);
-arith_int!(i64, i32, i8, u8);
+arith_int!(i64, i32, i16, i8, u64, u32, u16, u8);
+
+/// Half floats compute each operation in f32 and round once.
+impl Arith for half::f16 {
+    const INTEGER: bool = false;
+    #[inline] fn add(self, o: Self) -> Self { half::f16::from_f32(self.to_f32() + o.to_f32()) }
+    #[inline] fn sub(self, o: Self) -> Self { half::f16::from_f32(self.to_f32() - o.to_f32()) }
+    #[inline] fn mul(self, o: Self) -> Self { half::f16::from_f32(self.to_f32() * o.to_f32()) }
+    #[inline] fn div(self, o: Self) -> Self { half::f16::from_f32(self.to_f32() / o.to_f32()) }
+    #[inline] fn is_zero(self) -> bool { self.to_f32() == 0.0 }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -313,7 +323,7 @@ enum Kind {
 }
 
 fn arithmetic_type(dtype: DataType) -> bool {
-    matches!(dtype, DataType::F32 | DataType::F64 | DataType::I64 | DataType::I32 | DataType::I8 | DataType::U8)
+    dtype != DataType::Bool
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -349,7 +359,7 @@ fn arith_tensors(kind: Kind, a: &Tensor, b: &Tensor, b_index: usize, out: &mut T
             }
         };
     }
-    typed!(F32, F64, I64, I32, I8, U8)
+    typed!(F32, F64, F16, I64, I32, I16, I8, U64, U32, U16, U8)
 }
 
 fn check_same_type(kind: Kind, a: &Fact, b: &Fact, b_index: usize) -> Result<(), OpError> {

@@ -10,7 +10,6 @@ use super::binary::{broadcast_dims, broadcast_shapes};
 use super::index_map::{gather_mapped, mapped_shape, AxisMaps};
 use super::slice::copy_mapped;
 use super::{output, required, show, Attrs, Builder, Fact, Op, OpError};
-use crate::element::Element;
 use crate::model::{Dim, Node};
 use crate::tensor::Tensor;
 use std::collections::HashMap;

@@ -3,7 +3,6 @@
 
 use super::axes::{ints, normalize_axis};
 use super::{output, required, Attrs, Builder, Fact, Op, OpError};
-use crate::element::Element;
 use crate::model::{Dim, Node};
 use crate::tensor::{DataType, Tensor};
 use std::collections::HashMap;
