@@ -2,6 +2,7 @@
 
 use super::{output, required, Attrs, Builder, Fact, Op, OpError};
 use crate::model::Node;
+use crate::element::Element;
 use crate::tensor::{Data, DataType, Tensor};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -51,35 +52,65 @@ enum Function {
     Swish { alpha: f32 },
 }
 
+/// The float types the functions compute in: f32 and f64 (half floats
+/// compute in f32).
+trait Real: num_traits::Float + Send + Sync {
+    fn erf(self) -> Self;
+    fn of(v: f32) -> Self {
+        Self::from(v).expect("f32 converts to any float")
+    }
+    /// Halves to even, as numpy and ONNX round.
+    fn round_even(self) -> Self;
+}
+
+impl Real for f32 {
+    fn erf(self) -> Self {
+        libm::erff(self)
+    }
+    fn round_even(self) -> Self {
+        self.round_ties_even()
+    }
+}
+
+impl Real for f64 {
+    fn erf(self) -> Self {
+        libm::erf(self)
+    }
+    fn round_even(self) -> Self {
+        self.round_ties_even()
+    }
+}
+
 /// ln(1 + e^x) without overflow for large x.
-fn softplus(x: f32) -> f32 {
-    if x > 20.0 {
+fn softplus<F: Real>(x: F) -> F {
+    if x > F::of(20.0) {
         x
     } else {
-        (x as f64).exp().ln_1p() as f32
+        x.exp().ln_1p()
     }
 }
 
 impl Function {
     #[inline]
-    fn apply(self, x: f32) -> f32 {
+    fn apply<F: Real>(self, x: F) -> F {
+        let (zero, one, half) = (F::zero(), F::one(), F::of(0.5));
         match self {
             Self::Abs => x.abs(),
             Self::Neg => -x,
             Self::Floor => x.floor(),
             Self::Ceil => x.ceil(),
-            Self::Reciprocal => 1.0 / x,
+            Self::Reciprocal => x.recip(),
             Self::Sqrt => x.sqrt(),
             Self::Exp => x.exp(),
             Self::Log => x.ln(),
-            Self::Erf => libm::erf(x as f64) as f32,
+            Self::Erf => x.erf(),
             Self::Sigmoid => {
                 // Stable for large |x|.
-                if x >= 0.0 {
-                    1.0 / (1.0 + (-x).exp())
+                if x >= zero {
+                    one / (one + (-x).exp())
                 } else {
                     let e = x.exp();
-                    e / (1.0 + e)
+                    e / (one + e)
                 }
             }
             Self::Sin => x.sin(),
@@ -94,62 +125,64 @@ impl Function {
             Self::Acosh => x.acosh(),
             Self::Atanh => x.atanh(),
             Self::Tanh => x.tanh(),
-            Self::Relu => x.max(0.0),
+            Self::Relu => x.max(zero),
             Self::LeakyRelu { alpha } => {
-                if x < 0.0 {
-                    alpha * x
+                if x < zero {
+                    F::of(alpha) * x
                 } else {
                     x
                 }
             }
             Self::Elu { alpha } => {
-                if x < 0.0 {
-                    alpha * (x.exp() - 1.0)
+                if x < zero {
+                    F::of(alpha) * (x.exp() - one)
                 } else {
                     x
                 }
             }
-            Self::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            Self::HardSigmoid { alpha, beta } => (F::of(alpha) * x + F::of(beta)).max(zero).min(one),
             Self::ThresholdedRelu { alpha } => {
-                if x > alpha {
+                if x > F::of(alpha) {
                     x
                 } else {
-                    0.0
+                    zero
                 }
             }
-            Self::Clip { min, max } => x.max(min).min(max),
+            Self::Clip { min, max } => x.max(F::of(min)).min(F::of(max)),
             Self::Softplus => softplus(x),
-            Self::Softsign => x / (1.0 + x.abs()),
-            Self::Selu { alpha, gamma } => gamma * if x > 0.0 { x } else { alpha * (x.exp() - 1.0) },
-            Self::Celu { alpha } => x.max(0.0) + (alpha * ((x / alpha).exp() - 1.0)).min(0.0),
-            Self::Gelu => (0.5 * x as f64 * (1.0 + libm::erf(x as f64 / std::f64::consts::SQRT_2))) as f32,
+            Self::Softsign => x / (one + x.abs()),
+            Self::Selu { alpha, gamma } => F::of(gamma) * if x > zero { x } else { F::of(alpha) * (x.exp() - one) },
+            Self::Celu { alpha } => {
+                let alpha = F::of(alpha);
+                x.max(zero) + (alpha * ((x / alpha).exp() - one)).min(zero)
+            }
+            Self::Gelu => half * x * (one + (x / F::of(std::f32::consts::SQRT_2)).erf()),
             Self::GeluTanh => {
-                let x = x as f64;
-                (0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())) as f32
+                let c = F::of((2.0 / std::f64::consts::PI).sqrt() as f32);
+                half * x * (one + (c * (x + F::of(0.044715) * x * x * x)).tanh())
             }
             Self::Mish => x * softplus(x).tanh(),
-            Self::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Self::HardSwish => x * (x / F::of(6.0) + half).max(zero).min(one),
             Self::Shrink { bias, lambd } => {
-                if x < -lambd {
-                    x + bias
-                } else if x > lambd {
-                    x - bias
+                if x < -F::of(lambd) {
+                    x + F::of(bias)
+                } else if x > F::of(lambd) {
+                    x - F::of(bias)
                 } else {
-                    0.0
+                    zero
                 }
             }
             Self::Sign => {
-                if x > 0.0 {
-                    1.0
-                } else if x < 0.0 {
-                    -1.0
+                if x > zero {
+                    one
+                } else if x < zero {
+                    -one
                 } else {
                     x
                 }
             }
-            // Halves to even, as numpy and ONNX round.
-            Self::Round => x.round_ties_even(),
-            Self::Swish { alpha } => x * Self::Sigmoid.apply(alpha * x),
+            Self::Round => x.round_even(),
+            Self::Swish { alpha } => x * Self::Sigmoid.apply(F::of(alpha) * x),
         }
     }
 }
@@ -183,24 +216,59 @@ struct Unary {
 /// Elements per parallel task: below this, splitting costs more than it saves.
 const CHUNK: usize = 1 << 14;
 
+impl Function {
+    /// The function on integers, for those defined there (Abs, Neg, Sign,
+    /// Relu; wrapping at the type's ends as ONNX Runtime does).
+    fn on_integers(self) -> Option<fn(i64) -> i64> {
+        Some(match self {
+            Self::Abs => i64::wrapping_abs,
+            Self::Neg => i64::wrapping_neg,
+            Self::Sign => i64::signum,
+            Self::Relu => |x| x.max(0),
+            _ => return None,
+        })
+    }
+
+    fn check(self, dtype: DataType) -> Result<(), OpError> {
+        let float = matches!(dtype, DataType::F32 | DataType::F64 | DataType::F16);
+        if float || (dtype != DataType::Bool && self.on_integers().is_some()) {
+            Ok(())
+        } else {
+            Err(OpError::input(0, format!("expected a float type, got {dtype}")))
+        }
+    }
+}
+
 impl Op for Unary {
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
         let x = required(inputs, 0)?;
-        if x.dtype != DataType::F32 {
-            return Err(OpError::input(0, format!("expected float, got {}", x.dtype)));
-        }
-        Ok(vec![Fact::new(DataType::F32, x.shape.clone())])
+        self.function.check(x.dtype)?;
+        Ok(vec![Fact::new(x.dtype, x.shape.clone())])
     }
 
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
-        let input = x.as_f32().ok_or_else(|| OpError::input(0, "expected float"))?;
-        let out = output(outputs, 0)?.reset_f32(x.shape())?;
+        self.function.check(x.dtype())?;
         let f = self.function;
-        if input.len() >= 2 * CHUNK {
-            threads.install(|| out.par_chunks_mut(CHUNK).zip(input.par_chunks(CHUNK)).for_each(|(o, i)| f.map(i, o)));
-        } else {
-            f.map(input, out);
+        let out = output(outputs, 0)?;
+        match x.data() {
+            Data::F32(input) => {
+                let out = out.reset_f32(x.shape())?;
+                if input.len() >= 2 * CHUNK {
+                    threads.install(|| out.par_chunks_mut(CHUNK).zip(input.par_chunks(CHUNK)).for_each(|(o, i)| f.map(i, o)));
+                } else {
+                    f.map(input, out);
+                }
+            }
+            Data::F64(input) => out.reset_as::<f64>(x.shape())?.iter_mut().zip(input).for_each(|(o, &v)| *o = f.apply(v)),
+            Data::F16(input) => out.reset_as::<half::f16>(x.shape())?.iter_mut().zip(input).for_each(|(o, &v)| *o = half::f16::from_f32(f.apply(v.to_f32()))),
+            _ => {
+                let g = f.on_integers().expect("checked");
+                crate::dispatch!(x.dtype(), T => {
+                    let input = x.elements::<T>().unwrap_or_default();
+                    out.reset_as::<T>(x.shape())?.iter_mut().zip(input).for_each(|(o, &v)| *o = T::from_i64(g(v.to_i64())));
+                });
+            }
         }
         Ok(())
     }
@@ -279,24 +347,49 @@ fn clip(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
 #[derive(Debug)]
 struct ClipInputs;
 
-fn scalar(inputs: &[Option<&Tensor>], index: usize, default: f32) -> Result<f32, OpError> {
+/// Optional bound `index` of a Clip on `T` elements: one element of the
+/// input's type.
+fn bound<T: Element>(inputs: &[Option<&Tensor>], index: usize) -> Result<Option<T>, OpError> {
     match inputs.get(index).copied().flatten() {
-        None => Ok(default),
-        Some(t) => match t.as_f32() {
-            Some([v]) => Ok(*v),
-            _ => Err(OpError::input(index, format!("expected a float scalar, got shape {:?} of {}", t.shape(), t.dtype()))),
+        None => Ok(None),
+        Some(t) => match t.elements::<T>() {
+            Some([v]) => Ok(Some(*v)),
+            _ => Err(OpError::input(index, format!("expected one {} like the input, got shape {:?} of {}", T::DTYPE, t.shape(), t.dtype()))),
         },
     }
 }
 
+/// Clip of any numeric type (NaN passes through).
+fn clip_elements<T: Element>(x: &[T], lo: Option<T>, hi: Option<T>, out: &mut [T]) {
+    out.iter_mut().zip(x).for_each(|(o, &v)| {
+        *o = match (lo, hi) {
+            (Some(lo), _) if v < lo => lo,
+            (_, Some(hi)) if v > hi => hi,
+            _ => v,
+        }
+    });
+}
+
 impl Op for ClipInputs {
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
-        Unary { function: Function::Relu }.infer(&inputs[..1])
+        let x = required(inputs, 0)?;
+        if x.dtype == DataType::Bool {
+            return Err(OpError::input(0, "Clip does not take bool"));
+        }
+        Ok(vec![Fact::new(x.dtype, x.shape.clone())])
     }
 
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
-        let function = Function::Clip { min: scalar(inputs, 1, f32::MIN)?, max: scalar(inputs, 2, f32::MAX)? };
-        Unary { function }.eval(&inputs[..1], outputs, threads)
+        let x = required(inputs, 0)?;
+        if x.dtype() == DataType::F32 {
+            // The vectorised float loop.
+            let (lo, hi) = (bound::<f32>(inputs, 1)?, bound::<f32>(inputs, 2)?);
+            let function = Function::Clip { min: lo.unwrap_or(f32::MIN), max: hi.unwrap_or(f32::MAX) };
+            return Unary { function }.eval(&inputs[..1], outputs, threads);
+        }
+        let out = output(outputs, 0)?;
+        crate::dispatch!(x.dtype(), T => clip_elements::<T>(x.elements::<T>().unwrap_or_default(), bound::<T>(inputs, 1)?, bound::<T>(inputs, 2)?, out.reset_as::<T>(x.shape())?));
+        Ok(())
     }
 }
 
