@@ -7,6 +7,7 @@
 
 use super::{output, required, show, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
+use crate::element::Element;
 use crate::tensor::{Data, DataType, Tensor};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -521,6 +522,58 @@ impl Op for Pow {
     }
 }
 
+/// Mod: the remainder with the divisor's sign (Python's `%`), or with
+/// `fmod` the dividend's (C's `fmod`, which float inputs require).
+#[derive(Debug)]
+struct Mod {
+    fmod: bool,
+}
+
+fn remainder<T: Element>(fmod: bool, a: &Tensor, b: &Tensor, shape: &[usize], out: &mut [T], threads: &rayon::ThreadPool) -> Result<(), OpError> {
+    let (x, y) = (a.elements::<T>().unwrap_or_default(), b.elements::<T>().unwrap_or_default());
+    if T::FLOAT {
+        broadcast_into(x, a.shape(), y, b.shape(), shape, out, threads, |p, q| T::from_f64(p.to_f64() % q.to_f64()));
+        return Ok(());
+    }
+    if y.iter().any(|v| v.to_i64() == 0) {
+        return Err(OpError::input(1, "integer modulo by zero"));
+    }
+    broadcast_into(x, a.shape(), y, b.shape(), shape, out, threads, |p, q| {
+        let (p, q) = (p.to_i64() as i128, q.to_i64() as i128);
+        T::from_i64(if fmod { p % q } else { p.rem_euclid(q) - if q < 0 && p.rem_euclid(q) != 0 { -q } else { 0 } } as i64)
+    });
+    Ok(())
+}
+
+impl Op for Mod {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let (a, b) = (required(inputs, 0)?, required(inputs, 1)?);
+        self.check(a.dtype, b.dtype)?;
+        Ok(vec![Fact::new(a.dtype, broadcast_dims(&a.shape, &b.shape)?)])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
+        let (a, b) = (required(inputs, 0)?, required(inputs, 1)?);
+        self.check(a.dtype(), b.dtype())?;
+        let shape = broadcast_shapes(a.shape(), b.shape())?;
+        let out = output(outputs, 0)?;
+        crate::dispatch!(a.dtype(), T => remainder::<T>(self.fmod, a, b, &shape, out.reset_as::<T>(&shape)?, threads))
+    }
+}
+
+impl Mod {
+    fn check(&self, a: DataType, b: DataType) -> Result<(), OpError> {
+        if a != b {
+            return Err(OpError::input(1, format!("expected {a} like input 0, got {b}")));
+        }
+        let float = matches!(a, DataType::F32 | DataType::F64 | DataType::F16);
+        if a == DataType::Bool || (float && !self.fmod) {
+            return Err(OpError::input(0, format!("Mod of {a} needs fmod=1")));
+        }
+        Ok(())
+    }
+}
+
 /// i64 results narrowed back to the base's integer type (wrapping).
 fn int_data(dtype: DataType, values: Vec<i64>) -> Data {
     match dtype {
@@ -554,6 +607,7 @@ pub fn register(ops: &mut HashMap<&'static str, Builder>) {
         Ok(Box::new(Pow))
     });
     ops.insert("Sum", |_, _| Ok(Box::new(Sum)));
+    ops.insert("Mod", |n, _| Ok(Box::new(Mod { fmod: Attrs(n).int("fmod", 0)? != 0 })));
 }
 
 #[cfg(test)]

@@ -88,6 +88,26 @@ impl Op for Shape {
     }
 }
 
+/// Size: the input's element count, an int64 scalar.
+#[derive(Debug)]
+struct Size;
+
+impl Op for Size {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let x = required(inputs, 0)?;
+        Ok(vec![match x.concrete_shape() {
+            Some(shape) => Fact::constant(Tensor::i64(vec![], vec![shape.iter().product::<usize>() as i64])?),
+            None => Fact::new(DataType::I64, vec![]),
+        }])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
+        let x = required(inputs, 0)?;
+        output(outputs, 0)?.reset_as::<i64>(&[])?[0] = x.len() as i64;
+        Ok(())
+    }
+}
+
 fn shape(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
     let a = Attrs(node);
     if opset >= 15 {
@@ -924,6 +944,7 @@ fn dropout(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
 
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {
     ops.insert("Shape", shape);
+    ops.insert("Size", |_, _| Ok(Box::new(Size)));
     ops.insert("Reshape", reshape);
     ops.insert("Transpose", |n, _| Ok(Box::new(Transpose { perm: Attrs(n).ints("perm")? })));
     ops.insert("Concat", concat);

@@ -313,7 +313,7 @@ impl Classify {
 impl Op for Classify {
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
         let x = required(inputs, 0)?;
-        if !matches!(x.dtype, DataType::F32 | DataType::F64) {
+        if !matches!(x.dtype, DataType::F32 | DataType::F64 | DataType::F16) {
             return Err(OpError::input(0, format!("expected a float type, got {}", x.dtype)));
         }
         Ok(vec![Fact::new(DataType::Bool, x.shape.clone())])
@@ -325,6 +325,7 @@ impl Op for Classify {
         match x.data() {
             Data::F32(v) => out.iter_mut().zip(v).for_each(|(o, &v)| *o = self.test(v as f64)),
             Data::F64(v) => out.iter_mut().zip(v).for_each(|(o, &v)| *o = self.test(v)),
+            Data::F16(v) => out.iter_mut().zip(v).for_each(|(o, &v)| *o = self.test(v.to_f64())),
             other => return Err(OpError::input(0, format!("expected a float type, got {}", other.dtype()))),
         }
         Ok(())
