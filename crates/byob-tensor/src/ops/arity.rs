@@ -32,6 +32,10 @@ pub fn arity(op: &str, opset: i64) -> Option<(RangeInclusive<usize>, RangeInclus
         "Trilu" => (1..=2, one),
         "LayerNormalization" => (2..=3, 1..=3),
         "RMSNormalization" => (2..=2, one),
+        "NegativeLogLikelihoodLoss" => (2..=3, one),
+        "SoftmaxCrossEntropyLoss" => (2..=3, 1..=2),
+        "GatherElements" | "GatherND" => (2..=2, one),
+        "ScatterElements" | "ScatterND" => (3..=3, one),
         "CastLike" => (2..=2, one),
         "Sum" | "Concat" | "Max" | "Min" | "Mean" => (1..=MANY, one),
         // Opset 11 moved min and max from attributes to inputs.

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 pub mod arity;
 mod axes;
 pub mod binary;
+pub mod loss;
+pub mod scatter;
 pub mod generate;
 pub mod layer_norm;
 pub mod slice;
@@ -173,6 +175,8 @@ pub fn registry() -> HashMap<&'static str, Builder> {
     extend::register(&mut ops);
     generate::register(&mut ops);
     layer_norm::register(&mut ops);
+    loss::register(&mut ops);
+    scatter::register(&mut ops);
     ops
 }
 
