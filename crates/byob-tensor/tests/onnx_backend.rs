@@ -1,27 +1,37 @@
-//! ONNX's own backend test data (onnx 1.22.0, committed under
-//! tests/data/onnx-1.22.0 by scripts/copy-onnx-tests.py): every `node` test
-//! through the conformance harness on the CPU provider, and the `light` real
-//! models, compared with ONNX's reference outputs.
+//! The conformance suites on the CPU provider: every `node` test of onnx
+//! 1.22.0 (committed under tests/data/onnx-1.22.0 by
+//! scripts/copy-onnx-tests.py) against ONNX's reference outputs, the real
+//! models (tests/data/real-models, scripts/make-real-model-tests.py)
+//! against ONNX Runtime's, and ONNX's `light` models.
 
 mod support;
 
 use byob_tensor::{IoBinding, SessionBuilder, Tensor};
 use std::path::PathBuf;
-use support::conformance::{self, check_suite, Outcome};
+use support::conformance::{self, check_suite, Outcome, Suite};
 use support::{close, data_dir, dummy_feeds, read_tensor};
 
-#[test]
-fn node_tests_pass_on_cpu_but_the_listed_ones() {
-    check_suite("cpu", |dir| {
+fn check_on_cpu(suite: Suite) {
+    check_suite(&suite, "cpu", |dir| {
         let session = match SessionBuilder::new().with_intra_op_threads(1).commit_from_file(conformance::model_path(dir)) {
             Ok(session) => session,
             Err(e) => return Outcome::Failed(format!("load: {e}")),
         };
-        match conformance::run_data_sets(&session, dir) {
+        match conformance::run_data_sets(&session, dir, suite.tolerance) {
             Ok(()) => Outcome::Passed,
             Err(e) => Outcome::Failed(e),
         }
     });
+}
+
+#[test]
+fn node_tests_pass_on_cpu_but_the_listed_ones() {
+    check_on_cpu(Suite::node());
+}
+
+#[test]
+fn real_models_match_onnx_runtime_on_cpu_but_the_listed_ones() {
+    check_on_cpu(Suite::real_models());
 }
 #[test]
 fn light_models_produce_their_reference_outputs() {
