@@ -36,6 +36,8 @@ pub fn arity(op: &str, opset: i64) -> Option<(RangeInclusive<usize>, RangeInclus
         "SoftmaxCrossEntropyLoss" => (2..=3, 1..=2),
         "GatherElements" | "GatherND" => (2..=2, one),
         "ScatterElements" | "ScatterND" => (3..=3, one),
+        "LSTM" => (3..=8, 0..=3),
+        "GRU" | "RNN" => (3..=6, 0..=2),
         "CastLike" => (2..=2, one),
         "Sum" | "Concat" | "Max" | "Min" | "Mean" => (1..=MANY, one),
         // Opset 11 moved min and max from attributes to inputs.
@@ -77,7 +79,10 @@ pub fn check_arity(node: &Node, opset: i64) -> Result<(), String> {
         return Err(format!("{} (opset {opset}) takes {} input(s), the node gives {given}", node.op_type, describe(&inputs)));
     }
     let produced = count(&node.outputs);
-    if !outputs.contains(&produced) || node.outputs.first().is_none_or(String::is_empty) {
+    // Every output of the recurrent operators is optional; elsewhere the
+    // first is required.
+    let first_optional = matches!(node.op_type.as_str(), "LSTM" | "GRU" | "RNN");
+    if !outputs.contains(&produced) || (!first_optional && node.outputs.first().is_none_or(String::is_empty)) {
         return Err(format!("{} (opset {opset}) has {} output(s), the node names {produced}", node.op_type, describe(&outputs)));
     }
     Ok(())

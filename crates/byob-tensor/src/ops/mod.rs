@@ -10,6 +10,7 @@ use std::collections::HashMap;
 pub mod arity;
 mod axes;
 pub mod binary;
+pub mod recurrent;
 pub mod loss;
 pub mod scatter;
 pub mod generate;
@@ -177,6 +178,7 @@ pub fn registry() -> HashMap<&'static str, Builder> {
     layer_norm::register(&mut ops);
     loss::register(&mut ops);
     scatter::register(&mut ops);
+    recurrent::register(&mut ops);
     ops
 }
 
