@@ -26,7 +26,7 @@ pub mod provider;
 pub mod session;
 pub mod tensor;
 
-pub use model::{Dim, Model, ModelError, Node, ValueInfo};
+pub use model::{Dim, Model, ModelError, Node, Subgraph, ValueInfo};
 pub use layout::Layout;
 pub use provider::{CpuProvider, ExecutionProvider};
 pub use session::{IoBinding, OptimizationLevel, Optimizations, RunError, RunStats, Session, SessionBuilder, SessionError, StepTime, DEFAULT_MAX_TENSOR_BYTES};

@@ -71,6 +71,46 @@ pub enum Attribute {
     Floats(Vec<f32>),
     Ints(Vec<i64>),
     Strings(Vec<String>),
+    /// A subgraph (If's branches, Loop's and Scan's bodies).
+    Graph(Box<Subgraph>),
+}
+
+/// A subgraph and the values of enclosing graphs it reads ("captures",
+/// in the order they were first read). The node that holds it lists its
+/// captures after its own inputs, so every pass and the session see them
+/// as inputs: producers stay alive and run first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Subgraph {
+    pub graph: Graph,
+    pub captures: Vec<String>,
+}
+
+/// How deep subgraphs may nest (prost's own limit on nested messages is
+/// 100; a branch inside a loop body inside a branch is 3).
+pub const MAX_SUBGRAPH_DEPTH: usize = 16;
+
+impl Graph {
+    /// The values this graph's nodes read that it does not produce itself
+    /// (as an input, an initializer or a node output): what it captures
+    /// from enclosing graphs. A nested subgraph's captures are already
+    /// inputs of the node holding it.
+    fn free_values(&self) -> Vec<String> {
+        let produced: std::collections::HashSet<&str> = self
+            .inputs
+            .iter()
+            .map(|v| v.name.as_str())
+            .chain(self.initializers.keys().map(String::as_str))
+            .chain(self.nodes.iter().flat_map(|n| n.outputs.iter().map(String::as_str)))
+            .collect();
+        let mut free: Vec<String> = Vec::new();
+        let read = self.nodes.iter().flat_map(|n| n.inputs.iter()).chain(self.outputs.iter().map(|v| &v.name));
+        for name in read {
+            if !name.is_empty() && !produced.contains(name.as_str()) && !free.contains(name) {
+                free.push(name.clone());
+            }
+        }
+        free
+    }
 }
 
 /// One operator application.
@@ -143,7 +183,7 @@ impl Model {
         let proto = proto::ModelProto::decode(bytes)?;
         let graph = proto.graph.ok_or(ModelError::NoGraph)?;
         let opsets = proto.opset_import.iter().map(|o| (o.domain.clone(), o.version)).collect();
-        let model = Self { ir_version: proto.ir_version, producer: proto.producer_name, opsets, graph: convert_graph(graph, base_dir)? };
+        let model = Self { ir_version: proto.ir_version, producer: proto.producer_name, opsets, graph: convert_graph(graph, base_dir, 0)? };
         if !(1..=MAX_OPSET).contains(&model.opset()) {
             return Err(ModelError::Opset { version: model.opset() });
         }
@@ -157,7 +197,7 @@ impl Model {
     }
 }
 
-fn convert_graph(graph: proto::GraphProto, base_dir: Option<&Path>) -> Result<Graph, ModelError> {
+fn convert_graph(graph: proto::GraphProto, base_dir: Option<&Path>, depth: usize) -> Result<Graph, ModelError> {
     let mut initializers = HashMap::new();
     for t in &graph.initializer {
         initializers.insert(t.name.clone(), tensor_from_proto(t, base_dir)?);
@@ -174,15 +214,27 @@ fn convert_graph(graph: proto::GraphProto, base_dir: Option<&Path>) -> Result<Gr
                 .attribute
                 .iter()
                 .map(|a| {
-                    attribute(a, base_dir).map(|v| (a.name.clone(), v)).map_err(|what| ModelError::Attribute {
+                    attribute(a, base_dir, depth).map(|v| (a.name.clone(), v)).map_err(|what| ModelError::Attribute {
                         node: name.clone(),
                         op: n.op_type.clone(),
                         attribute: a.name.clone(),
                         what,
                     })
                 })
-                .collect::<Result<_, ModelError>>()?;
-            Ok(Node { name, op_type: n.op_type, domain: n.domain, inputs: n.input, outputs: n.output, attributes })
+                .collect::<Result<HashMap<String, Attribute>, ModelError>>()?;
+            let mut inputs = n.input;
+            let mut graphs: Vec<(&String, &Attribute)> = attributes.iter().filter(|(_, a)| matches!(a, Attribute::Graph(_))).collect();
+            graphs.sort_by_key(|(name, _)| *name);
+            for (_, attribute) in graphs {
+                if let Attribute::Graph(sub) = attribute {
+                    for capture in &sub.captures {
+                        if !inputs.contains(capture) {
+                            inputs.push(capture.clone());
+                        }
+                    }
+                }
+            }
+            Ok(Node { name, op_type: n.op_type, domain: n.domain, inputs, outputs: n.output, attributes })
         })
         .collect::<Result<_, ModelError>>()?;
     Ok(Graph { nodes, inputs, outputs, initializers })
@@ -208,7 +260,7 @@ fn value_info(v: &proto::ValueInfoProto) -> Result<ValueInfo, ModelError> {
     Ok(ValueInfo { name: v.name.clone(), dtype, shape })
 }
 
-fn attribute(a: &proto::AttributeProto, base_dir: Option<&Path>) -> Result<Attribute, String> {
+fn attribute(a: &proto::AttributeProto, base_dir: Option<&Path>, depth: usize) -> Result<Attribute, String> {
     use proto::attribute_type as t;
     let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| "holds a string that is not UTF-8".to_string());
     Ok(match a.r#type {
@@ -224,7 +276,12 @@ fn attribute(a: &proto::AttributeProto, base_dir: Option<&Path>) -> Result<Attri
         t::FLOATS => Attribute::Floats(a.floats.clone()),
         t::INTS => Attribute::Ints(a.ints.clone()),
         t::STRINGS => Attribute::Strings(a.strings.iter().map(|s| utf8(s)).collect::<Result<_, _>>()?),
-        t::GRAPH => return Err("holds a subgraph, which byob does not support".into()),
+        t::GRAPH if depth >= MAX_SUBGRAPH_DEPTH => return Err(format!("subgraphs nest more than {MAX_SUBGRAPH_DEPTH} deep")),
+        t::GRAPH => {
+            let graph = *a.g.clone().ok_or_else(|| "should hold a subgraph".to_string())?;
+            let graph = convert_graph(graph, base_dir, depth + 1).map_err(|e| format!("in the subgraph: {e}"))?;
+            Attribute::Graph(Box::new(Subgraph { captures: graph.free_values(), graph }))
+        }
         other => return Err(format!("has type {other}, which byob does not support")),
     })
 }

@@ -73,7 +73,9 @@ pub struct CpuProvider {
 
 impl Default for CpuProvider {
     fn default() -> Self {
-        Self { ops: ops::registry(), layout: Layout::Nhwc }
+        let mut ops = ops::registry();
+        crate::session::control_flow::register(&mut ops);
+        Self { ops, layout: Layout::Nhwc }
     }
 }
 

@@ -37,6 +37,9 @@ pub fn arity(op: &str, opset: i64) -> Option<(RangeInclusive<usize>, RangeInclus
         "GatherElements" | "GatherND" => (2..=2, one),
         "ScatterElements" | "ScatterND" => (3..=3, one),
         "LSTM" => (3..=8, 0..=3),
+        // Subgraphs' captures follow the declared inputs.
+        "If" | "Scan" => (1..=MANY, 1..=MANY),
+        "Loop" => (0..=MANY, 1..=MANY),
         "GRU" | "RNN" => (3..=6, 0..=2),
         "CastLike" => (2..=2, one),
         "Sum" | "Concat" | "Max" | "Min" | "Mean" => (1..=MANY, one),

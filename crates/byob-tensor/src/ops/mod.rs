@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 pub mod arity;
 mod axes;
+pub(crate) use axes::normalize_axis;
 pub mod binary;
 pub mod recurrent;
 pub mod loss;
@@ -78,6 +79,10 @@ pub enum OpError {
     /// Inputs or outputs outside the operator's schema.
     #[error("{0}")]
     Arity(String),
+    /// A subgraph (If's branch, Loop's or Scan's body) could not be
+    /// prepared or run: which, and why.
+    #[error("subgraph {0}")]
+    Subgraph(String),
     /// The device failed (lost, out of memory): the session must be
     /// rebuilt before it can run on it again.
     #[error("device error: {0}")]

@@ -108,6 +108,19 @@ pub(crate) fn copy_mapped(x: &Tensor, maps: &AxisMaps, out: &mut Tensor) -> Resu
     Ok(())
 }
 
+/// The slice of `x` at `index` along `axis`, without that axis (Scan's
+/// per-step input).
+pub(crate) fn take_along(x: &Tensor, axis: usize, index: usize) -> Result<Tensor, OpError> {
+    let mut maps: AxisMaps = x.shape().iter().map(|&d| (0..d).map(Some).collect()).collect();
+    maps[axis] = vec![Some(index)];
+    let mut out = Tensor::default();
+    copy_mapped(x, &maps, &mut out)?;
+    let mut shape = x.shape().to_vec();
+    shape.remove(axis);
+    out.reshape(shape)?;
+    Ok(out)
+}
+
 fn slice(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
     if opset >= 10 {
         return Ok(Box::new(Slice { attributes: None }));

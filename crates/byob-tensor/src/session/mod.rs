@@ -1,6 +1,7 @@
 //! Sessions: a model prepared for running, shaped like ONNX Runtime's API.
 
 mod binding;
+pub(crate) mod control_flow;
 mod run;
 
 pub use binding::IoBinding;
