@@ -152,7 +152,11 @@ impl ExecutionProvider for WebGpuProvider {
         }
         let present = |i: usize| node.inputs.get(i).is_some_and(|n| !n.is_empty());
         let fact = |i: usize| inputs.get(i).copied().flatten();
-        let float_data = (0..node.inputs.len()).filter(|&i| present(i)).filter_map(fact).all(|f| f.dtype == DataType::F32 || f.value.is_some());
+        // When anything is known (`inputs` is empty only before the graph's
+        // facts exist), every element type must be: a value whose type only
+        // the run tells (after a subgraph, say) may turn out not to be
+        // float32.
+        let float_data = inputs.is_empty() || (0..node.inputs.len()).filter(|&i| present(i)).all(|i| fact(i).is_some_and(|f| f.dtype == DataType::F32 || f.value.is_some()));
         if !float_data {
             return false;
         }
