@@ -1,6 +1,7 @@
-//! Comparisons and selections, with multidirectional broadcasting: Equal,
-//! Less, LessOrEqual, Greater, GreaterOrEqual (bool results), And, Or, Xor,
-//! Where, and the variadic Max, Min and Mean.
+//! Comparisons, selections and bit operations, with multidirectional
+//! broadcasting: Equal, Less, LessOrEqual, Greater, GreaterOrEqual (bool
+//! results), And, Or, Xor, Where, the variadic Max, Min and Mean, and
+//! BitwiseAnd, BitwiseOr, BitwiseXor, BitwiseNot and BitShift on integers.
 
 use super::binary::{broadcast_dims, broadcast_into, broadcast_shapes};
 use super::{output, required, Builder, Fact, Op, OpError};
@@ -228,6 +229,91 @@ impl Op for Variadic {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Bits {
+    And,
+    Or,
+    Xor,
+    Not,
+    ShiftLeft,
+    ShiftRight,
+}
+
+/// The bitwise operators on the two's-complement bits of an integer type
+/// (BitShift takes unsigned types; a shift past the width gives 0).
+#[derive(Debug)]
+struct Bitwise {
+    op: Bits,
+}
+
+impl Bitwise {
+    fn check(&self, a: DataType, b: Option<DataType>) -> Result<(), OpError> {
+        let unsigned = matches!(a, DataType::U8 | DataType::U16 | DataType::U32 | DataType::U64);
+        let integer = unsigned || matches!(a, DataType::I8 | DataType::I16 | DataType::I32 | DataType::I64);
+        let shift = matches!(self.op, Bits::ShiftLeft | Bits::ShiftRight);
+        if !(if shift { unsigned } else { integer }) {
+            return Err(OpError::input(0, format!("{:?} does not take {a}", self.op)));
+        }
+        match b {
+            Some(b) if b != a => Err(OpError::input(1, format!("expected {a} like input 0, got {b}"))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Bits of a value of `width` bits, as the low bits of a u64.
+fn bit_op(op: Bits, x: u64, y: u64, width: u32) -> u64 {
+    let mask = if width == 64 { u64::MAX } else { (1u64 << width) - 1 };
+    let shifted = |s: u64, left: bool| if s >= width as u64 { 0 } else if left { x << s } else { x >> s };
+    (match op {
+        Bits::And => x & y,
+        Bits::Or => x | y,
+        Bits::Xor => x ^ y,
+        Bits::Not => !x,
+        Bits::ShiftLeft => shifted(y, true),
+        Bits::ShiftRight => shifted(y, false),
+    }) & mask
+}
+
+fn bitwise<T: Element>(op: Bits, a: &Tensor, b: Option<&Tensor>, shape: &[usize], out: &mut [T], threads: &rayon::ThreadPool) {
+    let width = (std::mem::size_of::<T>() * 8) as u32;
+    let mask = if width == 64 { u64::MAX } else { (1u64 << width) - 1 };
+    let bits = |v: T| (v.to_i64() as u64) & mask;
+    // Back from the low bits: sign-extended for signed types by `as`.
+    let value = |u: u64| T::from_i64(u as i64);
+    let x = a.elements::<T>().unwrap_or_default();
+    match b {
+        None => out.iter_mut().zip(x).for_each(|(o, &v)| *o = value(bit_op(op, bits(v), 0, width))),
+        Some(b) => broadcast_into(x, a.shape(), b.elements::<T>().unwrap_or_default(), b.shape(), shape, out, threads, |p, q| value(bit_op(op, bits(p), bits(q), width))),
+    }
+}
+
+impl Op for Bitwise {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let a = required(inputs, 0)?;
+        if self.op == Bits::Not {
+            self.check(a.dtype, None)?;
+            return Ok(vec![Fact::new(a.dtype, a.shape.clone())]);
+        }
+        let b = required(inputs, 1)?;
+        self.check(a.dtype, Some(b.dtype))?;
+        Ok(vec![Fact::new(a.dtype, broadcast_dims(&a.shape, &b.shape)?)])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
+        let a = required(inputs, 0)?;
+        let b = if self.op == Bits::Not { None } else { Some(required(inputs, 1)?) };
+        self.check(a.dtype(), b.map(Tensor::dtype))?;
+        let shape = match b {
+            Some(b) => broadcast_shapes(a.shape(), b.shape())?,
+            None => a.shape().to_vec(),
+        };
+        let out = output(outputs, 0)?;
+        crate::dispatch!(a.dtype(), T => bitwise::<T>(self.op, a, b, &shape, out.reset_as::<T>(&shape)?, threads));
+        Ok(())
+    }
+}
+
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {
     macro_rules! comparisons {
         ($($name:literal => $kind:ident),*) => {
@@ -239,6 +325,18 @@ pub fn register(ops: &mut HashMap<&'static str, Builder>) {
     ops.insert("Max", |_, _| Ok(Box::new(Variadic { fold: Fold::Max })));
     ops.insert("Min", |_, _| Ok(Box::new(Variadic { fold: Fold::Min })));
     ops.insert("Mean", |_, _| Ok(Box::new(Variadic { fold: Fold::Mean })));
+    ops.insert("BitwiseAnd", |_, _| Ok(Box::new(Bitwise { op: Bits::And })));
+    ops.insert("BitwiseOr", |_, _| Ok(Box::new(Bitwise { op: Bits::Or })));
+    ops.insert("BitwiseXor", |_, _| Ok(Box::new(Bitwise { op: Bits::Xor })));
+    ops.insert("BitwiseNot", |_, _| Ok(Box::new(Bitwise { op: Bits::Not })));
+    ops.insert("BitShift", |n, _| {
+        let op = match super::Attrs(n).string("direction", "")?.as_str() {
+            "LEFT" => Bits::ShiftLeft,
+            "RIGHT" => Bits::ShiftRight,
+            other => return Err(OpError::attribute("direction", format!("{other:?} is neither \"LEFT\" nor \"RIGHT\""))),
+        };
+        Ok(Box::new(Bitwise { op }))
+    });
 }
 
 #[cfg(test)]
