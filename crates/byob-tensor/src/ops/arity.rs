@@ -37,6 +37,10 @@ pub fn arity(op: &str, opset: i64) -> Option<(RangeInclusive<usize>, RangeInclus
         "GatherElements" | "GatherND" => (2..=2, one),
         "ScatterElements" | "ScatterND" => (3..=3, one),
         "LSTM" => (3..=8, 0..=3),
+        "DFT" => (1..=3, one.clone()),
+        "STFT" => (2..=4, one.clone()),
+        "HannWindow" | "HammingWindow" | "BlackmanWindow" => (one.clone(), one.clone()),
+        "MelWeightMatrix" => (5..=5, one.clone()),
         // Subgraphs' captures follow the declared inputs.
         "If" | "Scan" => (1..=MANY, 1..=MANY),
         "Loop" => (0..=MANY, 1..=MANY),

@@ -11,6 +11,7 @@ pub mod arity;
 mod axes;
 pub(crate) use axes::normalize_axis;
 pub mod binary;
+pub mod signal;
 pub mod recurrent;
 pub mod loss;
 pub mod scatter;
@@ -184,6 +185,7 @@ pub fn registry() -> HashMap<&'static str, Builder> {
     loss::register(&mut ops);
     scatter::register(&mut ops);
     recurrent::register(&mut ops);
+    signal::register(&mut ops);
     ops
 }
 
