@@ -148,17 +148,17 @@ impl Op for Reduce {
 
 /// For each input element in row-major order, the output element it
 /// reduces into (an odometer over the input's index).
-struct Walk {
+pub(crate) struct Walk {
     shape: Vec<usize>,
     /// Output strides per input axis, 0 on reduced axes.
     strides: Vec<usize>,
-    outputs: usize,
+    pub(crate) outputs: usize,
     /// Input elements per output element.
-    count: usize,
+    pub(crate) count: usize,
 }
 
 impl Walk {
-    fn new(shape: &[usize], reduced: &[bool]) -> Self {
+    pub(crate) fn new(shape: &[usize], reduced: &[bool]) -> Self {
         let mut strides = vec![0; shape.len()];
         let mut acc = 1;
         for d in (0..shape.len()).rev() {
@@ -172,7 +172,7 @@ impl Walk {
     }
 
     /// Calls `f(output index, input element)` for every input element.
-    fn each<T: Copy>(&self, x: &[T], mut f: impl FnMut(usize, T)) {
+    pub(crate) fn each<T: Copy>(&self, x: &[T], mut f: impl FnMut(usize, T)) {
         if x.is_empty() {
             return;
         }
