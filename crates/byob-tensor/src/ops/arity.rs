@@ -37,6 +37,7 @@ pub fn arity(op: &str, opset: i64) -> Option<(RangeInclusive<usize>, RangeInclus
         "GatherElements" | "GatherND" => (2..=2, one),
         "ScatterElements" | "ScatterND" => (3..=3, one),
         "LSTM" => (3..=8, 0..=3),
+        "Attention" => (3..=7, 1..=4),
         "InstanceNormalization" | "GroupNormalization" => (3..=3, one.clone()),
         "MeanVarianceNormalization" | "LpNormalization" | "NonZero" => (one.clone(), one.clone()),
         "TopK" => (if opset >= 10 { 2..=2 } else { one.clone() }, 2..=2),

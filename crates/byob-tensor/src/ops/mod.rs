@@ -10,6 +10,7 @@ use std::collections::HashMap;
 pub mod arity;
 mod axes;
 pub(crate) use axes::normalize_axis;
+pub mod attention;
 pub mod binary;
 pub mod signal;
 pub mod recurrent;
@@ -188,6 +189,7 @@ pub fn registry() -> HashMap<&'static str, Builder> {
     scatter::register(&mut ops);
     recurrent::register(&mut ops);
     signal::register(&mut ops);
+    attention::register(&mut ops);
     ops
 }
 
