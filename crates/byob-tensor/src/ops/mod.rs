@@ -12,6 +12,7 @@ mod axes;
 pub(crate) use axes::normalize_axis;
 pub mod attention;
 pub mod binary;
+pub mod resize;
 pub mod signal;
 pub mod recurrent;
 pub mod loss;
@@ -190,6 +191,7 @@ pub fn registry() -> HashMap<&'static str, Builder> {
     recurrent::register(&mut ops);
     signal::register(&mut ops);
     attention::register(&mut ops);
+    resize::register(&mut ops);
     ops
 }
 
