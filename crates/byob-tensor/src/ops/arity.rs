@@ -38,6 +38,7 @@ pub fn arity(op: &str, opset: i64) -> Option<(RangeInclusive<usize>, RangeInclus
         "ScatterElements" | "ScatterND" => (3..=3, one),
         "LSTM" => (3..=8, 0..=3),
         "Attention" => (3..=7, 1..=4),
+        "ConvTranspose" => (2..=3, one.clone()),
         "Resize" => (if opset >= 11 { 1..=4 } else { 2..=2 }, one.clone()),
         "Upsample" => (if opset >= 9 { 2..=2 } else { one.clone() }, one.clone()),
         "InstanceNormalization" | "GroupNormalization" => (3..=3, one.clone()),

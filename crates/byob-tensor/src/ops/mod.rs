@@ -12,6 +12,7 @@ mod axes;
 pub(crate) use axes::normalize_axis;
 pub mod attention;
 pub mod binary;
+pub mod conv_transpose;
 pub mod resize;
 pub mod signal;
 pub mod recurrent;
@@ -192,6 +193,7 @@ pub fn registry() -> HashMap<&'static str, Builder> {
     signal::register(&mut ops);
     attention::register(&mut ops);
     resize::register(&mut ops);
+    conv_transpose::register(&mut ops);
     ops
 }
 
