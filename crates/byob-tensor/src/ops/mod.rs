@@ -12,6 +12,7 @@ mod axes;
 pub(crate) use axes::normalize_axis;
 pub mod attention;
 pub mod binary;
+pub mod quantize;
 pub mod conv_transpose;
 pub mod resize;
 pub mod signal;
@@ -194,6 +195,7 @@ pub fn registry() -> HashMap<&'static str, Builder> {
     attention::register(&mut ops);
     resize::register(&mut ops);
     conv_transpose::register(&mut ops);
+    quantize::register(&mut ops);
     ops
 }
 
