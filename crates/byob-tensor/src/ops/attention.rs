@@ -4,7 +4,7 @@
 //! with the new ones appended), a boolean or additive mask (padded with
 //! "masked" to the keys' length), causal masking after the past, per-batch
 //! key lengths (`nonpad_kv_seqlen`), `softcap`, and the optional QK output
-//! in each `qk_matmul_output_mode`. Computed in f64.
+//! in each `qk_matmul_output_mode`; and RotaryEmbedding. Computed in f64.
 
 use super::{required, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
@@ -213,6 +213,82 @@ fn attention(node: &Node) -> Result<Box<dyn Op>, OpError> {
     }))
 }
 
+/// RotaryEmbedding (opset 23): the first `rotary_embedding_dim` values of
+/// each head rotated pairwise (halves, or interleaved pairs) by the angles
+/// of the cos and sin caches, looked up by position id when given.
+#[derive(Debug)]
+struct Rotary {
+    interleaved: bool,
+    dim: usize,
+    heads: Option<usize>,
+}
+
+impl Op for Rotary {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let x = required(inputs, 0)?;
+        Ok(vec![Fact::new(x.dtype, x.shape.clone())])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
+        let x = required(inputs, 0)?;
+        let values = floats(x, 0)?;
+        // [b, s, h, d] addressing of either layout.
+        let (b, s, h, d, four) = match *x.shape() {
+            [b, h, s, d] => (b, s, h, d, true),
+            [b, s, hidden] => {
+                let h = self.heads.filter(|&h| h > 0 && hidden % h == 0).ok_or_else(|| OpError::attribute("num_heads", format!("3-D input of hidden size {hidden} needs num_heads dividing it")))?;
+                (b, s, h, hidden / h, false)
+            }
+            _ => return Err(OpError::input(0, format!("expected rank 3 or 4, got shape {:?}", x.shape()))),
+        };
+        let rot = if self.dim == 0 { d } else { self.dim };
+        let half = rot / 2;
+        if rot > d || rot % 2 != 0 {
+            return Err(OpError::attribute("rotary_embedding_dim", format!("{rot} must be even and at most the head size {d}")));
+        }
+        let (cos, sin) = (floats(required(inputs, 1)?, 1)?, floats(required(inputs, 2)?, 2)?);
+        let positions = inputs.get(3).copied().flatten().map(|p| p.to_i64_vec().ok_or_else(|| OpError::input(3, "position ids must be int64"))).transpose()?;
+        // The cache row of (batch, position).
+        let row = |bi: usize, si: usize| -> Result<usize, OpError> {
+            let r = match &positions {
+                Some(p) => usize::try_from(p[bi * s + si]).map_err(|_| OpError::input(3, "negative position id"))?,
+                None => bi * s + si,
+            };
+            if (r + 1) * half > cos.len().min(sin.len()) {
+                return Err(OpError::input(1, format!("the caches have no row {r} of {half} angles")));
+            }
+            Ok(r)
+        };
+        let index = |bi: usize, si: usize, hi: usize, k: usize| if four { ((bi * h + hi) * s + si) * d + k } else { ((bi * s + si) * h + hi) * d + k };
+        let mut y = values.clone();
+        for bi in 0..b {
+            for si in 0..s {
+                let r = row(bi, si)?;
+                for hi in 0..h {
+                    for j in 0..half {
+                        let (c, sn) = (cos[r * half + j], sin[r * half + j]);
+                        let (p, q) = if self.interleaved { (2 * j, 2 * j + 1) } else { (j, j + half) };
+                        let (x1, x2) = (values[index(bi, si, hi, p)], values[index(bi, si, hi, q)]);
+                        y[index(bi, si, hi, p)] = c * x1 - sn * x2;
+                        y[index(bi, si, hi, q)] = sn * x1 + c * x2;
+                    }
+                }
+            }
+        }
+        emit(super::output(outputs, 0)?, x.dtype(), x.shape(), &y)
+    }
+}
+
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {
     ops.insert("Attention", |n, _| attention(n));
+    ops.insert("RotaryEmbedding", |n, _| {
+        let a = Attrs(n);
+        let dim = a.int("rotary_embedding_dim", 0)?;
+        let heads = a.get("num_heads").map(|_| a.int("num_heads", 0)).transpose()?;
+        Ok(Box::new(Rotary {
+            interleaved: a.int("interleaved", 0)? != 0,
+            dim: usize::try_from(dim).map_err(|_| OpError::attribute("rotary_embedding_dim", format!("{dim} is negative")))?,
+            heads: heads.map(|h| usize::try_from(h).unwrap_or(0)),
+        }))
+    });
 }

@@ -12,6 +12,7 @@ mod axes;
 pub(crate) use axes::normalize_axis;
 pub mod attention;
 pub mod binary;
+pub mod streaming;
 pub mod quantize;
 pub mod conv_transpose;
 pub mod resize;
@@ -196,6 +197,7 @@ pub fn registry() -> HashMap<&'static str, Builder> {
     resize::register(&mut ops);
     conv_transpose::register(&mut ops);
     quantize::register(&mut ops);
+    streaming::register(&mut ops);
     ops
 }
 
