@@ -574,6 +574,35 @@ impl Mod {
     }
 }
 
+/// PRelu: `x` where positive, `slope · x` elsewhere, the slope broadcast
+/// to `x`'s shape.
+#[derive(Debug)]
+struct PRelu;
+
+impl Op for PRelu {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let (x, slope) = (required(inputs, 0)?, required(inputs, 1)?);
+        if x.dtype != slope.dtype || x.dtype == DataType::Bool {
+            return Err(OpError::input(1, format!("slope of {} for {}", slope.dtype, x.dtype)));
+        }
+        Ok(vec![Fact::new(x.dtype, x.shape.clone())])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
+        let (x, slope) = (required(inputs, 0)?, required(inputs, 1)?);
+        if x.dtype() != slope.dtype() || broadcast_shapes(x.shape(), slope.shape())? != x.shape() {
+            return Err(OpError::input(1, format!("slope {} {:?} does not broadcast to {} {:?}", slope.dtype(), slope.shape(), x.dtype(), x.shape())));
+        }
+        let out = output(outputs, 0)?;
+        crate::dispatch!(x.dtype(), T => {
+            let zero = T::default();
+            let o = out.reset_as::<T>(x.shape())?;
+            broadcast_into(x.elements::<T>().unwrap_or_default(), x.shape(), slope.elements::<T>().unwrap_or_default(), slope.shape(), x.shape(), o, threads, |v, a| if v < zero { T::from_f64(v.to_f64() * a.to_f64()) } else { v });
+        });
+        Ok(())
+    }
+}
+
 /// i64 results narrowed back to the base's integer type (wrapping).
 fn int_data(dtype: DataType, values: Vec<i64>) -> Data {
     match dtype {
@@ -607,6 +636,7 @@ pub fn register(ops: &mut HashMap<&'static str, Builder>) {
         Ok(Box::new(Pow))
     });
     ops.insert("Sum", |_, _| Ok(Box::new(Sum)));
+    ops.insert("PRelu", |_, _| Ok(Box::new(PRelu)));
     ops.insert("Mod", |n, _| Ok(Box::new(Mod { fmod: Attrs(n).int("fmod", 0)? != 0 })));
 }
 

@@ -12,6 +12,7 @@ mod axes;
 pub(crate) use axes::normalize_axis;
 pub mod attention;
 pub mod binary;
+pub mod rearrange;
 pub mod streaming;
 pub mod quantize;
 pub mod conv_transpose;
@@ -198,6 +199,7 @@ pub fn registry() -> HashMap<&'static str, Builder> {
     conv_transpose::register(&mut ops);
     quantize::register(&mut ops);
     streaming::register(&mut ops);
+    rearrange::register(&mut ops);
     ops
 }
 

@@ -210,6 +210,8 @@ impl Op for Nd {
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {
     ops.insert("GatherElements", |n, _| Ok(Box::new(Elements { scatter: None, axis: Attrs(n).int("axis", 0)? })));
     ops.insert("ScatterElements", |n, _| Ok(Box::new(Elements { scatter: Some(Reduction::parse(n)?), axis: Attrs(n).int("axis", 0)? })));
+    // Scatter (opsets 9 and 10) is ScatterElements without reductions.
+    ops.insert("Scatter", |n, _| Ok(Box::new(Elements { scatter: Some(Reduction::None), axis: Attrs(n).int("axis", 0)? })));
     ops.insert("GatherND", |n, _| {
         let b = Attrs(n).int("batch_dims", 0)?;
         Ok(Box::new(Nd { scatter: None, batch_dims: usize::try_from(b).map_err(|_| OpError::attribute("batch_dims", format!("{b} is negative")))? }))
