@@ -12,6 +12,7 @@ mod axes;
 pub(crate) use axes::normalize_axis;
 pub mod attention;
 pub mod binary;
+pub mod grid;
 pub mod rearrange;
 pub mod streaming;
 pub mod quantize;
@@ -200,6 +201,7 @@ pub fn registry() -> HashMap<&'static str, Builder> {
     quantize::register(&mut ops);
     streaming::register(&mut ops);
     rearrange::register(&mut ops);
+    grid::register(&mut ops);
     ops
 }
 
