@@ -17,7 +17,7 @@ pub fn arity(op: &str, opset: i64) -> Option<(RangeInclusive<usize>, RangeInclus
         "Abs" | "Neg" | "Floor" | "Ceil" | "Reciprocal" | "Sqrt" | "Exp" | "Log" | "Erf" | "Sigmoid" | "Sin" | "Cos" | "Tan" | "Asin" | "Acos" | "Atan"
         | "Sinh" | "Cosh" | "Asinh" | "Acosh" | "Atanh" | "Tanh" | "Relu" | "LeakyRelu" | "Elu" | "HardSigmoid" | "ThresholdedRelu" | "Not" | "Identity"
         | "Softplus" | "Softsign" | "Selu" | "Celu" | "Gelu" | "Mish" | "HardSwish" | "Shrink" | "Sign" | "Round" | "Swish" | "IsNaN" | "IsInf"
-        | "Shape" | "Size" | "BitwiseNot" | "Flatten" | "Transpose" | "GlobalMaxPool" | "GlobalAveragePool" | "AveragePool" | "LRN" | "Softmax" | "ConstantOfShape" => (one.clone(), one),
+        | "Shape" | "Size" | "BitwiseNot" | "Flatten" | "Transpose" | "GlobalMaxPool" | "GlobalAveragePool" | "AveragePool" | "LpPool" | "LRN" | "Softmax" | "ConstantOfShape" => (one.clone(), one),
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "MatMul" | "Gather" | "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "And" | "Or" | "Xor" | "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" | "BitShift" => {
             (2..=2, one)
         }

@@ -1,4 +1,4 @@
-//! Pooling: `MaxPool`, `AveragePool` (1 to 3 spatial axes), and
+//! Pooling: `MaxPool`, `AveragePool`, `LpPool` (1 to 3 spatial axes), and
 //! `GlobalMaxPool`, `GlobalAveragePool` (any number), on NCHW-style
 //! layouts. Planes (one image, one channel) run in parallel; inside a plane
 //! the innermost loop runs along an input row, which vectorises.
@@ -31,6 +31,8 @@ fn planes(x: &[f32], in_size: usize, y: &mut [f32], out_size: usize, threads: &r
 pub(super) enum Kind {
     Max,
     Average { count_include_pad: bool },
+    /// The p-norm of each window (padding counts as zeros).
+    Lp { p: i32 },
 }
 
 /// `MaxPool` and `AveragePool`.
@@ -50,6 +52,7 @@ impl Pool {
         match self.kind {
             Kind::Max => "MaxPool",
             Kind::Average { .. } => "AveragePool",
+            Kind::Lp { .. } => "LpPool",
         }
     }
 
@@ -238,6 +241,15 @@ impl Op for Pool {
                     y.iter_mut().zip(&inverse).for_each(|(v, &s)| *v *= s);
                 });
             }
+            Kind::Lp { p } => {
+                // Window sums of |x|^p (the fold combines partial sums too,
+                // so the powers are taken first), then the p-th root.
+                let powers: Vec<f32> = x.iter().map(|v| v.abs().powi(p)).collect();
+                planes(&powers, isp, y, osp, threads, |x, y| {
+                    Self::fold_plane(x, y, &g, 0.0, |a, b| a + b);
+                    y.iter_mut().for_each(|v| *v = v.powf(1.0 / p as f32));
+                });
+            }
         }
         Ok(())
     }
@@ -338,6 +350,11 @@ pub(super) fn average_kind(node: &Node) -> Result<Kind, OpError> {
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {
     ops.insert("MaxPool", |n, _| pool_op(n, Kind::Max));
     ops.insert("AveragePool", average_pool);
+    ops.insert("LpPool", |n, _| {
+        let p = Attrs(n).int("p", 2)?;
+        let p = i32::try_from(p).ok().filter(|&p| (1..=64).contains(&p)).ok_or_else(|| OpError::attribute("p", format!("{p} must be between 1 and 64")))?;
+        pool_op(n, Kind::Lp { p })
+    });
     ops.insert("GlobalMaxPool", |_, _| Ok(Box::new(GlobalPool { max: true })));
     ops.insert("GlobalAveragePool", |_, _| Ok(Box::new(GlobalPool { max: false })));
 }

@@ -50,6 +50,8 @@ impl Op for WindowPool {
         let inverse = match self.0.kind {
             Kind::Max => None,
             Kind::Average { count_include_pad } => Some(inverse_counts(&g, &axes, count_include_pad)),
+            // The layout pass never rewrites LpPool (not a channels-last op).
+            Kind::Lp { .. } => return Err(OpError::Unsupported { op: "LpPool (channels-last)".into(), opset: 0 }),
         };
         vectorized_rows(y, ow * c, threads, &WindowRows { x, g, c, inverse });
         Ok(())
