@@ -336,7 +336,25 @@ pub fn tensor_from_proto(t: &proto::TensorProto, base_dir: Option<&Path>) -> Res
     Tensor::new(shape, data).map_err(|e: TensorError| fail(e.to_string()))
 }
 
-fn decode_raw(dtype: DataType, bytes: &[u8]) -> Data {
+/// The elements' little-endian bytes, as TensorProto's raw_data holds them.
+pub(crate) fn encode_raw(data: &Data) -> Vec<u8> {
+    match data {
+        Data::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Data::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Data::F16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Data::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Data::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Data::I16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Data::I8(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Data::U64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Data::U32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Data::U16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Data::U8(v) => v.clone(),
+        Data::Bool(v) => v.iter().map(|&b| b as u8).collect(),
+    }
+}
+
+pub(crate) fn decode_raw(dtype: DataType, bytes: &[u8]) -> Data {
     fn chunks<const N: usize, T>(bytes: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
         bytes.chunks_exact(N).map(|c| f(c.try_into().expect("exact chunks"))).collect()
     }

@@ -22,7 +22,7 @@ pub fn arity(op: &str, opset: i64) -> Option<(RangeInclusive<usize>, RangeInclus
             (2..=2, one)
         }
         "Where" => (3..=3, one),
-        "Cast" => (one.clone(), one),
+        "Cast" | "BitCast" => (one.clone(), one),
         "Slice" => (if opset >= 10 { 3..=5 } else { one.clone() }, one),
         "Split" => (if opset >= 13 { 1..=2 } else { one.clone() }, 1..=MANY),
         "Pad" => (if opset >= 18 { 2..=4 } else if opset >= 11 { 2..=3 } else { one.clone() }, one),

@@ -1,6 +1,7 @@
 //! Cast and CastLike: elements converted to another type as numpy's
 //! `astype` does (floats to integers truncate toward zero, integers to
-//! narrower integers wrap, anything nonzero to bool is true).
+//! narrower integers wrap, anything nonzero to bool is true); and BitCast,
+//! which keeps the bits and changes the type (of the same width).
 
 use super::{output, required, Attrs, Builder, Fact, Op, OpError};
 use crate::element::Element;
@@ -57,6 +58,31 @@ impl Op for CastLike {
     }
 }
 
+/// BitCast: the same bytes read as another type of the same width.
+#[derive(Debug)]
+struct BitCast {
+    to: DataType,
+}
+
+impl Op for BitCast {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let x = required(inputs, 0)?;
+        if x.dtype.size() != self.to.size() {
+            return Err(OpError::attribute("to", format!("{} is not as wide as {}", self.to, x.dtype)));
+        }
+        Ok(vec![Fact::new(self.to, x.shape.clone())])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
+        let x = required(inputs, 0)?;
+        if x.dtype().size() != self.to.size() {
+            return Err(OpError::attribute("to", format!("{} is not as wide as {}", self.to, x.dtype())));
+        }
+        let data = crate::model::decode_raw(self.to, &crate::model::encode_raw(x.data()));
+        Ok(output(outputs, 0)?.copy_from(x.shape(), &data)?)
+    }
+}
+
 fn cast(node: &crate::model::Node, _: i64) -> Result<Box<dyn Op>, OpError> {
     let code = Attrs(node).int("to", -1)?;
     let to = i32::try_from(code).ok().and_then(DataType::from_onnx).ok_or_else(|| OpError::attribute("to", format!("element type {code} is not one byob carries")))?;
@@ -66,6 +92,11 @@ fn cast(node: &crate::model::Node, _: i64) -> Result<Box<dyn Op>, OpError> {
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {
     ops.insert("Cast", cast);
     ops.insert("CastLike", |_, _| Ok(Box::new(CastLike)));
+    ops.insert("BitCast", |n, _| {
+        let code = Attrs(n).int("to", -1)?;
+        let to = i32::try_from(code).ok().and_then(DataType::from_onnx).ok_or_else(|| OpError::attribute("to", format!("element type {code} is not one byob carries")))?;
+        Ok(Box::new(BitCast { to }))
+    });
 }
 
 #[cfg(test)]
