@@ -42,6 +42,8 @@ pub fn arity(op: &str, opset: i64) -> Option<(RangeInclusive<usize>, RangeInclus
         "DepthToSpace" | "SpaceToDepth" => (one.clone(), one.clone()),
         "ReverseSequence" | "CenterCropPad" | "PRelu" => (2..=2, one.clone()),
         "Scatter" => (3..=3, one.clone()),
+        "Einsum" => (1..=MANY, one.clone()),
+        "Det" => (one.clone(), one.clone()),
         "GridSample" | "AffineGrid" => (2..=2, one.clone()),
         "RotaryEmbedding" => (3..=4, one.clone()),
         "CausalConvWithState" => (2..=4, 1..=2),

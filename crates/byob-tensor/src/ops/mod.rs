@@ -12,6 +12,7 @@ mod axes;
 pub(crate) use axes::normalize_axis;
 pub mod attention;
 pub mod binary;
+pub mod einsum;
 pub mod grid;
 pub mod rearrange;
 pub mod streaming;
@@ -202,6 +203,7 @@ pub fn registry() -> HashMap<&'static str, Builder> {
     streaming::register(&mut ops);
     rearrange::register(&mut ops);
     grid::register(&mut ops);
+    einsum::register(&mut ops);
     ops
 }
 
