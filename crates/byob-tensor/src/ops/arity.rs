@@ -44,6 +44,7 @@ pub fn arity(op: &str, opset: i64) -> Option<(RangeInclusive<usize>, RangeInclus
         "Scatter" => (3..=3, one.clone()),
         "Einsum" => (1..=MANY, one.clone()),
         "Det" => (one.clone(), one.clone()),
+        "Unique" => (one.clone(), 1..=4),
         "GridSample" | "AffineGrid" => (2..=2, one.clone()),
         "RotaryEmbedding" => (3..=4, one.clone()),
         "CausalConvWithState" => (2..=4, 1..=2),

@@ -1,5 +1,5 @@
 //! Selections whose output size depends on the data or on a count: TopK,
-//! NonZero, Compress.
+//! NonZero, Compress, Unique.
 
 use super::axes::{ints, normalize_axis};
 use super::{output, required, Attrs, Builder, Fact, Op, OpError};
@@ -139,7 +139,75 @@ impl Op for Compress {
     }
 }
 
+/// Unique: the distinct elements (or slices along `axis`), sorted or in
+/// order of first appearance, with where each first appears, which one
+/// each input element (or slice) is, and how often each occurs.
+#[derive(Debug)]
+struct Unique {
+    axis: Option<i64>,
+    sorted: bool,
+}
+
+impl Op for Unique {
+    fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
+        let x = required(inputs, 0)?;
+        let rank = if self.axis.is_some() { x.shape.len() } else { 1 };
+        let unknown = |dtype| Fact::new(dtype, vec![Dim::Unknown; rank]);
+        Ok(vec![unknown(x.dtype), Fact::new(DataType::I64, vec![Dim::Unknown]), Fact::new(DataType::I64, vec![Dim::Unknown]), Fact::new(DataType::I64, vec![Dim::Unknown])])
+    }
+
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
+        let x = required(inputs, 0)?;
+        let (shape, axis) = match self.axis {
+            Some(a) => (x.shape().to_vec(), normalize_axis(a, x.rank()).ok_or_else(|| OpError::attribute("axis", format!("{a} is out of range for rank {}", x.rank())))?),
+            None => (vec![x.len()], 0),
+        };
+        let (len, inner) = (shape[axis], shape[axis + 1..].iter().product::<usize>());
+        let outer = shape[..axis].iter().product::<usize>();
+        // Slice k's elements, as f64 bit patterns compared by value.
+        let values: Vec<f64> = crate::dispatch!(x.dtype(), T => x.elements::<T>().unwrap_or_default().iter().map(|v| v.to_f64()).collect());
+        let slice = |k: usize| -> Vec<f64> { (0..outer).flat_map(|o| values[(o * len + k) * inner..][..inner].to_vec()).collect() };
+        let slices: Vec<Vec<f64>> = (0..len).map(slice).collect();
+        let mut order: Vec<usize> = Vec::new();
+        let mut inverse = vec![0usize; len];
+        for k in 0..len {
+            match order.iter().position(|&u| slices[u] == slices[k]) {
+                Some(u) => inverse[k] = u,
+                None => {
+                    inverse[k] = order.len();
+                    order.push(k);
+                }
+            }
+        }
+        // Sorting renumbers the unique slices.
+        let mut rank_of: Vec<usize> = (0..order.len()).collect();
+        if self.sorted {
+            let mut by_value: Vec<usize> = (0..order.len()).collect();
+            by_value.sort_by(|&a, &b| slices[order[a]].partial_cmp(&slices[order[b]]).unwrap_or(std::cmp::Ordering::Equal));
+            for (position, &u) in by_value.iter().enumerate() {
+                rank_of[u] = position;
+            }
+            order = by_value.iter().map(|&u| order[u]).collect();
+        }
+        let counts: Vec<i64> = (0..order.len()).map(|u| inverse.iter().filter(|&&i| rank_of[i] == u).count() as i64).collect();
+        let mut maps: super::index_map::AxisMaps = shape.iter().map(|&d| (0..d).map(Some).collect()).collect();
+        maps[axis] = order.iter().map(|&k| Some(k)).collect();
+        let mut flat = x.clone();
+        flat.reshape(shape)?;
+        super::slice::copy_mapped(&flat, &maps, output(outputs, 0)?)?;
+        let lists: [Vec<i64>; 3] = [order.iter().map(|&k| k as i64).collect(), inverse.iter().map(|&i| rank_of[i] as i64).collect(), counts];
+        for (out, list) in outputs.iter_mut().skip(1).zip(lists) {
+            out.reset_as::<i64>(&[list.len()])?.copy_from_slice(&list);
+        }
+        Ok(())
+    }
+}
+
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {
+    ops.insert("Unique", |n, _| {
+        let a = Attrs(n);
+        Ok(Box::new(Unique { axis: a.get("axis").map(|_| a.int("axis", 0)).transpose()?, sorted: a.int("sorted", 1)? != 0 }))
+    });
     ops.insert("TopK", |n, opset| {
         let a = Attrs(n);
         let k = if opset < 10 { Some(a.int("k", 0)?) } else { None };
