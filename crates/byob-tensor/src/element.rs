@@ -115,6 +115,42 @@ impl Element for half::f16 {
     }
 }
 
+/// Brain floating point: stored as such, computed through f32 or f64.
+impl Element for half::bf16 {
+    const DTYPE: DataType = DataType::BF16;
+    const FLOAT: bool = true;
+    const POISON: Self = half::bf16::NAN;
+    fn wrap(values: Vec<Self>) -> Data {
+        Data::BF16(values)
+    }
+    fn slice(data: &Data) -> Option<&[Self]> {
+        if let Data::BF16(v) = data {
+            Some(v)
+        } else {
+            None
+        }
+    }
+    fn slice_mut(data: &mut Data) -> Option<&mut [Self]> {
+        if let Data::BF16(v) = data {
+            Some(v)
+        } else {
+            None
+        }
+    }
+    fn to_f64(self) -> f64 {
+        self.to_f64()
+    }
+    fn from_f64(value: f64) -> Self {
+        half::bf16::from_f64(value)
+    }
+    fn to_i64(self) -> i64 {
+        self.to_f64() as i64
+    }
+    fn from_i64(value: i64) -> Self {
+        half::bf16::from_f64(value as f64)
+    }
+}
+
 impl Element for bool {
     const DTYPE: DataType = DataType::Bool;
     const FLOAT: bool = false;
@@ -192,6 +228,12 @@ macro_rules! dispatch {
                 #[allow(unused_imports)]
                 use $crate::element::Element as _;
                 type $T = half::f16;
+                $body
+            }
+            $crate::tensor::DataType::BF16 => {
+                #[allow(unused_imports)]
+                use $crate::element::Element as _;
+                type $T = half::bf16;
                 $body
             }
             $crate::tensor::DataType::I16 => {

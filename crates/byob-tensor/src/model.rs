@@ -324,6 +324,7 @@ pub fn tensor_from_proto(t: &proto::TensorProto, base_dir: Option<&Path>) -> Res
             // The narrow types travel in int32_data (half floats as their
             // bits), the wide unsigned ones in uint64_data.
             DataType::F16 => Data::F16(t.int32_data.iter().map(|&x| half::f16::from_bits(x as u16)).collect()),
+            DataType::BF16 => Data::BF16(t.int32_data.iter().map(|&x| half::bf16::from_bits(x as u16)).collect()),
             DataType::I16 => Data::I16(t.int32_data.iter().map(|&x| x as i16).collect()),
             DataType::I8 => Data::I8(t.int32_data.iter().map(|&x| x as i8).collect()),
             DataType::U16 => Data::U16(t.int32_data.iter().map(|&x| x as u16).collect()),
@@ -342,6 +343,7 @@ pub(crate) fn encode_raw(data: &Data) -> Vec<u8> {
         Data::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         Data::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         Data::F16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Data::BF16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         Data::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         Data::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         Data::I16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
@@ -364,6 +366,7 @@ pub(crate) fn decode_raw(dtype: DataType, bytes: &[u8]) -> Data {
         DataType::I64 => Data::I64(chunks(bytes, i64::from_le_bytes)),
         DataType::I32 => Data::I32(chunks(bytes, i32::from_le_bytes)),
         DataType::F16 => Data::F16(chunks(bytes, half::f16::from_le_bytes)),
+        DataType::BF16 => Data::BF16(chunks(bytes, half::bf16::from_le_bytes)),
         DataType::I16 => Data::I16(chunks(bytes, i16::from_le_bytes)),
         DataType::U64 => Data::U64(chunks(bytes, u64::from_le_bytes)),
         DataType::U32 => Data::U32(chunks(bytes, u32::from_le_bytes)),

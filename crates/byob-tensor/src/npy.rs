@@ -1,10 +1,33 @@
 //! Reading and writing `.npy` files (NumPy's array format) with the npyz crate.
 
+use crate::element::Element;
 use crate::tensor::{element_count, DataType, ShapeText, Tensor};
 use npyz::WriterBuilder;
 use std::path::Path;
 
 /// Why a `.npy` file could not be read or written.
+/// Runs `$body` with `$T` bound to the Rust type of the `.npy`-capable
+/// `$dtype` (every type but bfloat16), or evaluates `$otherwise`.
+macro_rules! npy_types {
+    ($dtype:expr, $T:ident => $body:expr, _ => $otherwise:expr) => {
+        match $dtype {
+            DataType::BF16 => $otherwise,
+            DataType::F32 => { type $T = f32; $body }
+            DataType::F64 => { type $T = f64; $body }
+            DataType::F16 => { type $T = half::f16; $body }
+            DataType::I64 => { type $T = i64; $body }
+            DataType::I32 => { type $T = i32; $body }
+            DataType::I16 => { type $T = i16; $body }
+            DataType::I8 => { type $T = i8; $body }
+            DataType::U64 => { type $T = u64; $body }
+            DataType::U32 => { type $T = u32; $body }
+            DataType::U16 => { type $T = u16; $body }
+            DataType::U8 => { type $T = u8; $body }
+            DataType::Bool => { type $T = bool; $body }
+        }
+    };
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NpyError {
@@ -12,7 +35,7 @@ pub enum NpyError {
     Io { path: String, source: std::io::Error },
     #[error("{path}: not a valid .npy file: {what}")]
     Format { path: String, what: String },
-    #[error("{path}: element type {dtype} is not supported (float32, float64, int64, int32, int8, uint8 and bool are)")]
+    #[error("{path}: element type {dtype} is not supported by .npy in byob (float16/32/64, int8/16/32/64, uint8/16/32/64 and bool are)")]
     Type { path: String, dtype: String },
     #[error("{path}: a tensor of {rank} dimensions cannot be saved as .npy (NumPy allows at most {MAX_RANK})")]
     Rank { path: String, rank: usize },
@@ -77,7 +100,7 @@ pub fn read_bytes(bytes: &[u8], path: &Path) -> Result<Tensor, NpyError> {
         return Err(bad(format!("shape {} of {dtype} needs {} bytes of data, the file holds {present}", ShapeText(&shape), count * dtype.size())));
     }
     let format = |e: std::io::Error| bad(one_line(&e.to_string()));
-    let data = crate::dispatch!(dtype, T => T::wrap(npy.into_vec::<T>().map_err(format)?));
+    let data = npy_types!(dtype, T => T::wrap(npy.into_vec::<T>().map_err(format)?), _ => unreachable!("no descriptor maps to bfloat16"));
     Tensor::new(shape, data).map_err(|e| bad(e.to_string()))
 }
 
@@ -153,14 +176,19 @@ pub fn write(path: &Path, tensor: &Tensor) -> Result<(), NpyError> {
     byob_files::write_atomically(path, |file| write_to(file, tensor).map_err(|source| NpyError::Io { path: p(), source }))
 }
 
-/// Refuses a tensor NumPy could not load: for callers that check every
+/// Refuses a tensor NumPy could not load (too many dimensions, or
+/// bfloat16, which NumPy has no type for): for callers that check every
 /// output before writing the first.
 pub fn check_rank(path: &Path, tensor: &Tensor) -> Result<(), NpyError> {
     if tensor.rank() > MAX_RANK {
         return Err(NpyError::Rank { path: path.display().to_string(), rank: tensor.rank() });
     }
+    if tensor.dtype() == DataType::BF16 {
+        return Err(NpyError::Type { path: path.display().to_string(), dtype: tensor.dtype().to_string() });
+    }
     Ok(())
 }
+
 
 /// Writes a tensor as `.npy` to `file` (whose rank [`check_rank`] passed).
 pub fn write_to(file: &mut std::fs::File, tensor: &Tensor) -> std::io::Result<()> {
@@ -173,7 +201,7 @@ pub fn write_to(file: &mut std::fs::File, tensor: &Tensor) -> std::io::Result<()
             writer.finish()
         }};
     }
-    crate::dispatch!(tensor.dtype(), T => write_all!(T::slice(tensor.data()).expect("the tensor's own type")))
+    npy_types!(tensor.dtype(), T => write_all!(T::slice(tensor.data()).expect("the tensor's own type")), _ => Err(std::io::Error::other("bfloat16 cannot be saved as .npy")))
 }
 
 #[cfg(test)]

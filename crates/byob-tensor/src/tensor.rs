@@ -9,6 +9,7 @@ pub enum DataType {
     F32,
     F64,
     F16,
+    BF16,
     I64,
     I32,
     I16,
@@ -32,6 +33,7 @@ impl DataType {
             5 => Self::I16,
             9 => Self::Bool,
             10 => Self::F16,
+            16 => Self::BF16,
             11 => Self::F64,
             12 => Self::U32,
             13 => Self::U64,
@@ -50,6 +52,7 @@ impl DataType {
             Self::I16 => 5,
             Self::Bool => 9,
             Self::F16 => 10,
+            Self::BF16 => 16,
             Self::F64 => 11,
             Self::U32 => 12,
             Self::U64 => 13,
@@ -62,6 +65,7 @@ impl DataType {
             Self::F32 => "float",
             Self::F64 => "double",
             Self::F16 => "float16",
+            Self::BF16 => "bfloat16",
             Self::I64 => "int64",
             Self::I32 => "int32",
             Self::I16 => "int16",
@@ -78,7 +82,7 @@ impl DataType {
         match self {
             Self::F64 | Self::I64 | Self::U64 => 8,
             Self::F32 | Self::I32 | Self::U32 => 4,
-            Self::F16 | Self::I16 | Self::U16 => 2,
+            Self::F16 | Self::BF16 | Self::I16 | Self::U16 => 2,
             Self::I8 | Self::U8 | Self::Bool => 1,
         }
     }
@@ -96,6 +100,7 @@ pub enum Data {
     F32(Vec<f32>),
     F64(Vec<f64>),
     F16(Vec<half::f16>),
+    BF16(Vec<half::bf16>),
     I64(Vec<i64>),
     I32(Vec<i32>),
     I16(Vec<i16>),
@@ -115,6 +120,7 @@ macro_rules! each_variant {
             Data::F32($v) => $body,
             Data::F64($v) => $body,
             Data::F16($v) => $body,
+            Data::BF16($v) => $body,
             Data::I64($v) => $body,
             Data::I32($v) => $body,
             Data::I16($v) => $body,
@@ -404,7 +410,7 @@ impl Tensor {
     /// Integer (or bool) elements as i64 (u64 past i64::MAX wraps): for
     /// shapes, axes and indices.
     pub fn to_i64_vec(&self) -> Option<Vec<i64>> {
-        if matches!(self.dtype(), DataType::F32 | DataType::F64 | DataType::F16) {
+        if matches!(self.dtype(), DataType::F32 | DataType::F64 | DataType::F16 | DataType::BF16) {
             return None;
         }
         Some(crate::dispatch!(self.dtype(), T => self.elements::<T>().unwrap_or_default().iter().map(|v| v.to_i64()).collect()))

@@ -315,6 +315,16 @@ impl Arith for half::f16 {
     #[inline] fn is_zero(self) -> bool { self.to_f32() == 0.0 }
 }
 
+/// Brain floats compute each operation in f32 and round once.
+impl Arith for half::bf16 {
+    const INTEGER: bool = false;
+    #[inline] fn add(self, o: Self) -> Self { half::bf16::from_f32(self.to_f32() + o.to_f32()) }
+    #[inline] fn sub(self, o: Self) -> Self { half::bf16::from_f32(self.to_f32() - o.to_f32()) }
+    #[inline] fn mul(self, o: Self) -> Self { half::bf16::from_f32(self.to_f32() * o.to_f32()) }
+    #[inline] fn div(self, o: Self) -> Self { half::bf16::from_f32(self.to_f32() / o.to_f32()) }
+    #[inline] fn is_zero(self) -> bool { self.to_f32() == 0.0 }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Add,
@@ -360,7 +370,7 @@ fn arith_tensors(kind: Kind, a: &Tensor, b: &Tensor, b_index: usize, out: &mut T
             }
         };
     }
-    typed!(F32, F64, F16, I64, I32, I16, I8, U64, U32, U16, U8)
+    typed!(F32, F64, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8)
 }
 
 fn check_same_type(kind: Kind, a: &Fact, b: &Fact, b_index: usize) -> Result<(), OpError> {
