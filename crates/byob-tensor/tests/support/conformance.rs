@@ -109,6 +109,7 @@ fn close_to_peak(actual: &Tensor, expected: &Tensor, fraction: f64) -> Result<()
             Data::F32(v) => Some(v.iter().map(|&x| x as f64).collect()),
             Data::F64(v) => Some(v.clone()),
             Data::F16(v) => Some(v.iter().map(|x| x.to_f64()).collect()),
+            Data::BF16(v) => Some(v.iter().map(|x| x.to_f64()).collect()),
             _ => None,
         }
     };

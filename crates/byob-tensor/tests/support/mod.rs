@@ -34,6 +34,7 @@ pub fn close(actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Result
         (Data::F32(a), Data::F32(e)) => a.iter().zip(e).map(|(&a, &e)| (a as f64, e as f64)).collect(),
         (Data::F64(a), Data::F64(e)) => a.iter().zip(e).map(|(&a, &e)| (a, e)).collect(),
         (Data::F16(a), Data::F16(e)) => a.iter().zip(e).map(|(&a, &e)| (a.to_f64(), e.to_f64())).collect(),
+        (Data::BF16(a), Data::BF16(e)) => a.iter().zip(e).map(|(&a, &e)| (a.to_f64(), e.to_f64())).collect(),
         (a, e) if a == e => return Ok(()),
         (a, e) if a.dtype() != e.dtype() => return Err(format!("type {}, expected {}", a.dtype(), e.dtype())),
         _ => return Err("values differ".into()),
