@@ -605,9 +605,8 @@ impl Op for PRelu {
         }
         let out = output(outputs, 0)?;
         crate::dispatch!(x.dtype(), T => {
-            let zero = T::default();
             let o = out.reset_as::<T>(x.shape())?;
-            broadcast_into(x.elements::<T>().unwrap_or_default(), x.shape(), slope.elements::<T>().unwrap_or_default(), slope.shape(), x.shape(), o, threads, |v, a| if v < zero { T::from_f64(v.to_f64() * a.to_f64()) } else { v });
+            broadcast_into(x.elements::<T>().unwrap_or_default(), x.shape(), slope.elements::<T>().unwrap_or_default(), slope.shape(), x.shape(), o, threads, |v, a| if v.to_f64() < 0.0 { T::from_f64(v.to_f64() * a.to_f64()) } else { v });
         });
         Ok(())
     }

@@ -42,7 +42,7 @@ impl ConvTranspose {
         let strides = list(&self.strides, "strides", 1, n)?;
         let dilations = list(&self.dilations, "dilations", 1, n)?;
         let output_padding = list(&self.output_padding, "output_padding", 0, n)?;
-        if strides.iter().chain(&dilations).any(|&v| v < 1 || v > 1 << 20) || output_padding.iter().any(|&v| !(0..1 << 20).contains(&v)) {
+        if strides.iter().chain(&dilations).any(|v| !(1..=1 << 20).contains(v)) || output_padding.iter().any(|&v| !(0..1 << 20).contains(&v)) {
             return Err(OpError::attribute("strides", "strides and dilations must be positive, output_padding at least 0"));
         }
         let extent = |i: usize| strides[i] * (input[i] as i64 - 1) + output_padding[i] + (kernel[i] as i64 - 1) * dilations[i] + 1;

@@ -113,6 +113,13 @@ fn normalized(w: Vec<f64>) -> Vec<f64> {
     w.into_iter().map(|v| v / sum).collect()
 }
 
+/// What a Resize does to each axis.
+struct Plan {
+    scales: Vec<f64>,
+    sizes: Vec<usize>,
+    axes: Vec<usize>,
+}
+
 impl Resize {
     /// The input coordinate of output position `y`, and whether it lies
     /// outside the crop region (tf_crop_and_resize).
@@ -141,7 +148,10 @@ impl Resize {
     fn along(&self, data: &[f64], shape: &[usize], axis: usize, scale: f64, size: usize, roi: (f64, f64)) -> Vec<f64> {
         let input = shape[axis];
         let (outer, inner) = (shape[..axis].iter().product::<usize>(), shape[axis + 1..].iter().product::<usize>());
-        let mut taps: Vec<(Vec<usize>, Vec<f64>, bool)> = Vec::with_capacity(size);
+        // Per output position: input indices, their weights, and whether it
+        // lies outside the crop region.
+        type Tap = (Vec<usize>, Vec<f64>, bool);
+        let mut taps: Vec<Tap> = Vec::with_capacity(size);
         for y in 0..size {
             let (x, outside) = self.source(y, scale, input, size, roi);
             let floor = x.floor();
@@ -180,8 +190,8 @@ impl Resize {
         out
     }
 
-    /// Per axis: the scale and the output size.
-    fn plan(&self, inputs: &[Option<&Tensor>], shape: &[usize]) -> Result<(Vec<f64>, Vec<usize>, Vec<usize>), OpError> {
+    /// Per axis the scale and the output size, and the resized axes.
+    fn plan(&self, inputs: &[Option<&Tensor>], shape: &[usize]) -> Result<Plan, OpError> {
         let rank = shape.len();
         let axes: Vec<usize> = match &self.axes {
             None => (0..rank).collect(),
@@ -227,7 +237,7 @@ impl Resize {
             }
         }
         crate::tensor::element_count(&sizes, DataType::F64)?;
-        Ok((scales, sizes, axes))
+        Ok(Plan { scales, sizes, axes })
     }
 }
 
@@ -239,7 +249,7 @@ impl Op for Resize {
 
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
-        let (scales, sizes, axes) = self.plan(inputs, x.shape())?;
+        let Plan { scales, sizes, axes } = self.plan(inputs, x.shape())?;
         let rank = x.rank();
         let roi: Vec<f64> = match self.roi_input.and_then(|i| inputs.get(i).copied().flatten()).filter(|t| !t.is_empty()) {
             Some(t) => crate::dispatch!(t.dtype(), T => t.elements::<T>().unwrap_or_default().iter().map(|v| v.to_f64()).collect()),

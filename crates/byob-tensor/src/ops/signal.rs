@@ -105,17 +105,17 @@ impl Op for Dft {
                         line[n / 2].im = 0.0;
                     }
                 } else {
-                    for k in 0..len.min(n) {
-                        line[k] = values[(o * len + k) * inner + i];
+                    for (k, slot) in line.iter_mut().enumerate().take(len.min(n)) {
+                        *slot = values[(o * len + k) * inner + i];
                     }
                 }
                 fft.process(&mut line);
                 let scale = if self.inverse { 1.0 / n as f64 } else { 1.0 };
-                for k in 0..bins {
+                for (k, value) in line.iter().enumerate().take(bins) {
                     let at = ((o * bins + k) * inner + i) * parts;
-                    result[at] = line[k].re * scale;
+                    result[at] = value.re * scale;
                     if !irfft {
-                        result[at + 1] = line[k].im * scale;
+                        result[at + 1] = value.im * scale;
                     }
                 }
             }
@@ -160,13 +160,13 @@ impl Op for Stft {
         let mut line = vec![Complex::new(0.0, 0.0); frame];
         for b in 0..batch {
             for f in 0..frames {
-                for k in 0..frame {
-                    line[k] = signal[b * length + f * step + k] * window[k];
+                for (k, slot) in line.iter_mut().enumerate() {
+                    *slot = signal[b * length + f * step + k] * window[k];
                 }
                 fft.process(&mut line);
-                for k in 0..bins {
+                for (k, value) in line.iter().enumerate().take(bins) {
                     let at = ((b * frames + f) * bins + k) * 2;
-                    (result[at], result[at + 1]) = (line[k].re, line[k].im);
+                    (result[at], result[at + 1]) = (value.re, value.im);
                 }
             }
         }

@@ -14,6 +14,7 @@ use crate::tensor::Tensor;
 use std::collections::HashMap;
 
 /// Starts, ends, axes and steps of a Slice.
+#[derive(Debug)]
 struct Ranges {
     starts: Vec<i64>,
     ends: Vec<i64>,
@@ -59,14 +60,17 @@ impl Ranges {
 
 #[derive(Debug)]
 struct Slice {
-    /// Before opset 10: (starts, ends, axes) from attributes.
-    attributes: Option<(Vec<i64>, Vec<i64>, Option<Vec<i64>>)>,
+    /// Before opset 10: the starts, ends and axes from attributes.
+    attributes: Option<Ranges>,
 }
 
+/// An optional list of integers read from an input, or why it could not be.
+type Integers = Result<Option<Vec<i64>>, OpError>;
+
 impl Slice {
-    fn ranges(&self, mut input: impl FnMut(usize, &str) -> Result<Option<Vec<i64>>, OpError>) -> Result<Option<Ranges>, OpError> {
-        if let Some((starts, ends, axes)) = &self.attributes {
-            return Ok(Some(Ranges { starts: starts.clone(), ends: ends.clone(), axes: axes.clone(), steps: None }));
+    fn ranges(&self, mut input: impl FnMut(usize, &str) -> Integers) -> Result<Option<Ranges>, OpError> {
+        if let Some(r) = &self.attributes {
+            return Ok(Some(Ranges { starts: r.starts.clone(), ends: r.ends.clone(), axes: r.axes.clone(), steps: None }));
         }
         let (Some(starts), Some(ends)) = (input(1, "starts")?, input(2, "ends")?) else { return Ok(None) };
         Ok(Some(Ranges { starts, ends, axes: input(3, "axes")?, steps: input(4, "steps")? }))
@@ -128,7 +132,7 @@ fn slice(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
     let a = Attrs(node);
     let starts = a.ints("starts")?.ok_or_else(|| OpError::attribute("starts", "required"))?;
     let ends = a.ints("ends")?.ok_or_else(|| OpError::attribute("ends", "required"))?;
-    Ok(Box::new(Slice { attributes: Some((starts, ends, a.ints("axes")?)) }))
+    Ok(Box::new(Slice { attributes: Some(Ranges { starts, ends, axes: a.ints("axes")?, steps: None }) }))
 }
 
 #[derive(Debug)]
@@ -150,7 +154,7 @@ impl Split {
             return Ok(sizes.into_iter().map(|s| s as usize).collect());
         }
         let n = self.num_outputs.unwrap_or(self.outputs).max(1);
-        if self.num_outputs.is_none() && dim % n != 0 {
+        if self.num_outputs.is_none() && !dim.is_multiple_of(n) {
             return Err(OpError::Shape(format!("a dimension of {dim} does not split evenly into {n} outputs")));
         }
         let chunk = dim.div_ceil(n);

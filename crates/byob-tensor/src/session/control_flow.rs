@@ -168,8 +168,8 @@ impl Op for Loop {
             stack(parts, dtype, output(outputs, carried_count + k)?)?;
         }
         // A loop that never ran leaves its scan outputs empty.
-        for k in carried_count + scans.len()..outputs.len() {
-            outputs[k].reset(DataType::F32, &[0])?;
+        for out in outputs.iter_mut().skip(carried_count + scans.len()) {
+            out.reset(DataType::F32, &[0])?;
         }
         Ok(())
     }
