@@ -222,11 +222,20 @@ fn convert_graph(graph: proto::GraphProto, base_dir: Option<&Path>, depth: usize
                     })
                 })
                 .collect::<Result<HashMap<String, Attribute>, ModelError>>()?;
+            let mut attributes = attributes;
             let mut inputs = n.input;
-            let mut graphs: Vec<(&String, &Attribute)> = attributes.iter().filter(|(_, a)| matches!(a, Attribute::Graph(_))).collect();
+            let mut graphs: Vec<(&String, &mut Attribute)> = attributes.iter_mut().filter(|(_, a)| matches!(a, Attribute::Graph(_))).collect();
             graphs.sort_by_key(|(name, _)| *name);
             for (_, attribute) in graphs {
                 if let Attribute::Graph(sub) = attribute {
+                    // Weights the subgraph reads become its own initializers:
+                    // constants its session can fold and pack, not inputs
+                    // copied into it at every run.
+                    let (constant, values): (Vec<String>, Vec<String>) = std::mem::take(&mut sub.captures).into_iter().partition(|c| initializers.contains_key(c));
+                    for name in constant {
+                        sub.graph.initializers.insert(name.clone(), initializers[&name].clone());
+                    }
+                    sub.captures = values;
                     for capture in &sub.captures {
                         if !inputs.contains(capture) {
                             inputs.push(capture.clone());
