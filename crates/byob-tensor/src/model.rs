@@ -183,7 +183,7 @@ impl Model {
         let proto = proto::ModelProto::decode(bytes)?;
         let graph = proto.graph.ok_or(ModelError::NoGraph)?;
         let opsets = proto.opset_import.iter().map(|o| (o.domain.clone(), o.version)).collect();
-        let model = Self { ir_version: proto.ir_version, producer: proto.producer_name, opsets, graph: convert_graph(graph, base_dir, 0)? };
+        let model = Self { ir_version: proto.ir_version, producer: proto.producer_name, opsets, graph: convert_graph(graph, base_dir, None, 0)? };
         if !(1..=MAX_OPSET).contains(&model.opset()) {
             return Err(ModelError::Opset { version: model.opset() });
         }
@@ -197,55 +197,62 @@ impl Model {
     }
 }
 
-fn convert_graph(graph: proto::GraphProto, base_dir: Option<&Path>, depth: usize) -> Result<Graph, ModelError> {
+/// The constants of the graphs enclosing a subgraph, innermost first:
+/// each graph's initializers and the outputs of its `Constant` nodes
+/// (exporters put weights in either).
+struct Scope<'a> {
+    initializers: &'a HashMap<String, Tensor>,
+    constant_nodes: &'a HashMap<String, Tensor>,
+    outer: Option<&'a Scope<'a>>,
+}
+
+impl Scope<'_> {
+    fn constant(&self, name: &str) -> Option<&Tensor> {
+        self.initializers.get(name).or_else(|| self.constant_nodes.get(name)).or_else(|| self.outer?.constant(name))
+    }
+}
+
+fn convert_graph(graph: proto::GraphProto, base_dir: Option<&Path>, outer: Option<&Scope>, depth: usize) -> Result<Graph, ModelError> {
     let mut initializers = HashMap::new();
     for t in &graph.initializer {
         initializers.insert(t.name.clone(), tensor_from_proto(t, base_dir)?);
     }
     let inputs = graph.input.iter().filter(|v| !initializers.contains_key(&v.name)).map(value_info).collect::<Result<_, _>>()?;
     let outputs = graph.output.iter().map(value_info).collect::<Result<_, _>>()?;
-    let nodes = graph
-        .node
-        .into_iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let name = if n.name.is_empty() { format!("{}#{i}", n.op_type) } else { n.name.clone() };
-            let attributes = n
-                .attribute
-                .iter()
-                .map(|a| {
-                    attribute(a, base_dir, depth).map(|v| (a.name.clone(), v)).map_err(|what| ModelError::Attribute {
-                        node: name.clone(),
-                        op: n.op_type.clone(),
-                        attribute: a.name.clone(),
-                        what,
-                    })
+    let mut constant_nodes = HashMap::new();
+    let mut nodes = Vec::with_capacity(graph.node.len());
+    for (i, n) in graph.node.into_iter().enumerate() {
+        let name = if n.name.is_empty() { format!("{}#{i}", n.op_type) } else { n.name.clone() };
+        let scope = Scope { initializers: &initializers, constant_nodes: &constant_nodes, outer };
+        let attributes = n
+            .attribute
+            .iter()
+            .map(|a| {
+                attribute(a, base_dir, &scope, depth).map(|v| (a.name.clone(), v)).map_err(|what| ModelError::Attribute {
+                    node: name.clone(),
+                    op: n.op_type.clone(),
+                    attribute: a.name.clone(),
+                    what,
                 })
-                .collect::<Result<HashMap<String, Attribute>, ModelError>>()?;
-            let mut attributes = attributes;
-            let mut inputs = n.input;
-            let mut graphs: Vec<(&String, &mut Attribute)> = attributes.iter_mut().filter(|(_, a)| matches!(a, Attribute::Graph(_))).collect();
-            graphs.sort_by_key(|(name, _)| *name);
-            for (_, attribute) in graphs {
-                if let Attribute::Graph(sub) = attribute {
-                    // Weights the subgraph reads become its own initializers:
-                    // constants its session can fold and pack, not inputs
-                    // copied into it at every run.
-                    let (constant, values): (Vec<String>, Vec<String>) = std::mem::take(&mut sub.captures).into_iter().partition(|c| initializers.contains_key(c));
-                    for name in constant {
-                        sub.graph.initializers.insert(name.clone(), initializers[&name].clone());
-                    }
-                    sub.captures = values;
-                    for capture in &sub.captures {
-                        if !inputs.contains(capture) {
-                            inputs.push(capture.clone());
-                        }
+            })
+            .collect::<Result<HashMap<String, Attribute>, ModelError>>()?;
+        let mut inputs = n.input;
+        let mut graphs: Vec<(&String, &Attribute)> = attributes.iter().filter(|(_, a)| matches!(a, Attribute::Graph(_))).collect();
+        graphs.sort_by_key(|(name, _)| *name);
+        for (_, attribute) in graphs {
+            if let Attribute::Graph(sub) = attribute {
+                for capture in &sub.captures {
+                    if !inputs.contains(capture) {
+                        inputs.push(capture.clone());
                     }
                 }
             }
-            Ok(Node { name, op_type: n.op_type, domain: n.domain, inputs, outputs: n.output, attributes })
-        })
-        .collect::<Result<_, ModelError>>()?;
+        }
+        if let (true, [output], Some(Attribute::Tensor(value))) = (n.op_type == "Constant" && matches!(n.domain.as_str(), "" | "ai.onnx"), n.output.as_slice(), attributes.get("value")) {
+            constant_nodes.insert(output.clone(), value.clone());
+        }
+        nodes.push(Node { name, op_type: n.op_type, domain: n.domain, inputs, outputs: n.output, attributes });
+    }
     Ok(Graph { nodes, inputs, outputs, initializers })
 }
 
@@ -269,7 +276,7 @@ fn value_info(v: &proto::ValueInfoProto) -> Result<ValueInfo, ModelError> {
     Ok(ValueInfo { name: v.name.clone(), dtype, shape })
 }
 
-fn attribute(a: &proto::AttributeProto, base_dir: Option<&Path>, depth: usize) -> Result<Attribute, String> {
+fn attribute(a: &proto::AttributeProto, base_dir: Option<&Path>, scope: &Scope, depth: usize) -> Result<Attribute, String> {
     use proto::attribute_type as t;
     let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| "holds a string that is not UTF-8".to_string());
     Ok(match a.r#type {
@@ -288,8 +295,18 @@ fn attribute(a: &proto::AttributeProto, base_dir: Option<&Path>, depth: usize) -
         t::GRAPH if depth >= MAX_SUBGRAPH_DEPTH => return Err(format!("subgraphs nest more than {MAX_SUBGRAPH_DEPTH} deep")),
         t::GRAPH => {
             let graph = *a.g.clone().ok_or_else(|| "should hold a subgraph".to_string())?;
-            let graph = convert_graph(graph, base_dir, depth + 1).map_err(|e| format!("in the subgraph: {e}"))?;
-            Attribute::Graph(Box::new(Subgraph { captures: graph.free_values(), graph }))
+            let mut graph = convert_graph(graph, base_dir, Some(scope), depth + 1).map_err(|e| format!("in the subgraph: {e}"))?;
+            // Weights of enclosing graphs that the subgraph reads become its
+            // own initializers: constants its session folds and packs once,
+            // not inputs handed to it (and sliced, cast, ...) at every run.
+            // ONNX forbids a subgraph to reuse an outer name, so the
+            // innermost initializer of that name is the one read.
+            let (constant, captures): (Vec<String>, Vec<String>) = graph.free_values().into_iter().partition(|c| scope.constant(c).is_some());
+            for name in constant {
+                let tensor = scope.constant(&name).cloned().unwrap_or_default();
+                graph.initializers.insert(name, tensor);
+            }
+            Attribute::Graph(Box::new(Subgraph { captures, graph }))
         }
         other => return Err(format!("has type {other}, which byob does not support")),
     })

@@ -16,6 +16,9 @@
 //! ```sh
 //! cargo run --release -p byob-bench --bin onnx_audio [-- --threads N]
 //! ```
+//!
+//! `-- --byob-only CASE` times byob alone on one case and writes nothing:
+//! a loop to run under a profiler.
 
 use byob_bench::{machine, noise, write_section};
 use byob_tensor::{SessionBuilder, Tensor};
@@ -107,6 +110,10 @@ fn byob(case: &str, calls: usize, threads: usize) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.iter().position(|a| a == "--threads").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(2);
+    if let Some(case) = args.iter().position(|a| a == "--byob-only").and_then(|i| args.get(i + 1)) {
+        println!("{case}: byob {:.3} ms", byob(case, 20000, threads));
+        return;
+    }
     let cases = [
         ("vad_step", "Silero VAD 32 ms streaming step (silero_vad.onnx, 16 kHz, batch 1, state carried), per call", 2000, "half of ONNX Runtime's"),
         ("vad_60s", "Silero VAD, 60 s of audio as one sequence (16k_sequence export, 1,875 chunks)", 7, "≤ 1.0"),

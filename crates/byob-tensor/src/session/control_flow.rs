@@ -38,8 +38,9 @@ impl Body {
         inputs.extend(captures.iter().map(|name| ValueInfo { name: name.clone(), dtype: None, shape: None }));
         let graph = Graph { inputs, ..graph.clone() };
         let model = Model { ir_version: 8, producer: String::new(), opsets: HashMap::from([(String::new(), opset)]), graph };
-        // One thread: subgraphs are small, and a pool per subgraph per
-        // node must not multiply the caller's threads.
+        // One thread, which stays idle: the subgraph runs on its node's
+        // thread and pool (`run_nested`); a pool per subgraph per node must
+        // not multiply the caller's threads.
         let session = SessionBuilder::new().with_intra_op_threads(1).with_intra_op_spinning(false).commit(model).map_err(|e| OpError::Subgraph(format!("{attribute}: {e}")))?;
         let positions = captures
             .iter()
@@ -49,7 +50,7 @@ impl Body {
     }
 
     /// Runs the subgraph on its declared inputs and the node's captures.
-    fn run(&self, declared: Vec<Tensor>, node_inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, OpError> {
+    fn run(&self, declared: Vec<Tensor>, node_inputs: &[Option<&Tensor>], pool: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
         if declared.len() != self.declared.len() {
             return Err(OpError::Subgraph(format!("{}: takes {} inputs, given {}", self.attribute, self.declared.len(), declared.len())));
         }
@@ -58,7 +59,7 @@ impl Body {
             let value = node_inputs.get(*position).copied().flatten().ok_or_else(|| OpError::Subgraph(format!("{}: capture {name:?} has no value", self.attribute)))?;
             feeds.push((name.clone(), value.clone()));
         }
-        let outputs = self.session.run(feeds).map_err(|e| OpError::Subgraph(format!("{}: {e}", self.attribute)))?;
+        let outputs = self.session.run_nested(feeds, pool).map_err(|e| OpError::Subgraph(format!("{}: {e}", self.attribute)))?;
         Ok(outputs.into_iter().map(|(_, t)| t).collect())
     }
 }
@@ -92,9 +93,9 @@ impl Op for If {
         Ok(vec![])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], pool: &rayon::ThreadPool) -> Result<(), OpError> {
         let branch = if scalar_bool(required(inputs, 0)?, 0)? { &self.then_branch } else { &self.else_branch };
-        write(outputs, branch.run(Vec::new(), inputs)?)
+        write(outputs, branch.run(Vec::new(), inputs, pool)?)
     }
 }
 
@@ -132,7 +133,7 @@ impl Op for Loop {
         Ok(vec![])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], pool: &rayon::ThreadPool) -> Result<(), OpError> {
         let trip_count = match inputs.first().copied().flatten() {
             None => None,
             Some(t) => Some(t.to_i64_vec().and_then(|v| v.first().copied()).ok_or_else(|| OpError::input(0, "the trip count must be one integer"))?.max(0) as usize),
@@ -147,7 +148,7 @@ impl Op for Loop {
             }
             let mut declared = vec![Tensor::i64(vec![], vec![iteration as i64])?, Tensor::new(vec![], crate::tensor::Data::Bool(vec![condition]))?];
             declared.extend(std::mem::take(&mut carried));
-            let mut results = self.body.run(declared, inputs)?.into_iter();
+            let mut results = self.body.run(declared, inputs, pool)?.into_iter();
             condition = scalar_bool(&results.next().ok_or_else(|| OpError::Subgraph("body: returns no condition".into()))?, 0)?;
             carried = results.by_ref().take(self.carried).collect();
             if carried.len() != self.carried {
@@ -193,7 +194,7 @@ impl Op for Scan {
         Ok(vec![])
     }
 
-    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
+    fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], pool: &rayon::ThreadPool) -> Result<(), OpError> {
         let mut states: Vec<Tensor> = (0..self.states).map(|k| required(inputs, k).cloned()).collect::<Result<_, _>>()?;
         let sequences: Vec<&Tensor> = (0..self.scans).map(|k| required(inputs, self.states + k)).collect::<Result<_, _>>()?;
         let mut axes = Vec::with_capacity(self.scans);
@@ -212,7 +213,7 @@ impl Op for Scan {
                 let t = if self.input_reversed.get(k).copied().unwrap_or(false) { length - 1 - step } else { step };
                 declared.push(crate::ops::slice::take_along(x, axes[k], t)?);
             }
-            let mut results = self.body.run(declared, inputs)?.into_iter();
+            let mut results = self.body.run(declared, inputs, pool)?.into_iter();
             states = results.by_ref().take(self.states).collect();
             for (k, scan) in results.enumerate() {
                 if scans.len() <= k {
@@ -234,7 +235,7 @@ impl Op for Scan {
             // Move the new axis 0 to `target`.
             let mut perm: Vec<usize> = (1..stacked.rank()).collect();
             perm.insert(target, 0);
-            crate::ops::shape::transpose_into(&stacked, &perm, output(outputs, self.states + k)?, threads)?;
+            crate::ops::shape::transpose_into(&stacked, &perm, output(outputs, self.states + k)?, pool)?;
         }
         Ok(())
     }

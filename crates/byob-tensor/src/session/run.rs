@@ -119,6 +119,23 @@ impl Session {
     /// a device are awaited, not waited for, so no thread is held while the
     /// device works (steps on the CPU compute when polled).
     pub async fn run_with_binding_async(&self, binding: &mut IoBinding) -> Result<RunStats, RunError> {
+        self.run_on(binding, &self.pool).await
+    }
+
+    /// Runs a subgraph's session on the thread of the node that holds it,
+    /// its kernels on that node's `pool`: handing each run to the
+    /// subgraph's own thread and back would cost two context switches per
+    /// branch taken (Silero VAD nests three Ifs in every call).
+    pub(crate) fn run_nested(&self, feeds: Vec<(String, Tensor)>, pool: &rayon::ThreadPool) -> Result<Vec<(String, Tensor)>, RunError> {
+        let mut binding = IoBinding::new();
+        for (name, tensor) in feeds {
+            binding.bind_input(name, tensor);
+        }
+        pollster::block_on(self.run_on(&mut binding, pool))?;
+        Ok(self.outputs.iter().filter_map(|(v, _)| Some((v.name.clone(), binding.take_output(&v.name)?))).collect())
+    }
+
+    async fn run_on(&self, binding: &mut IoBinding, pool: &rayon::ThreadPool) -> Result<RunStats, RunError> {
         let expected = || super::describe_inputs(&self.inputs);
         for (name, tensor) in &binding.inputs {
             let Some((info, _)) = self.inputs.iter().find(|(v, _)| &v.name == name) else {
@@ -137,7 +154,7 @@ impl Session {
         let mut stats = RunStats::default();
         let (mut state, laid_out) = self.state_for(binding, &mut stats);
         let result = match laid_out {
-            Ok(()) => self.execute(&mut state, binding, &mut stats).await,
+            Ok(()) => self.execute(&mut state, binding, &mut stats, pool).await,
             Err(e) => Err(e),
         };
         self.finish(&mut state, binding);
@@ -244,7 +261,7 @@ impl Session {
         (plan.buffer_of[step.outputs[0]] == Some(buffer)).then_some(taken)
     }
 
-    async fn execute(&self, state: &mut RunState, binding: &mut IoBinding, stats: &mut RunStats) -> Result<(), RunError> {
+    async fn execute(&self, state: &mut RunState, binding: &mut IoBinding, stats: &mut RunStats, pool: &rayon::ThreadPool) -> Result<(), RunError> {
         for (info, id) in &self.inputs {
             let bound = binding.inputs.iter_mut().find(|(n, _)| *n == info.name).map(|(_, t)| std::mem::take(t));
             state.values[*id] = bound;
@@ -276,9 +293,9 @@ impl Session {
                 let values = &state.values;
                 let args: Vec<Option<&Tensor>> = step.inputs.iter().map(|i| i.and_then(|i| values[i].as_ref().or(self.constants[i].as_ref()))).collect();
                 if step.op.waits_on_device() {
-                    step.op.eval_async(&args, &mut state.outputs, &self.pool).await
+                    step.op.eval_async(&args, &mut state.outputs, pool).await
                 } else {
-                    step.op.eval(&args, &mut state.outputs, &self.pool)
+                    step.op.eval(&args, &mut state.outputs, pool)
                 }
             };
             if let Some(started) = started {
