@@ -93,6 +93,9 @@ pub(crate) fn sgemm(
         }
         return;
     }
+    if n <= THIN_COLUMNS && !trans_a {
+        return thin_product(m, n, k, a, b, trans_b, dst, alpha, accumulate, pool);
+    }
     // Element (i, p) of op(A) lies at i·a_rs + p·a_cs; likewise for B and dst.
     let (a_rs, a_cs) = if trans_a { (1, m as isize) } else { (k as isize, 1) };
     let (b_rs, b_cs) = if trans_b { (1, k as isize) } else { (n as isize, 1) };
@@ -138,6 +141,56 @@ pub(crate) fn sgemm(
         // gemm splits its work with rayon's *current* pool: install ours.
         Some(p) if threads > 1 => p.install(|| run(gemm::Parallelism::Rayon(threads))),
         _ => run(gemm::Parallelism::None),
+    }
+}
+
+/// Products with at most this many columns (a convolution over a few
+/// frames, a recurrent cell's matrix-vector products) are dot products of
+/// A's rows: gemm's packing of its panels costs more than such a product's
+/// arithmetic (measured on Silero VAD, whose convolutions see 1 to 4
+/// frames per call).
+const THIN_COLUMNS: usize = 8;
+
+/// Below this many elements of A, a thin product stays on one thread.
+const THIN_PARALLEL: usize = 1 << 16;
+
+/// Row `i` of `dst` from row `i` of A and the `n` rows of `Bᵀ`.
+struct ThinRows<'a> {
+    a: &'a [f32],
+    b_t: &'a [f32],
+    k: usize,
+    alpha: f32,
+    accumulate: bool,
+}
+
+impl ThinRows<'_> {
+    fn run(&self, i: usize, out: &mut [f32]) {
+        let row = &self.a[i * self.k..(i + 1) * self.k];
+        for (j, o) in out.iter_mut().enumerate() {
+            let column = &self.b_t[j * self.k..(j + 1) * self.k];
+            let sum = self.alpha * super::microkernel::dot(row, column);
+            *o = if self.accumulate { *o + sum } else { sum };
+        }
+    }
+}
+
+/// [`sgemm`] for `n ≤ THIN_COLUMNS`, A not transposed.
+#[allow(clippy::too_many_arguments)]
+fn thin_product(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], trans_b: bool, dst: &mut [f32], alpha: f32, accumulate: bool, pool: Option<&rayon::ThreadPool>) {
+    // Bᵀ's rows are B's columns: B itself when it is stored transposed or
+    // is one column.
+    let transposed: Vec<f32>;
+    let b_t = if trans_b || n == 1 {
+        &b[..k * n]
+    } else {
+        transposed = (0..n).flat_map(|j| (0..k).map(move |p| b[p * n + j])).collect();
+        &transposed
+    };
+    let rows = ThinRows { a, b_t, k, alpha, accumulate };
+    let dst = &mut dst[..m * n];
+    match pool {
+        Some(p) if p.current_num_threads() > 1 && m * k >= THIN_PARALLEL => p.install(|| dst.par_chunks_mut(n).enumerate().for_each(|(i, out)| rows.run(i, out))),
+        _ => dst.chunks_mut(n).enumerate().for_each(|(i, out)| rows.run(i, out)),
     }
 }
 
@@ -503,6 +556,33 @@ mod tests {
                 let got = run(&op, &[Some(Tensor::f32(sa.to_vec(), a.clone()).unwrap()), Some(Tensor::f32(sb.to_vec(), b.clone()).unwrap())], threads).unwrap();
                 assert_eq!(got.shape(), &shape[..], "case {sa:?} x {sb:?}");
                 close(got.as_f32().unwrap(), &want);
+            }
+        }
+    }
+
+    #[test]
+    fn thin_products_match_reference() {
+        // Columns up to THIN_COLUMNS take the dot-product path; depths
+        // around the vector widths (16, 64) exercise its remainders.
+        for n in [1, 2, 3, THIN_COLUMNS] {
+            for k in [1, 15, 16, 17, 64, 79, 200] {
+                let m = 9;
+                let (a, b, start) = (values(m * k, 3), values(k * n, 4), values(m * n, 5));
+                let b_t: Vec<f32> = (0..n).flat_map(|j| (0..k).map(|p| b[p * n + j]).collect::<Vec<_>>()).collect();
+                for (trans_b, stored) in [(false, &b), (true, &b_t)] {
+                    for accumulate in [false, true] {
+                        let mut dst = start.clone();
+                        sgemm(m, n, k, &a, false, stored, trans_b, &mut dst, 0.5, accumulate, Some(&pool(2)));
+                        let want: Vec<f64> = (0..m * n)
+                            .map(|o| {
+                                let (i, j) = (o / n, o % n);
+                                let sum: f64 = (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum();
+                                0.5 * sum + if accumulate { start[o] as f64 } else { 0.0 }
+                            })
+                            .collect();
+                        close(&dst, &want);
+                    }
+                }
             }
         }
     }

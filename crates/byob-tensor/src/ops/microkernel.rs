@@ -603,6 +603,62 @@ mod x86 {
         }
     }
 
+    /// `Σ x[p]·y[p]` over the shorter slice, in four vectors of partial
+    /// sums (one would wait on each addition's latency).
+    ///
+    /// # Safety
+    /// AVX-512F is available.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dot_avx512(x: &[f32], y: &[f32]) -> f32 {
+        let n = x.len().min(y.len());
+        let (xp, yp) = (x.as_ptr(), y.as_ptr());
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut p = 0;
+        // SAFETY (all loads): p + 16·(lane + 1) ≤ n, within both slices.
+        while p + 64 <= n {
+            for (lane, a) in acc.iter_mut().enumerate() {
+                let o = p + 16 * lane;
+                *a = unsafe { _mm512_fmadd_ps(_mm512_loadu_ps(xp.add(o)), _mm512_loadu_ps(yp.add(o)), *a) };
+            }
+            p += 64;
+        }
+        while p + 16 <= n {
+            acc[0] = unsafe { _mm512_fmadd_ps(_mm512_loadu_ps(xp.add(p)), _mm512_loadu_ps(yp.add(p)), acc[0]) };
+            p += 16;
+        }
+        let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        _mm512_reduce_add_ps(sum) + x[p..n].iter().zip(&y[p..n]).map(|(a, b)| a * b).sum::<f32>()
+    }
+
+    /// [`dot_avx512`] for AVX2.
+    ///
+    /// # Safety
+    /// AVX2 and FMA are available.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_avx2(x: &[f32], y: &[f32]) -> f32 {
+        let n = x.len().min(y.len());
+        let (xp, yp) = (x.as_ptr(), y.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut p = 0;
+        // SAFETY (all loads): p + 8·(lane + 1) ≤ n, within both slices.
+        while p + 32 <= n {
+            for (lane, a) in acc.iter_mut().enumerate() {
+                let o = p + 8 * lane;
+                *a = unsafe { _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(o)), _mm256_loadu_ps(yp.add(o)), *a) };
+            }
+            p += 32;
+        }
+        while p + 8 <= n {
+            acc[0] = unsafe { _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(p)), _mm256_loadu_ps(yp.add(p)), acc[0]) };
+            p += 8;
+        }
+        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
+        let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+        let single = _mm_add_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1));
+        _mm_cvtss_f32(single) + x[p..n].iter().zip(&y[p..n]).map(|(a, b)| a * b).sum::<f32>()
+    }
+
     /// Runs the loop compiled for AVX-512 (its `run` is inlined here).
     ///
     /// # Safety
@@ -619,6 +675,38 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn with_avx2<L: super::VectorLoop + ?Sized>(l: &L, index: usize, out: &mut [f32]) {
         l.run(index, out)
+    }
+}
+
+/// `Σ x[p]·y[p]` over the shorter slice, on the widest vectors this
+/// processor has (matrix-vector products: a recurrent cell's, a
+/// convolution's over a single frame).
+#[inline]
+pub(crate) fn dot(x: &[f32], y: &[f32]) -> f32 {
+    dot_on(Kernel::best(), x, y)
+}
+
+/// [`dot`] on the instructions of `kernel`, which this processor must run.
+fn dot_on(kernel: Kernel, x: &[f32], y: &[f32]) -> f32 {
+    match kernel {
+        // SAFETY: `best` reported the instructions available.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => unsafe { x86::dot_avx512(x, y) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => unsafe { x86::dot_avx2(x, y) },
+        _ => {
+            let n = x.len().min(y.len());
+            let mut lanes = [0.0f32; 8];
+            let (xs, ys) = (x[..n].chunks_exact(8), y[..n].chunks_exact(8));
+            let tail: f32 = xs.remainder().iter().zip(ys.remainder()).map(|(a, b)| a * b).sum();
+            for (a, b) in xs.zip(ys) {
+                for l in 0..8 {
+                    lanes[l] += a[l] * b[l];
+                }
+            }
+            lanes.iter().sum::<f32>() + tail
+        }
     }
 }
 
@@ -667,6 +755,18 @@ pub(crate) fn vectorized<L: VectorLoop + ?Sized>(l: &L, index: usize, out: &mut 
 mod tests {
     use super::*;
     use crate::ops::test_util::{pool, values};
+
+    #[test]
+    fn dots_match_reference_on_every_kernel() {
+        for kernel in Kernel::available() {
+            for len in [0, 1, 7, 8, 15, 16, 31, 32, 63, 64, 65, 130, 387] {
+                let (x, y) = (values(len, 1), values(len + 3, 2));
+                let want: f64 = x.iter().zip(&y).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let got = dot_on(kernel, &x, &y) as f64;
+                assert!((got - want).abs() <= 1e-5 * (1.0 + want.abs()), "{kernel:?}, {len} elements: got {got}, want {want}");
+            }
+        }
+    }
 
     /// The product in f64, with the bias, a residual laid out as C, and
     /// the activation of `epilogue` (whose own residual is ignored).

@@ -137,18 +137,7 @@ struct Recurrent {
 /// `out[g] += Σ_k x[k] · w[g][k]` for the `rows` rows of `w` (row-major,
 /// `x.len()` columns).
 fn accumulate_product(x: &[f32], w: &[f32], out: &mut [f32]) {
-    let cols = x.len();
-    for (o, row) in out.iter_mut().zip(w.chunks_exact(cols.max(1))) {
-        // Eight partial sums: the loop vectorises (one running sum would
-        // chain every addition).
-        let mut lanes = [0.0f32; 8];
-        let (head, tail) = (row.chunks_exact(8), x.chunks_exact(8));
-        let rest: f32 = head.remainder().iter().zip(tail.remainder()).map(|(a, b)| a * b).sum();
-        for (r, v) in head.zip(tail) {
-            lanes.iter_mut().zip(r.iter().zip(v)).for_each(|(l, (a, b))| *l += a * b);
-        }
-        *o += lanes.iter().sum::<f32>() + rest;
-    }
+    super::linalg::sgemm(out.len(), 1, x.len(), w, false, x, false, out, 1.0, true, None);
 }
 
 impl Recurrent {

@@ -86,6 +86,12 @@ impl Session {
     /// Runs with the tensors `binding` holds; see [`IoBinding`]. Blocks
     /// while a device computes.
     pub fn run_with_binding(&self, binding: &mut IoBinding) -> Result<RunStats, RunError> {
+        if self.pool.current_num_threads() == 1 {
+            // One thread: the caller's own. Handing the run to the pool's
+            // thread and waiting to be woken would cost two context
+            // switches a run, a large part of a small model's latency.
+            return pollster::block_on(self.run_on(binding, &self.pool));
+        }
         // The steps run on one of the session's own threads: each kernel's
         // parallel loop then starts there directly, where from the caller's
         // thread every one of them would hand the work over and wait to be
