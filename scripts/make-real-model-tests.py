@@ -14,7 +14,11 @@ test_data_set_N/input_K.pb, output_K.pb as in ONNX's backend tests):
   and 3 where the export takes them; three calls in a row, each data set
   fed the state the previous call returned;
 * silero_vad_16k_sequence: 8 chunks of 576 samples as one sequence;
-* basic_pitch_nmp_2s: one 2-second window (43,844 samples at 22,050 Hz).
+* basic_pitch_nmp_2s: one 2-second window (43,844 samples at 22,050 Hz);
+* transformer_encoder_b2_s64: a two-layer encoder that
+  scripts/transformer_encoder.py builds with seeded random weights, batch 2,
+  sequence 64, padded positions masked (`--transformer-only` rebuilds just
+  this case, without downloading the wheels).
 
 The audio is synthetic and fixed (seeded noise, tone bursts), so the files
 are reproducible:
@@ -32,6 +36,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import transformer_encoder  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.path.join(ROOT, "crates", "byob-tensor", "tests", "data", "real-models")
@@ -101,10 +108,15 @@ outputs as the reference). The licences come with the models:
 |---|---|---|
 | silero_vad*.onnx | silero-vad 6.2.3 (snakers4/silero-vad) | MIT, silero_vad.LICENSE |
 | basic_pitch_nmp.onnx (saved_models/icassp_2022/nmp.onnx) | basic-pitch 0.4.0 (Spotify) | Apache-2.0, basic_pitch.LICENSE and basic_pitch.NOTICE |
+| transformer_encoder.onnx | none: built by scripts/transformer_encoder.py, seeded random weights | the project's own |
 """
 
 
 def main():
+    if sys.argv[1:] == ["--transformer-only"]:
+        shutil.rmtree(os.path.join(TARGET, "transformer_encoder_b2_s64"), ignore_errors=True)
+        transformer_encoder.write(os.path.join(TARGET, "models"), write_case)
+        return
     shutil.rmtree(TARGET, ignore_errors=True)
     models = os.path.join(TARGET, "models")
     os.makedirs(models)
@@ -144,6 +156,7 @@ def main():
     s = session("basic_pitch_nmp.onnx")
     x = audio(43844, 22050, seed=11).reshape(1, 43844, 1)
     write_case("basic_pitch_nmp_2s", "basic_pitch_nmp.onnx", [([x], s.run(None, {s.get_inputs()[0].name: x}))])
+    transformer_encoder.write(models, write_case)
     with open(os.path.join(models, "README.md"), "w") as f:
         f.write(README)
     print(f"wrote the real-model cases to {os.path.normpath(TARGET)}", file=sys.stderr)

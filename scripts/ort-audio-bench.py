@@ -12,6 +12,9 @@ Cases (the models of crates/byob-tensor/tests/data/real-models/models):
   (1,875 chunks of 576 samples); the median of K runs.
 * basic_pitch: basic_pitch_nmp.onnx on one 2-second window (43,844 samples);
   the median of K runs.
+* encoder_64, encoder_256: transformer_encoder.onnx (scripts/
+  transformer_encoder.py), batch 1, that sequence length, nothing masked;
+  the median of K runs.
 
 Sessions use the CPU execution provider, intra_op_num_threads=N,
 inter_op_num_threads=1, ORT_ENABLE_ALL. Prints {"median_ms": M, "runs": K}.
@@ -72,6 +75,12 @@ def main():
         s = session(a.models, "basic_pitch_nmp.onnx", a.threads)
         x = (0.1 * rng.standard_normal((1, 43844, 1))).astype(np.float32)
         median = timed(lambda: s.run(None, {s.get_inputs()[0].name: x}), a.calls, warmup=3)
+    elif a.case in ("encoder_64", "encoder_256"):
+        s = session(a.models, "transformer_encoder.onnx", a.threads)
+        seq = int(a.case.split("_")[1])
+        x = rng.standard_normal((1, seq, 128)).astype(np.float32)
+        mask = np.ones((1, seq), bool)
+        median = timed(lambda: s.run(None, {"x": x, "mask": mask}), a.calls, warmup=5)
     else:
         raise SystemExit(f"unknown case {a.case!r}")
     print(json.dumps({"median_ms": median, "runs": a.calls}))

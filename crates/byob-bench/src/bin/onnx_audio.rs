@@ -6,7 +6,9 @@
 //!   the state each call returns fed to the next): latency per call,
 //!   including everything `run` does;
 //! * Silero VAD over 60 s of audio as one sequence (the 16k_sequence export);
-//! * basic-pitch on a 2-second window.
+//! * basic-pitch on a 2-second window;
+//! * the transformer encoder of the tests (scripts/transformer_encoder.py)
+//!   at sequence lengths 64 and 256, batch 1.
 //!
 //! The models are the committed real-model test data
 //! (crates/byob-tensor/tests/data/real-models/models). The engines take
@@ -17,7 +19,8 @@
 //! cargo run --release -p byob-bench --bin onnx_audio [-- --threads N]
 //! ```
 //!
-//! `-- --byob-only CASE` times byob alone on one case and writes nothing:
+//! `-- --byob-only CASE [--calls N]` times byob alone on one case (1,000
+//! calls unless told) and writes nothing:
 //! a loop to run under a profiler.
 
 use byob_bench::{machine, noise, write_section};
@@ -103,6 +106,15 @@ fn byob(case: &str, calls: usize, threads: usize) -> f64 {
                 s.run(vec![(name.clone(), x.clone())]).unwrap_or_else(|e| fail(&e.to_string()));
             })
         }
+        "encoder_64" | "encoder_256" => {
+            let s = session("transformer_encoder.onnx", threads);
+            let seq: usize = case["encoder_".len()..].parse().expect("a length");
+            let x = Tensor::f32(vec![1, seq, 128], noise(seq * 128, 4)).expect("shape");
+            let mask = Tensor::new(vec![1, seq], byob_tensor::Data::Bool(vec![true; seq])).expect("shape");
+            timed(calls, 5, || {
+                s.run(vec![("x".into(), x.clone()), ("mask".into(), mask.clone())]).unwrap_or_else(|e| fail(&e.to_string()));
+            })
+        }
         other => fail(&format!("unknown case {other}")),
     }
 }
@@ -111,13 +123,16 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.iter().position(|a| a == "--threads").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(2);
     if let Some(case) = args.iter().position(|a| a == "--byob-only").and_then(|i| args.get(i + 1)) {
-        println!("{case}: byob {:.3} ms", byob(case, 20000, threads));
+        let calls = args.iter().position(|a| a == "--calls").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(1000);
+        println!("{case}: byob {:.3} ms", byob(case, calls, threads));
         return;
     }
     let cases = [
         ("vad_step", "Silero VAD 32 ms streaming step (silero_vad.onnx, 16 kHz, batch 1, state carried), per call", 2000, "half of ONNX Runtime's"),
         ("vad_60s", "Silero VAD, 60 s of audio as one sequence (16k_sequence export, 1,875 chunks)", 7, "≤ 1.0"),
         ("basic_pitch", "basic-pitch nmp.onnx, one 2-second window (43,844 samples)", 21, "≤ 1.0"),
+        ("encoder_64", "transformer encoder (2 layers, d 128, 4 heads), batch 1, sequence 64", 201, "≤ 1.0"),
+        ("encoder_256", "transformer encoder (2 layers, d 128, 4 heads), batch 1, sequence 256", 51, "≤ 1.0"),
     ];
     let mut rows = String::new();
     println!("byob vs ONNX Runtime on the audio models, {threads} thread(s) each, {}", machine());
@@ -130,7 +145,7 @@ fn main() {
     let body = format!(
         "## ONNX inference on audio models: byob CPU vs ONNX Runtime CPU\n\n\
          `cargo run --release -p byob-bench --bin onnx_audio` (`-- --threads N`, default 2) — median latency, the engines in turns case by case (ONNX Runtime in its own Python process, `scripts/ort-audio-bench.py`, timing `session.run`; byob timing `Session::run`, inputs and outputs as owned tensors), same run, same machine: {}.\n\
-         Threads: {threads} for each (byob `with_intra_op_threads`, ONNX Runtime intra_op_num_threads with ORT_ENABLE_ALL). Models: the real-model test data (Silero VAD 6.2.3, basic-pitch 0.4.0), whose outputs match ONNX Runtime's in the test suite.\n\n\
+         Threads: {threads} for each (byob `with_intra_op_threads`, ONNX Runtime intra_op_num_threads with ORT_ENABLE_ALL). Models: the real-model test data (Silero VAD 6.2.3, basic-pitch 0.4.0, the seeded transformer encoder), whose outputs match ONNX Runtime's in the test suite.\n\n\
          | case | byob ms | ORT ms | byob/ORT | goal | runs |\n|---|---|---|---|---|---|\n{rows}",
         machine()
     );

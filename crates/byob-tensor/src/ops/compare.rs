@@ -97,12 +97,27 @@ pub(crate) fn broadcast_walk<const N: usize>(shapes: [&[usize]; N], out_shape: &
         return;
     }
     let rank = out_shape.len();
+    if rank == 0 {
+        return f(0, [0; N]);
+    }
     let strides: Vec<Vec<usize>> = shapes.iter().map(|s| aligned_strides(s, rank)).collect();
-    let mut index = vec![0usize; rank];
+    // Rows of the last axis at a time: the carry over the outer axes runs
+    // once a row, not once an element.
+    let (row, outer) = (out_shape[rank - 1], rank - 1);
+    let step: [usize; N] = std::array::from_fn(|k| strides[k][outer]);
+    let mut index = vec![0usize; outer];
     let mut at = [0usize; N];
-    for o in 0..total {
-        f(o, at);
-        for d in (0..rank).rev() {
+    let mut o = 0;
+    while o < total {
+        let mut a = at;
+        for _ in 0..row {
+            f(o, a);
+            o += 1;
+            for k in 0..N {
+                a[k] += step[k];
+            }
+        }
+        for d in (0..outer).rev() {
             index[d] += 1;
             for (a, s) in at.iter_mut().zip(&strides) {
                 *a += s[d];
