@@ -234,7 +234,7 @@ fn softmax_row(src: &[f32], dst: &mut [f32]) {
     let max = src.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0f32;
     dst.iter_mut().zip(src).for_each(|(d, &s)| {
-        *d = (s - max).exp();
+        *d = super::fast_math::exp(s - max);
         sum += *d;
     });
     let inv = 1.0 / sum;
@@ -251,7 +251,7 @@ fn softmax_strided(src: &[f32], dst: &mut [f32], len: usize, inner: usize) {
     let mut sum = vec![0.0f32; inner];
     for (d, s) in dst.chunks_exact_mut(inner).zip(src.chunks_exact(inner)).take(len) {
         for ((d, &s), (&m, acc)) in d.iter_mut().zip(s).zip(max.iter().zip(sum.iter_mut())) {
-            *d = (s - m).exp();
+            *d = super::fast_math::exp(s - m);
             *acc += *d;
         }
     }
