@@ -230,19 +230,57 @@ impl Softmax {
 }
 
 /// Softmax of one contiguous row, in place from `src` into `dst`.
+/// Softmax over block `i` of `x`, each a [len, inner] array, compiled for
+/// the widest vectors the processor has (its exponentials are most of a
+/// transformer's Softmax time).
+struct SoftmaxBlocks<'a> {
+    x: &'a [f32],
+    len: usize,
+    inner: usize,
+}
+
+impl super::microkernel::VectorLoop for SoftmaxBlocks<'_> {
+    #[inline(always)]
+    fn run(&self, i: usize, out: &mut [f32]) {
+        let block = self.len * self.inner;
+        let src = &self.x[i * block..][..block];
+        if self.inner == 1 {
+            softmax_row(src, out);
+        } else {
+            softmax_strided(src, out, self.len, self.inner);
+        }
+    }
+}
+
+#[inline(always)]
 fn softmax_row(src: &[f32], dst: &mut [f32]) {
-    let max = src.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
-    dst.iter_mut().zip(src).for_each(|(d, &s)| {
-        *d = super::fast_math::exp(s - max);
-        sum += *d;
-    });
-    let inv = 1.0 / sum;
+    let mut highest = [f32::NEG_INFINITY; 8];
+    let chunks = src.chunks_exact(8);
+    let mut max = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for c in chunks {
+        for l in 0..8 {
+            highest[l] = highest[l].max(c[l]);
+        }
+    }
+    max = highest.iter().copied().fold(max, f32::max);
+    // The exponentials in a loop of their own, which vectorises; the sum
+    // in eight partial sums (one would chain every addition).
+    dst.iter_mut().zip(src).for_each(|(d, &s)| *d = super::fast_math::exp(s - max));
+    let mut lanes = [0.0f32; 8];
+    let chunks = dst.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for l in 0..8 {
+            lanes[l] += c[l];
+        }
+    }
+    let inv = 1.0 / (lanes.iter().sum::<f32>() + rest);
     dst.iter_mut().for_each(|d| *d *= inv);
 }
 
 /// Softmax along the middle axis of a [len, inner] block (inner > 1): the
 /// loops run along `inner`, contiguous.
+#[inline(always)]
 fn softmax_strided(src: &[f32], dst: &mut [f32], len: usize, inner: usize) {
     let mut max = src[..inner].to_vec();
     for row in src.chunks_exact(inner).skip(1) {
@@ -300,14 +338,8 @@ impl Op for Softmax {
                 }
             }
         } else if block > 0 {
-            chunks(y, block, threads, |i, out| {
-                let src = &x[i * block..][..block];
-                if inner == 1 {
-                    softmax_row(src, out);
-                } else {
-                    softmax_strided(src, out, len, inner);
-                }
-            });
+            let blocks = SoftmaxBlocks { x, len, inner };
+            chunks(y, block, threads, |i, out| super::microkernel::vectorized(&blocks, i, out));
         }
         Ok(())
     }
