@@ -285,5 +285,42 @@ pub fn info(args: InfoArgs) -> Result<()> {
     for p in session.placements() {
         writeln!(out, "  {:<12} {:<24} {}", p.provider, p.op_type, p.name)?;
     }
+    // The session shows the graph after its passes; subgraphs are listed
+    // as the file holds them.
+    let model = byob_tensor::Model::load(&args.model)?;
+    let mut listing = String::new();
+    list_subgraphs(&model.graph, 1, &mut listing);
+    if !listing.is_empty() {
+        write!(out, "subgraphs (as in the file; each runs as a session of its own):\n{listing}")?;
+    }
     Ok(())
+}
+
+/// One line per subgraph of `graph`'s nodes, nested ones indented below
+/// their node's: where it is, its size, and its operators with counts.
+fn list_subgraphs(graph: &byob_tensor::model::Graph, depth: usize, listing: &mut String) {
+    for node in &graph.nodes {
+        let mut bodies: Vec<(&String, &byob_tensor::Subgraph)> = node
+            .attributes
+            .iter()
+            .filter_map(|(name, a)| match a {
+                byob_tensor::model::Attribute::Graph(sub) => Some((name, sub.as_ref())),
+                _ => None,
+            })
+            .collect();
+        bodies.sort_by_key(|(name, _)| *name);
+        for (attribute, sub) in bodies {
+            let mut counts: Vec<(&str, usize)> = Vec::new();
+            for n in &sub.graph.nodes {
+                match counts.iter_mut().find(|(op, _)| *op == n.op_type) {
+                    Some((_, k)) => *k += 1,
+                    None => counts.push((&n.op_type, 1)),
+                }
+            }
+            let ops: Vec<String> = counts.iter().map(|(op, k)| if *k == 1 { op.to_string() } else { format!("{op} ×{k}") }).collect();
+            let reads = if sub.captures.is_empty() { String::new() } else { format!(", reads {} outer value(s)", sub.captures.len()) };
+            listing.push_str(&format!("{}{} {}.{}: {} node(s){reads}: {}\n", "  ".repeat(depth), node.op_type, node.name, attribute, sub.graph.nodes.len(), ops.join(", ")));
+            list_subgraphs(&sub.graph, depth + 1, listing);
+        }
+    }
 }

@@ -26,8 +26,8 @@ pub mod provider;
 pub mod session;
 pub mod tensor;
 
-pub use model::{Dim, Model, ModelError, Node, Subgraph, ValueInfo};
+pub use model::{Dim, Model, ModelError, Node, Subgraph, ValueInfo, MAX_SUBGRAPH_DEPTH};
 pub use layout::Layout;
 pub use provider::{CpuProvider, ExecutionProvider};
-pub use session::{IoBinding, OptimizationLevel, Optimizations, RunError, RunStats, Session, SessionBuilder, SessionError, StepTime, DEFAULT_MAX_TENSOR_BYTES};
+pub use session::{IoBinding, OptimizationLevel, Optimizations, RunError, RunStats, Session, SessionBuilder, SessionError, StepTime, DEFAULT_MAX_TENSOR_BYTES, MAX_LOOP_ITERATIONS};
 pub use tensor::{Data, DataType, Tensor};

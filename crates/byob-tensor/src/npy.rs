@@ -207,6 +207,7 @@ pub fn write_to(file: &mut std::fs::File, tensor: &Tensor) -> std::io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::Data;
 
     /// A version 1 `.npy` file with `header` (padded as NumPy pads it) and
     /// then `data`.
@@ -241,6 +242,32 @@ mod tests {
         let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0].iter().flat_map(|x| x.to_le_bytes()).collect();
         let t = read_via_file(&npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", &data)).unwrap();
         assert_eq!((t.shape(), t.as_f32().unwrap()), (&[2, 2][..], &[1.0, 2.0, 3.0, 4.0][..]));
+    }
+
+    #[test]
+    fn scalars_and_every_npy_type_round_trip() {
+        // A 0-d array as NumPy writes it (`np.save(f, np.float32(2.5))`).
+        let t = read_via_file(&npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (), }", &2.5f32.to_le_bytes())).unwrap();
+        assert_eq!((t.shape(), t.as_f32().unwrap()), (&[][..], &[2.5][..]));
+        let dir = tempfile::tempdir().unwrap();
+        let tensors = [
+            Tensor::i64(vec![], vec![16000]).unwrap(),
+            Tensor::new(vec![3], Data::F16(vec![half::f16::from_f32(0.5), half::f16::from_f32(-2.0), half::f16::INFINITY])).unwrap(),
+            Tensor::new(vec![2], Data::F64(vec![1e-300, -3.25])).unwrap(),
+            Tensor::new(vec![2], Data::I8(vec![-128, 127])).unwrap(),
+            Tensor::new(vec![2], Data::I16(vec![-32768, 7])).unwrap(),
+            Tensor::new(vec![1, 2], Data::I32(vec![i32::MIN, 5])).unwrap(),
+            Tensor::new(vec![2], Data::U8(vec![0, 255])).unwrap(),
+            Tensor::new(vec![2], Data::U16(vec![0, 65535])).unwrap(),
+            Tensor::new(vec![2], Data::U32(vec![0, u32::MAX])).unwrap(),
+            Tensor::new(vec![2], Data::U64(vec![0, u64::MAX])).unwrap(),
+            Tensor::new(vec![], Data::Bool(vec![true])).unwrap(),
+        ];
+        for (k, t) in tensors.iter().enumerate() {
+            let path = dir.path().join(format!("t{k}.npy"));
+            write(&path, t).unwrap();
+            assert_eq!(&read(&path).unwrap(), t, "{} {:?}", t.dtype(), t.shape());
+        }
     }
 
     /// The memory-unsafe case: (2^62 + 1) × 4 wraps to 4 elements, which

@@ -2,6 +2,7 @@
 
 mod binding;
 pub(crate) mod control_flow;
+pub use control_flow::MAX_LOOP_ITERATIONS;
 mod run;
 
 pub use binding::IoBinding;
