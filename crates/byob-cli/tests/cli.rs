@@ -122,6 +122,20 @@ fn squeezenet_input(dir: &Path) -> PathBuf {
     npy(dir, "in.npy", "(1, 3, 224, 224)", &values)
 }
 
+/// `byob info` lists a model's subgraphs, nested ones under their node's,
+/// with the operators of each (Silero VAD: If branches holding the LSTM).
+#[test]
+fn info_lists_subgraphs() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../byob-tensor/tests/data/real-models/models/silero_vad.onnx");
+    let info = byob(&["info", model.to_str().unwrap(), "--ep", "cpu"]);
+    assert!(info.status.success(), "{}", stderr(&info));
+    let text = String::from_utf8_lossy(&info.stdout);
+    let listing = text.split_once("subgraphs (as in the file").map(|(_, rest)| rest).unwrap_or_else(|| panic!("no subgraphs listed: {text}"));
+    assert!(listing.contains("  If If_0.then_branch: 113 node(s)") && listing.contains("Conv ×6"), "{listing}");
+    // The LSTM is in a branch nested one level down.
+    assert!(listing.lines().any(|l| l.starts_with("    If ") && l.contains("LSTM")), "{listing}");
+}
+
 /// `byob run` on a light model with an .npy input writes the output as
 /// .npy, prints latencies, and writes the stats JSON; `byob info` lists the
 /// inputs, outputs and where each node runs.
