@@ -246,7 +246,9 @@ where
         return;
     }
     let plan = Plan::new(a_shape, b_shape, out_shape);
-    if out.len() > PARALLEL {
+    // One thread: no hand-over to it (a single-threaded session runs on
+    // its caller's thread).
+    if out.len() > PARALLEL && threads.current_num_threads() > 1 {
         threads.install(|| out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, chunk)| plan.fill(chunk, i * CHUNK, a, b, &f)));
     } else {
         plan.fill(out, 0, a, b, &f);

@@ -257,7 +257,7 @@ impl Op for Unary {
         match x.data() {
             Data::F32(input) => {
                 let out = out.reset_f32(x.shape())?;
-                if input.len() >= 2 * CHUNK {
+                if input.len() >= 2 * CHUNK && threads.current_num_threads() > 1 {
                     threads.install(|| out.par_chunks_mut(CHUNK).zip(input.par_chunks(CHUNK)).for_each(|(o, i)| f.map(i, o)));
                 } else {
                     f.map(input, out);
