@@ -8,7 +8,7 @@
 
 use super::{required, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
-use crate::tensor::{DataType, Tensor};
+use crate::tensor::Tensor;
 use std::collections::HashMap;
 
 #[derive(Debug)]
@@ -21,13 +21,6 @@ struct Attention {
     qk_mode: i64,
 }
 
-fn floats(t: &Tensor, index: usize) -> Result<Vec<f64>, OpError> {
-    match t.dtype() {
-        DataType::F32 | DataType::F64 | DataType::F16 => Ok(crate::dispatch!(t.dtype(), T => t.elements::<T>().unwrap_or_default().iter().map(|v| v.to_f64()).collect())),
-        other => Err(OpError::input(index, format!("expected a float type, got {other}"))),
-    }
-}
-
 /// A [batch, heads, sequence, size] view of a 3-D or 4-D input.
 struct Heads {
     values: Vec<f64>,
@@ -36,7 +29,7 @@ struct Heads {
 
 impl Heads {
     fn new(t: &Tensor, index: usize, heads: Option<usize>) -> Result<Self, OpError> {
-        let values = floats(t, index)?;
+        let values = super::f64_values(t, index)?;
         match *t.shape() {
             [b, h, s, d] => Ok(Self { values, dims: [b, h, s, d] }),
             [b, s, hidden] => {
@@ -83,11 +76,6 @@ impl Heads {
     }
 }
 
-fn emit(out: &mut Tensor, dtype: DataType, shape: &[usize], values: &[f64]) -> Result<(), OpError> {
-    crate::dispatch!(dtype, T => out.reset_as::<T>(shape)?.iter_mut().zip(values).for_each(|(o, &v)| *o = T::from_f64(v)));
-    Ok(())
-}
-
 impl Op for Attention {
     fn infer(&self, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>, OpError> {
         let q = required(inputs, 0)?;
@@ -120,7 +108,7 @@ impl Op for Attention {
             Some(m) => {
                 let values: Vec<f64> = match m.elements::<bool>() {
                     Some(v) => v.iter().map(|&keep| if keep { 0.0 } else { f64::NEG_INFINITY }).collect(),
-                    None => floats(m, 3)?,
+                    None => super::f64_values(m, 3)?,
                 };
                 let mut dims = vec![1usize; 4usize.saturating_sub(m.rank())];
                 dims.extend_from_slice(m.shape());
@@ -192,7 +180,7 @@ impl Op for Attention {
         };
         let results: [(Vec<usize>, &[f64]); 4] = [(y_shape, &y), (k.dims.to_vec(), &k.values), (v.dims.to_vec(), &v.values), (vec![b, qh, qs, total], &qk_out)];
         for (out, (shape, values)) in outputs.iter_mut().zip(results) {
-            emit(out, dtype, &shape, values)?;
+            super::write_f64(out, dtype, &shape, values)?;
         }
         Ok(())
     }
@@ -231,7 +219,7 @@ impl Op for Rotary {
 
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
-        let values = floats(x, 0)?;
+        let values = super::f64_values(x, 0)?;
         // [b, s, h, d] addressing of either layout.
         let (b, s, h, d, four) = match *x.shape() {
             [b, h, s, d] => (b, s, h, d, true),
@@ -246,7 +234,7 @@ impl Op for Rotary {
         if rot > d || rot % 2 != 0 {
             return Err(OpError::attribute("rotary_embedding_dim", format!("{rot} must be even and at most the head size {d}")));
         }
-        let (cos, sin) = (floats(required(inputs, 1)?, 1)?, floats(required(inputs, 2)?, 2)?);
+        let (cos, sin) = (super::f64_values(required(inputs, 1)?, 1)?, super::f64_values(required(inputs, 2)?, 2)?);
         let positions = inputs.get(3).copied().flatten().map(|p| p.to_i64_vec().ok_or_else(|| OpError::input(3, "position ids must be int64"))).transpose()?;
         // The cache row of (batch, position).
         let row = |bi: usize, si: usize| -> Result<usize, OpError> {
@@ -275,7 +263,7 @@ impl Op for Rotary {
                 }
             }
         }
-        emit(super::output(outputs, 0)?, x.dtype(), x.shape(), &y)
+        super::write_f64(super::output(outputs, 0)?, x.dtype(), x.shape(), &y)
     }
 }
 

@@ -16,11 +16,6 @@ fn floats(t: &Tensor, index: usize) -> Result<Vec<f64>, OpError> {
         .and_then(|v: Vec<f64>| if t.dtype() == DataType::Bool { Err(OpError::input(index, "bool operands have no products")) } else { Ok(v) })
 }
 
-fn emit(out: &mut Tensor, dtype: DataType, shape: &[usize], v: &[f64]) -> Result<(), OpError> {
-    crate::dispatch!(dtype, T => out.reset_as::<T>(shape)?.iter_mut().zip(v).for_each(|(o, &x)| *o = T::from_f64(x)));
-    Ok(())
-}
-
 #[derive(Debug)]
 struct Einsum {
     equation: String,
@@ -133,7 +128,7 @@ impl Op for Einsum {
                 index[d] = 0;
             }
         }
-        emit(output(outputs, 0)?, operands[0].dtype(), &out_shape, &y)
+        super::write_f64(output(outputs, 0)?, operands[0].dtype(), &out_shape, &y)
     }
 }
 
@@ -186,7 +181,7 @@ impl Op for Det {
         let values = floats(x, 0)?;
         let dets: Vec<f64> = values.chunks(n * n).map(|m| determinant(m.to_vec(), n)).collect();
         let dets = if n == 0 { vec![1.0; shape[..rank - 2].iter().product()] } else { dets };
-        emit(output(outputs, 0)?, x.dtype(), &shape[..rank - 2], &dets)
+        super::write_f64(output(outputs, 0)?, x.dtype(), &shape[..rank - 2], &dets)
     }
 }
 

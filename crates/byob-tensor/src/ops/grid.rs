@@ -5,20 +5,9 @@
 
 use super::{output, required, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
-use crate::tensor::{DataType, Tensor};
+use crate::tensor::Tensor;
 use std::collections::HashMap;
 
-fn floats(t: &Tensor, index: usize) -> Result<Vec<f64>, OpError> {
-    match t.dtype() {
-        DataType::F32 | DataType::F64 | DataType::F16 => Ok(crate::dispatch!(t.dtype(), T => t.elements::<T>().unwrap_or_default().iter().map(|v| v.to_f64()).collect())),
-        other => Err(OpError::input(index, format!("expected a float type, got {other}"))),
-    }
-}
-
-fn emit(out: &mut Tensor, dtype: DataType, shape: &[usize], v: &[f64]) -> Result<(), OpError> {
-    crate::dispatch!(dtype, T => out.reset_as::<T>(shape)?.iter_mut().zip(v).for_each(|(o, &x)| *o = T::from_f64(x)));
-    Ok(())
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Interpolation {
@@ -60,17 +49,7 @@ fn reflect(x: f64, lo: f64, hi: f64) -> f64 {
 }
 
 fn cubic_weights(t: f64) -> [f64; 4] {
-    let a = -0.75;
-    let k = |x: f64| {
-        let x = x.abs();
-        if x <= 1.0 {
-            ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-        } else if x < 2.0 {
-            ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
-        } else {
-            0.0
-        }
-    };
+    let k = |x: f64| super::resize::cubic(-0.75, x);
     [k(t + 1.0), k(t), k(1.0 - t), k(2.0 - t)]
 }
 
@@ -121,7 +100,7 @@ impl Op for GridSample {
         if dims == 0 || gs.len() != xs.len() || gs[0] != xs[0] || gs[gs.len() - 1] != dims {
             return Err(OpError::input(1, format!("grid {gs:?} does not fit input {xs:?}")));
         }
-        let (values, coords) = (floats(x, 0)?, floats(grid, 1)?);
+        let (values, coords) = (super::f64_values(x, 0)?, super::f64_values(grid, 1)?);
         let (n, c) = (xs[0], xs[1]);
         let spatial = &xs[2..];
         let in_size: usize = spatial.iter().product();
@@ -176,7 +155,7 @@ impl Op for GridSample {
         }
         let mut shape = vec![n, c];
         shape.extend_from_slice(out_spatial);
-        emit(output(outputs, 0)?, x.dtype(), &shape, &y)
+        super::write_f64(output(outputs, 0)?, x.dtype(), &shape, &y)
     }
 }
 
@@ -200,7 +179,7 @@ impl Op for AffineGrid {
         if !(dims == 2 || dims == 3) || theta.shape() != [size[0] as usize, dims, dims + 1] || size.iter().any(|&s| s < 1) {
             return Err(OpError::input(0, format!("theta {:?} and size {size:?} must be [N, 2, 3] and [N, C, H, W] (or 3-D)", theta.shape())));
         }
-        let t = floats(theta, 0)?;
+        let t = super::f64_values(theta, 0)?;
         let spatial: Vec<usize> = size[2..].iter().map(|&s| s as usize).collect();
         let base = |len: usize, i: usize| -> f64 {
             if self.align_corners {
@@ -229,7 +208,7 @@ impl Op for AffineGrid {
         let mut shape = vec![n];
         shape.extend_from_slice(&spatial);
         shape.push(dims);
-        emit(output(outputs, 0)?, theta.dtype(), &shape, &grid)
+        super::write_f64(output(outputs, 0)?, theta.dtype(), &shape, &grid)
     }
 }
 

@@ -162,6 +162,22 @@ pub trait Op: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// A float input (f16, f32 or f64) as f64 values, for the operators that
+/// compute in f64 whatever their element type (attention, signal, grid,
+/// streaming).
+pub(crate) fn f64_values(t: &Tensor, index: usize) -> Result<Vec<f64>, OpError> {
+    match t.dtype() {
+        DataType::F32 | DataType::F64 | DataType::F16 => Ok(crate::dispatch!(t.dtype(), T => t.elements::<T>().unwrap_or_default().iter().map(|v| v.to_f64()).collect())),
+        other => Err(OpError::input(index, format!("expected a float type, got {other}"))),
+    }
+}
+
+/// Writes f64 `values` into `out` as `dtype`, shaped `shape`.
+pub(crate) fn write_f64(out: &mut Tensor, dtype: DataType, shape: &[usize], values: &[f64]) -> Result<(), OpError> {
+    crate::dispatch!(dtype, T => out.reset_as::<T>(shape)?.iter_mut().zip(values).for_each(|(o, &v)| *o = T::from_f64(v)));
+    Ok(())
+}
+
 /// Output `index`, which the node must have.
 pub fn output(outputs: &mut [Tensor], index: usize) -> Result<&mut Tensor, OpError> {
     let count = outputs.len();

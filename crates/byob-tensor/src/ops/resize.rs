@@ -97,7 +97,7 @@ impl Mode {
 }
 
 /// Keys' cubic convolution kernel with parameter `a`.
-fn cubic(a: f64, x: f64) -> f64 {
+pub(crate) fn cubic(a: f64, x: f64) -> f64 {
     let x = x.abs();
     if x <= 1.0 {
         ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0

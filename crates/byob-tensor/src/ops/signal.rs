@@ -11,13 +11,6 @@ use rustfft::num_complex::Complex;
 use rustfft::FftPlanner;
 use std::collections::HashMap;
 
-fn floats(t: &Tensor, index: usize) -> Result<Vec<f64>, OpError> {
-    match t.dtype() {
-        DataType::F32 | DataType::F64 | DataType::F16 => Ok(crate::dispatch!(t.dtype(), T => t.elements::<T>().unwrap_or_default().iter().map(|v| v.to_f64()).collect())),
-        other => Err(OpError::input(index, format!("expected a float type, got {other}"))),
-    }
-}
-
 fn integer(t: &Tensor, index: usize, what: &str) -> Result<i64, OpError> {
     match t.to_i64_vec().as_deref() {
         Some([v]) => Ok(*v),
@@ -34,15 +27,11 @@ fn positive(value: i64, index: usize, what: &str) -> Result<usize, OpError> {
 }
 
 /// Writes f64 values as `dtype` into `out`.
-fn emit(out: &mut Tensor, dtype: DataType, shape: &[usize], values: &[f64]) -> Result<(), OpError> {
-    crate::dispatch!(dtype, T => out.reset_as::<T>(shape)?.iter_mut().zip(values).for_each(|(o, &v)| *o = T::from_f64(v)));
-    Ok(())
-}
 
 /// The complex values of a [..., 1 or 2] tensor (real, or real and
 /// imaginary interleaved).
 fn complex(x: &Tensor) -> Result<Vec<Complex<f64>>, OpError> {
-    let v = floats(x, 0)?;
+    let v = super::f64_values(x, 0)?;
     match x.shape().last() {
         Some(1) => Ok(v.into_iter().map(|re| Complex::new(re, 0.0)).collect()),
         Some(2) => Ok(v.chunks_exact(2).map(|c| Complex::new(c[0], c[1])).collect()),
@@ -123,7 +112,7 @@ impl Op for Dft {
         let mut shape = x.shape().to_vec();
         shape[axis] = bins;
         shape[rank - 1] = parts;
-        emit(output(outputs, 0)?, x.dtype(), &shape, &result)
+        super::write_f64(output(outputs, 0)?, x.dtype(), &shape, &result)
     }
 }
 
@@ -144,7 +133,7 @@ impl Op for Stft {
         let &[batch, length, _] = x.shape() else { return Err(OpError::input(0, format!("the signal must be [batch, length, 1 or 2], got {:?}", x.shape()))) };
         let signal = complex(x)?;
         let step = positive(integer(required(inputs, 1)?, 1, "frame_step")?, 1, "frame_step")?;
-        let window = inputs.get(2).copied().flatten().map(|w| floats(w, 2)).transpose()?;
+        let window = inputs.get(2).copied().flatten().map(|w| super::f64_values(w, 2)).transpose()?;
         let frame = match optional_integer(inputs, 3, "frame_length")? {
             Some(f) => positive(f, 3, "frame_length")?,
             None => window.as_ref().map(Vec::len).filter(|&l| l > 0).ok_or_else(|| OpError::input(3, "frame_length or a window is required"))?,
@@ -170,7 +159,7 @@ impl Op for Stft {
                 }
             }
         }
-        emit(output(outputs, 0)?, x.dtype(), &[batch, frames, bins, 2], &result)
+        super::write_f64(output(outputs, 0)?, x.dtype(), &[batch, frames, bins, 2], &result)
     }
 }
 
@@ -195,7 +184,7 @@ impl Op for Window {
         let [a0, a1, a2] = self.coefficients;
         let tau = 2.0 * std::f64::consts::PI;
         let values: Vec<f64> = (0..size).map(|k| a0 - a1 * (tau * k as f64 / n).cos() + a2 * (2.0 * tau * k as f64 / n).cos()).collect();
-        emit(output(outputs, 0)?, self.dtype, &[size], &values)
+        super::write_f64(output(outputs, 0)?, self.dtype, &[size], &values)
     }
 }
 
@@ -215,7 +204,7 @@ impl Op for MelWeights {
         let mels = positive(integer(required(inputs, 0)?, 0, "num_mel_bins")?, 0, "num_mel_bins")?;
         let dft_length = positive(integer(required(inputs, 1)?, 1, "dft_length")?, 1, "dft_length")?;
         let rate = positive(integer(required(inputs, 2)?, 2, "sample_rate")?, 2, "sample_rate")? as f64;
-        let edge = |i: usize| -> Result<f64, OpError> { floats(required(inputs, i)?, i)?.first().copied().ok_or_else(|| OpError::input(i, "expected one value")) };
+        let edge = |i: usize| -> Result<f64, OpError> { super::f64_values(required(inputs, i)?, i)?.first().copied().ok_or_else(|| OpError::input(i, "expected one value")) };
         let (low, high) = (edge(3)?, edge(4)?);
         let bins = dft_length / 2 + 1;
         let mel = |hz: f64| 2595.0 * (1.0 + hz / 700.0).log10();
@@ -244,7 +233,7 @@ impl Op for MelWeights {
                 w[j * mels + i] = (right - j) as f64 / (right - center) as f64;
             }
         }
-        emit(output(outputs, 0)?, self.dtype, &[bins, mels], &w)
+        super::write_f64(output(outputs, 0)?, self.dtype, &[bins, mels], &w)
     }
 }
 

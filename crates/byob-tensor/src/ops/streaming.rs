@@ -7,20 +7,9 @@
 
 use super::{output, required, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
-use crate::tensor::{DataType, Tensor};
+use crate::tensor::Tensor;
 use std::collections::HashMap;
 
-fn floats(t: &Tensor, index: usize) -> Result<Vec<f64>, OpError> {
-    match t.dtype() {
-        DataType::F32 | DataType::F64 | DataType::F16 => Ok(crate::dispatch!(t.dtype(), T => t.elements::<T>().unwrap_or_default().iter().map(|v| v.to_f64()).collect())),
-        other => Err(OpError::input(index, format!("expected a float type, got {other}"))),
-    }
-}
-
-fn emit(out: &mut Tensor, dtype: DataType, shape: &[usize], v: &[f64]) -> Result<(), OpError> {
-    crate::dispatch!(dtype, T => out.reset_as::<T>(shape)?.iter_mut().zip(v).for_each(|(o, &x)| *o = T::from_f64(x)));
-    Ok(())
-}
 
 /// CausalConvWithState(input [B, C, L], weight [C, 1, K], bias?, past
 /// [B, C, K-1]?): each channel convolved with its own kernel over the past
@@ -49,10 +38,10 @@ impl Op for CausalConv {
         if wc != c || k == 0 {
             return Err(OpError::input(1, format!("weight {:?} does not fit {c} channels", w.shape())));
         }
-        let (xs, ws) = (floats(x, 0)?, floats(w, 1)?);
-        let bias = inputs.get(2).copied().flatten().map(|t| floats(t, 2)).transpose()?;
+        let (xs, ws) = (super::f64_values(x, 0)?, super::f64_values(w, 1)?);
+        let bias = inputs.get(2).copied().flatten().map(|t| super::f64_values(t, 2)).transpose()?;
         let past = match inputs.get(3).copied().flatten() {
-            Some(p) if p.shape() == [b, c, k - 1] => floats(p, 3)?,
+            Some(p) if p.shape() == [b, c, k - 1] => super::f64_values(p, 3)?,
             Some(p) => return Err(OpError::input(3, format!("past state {:?} must be [{b}, {c}, {}]", p.shape(), k - 1))),
             None => vec![0.0; b * c * (k - 1)],
         };
@@ -72,9 +61,9 @@ impl Op for CausalConv {
             }
             state[bc * (k - 1)..][..k - 1].copy_from_slice(&padded[padded_len - (k - 1)..]);
         }
-        emit(output(outputs, 0)?, x.dtype(), x.shape(), &y)?;
+        super::write_f64(output(outputs, 0)?, x.dtype(), x.shape(), &y)?;
         if let Some(out) = outputs.get_mut(1) {
-            emit(out, x.dtype(), &[b, c, k - 1], &state)?;
+            super::write_f64(out, x.dtype(), &[b, c, k - 1], &state)?;
         }
         Ok(())
     }
@@ -114,16 +103,16 @@ impl Op for LinearAttention {
             return Err(OpError::attribute("q_num_heads", format!("{qh} query and {kh} key/value heads do not fit shapes {:?}, {:?}, {:?}", q.shape(), k.shape(), v.shape())));
         }
         let (dk, dv, group) = (qhd / qh, vhd / kh, qh / kh);
-        let (qs, ks, vs) = (floats(q, 0)?, floats(k, 1)?, floats(v, 2)?);
+        let (qs, ks, vs) = (super::f64_values(q, 0)?, super::f64_values(k, 1)?, super::f64_values(v, 2)?);
         let optional = |i: usize| inputs.get(i).copied().flatten();
         let mut state = match optional(3) {
-            Some(s) if s.shape() == [b, kh, dk, dv] => floats(s, 3)?,
+            Some(s) if s.shape() == [b, kh, dk, dv] => super::f64_values(s, 3)?,
             Some(s) => return Err(OpError::input(3, format!("past state {:?} must be [{b}, {kh}, {dk}, {dv}]", s.shape()))),
             None => vec![0.0; b * kh * dk * dv],
         };
         let state_dtype = optional(3).map_or(q.dtype(), Tensor::dtype);
-        let decay = optional(4).map(|d| Ok::<_, OpError>((floats(d, 4)?, d.shape().last().copied().unwrap_or(0)))).transpose()?;
-        let beta = optional(5).map(|d| Ok::<_, OpError>((floats(d, 5)?, d.shape().last().copied().unwrap_or(0)))).transpose()?;
+        let decay = optional(4).map(|d| Ok::<_, OpError>((super::f64_values(d, 4)?, d.shape().last().copied().unwrap_or(0)))).transpose()?;
+        let beta = optional(5).map(|d| Ok::<_, OpError>((super::f64_values(d, 5)?, d.shape().last().copied().unwrap_or(0)))).transpose()?;
         if self.gated != decay.is_some() || self.delta != beta.is_some() {
             return Err(OpError::input(4, "the update rule's decay and beta inputs must be given exactly when it uses them"));
         }
@@ -164,9 +153,9 @@ impl Op for LinearAttention {
                 }
             }
         }
-        emit(output(outputs, 0)?, q.dtype(), &[b, t, qh * dv], &out)?;
+        super::write_f64(output(outputs, 0)?, q.dtype(), &[b, t, qh * dv], &out)?;
         if let Some(present) = outputs.get_mut(1) {
-            emit(present, state_dtype, &[b, kh, dk, dv], &state)?;
+            super::write_f64(present, state_dtype, &[b, kh, dk, dv], &state)?;
         }
         Ok(())
     }
