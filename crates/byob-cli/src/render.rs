@@ -59,8 +59,10 @@ pub struct WasmArgs {
 }
 
 impl WasmArgs {
-    /// The example processors, plus WebAssembly modules named in graph files.
-    fn registry(&self) -> Result<byob_audio::ProcessorRegistry> {
+    /// The example processors, the neural node (`"onnx"`, models taken
+    /// from `graph`'s folder, each node made added to `nodes`), plus
+    /// WebAssembly modules named in graph files.
+    fn registry(&self, graph: &std::path::Path, nodes: &byob_neural::NeuralNodes) -> Result<byob_audio::ProcessorRegistry> {
         const MAX_MS: f64 = 60_000.0;
         if !(self.wasm_time_limit > 0.0 && self.wasm_time_limit <= MAX_MS) {
             bail!("--wasm-time-limit must be a number of milliseconds above 0 and at most {MAX_MS}, got {}", self.wasm_time_limit);
@@ -69,6 +71,7 @@ impl WasmArgs {
         let limits = byob_wasm::Limits { max_time_per_call: Duration::from_secs_f64(self.wasm_time_limit / 1000.0), max_memory_bytes, ..Default::default() };
         let mut registry = byob_audio::ProcessorRegistry::with_examples();
         registry.set_module_loader(std::sync::Arc::new(byob_wasm::WasmHost::new(limits)?));
+        byob_neural::register(&mut registry, graph.parent().unwrap_or(std::path::Path::new("")), nodes)?;
         Ok(registry)
     }
 }
@@ -107,7 +110,8 @@ pub fn render(args: RenderArgs) -> Result<()> {
     let sample_rate = args.sample_rate.unwrap_or(file.sample_rate());
     let length = length_override(sample_rate, args.length, args.duration)?;
     let memory_limit = crate::mib_to_bytes("--max-memory-mib", args.max_memory_mib)?;
-    let ctx = file.offline_context_limited(args.sample_rate, length, &args.wasm.registry()?, memory_limit)?;
+    let neural = byob_neural::NeuralNodes::default();
+    let ctx = file.offline_context_limited(args.sample_rate, length, &args.wasm.registry(&args.graph, &neural)?, memory_limit)?;
     let total = ctx.length();
     let format = match args.format {
         Format::F32 => SampleFormat::F32,
@@ -143,6 +147,7 @@ pub fn render(args: RenderArgs) -> Result<()> {
         // The spec's processorerror: that node went silent, the rest played on.
         eprintln!("warning: processorerror in node {:?}: {} (it output silence from then on)", event.node, event.message);
     }
+    report_neural_nodes(&neural);
     let buffer = rendered.buffer;
     if let Some((count, first)) = buffer.non_finite_samples() {
         eprintln!("warning: {count} sample(s) are NaN or infinite (the first at frame {first}); the WAV file holds 0 in their place");
@@ -161,6 +166,23 @@ pub fn render(args: RenderArgs) -> Result<()> {
         args.output.display()
     );
     Ok(())
+}
+
+/// One line per neural node: what ran, how late, how often, what it copied.
+fn report_neural_nodes(nodes: &byob_neural::NeuralNodes) {
+    for (i, status) in nodes.statuses().iter().enumerate() {
+        let copied = status.bytes_copied_in() + status.bytes_copied_out();
+        println!(
+            "neural node {} ({}): mode {}, latency {:.1} ms, {} inferences, {} deadlines missed, {}",
+            i + 1,
+            status.model().file_name().map_or_else(|| status.model().display().to_string(), |n| n.to_string_lossy().into_owned()),
+            status.mode().name(),
+            status.latency_seconds() * 1000.0,
+            status.inferences(),
+            status.deadlines_missed(),
+            if status.zero_copy() { "zero-copy input".to_string() } else { format!("{copied} bytes copied") },
+        );
+    }
 }
 
 /// A WAV file's sizes are 32-bit: a render longer than it can hold is
@@ -183,7 +205,8 @@ pub fn play(args: PlayArgs) -> Result<()> {
     let length = length_override(sample_rate, None, args.duration)?
         .unwrap_or_else(|| (file.length() as f64 * sample_rate as f64 / file.sample_rate() as f64).round() as usize);
     let mut graph = byob_audio::AudioGraph::new(sample_rate, file.number_of_channels())?;
-    file.build(&mut graph, &args.wasm.registry()?)?;
+    let neural = byob_neural::NeuralNodes::default();
+    file.build(&mut graph, &args.wasm.registry(&args.graph, &neural)?)?;
     println!("playing {} on {} at {sample_rate} Hz", args.graph.display(), output.device_name());
     output.play(graph.compile()?, length)?;
     Ok(())

@@ -7,45 +7,6 @@ use crate::provider::{CpuProvider, ExecutionProvider};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
 
-/// Evaluates, once, every node whose inputs are all initializers (in graph
-/// order, so chains fold: ConstantOfShape → weights, Shape arithmetic on
-/// constants), turning its outputs into initializers, and drops the
-/// initializers nothing reads any more. Runs before the other passes so they
-/// see weights computed by the graph as constants. A node that cannot be
-/// evaluated is left for the session, which reports its error. Returns how
-/// many nodes were folded. No folded tensor may take more than
-/// `max_tensor_bytes` (a node whose would is left, and fails when run).
-pub fn fold_constants(graph: &mut Graph, opset: i64, pool: &rayon::ThreadPool, max_tensor_bytes: usize) -> usize {
-    let ops = crate::ops::registry();
-    let mut folded = 0;
-    let mut kept = Vec::with_capacity(graph.nodes.len());
-    for node in std::mem::take(&mut graph.nodes) {
-        let onnx = node.domain.is_empty() || node.domain == "ai.onnx";
-        let constant = node.inputs.iter().all(|i| i.is_empty() || graph.initializers.contains_key(i));
-        let results = match ops.get(node.op_type.as_str()) {
-            Some(build) if onnx && constant && !node.outputs.is_empty() => build(&node, opset).ok().and_then(|op| {
-                let args: Vec<Option<&Tensor>> = node.inputs.iter().map(|i| graph.initializers.get(i)).collect();
-                op.eval_limited(&args, node.outputs.len(), pool, max_tensor_bytes).ok()
-            }),
-            _ => None,
-        };
-        match results {
-            Some(results) => {
-                for (name, tensor) in node.outputs.iter().zip(results) {
-                    if !name.is_empty() {
-                        graph.initializers.insert(name.clone(), tensor);
-                    }
-                }
-                folded += 1;
-            }
-            None => kept.push(node),
-        }
-    }
-    graph.nodes = kept;
-    drop_unread_initializers(graph);
-    folded
-}
-
 /// Removes the nodes that pass their input through unchanged: `Identity`,
 /// and `Dropout` in inference mode (no `training_mode` input, or a constant
 /// false one) whose mask nobody reads. Their readers read the input
@@ -58,6 +19,14 @@ pub fn remove_identities(graph: &mut Graph) -> usize {
         None => true,
         Some(t) => matches!(graph.initializers.get(t).map(Tensor::data), Some(crate::tensor::Data::Bool(v)) if v[..] == [false]),
     };
+    // Subgraphs read the values they capture by name: those names stay.
+    let captured: std::collections::HashSet<&str> = graph
+        .nodes
+        .iter()
+        .flat_map(|n| n.attributes.values())
+        .filter_map(|a| if let Attribute::Graph(sub) = a { Some(sub.captures.iter().map(String::as_str)) } else { None })
+        .flatten()
+        .collect();
     let mut renamed: HashMap<String, String> = HashMap::new();
     let mut removed = vec![false; graph.nodes.len()];
     for (i, node) in graph.nodes.iter().enumerate() {
@@ -68,7 +37,7 @@ pub fn remove_identities(graph: &mut Graph) -> usize {
             _ => false,
         };
         let Some(x) = node.inputs.first().filter(|x| !x.is_empty()) else { continue };
-        if !onnx || !passes || outputs.contains(node.outputs[0].as_str()) {
+        if !onnx || !passes || outputs.contains(node.outputs[0].as_str()) || captured.contains(node.outputs[0].as_str()) {
             continue;
         }
         // The input may itself be a removed node's output.
@@ -266,14 +235,23 @@ pub fn fold_batch_norms(graph: &mut Graph) -> usize {
 /// (shape inputs of Reshape and the like); larger ones by shape only.
 const SMALL_CONSTANT: usize = 1024;
 
+/// What shape inference may know of an initializer: small ones whole,
+/// larger ones by shape.
+pub(crate) fn initializer_fact(t: &Tensor) -> Fact {
+    if t.len() <= SMALL_CONSTANT {
+        Fact::constant(t.clone())
+    } else {
+        Fact::new(t.dtype(), t.shape().iter().map(|&d| Dim::Known(d)).collect())
+    }
+}
+
 /// The shapes of the graph's values that the CPU's kernels infer from the
 /// inputs' declared shapes and the initializers, in graph order (a node
 /// whose inputs are not all known keeps its outputs unknown).
 pub(crate) fn infer_shapes(graph: &Graph, opset: i64) -> HashMap<String, Vec<Dim>> {
     let mut facts: HashMap<&str, Fact> = HashMap::new();
     for (name, t) in &graph.initializers {
-        let fact = if t.len() <= SMALL_CONSTANT { Fact::constant(t.clone()) } else { Fact::new(t.dtype(), t.shape().iter().map(|&d| Dim::Known(d)).collect()) };
-        facts.insert(name, fact);
+        facts.insert(name, initializer_fact(t));
     }
     for v in &graph.inputs {
         if let (Some(dtype), Some(shape)) = (v.dtype, &v.shape) {

@@ -57,6 +57,26 @@ impl IoBinding {
         bind(&mut self.outputs, name.into(), buffer);
     }
 
+    /// Binds output `name` to `tensor`, allocating only for a name not
+    /// bound before (runs hand their outputs back through this).
+    pub(super) fn put_output(&mut self, name: &str, tensor: Tensor) {
+        match slot(&mut self.outputs, name) {
+            Some(t) => *t = tensor,
+            None => self.outputs.push((name.to_string(), tensor)),
+        }
+    }
+
+    /// Output `name`, to swap with an input (a recurrent model's state
+    /// handed from one run to the next without a copy).
+    pub fn output_mut(&mut self, name: &str) -> Option<&mut Tensor> {
+        slot(&mut self.outputs, name)
+    }
+
+    /// A bound input.
+    pub fn input(&self, name: &str) -> Option<&Tensor> {
+        self.inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
     /// A bound input, to write the next run's values in place.
     pub fn input_mut(&mut self, name: &str) -> Option<&mut Tensor> {
         slot(&mut self.inputs, name)

@@ -1,11 +1,14 @@
 //! Sessions: a model prepared for running, shaped like ONNX Runtime's API.
 
 mod binding;
+mod handle;
 pub(crate) mod control_flow;
 pub use control_flow::MAX_LOOP_ITERATIONS;
+mod pinned;
 mod run;
 
 pub use binding::IoBinding;
+pub use handle::RunHandle;
 
 use crate::model::{Dim, Model, ModelError, Node, ValueInfo};
 use crate::ops::{Fact, Op, OpError};
@@ -44,6 +47,8 @@ pub enum SessionError {
     UnknownValue(String),
     #[error("the graph has a cycle through node {0:?}")]
     Cycle(String),
+    #[error("input {name:?}: {what}")]
+    Pinned { name: String, what: String },
     #[error("could not start {0} threads: {1}")]
     Threads(usize, String),
 }
@@ -64,6 +69,10 @@ pub enum RunError {
     UnknownOutput { name: String, expected: String },
     #[error("node {node:?} ({op}): {error}")]
     Node { node: String, op: String, error: OpError },
+    /// A [`RunHandle`] runs kernels on the caller's thread; this session
+    /// has a step on a device.
+    #[error("node {node:?} runs on {provider}, which cannot run on the caller's thread")]
+    NotInline { node: String, provider: String },
     /// The memory plan's buffers could not be allocated.
     #[error("laying out the memory plan: {0}")]
     Memory(TensorError),
@@ -109,6 +118,8 @@ pub struct SessionBuilder {
     winograd: Option<bool>,
     /// `None`: [`DEFAULT_MAX_TENSOR_BYTES`].
     max_tensor_bytes: Option<usize>,
+    /// Inputs fixed at build: see [`with_input_shape`](Self::with_input_shape).
+    pinned: pinned::Pinned,
 }
 
 /// The default of [`SessionBuilder::with_max_tensor_bytes`]: 4 GiB.
@@ -171,6 +182,25 @@ impl SessionBuilder {
         self
     }
 
+    /// Fixes input `name` to `shape` (the dimensions the model leaves open
+    /// among them): runs must then feed exactly that shape, and what
+    /// depends only on shapes (Shape arithmetic, `If`s on a batch size) is
+    /// computed once, at build. For streaming callers that feed the same
+    /// frame size every time.
+    pub fn with_input_shape(mut self, name: impl Into<String>, shape: Vec<usize>) -> Self {
+        self.pinned.shapes.push((name.into(), shape));
+        self
+    }
+
+    /// Fixes input `name` to `value` for every run: it stops being an
+    /// input (runs must not feed it) and becomes a constant, so that what
+    /// depends on it is computed once, at build (Silero VAD's sample rate
+    /// selects one of two networks with an `If`).
+    pub fn with_constant_input(mut self, name: impl Into<String>, value: Tensor) -> Self {
+        self.pinned.constants.push((name.into(), value));
+        self
+    }
+
     pub fn with_optimization_level(mut self, level: OptimizationLevel) -> Self {
         self.optimization_level = level;
         self
@@ -188,12 +218,13 @@ impl SessionBuilder {
         let threads = self.intra_op_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| SessionError::Threads(threads, e.to_string()))?;
         let opset = model.opset();
+        pinned::apply(std::mem::take(&mut self.pinned), &mut model.graph)?;
         for node in &model.graph.nodes {
             crate::ops::arity::check_arity(node, opset).map_err(|what| SessionError::Node { node: node.name.clone(), op: node.op_type.clone(), error: OpError::Arity(what) })?;
         }
         let level = self.optimization_level;
         let max_tensor_bytes = self.max_tensor_bytes.unwrap_or(DEFAULT_MAX_TENSOR_BYTES);
-        let folded = if level >= OptimizationLevel::Basic { crate::optimize::fold_constants(&mut model.graph, opset, &pool, max_tensor_bytes) } else { 0 };
+        let folded = if level >= OptimizationLevel::Basic { crate::fold::fold_constants(&mut model.graph, opset, &pool, max_tensor_bytes) } else { Default::default() };
         let identities = if level >= OptimizationLevel::Basic { crate::optimize::remove_identities(&mut model.graph) } else { 0 };
         let fused = if level >= OptimizationLevel::Extended { crate::optimize::fold_batch_norms(&mut model.graph) } else { 0 };
         self.providers.push(Box::new(CpuProvider::new()));
@@ -212,7 +243,8 @@ impl SessionBuilder {
         let shuffles = if level >= OptimizationLevel::Extended { crate::fuse::fuse_channel_shuffles(&mut model.graph, taker_runs) } else { 0 };
         let concats = if level >= OptimizationLevel::Extended { crate::fuse::fuse_concat_convs(&mut model.graph, taker_runs) } else { 0 };
         let mut session = Session::prepare(model, self.providers, level, pool, max_tensor_bytes)?;
-        session.optimizations.folded += folded;
+        session.optimizations.folded += folded.nodes;
+        session.optimizations.inlined_branches = folded.branches;
         session.optimizations.removed += identities;
         session.optimizations.fused = fused;
         session.optimizations.prepacked = prepacked;
@@ -349,6 +381,9 @@ pub struct Session {
 pub struct Optimizations {
     /// Nodes folded into constants.
     pub folded: usize,
+    /// `If` nodes whose condition was known at load (from constants and
+    /// fixed input shapes), replaced by the branch they take.
+    pub inlined_branches: usize,
     /// Dead nodes removed, and nodes that pass their input through
     /// (Identity, inference Dropout).
     pub removed: usize,
@@ -628,11 +663,16 @@ fn check_input(info: &ValueInfo, tensor: &Tensor) -> Result<(), RunError> {
             return Err(RunError::InputType { name: info.name.clone(), expected: dtype.to_string(), got: tensor.dtype().to_string() });
         }
     }
+    check_shape(info, tensor.shape())
+}
+
+/// Whether an input of `shape` fits the model's declaration of it.
+fn check_shape(info: &ValueInfo, got: &[usize]) -> Result<(), RunError> {
     if let Some(shape) = &info.shape {
-        let fits = shape.len() == tensor.rank() && shape.iter().zip(tensor.shape()).all(|(d, &n)| !matches!(d, Dim::Known(k) if *k != n));
+        let fits = shape.len() == got.len() && shape.iter().zip(got).all(|(d, &n)| !matches!(d, Dim::Known(k) if *k != n));
         if !fits {
             let expected = format!("[{}]", shape.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
-            return Err(RunError::InputShape { name: info.name.clone(), expected, got: tensor.shape().to_vec() });
+            return Err(RunError::InputShape { name: info.name.clone(), expected, got: got.to_vec() });
         }
     }
     Ok(())

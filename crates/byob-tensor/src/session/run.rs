@@ -26,7 +26,7 @@ const LINGER_MS: u64 = 10;
 pub(super) type ShapeKey = Vec<Vec<usize>>;
 
 /// Buffers and values of one run at a time.
-pub(super) struct RunState {
+pub(crate) struct RunState {
     /// The input shapes its plan is for (`None` before the first run).
     key: Option<ShapeKey>,
     plan: Arc<MemoryPlan>,
@@ -142,6 +142,22 @@ impl Session {
     }
 
     async fn run_on(&self, binding: &mut IoBinding, pool: &rayon::ThreadPool) -> Result<RunStats, RunError> {
+        self.check_binding(binding)?;
+        let mut stats = RunStats::default();
+        let (mut state, laid_out) = self.state_for(binding, &mut stats);
+        let result = match laid_out {
+            Ok(()) => self.execute(&mut state, binding, &mut stats, pool).await,
+            Err(e) => Err(e),
+        };
+        self.finish(&mut state, binding);
+        stats.planned_bytes = state.plan.planned_bytes();
+        self.states.lock().unwrap_or_else(|e| e.into_inner()).push(state);
+        result.map(|()| stats)
+    }
+
+    /// Every bound input is one of the model's and fits its declaration,
+    /// none is missing, and every bound output is one of the model's.
+    pub(super) fn check_binding(&self, binding: &IoBinding) -> Result<(), RunError> {
         let expected = || super::describe_inputs(&self.inputs);
         for (name, tensor) in &binding.inputs {
             let Some((info, _)) = self.inputs.iter().find(|(v, _)| &v.name == name) else {
@@ -157,58 +173,71 @@ impl Session {
             let outputs = self.outputs.iter().map(|(v, _)| v.name.as_str()).collect::<Vec<_>>().join(", ");
             return Err(RunError::UnknownOutput { name: name.clone(), expected: outputs });
         }
-        let mut stats = RunStats::default();
-        let (mut state, laid_out) = self.state_for(binding, &mut stats);
-        let result = match laid_out {
-            Ok(()) => self.execute(&mut state, binding, &mut stats, pool).await,
-            Err(e) => Err(e),
-        };
-        self.finish(&mut state, binding);
-        stats.planned_bytes = state.plan.planned_bytes();
-        self.states.lock().unwrap_or_else(|e| e.into_inner()).push(state);
-        result.map(|()| stats)
+        Ok(())
     }
 
     /// A run state laid out for the bound inputs' shapes, and whether its
     /// buffers could be laid out (a state that could not be is laid out
     /// again by the next run).
     fn state_for(&self, binding: &IoBinding, stats: &mut RunStats) -> (RunState, Result<(), RunError>) {
-        let shape_of = |name: &str| binding.inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t.shape());
-        let matches = |key: &ShapeKey| self.inputs.iter().zip(key).all(|((v, _), k)| shape_of(&v.name) == Some(k.as_slice()));
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         // A state laid out for these shapes if there is one, else any.
-        let reusable = states.iter().position(|s| s.key.as_ref().is_some_and(matches)).or(states.len().checked_sub(1));
+        let reusable = states.iter().position(|s| s.key.as_ref().is_some_and(|k| self.fits(k, binding))).or(states.len().checked_sub(1));
         let mut state = match reusable {
             Some(i) => states.swap_remove(i),
-            None => RunState {
-                key: None,
-                plan: Arc::new(MemoryPlan::default()),
-                buffers: Vec::new(),
-                values: vec![None; self.value_names.len()],
-                outputs: Vec::new(),
-                storage: Vec::new(),
-            },
+            None => self.new_state(),
         };
         drop(states);
-        if !state.key.as_ref().is_some_and(matches) {
-            let key: ShapeKey = self.inputs.iter().map(|(v, _)| shape_of(&v.name).unwrap_or_default().to_vec()).collect();
-            state.plan = self.plan_for(&key, binding);
-            state.key = Some(key);
-            state.buffers.resize_with(state.plan.buffers.len(), Tensor::default);
-            // Lay the buffers out now, at their planned sizes.
-            for (tensor, b) in state.buffers.iter_mut().zip(&state.plan.buffers) {
-                if let Some(dtype) = b.dtype {
-                    let before = tensor.storage();
-                    tensor.set_max_bytes(self.max_tensor_bytes);
-                    if let Err(e) = tensor.reset(dtype, &[b.capacity]) {
-                        state.key = None;
-                        return (state, Err(RunError::Memory(e)));
-                    }
-                    stats.tensor_allocations += usize::from(!same_storage(before, tensor));
-                }
+        let laid_out = self.lay_out(&mut state, binding, stats);
+        (state, laid_out)
+    }
+
+    pub(super) fn new_state(&self) -> RunState {
+        RunState { key: None, plan: Arc::new(MemoryPlan::default()), buffers: Vec::new(), values: vec![None; self.value_names.len()], outputs: Vec::new(), storage: Vec::new() }
+    }
+
+    /// Whether the bound inputs have the shapes `key` lists.
+    pub(super) fn fits(&self, key: &ShapeKey, binding: &IoBinding) -> bool {
+        let shape_of = |name: &str| binding.inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t.shape());
+        self.inputs.iter().zip(key).all(|((v, _), k)| shape_of(&v.name) == Some(k.as_slice()))
+    }
+
+    /// Fails, naming the input, when a bound input's shape is not the one
+    /// `state` was laid out for.
+    pub(super) fn check_laid_out(&self, state: &RunState, binding: &IoBinding) -> Result<(), RunError> {
+        let Some(key) = &state.key else { return Ok(()) };
+        for ((info, _), expected) in self.inputs.iter().zip(key) {
+            let Some((_, tensor)) = binding.inputs.iter().find(|(n, _)| *n == info.name) else { continue };
+            if tensor.shape() != expected.as_slice() {
+                return Err(RunError::InputShape { name: info.name.clone(), expected: format!("{expected:?} (the run handle's)"), got: tensor.shape().to_vec() });
             }
         }
-        (state, Ok(()))
+        Ok(())
+    }
+
+    /// Lays `state` out for the bound inputs' shapes unless it already is.
+    pub(super) fn lay_out(&self, state: &mut RunState, binding: &IoBinding, stats: &mut RunStats) -> Result<(), RunError> {
+        if state.key.as_ref().is_some_and(|k| self.fits(k, binding)) {
+            return Ok(());
+        }
+        let shape_of = |name: &str| binding.inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t.shape());
+        let key: ShapeKey = self.inputs.iter().map(|(v, _)| shape_of(&v.name).unwrap_or_default().to_vec()).collect();
+        state.plan = self.plan_for(&key, binding);
+        state.key = Some(key);
+        state.buffers.resize_with(state.plan.buffers.len(), Tensor::default);
+        // Lay the buffers out now, at their planned sizes.
+        for (tensor, b) in state.buffers.iter_mut().zip(&state.plan.buffers) {
+            if let Some(dtype) = b.dtype {
+                let before = tensor.storage();
+                tensor.set_max_bytes(self.max_tensor_bytes);
+                if let Err(e) = tensor.reset(dtype, &[b.capacity]) {
+                    state.key = None;
+                    return Err(RunError::Memory(e));
+                }
+                stats.tensor_allocations += usize::from(!same_storage(before, tensor));
+            }
+        }
+        Ok(())
     }
 
     /// The memory plan for inputs of these shapes (cached per shape set).
@@ -267,7 +296,7 @@ impl Session {
         (plan.buffer_of[step.outputs[0]] == Some(buffer)).then_some(taken)
     }
 
-    async fn execute(&self, state: &mut RunState, binding: &mut IoBinding, stats: &mut RunStats, pool: &rayon::ThreadPool) -> Result<(), RunError> {
+    pub(super) async fn execute(&self, state: &mut RunState, binding: &mut IoBinding, stats: &mut RunStats, pool: &rayon::ThreadPool) -> Result<(), RunError> {
         for (info, id) in &self.inputs {
             let bound = binding.inputs.iter_mut().find(|(n, _)| *n == info.name).map(|(_, t)| std::mem::take(t));
             state.values[*id] = bound;
@@ -297,7 +326,9 @@ impl Session {
             let started = self.profiling.then(Instant::now);
             let result = {
                 let values = &state.values;
-                let args: Vec<Option<&Tensor>> = step.inputs.iter().map(|i| i.and_then(|i| values[i].as_ref().or(self.constants[i].as_ref()))).collect();
+                // On the stack for up to eight inputs: a run that reuses its
+                // buffers allocates nothing here either.
+                let args: smallvec::SmallVec<[Option<&Tensor>; 8]> = step.inputs.iter().map(|i| i.and_then(|i| values[i].as_ref().or(self.constants[i].as_ref()))).collect();
                 if step.op.waits_on_device() {
                     step.op.eval_async(&args, &mut state.outputs, pool).await
                 } else {
@@ -330,11 +361,11 @@ impl Session {
 
     /// Hands the caller its inputs back and the outputs, and returns every
     /// intermediate's buffer to the state: after a failed run too.
-    fn finish(&self, state: &mut RunState, binding: &mut IoBinding) {
+    pub(super) fn finish(&self, state: &mut RunState, binding: &mut IoBinding) {
         for (info, id) in &self.outputs {
             let tensor = if self.is_input(*id) { state.values[*id].clone() } else { state.values[*id].take().or_else(|| self.constants[*id].clone()) };
             if let Some(tensor) = tensor {
-                binding.bind_output(info.name.clone(), tensor);
+                binding.put_output(&info.name, tensor);
             }
         }
         for (info, id) in &self.inputs {

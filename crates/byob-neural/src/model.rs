@@ -1,0 +1,189 @@
+//! The model behind a neural node: loaded, its inputs pinned to the node's
+//! framing, and a [`RunHandle`] that runs it on the calling thread.
+
+use crate::options::{Layout, OnnxOptions, OptionError};
+use byob_tensor::{DataType, Dim, IoBinding, Model, RunError, RunHandle, SessionBuilder, SessionError, Tensor};
+use std::sync::Arc;
+
+/// What the node does with the model's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputKind {
+    /// One value per inference, held as a control signal for a frame.
+    Control,
+    /// `frame` samples per inference, played as audio.
+    Audio,
+}
+
+/// Why a neural node could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NeuralError {
+    #[error(transparent)]
+    Option(#[from] OptionError),
+    #[error("processorOptions.model: {path}: {source}")]
+    Load { path: String, source: SessionError },
+    #[error("processorOptions.model: {path}: the first inference failed: {source}")]
+    FirstRun { path: String, source: RunError },
+}
+
+fn option(key: impl Into<String>, what: impl Into<String>) -> NeuralError {
+    NeuralError::Option(OptionError { key: key.into(), what: what.into() })
+}
+
+/// A model ready to run frame after frame.
+pub struct NeuralModel {
+    handle: RunHandle,
+    input: String,
+    output: String,
+    kind: OutputKind,
+    /// (output, input) pairs swapped after each inference.
+    state: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for NeuralModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NeuralModel").field("input", &self.input).field("output", &self.output).field("kind", &self.kind).finish_non_exhaustive()
+    }
+}
+
+/// A declared shape with its open dimensions set to 1 (a batch of one).
+fn batch_of_one(shape: &[Dim]) -> Vec<usize> {
+    shape.iter().map(|d| if let Dim::Known(n) = d { *n } else { 1 }).collect()
+}
+
+impl NeuralModel {
+    /// Loads `options.model` and checks it against the options: every
+    /// input fed (audio, constant or state), names that exist, a frame the
+    /// input can take, state pairs of one shape. Runs it once.
+    pub fn load(options: &OnnxOptions) -> Result<Self, NeuralError> {
+        let path = options.model.display().to_string();
+        let load_error = |source: SessionError| NeuralError::Load { path: path.clone(), source };
+        let model = Model::load(&options.model).map_err(|e| load_error(e.into()))?;
+        let inputs = &model.graph.inputs;
+        let outputs = &model.graph.outputs;
+        let input_names = || inputs.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ");
+        let output_names = || outputs.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ");
+        for (name, _) in &options.constants {
+            if !inputs.iter().any(|v| &v.name == name) {
+                return Err(option(format!("constants.{name}"), format!("the model has no input {name:?} (its inputs: {})", input_names())));
+            }
+        }
+        let mut state = Vec::new();
+        let mut shapes: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut binding = IoBinding::new();
+        for (output, input) in &options.state {
+            let key = format!("state.{output}");
+            if !outputs.iter().any(|v| &v.name == output) {
+                return Err(option(key, format!("the model has no output {output:?} (its outputs: {})", output_names())));
+            }
+            let Some(info) = inputs.iter().find(|v| &v.name == input) else {
+                return Err(option(key, format!("the model has no input {input:?} (its inputs: {})", input_names())));
+            };
+            let Some(declared) = &info.shape else { return Err(option(key, format!("input {input:?} declares no shape, so its initial state cannot be made"))) };
+            let shape = batch_of_one(declared);
+            let zeros = Tensor::zeros(info.dtype.unwrap_or(DataType::F32), &shape).map_err(|e| option(&key, e.to_string()))?;
+            binding.bind_input(input.clone(), zeros);
+            shapes.push((input.clone(), shape));
+            state.push((output.clone(), input.clone()));
+        }
+        let fed = |name: &str| options.constants.iter().any(|(n, _)| n == name) || options.state.iter().any(|(_, i)| i == name);
+        let input = match &options.input {
+            Some(name) if inputs.iter().any(|v| &v.name == name) => name.clone(),
+            Some(name) => return Err(option("input", format!("the model has no input {name:?} (its inputs: {})", input_names()))),
+            None => inputs.iter().find(|v| !fed(&v.name)).map(|v| v.name.clone()).ok_or_else(|| option("input", "every input of the model is a constant or a state; none is left for audio"))?,
+        };
+        if let Some(unfed) = inputs.iter().find(|v| v.name != input && !fed(&v.name)) {
+            return Err(option("constants", format!("the model's input {:?} is fed by nothing: give its value in \"constants\", or name it in \"state\"", unfed.name)));
+        }
+        let info = inputs.iter().find(|v| v.name == input).expect("found above");
+        if info.dtype.is_some_and(|d| d != DataType::F32) {
+            return Err(option("input", format!("input {input:?} holds {}, not float audio", info.dtype.expect("checked"))));
+        }
+        let n = options.context + options.frame;
+        let shape = match options.layout {
+            Layout::Mono => vec![1, n],
+            Layout::ChannelsFirst => vec![1, options.channels, n],
+            Layout::ChannelsLast => vec![1, n, options.channels],
+        };
+        if let Some(declared) = &info.shape {
+            if declared.len() != shape.len() {
+                return Err(option("input", format!("input {input:?} has {} dimensions; audio needs {} ([1, N] mono; channels need a \"layout\")", declared.len(), shape.len())));
+            }
+            let samples_axis = if options.layout == Layout::ChannelsLast { 1 } else { shape.len() - 1 };
+            for (axis, (d, &want)) in declared.iter().zip(&shape).enumerate() {
+                if let Dim::Known(k) = d {
+                    if *k != want {
+                        let key = if axis == samples_axis { "frame" } else { "input" };
+                        return Err(option(key, format!("input {input:?} takes {k} along axis {axis}, but context + frame = {} ({n}) needs {want} there", format_args!("{} + {}", options.context, options.frame))));
+                    }
+                }
+            }
+        }
+        binding.bind_input(input.clone(), Tensor::zeros(DataType::F32, &shape).map_err(|e| option("frame", e.to_string()))?);
+        shapes.push((input.clone(), shape));
+
+        let output = match &options.output {
+            Some(name) if outputs.iter().any(|v| &v.name == name) => name.clone(),
+            Some(name) => return Err(option("output", format!("the model has no output {name:?} (its outputs: {})", output_names()))),
+            None => outputs.iter().find(|v| !state.iter().any(|(o, _)| *o == v.name)).map(|v| v.name.clone()).ok_or_else(|| option("output", "every output of the model is a state; none is left to play"))?,
+        };
+
+        // One thread, not spinning: the handle runs on its caller's.
+        let mut builder = SessionBuilder::new().with_intra_op_threads(1).with_intra_op_spinning(false);
+        for (name, value) in &options.constants {
+            builder = builder.with_constant_input(name.clone(), value.clone());
+        }
+        for (name, shape) in shapes {
+            builder = builder.with_input_shape(name, shape);
+        }
+        let session = Arc::new(builder.commit(model).map_err(load_error)?);
+        let mut handle = session.run_handle(binding).map_err(|source| NeuralError::FirstRun { path: path.clone(), source })?;
+        let binding = handle.binding();
+        let produced = |name: &str| binding.output(name).map(|t| t.shape().to_vec()).unwrap_or_default();
+        let out_shape = produced(&output);
+        let kind = match binding.output(&output).map(|t| (t.dtype(), t.len())) {
+            Some((DataType::F32, 1)) => OutputKind::Control,
+            Some((DataType::F32, len)) if len == options.frame && options.layout == Layout::Mono => OutputKind::Audio,
+            _ => return Err(option("output", format!("output {output:?} has shape {out_shape:?}: the node plays one float per inference (a control signal) or [1, {}] (audio, one sample per new input sample)", options.frame))),
+        };
+        for (out, input) in &state {
+            let (produced, expected) = (produced(out), binding.input(input).map(|t| t.shape().to_vec()).unwrap_or_default());
+            if produced != expected {
+                return Err(option(format!("state.{out}"), format!("output {out:?} has shape {produced:?} but input {input:?} takes {expected:?}: a state must keep its shape")));
+            }
+        }
+        Ok(Self { handle, input, output, kind, state })
+    }
+
+    pub fn output_kind(&self) -> OutputKind {
+        self.kind
+    }
+
+    /// The audio input tensor's values, to fill in place.
+    pub fn input_mut(&mut self) -> &mut [f32] {
+        let input = &self.input;
+        self.handle.binding().input_mut(input).and_then(Tensor::as_f32_mut).expect("the audio input is bound, float")
+    }
+
+    /// The output tensor's values as the last inference left them.
+    pub fn output(&mut self) -> &[f32] {
+        let output = &self.output;
+        self.handle.binding().output(output).and_then(Tensor::as_f32).expect("the output is bound, float")
+    }
+
+    /// Runs one inference on the input as it stands, then hands each state
+    /// output to its input by swapping the two tensors (no copy; the old
+    /// input's buffer takes the next output).
+    pub fn infer(&mut self) -> Result<(), RunError> {
+        self.handle.run()?;
+        let binding = self.handle.binding();
+        for (output, input) in &self.state {
+            let produced = binding.output_mut(output).map(std::mem::take).unwrap_or_default();
+            let previous = binding.input_mut(input).map(|slot| std::mem::replace(slot, produced)).unwrap_or_default();
+            if let Some(slot) = binding.output_mut(output) {
+                *slot = previous;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Makes the neural node's test data: speech from espeak-ng (Debian package
+espeak-ng; sox resamples it), and Silero VAD's probabilities for it from
+ONNX Runtime, framed as the "onnx" node frames it (512 new samples after
+64 of context, zeros before the start, state carried over).
+
+Writes examples/graphs/speech.wav (16 kHz, 32-bit float, so that the
+engine reads exactly the samples the reference saw) and
+crates/byob-neural/tests/data/silero_16k_probs.npy.
+
+Needs: espeak-ng, sox, and pip packages numpy and onnxruntime.
+Run from the repository root: python3 scripts/make-neural-node-tests.py
+"""
+import subprocess, tempfile, wave, struct, os, sys
+import numpy as np
+import onnxruntime as ort
+
+RATE = 16000
+MODEL = "crates/byob-tensor/tests/data/real-models/models/silero_vad.onnx"
+SPEECH = "examples/graphs/speech.wav"
+PROBS = "crates/byob-neural/tests/data/silero_16k_probs.npy"
+FRAME, CONTEXT = 512, 64
+
+def say(text, tmp):
+    raw = os.path.join(tmp, "raw.wav")
+    out = os.path.join(tmp, "16k.wav")
+    subprocess.run(["espeak-ng", "-v", "en", "-s", "150", "-w", raw, text], check=True)
+    subprocess.run(["sox", raw, "-r", str(RATE), "-c", "1", "-b", "16", out], check=True)
+    with wave.open(out) as w:
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    return data
+
+def write_float_wav(path, samples):
+    # A WAVE_FORMAT_IEEE_FLOAT file, written by hand (the wave module
+    # writes integer PCM only).
+    data = samples.astype("<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, RATE, RATE * 4, 4, 32)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        first = say("Bring your own buffer. The engine mixes straight into the model's memory.", tmp)
+        second = say("Silence, then speech again.", tmp)
+    rng = np.random.default_rng(7)
+    gap = lambda seconds: np.zeros(int(seconds * RATE), np.float32)
+    audio = np.concatenate([gap(0.6), 0.8 * first, gap(1.2), 0.8 * second, gap(0.8)])
+    # A faint noise floor, as a microphone has.
+    audio = (audio + rng.normal(0, 1e-3, audio.shape)).astype(np.float32)
+    write_float_wav(SPEECH, audio)
+
+    session = ort.InferenceSession(MODEL, providers=["CPUExecutionProvider"])
+    state = np.zeros((2, 1, 128), np.float32)
+    context = np.zeros(CONTEXT, np.float32)
+    probs = []
+    for k in range(len(audio) // FRAME):
+        frame = audio[k * FRAME:(k + 1) * FRAME]
+        x = np.concatenate([context, frame])[None, :]
+        out, state = session.run(["output", "stateN"], {"input": x, "state": state, "sr": np.array(RATE, np.int64)})
+        probs.append(out[0, 0])
+        context = x[0, -CONTEXT:]
+    probs = np.array(probs, np.float32)
+    os.makedirs(os.path.dirname(PROBS), exist_ok=True)
+    np.save(PROBS, probs)
+    print(f"{SPEECH}: {len(audio) / RATE:.2f} s; {len(probs)} frames, {np.mean(probs > 0.5):.0%} speech")
+
+if __name__ == "__main__":
+    main()
