@@ -4,6 +4,9 @@ espeak-ng; sox resamples it), and Silero VAD's probabilities for it from
 ONNX Runtime, framed as the "onnx" node frames it (512 new samples after
 64 of context, zeros before the start, state carried over).
 
+Also writes three small models that test the node's timing and errors
+(crates/byob-neural/tests/data/*.onnx, made with the onnx package).
+
 Writes examples/graphs/speech.wav (16 kHz, 32-bit float, so that the
 engine reads exactly the samples the reference saw) and
 crates/byob-neural/tests/data/silero_16k_probs.npy.
@@ -25,7 +28,7 @@ def say(text, tmp):
     raw = os.path.join(tmp, "raw.wav")
     out = os.path.join(tmp, "16k.wav")
     subprocess.run(["espeak-ng", "-v", "en", "-s", "150", "-w", raw, text], check=True)
-    subprocess.run(["sox", raw, "-r", str(RATE), "-c", "1", "-b", "16", out], check=True)
+    subprocess.run(["sox", "-D", raw, "-r", str(RATE), "-c", "1", "-b", "16", out], check=True)
     with wave.open(out) as w:
         data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
     return data
@@ -39,7 +42,43 @@ def write_float_wav(path, samples):
     with open(path, "wb") as f:
         f.write(b"RIFF" + struct.pack("<I", len(body)) + body)
 
+def small_models():
+    from onnx import helper, TensorProto, save
+    data = "crates/byob-neural/tests/data/"
+    f32 = TensorProto.FLOAT
+    # window.onnx: y = x[:, :-64], the window's first N - 64 samples: with
+    # context 64, output sample t is input sample t - frame - 64.
+    graph = helper.make_graph(
+        [helper.make_node("Slice", ["x", "start", "end", "axis"], ["y"])],
+        "window",
+        [helper.make_tensor_value_info("x", f32, [1, "n"])],
+        [helper.make_tensor_value_info("y", f32, [1, "m"])],
+        [helper.make_tensor("start", TensorProto.INT64, [1], [0]), helper.make_tensor("end", TensorProto.INT64, [1], [-64]),
+         helper.make_tensor("axis", TensorProto.INT64, [1], [1])])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), data + "window.onnx")
+    # fails_when_loud.onnx: looks up one of four values at index
+    # 100 * max(x): fine on silence, out of range (a run-time error) once
+    # the input passes 0.04.
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMax", ["x"], ["peak"], keepdims=0),
+         helper.make_node("Mul", ["peak", "hundred"], ["scaled"]),
+         helper.make_node("Cast", ["scaled"], ["index"], to=TensorProto.INT64),
+         helper.make_node("Gather", ["table", "index"], ["y"], axis=0)],
+        "fails_when_loud",
+        [helper.make_tensor_value_info("x", f32, [1, "n"])],
+        [helper.make_tensor_value_info("y", f32, [])],
+        [helper.make_tensor("hundred", f32, [], [100.0]), helper.make_tensor("table", f32, [4], [0.1, 0.2, 0.3, 0.4])])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), data + "fails_when_loud.onnx")
+    # fixed_320.onnx: an input of exactly 320 samples, mean of them.
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["x"], ["y"], keepdims=1)],
+        "fixed_320",
+        [helper.make_tensor_value_info("x", f32, [1, 320])],
+        [helper.make_tensor_value_info("y", f32, [1, 1])])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), data + "fixed_320.onnx")
+
 def main():
+    small_models()
     with tempfile.TemporaryDirectory() as tmp:
         first = say("Bring your own buffer. The engine mixes straight into the model's memory.", tmp)
         second = say("Silence, then speech again.", tmp)

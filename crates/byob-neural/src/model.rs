@@ -141,17 +141,17 @@ impl NeuralModel {
         let binding = handle.binding();
         let produced = |name: &str| binding.output(name).map(|t| t.shape().to_vec()).unwrap_or_default();
         let out_shape = produced(&output);
-        let kind = match binding.output(&output).map(|t| (t.dtype(), t.len())) {
-            Some((DataType::F32, 1)) => OutputKind::Control,
-            Some((DataType::F32, len)) if len == options.frame && options.layout == Layout::Mono => OutputKind::Audio,
-            _ => return Err(option("output", format!("output {output:?} has shape {out_shape:?}: the node plays one float per inference (a control signal) or [1, {}] (audio, one sample per new input sample)", options.frame))),
-        };
         for (out, input) in &state {
             let (produced, expected) = (produced(out), binding.input(input).map(|t| t.shape().to_vec()).unwrap_or_default());
             if produced != expected {
                 return Err(option(format!("state.{out}"), format!("output {out:?} has shape {produced:?} but input {input:?} takes {expected:?}: a state must keep its shape")));
             }
         }
+        let kind = match binding.output(&output).map(|t| (t.dtype(), t.len())) {
+            Some((DataType::F32, 1)) => OutputKind::Control,
+            Some((DataType::F32, len)) if len == options.frame && options.layout == Layout::Mono => OutputKind::Audio,
+            _ => return Err(option("output", format!("output {output:?} has shape {out_shape:?}: the node plays one float per inference (a control signal) or [1, {}] (audio, one sample per new input sample)", options.frame))),
+        };
         Ok(Self { handle, input, output, kind, state })
     }
 

@@ -78,7 +78,8 @@ pub fn fold_constants(graph: &mut Graph, opset: i64, pool: &rayon::ThreadPool, m
             let complete = node.inputs.iter().zip(&input_facts).all(|(name, fact)| name.is_empty() || fact.is_some());
             let inferred = if complete { op.infer(&input_facts.iter().map(Option::as_ref).collect::<Vec<_>>()).ok() } else { None };
             match inferred {
-                Some(out) if out.iter().all(|f| f.value.is_some()) => Some(out.into_iter().map(|f| f.value.expect("checked")).collect()),
+                // (An operator may infer fewer facts than it has outputs.)
+                Some(out) if out.len() == node.outputs.len() && out.iter().all(|f| f.value.is_some()) => Some(out.into_iter().map(|f| f.value.expect("checked")).collect()),
                 Some(out) => {
                     facts.extend(node.outputs.iter().cloned().zip(out));
                     None
