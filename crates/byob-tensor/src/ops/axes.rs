@@ -12,11 +12,16 @@ pub(crate) fn normalize_axis(axis: i64, rank: usize) -> Option<usize> {
 }
 
 
+/// A shape's, axes' or indices' integers: on the stack for up to eight, so
+/// that kernels reading a small shape or axes input allocate nothing.
+pub(crate) type Ints = smallvec::SmallVec<[i64; 8]>;
+
 /// Integer elements of a shape/axes/indices input.
-pub(crate) fn ints(t: &Tensor, index: usize, what: &str) -> Result<Vec<i64>, OpError> {
-    match t.dtype() {
-        DataType::I64 | DataType::I32 => Ok(t.to_i64_vec().unwrap_or_default()),
-        other => Err(OpError::input(index, format!("{what} must be int64, got {other}"))),
+pub(crate) fn ints(t: &Tensor, index: usize, what: &str) -> Result<Ints, OpError> {
+    match t.data() {
+        crate::tensor::Data::I64(v) => Ok(v.iter().copied().collect()),
+        crate::tensor::Data::I32(v) => Ok(v.iter().map(|&i| i64::from(i)).collect()),
+        _ => Err(OpError::input(index, format!("{what} must be int64, got {}", t.dtype()))),
     }
 }
 
@@ -28,7 +33,7 @@ pub(crate) fn check_int_fact(f: &Fact, index: usize, what: &str) -> Result<(), O
 }
 
 /// The integer values of a constant input fact, if known.
-pub(crate) fn fact_ints(f: &Fact, index: usize, what: &str) -> Result<Option<Vec<i64>>, OpError> {
+pub(crate) fn fact_ints(f: &Fact, index: usize, what: &str) -> Result<Option<Ints>, OpError> {
     check_int_fact(f, index, what)?;
     f.value.as_ref().map(|t| ints(t, index, what)).transpose()
 }
@@ -44,7 +49,7 @@ pub(crate) enum Axes {
 impl Axes {
     pub(crate) fn of_facts(&self, inputs: &[Option<&Fact>]) -> Result<AxesFact, OpError> {
         match self {
-            Self::Attribute(axes) => Ok(axes.clone().map_or(AxesFact::Absent, AxesFact::Known)),
+            Self::Attribute(axes) => Ok(axes.as_deref().map_or(AxesFact::Absent, |a| AxesFact::Known(Ints::from_slice(a)))),
             Self::Input => match inputs.get(1).copied().flatten() {
                 None => Ok(AxesFact::Absent),
                 Some(f) => {
@@ -64,9 +69,9 @@ impl Axes {
         }
     }
 
-    pub(crate) fn of_tensors(&self, inputs: &[Option<&Tensor>]) -> Result<Option<Vec<i64>>, OpError> {
+    pub(crate) fn of_tensors(&self, inputs: &[Option<&Tensor>]) -> Result<Option<Ints>, OpError> {
         match self {
-            Self::Attribute(axes) => Ok(axes.clone()),
+            Self::Attribute(axes) => Ok(axes.as_deref().map(Ints::from_slice)),
             Self::Input => match inputs.get(1).copied().flatten() {
                 None => Ok(None),
                 Some(t) if t.rank() > 1 => Err(OpError::input(1, format!("axes must be 1-D, got shape {:?}", t.shape()))),
@@ -86,7 +91,7 @@ impl Axes {
 /// What is known of the axes before running.
 pub(crate) enum AxesFact {
     Absent,
-    Known(Vec<i64>),
+    Known(Ints),
     /// Not constant; how many, if known.
     Count(Option<usize>),
 }
@@ -105,9 +110,12 @@ pub(crate) fn axes_builder(node: &Node, opset: i64, input_since: i64, required_a
     Ok(Axes::Attribute(axes))
 }
 
+/// Axes or dimensions, on the stack for ranks up to eight.
+pub(crate) type Dims = smallvec::SmallVec<[usize; 8]>;
+
 /// Normalized, distinct axes of a tensor of rank `rank`.
-pub(crate) fn unique_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, String> {
-    let mut out = Vec::with_capacity(axes.len());
+pub(crate) fn unique_axes(axes: &[i64], rank: usize) -> Result<Dims, String> {
+    let mut out = Dims::new();
     for &a in axes {
         let n = normalize_axis(a, rank).ok_or_else(|| format!("axis {a} is out of range for rank {rank}"))?;
         if out.contains(&n) {

@@ -48,7 +48,7 @@ pub fn broadcast_dims(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, OpError> {
 }
 
 /// The multidirectional broadcast of two concrete shapes.
-pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Vec<usize>, OpError> {
+pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<super::axes::Dims, OpError> {
     let rank = a.len().max(b.len());
     (0..rank)
         .map(|i| {
@@ -79,11 +79,11 @@ enum Plan {
     /// The same with the roles swapped.
     BlockA { mid: usize, inner: usize },
     /// Anything else: strides (0 on broadcast dimensions) per output axis.
-    General { shape: Vec<usize>, sa: Vec<usize>, sb: Vec<usize> },
+    General { shape: super::axes::Dims, sa: super::axes::Dims, sb: super::axes::Dims },
 }
 
-fn padded(shape: &[usize], rank: usize) -> Vec<usize> {
-    let mut v = vec![1; rank - shape.len()];
+fn padded(shape: &[usize], rank: usize) -> super::axes::Dims {
+    let mut v: super::axes::Dims = smallvec::smallvec![1; rank - shape.len()];
     v.extend_from_slice(shape);
     v
 }
@@ -96,8 +96,8 @@ fn block(small: &[usize], out: &[usize]) -> Option<(usize, usize)> {
     (small[first..=last] == out[first..=last]).then(|| (out[first..=last].iter().product(), out[last + 1..].iter().product()))
 }
 
-fn broadcast_strides(shape: &[usize]) -> Vec<usize> {
-    let mut strides = vec![0; shape.len()];
+fn broadcast_strides(shape: &[usize]) -> super::axes::Dims {
+    let mut strides: super::axes::Dims = smallvec::smallvec![0; shape.len()];
     let mut acc = 1;
     for d in (0..shape.len()).rev() {
         strides[d] = if shape[d] == 1 { 0 } else { acc };
@@ -118,17 +118,17 @@ impl Plan {
         if pa.iter().product::<usize>() == 1 {
             return Self::ScalarA;
         }
-        if pa == out {
+        if pa[..] == *out {
             if let Some((mid, inner)) = block(&pb, out) {
                 return Self::BlockB { mid, inner };
             }
         }
-        if pb == out {
+        if pb[..] == *out {
             if let Some((mid, inner)) = block(&pa, out) {
                 return Self::BlockA { mid, inner };
             }
         }
-        Self::General { shape: out.to_vec(), sa: broadcast_strides(&pa), sb: broadcast_strides(&pb) }
+        Self::General { shape: out.into(), sa: broadcast_strides(&pa), sb: broadcast_strides(&pb) }
     }
 
     /// Fills `out`, the output elements from `start` on.
@@ -529,7 +529,7 @@ impl Op for Pow {
             }
             _ => return Err(OpError::input(0, format!("Pow needs a float or int32/int64 base, got {}", a.dtype()))),
         };
-        *out = Tensor::new(shape, data).map_err(|e| OpError::Shape(e.to_string()))?;
+        *out = Tensor::new(shape.into_vec(), data).map_err(|e| OpError::Shape(e.to_string()))?;
         Ok(())
     }
 }
@@ -602,7 +602,7 @@ impl Op for PRelu {
 
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], threads: &rayon::ThreadPool) -> Result<(), OpError> {
         let (x, slope) = (required(inputs, 0)?, required(inputs, 1)?);
-        if x.dtype() != slope.dtype() || broadcast_shapes(x.shape(), slope.shape())? != x.shape() {
+        if x.dtype() != slope.dtype() || broadcast_shapes(x.shape(), slope.shape())?[..] != *x.shape() {
             return Err(OpError::input(1, format!("slope {} {:?} does not broadcast to {} {:?}", slope.dtype(), slope.shape(), x.dtype(), x.shape())));
         }
         let out = output(outputs, 0)?;

@@ -233,7 +233,7 @@ impl Op for Variadic {
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
         let all: Vec<&Tensor> = (0..inputs.len()).map(|i| required(inputs, i)).collect::<Result<_, _>>()?;
         let first = *all.first().ok_or_else(|| OpError::input(0, "missing"))?;
-        let mut shape = first.shape().to_vec();
+        let mut shape: super::axes::Dims = first.shape().into();
         for (i, x) in all.iter().enumerate() {
             self.check(first.dtype(), x.dtype(), i)?;
             shape = broadcast_shapes(&shape, x.shape())?;
@@ -321,7 +321,7 @@ impl Op for Bitwise {
         self.check(a.dtype(), b.map(Tensor::dtype))?;
         let shape = match b {
             Some(b) => broadcast_shapes(a.shape(), b.shape())?,
-            None => a.shape().to_vec(),
+            None => a.shape().into(),
         };
         let out = output(outputs, 0)?;
         crate::dispatch!(a.dtype(), T => bitwise::<T>(self.op, a, b, &shape, out.reset_as::<T>(&shape)?, threads));

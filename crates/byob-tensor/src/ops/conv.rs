@@ -159,7 +159,7 @@ impl Window {
     }
 
     /// Every spatial axis for input sizes and a kernel.
-    pub fn geometry(&self, input: &[usize], kernel: &[usize]) -> Result<Vec<Axis>, OpError> {
+    pub fn geometry(&self, input: &[usize], kernel: &[usize]) -> Result<smallvec::SmallVec<[Axis; 3]>, OpError> {
         self.check(input.len())?;
         if kernel.len() != input.len() {
             return Err(OpError::Shape(format!("the kernel has {} spatial axes, the input {}", kernel.len(), input.len())));
@@ -262,7 +262,9 @@ impl Geo3 {
     }
 
     /// For each tap of the innermost axis: its offset and valid output range.
-    pub fn inner_taps(&self) -> Vec<(isize, usize, usize)> {
+    /// On the stack for kernels up to 256 wide (an STFT's window as a
+    /// convolution), 6 KiB.
+    pub fn inner_taps(&self) -> smallvec::SmallVec<[(isize, usize, usize); 256]> {
         (0..self.kernel[2])
             .map(|e| {
                 let off = self.offset(2, e);
@@ -454,28 +456,7 @@ fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo3, [n, c, m, grou
     }
 }
 
-thread_local! {
-    /// Each thread's im2col matrix, kept between calls so that a session's
-    /// steady-state runs allocate none.
-    static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` on `len` values of this thread's scratch buffer (a fresh one if
-/// it is in use further up this thread's stack, as when a pool thread
-/// steals work). The values are unspecified: `f` writes what it reads. The
-/// buffer only ever grows, so convolutions of different sizes taking turns
-/// do not fill it anew each time it had shrunk.
-pub(super) fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    COLUMNS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut col) => {
-            if col.len() < len {
-                col.resize(len, 0.0);
-            }
-            f(&mut col[..len])
-        }
-        Err(_) => f(&mut vec![0.0; len]),
-    })
-}
+pub(super) use super::scratch::with_columns;
 
 /// `Conv`.
 #[derive(Debug)]
@@ -564,7 +545,7 @@ impl Op for Conv {
         };
         let axes = self.window.geometry(&xs[2..], &ws[2..])?;
         let g = Geo3::new(&axes).ok_or_else(|| OpError::input(0, "Conv supports 1 to 3 spatial axes"))?;
-        let mut shape = vec![n, m];
+        let mut shape: super::axes::Dims = smallvec::smallvec![n, m];
         shape.extend(axes.iter().map(|a| a.output));
         let y = output(outputs, 0)?.reset_f32(&shape)?;
         if cg == 0 {

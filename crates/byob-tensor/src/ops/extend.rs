@@ -7,7 +7,7 @@
 
 use super::axes::{fact_ints, ints, normalize_axis};
 use super::binary::{broadcast_dims, broadcast_shapes};
-use super::index_map::{gather_mapped, mapped_shape, AxisMaps};
+use super::index_map::{gather_by, gather_mapped, AxisMaps};
 use super::slice::copy_mapped;
 use super::{output, required, show, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
@@ -50,22 +50,23 @@ struct Pad {
 
 impl Pad {
     /// (begin, end) pads per axis of a rank-`rank` input.
-    fn per_axis(pads: &[i64], axes: Option<Vec<i64>>, rank: usize) -> Result<Vec<(i64, i64)>, OpError> {
-        let axes: Vec<usize> = match axes {
+    fn per_axis(pads: &[i64], axes: Option<super::axes::Ints>, rank: usize) -> Result<smallvec::SmallVec<[(i64, i64); 8]>, OpError> {
+        let axes: super::axes::Dims = match axes {
             None => (0..rank).collect(),
             Some(axes) => axes.iter().map(|&a| normalize_axis(a, rank).ok_or_else(|| OpError::input(3, format!("axis {a} is out of range for rank {rank}")))).collect::<Result<_, _>>()?,
         };
         if pads.len() != 2 * axes.len() {
             return Err(OpError::input(1, format!("pads {} must hold a begin and an end for each of {} axes", show(pads), axes.len())));
         }
-        let mut per_axis = vec![(0, 0); rank];
+        let mut per_axis = smallvec::smallvec![(0, 0); rank];
         for (k, &a) in axes.iter().enumerate() {
             per_axis[a] = (pads[k], pads[k + axes.len()]);
         }
         Ok(per_axis)
     }
 
-    fn maps(&self, shape: &[usize], pads: &[(i64, i64)]) -> Result<AxisMaps, OpError> {
+    /// The padded shape.
+    fn padded_shape(&self, shape: &[usize], pads: &[(i64, i64)]) -> Result<super::axes::Dims, OpError> {
         shape
             .iter()
             .zip(pads)
@@ -76,7 +77,7 @@ impl Pad {
                 if self.mode != Mode::Constant && dim == 0 && len > 0 {
                     return Err(OpError::input(0, format!("{:?} padding needs elements on axis {axis}, which has none", self.mode)));
                 }
-                Ok((0..len as usize).map(|o| padded_coordinate(self.mode, o, begin, dim)).collect())
+                Ok(len as usize)
             })
             .collect()
     }
@@ -87,7 +88,7 @@ impl Op for Pad {
         let x = required(inputs, 0)?;
         let rank = x.shape.len();
         let pads = match &self.attributes {
-            Some((pads, _)) => Some(pads.clone()),
+            Some((pads, _)) => Some(pads.iter().copied().collect()),
             None => fact_ints(required(inputs, 1)?, 1, "pads")?,
         };
         let axes = match inputs.get(3).copied().flatten() {
@@ -103,12 +104,13 @@ impl Op for Pad {
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
         let (pads, axes) = match &self.attributes {
-            Some((pads, _)) => (pads.clone(), None),
+            Some((pads, _)) => (pads.iter().copied().collect(), None),
             None => (ints(required(inputs, 1)?, 1, "pads")?, inputs.get(3).copied().flatten().map(|t| ints(t, 3, "axes")).transpose()?),
         };
-        let maps = self.maps(x.shape(), &Self::per_axis(&pads, axes, x.rank())?)?;
+        let per_axis = Self::per_axis(&pads, axes, x.rank())?;
+        let shape = self.padded_shape(x.shape(), &per_axis)?;
         let value = inputs.get(2).copied().flatten();
-        let shape = mapped_shape(&maps);
+        let coordinate = |axis: usize, o: usize| padded_coordinate(self.mode, o, per_axis[axis].0, x.shape()[axis]);
         let out = output(outputs, 0)?;
         crate::dispatch!(x.dtype(), T => {
             let fill = match (value, &self.attributes) {
@@ -116,7 +118,7 @@ impl Op for Pad {
                 (None, Some((_, value))) => T::from_f64(*value as f64),
                 (None, None) => T::default(),
             };
-            gather_mapped::<T>(x.elements::<T>().unwrap_or_default(), x.shape(), &maps, fill, out.reset_as::<T>(&shape)?);
+            gather_by::<T>(x.elements::<T>().unwrap_or_default(), x.shape(), &shape, coordinate, fill, out.reset_as::<T>(&shape)?);
         });
         Ok(())
     }

@@ -48,6 +48,39 @@ pub(crate) fn gather_mapped<T: Element>(x: &[T], shape: &[usize], maps: &AxisMap
     }
 }
 
+/// As [`gather_mapped`], each axis's map a function (axis, output
+/// coordinate) → input coordinate rather than a list: no allocation, for
+/// maps as cheap to compute as to look up (Pad's).
+pub(crate) fn gather_by<T: Copy>(x: &[T], shape: &[usize], out_shape: &[usize], map: impl Fn(usize, usize) -> Option<usize>, fill: T, out: &mut [T]) {
+    if out.is_empty() {
+        return;
+    }
+    let rank = shape.len();
+    if rank == 0 {
+        out[0] = x[0];
+        return;
+    }
+    let mut strides: super::axes::Dims = smallvec::smallvec![1; rank];
+    for d in (0..rank - 1).rev() {
+        strides[d] = strides[d + 1] * shape[d + 1];
+    }
+    let mut index: super::axes::Dims = smallvec::smallvec![0; rank - 1];
+    for row in out.chunks_mut(out_shape[rank - 1].max(1)) {
+        let base = index.iter().enumerate().try_fold(0usize, |acc, (d, &i)| map(d, i).map(|c| acc + c * strides[d]));
+        match base {
+            None => row.fill(fill),
+            Some(base) => row.iter_mut().enumerate().for_each(|(j, o)| *o = map(rank - 1, j).map_or(fill, |c| x[base + c])),
+        }
+        for d in (0..rank - 1).rev() {
+            index[d] += 1;
+            if index[d] < out_shape[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +93,8 @@ mod tests {
         let mut out = [0i64; 6];
         gather_mapped(&x, &[2, 3], &maps, -1, &mut out);
         assert_eq!(out, [6, -1, 4, 3, -1, 1]);
+        let mut by = [0i64; 6];
+        gather_by(&x, &[2, 3], &[2, 3], |axis, o| maps[axis][o], -1, &mut by);
+        assert_eq!(by, out);
     }
 }

@@ -179,18 +179,23 @@ impl ThinRows<'_> {
 fn thin_product(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], trans_b: bool, dst: &mut [f32], alpha: f32, accumulate: bool, pool: Option<&rayon::ThreadPool>) {
     // Bᵀ's rows are B's columns: B itself when it is stored transposed or
     // is one column.
-    let transposed: Vec<f32>;
-    let b_t = if trans_b || n == 1 {
-        &b[..k * n]
-    } else {
-        transposed = (0..n).flat_map(|j| (0..k).map(move |p| b[p * n + j])).collect();
-        &transposed
+    let run = |b_t: &[f32], dst: &mut [f32]| {
+        let rows = ThinRows { a, b_t, k, alpha, accumulate };
+        let dst = &mut dst[..m * n];
+        match pool {
+            Some(p) if p.current_num_threads() > 1 && m * k >= THIN_PARALLEL => p.install(|| dst.par_chunks_mut(n).enumerate().for_each(|(i, out)| rows.run(i, out))),
+            _ => dst.chunks_mut(n).enumerate().for_each(|(i, out)| rows.run(i, out)),
+        }
     };
-    let rows = ThinRows { a, b_t, k, alpha, accumulate };
-    let dst = &mut dst[..m * n];
-    match pool {
-        Some(p) if p.current_num_threads() > 1 && m * k >= THIN_PARALLEL => p.install(|| dst.par_chunks_mut(n).enumerate().for_each(|(i, out)| rows.run(i, out))),
-        _ => dst.chunks_mut(n).enumerate().for_each(|(i, out)| rows.run(i, out)),
+    if trans_b || n == 1 {
+        run(&b[..k * n], dst);
+    } else {
+        super::scratch::with_transposed(k * n, |transposed| {
+            for (j, row) in transposed.chunks_mut(k).enumerate() {
+                row.iter_mut().enumerate().for_each(|(p, t)| *t = b[p * n + j]);
+            }
+            run(transposed, dst);
+        });
     }
 }
 

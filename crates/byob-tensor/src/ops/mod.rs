@@ -29,6 +29,7 @@ pub mod select;
 pub mod slice;
 pub mod extend;
 mod index_map;
+mod scratch;
 mod fast_math;
 pub mod cast;
 pub mod compare;

@@ -133,7 +133,7 @@ fn matmul(a: &[f64], a_shape: &[usize], b: &[f64], b_shape: &[usize]) -> Result<
         return Err(OpError::input(1, format!("cannot multiply {a_shape:?} by {b_shape:?}")));
     }
     let batch = super::binary::broadcast_shapes(&ash[..ash.len() - 2], &bsh[..bsh.len() - 2])?;
-    let mut shape = batch.clone();
+    let mut shape = batch.to_vec();
     shape.extend([m, n]);
     let mut out = vec![0.0; shape.iter().product()];
     let batches = batch.iter().product::<usize>();

@@ -141,12 +141,13 @@ fn accumulate_product(x: &[f32], w: &[f32], out: &mut [f32]) {
 }
 
 impl Recurrent {
-    fn outputs_shapes(&self, seq: Dim, batch: Dim) -> [Vec<Dim>; 2] {
-        let (d, h) = (Dim::Known(self.directions), Dim::Known(self.hidden));
+    /// The shapes of Y and of the states, for sizes of type `D` (known
+    /// sizes at run time, facts when inferring).
+    fn outputs_shapes<D: Clone>(&self, seq: D, batch: D, d: D, h: D) -> ([D; 4], [D; 3]) {
         if self.batch_first {
-            [vec![batch.clone(), seq, d.clone(), h.clone()], vec![batch, d, h]]
+            ([batch.clone(), seq, d.clone(), h.clone()], [batch, d, h])
         } else {
-            [vec![seq, d.clone(), batch.clone(), h.clone()], vec![d, batch, h]]
+            ([seq, d.clone(), batch.clone(), h.clone()], [d, batch, h])
         }
     }
 }
@@ -158,10 +159,10 @@ impl Op for Recurrent {
             return Err(OpError::input(0, format!("X must have rank 3, got {}", x.shape.len())));
         }
         let (seq, batch) = if self.batch_first { (x.shape[1].clone(), x.shape[0].clone()) } else { (x.shape[0].clone(), x.shape[1].clone()) };
-        let [y, state] = self.outputs_shapes(seq, batch);
-        let mut facts = vec![Fact::new(DataType::F32, y), Fact::new(DataType::F32, state.clone())];
+        let (y, state) = self.outputs_shapes(seq, batch, Dim::Known(self.directions), Dim::Known(self.hidden));
+        let mut facts = vec![Fact::new(DataType::F32, y.to_vec()), Fact::new(DataType::F32, state.to_vec())];
         if matches!(self.cell, Cell::Lstm { .. }) {
-            facts.push(Fact::new(DataType::F32, state));
+            facts.push(Fact::new(DataType::F32, state.to_vec()));
         }
         Ok(facts)
     }
@@ -180,40 +181,110 @@ impl Op for Recurrent {
         if bias.is_some_and(|(s, _)| s != [dirs, 2 * gates * hidden]) {
             return Err(OpError::input(3, format!("B must be [{dirs}, {}]", 2 * gates * hidden)));
         }
-        let lengths: Vec<usize> = match inputs.get(4).copied().flatten() {
-            None => vec![seq; batch],
+        let lengths: smallvec::SmallVec<[usize; 8]> = match inputs.get(4).copied().flatten() {
+            None => smallvec::smallvec![seq; batch],
             Some(t) => {
-                let v = t.to_i64_vec().ok_or_else(|| OpError::input(4, "sequence_lens must be int32"))?;
+                let v = super::axes::ints(t, 4, "sequence_lens")?;
                 if v.len() != batch || v.iter().any(|&l| l < 0 || l as usize > seq) {
                     return Err(OpError::input(4, format!("sequence_lens {v:?} must hold one length in 0..={seq} per batch entry ({batch})")));
                 }
                 v.into_iter().map(|l| l as usize).collect()
             }
         };
-        // States arrive as [dirs, batch, hidden] (layout 1: [batch, dirs, hidden]).
-        let state_input = |index: usize| -> Result<Vec<f32>, OpError> {
-            match optional_f32_input(inputs, index)? {
-                None => Ok(vec![0.0; dirs * batch * hidden]),
-                Some((s, v)) => {
-                    let expected = if self.batch_first { [batch, dirs, hidden] } else { [dirs, batch, hidden] };
-                    if s != expected {
-                        return Err(OpError::input(index, format!("initial state {s:?} must be {expected:?}")));
-                    }
-                    Ok(if self.batch_first { swap_first_axes(v, batch, dirs, hidden) } else { v.to_vec() })
-                }
-            }
-        };
-        let mut h_state = state_input(5)?;
-        let mut c_state = if matches!(self.cell, Cell::Lstm { .. }) { state_input(6)? } else { Vec::new() };
-        let peepholes = if matches!(self.cell, Cell::Lstm { .. }) { optional_f32_input(inputs, 7)? } else { None };
+        let lstm = matches!(self.cell, Cell::Lstm { .. });
+        let peepholes = if lstm { optional_f32_input(inputs, 7)? } else { None };
         if peepholes.is_some_and(|(s, _)| s != [dirs, 3 * hidden]) {
             return Err(OpError::input(7, format!("P must be [{dirs}, {}]", 3 * hidden)));
         }
-        // Y in layout 0: [seq, dirs, batch, hidden].
-        let mut y = vec![0.0f32; seq * dirs * batch * hidden];
-        let mut g = vec![0.0f32; gates * hidden];
-        let mut recurrent = vec![0.0f32; gates * hidden];
-        let (mut gate, mut next) = (vec![0.0f32; 2 * hidden], vec![0.0f32; hidden]);
+        // The states, Y and the gates' working space, in one buffer the
+        // thread keeps between calls.
+        let state_len = dirs * batch * hidden;
+        let y_len = seq * dirs * batch * hidden;
+        let total = state_len * (1 + usize::from(lstm)) + y_len + 2 * gates * hidden + 3 * hidden;
+        super::scratch::with_columns(total, |scratch| {
+            let (h_state, rest) = scratch.split_at_mut(state_len);
+            let (c_state, rest) = rest.split_at_mut(if lstm { state_len } else { 0 });
+            let (y, rest) = rest.split_at_mut(y_len);
+            let (g, rest) = rest.split_at_mut(gates * hidden);
+            let (recurrent, rest) = rest.split_at_mut(gates * hidden);
+            let (gate, next) = rest.split_at_mut(2 * hidden);
+            // States arrive as [dirs, batch, hidden] (layout 1: [batch, dirs, hidden]).
+            let state_input = |index: usize, dst: &mut [f32]| -> Result<(), OpError> {
+                match optional_f32_input(inputs, index)? {
+                    None => dst.fill(0.0),
+                    Some((s, v)) => {
+                        let expected = if self.batch_first { [batch, dirs, hidden] } else { [dirs, batch, hidden] };
+                        if s != expected {
+                            return Err(OpError::input(index, format!("initial state {s:?} must be {expected:?}")));
+                        }
+                        if self.batch_first {
+                            swap_first_axes(v, batch, dirs, hidden, dst);
+                        } else {
+                            dst.copy_from_slice(v);
+                        }
+                    }
+                }
+                Ok(())
+            };
+            state_input(5, h_state)?;
+            if lstm {
+                state_input(6, c_state)?;
+            }
+            self.run(Sequences { x, w, r, bias, peepholes, lengths: &lengths, seq, batch, input_size }, Buffers { h_state, c_state, y, g, recurrent, gate, next });
+            let (y_shape, state_shape) = self.outputs_shapes(seq, batch, dirs, hidden);
+            if let Some(out) = outputs.get_mut(0) {
+                let out = out.reset_f32(&y_shape)?;
+                if self.batch_first {
+                    batch_first_y(y, seq, dirs, batch, hidden, out);
+                } else {
+                    out.copy_from_slice(y);
+                }
+            }
+            for (k, values) in [(1, &*h_state), (2, &*c_state)] {
+                let Some(out) = outputs.get_mut(k).filter(|_| !values.is_empty()) else { continue };
+                let out = out.reset_f32(&state_shape)?;
+                if self.batch_first {
+                    swap_first_axes(values, dirs, batch, hidden, out);
+                } else {
+                    out.copy_from_slice(values);
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A run's inputs, checked.
+struct Sequences<'a> {
+    x: &'a [f32],
+    w: &'a [f32],
+    r: &'a [f32],
+    bias: Option<(&'a [usize], &'a [f32])>,
+    peepholes: Option<(&'a [usize], &'a [f32])>,
+    lengths: &'a [usize],
+    seq: usize,
+    batch: usize,
+    input_size: usize,
+}
+
+/// A run's states (in layout 0), Y (in layout 0) and working space.
+struct Buffers<'a> {
+    h_state: &'a mut [f32],
+    c_state: &'a mut [f32],
+    y: &'a mut [f32],
+    g: &'a mut [f32],
+    recurrent: &'a mut [f32],
+    gate: &'a mut [f32],
+    next: &'a mut [f32],
+}
+
+impl Recurrent {
+    /// Runs every direction over every sequence, leaving the last states
+    /// in the buffers and every step's hidden state in Y.
+    fn run(&self, inputs: Sequences<'_>, buffers: Buffers<'_>) {
+        let Sequences { x, w, r, bias, peepholes, lengths, seq, batch, input_size } = inputs;
+        let Buffers { h_state, c_state, y, g, recurrent, gate, next } = buffers;
+        let (hidden, dirs, gates) = (self.hidden, self.directions, self.cell.gates());
         for d in 0..dirs {
             let reverse = self.reverse || d == 1;
             let (w, r) = (&w[d * gates * hidden * input_size..][..gates * hidden * input_size], &r[d * gates * hidden * hidden..][..gates * hidden * hidden]);
@@ -231,12 +302,12 @@ impl Op for Recurrent {
                     let t = if reverse { len - 1 - step } else { step };
                     let xt = if self.batch_first { &x[(bi * seq + t) * input_size..][..input_size] } else { &x[(t * batch + bi) * input_size..][..input_size] };
                     g.fill(0.0);
-                    accumulate_product(xt, w, &mut g);
+                    accumulate_product(xt, w, g);
                     if !wb.is_empty() {
                         g.iter_mut().zip(wb).for_each(|(g, b)| *g += b);
                     }
                     recurrent.fill(0.0);
-                    accumulate_product(h, r, &mut recurrent);
+                    accumulate_product(h, r, recurrent);
                     if !rb.is_empty() {
                         recurrent.iter_mut().zip(rb).for_each(|(g, b)| *g += b);
                     }
@@ -285,39 +356,20 @@ impl Op for Recurrent {
                 }
             }
         }
-        let [y_shape, state_shape] = self.outputs_shapes(Dim::Known(seq), Dim::Known(batch)).map(|s| s.iter().map(|d| if let Dim::Known(n) = d { *n } else { 0 }).collect::<Vec<_>>());
-        let y = if self.batch_first { batch_first_y(&y, seq, dirs, batch, hidden) } else { y };
-        let states = [h_state, c_state];
-        for (k, values) in std::iter::once(y).chain(states).enumerate() {
-            let Some(out) = outputs.get_mut(k) else { continue };
-            if values.is_empty() {
-                continue;
-            }
-            let (shape, values) = match k {
-                0 => (&y_shape, values),
-                _ if self.batch_first => (&state_shape, swap_first_axes(&values, dirs, batch, hidden)),
-                _ => (&state_shape, values),
-            };
-            out.reset_f32(shape)?.copy_from_slice(&values);
-        }
-        Ok(())
     }
 }
 
 /// [a, b, n] → [b, a, n].
-fn swap_first_axes(v: &[f32], a: usize, b: usize, n: usize) -> Vec<f32> {
-    let mut out = vec![0.0; v.len()];
+fn swap_first_axes(v: &[f32], a: usize, b: usize, n: usize, out: &mut [f32]) {
     for i in 0..a {
         for j in 0..b {
             out[(j * a + i) * n..][..n].copy_from_slice(&v[(i * b + j) * n..][..n]);
         }
     }
-    out
 }
 
 /// Y from [seq, dirs, batch, hidden] to [batch, seq, dirs, hidden].
-fn batch_first_y(v: &[f32], seq: usize, dirs: usize, batch: usize, hidden: usize) -> Vec<f32> {
-    let mut out = vec![0.0; v.len()];
+fn batch_first_y(v: &[f32], seq: usize, dirs: usize, batch: usize, hidden: usize, out: &mut [f32]) {
     for t in 0..seq {
         for d in 0..dirs {
             for b in 0..batch {
@@ -325,7 +377,6 @@ fn batch_first_y(v: &[f32], seq: usize, dirs: usize, batch: usize, hidden: usize
             }
         }
     }
-    out
 }
 
 fn recurrent(cell: Cell, node: &Node) -> Result<Box<dyn Op>, OpError> {

@@ -86,19 +86,22 @@ struct Reduce {
     noop_with_empty_axes: bool,
 }
 
+/// One flag per axis, on the stack for ranks up to eight.
+type Flags = smallvec::SmallVec<[bool; 8]>;
+
 /// Which axes of a rank-`rank` input are reduced, or `None` for the identity.
-fn reduced(axes: Option<Vec<i64>>, rank: usize, noop: bool, error: impl Fn(String) -> OpError) -> Result<Option<Vec<bool>>, OpError> {
+fn reduced(axes: Option<super::axes::Ints>, rank: usize, noop: bool, error: impl Fn(String) -> OpError) -> Result<Option<Flags>, OpError> {
     match axes {
         Some(axes) if !axes.is_empty() => {
             let axes = unique_axes(&axes, rank).map_err(error)?;
             Ok(Some((0..rank).map(|d| axes.contains(&d)).collect()))
         }
         _ if noop => Ok(None),
-        _ => Ok(Some(vec![true; rank])),
+        _ => Ok(Some(smallvec::smallvec![true; rank])),
     }
 }
 
-fn output_dims<D: Clone>(shape: &[D], reduced: &[bool], keepdims: bool, one: D) -> Vec<D> {
+fn output_dims<D: Clone>(shape: &[D], reduced: &[bool], keepdims: bool, one: D) -> smallvec::SmallVec<[D; 8]> {
     shape.iter().zip(reduced).filter_map(|(d, &r)| if !r { Some(d.clone()) } else if keepdims { Some(one.clone()) } else { None }).collect()
 }
 
@@ -126,7 +129,7 @@ impl Op for Reduce {
         };
         let shape = match reduced(axes, x.shape.len(), self.noop_with_empty_axes, |e| self.axes.error(e))? {
             None => x.shape.clone(),
-            Some(r) => output_dims(&x.shape, &r, self.keepdims, Dim::Known(1)),
+            Some(r) => output_dims(&x.shape, &r, self.keepdims, Dim::Known(1)).into_vec(),
         };
         Ok(vec![Fact::new(x.dtype, shape)])
     }
@@ -149,9 +152,9 @@ impl Op for Reduce {
 /// For each input element in row-major order, the output element it
 /// reduces into (an odometer over the input's index).
 pub(crate) struct Walk {
-    shape: Vec<usize>,
+    shape: super::axes::Dims,
     /// Output strides per input axis, 0 on reduced axes.
-    strides: Vec<usize>,
+    strides: super::axes::Dims,
     pub(crate) outputs: usize,
     /// Input elements per output element.
     pub(crate) count: usize,
@@ -159,7 +162,7 @@ pub(crate) struct Walk {
 
 impl Walk {
     pub(crate) fn new(shape: &[usize], reduced: &[bool]) -> Self {
-        let mut strides = vec![0; shape.len()];
+        let mut strides: super::axes::Dims = smallvec::smallvec![0; shape.len()];
         let mut acc = 1;
         for d in (0..shape.len()).rev() {
             if !reduced[d] {
@@ -168,7 +171,7 @@ impl Walk {
             }
         }
         let count = shape.iter().zip(reduced).filter(|(_, &r)| r).map(|(d, _)| d).product();
-        Self { shape: shape.to_vec(), strides, outputs: acc, count }
+        Self { shape: shape.into(), strides, outputs: acc, count }
     }
 
     /// Calls `f(output index, input element)` for every input element.
@@ -177,7 +180,7 @@ impl Walk {
             return;
         }
         let rank = self.shape.len();
-        let mut index = vec![0usize; rank];
+        let mut index: super::axes::Dims = smallvec::smallvec![0; rank];
         let mut at = 0;
         for &v in x {
             f(at, v);
@@ -198,7 +201,8 @@ fn reduce<T: Element>(kind: Kind, walk: &Walk, x: &[T], out: &mut [T]) {
     debug_assert_eq!(out.len(), walk.outputs);
     if kind.compares() {
         // NaN (the only value unequal to itself) wins, as in numpy.
-        let mut first = vec![true; out.len()];
+        // On the stack for up to 16 outputs (a mean over a whole frame).
+        let mut first: smallvec::SmallVec<[bool; 16]> = smallvec::smallvec![true; out.len()];
         let mut start = T::from_f64(kind.start());
         if T::DTYPE == DataType::Bool {
             start = T::from_f64(if kind == Kind::Max { 0.0 } else { 1.0 });
@@ -215,7 +219,7 @@ fn reduce<T: Element>(kind: Kind, walk: &Walk, x: &[T], out: &mut [T]) {
         });
         return;
     }
-    let mut acc = vec![kind.start(); out.len()];
+    let mut acc: smallvec::SmallVec<[f64; 16]> = smallvec::smallvec![kind.start(); out.len()];
     if kind == Kind::LogSumExp {
         let mut max = vec![f64::NEG_INFINITY; out.len()];
         walk.each(x, |o, v| max[o] = max[o].max(v.to_f64()));
@@ -272,7 +276,7 @@ impl Op for ArgExtreme {
             return Err(OpError::input(0, "bool has no order to take an extreme of"));
         }
         let reduced = self.reduced(x.shape.len())?;
-        Ok(vec![Fact::new(DataType::I64, output_dims(&x.shape, &reduced, self.keepdims, Dim::Known(1)))])
+        Ok(vec![Fact::new(DataType::I64, output_dims(&x.shape, &reduced, self.keepdims, Dim::Known(1)).into_vec())])
     }
 
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {

@@ -195,7 +195,7 @@ impl Resize {
         let rank = shape.len();
         let axes: Vec<usize> = match &self.axes {
             None => (0..rank).collect(),
-            Some(a) => super::axes::unique_axes(a, rank).map_err(|e| OpError::attribute("axes", e))?,
+            Some(a) => super::axes::unique_axes(a, rank).map_err(|e| OpError::attribute("axes", e))?.into_vec(),
         };
         let given = |index: Option<usize>| index.and_then(|i| inputs.get(i).copied().flatten()).filter(|t| !t.is_empty());
         let floats = |t: &Tensor| -> Vec<f64> { crate::dispatch!(t.dtype(), T => t.elements::<T>().unwrap_or_default().iter().map(|v| v.to_f64()).collect()) };

@@ -28,7 +28,7 @@ impl Normalize {
     /// Values of a scale or bias for each element of `shape` (broadcast
     /// from the right, as the operator's definition allows).
     fn spread(values: &[f32], values_shape: &[usize], shape: &[usize], index: usize) -> Result<Vec<f32>, OpError> {
-        super::binary::broadcast_shapes(values_shape, shape).ok().filter(|s| s == shape).ok_or_else(|| OpError::input(index, format!("shape {values_shape:?} does not broadcast to the input's {shape:?}")))?;
+        super::binary::broadcast_shapes(values_shape, shape).ok().filter(|s| s[..] == *shape).ok_or_else(|| OpError::input(index, format!("shape {values_shape:?} does not broadcast to the input's {shape:?}")))?;
         let mut out = vec![0.0; shape.iter().product()];
         broadcast_walk([values_shape], shape, |o, [i]| out[o] = values[i]);
         Ok(out)

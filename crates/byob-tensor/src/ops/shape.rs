@@ -18,12 +18,15 @@ use std::collections::HashMap;
 const PARALLEL: usize = 32 * 1024;
 
 
-fn known(shape: &[usize]) -> Vec<Dim> {
+/// Dims on the stack for ranks up to eight.
+type DimList = smallvec::SmallVec<[Dim; 8]>;
+
+fn known(shape: &[usize]) -> DimList {
     shape.iter().map(|&d| Dim::Known(d)).collect()
 }
 
 /// Dims that must all be known (they come from a real tensor).
-fn concrete(dims: Vec<Dim>) -> Result<Vec<usize>, OpError> {
+fn concrete(dims: &[Dim]) -> Result<super::axes::Dims, OpError> {
     dims.iter().map(|d| if let Dim::Known(n) = d { Ok(*n) } else { Err(OpError::Shape(format!("dimension {d} is not known"))) }).collect()
 }
 
@@ -215,7 +218,7 @@ impl Op for Reshape {
         }
         let target = ints(s, 1, "shape")?;
         let dims = reshape_dims(&known(x.shape()), &target, self.allowzero).map_err(|e| OpError::input(1, e))?;
-        copy(outputs, &concrete(dims)?, x)
+        copy(outputs, &concrete(&dims)?, x)
     }
 }
 
@@ -471,7 +474,7 @@ impl Op for Concat {
         let first = required(inputs, 0)?;
         let rank = first.rank();
         let axis = self.axis(rank)?;
-        let mut shape = first.shape().to_vec();
+        let mut shape = super::axes::Dims::from_slice(first.shape());
         shape[axis] = 0;
         for i in 0..inputs.len() {
             let x = required(inputs, i)?;
@@ -512,7 +515,7 @@ fn concat(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
 
 // ---------------------------------------------------- Unsqueeze, Squeeze
 
-fn unsqueeze_dims(input: &[Dim], axes: &[i64]) -> Result<Vec<Dim>, String> {
+fn unsqueeze_dims(input: &[Dim], axes: &[i64]) -> Result<DimList, String> {
     let rank = input.len() + axes.len();
     let axes = unique_axes(axes, rank)?;
     let mut rest = input.iter();
@@ -529,7 +532,7 @@ impl Op for Unsqueeze {
         let x = required(inputs, 0)?;
         let dims = match self.axes.of_facts(inputs)? {
             AxesFact::Absent => return Err(self.axes.error("missing".into())),
-            AxesFact::Known(axes) => unsqueeze_dims(&x.shape, &axes).map_err(|e| self.axes.error(e))?,
+            AxesFact::Known(axes) => unsqueeze_dims(&x.shape, &axes).map_err(|e| self.axes.error(e))?.into_vec(),
             AxesFact::Count(Some(k)) => vec![Dim::Unknown; x.shape.len() + k],
             AxesFact::Count(None) => return Ok(vec![]),
         };
@@ -540,13 +543,13 @@ impl Op for Unsqueeze {
         let x = required(inputs, 0)?;
         let axes = self.axes.of_tensors(inputs)?.ok_or_else(|| self.axes.error("missing".into()))?;
         let dims = unsqueeze_dims(&known(x.shape()), &axes).map_err(|e| self.axes.error(e))?;
-        copy(outputs, &concrete(dims)?, x)
+        copy(outputs, &concrete(&dims)?, x)
     }
 }
 
 /// Squeezed dims, `None` when the rank cannot be known yet. No axes (or
 /// an empty list) removes every dimension of size 1.
-fn squeeze_dims(input: &[Dim], axes: Option<&[i64]>) -> Result<Option<Vec<Dim>>, String> {
+fn squeeze_dims(input: &[Dim], axes: Option<&[i64]>) -> Result<Option<DimList>, String> {
     match axes {
         Some(axes) if !axes.is_empty() => {
             let axes = unique_axes(axes, input.len())?;
@@ -579,19 +582,19 @@ impl Op for Squeeze {
         let dims = match self.axes.of_facts(inputs)? {
             AxesFact::Absent => squeeze_dims(&x.shape, None),
             AxesFact::Known(axes) => squeeze_dims(&x.shape, Some(&axes)),
-            AxesFact::Count(Some(k)) if k > 0 && k <= x.shape.len() => Ok(Some(vec![Dim::Unknown; x.shape.len() - k])),
+            AxesFact::Count(Some(k)) if k > 0 && k <= x.shape.len() => Ok(Some(smallvec::smallvec![Dim::Unknown; x.shape.len() - k])),
             AxesFact::Count(Some(k)) if k > x.shape.len() => Err(format!("{k} axes for an input of rank {}", x.shape.len())),
             AxesFact::Count(_) => Ok(None),
         }
         .map_err(|e| self.axes.error(e))?;
-        Ok(dims.map(|d| vec![Fact::new(x.dtype, d)]).unwrap_or_default())
+        Ok(dims.map(|d| vec![Fact::new(x.dtype, d.into_vec())]).unwrap_or_default())
     }
 
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], _: &rayon::ThreadPool) -> Result<(), OpError> {
         let x = required(inputs, 0)?;
         let axes = self.axes.of_tensors(inputs)?;
         let dims = squeeze_dims(&known(x.shape()), axes.as_deref()).map_err(|e| self.axes.error(e))?.unwrap_or_default();
-        copy(outputs, &concrete(dims)?, x)
+        copy(outputs, &concrete(&dims)?, x)
     }
 }
 
@@ -645,7 +648,7 @@ impl Gather {
 }
 
 /// Indices made non-negative, each checked against the axis size.
-fn gather_indices(indices: &[i64], size: usize, axis: usize) -> Result<Vec<usize>, OpError> {
+fn gather_indices(indices: &[i64], size: usize, axis: usize) -> Result<super::axes::Dims, OpError> {
     indices
         .iter()
         .map(|&i| {
@@ -692,7 +695,7 @@ impl Op for Gather {
         let (x, idx) = (required(inputs, 0)?, required(inputs, 1)?);
         let axis = self.axis(x.rank())?;
         let indices = gather_indices(&ints(idx, 1, "indices")?, x.shape()[axis], axis)?;
-        let mut shape = x.shape()[..axis].to_vec();
+        let mut shape = super::axes::Dims::from_slice(&x.shape()[..axis]);
         shape.extend_from_slice(idx.shape());
         shape.extend_from_slice(&x.shape()[axis + 1..]);
         let out = output(outputs, 0)?.reset(x.dtype(), &shape)?;
@@ -716,7 +719,7 @@ impl Op for ConstantOfShape {
             return Err(OpError::input(0, format!("shape must be 1-D, got rank {}", s.shape.len())));
         }
         let dims = match fact_ints(s, 0, "shape")? {
-            Some(values) => known(&output_shape(&values)?),
+            Some(values) => known(&output_shape(&values)?).into_vec(),
             None => match s.shape[0] {
                 Dim::Known(k) => vec![Dim::Unknown; k],
                 _ => return Ok(vec![]),

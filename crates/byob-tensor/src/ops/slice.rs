@@ -6,7 +6,7 @@
 //! Split's sizes are an attribute before opset 13 and an input after;
 //! opset 18's `num_outputs` splits into chunks of the rounded-up size.
 
-use super::axes::{fact_ints, ints, normalize_axis};
+use super::axes::{fact_ints, ints, normalize_axis, Ints};
 use super::index_map::{gather_mapped, mapped_shape, AxisMaps};
 use super::{output, required, show, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
@@ -16,22 +16,23 @@ use std::collections::HashMap;
 /// Starts, ends, axes and steps of a Slice.
 #[derive(Debug)]
 struct Ranges {
-    starts: Vec<i64>,
-    ends: Vec<i64>,
-    axes: Option<Vec<i64>>,
-    steps: Option<Vec<i64>>,
+    starts: Ints,
+    ends: Ints,
+    axes: Option<Ints>,
+    steps: Option<Ints>,
 }
 
 impl Ranges {
-    /// The input coordinates each axis keeps.
-    fn maps(&self, shape: &[usize]) -> Result<AxisMaps, OpError> {
+    /// What each axis keeps: its first input coordinate, the step to the
+    /// next and how many (on the stack: slicing allocates nothing).
+    fn strided(&self, shape: &[usize]) -> Result<Strided, OpError> {
         let rank = shape.len();
         let n = self.starts.len();
         if self.ends.len() != n || self.axes.as_ref().is_some_and(|a| a.len() != n) || self.steps.as_ref().is_some_and(|s| s.len() != n) {
             return Err(OpError::Shape(format!("starts {}, ends {}, axes and steps must have one entry per sliced axis", show(&self.starts), show(&self.ends))));
         }
-        let mut maps: AxisMaps = shape.iter().map(|&d| (0..d).map(Some).collect()).collect();
-        let mut seen = vec![false; rank];
+        let mut kept: Strided = shape.iter().map(|&d| (0, 1, d)).collect();
+        let mut seen: smallvec::SmallVec<[bool; 8]> = smallvec::smallvec![false; rank];
         for k in 0..n {
             let axis = self.axes.as_ref().map_or(k as i64, |a| a[k]);
             let a = normalize_axis(axis, rank).ok_or_else(|| OpError::Shape(format!("axis {axis} is out of range for rank {rank}")))?;
@@ -46,15 +47,56 @@ impl Ranges {
             let from_end = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
             let (start, end) = (from_end(self.starts[k]), from_end(self.ends[k]));
             let (start, end) = if step > 0 { (start.clamp(0, dim), end.clamp(0, dim)) } else { (start.clamp(0, dim - 1), end.clamp(-1, dim - 1)) };
-            let mut coordinates = Vec::new();
-            let mut i = start;
-            while (step > 0 && i < end) || (step < 0 && i > end) {
-                coordinates.push(Some(i as usize));
-                i = i.saturating_add(step);
-            }
-            maps[a] = coordinates;
+            // Coordinates start, start + step, … short of end.
+            let span = if step > 0 { end - start } else { start - end };
+            let count = if span <= 0 { 0 } else { (span - 1) / step.unsigned_abs() as i64 + 1 };
+            kept[a] = (start.max(0) as usize, step as isize, count as usize);
         }
-        Ok(maps)
+        Ok(kept)
+    }
+}
+
+/// Per axis: the first input coordinate kept, the step, how many.
+pub(crate) type Strided = smallvec::SmallVec<[(usize, isize, usize); 8]>;
+
+/// Output `out` from `x` keeping what `kept` describes (see
+/// [`Ranges::strided`]), a row of the last axis at a time.
+fn copy_strided(x: &Tensor, kept: &Strided, out: &mut Tensor) -> Result<(), OpError> {
+    let shape: super::axes::Dims = kept.iter().map(|k| k.2).collect();
+    crate::dispatch!(x.dtype(), T => gather_strided::<T>(x.elements::<T>().unwrap_or_default(), x.shape(), kept, out.reset_as::<T>(&shape)?));
+    Ok(())
+}
+
+fn gather_strided<T: Copy>(x: &[T], shape: &[usize], kept: &Strided, out: &mut [T]) {
+    let rank = shape.len();
+    if out.is_empty() {
+        return;
+    }
+    if rank == 0 {
+        out[0] = x[0];
+        return;
+    }
+    let mut strides: super::axes::Dims = smallvec::smallvec![1; rank];
+    for d in (0..rank - 1).rev() {
+        strides[d] = strides[d + 1] * shape[d + 1];
+    }
+    let (first, step, len) = kept[rank - 1];
+    let mut index: super::axes::Dims = smallvec::smallvec![0; rank - 1];
+    for row in out.chunks_mut(len) {
+        // Every coordinate lies within the input: `strided` clamped them.
+        let base: isize = (0..rank - 1).map(|d| (kept[d].0 as isize + index[d] as isize * kept[d].1) * strides[d] as isize).sum::<isize>() + first as isize;
+        if step == 1 {
+            row.copy_from_slice(&x[base as usize..][..len]);
+        } else {
+            row.iter_mut().enumerate().for_each(|(j, o)| *o = x[(base + j as isize * step) as usize]);
+        }
+        for d in (0..rank - 1).rev() {
+            index[d] += 1;
+            if index[d] < kept[d].2 {
+                break;
+            }
+            index[d] = 0;
+        }
     }
 }
 
@@ -65,7 +107,7 @@ struct Slice {
 }
 
 /// An optional list of integers read from an input, or why it could not be.
-type Integers = Result<Option<Vec<i64>>, OpError>;
+type Integers = Result<Option<Ints>, OpError>;
 
 impl Slice {
     fn ranges(&self, mut input: impl FnMut(usize, &str) -> Integers) -> Result<Option<Ranges>, OpError> {
@@ -90,7 +132,7 @@ impl Op for Slice {
             }
         })?;
         let shape = match (ranges, x.concrete_shape()) {
-            (Some(r), Some(shape)) if !unknown => mapped_shape(&r.maps(&shape)?).into_iter().map(Dim::Known).collect(),
+            (Some(r), Some(shape)) if !unknown => r.strided(&shape)?.iter().map(|k| Dim::Known(k.2)).collect(),
             _ => vec![Dim::Unknown; x.shape.len()],
         };
         Ok(vec![Fact::new(x.dtype, shape)])
@@ -100,8 +142,8 @@ impl Op for Slice {
         let x = required(inputs, 0)?;
         let ranges = self.ranges(|i, what| inputs.get(i).copied().flatten().map(|t| ints(t, i, what)).transpose())?;
         let ranges = ranges.ok_or_else(|| OpError::input(1, "starts and ends are required"))?;
-        let maps = ranges.maps(x.shape())?;
-        copy_mapped(x, &maps, output(outputs, 0)?)
+        let kept = ranges.strided(x.shape())?;
+        copy_strided(x, &kept, output(outputs, 0)?)
     }
 }
 
@@ -132,7 +174,7 @@ fn slice(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
     let a = Attrs(node);
     let starts = a.ints("starts")?.ok_or_else(|| OpError::attribute("starts", "required"))?;
     let ends = a.ints("ends")?.ok_or_else(|| OpError::attribute("ends", "required"))?;
-    Ok(Box::new(Slice { attributes: Some(Ranges { starts, ends, axes: a.ints("axes")?, steps: None }) }))
+    Ok(Box::new(Slice { attributes: Some(Ranges { starts: starts.into(), ends: ends.into(), axes: a.ints("axes")?.map(Ints::from_vec), steps: None }) }))
 }
 
 #[derive(Debug)]
@@ -140,13 +182,13 @@ struct Split {
     axis: i64,
     outputs: usize,
     /// Before opset 13: the sizes from the attribute.
-    sizes: Option<Vec<i64>>,
+    sizes: Option<Ints>,
     /// Opset 18's `num_outputs`: chunks of the rounded-up size.
     num_outputs: Option<usize>,
 }
 
 impl Split {
-    fn sizes(&self, dim: usize, given: Option<Vec<i64>>) -> Result<Vec<usize>, OpError> {
+    fn sizes(&self, dim: usize, given: Option<Ints>) -> Result<Vec<usize>, OpError> {
         if let Some(sizes) = given.or_else(|| self.sizes.clone()) {
             if sizes.len() != self.outputs || sizes.iter().any(|&s| s < 0) || sizes.iter().sum::<i64>() != dim as i64 {
                 return Err(OpError::Shape(format!("split sizes {} do not divide a dimension of {dim} into {} outputs", show(&sizes), self.outputs)));
@@ -211,7 +253,7 @@ fn split(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
     let a = Attrs(node);
     let num_outputs = if opset >= 18 { a.get("num_outputs").map(|_| a.int("num_outputs", 0)).transpose()? } else { None };
     let num_outputs = num_outputs.map(|n| usize::try_from(n).ok().filter(|&n| n == node.outputs.len()).ok_or_else(|| OpError::attribute("num_outputs", format!("{n}, but the node has {} outputs", node.outputs.len())))).transpose()?;
-    Ok(Box::new(Split { axis: a.int("axis", 0)?, outputs: node.outputs.len(), sizes: if opset < 13 { a.ints("split")? } else { None }, num_outputs }))
+    Ok(Box::new(Split { axis: a.int("axis", 0)?, outputs: node.outputs.len(), sizes: if opset < 13 { a.ints("split")?.map(Ints::from_vec) } else { None }, num_outputs }))
 }
 
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {
@@ -224,11 +266,12 @@ mod tests {
     use super::*;
 
     fn ranges(starts: &[i64], ends: &[i64], axes: &[i64], steps: &[i64]) -> Ranges {
-        Ranges { starts: starts.to_vec(), ends: ends.to_vec(), axes: Some(axes.to_vec()), steps: Some(steps.to_vec()) }
+        Ranges { starts: starts.into(), ends: ends.into(), axes: Some(axes.into()), steps: Some(steps.into()) }
     }
 
-    fn kept(maps: &AxisMaps, axis: usize) -> Vec<usize> {
-        maps[axis].iter().map(|c| c.unwrap()).collect()
+    fn kept(strided: &Strided, axis: usize) -> Vec<usize> {
+        let (first, step, len) = strided[axis];
+        (0..len).map(|j| (first as isize + j as isize * step) as usize).collect()
     }
 
     /// The clamping rules of the operator's definition, with numpy's
@@ -236,12 +279,13 @@ mod tests {
     #[test]
     fn slices_clamp_like_numpy() {
         // x[1:1000] of 5, x[-1::-2] (ends at -inf), x[::-1] with INT_MAX.
-        assert_eq!(kept(&ranges(&[1], &[1000], &[0], &[1]).maps(&[5]).unwrap(), 0), [1, 2, 3, 4]);
-        assert_eq!(kept(&ranges(&[-1], &[i64::MIN], &[0], &[-2]).maps(&[5]).unwrap(), 0), [4, 2, 0]);
-        assert_eq!(kept(&ranges(&[i64::MAX], &[-i64::MAX], &[-1], &[-1]).maps(&[3]).unwrap(), 0), [2, 1, 0]);
-        assert!(kept(&ranges(&[3], &[1], &[0], &[1]).maps(&[5]).unwrap(), 0).is_empty());
-        assert!(ranges(&[0], &[1], &[0], &[0]).maps(&[5]).is_err());
-        assert!(ranges(&[0, 0], &[1, 1], &[0, -2], &[1, 1]).maps(&[5, 5]).is_err(), "axis 0 twice");
+        assert_eq!(kept(&ranges(&[1], &[1000], &[0], &[1]).strided(&[5]).unwrap(), 0), [1, 2, 3, 4]);
+        assert_eq!(kept(&ranges(&[-1], &[i64::MIN], &[0], &[-2]).strided(&[5]).unwrap(), 0), [4, 2, 0]);
+        assert_eq!(kept(&ranges(&[i64::MAX], &[-i64::MAX], &[-1], &[-1]).strided(&[3]).unwrap(), 0), [2, 1, 0]);
+        assert!(kept(&ranges(&[3], &[1], &[0], &[1]).strided(&[5]).unwrap(), 0).is_empty());
+        assert_eq!(kept(&ranges(&[0], &[5], &[0], &[3]).strided(&[5]).unwrap(), 0), [0, 3]);
+        assert!(ranges(&[0], &[1], &[0], &[0]).strided(&[5]).is_err());
+        assert!(ranges(&[0, 0], &[1, 1], &[0, -2], &[1, 1]).strided(&[5, 5]).is_err(), "axis 0 twice");
     }
 
     #[test]
@@ -250,6 +294,6 @@ mod tests {
         assert_eq!(split.sizes(7, None).unwrap(), [3, 3, 1]);
         let even = Split { axis: 0, outputs: 3, sizes: None, num_outputs: None };
         assert!(even.sizes(7, None).is_err());
-        assert_eq!(even.sizes(7, Some(vec![2, 0, 5])).unwrap(), [2, 0, 5]);
+        assert_eq!(even.sizes(7, Some(Ints::from_slice(&[2, 0, 5]))).unwrap(), [2, 0, 5]);
     }
 }

@@ -1,0 +1,42 @@
+//! An "onnx" node in mode "render" runs its model inside the render
+//! quantum: rendering must not touch the heap, as for every other node.
+
+use assert_no_alloc::{assert_no_alloc, AllocDisabler};
+use byob_audio::*;
+use byob_neural::{create_node, OnnxOptions};
+use byob_tensor::Tensor;
+use std::path::Path;
+use std::sync::Arc;
+
+#[global_allocator]
+static ALLOCATOR: AllocDisabler = AllocDisabler;
+
+#[test]
+fn a_silero_vad_node_renders_without_allocating() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let speech = AudioBuffer::from_wav(&root.join("examples/graphs/speech.wav")).unwrap();
+    let mut options = OnnxOptions::new(root.join("crates/byob-tensor/tests/data/real-models/models/silero_vad.onnx"), 512);
+    options.context = 64;
+    options.constants.push(("sr".into(), Tensor::i64(vec![], vec![16000]).unwrap()));
+    options.state.push(("stateN".into(), "state".into()));
+    options.output = Some("output".into());
+    let mut graph = AudioGraph::new(16000.0, 1).unwrap();
+    let g = &mut graph;
+    let (vad, status) = create_node(g, options, AudioWorkletNodeOptions::default()).unwrap();
+    let player = AudioBufferSourceNode::new(g, AudioBufferSourceOptions { buffer: Some(Arc::new(speech)), ..Default::default() }).unwrap();
+    player.start_with(g, 0.0, None, None).unwrap();
+    let gate = GainNode::new(g, GainOptions { gain: 0.0, ..Default::default() }).unwrap();
+    g.connect(player.id(), 0, vad.id(), 0).unwrap();
+    g.connect(player.id(), 0, gate.id(), 0).unwrap();
+    g.connect_param(vad.id(), 0, gate.gain()).unwrap();
+    let destination = g.destination();
+    g.connect(gate.id(), 0, destination, 0).unwrap();
+    let mut render = graph.compile().unwrap();
+    // Three seconds: speech and silence, 93 inferences.
+    for _ in 0..375 {
+        let block = assert_no_alloc(|| render.render_quantum());
+        std::hint::black_box(block);
+    }
+    assert_eq!(status.inferences(), 93);
+    assert_eq!(status.error(), None);
+}
