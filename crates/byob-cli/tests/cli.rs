@@ -255,3 +255,39 @@ fn webgpu_runs_match_cpu_runs() {
     let text = String::from_utf8_lossy(&info.stdout);
     assert!(info.status.success() && text.contains("webgpu") && text.contains("Conv"), "{text}{}", stderr(&info));
 }
+
+/// The VAD-gated voice: the neural node reports itself; bad processor
+/// options name the node and the key, and nothing is written.
+#[test]
+fn neural_nodes_report_and_refuse_bad_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("vad.wav");
+    let graph = examples().join("vad-gate.json");
+    let output = byob(&["render", graph.to_str().unwrap(), "-o", wav.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("neural node 1 (silero_vad.onnx): mode render, latency 32.0 ms, 299 inferences, 0 deadlines missed, zero-copy input"), "{stdout}");
+
+    let text = std::fs::read_to_string(&graph).unwrap();
+    let model = examples().join("../../crates/byob-tensor/tests/data/real-models/models/silero_vad.onnx");
+    let speech = examples().join("speech.wav");
+    let text = text.replace("../../crates/byob-tensor/tests/data/real-models/models/silero_vad.onnx", model.to_str().unwrap()).replace("\"speech.wav\"", &format!("{:?}", speech.to_str().unwrap()));
+    let cases = [
+        (text.replace("\"stateN\": \"state\"", "\"stateM\": \"state\""), "processorOptions.state.stateM: the model has no output \"stateM\""),
+        (text.replace("\"frame\": 512", "\"frame\": 0"), "processorOptions.frame"),
+        (text.replace("\"mode\": \"render\"", "\"mode\": \"realtime\""), "processorOptions.mode"),
+        (text.replace(model.to_str().unwrap(), "missing.onnx"), "processorOptions.model"),
+        (text.replace("{\"sr\": {\"int64\": 16000}}", "{}"), "processorOptions.constants: the model's input \"sr\" is fed by nothing"),
+    ];
+    let out = dir.path().join("never.wav");
+    for (i, (json, expected)) in cases.iter().enumerate() {
+        let bad = dir.path().join(format!("bad{i}.json"));
+        std::fs::write(&bad, json).unwrap();
+        let output = byob(&["render", bad.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "case {i}: {message}");
+        assert!(message.contains("(id \"vad\")") && message.contains(expected), "case {i}: expected {expected:?} in {message:?}");
+        assert!(message.trim_end().lines().count() == 1 && !message.contains("panicked"), "case {i}: {message:?}");
+        assert!(!out.exists(), "case {i}: nothing written");
+    }
+}

@@ -63,7 +63,9 @@ pub fn fold_constants(graph: &mut Graph, opset: i64, pool: &rayon::ThreadPool, m
             continue;
         }
         let op = match ops.get(node.op_type.as_str()) {
-            Some(build) if onnx && !node.outputs.is_empty() && !NONDETERMINISTIC.contains(&node.op_type.as_str()) => build(&node, opset).ok(),
+            // (Loop and Scan bodies are sessions of their own: not built
+            // twice just to learn what their outputs look like.)
+            Some(build) if onnx && !node.outputs.is_empty() && !NONDETERMINISTIC.contains(&node.op_type.as_str()) && !matches!(node.op_type.as_str(), "Loop" | "Scan") => build(&node, opset).ok(),
             _ => None,
         };
         let Some(op) = op else {

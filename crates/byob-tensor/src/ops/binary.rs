@@ -809,7 +809,7 @@ mod tests {
                 a[ia] * 1000.0 + b[ib]
             })
             .collect();
-        (out, values)
+        (out.to_vec(), values)
     }
 
     #[test]

@@ -1241,7 +1241,7 @@ mod tests {
                 n("Concat", &["batch1", "minus_one"], "target", vec![("axis", Attribute::Int(0))]),
                 n("Reshape", &["x", "target"], "y", vec![]),
             ],
-            inputs: vec![ValueInfo { name: "x".into(), dtype: Some(DataType::F32), shape: Some(known(&[2, 3, 4])) }],
+            inputs: vec![ValueInfo { name: "x".into(), dtype: Some(DataType::F32), shape: Some(known(&[2, 3, 4]).into_vec()) }],
             outputs: vec![ValueInfo { name: "y".into(), dtype: None, shape: None }],
             initializers: [("zero", i64t(&[], &[0])), ("axes", i64t(&[1], &[0])), ("minus_one", i64t(&[1], &[-1]))].into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         };
