@@ -13,5 +13,5 @@ pub(crate) use byob_tensor::ops::conv::Axis;
 /// `ceil_mode`.
 pub(crate) fn axes(spec: &KernelSpec<'_>, input: &[usize], kernel: &[usize], with_ceil_mode: bool) -> Result<Vec<Axis>, GpuError> {
     let window = spec.attr(Window::from_attrs(&spec.attrs(), with_ceil_mode))?;
-    spec.attr(window.geometry(input, kernel))
+    spec.attr(window.geometry(input, kernel).map(|axes| axes.into_vec()))
 }
