@@ -15,6 +15,9 @@
 //! ```sh
 //! cargo run --release -p byob-bench --bin neural_node [-- --seconds S]
 //! ```
+//!
+//! `-- --byob-only RATE` renders at RATE alone and writes nothing: a loop
+//! to run under a profiler.
 
 use byob_audio::{AudioBuffer, AudioBufferSourceNode, AudioBufferSourceOptions, AudioGraph, AudioNode, AudioWorkletNodeOptions};
 use byob_bench::{machine, write_section};
@@ -91,6 +94,11 @@ fn ort(seconds: f64) -> (f64, f64, u64) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let seconds: f64 = args.iter().position(|a| a == "--seconds").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(60.0);
+    if let Some(rate) = args.iter().position(|a| a == "--byob-only").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()) {
+        let (per_second, worst, inferences) = byob(rate, seconds);
+        println!("byob at {rate} Hz: {per_second:.3} ms per second of audio, worst quantum {worst:.3} ms, {inferences} inferences");
+        return;
+    }
     println!("Silero VAD node vs ONNX Runtime in a worklet, {seconds} s of audio, {}", machine());
     let (o_second, o_worst, o_inferences) = ort(seconds);
     println!("ONNX Runtime       {o_second:8.3} ms per second of audio, worst quantum {o_worst:.3} ms, {o_inferences} inferences");
