@@ -21,9 +21,9 @@ pub enum NeuralError {
     #[error(transparent)]
     Option(#[from] OptionError),
     #[error("processorOptions.model: {path}: {source}")]
-    Load { path: String, source: SessionError },
+    Load { path: String, source: Box<SessionError> },
     #[error("processorOptions.model: {path}: the first inference failed: {source}")]
-    FirstRun { path: String, source: RunError },
+    FirstRun { path: String, source: Box<RunError> },
 }
 
 fn option(key: impl Into<String>, what: impl Into<String>) -> NeuralError {
@@ -57,7 +57,7 @@ impl NeuralModel {
     /// input can take, state pairs of one shape. Runs it once.
     pub fn load(options: &OnnxOptions) -> Result<Self, NeuralError> {
         let path = options.model.display().to_string();
-        let load_error = |source: SessionError| NeuralError::Load { path: path.clone(), source };
+        let load_error = |source: SessionError| NeuralError::Load { path: path.clone(), source: Box::new(source) };
         let model = Model::load(&options.model).map_err(|e| load_error(e.into()))?;
         let inputs = &model.graph.inputs;
         let outputs = &model.graph.outputs;
@@ -137,7 +137,7 @@ impl NeuralModel {
             builder = builder.with_input_shape(name, shape);
         }
         let session = Arc::new(builder.commit(model).map_err(load_error)?);
-        let mut handle = session.run_handle(binding).map_err(|source| NeuralError::FirstRun { path: path.clone(), source })?;
+        let mut handle = session.run_handle(binding).map_err(|source| NeuralError::FirstRun { path: path.clone(), source: Box::new(source) })?;
         let binding = handle.binding();
         let produced = |name: &str| binding.output(name).map(|t| t.shape().to_vec()).unwrap_or_default();
         let out_shape = produced(&output);

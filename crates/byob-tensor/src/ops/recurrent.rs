@@ -336,7 +336,7 @@ impl Recurrent {
                                 };
                                 next[k] = (1.0 - z[k]) * act[1].apply(clip(candidate)) + z[k] * h[k];
                             }
-                            h.copy_from_slice(&next);
+                            h.copy_from_slice(next);
                         }
                         Cell::Lstm { input_forget } => {
                             let c = c.as_deref_mut().expect("LSTM has a cell state");

@@ -26,8 +26,6 @@ fn positive(value: i64, index: usize, what: &str) -> Result<usize, OpError> {
     usize::try_from(value).ok().filter(|&v| v > 0 && v <= 1 << 30).ok_or_else(|| OpError::input(index, format!("{what} {value} must be between 1 and 2^30")))
 }
 
-/// Writes f64 values as `dtype` into `out`.
-
 /// The complex values of a [..., 1 or 2] tensor (real, or real and
 /// imaginary interleaved).
 fn complex(x: &Tensor) -> Result<Vec<Complex<f64>>, OpError> {
