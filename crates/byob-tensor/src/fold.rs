@@ -133,13 +133,7 @@ fn inline_branch(node: &Node, taken: bool, graph: &mut Graph, names: &mut HashSe
     if branch.outputs.len() != node.outputs.len() || !branch.inputs.is_empty() {
         return None;
     }
-    let nested_reads: HashSet<&str> = branch
-        .nodes
-        .iter()
-        .flat_map(|n| n.attributes.values())
-        .filter_map(|a| if let Attribute::Graph(sub) = a { Some(sub.captures.iter().map(String::as_str)) } else { None })
-        .flatten()
-        .collect();
+    let nested_reads = crate::optimize::captured_names(&branch.nodes);
     // Constants the branch shares with the enclosing graph (weights it
     // reads from outer scope arrive as its own initializers) keep their
     // names; other clashing names get a fresh one.

@@ -20,13 +20,7 @@ pub fn remove_identities(graph: &mut Graph) -> usize {
         Some(t) => matches!(graph.initializers.get(t).map(Tensor::data), Some(crate::tensor::Data::Bool(v)) if v[..] == [false]),
     };
     // Subgraphs read the values they capture by name: those names stay.
-    let captured: std::collections::HashSet<&str> = graph
-        .nodes
-        .iter()
-        .flat_map(|n| n.attributes.values())
-        .filter_map(|a| if let Attribute::Graph(sub) = a { Some(sub.captures.iter().map(String::as_str)) } else { None })
-        .flatten()
-        .collect();
+    let captured = captured_names(&graph.nodes);
     let mut renamed: HashMap<String, String> = HashMap::new();
     let mut removed = vec![false; graph.nodes.len()];
     for (i, node) in graph.nodes.iter().enumerate() {
@@ -54,6 +48,17 @@ pub fn remove_identities(graph: &mut Graph) -> usize {
     }
     remove_nodes(graph, &removed);
     renamed.len()
+}
+
+/// The names of the values that the subgraphs of `nodes` (If branches,
+/// Loop and Scan bodies) read from enclosing graphs.
+pub(crate) fn captured_names(nodes: &[Node]) -> std::collections::HashSet<&str> {
+    nodes
+        .iter()
+        .flat_map(|n| n.attributes.values())
+        .filter_map(|a| if let Attribute::Graph(sub) = a { Some(sub.captures.iter().map(String::as_str)) } else { None })
+        .flatten()
+        .collect()
 }
 
 /// The domain of nodes the fusion passes make (byob's own, never in a file).

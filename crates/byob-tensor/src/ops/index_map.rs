@@ -17,63 +17,51 @@ pub(crate) fn mapped_shape(maps: &AxisMaps) -> Vec<usize> {
 /// Fills `out` (of shape [`mapped_shape`]) from `x` (of `shape`) through
 /// `maps`, which must lie within `shape`.
 pub(crate) fn gather_mapped<T: Element>(x: &[T], shape: &[usize], maps: &AxisMaps, fill: T, out: &mut [T]) {
-    if out.is_empty() {
-        return;
-    }
-    let rank = shape.len();
-    if rank == 0 {
-        out[0] = x[0];
-        return;
-    }
-    let mut strides = vec![1usize; rank];
-    for d in (0..rank - 1).rev() {
-        strides[d] = strides[d + 1] * shape[d + 1];
-    }
-    let last = &maps[rank - 1];
-    let outer_shape: Vec<usize> = maps[..rank - 1].iter().map(Vec::len).collect();
-    let mut index = vec![0usize; rank - 1];
-    for row in out.chunks_mut(last.len().max(1)) {
-        let base = index.iter().enumerate().try_fold(0usize, |acc, (d, &i)| maps[d][i].map(|c| acc + c * strides[d]));
-        match base {
-            None => row.fill(fill),
-            Some(base) => row.iter_mut().zip(last).for_each(|(o, m)| *o = m.map_or(fill, |c| x[base + c])),
-        }
-        for d in (0..rank - 1).rev() {
-            index[d] += 1;
-            if index[d] < outer_shape[d] {
-                break;
-            }
-            index[d] = 0;
-        }
-    }
+    let out_shape: super::axes::Dims = maps.iter().map(Vec::len).collect();
+    gather_by(x, shape, &out_shape, |axis, o| maps[axis][o], fill, out);
 }
 
 /// As [`gather_mapped`], each axis's map a function (axis, output
 /// coordinate) → input coordinate rather than a list: no allocation, for
 /// maps as cheap to compute as to look up (Pad's).
 pub(crate) fn gather_by<T: Copy>(x: &[T], shape: &[usize], out_shape: &[usize], map: impl Fn(usize, usize) -> Option<usize>, fill: T, out: &mut [T]) {
-    if out.is_empty() {
-        return;
-    }
-    let rank = shape.len();
-    if rank == 0 {
-        out[0] = x[0];
-        return;
-    }
-    let mut strides: super::axes::Dims = smallvec::smallvec![1; rank];
-    for d in (0..rank - 1).rev() {
-        strides[d] = strides[d + 1] * shape[d + 1];
-    }
-    let mut index: super::axes::Dims = smallvec::smallvec![0; rank - 1];
-    for row in out.chunks_mut(out_shape[rank - 1].max(1)) {
+    let strides = row_major_strides(shape);
+    let last = shape.len().saturating_sub(1);
+    for_each_row(out_shape, out, |index, row| {
         let base = index.iter().enumerate().try_fold(0usize, |acc, (d, &i)| map(d, i).map(|c| acc + c * strides[d]));
         match base {
             None => row.fill(fill),
-            Some(base) => row.iter_mut().enumerate().for_each(|(j, o)| *o = map(rank - 1, j).map_or(fill, |c| x[base + c])),
+            Some(base) => row.iter_mut().enumerate().for_each(|(j, o)| *o = map(last, j).map_or(fill, |c| x[base + c])),
         }
-        for d in (0..rank - 1).rev() {
+    });
+    if shape.is_empty() && !out.is_empty() {
+        out[0] = x[0];
+    }
+}
+
+/// Each axis's stride in a row-major tensor of `shape`.
+pub(crate) fn row_major_strides(shape: &[usize]) -> super::axes::Dims {
+    let mut strides: super::axes::Dims = smallvec::smallvec![1; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1] * shape[d + 1];
+    }
+    strides
+}
+
+/// Calls `f(index of the outer axes, row)` for each row (along the last
+/// axis) of `out`, of shape `out_shape`, in order. Nothing for rank 0 or
+/// an empty `out`.
+pub(crate) fn for_each_row<T>(out_shape: &[usize], out: &mut [T], mut f: impl FnMut(&[usize], &mut [T])) {
+    let Some((&len, outer)) = out_shape.split_last() else { return };
+    if out.is_empty() {
+        return;
+    }
+    let mut index: super::axes::Dims = smallvec::smallvec![0; outer.len()];
+    for row in out.chunks_mut(len) {
+        f(&index, row);
+        for d in (0..outer.len()).rev() {
             index[d] += 1;
-            if index[d] < out_shape[d] {
+            if index[d] < outer[d] {
                 break;
             }
             index[d] = 0;

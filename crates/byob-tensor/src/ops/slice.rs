@@ -7,7 +7,7 @@
 //! opset 18's `num_outputs` splits into chunks of the rounded-up size.
 
 use super::axes::{fact_ints, ints, normalize_axis, Ints};
-use super::index_map::{gather_mapped, mapped_shape, AxisMaps};
+use super::index_map::{for_each_row, gather_mapped, mapped_shape, row_major_strides, AxisMaps};
 use super::{output, required, show, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::Tensor;
@@ -68,36 +68,22 @@ fn copy_strided(x: &Tensor, kept: &Strided, out: &mut Tensor) -> Result<(), OpEr
 }
 
 fn gather_strided<T: Copy>(x: &[T], shape: &[usize], kept: &Strided, out: &mut [T]) {
-    let rank = shape.len();
-    if out.is_empty() {
+    if shape.is_empty() {
+        out.iter_mut().for_each(|o| *o = x[0]);
         return;
     }
-    if rank == 0 {
-        out[0] = x[0];
-        return;
-    }
-    let mut strides: super::axes::Dims = smallvec::smallvec![1; rank];
-    for d in (0..rank - 1).rev() {
-        strides[d] = strides[d + 1] * shape[d + 1];
-    }
-    let (first, step, len) = kept[rank - 1];
-    let mut index: super::axes::Dims = smallvec::smallvec![0; rank - 1];
-    for row in out.chunks_mut(len) {
+    let strides = row_major_strides(shape);
+    let out_shape: super::axes::Dims = kept.iter().map(|k| k.2).collect();
+    let (first, step, _) = kept[shape.len() - 1];
+    for_each_row(&out_shape, out, |index, row| {
         // Every coordinate lies within the input: `strided` clamped them.
-        let base: isize = (0..rank - 1).map(|d| (kept[d].0 as isize + index[d] as isize * kept[d].1) * strides[d] as isize).sum::<isize>() + first as isize;
+        let base: isize = index.iter().enumerate().map(|(d, &i)| (kept[d].0 as isize + i as isize * kept[d].1) * strides[d] as isize).sum::<isize>() + first as isize;
         if step == 1 {
-            row.copy_from_slice(&x[base as usize..][..len]);
+            row.copy_from_slice(&x[base as usize..][..row.len()]);
         } else {
             row.iter_mut().enumerate().for_each(|(j, o)| *o = x[(base + j as isize * step) as usize]);
         }
-        for d in (0..rank - 1).rev() {
-            index[d] += 1;
-            if index[d] < kept[d].2 {
-                break;
-            }
-            index[d] = 0;
-        }
-    }
+    });
 }
 
 #[derive(Debug)]
