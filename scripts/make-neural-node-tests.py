@@ -76,6 +76,18 @@ def small_models():
         [helper.make_tensor_value_info("x", f32, [1, 320])],
         [helper.make_tensor_value_info("y", f32, [1, 1])])
     save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), data + "fixed_320.onnx")
+    # second_channel_mean_{first,last}.onnx: the mean of channel 1 over the
+    # window, from [1, 2, N] (channels-first) or [1, N, 2] (channels-last).
+    for layout, axis, shape in [("first", 1, [1, 2, "n"]), ("last", 2, [1, "n", 2])]:
+        graph = helper.make_graph(
+            [helper.make_node("Slice", ["x", "one", "two", "axis"], ["second"]),
+             helper.make_node("ReduceMean", ["second"], ["y"], keepdims=0)],
+            "second_channel_mean_" + layout,
+            [helper.make_tensor_value_info("x", f32, shape)],
+            [helper.make_tensor_value_info("y", f32, [])],
+            [helper.make_tensor("one", TensorProto.INT64, [1], [1]), helper.make_tensor("two", TensorProto.INT64, [1], [2]),
+             helper.make_tensor("axis", TensorProto.INT64, [1], [axis])])
+        save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), data + f"second_channel_mean_{layout}.onnx")
 
 def main():
     small_models()

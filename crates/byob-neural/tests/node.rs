@@ -3,7 +3,7 @@
 //! whose output is the input delayed by a known amount.
 
 use byob_audio::*;
-use byob_neural::{create_node, NeuralStatus, OnnxOptions};
+use byob_neural::{create_node, Layout, NeuralStatus, OnnxOptions};
 use byob_tensor::Tensor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -118,6 +118,33 @@ fn an_audio_output_is_the_frame_played_one_frame_late() {
     delayed_by_frame_and_context(256);
     // Quanta straddle frames: the node copies.
     delayed_by_frame_and_context(200);
+}
+
+/// A stereo input reaches a [1, 2, N] or [1, N, 2] tensor channel by
+/// channel: the models output the mean of channel 1 over the window.
+#[test]
+fn multichannel_layouts_put_each_channel_where_the_model_reads_it() {
+    let rate = 16000.0;
+    let (frame, context) = (200, 40);
+    let left: Vec<f32> = (0..3000).map(|i| (i as f32 * 0.01).sin()).collect();
+    let right: Vec<f32> = (0..3000).map(|i| (i % 300) as f32 / 300.0).collect();
+    for (layout, model) in [(Layout::ChannelsFirst, "second_channel_mean_first.onnx"), (Layout::ChannelsLast, "second_channel_mean_last.onnx")] {
+        let mut options = OnnxOptions::new(data(model), frame);
+        options.context = context;
+        options.layout = layout;
+        options.channels = 2;
+        let source = AudioBuffer::new(rate, vec![left.clone(), right.clone()]).unwrap();
+        let (out, status, errors, _) = render(source, rate, options, AudioWorkletNodeOptions::default());
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(status.inferences() >= 14);
+        for k in 0..14 {
+            // The window of frame k: samples kF - C .. (k+1)F, zeros before 0.
+            let sum: f64 = (0..frame + context).map(|j| (k * frame + j).checked_sub(context).map_or(0.0, |s| right[s] as f64)).sum();
+            let mean = sum / (frame + context) as f64;
+            let held = out[(k + 1) * frame];
+            assert!((held as f64 - mean).abs() < 1e-5, "{layout:?}, frame {k}: {held} against {mean}");
+        }
+    }
 }
 
 #[test]
