@@ -166,9 +166,11 @@ struct ThinRows<'a> {
 impl ThinRows<'_> {
     fn run(&self, i: usize, out: &mut [f32]) {
         let row = &self.a[i * self.k..(i + 1) * self.k];
-        for (j, o) in out.iter_mut().enumerate() {
-            let column = &self.b_t[j * self.k..(j + 1) * self.k];
-            let sum = self.alpha * super::microkernel::dot(row, column);
+        let mut sums = [0.0f32; THIN_COLUMNS];
+        let sums = &mut sums[..out.len()];
+        super::microkernel::dots(row, self.b_t, sums);
+        for (o, &sum) in out.iter_mut().zip(sums.iter()) {
+            let sum = self.alpha * sum;
             *o = if self.accumulate { *o + sum } else { sum };
         }
     }
