@@ -118,14 +118,38 @@ impl OnnxProcessor {
         Ok(())
     }
 
-    /// Where sample `at` of the frame, channel `c`, lies in the input.
-    fn position(&self, c: usize, at: usize) -> usize {
-        let n = self.frame + self.context;
-        match self.layout {
-            Layout::Mono => self.context + at,
-            Layout::ChannelsFirst => c * n + self.context + at,
-            Layout::ChannelsLast => (self.context + at) * self.channels + c,
+    /// Writes `count` samples into the frame (channel `c` of sample `i` is
+    /// `sample(c, i)`), a stretch at a time up to the end of the frame,
+    /// running the model at each frame completed. Before each stretch,
+    /// `emit(i, filled)` is called for its first sample's output, so that
+    /// outputs before an inference use the result before it.
+    fn feed(&mut self, count: usize, sample: impl Fn(usize, usize) -> f32, mut emit: impl FnMut(&Self, std::ops::Range<usize>)) -> Result<(), String> {
+        let (frame, context, channels, layout) = (self.frame, self.context, self.channels, self.layout);
+        let n = frame + context;
+        // Where sample `at` of the frame, channel `c`, lies in the input.
+        let position = |c: usize, at: usize| match layout {
+            Layout::Mono => context + at,
+            Layout::ChannelsFirst => c * n + context + at,
+            Layout::ChannelsLast => (context + at) * channels + c,
+        };
+        let mut i = 0;
+        while i < count {
+            let take = (frame - self.filled).min(count - i);
+            emit(self, i..i + take);
+            let filled = self.filled;
+            let input = self.model.input_mut();
+            for j in 0..take {
+                for c in 0..channels {
+                    input[position(c, filled + j)] = sample(c, i + j);
+                }
+            }
+            self.filled += take;
+            i += take;
+            if self.filled == frame {
+                self.complete_frame()?;
+            }
         }
+        Ok(())
     }
 
     /// The zero-copy path: the quantum is already in the input tensor.
@@ -148,35 +172,25 @@ impl OnnxProcessor {
         io.register_buffers(memory, (self.context + self.filled) * 4, CHANNEL_BYTES, BufferKind::Input, 0).map_err(|e| format!("re-lending the input: {e}"))
     }
 
-    /// Copies sample by sample: frames that quanta straddle, multichannel
-    /// layouts.
+    /// Copies: frames that quanta straddle, multichannel layouts.
     fn process_copied(&mut self, io: &mut ProcessIo<'_>) -> Result<(), String> {
         let (input, out) = io.input_and_output(0, 0);
         let available = input.len() / QUANTUM;
-        let mut failure = Ok(());
-        for (i, out) in out.iter_mut().enumerate() {
-            *out = match self.kind {
-                OutputKind::Control => self.held,
-                OutputKind::Audio => self.audio[self.filled],
-            };
-            for c in 0..self.channels {
-                let value = if available == 0 { 0.0 } else { input[c.min(available - 1) * QUANTUM + i] };
-                let at = self.position(c, self.filled);
-                self.model.input_mut()[at] = value;
+        let sample = |c: usize, i: usize| if available == 0 { 0.0 } else { input[c.min(available - 1) * QUANTUM + i] };
+        // Each stretch's outputs: the held value, or the last frame's audio
+        // from where the frame being filled is.
+        let result = self.feed(QUANTUM, sample, |node, span| match node.kind {
+            OutputKind::Control => out[span].fill(node.held),
+            OutputKind::Audio => {
+                let len = span.len();
+                out[span].copy_from_slice(&node.audio[node.filled..][..len]);
             }
-            self.filled += 1;
-            if self.filled == self.frame {
-                if let Err(e) = self.complete_frame() {
-                    failure = Err(e);
-                    break;
-                }
-            }
-        }
+        });
         NeuralStatus::add(&self.status.bytes_copied_in, QUANTUM * self.channels * 4);
         if self.kind == OutputKind::Audio {
             NeuralStatus::add(&self.status.bytes_copied_out, CHANNEL_BYTES);
         }
-        failure
+        result
     }
 
     /// The model runs at another rate: the quantum goes through the
@@ -184,21 +198,10 @@ impl OnnxProcessor {
     fn process_resampled(&mut self, io: &mut ProcessIo<'_>) -> Result<(), String> {
         io.output(0).fill(self.held);
         let mut resampler = self.resampler.take().expect("the resampled path has a resampler");
-        let result = (|| {
-            let (samples, produced) = resampler.process(io.input(0))?;
-            for j in 0..produced {
-                for (c, channel) in samples.iter().enumerate() {
-                    let at = self.position(c, self.filled);
-                    self.model.input_mut()[at] = channel[j];
-                }
-                self.filled += 1;
-                if self.filled == self.frame {
-                    self.complete_frame()?;
-                }
-            }
+        let result = resampler.process(io.input(0)).and_then(|(samples, produced)| {
             NeuralStatus::add(&self.status.bytes_copied_in, produced * self.channels * 4);
-            Ok(())
-        })();
+            self.feed(produced, |c, j| samples[c][j], |_, _| {})
+        });
         self.resampler = Some(resampler);
         result
     }

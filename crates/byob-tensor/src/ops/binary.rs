@@ -64,6 +64,9 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<super::axes::Dims, O
 }
 
 /// How the elements of the two operands line up with the output.
+// The general case's shapes live inline, on the stack: boxing them would
+// allocate on every run.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Plan {
     /// Same shape: element i with element i.

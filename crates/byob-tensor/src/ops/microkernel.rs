@@ -732,14 +732,6 @@ mod x86 {
     }
 }
 
-/// `Σ x[p]·y[p]` over the shorter slice, on the widest vectors this
-/// processor has (matrix-vector products: a recurrent cell's, a
-/// convolution's over a single frame).
-#[inline]
-pub(crate) fn dot(x: &[f32], y: &[f32]) -> f32 {
-    dot_on(Kernel::best(), x, y)
-}
-
 /// `out[j] = Σ x[p]·columns[j·k + p]` for each of `out.len()` columns of
 /// length `k = x.len()` (a row of a thin product): four columns at a time
 /// share each load of `x`.
@@ -772,7 +764,8 @@ fn dots_on(kernel: Kernel, x: &[f32], columns: &[f32], out: &mut [f32]) {
     }
 }
 
-/// [`dot`] on the instructions of `kernel`, which this processor must run.
+/// `Σ x[p]·y[p]` over the shorter slice, on the instructions of `kernel`,
+/// which this processor must run.
 fn dot_on(kernel: Kernel, x: &[f32], y: &[f32]) -> f32 {
     match kernel {
         // SAFETY: `best` reported the instructions available.
