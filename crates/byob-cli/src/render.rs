@@ -171,7 +171,11 @@ pub fn render(args: RenderArgs) -> Result<()> {
 /// One line per neural node: what ran, how late, how often, what it copied.
 fn report_neural_nodes(nodes: &byob_neural::NeuralNodes) {
     for (i, status) in nodes.statuses().iter().enumerate() {
-        let copied = status.bytes_copied_in() + status.bytes_copied_out();
+        let copied = match (status.zero_copy(), status.bytes_copied_out()) {
+            (true, 0) => "zero-copy input".to_string(),
+            (true, out) => format!("zero-copy input, {out} bytes copied out"),
+            (false, out) => format!("{} bytes copied", status.bytes_copied_in() + out),
+        };
         println!(
             "neural node {} ({}): mode {}, latency {:.1} ms, {} inferences, {} deadlines missed, {}",
             i + 1,
@@ -180,7 +184,7 @@ fn report_neural_nodes(nodes: &byob_neural::NeuralNodes) {
             status.latency_seconds() * 1000.0,
             status.inferences(),
             status.deadlines_missed(),
-            if status.zero_copy() { "zero-copy input".to_string() } else { format!("{copied} bytes copied") },
+            copied,
         );
     }
 }

@@ -20,6 +20,10 @@ pub enum OutputKind {
 pub enum NeuralError {
     #[error(transparent)]
     Option(#[from] OptionError),
+    /// The node's own options (ports, channel counts) do not suit the
+    /// processor.
+    #[error("{0}")]
+    Ports(String),
     #[error("processorOptions.model: {path}: {source}")]
     Load { path: String, source: Box<SessionError> },
     #[error("processorOptions.model: {path}: the first inference failed: {source}")]
@@ -114,7 +118,7 @@ impl NeuralModel {
                 if let Dim::Known(k) = d {
                     if *k != want {
                         let key = if axis == samples_axis { "frame" } else { "input" };
-                        return Err(option(key, format!("input {input:?} takes {k} along axis {axis}, but context + frame = {} ({n}) needs {want} there", format_args!("{} + {}", options.context, options.frame))));
+                        return Err(option(key, format!("input {input:?} takes {k} along axis {axis}, but context + frame ({} + {}) needs {want} there", options.context, options.frame)));
                     }
                 }
             }
@@ -137,7 +141,7 @@ impl NeuralModel {
             builder = builder.with_input_shape(name, shape);
         }
         let session = Arc::new(builder.commit(model).map_err(load_error)?);
-        let mut handle = session.run_handle(binding).map_err(|source| NeuralError::FirstRun { path: path.clone(), source: Box::new(source) })?;
+        let handle = session.run_handle(binding).map_err(|source| NeuralError::FirstRun { path: path.clone(), source: Box::new(source) })?;
         let binding = handle.binding();
         let produced = |name: &str| binding.output(name).map(|t| t.shape().to_vec()).unwrap_or_default();
         let out_shape = produced(&output);
@@ -162,13 +166,12 @@ impl NeuralModel {
     /// The audio input tensor's values, to fill in place.
     pub fn input_mut(&mut self) -> &mut [f32] {
         let input = &self.input;
-        self.handle.binding().input_mut(input).and_then(Tensor::as_f32_mut).expect("the audio input is bound, float")
+        self.handle.binding_mut().input_mut(input).and_then(Tensor::as_f32_mut).expect("the audio input is bound, float")
     }
 
     /// The output tensor's values as the last inference left them.
-    pub fn output(&mut self) -> &[f32] {
-        let output = &self.output;
-        self.handle.binding().output(output).and_then(Tensor::as_f32).expect("the output is bound, float")
+    pub fn output(&self) -> &[f32] {
+        self.handle.binding().output(&self.output).and_then(Tensor::as_f32).expect("the output is bound, float")
     }
 
     /// Runs one inference on the input as it stands, then hands each state
@@ -176,7 +179,7 @@ impl NeuralModel {
     /// input's buffer takes the next output).
     pub fn infer(&mut self) -> Result<(), RunError> {
         self.handle.run()?;
-        let binding = self.handle.binding();
+        let binding = self.handle.binding_mut();
         for (output, input) in &self.state {
             let produced = binding.output_mut(output).map(std::mem::take).unwrap_or_default();
             let previous = binding.input_mut(input).map(|slot| std::mem::replace(slot, produced)).unwrap_or_default();

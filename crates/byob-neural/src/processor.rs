@@ -33,20 +33,16 @@ pub struct OnnxProcessor {
     status: Arc<NeuralStatus>,
 }
 
-fn ports(what: String) -> NeuralError {
-    NeuralError::Option(OptionError { key: "(node options)".into(), what })
-}
-
 impl OnnxProcessor {
     /// Loads the model and registers the node's memory (on the control
     /// thread: this allocates, and runs the model once).
     pub fn new(options: &OnnxOptions, init: &mut ProcessorInit<'_>) -> Result<Self, NeuralError> {
         options.check().map_err(|(key, what)| OptionError { key: key.into(), what })?;
         if init.number_of_inputs != 1 || init.number_of_outputs != 1 {
-            return Err(ports(format!("an onnx node has one input and one output; this one has numberOfInputs {} and numberOfOutputs {}", init.number_of_inputs, init.number_of_outputs)));
+            return Err(NeuralError::Ports(format!("an onnx node has one input and one output; this one has numberOfInputs {} and numberOfOutputs {}", init.number_of_inputs, init.number_of_outputs)));
         }
         if init.output_channels(0) != 1 {
-            return Err(ports(format!("an onnx node outputs one channel; outputChannelCount asks for {}", init.output_channels(0))));
+            return Err(NeuralError::Ports(format!("an onnx node outputs one channel; outputChannelCount asks for {}", init.output_channels(0))));
         }
         let mut model = NeuralModel::load(options)?;
         let kind = model.output_kind();
@@ -65,7 +61,7 @@ impl OnnxProcessor {
         let lent_input = if resampler.is_none() && aligned { crate::zero_copy::lend(model.input_mut()) } else { None };
         let lent_input = lent_input.filter(|memory| init.register_buffers(memory, options.context * 4, CHANNEL_BYTES, BufferKind::Input, 0).is_ok());
         let output_memory = ByobMemory::new(CHANNEL_BYTES);
-        init.register_buffers(&output_memory, 0, CHANNEL_BYTES, BufferKind::Output, 0).map_err(|e| ports(format!("registering the output: {e}")))?;
+        init.register_buffers(&output_memory, 0, CHANNEL_BYTES, BufferKind::Output, 0).map_err(|e| NeuralError::Ports(format!("registering the output: {e}")))?;
         let latency_seconds = match &resampler {
             None => options.frame as f64 / rate as f64,
             // The result takes effect at the next quantum boundary.
@@ -118,11 +114,20 @@ impl OnnxProcessor {
         Ok(())
     }
 
+    /// Writes the output from where the frame being filled is: the held
+    /// value, or the last frame's audio.
+    fn play(&self, out: &mut [f32]) {
+        match self.kind {
+            OutputKind::Control => out.fill(self.held),
+            OutputKind::Audio => out.copy_from_slice(&self.audio[self.filled..][..out.len()]),
+        }
+    }
+
     /// Writes `count` samples into the frame (channel `c` of sample `i` is
     /// `sample(c, i)`), a stretch at a time up to the end of the frame,
     /// running the model at each frame completed. Before each stretch,
-    /// `emit(i, filled)` is called for its first sample's output, so that
-    /// outputs before an inference use the result before it.
+    /// `emit(node, span)` is called for the outputs of samples `span`, so
+    /// that outputs before an inference use the result before it.
     fn feed(&mut self, count: usize, sample: impl Fn(usize, usize) -> f32, mut emit: impl FnMut(&Self, std::ops::Range<usize>)) -> Result<(), String> {
         let (frame, context, channels, layout) = (self.frame, self.context, self.channels, self.layout);
         let n = frame + context;
@@ -154,14 +159,7 @@ impl OnnxProcessor {
 
     /// The zero-copy path: the quantum is already in the input tensor.
     fn process_lent(&mut self, io: &mut ProcessIo<'_>) -> Result<(), String> {
-        let out = io.output(0);
-        match self.kind {
-            OutputKind::Control => out.fill(self.held),
-            OutputKind::Audio => {
-                out.copy_from_slice(&self.audio[self.filled..][..QUANTUM]);
-                NeuralStatus::add(&self.status.bytes_copied_out, CHANNEL_BYTES);
-            }
-        }
+        self.play(io.output(0));
         self.filled += QUANTUM;
         if self.filled == self.frame {
             self.complete_frame()?;
@@ -177,26 +175,15 @@ impl OnnxProcessor {
         let (input, out) = io.input_and_output(0, 0);
         let available = input.len() / QUANTUM;
         let sample = |c: usize, i: usize| if available == 0 { 0.0 } else { input[c.min(available - 1) * QUANTUM + i] };
-        // Each stretch's outputs: the held value, or the last frame's audio
-        // from where the frame being filled is.
-        let result = self.feed(QUANTUM, sample, |node, span| match node.kind {
-            OutputKind::Control => out[span].fill(node.held),
-            OutputKind::Audio => {
-                let len = span.len();
-                out[span].copy_from_slice(&node.audio[node.filled..][..len]);
-            }
-        });
+        let result = self.feed(QUANTUM, sample, |node, span| node.play(&mut out[span]));
         NeuralStatus::add(&self.status.bytes_copied_in, QUANTUM * self.channels * 4);
-        if self.kind == OutputKind::Audio {
-            NeuralStatus::add(&self.status.bytes_copied_out, CHANNEL_BYTES);
-        }
         result
     }
 
     /// The model runs at another rate: the quantum goes through the
     /// resampler; a result takes effect from the next quantum.
     fn process_resampled(&mut self, io: &mut ProcessIo<'_>) -> Result<(), String> {
-        io.output(0).fill(self.held);
+        self.play(io.output(0));
         let mut resampler = self.resampler.take().expect("the resampled path has a resampler");
         let result = resampler.process(io.input(0)).and_then(|(samples, produced)| {
             NeuralStatus::add(&self.status.bytes_copied_in, produced * self.channels * 4);
@@ -209,6 +196,10 @@ impl OnnxProcessor {
 
 impl WorkletProcessor for OnnxProcessor {
     fn process(&mut self, io: &mut ProcessIo<'_>) -> bool {
+        if self.kind == OutputKind::Audio {
+            // Each quantum of an audio output is copied from the last frame.
+            NeuralStatus::add(&self.status.bytes_copied_out, CHANNEL_BYTES);
+        }
         let result = if self.lent_input.is_some() {
             self.process_lent(io)
         } else if self.resampler.is_some() {

@@ -456,7 +456,7 @@ fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo3, [n, c, m, grou
     }
 }
 
-pub(super) use super::scratch::with_columns;
+use super::scratch::with_columns;
 
 /// `Conv`.
 #[derive(Debug)]

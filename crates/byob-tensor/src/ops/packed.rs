@@ -22,7 +22,8 @@
 //! (input 3, the output's shape), added before the activation: the `Add`
 //! of a ResNet shortcut, fused by [`crate::fuse::fuse_residual_adds`].
 
-use super::conv::{with_columns, Geo3, Window};
+use super::conv::{Geo3, Window};
+use super::scratch::with_columns;
 use super::lanes::{block_of, for_channel_blocks, ChannelBlock, PixelTaps};
 use super::linalg::{f32_fact, f32_input, known, optional_f32_input};
 use super::microkernel::{gemm_packed, packed_len, vectorized_rows, Epilogue, Lhs, Residual, VectorLoop, MAX_RUNS};

@@ -49,7 +49,7 @@ impl Ranges {
             let (start, end) = if step > 0 { (start.clamp(0, dim), end.clamp(0, dim)) } else { (start.clamp(0, dim - 1), end.clamp(-1, dim - 1)) };
             // Coordinates start, start + step, … short of end.
             let span = if step > 0 { end - start } else { start - end };
-            let count = if span <= 0 { 0 } else { (span - 1) / step.unsigned_abs() as i64 + 1 };
+            let count = if span <= 0 { 0 } else { (span - 1) as u64 / step.unsigned_abs() + 1 };
             kept[a] = (start.max(0) as usize, step as isize, count as usize);
         }
         Ok(kept)
@@ -57,25 +57,24 @@ impl Ranges {
 }
 
 /// Per axis: the first input coordinate kept, the step, how many.
-pub(crate) type Strided = smallvec::SmallVec<[(usize, isize, usize); 8]>;
+type Strided = smallvec::SmallVec<[(usize, isize, usize); 8]>;
 
 /// Output `out` from `x` keeping what `kept` describes (see
 /// [`Ranges::strided`]), a row of the last axis at a time.
 fn copy_strided(x: &Tensor, kept: &Strided, out: &mut Tensor) -> Result<(), OpError> {
     let shape: super::axes::Dims = kept.iter().map(|k| k.2).collect();
-    crate::dispatch!(x.dtype(), T => gather_strided::<T>(x.elements::<T>().unwrap_or_default(), x.shape(), kept, out.reset_as::<T>(&shape)?));
+    crate::dispatch!(x.dtype(), T => gather_strided::<T>(x.elements::<T>().unwrap_or_default(), x.shape(), kept, &shape, out.reset_as::<T>(&shape)?));
     Ok(())
 }
 
-fn gather_strided<T: Copy>(x: &[T], shape: &[usize], kept: &Strided, out: &mut [T]) {
+fn gather_strided<T: Copy>(x: &[T], shape: &[usize], kept: &Strided, out_shape: &[usize], out: &mut [T]) {
     if shape.is_empty() {
         out.iter_mut().for_each(|o| *o = x[0]);
         return;
     }
     let strides = row_major_strides(shape);
-    let out_shape: super::axes::Dims = kept.iter().map(|k| k.2).collect();
     let (first, step, _) = kept[shape.len() - 1];
-    for_each_row(&out_shape, out, |index, row| {
+    for_each_row(out_shape, out, |index, row| {
         // Every coordinate lies within the input: `strided` clamped them.
         let base: isize = index.iter().enumerate().map(|(d, &i)| (kept[d].0 as isize + i as isize * kept[d].1) * strides[d] as isize).sum::<isize>() + first as isize;
         if step == 1 {

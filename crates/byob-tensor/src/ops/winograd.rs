@@ -26,7 +26,8 @@
 //! tiles). The transforms run along contiguous channels, compiled for the
 //! widest vectors as the depthwise loops are.
 
-use super::conv::{with_columns, Geo3, Window};
+use super::conv::{Geo3, Window};
+use super::scratch::with_columns;
 use super::lanes::{block_of, for_channel_blocks, ChannelBlock};
 use super::microkernel::{gemm_packed, pack, packed_len, vectorized, Epilogue, Lhs, Residual, VectorLoop};
 use rayon::prelude::*;

@@ -79,9 +79,14 @@ impl RunHandle {
         result.map(|()| stats)
     }
 
-    /// The bound inputs and outputs: write inputs in place, read outputs
-    /// in place, swap a state output with its input.
-    pub fn binding(&mut self) -> &mut IoBinding {
+    /// The bound inputs and outputs, to read in place.
+    pub fn binding(&self) -> &IoBinding {
+        &self.binding
+    }
+
+    /// The bound inputs and outputs: write inputs in place, swap a state
+    /// output with its input.
+    pub fn binding_mut(&mut self) -> &mut IoBinding {
         &mut self.binding
     }
 

@@ -26,7 +26,7 @@ const LINGER_MS: u64 = 10;
 pub(super) type ShapeKey = Vec<Vec<usize>>;
 
 /// Buffers and values of one run at a time.
-pub(crate) struct RunState {
+pub(super) struct RunState {
     /// The input shapes its plan is for (`None` before the first run).
     key: Option<ShapeKey>,
     plan: Arc<MemoryPlan>,
@@ -198,8 +198,7 @@ impl Session {
 
     /// Whether the bound inputs have the shapes `key` lists.
     pub(super) fn fits(&self, key: &ShapeKey, binding: &IoBinding) -> bool {
-        let shape_of = |name: &str| binding.inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t.shape());
-        self.inputs.iter().zip(key).all(|((v, _), k)| shape_of(&v.name) == Some(k.as_slice()))
+        self.inputs.iter().zip(key).all(|((v, _), k)| binding.input(&v.name).map(Tensor::shape) == Some(k.as_slice()))
     }
 
     /// Fails, naming the input, when a bound input's shape is not the one
@@ -207,7 +206,7 @@ impl Session {
     pub(super) fn check_laid_out(&self, state: &RunState, binding: &IoBinding) -> Result<(), RunError> {
         let Some(key) = &state.key else { return Ok(()) };
         for ((info, _), expected) in self.inputs.iter().zip(key) {
-            let Some((_, tensor)) = binding.inputs.iter().find(|(n, _)| *n == info.name) else { continue };
+            let Some(tensor) = binding.input(&info.name) else { continue };
             if tensor.shape() != expected.as_slice() {
                 return Err(RunError::InputShape { name: info.name.clone(), expected: format!("{expected:?} (the run handle's)"), got: tensor.shape().to_vec() });
             }
@@ -220,8 +219,7 @@ impl Session {
         if state.key.as_ref().is_some_and(|k| self.fits(k, binding)) {
             return Ok(());
         }
-        let shape_of = |name: &str| binding.inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t.shape());
-        let key: ShapeKey = self.inputs.iter().map(|(v, _)| shape_of(&v.name).unwrap_or_default().to_vec()).collect();
+        let key: ShapeKey = self.inputs.iter().map(|(v, _)| binding.input(&v.name).map(Tensor::shape).unwrap_or_default().to_vec()).collect();
         state.plan = self.plan_for(&key, binding);
         state.key = Some(key);
         state.buffers.resize_with(state.plan.buffers.len(), Tensor::default);
