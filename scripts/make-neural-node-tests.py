@@ -4,7 +4,7 @@ espeak-ng; sox resamples it), and Silero VAD's probabilities for it from
 ONNX Runtime, framed as the "onnx" node frames it (512 new samples after
 64 of context, zeros before the start, state carried over).
 
-Also writes three small models that test the node's timing and errors
+Also writes small models that test the node's timing and errors
 (crates/byob-neural/tests/data/*.onnx, made with the onnx package).
 
 Writes examples/graphs/speech.wav (16 kHz, 32-bit float, so that the
@@ -88,6 +88,23 @@ def small_models():
             [helper.make_tensor("one", TensorProto.INT64, [1], [1]), helper.make_tensor("two", TensorProto.INT64, [1], [2]),
              helper.make_tensor("axis", TensorProto.INT64, [1], [axis])])
         save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), data + f"second_channel_mean_{layout}.onnx")
+
+    # slow.onnx: far slower than a render quantum (a chain of 512 x 512
+    # products on a matrix that the input nudges, so nothing folds), for
+    # mode "worker" under a real-time clock. Its output is one value.
+    n = 512
+    nodes = [helper.make_node("ReduceSum", ["x"], ["sum"], keepdims=0),
+             helper.make_node("Mul", ["sum", "tiny"], ["nudge"]),
+             helper.make_node("ConstantOfShape", ["dims"], ["base"], value=helper.make_tensor("v", f32, [1], [1.0 / n])),
+             helper.make_node("Add", ["base", "nudge"], ["m0"])]
+    for i in range(8):
+        nodes.append(helper.make_node("MatMul", [f"m{i}", "m0"], [f"m{i + 1}"]))
+    nodes.append(helper.make_node("ReduceMean", ["m8"], ["y"], keepdims=0))
+    graph = helper.make_graph(nodes, "slow",
+        [helper.make_tensor_value_info("x", f32, [1, "n"])],
+        [helper.make_tensor_value_info("y", f32, [])],
+        [helper.make_tensor("tiny", f32, [], [1e-6]), helper.make_tensor("dims", TensorProto.INT64, [2], [n, n])])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), data + "slow.onnx")
 
 def main():
     small_models()

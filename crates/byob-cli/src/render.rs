@@ -110,7 +110,7 @@ pub fn render(args: RenderArgs) -> Result<()> {
     let sample_rate = args.sample_rate.unwrap_or(file.sample_rate());
     let length = length_override(sample_rate, args.length, args.duration)?;
     let memory_limit = crate::mib_to_bytes("--max-memory-mib", args.max_memory_mib)?;
-    let neural = byob_neural::NeuralNodes::default();
+    let neural = byob_neural::NeuralNodes::new(byob_neural::Clock::Offline);
     let ctx = file.offline_context_limited(args.sample_rate, length, &args.wasm.registry(&args.graph, &neural)?, memory_limit)?;
     let total = ctx.length();
     let format = match args.format {
@@ -209,10 +209,11 @@ pub fn play(args: PlayArgs) -> Result<()> {
     let length = length_override(sample_rate, None, args.duration)?
         .unwrap_or_else(|| (file.length() as f64 * sample_rate as f64 / file.sample_rate() as f64).round() as usize);
     let mut graph = byob_audio::AudioGraph::new(sample_rate, file.number_of_channels())?;
-    let neural = byob_neural::NeuralNodes::default();
+    let neural = byob_neural::NeuralNodes::new(byob_neural::Clock::RealTime);
     file.build(&mut graph, &args.wasm.registry(&args.graph, &neural)?)?;
     println!("playing {} on {} at {sample_rate} Hz", args.graph.display(), output.device_name());
     output.play(graph.compile()?, length)?;
+    report_neural_nodes(&neural);
     Ok(())
 }
 

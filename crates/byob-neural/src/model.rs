@@ -169,6 +169,33 @@ impl NeuralModel {
         self.handle.binding_mut().input_mut(input).and_then(Tensor::as_f32_mut).expect("the audio input is bound, float")
     }
 
+    /// The audio input tensor, whose shape and type jobs of mode "worker"
+    /// copy.
+    pub(crate) fn input_tensor(&self) -> &Tensor {
+        self.handle.binding().input(&self.input).expect("the audio input is bound")
+    }
+
+    /// Exchanges the audio input tensor with `other` (same shape and type):
+    /// mode "worker" runs on the frames that jobs bring, without copying.
+    pub(crate) fn swap_input(&mut self, other: &mut Tensor) {
+        let input = &self.input;
+        let bound = self.handle.binding_mut().input_mut(input).expect("the audio input is bound");
+        debug_assert_eq!(bound.shape(), other.shape());
+        std::mem::swap(bound, other);
+    }
+
+    /// The longest of `runs` inferences, timed on the calling thread (the
+    /// state inputs are left as they are: the node's state is untouched).
+    pub fn worst_inference(&mut self, runs: usize) -> Result<std::time::Duration, RunError> {
+        let mut worst = std::time::Duration::ZERO;
+        for _ in 0..runs {
+            let start = std::time::Instant::now();
+            self.handle.run()?;
+            worst = worst.max(start.elapsed());
+        }
+        Ok(worst)
+    }
+
     /// The output tensor's values as the last inference left them.
     pub fn output(&self) -> &[f32] {
         self.handle.binding().output(&self.output).and_then(Tensor::as_f32).expect("the output is bound, float")

@@ -71,6 +71,11 @@ pub struct OnnxOptions {
     /// The output tensor; `None`: the model's first output.
     pub output: Option<String>,
     pub mode: Mode,
+    /// Mode "worker": seconds an inference may take, from the quantum in
+    /// which its frame completes to the one in which its result is due
+    /// (rounded up to whole quanta); `None`: chosen from the model's
+    /// measured worst inference time.
+    pub deadline: Option<f64>,
     pub ep: Ep,
 }
 
@@ -89,6 +94,7 @@ impl OnnxOptions {
             state: Vec::new(),
             output: None,
             mode: Mode::Render,
+            deadline: None,
             ep: Ep::Cpu,
         }
     }
@@ -111,7 +117,10 @@ fn bad(key: &str, what: impl Into<String>) -> OptionError {
 /// could take the machine down.
 pub const MAX_FRAME: usize = 48_000 * 600;
 
-const KEYS: [&str; 12] = ["model", "sampleRate", "frame", "context", "input", "layout", "channels", "constants", "state", "output", "mode", "ep"];
+const KEYS: [&str; 13] = ["model", "sampleRate", "frame", "context", "input", "layout", "channels", "constants", "state", "output", "mode", "deadline", "ep"];
+
+/// The longest `deadline`: a minute.
+pub const MAX_DEADLINE_SECONDS: f64 = 60.0;
 
 impl OnnxOptions {
     /// Reads `processorOptions`; a relative `model` path is taken from
@@ -158,6 +167,10 @@ impl OnnxOptions {
             Some("worker") => Mode::Worker,
             Some(other) => return Err(bad("mode", format!("{other:?} is not a mode (render or worker)"))),
         };
+        options.deadline = match map.get("deadline") {
+            None => None,
+            Some(v) => Some(v.as_f64().ok_or_else(|| bad("deadline", format!("expected seconds, a number, got {v}")))?),
+        };
         options.ep = match string(map, "ep")?.as_deref() {
             None | Some("cpu") => Ep::Cpu,
             Some("webgpu") => Ep::WebGpu,
@@ -192,8 +205,16 @@ impl OnnxOptions {
         if self.ep == Ep::WebGpu && self.mode == Mode::Render {
             return Err(("ep", "webgpu runs only in mode \"worker\": its results come back asynchronously, never within a render quantum".into()));
         }
-        if self.mode == Mode::Worker {
-            return Err(("mode", "mode \"worker\" is not available yet in this build of byob; use \"render\"".into()));
+        if let Some(deadline) = self.deadline {
+            if self.mode != Mode::Worker {
+                return Err(("deadline", "only mode \"worker\" has a deadline (mode \"render\" infers within the quantum)".into()));
+            }
+            if !(deadline > 0.0 && deadline <= MAX_DEADLINE_SECONDS) {
+                return Err(("deadline", format!("must be more than 0 and at most {MAX_DEADLINE_SECONDS} seconds, got {deadline}")));
+            }
+        }
+        if self.ep == Ep::WebGpu {
+            return Err(("ep", "webgpu is not available to neural nodes in this build of byob; use \"cpu\"".into()));
         }
         Ok(())
     }
@@ -285,5 +306,9 @@ mod tests {
         assert_eq!(key(json!({"model": "m.onnx", "frame": 512, "state": {"stateN": 3}})), "state.stateN");
         assert_eq!(key(json!({"model": "m.onnx", "frame": 512, "channels": 2})), "channels");
         assert_eq!(key(json!({"model": "m.onnx", "frame": 1e12})), "frame");
+        assert_eq!(key(json!({"model": "m.onnx", "frame": 512, "deadline": 0.01})), "deadline");
+        assert_eq!(key(json!({"model": "m.onnx", "frame": 512, "mode": "worker", "deadline": -1})), "deadline");
+        assert_eq!(key(json!({"model": "m.onnx", "frame": 512, "mode": "worker", "deadline": "soon"})), "deadline");
+        assert_eq!(key(json!({"model": "m.onnx", "frame": 512, "mode": "worker", "ep": "webgpu"})), "ep");
     }
 }

@@ -4,15 +4,29 @@ use crate::model::{NeuralError, NeuralModel, OutputKind};
 use crate::options::{Layout, Mode, OnnxOptions, OptionError};
 use crate::resample::InputResampler;
 use crate::status::NeuralStatus;
+use crate::worker::{Offload, WorkerQueue};
+use crate::NeuralNodes;
 use byob_audio::worklet::{BufferKind, ByobMemory, PortKind, ProcessIo, ProcessorInit, Registrar, TopologyChange, TopologyResponse, WorkletProcessor, CHANNEL_BYTES};
 use byob_audio::RENDER_QUANTUM_SIZE;
+use byob_tensor::Tensor;
+use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 const QUANTUM: usize = RENDER_QUANTUM_SIZE;
 
+/// Inferences timed at creation to choose mode "worker"'s deadline.
+const TIMED_RUNS: usize = 8;
+/// Mode "worker"'s default deadline: the worst timed inference twice over,
+/// plus room for the inference thread's polling and a device's burst of
+/// quanta.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(5);
+/// The most frames a worker-mode node keeps in flight.
+const MAX_JOBS: usize = 4096;
+
 /// Runs a model frame by frame on the node's input; see docs/neural-node.md.
 pub struct OnnxProcessor {
-    model: NeuralModel,
+    runner: Runner,
     frame: usize,
     context: usize,
     channels: usize,
@@ -20,12 +34,10 @@ pub struct OnnxProcessor {
     kind: OutputKind,
     /// New samples in the frame being filled (at the model's rate).
     filled: usize,
-    /// A control output's value since the last inference.
-    held: f32,
-    /// An audio output's last frame, played sample by sample.
-    audio: Vec<f32>,
-    /// The input tensor, lent to the engine (the zero-copy path).
-    lent_input: Option<ByobMemory>,
+    /// Context samples before this quantum.
+    position: u64,
+    /// Whether the input is lent (the zero-copy path).
+    lent: bool,
     /// The output port's region, kept for as long as it is lent: the
     /// node writes it in place, and the engine copies nothing out.
     _output_memory: ByobMemory,
@@ -33,10 +45,78 @@ pub struct OnnxProcessor {
     status: Arc<NeuralStatus>,
 }
 
+/// Where the model runs.
+enum Runner {
+    /// Mode "render": here, in the quantum in which a frame completes.
+    Render {
+        model: NeuralModel,
+        /// A control output's value since the last inference.
+        held: f32,
+        /// An audio output's last frame, played sample by sample.
+        audio: Vec<f32>,
+        /// The input tensor, lent to the engine (the zero-copy path).
+        memory: Option<ByobMemory>,
+    },
+    /// Mode "worker": on the context's inference thread.
+    Worker(Box<Worker>),
+}
+
+struct Worker {
+    queue: WorkerQueue<FrameJob>,
+    /// The frame being filled.
+    filling: FrameJob,
+    /// Samples (of the context) from where mode "render" would apply a
+    /// result to where it is due: whole quanta.
+    delay: u64,
+    /// Each job's input tensor lent to the engine, by slot (the zero-copy
+    /// path; empty otherwise).
+    memories: Vec<ByobMemory>,
+}
+
+/// One frame's trip to the inference thread and back.
+pub(crate) struct FrameJob {
+    slot: usize,
+    input: Tensor,
+    audio: Vec<f32>,
+    value: f32,
+}
+
+/// The model on the inference thread.
+struct RemoteModel {
+    model: NeuralModel,
+    status: Arc<NeuralStatus>,
+}
+
+impl Offload for RemoteModel {
+    type Job = FrameJob;
+
+    fn run(&mut self, job: &mut FrameJob) -> Result<(), String> {
+        self.model.swap_input(&mut job.input);
+        let result = self.model.infer();
+        self.model.swap_input(&mut job.input);
+        result.map_err(|e| format!("inference {} failed: {e}", self.status.inferences()))?;
+        NeuralStatus::add(&self.status.inferences, 1);
+        match self.model.output_kind() {
+            OutputKind::Control => job.value = self.model.output()[0],
+            OutputKind::Audio => job.audio.copy_from_slice(self.model.output()),
+        }
+        Ok(())
+    }
+}
+
+/// Where each frame's last `context` samples go for the next frame:
+/// (source range, destination start) in the input tensor.
+fn context_moves(frame: usize, context: usize, channels: usize, layout: Layout) -> impl Iterator<Item = (Range<usize>, usize)> {
+    let n = frame + context;
+    let (planes, width) = if layout == Layout::ChannelsFirst { (channels, 1) } else { (1, channels) };
+    (0..planes).map(move |c| (c * n * width + frame * width..(c + 1) * n * width, c * n * width))
+}
+
 impl OnnxProcessor {
     /// Loads the model and registers the node's memory (on the control
-    /// thread: this allocates, and runs the model once).
-    pub fn new(options: &OnnxOptions, init: &mut ProcessorInit<'_>) -> Result<Self, NeuralError> {
+    /// thread: this allocates, and runs the model). A node in mode
+    /// "worker" is served by `nodes`' inference thread.
+    pub fn new(options: &OnnxOptions, init: &mut ProcessorInit<'_>, nodes: &NeuralNodes) -> Result<Self, NeuralError> {
         options.check().map_err(|(key, what)| OptionError { key: key.into(), what })?;
         if init.number_of_inputs != 1 || init.number_of_outputs != 1 {
             return Err(NeuralError::Ports(format!("an onnx node has one input and one output; this one has numberOfInputs {} and numberOfOutputs {}", init.number_of_inputs, init.number_of_outputs)));
@@ -55,30 +135,62 @@ impl OnnxProcessor {
         } else {
             Some(InputResampler::new(context_rate, rate, options.channels).map_err(|what| OptionError { key: "sampleRate".into(), what })?)
         };
-        // The engine mixes straight into the input tensor when each
-        // quantum lands whole inside a frame and at an aligned offset.
-        let aligned = options.layout == Layout::Mono && options.frame.is_multiple_of(QUANTUM) && (options.context * 4).is_multiple_of(byob_audio::worklet::REGION_ALIGNMENT);
-        let lent_input = if resampler.is_none() && aligned { crate::zero_copy::lend(model.input_mut()) } else { None };
-        let lent_input = lent_input.filter(|memory| init.register_buffers(memory, options.context * 4, CHANNEL_BYTES, BufferKind::Input, 0).is_ok());
-        let output_memory = ByobMemory::new(CHANNEL_BYTES);
-        init.register_buffers(&output_memory, 0, CHANNEL_BYTES, BufferKind::Output, 0).map_err(|e| NeuralError::Ports(format!("registering the output: {e}")))?;
-        let latency_seconds = match &resampler {
+        let render_latency = match &resampler {
             None => options.frame as f64 / rate as f64,
             // The result takes effect at the next quantum boundary.
             Some(r) => (options.frame + r.delay()) as f64 / rate as f64 + QUANTUM as f64 / context_rate as f64,
         };
-        let status = Arc::new(NeuralStatus::new(options.model.clone(), Mode::Render, latency_seconds, lent_input.is_some()));
+        // The engine mixes straight into the input tensor when each
+        // quantum lands whole inside a frame and at an aligned offset.
+        let lendable = resampler.is_none() && options.layout == Layout::Mono && options.frame.is_multiple_of(QUANTUM) && (options.context * 4).is_multiple_of(byob_audio::worklet::REGION_ALIGNMENT);
+        let context_offset = options.context * 4;
+        let (runner, status) = match options.mode {
+            Mode::Render => {
+                let memory = if lendable { crate::zero_copy::lend(model.input_mut()) } else { None };
+                let memory = memory.filter(|memory| init.register_buffers(memory, context_offset, CHANNEL_BYTES, BufferKind::Input, 0).is_ok());
+                let audio = vec![0.0; if kind == OutputKind::Audio { options.frame } else { 0 }];
+                let status = NeuralStatus::new(options.model.clone(), Mode::Render, render_latency, memory.is_some());
+                (Runner::Render { model, held: 0.0, audio, memory }, Arc::new(status))
+            }
+            Mode::Worker => {
+                let worst = model.worst_inference(TIMED_RUNS).map_err(|source| NeuralError::FirstRun { path: options.model.display().to_string(), source: Box::new(source) })?;
+                let deadline = options.deadline.map_or(2 * worst + DEADLINE_MARGIN, Duration::from_secs_f64);
+                let quanta = (deadline.as_secs_f64() * context_rate as f64 / QUANTUM as f64).ceil().max(1.0);
+                let delay = quanta as u64 * QUANTUM as u64;
+                // Frames out at once: those completing within the delay and
+                // two quanta more, at the frame's length in context samples.
+                let frame_span = options.frame as f64 * context_rate as f64 / rate as f64;
+                let jobs = (((delay as usize + 2 * QUANTUM) as f64 / frame_span).ceil() as usize + 3).min(MAX_JOBS);
+                let audio = if kind == OutputKind::Audio { options.frame } else { 0 };
+                let mut pool: Vec<FrameJob> = (0..jobs).map(|slot| FrameJob { slot, input: model.input_tensor().clone(), audio: vec![0.0; audio], value: 0.0 }).collect();
+                let mut memories = Vec::new();
+                if lendable {
+                    memories = pool.iter_mut().map_while(|job| crate::zero_copy::lend(job.input.as_f32_mut().expect("the audio input is float"))).collect();
+                }
+                let filling = pool.pop().expect("at least three jobs");
+                let lent = memories.len() == jobs && init.register_buffers(&memories[filling.slot], context_offset, CHANNEL_BYTES, BufferKind::Input, 0).is_ok();
+                if !lent {
+                    memories.clear();
+                }
+                let latency = render_latency + delay as f64 / context_rate as f64;
+                let status = Arc::new(NeuralStatus::new(options.model.clone(), Mode::Worker, latency, lent));
+                let queue = nodes.offload(RemoteModel { model, status: status.clone() }, pool).map_err(|e| NeuralError::Ports(format!("starting the inference thread: {e}")))?;
+                (Runner::Worker(Box::new(Worker { queue, filling, delay, memories })), status)
+            }
+        };
+        let lent = status.zero_copy();
+        let output_memory = ByobMemory::new(CHANNEL_BYTES);
+        init.register_buffers(&output_memory, 0, CHANNEL_BYTES, BufferKind::Output, 0).map_err(|e| NeuralError::Ports(format!("registering the output: {e}")))?;
         Ok(Self {
-            model,
+            runner,
             frame: options.frame,
             context: options.context,
             channels: options.channels,
             layout: options.layout,
             kind,
             filled: 0,
-            held: 0.0,
-            audio: vec![0.0; if kind == OutputKind::Audio { options.frame } else { 0 }],
-            lent_input,
+            position: 0,
+            lent,
             _output_memory: output_memory,
             resampler,
             status,
@@ -90,45 +202,95 @@ impl OnnxProcessor {
         &self.status
     }
 
-    /// Runs the model on the completed frame, takes its output and carries
-    /// the frame's last `context` samples to the front of the input.
-    fn complete_frame(&mut self) -> Result<(), String> {
-        self.model.infer().map_err(|e| format!("inference {} failed: {e}", self.status.inferences()))?;
-        NeuralStatus::add(&self.status.inferences, 1);
-        match self.kind {
-            OutputKind::Control => self.held = self.model.output()[0],
-            OutputKind::Audio => {
-                let output = self.model.output();
-                self.audio.copy_from_slice(output);
-            }
+    /// The audio input tensor being filled.
+    fn input_mut(&mut self) -> &mut [f32] {
+        match &mut self.runner {
+            Runner::Render { model, .. } => model.input_mut(),
+            Runner::Worker(worker) => worker.filling.input.as_f32_mut().expect("the audio input is float"),
         }
-        let (frame, context, channels) = (self.frame, self.context, self.channels);
-        let n = frame + context;
-        let input = self.model.input_mut();
-        match self.layout {
-            Layout::Mono | Layout::ChannelsLast => input.copy_within(frame * channels..n * channels, 0),
-            Layout::ChannelsFirst => (0..channels).for_each(|c| input.copy_within(c * n + frame..(c + 1) * n, c * n)),
-        }
-        NeuralStatus::add(&self.status.context_bytes_moved, context * channels * 4);
+    }
+
+    /// The frame is complete: mode "render" runs the model on it now;
+    /// mode "worker" sends it to the inference thread, its result due
+    /// `delay` after `at`, where mode "render" would apply it. Then the
+    /// frame's last `context` samples start the next frame.
+    fn complete_frame(&mut self, at: u64) -> Result<(), String> {
+        let moves = context_moves(self.frame, self.context, self.channels, self.layout);
+        NeuralStatus::add(&self.status.context_bytes_moved, self.context * self.channels * 4);
         self.filled = 0;
+        match &mut self.runner {
+            Runner::Render { model, held, audio, .. } => {
+                model.infer().map_err(|e| format!("inference {} failed: {e}", self.status.inferences()))?;
+                NeuralStatus::add(&self.status.inferences, 1);
+                match self.kind {
+                    OutputKind::Control => *held = model.output()[0],
+                    OutputKind::Audio => audio.copy_from_slice(model.output()),
+                }
+                let input = model.input_mut();
+                moves.into_iter().for_each(|(from, to)| input.copy_within(from, to));
+            }
+            Runner::Worker(worker) => match worker.queue.take_free() {
+                Some(mut next) => {
+                    let (from, to) = (worker.filling.input.as_f32().expect("float"), next.input.as_f32_mut().expect("float"));
+                    moves.into_iter().for_each(|(range, start)| to[start..start + range.len()].copy_from_slice(&from[range]));
+                    let done = std::mem::replace(&mut worker.filling, next);
+                    worker.queue.submit(done, at + worker.delay);
+                }
+                None => {
+                    // The inference thread is behind: this frame is dropped.
+                    worker.queue.skip();
+                    let input = worker.filling.input.as_f32_mut().expect("float");
+                    moves.into_iter().for_each(|(from, to)| input.copy_within(from, to));
+                }
+            },
+        }
         Ok(())
     }
 
-    /// Writes the output from where the frame being filled is: the held
-    /// value, or the last frame's audio.
-    fn play(&self, out: &mut [f32]) {
-        match self.kind {
-            OutputKind::Control => out.fill(self.held),
-            OutputKind::Audio => out.copy_from_slice(&self.audio[self.filled..][..out.len()]),
+    /// Writes the output of the samples from `at` on (`out.len()` of
+    /// them): the held value or the last frame's audio; in mode "worker",
+    /// the results in effect there.
+    fn play(&mut self, out: &mut [f32], at: u64) -> Result<(), String> {
+        let kind = self.kind;
+        match &mut self.runner {
+            Runner::Render { held, audio, .. } => match kind {
+                OutputKind::Control => out.fill(*held),
+                OutputKind::Audio => out.copy_from_slice(&audio[self.filled..][..out.len()]),
+            },
+            Runner::Worker(worker) => {
+                let end = at + out.len() as u64;
+                let mut position = at;
+                while position < end {
+                    worker.queue.advance(position)?;
+                    let next = worker.queue.next_due().map_or(end, |due| due.min(end));
+                    let span = &mut out[(position - at) as usize..(next - at) as usize];
+                    match (kind, worker.queue.current()) {
+                        (_, None) => span.fill(0.0),
+                        (OutputKind::Control, Some((_, job))) => span.fill(job.value),
+                        (OutputKind::Audio, Some((due, job))) => {
+                            // A late result plays from where its frame is now;
+                            // past its end (a missed frame), silence.
+                            let offset = ((position - due) as usize).min(job.audio.len());
+                            let take = (job.audio.len() - offset).min(span.len());
+                            span[..take].copy_from_slice(&job.audio[offset..offset + take]);
+                            span[take..].fill(0.0);
+                        }
+                    }
+                    position = next;
+                }
+                self.status.deadlines_missed.store(worker.queue.missed(), std::sync::atomic::Ordering::Relaxed);
+            }
         }
+        Ok(())
     }
 
     /// Writes `count` samples into the frame (channel `c` of sample `i` is
     /// `sample(c, i)`), a stretch at a time up to the end of the frame,
-    /// running the model at each frame completed. Before each stretch,
-    /// `emit(node, span)` is called for the outputs of samples `span`, so
-    /// that outputs before an inference use the result before it.
-    fn feed(&mut self, count: usize, sample: impl Fn(usize, usize) -> f32, mut emit: impl FnMut(&Self, std::ops::Range<usize>)) -> Result<(), String> {
+    /// completing each frame filled (`at(i)`: where the frame ending
+    /// before sample `i` takes effect in mode "render"). Before each
+    /// stretch, `emit(node, span)` is called for the outputs of samples
+    /// `span`, so that outputs before an inference use the result before it.
+    fn feed(&mut self, count: usize, sample: impl Fn(usize, usize) -> f32, at: impl Fn(usize) -> u64, mut emit: impl FnMut(&mut Self, Range<usize>) -> Result<(), String>) -> Result<(), String> {
         let (frame, context, channels, layout) = (self.frame, self.context, self.channels, self.layout);
         let n = frame + context;
         // Where sample `at` of the frame, channel `c`, lies in the input.
@@ -140,9 +302,9 @@ impl OnnxProcessor {
         let mut i = 0;
         while i < count {
             let take = (frame - self.filled).min(count - i);
-            emit(self, i..i + take);
+            emit(self, i..i + take)?;
             let filled = self.filled;
-            let input = self.model.input_mut();
+            let input = self.input_mut();
             for j in 0..take {
                 for c in 0..channels {
                     input[position(c, filled + j)] = sample(c, i + j);
@@ -151,7 +313,7 @@ impl OnnxProcessor {
             self.filled += take;
             i += take;
             if self.filled == frame {
-                self.complete_frame()?;
+                self.complete_frame(at(i))?;
             }
         }
         Ok(())
@@ -159,23 +321,29 @@ impl OnnxProcessor {
 
     /// The zero-copy path: the quantum is already in the input tensor.
     fn process_lent(&mut self, io: &mut ProcessIo<'_>) -> Result<(), String> {
-        self.play(io.output(0));
+        self.play(io.output(0), self.position)?;
         self.filled += QUANTUM;
         if self.filled == self.frame {
-            self.complete_frame()?;
+            self.complete_frame(self.position + QUANTUM as u64)?;
         }
         // The next quantum lands right after this one (or after the
-        // context, once a frame completed).
-        let memory = self.lent_input.as_ref().expect("the lent path has lent memory");
+        // context, once a frame completed; in mode "worker", in the next
+        // job's tensor).
+        let memory = match &self.runner {
+            Runner::Render { memory, .. } => memory.as_ref(),
+            Runner::Worker(worker) => worker.memories.get(worker.filling.slot),
+        };
+        let memory = memory.expect("the lent path has lent memory");
         io.register_buffers(memory, (self.context + self.filled) * 4, CHANNEL_BYTES, BufferKind::Input, 0).map_err(|e| format!("re-lending the input: {e}"))
     }
 
     /// Copies: frames that quanta straddle, multichannel layouts.
     fn process_copied(&mut self, io: &mut ProcessIo<'_>) -> Result<(), String> {
+        let start = self.position;
         let (input, out) = io.input_and_output(0, 0);
         let available = input.len() / QUANTUM;
         let sample = |c: usize, i: usize| if available == 0 { 0.0 } else { input[c.min(available - 1) * QUANTUM + i] };
-        let result = self.feed(QUANTUM, sample, |node, span| node.play(&mut out[span]));
+        let result = self.feed(QUANTUM, sample, |i| start + i as u64, |node, span| node.play(&mut out[span.clone()], start + span.start as u64));
         NeuralStatus::add(&self.status.bytes_copied_in, QUANTUM * self.channels * 4);
         result
     }
@@ -183,11 +351,12 @@ impl OnnxProcessor {
     /// The model runs at another rate: the quantum goes through the
     /// resampler; a result takes effect from the next quantum.
     fn process_resampled(&mut self, io: &mut ProcessIo<'_>) -> Result<(), String> {
-        self.play(io.output(0));
+        self.play(io.output(0), self.position)?;
+        let next_quantum = self.position + QUANTUM as u64;
         let mut resampler = self.resampler.take().expect("the resampled path has a resampler");
         let result = resampler.process(io.input(0)).and_then(|(samples, produced)| {
             NeuralStatus::add(&self.status.bytes_copied_in, produced * self.channels * 4);
-            self.feed(produced, |c, j| samples[c][j], |_, _| {})
+            self.feed(produced, |c, j| samples[c][j], |_| next_quantum, |_, _| Ok(()))
         });
         self.resampler = Some(resampler);
         result
@@ -197,16 +366,17 @@ impl OnnxProcessor {
 impl WorkletProcessor for OnnxProcessor {
     fn process(&mut self, io: &mut ProcessIo<'_>) -> bool {
         if self.kind == OutputKind::Audio {
-            // Each quantum of an audio output is copied from the last frame.
+            // Each quantum of an audio output is copied from a frame.
             NeuralStatus::add(&self.status.bytes_copied_out, CHANNEL_BYTES);
         }
-        let result = if self.lent_input.is_some() {
+        let result = if self.lent {
             self.process_lent(io)
         } else if self.resampler.is_some() {
             self.process_resampled(io)
         } else {
             self.process_copied(io)
         };
+        self.position += QUANTUM as u64;
         if let Err(message) = result {
             // The node goes silent with a processorerror; the graph plays on.
             let _ = self.status.error.set(message.clone());

@@ -3,7 +3,7 @@
 //! whose output is the input delayed by a known amount.
 
 use byob_audio::*;
-use byob_neural::{create_node, Layout, NeuralStatus, OnnxOptions};
+use byob_neural::{create_node, Layout, Mode, NeuralNodes, NeuralStatus, OnnxOptions};
 use byob_tensor::Tensor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,7 +38,7 @@ fn render(source: AudioBuffer, rate: f32, options: OnnxOptions, worklet: AudioWo
     let length = (source.duration() * rate as f64).round() as usize;
     let mut ctx = OfflineAudioContext::new(1, length, rate).unwrap();
     let g = ctx.graph();
-    let (node, status) = create_node(g, options, worklet).unwrap();
+    let (node, status) = create_node(g, &NeuralNodes::default(), options, worklet).unwrap();
     let player = AudioBufferSourceNode::new(g, AudioBufferSourceOptions { buffer: Some(Arc::new(source)), ..Default::default() }).unwrap();
     player.start_with(g, 0.0, None, None).unwrap();
     g.connect(player.id(), 0, node.id(), 0).unwrap();
@@ -167,7 +167,7 @@ fn a_model_that_fails_while_rendering_silences_its_node() {
 
 fn construction_error(options: OnnxOptions) -> String {
     let mut graph = AudioGraph::new(16000.0, 1).unwrap();
-    match create_node(&mut graph, options, AudioWorkletNodeOptions::default()) {
+    match create_node(&mut graph, &NeuralNodes::default(), options, AudioWorkletNodeOptions::default()) {
         Ok(_) => panic!("the node was made"),
         Err(e) => e.to_string(),
     }
@@ -185,9 +185,66 @@ fn bad_options_name_the_key() {
         ({ let mut o = silero(512); o.constants.push(("rate".into(), Tensor::i64(vec![], vec![1]).unwrap())); o }, "processorOptions.constants.rate"),
         (OnnxOptions::new(data("fixed_320.onnx"), 512), "processorOptions.frame: input \"x\" takes 320"),
         ({ let mut o = OnnxOptions::new(data("window.onnx"), 512); o.ep = byob_neural::Ep::WebGpu; o }, "processorOptions.ep"),
+        ({ let mut o = OnnxOptions::new(data("window.onnx"), 512); o.deadline = Some(0.01); o }, "processorOptions.deadline"),
     ];
     for (options, expected) in cases {
         let message = construction_error(options);
         assert!(message.contains(expected), "{message:?} should contain {expected:?}");
     }
+}
+
+fn worker(mut options: OnnxOptions) -> OnnxOptions {
+    options.mode = Mode::Worker;
+    options
+}
+
+/// Mode "worker" plays what mode "render" plays, later by the reported
+/// latency's difference (whole quanta): the same samples, every one.
+fn worker_is_render_delayed(source: AudioBuffer, rate: f32, options: OnnxOptions) -> (Vec<f32>, Arc<NeuralStatus>) {
+    let (rendered, render_status, errors, _) = render(source.clone(), rate, options.clone(), AudioWorkletNodeOptions::default());
+    assert!(errors.is_empty(), "{errors:?}");
+    let (delayed, status, errors, _) = render(source, rate, worker(options), AudioWorkletNodeOptions::default());
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(status.mode(), Mode::Worker);
+    let delay = ((status.latency_seconds() - render_status.latency_seconds()) * rate as f64).round() as usize;
+    assert!(delay >= 128 && delay % 128 == 0, "the worker's delay is whole quanta: {delay}");
+    assert!(delayed[..delay].iter().all(|&v| v == 0.0), "nothing before the first result is due");
+    assert_eq!(&delayed[delay..], &rendered[..rendered.len() - delay], "mode worker is mode render delayed by {delay} samples");
+    assert_eq!(status.deadlines_missed(), 0, "offline, every result is waited for");
+    (delayed, status)
+}
+
+#[test]
+fn silero_in_worker_mode_is_render_mode_delayed_by_its_latency() {
+    let (first, status) = worker_is_render_delayed(speech(), 16000.0, silero(512));
+    assert!(status.zero_copy());
+    assert_eq!(status.bytes_copied_in(), 0, "the engine mixes into each job's input tensor");
+    // Offline, mode "worker" is deterministic: a second render is the same.
+    let (second, _, _, _) = render(speech(), 16000.0, worker(silero(512)), AudioWorkletNodeOptions::default());
+    assert_eq!(first, second);
+}
+
+#[test]
+fn worker_mode_keeps_render_mode_timing_on_every_path() {
+    let input: Vec<f32> = (0..4000).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+    for frame in [256, 200] {
+        let mut options = OnnxOptions::new(data("window.onnx"), frame);
+        options.context = 64;
+        let (_, status) = worker_is_render_delayed(AudioBuffer::new(16000.0, vec![input.clone()]).unwrap(), 16000.0, options);
+        assert_eq!(status.zero_copy(), frame == 256);
+    }
+    // Resampled: Silero at 16 kHz inside a 48 kHz context.
+    let (_, status) = worker_is_render_delayed(speech(), 48000.0, silero(512));
+    assert!(!status.zero_copy());
+}
+
+#[test]
+fn a_model_that_fails_on_the_inference_thread_silences_its_node() {
+    let mut input = vec![0.0; 4000];
+    input[1000] = 0.5;
+    let (out, status, errors, _) = render(AudioBuffer::new(16000.0, vec![input]).unwrap(), 16000.0, worker(OnnxOptions::new(data("fails_when_loud.onnx"), 128)), AudioWorkletNodeOptions::default());
+    assert_eq!(errors.len(), 1, "one processorerror");
+    assert!(errors[0].contains("Gather"), "{}", errors[0]);
+    assert!(status.error().is_some());
+    assert!(out[out.len() - 128..].iter().all(|&v| v == 0.0), "silence after the failure");
 }

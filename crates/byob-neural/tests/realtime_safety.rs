@@ -3,7 +3,7 @@
 
 use assert_no_alloc::{assert_no_alloc, AllocDisabler};
 use byob_audio::*;
-use byob_neural::{create_node, OnnxOptions};
+use byob_neural::{create_node, Clock, Mode, NeuralNodes, NeuralStatus, OnnxOptions};
 use byob_tensor::Tensor;
 use std::path::Path;
 use std::sync::Arc;
@@ -11,8 +11,9 @@ use std::sync::Arc;
 #[global_allocator]
 static ALLOCATOR: AllocDisabler = AllocDisabler;
 
-#[test]
-fn a_silero_vad_node_renders_without_allocating() {
+/// Three seconds of speech through a Silero VAD node gating the voice;
+/// every quantum rendered with the heap forbidden.
+fn render_gated_speech(mode: Mode, nodes: &NeuralNodes) -> Arc<NeuralStatus> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let speech = AudioBuffer::from_wav(&root.join("examples/graphs/speech.wav")).unwrap();
     let mut options = OnnxOptions::new(root.join("crates/byob-tensor/tests/data/real-models/models/silero_vad.onnx"), 512);
@@ -20,9 +21,10 @@ fn a_silero_vad_node_renders_without_allocating() {
     options.constants.push(("sr".into(), Tensor::i64(vec![], vec![16000]).unwrap()));
     options.state.push(("stateN".into(), "state".into()));
     options.output = Some("output".into());
+    options.mode = mode;
     let mut graph = AudioGraph::new(16000.0, 1).unwrap();
     let g = &mut graph;
-    let (vad, status) = create_node(g, options, AudioWorkletNodeOptions::default()).unwrap();
+    let (vad, status) = create_node(g, nodes, options, AudioWorkletNodeOptions::default()).unwrap();
     let player = AudioBufferSourceNode::new(g, AudioBufferSourceOptions { buffer: Some(Arc::new(speech)), ..Default::default() }).unwrap();
     player.start_with(g, 0.0, None, None).unwrap();
     let gate = GainNode::new(g, GainOptions { gain: 0.0, ..Default::default() }).unwrap();
@@ -32,11 +34,26 @@ fn a_silero_vad_node_renders_without_allocating() {
     let destination = g.destination();
     g.connect(gate.id(), 0, destination, 0).unwrap();
     let mut render = graph.compile().unwrap();
-    // Three seconds: speech and silence, 93 inferences.
     for _ in 0..375 {
         let block = assert_no_alloc(|| render.render_quantum());
         std::hint::black_box(block);
     }
+    status
+}
+
+#[test]
+fn a_silero_vad_node_renders_without_allocating() {
+    // Three seconds: speech and silence, 93 inferences.
+    let status = render_gated_speech(Mode::Render, &NeuralNodes::default());
     assert_eq!(status.inferences(), 93);
+    assert_eq!(status.error(), None);
+}
+
+/// Mode "worker" in real time: the render thread only moves jobs through
+/// the queues (the inference thread may allocate; it is not the render
+/// thread), and never waits for them.
+#[test]
+fn a_worker_mode_node_renders_without_allocating() {
+    let status = render_gated_speech(Mode::Worker, &NeuralNodes::new(Clock::RealTime));
     assert_eq!(status.error(), None);
 }

@@ -21,7 +21,7 @@
 
 use byob_audio::{AudioBuffer, AudioBufferSourceNode, AudioBufferSourceOptions, AudioGraph, AudioNode, AudioWorkletNodeOptions};
 use byob_bench::{machine, write_section};
-use byob_neural::{create_node, OnnxOptions};
+use byob_neural::{create_node, NeuralNodes, OnnxOptions};
 use byob_tensor::Tensor;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,7 +51,7 @@ fn byob(rate: f32, seconds: f64) -> (f64, f64, u64) {
     options.output = Some("output".into());
     let mut graph = AudioGraph::new(rate, 1).unwrap_or_else(|e| fail(&e.to_string()));
     let g = &mut graph;
-    let (vad, status) = create_node(g, options, AudioWorkletNodeOptions::default()).unwrap_or_else(|e| fail(&e.to_string()));
+    let (vad, status) = create_node(g, &NeuralNodes::default(), options, AudioWorkletNodeOptions::default()).unwrap_or_else(|e| fail(&e.to_string()));
     let player = AudioBufferSourceNode::new(g, AudioBufferSourceOptions { buffer: Some(Arc::new(speech)), loop_: true, ..Default::default() }).unwrap_or_else(|e| fail(&e.to_string()));
     player.start_with(g, 0.0, None, None).unwrap_or_else(|e| fail(&e.to_string()));
     g.connect(player.id(), 0, vad.id(), 0).unwrap_or_else(|e| fail(&e.to_string()));
