@@ -176,8 +176,12 @@ fn report_neural_nodes(nodes: &byob_neural::NeuralNodes) {
             (true, out) => format!("zero-copy input, {out} bytes copied out"),
             (false, out) => format!("{} bytes copied", status.bytes_copied_in() + out),
         };
+        let ep = match status.gpu_steps() {
+            Some((gpu, all)) => format!(", ep webgpu ({gpu} of {all} steps on the GPU)"),
+            None => String::new(),
+        };
         println!(
-            "neural node {} ({}): mode {}, latency {:.1} ms, {} inferences, {} deadlines missed, {}",
+            "neural node {} ({}): mode {}{ep}, latency {:.1} ms, {} inferences, {} deadlines missed, {}",
             i + 1,
             status.model().file_name().map_or_else(|| status.model().display().to_string(), |n| n.to_string_lossy().into_owned()),
             status.mode().name(),

@@ -277,17 +277,20 @@ fn neural_nodes_report_and_refuse_bad_options() {
         (text.replace("\"frame\": 512", "\"frame\": 0"), "processorOptions.frame"),
         (text.replace("\"mode\": \"render\"", "\"mode\": \"realtime\""), "processorOptions.mode"),
         (text.replace("\"mode\": \"render\"", "\"mode\": \"worker\", \"deadline\": -1"), "processorOptions.deadline"),
+        (text.replace("\"ep\": \"cpu\"", "\"ep\": \"webgpu\""), "processorOptions.ep: webgpu runs only in mode \"worker\""),
         (text.replace(model.to_str().unwrap(), "missing.onnx"), "processorOptions.model"),
         (text.replace("{\"sr\": {\"int64\": 16000}}", "{}"), "processorOptions.constants: the model's input \"sr\" is fed by nothing"),
     ];
     // Mode "worker": the same node on the inference thread, later by its
-    // deadline; offline, nothing is missed.
+    // deadline, on the WebGPU provider (a software adapter where there is
+    // no GPU); offline, nothing is missed.
     let worker = dir.path().join("worker.json");
-    std::fs::write(&worker, text.replace("\"mode\": \"render\"", "\"mode\": \"worker\"")).unwrap();
+    std::fs::write(&worker, text.replace("\"mode\": \"render\", \"ep\": \"cpu\"", "\"mode\": \"worker\", \"ep\": \"webgpu\"")).unwrap();
     let output = byob(&["render", worker.to_str().unwrap(), "-o", wav.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("neural node 1 (silero_vad.onnx): mode worker, latency ") && stdout.contains(" ms, 299 inferences, 0 deadlines missed, zero-copy input"), "{stdout}");
+    assert!(stdout.contains("neural node 1 (silero_vad.onnx): mode worker, ep webgpu (") && stdout.contains(" steps on the GPU), latency "), "{stdout}");
+    assert!(stdout.contains(" ms, 299 inferences, 0 deadlines missed, zero-copy input"), "{stdout}");
 
     let out = dir.path().join("never.wav");
     for (i, (json, expected)) in cases.iter().enumerate() {

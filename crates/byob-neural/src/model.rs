@@ -1,8 +1,9 @@
 //! The model behind a neural node: loaded, its inputs pinned to the node's
-//! framing, and a [`RunHandle`] that runs it on the calling thread.
+//! framing, and a [`RunHandle`] that runs it on the calling thread (on the
+//! CPU), or its session awaited on the inference thread (ep "webgpu").
 
-use crate::options::{Layout, OnnxOptions, OptionError};
-use byob_tensor::{DataType, Dim, IoBinding, Model, RunError, RunHandle, SessionBuilder, SessionError, Tensor};
+use crate::options::{Ep, Layout, OnnxOptions, OptionError};
+use byob_tensor::{DataType, Dim, IoBinding, Model, RunError, RunHandle, Session, SessionBuilder, SessionError, Tensor};
 use std::sync::Arc;
 
 /// What the node does with the model's output.
@@ -34,9 +35,47 @@ fn option(key: impl Into<String>, what: impl Into<String>) -> NeuralError {
     NeuralError::Option(OptionError { key: key.into(), what: what.into() })
 }
 
+/// How the model runs.
+enum Runner {
+    /// On the CPU, every kernel on the calling thread (a render thread may
+    /// call it).
+    Inline(RunHandle),
+    /// With steps on the GPU (ep "webgpu"): each run waits for the device's
+    /// results, so it runs only on the inference thread.
+    Device { session: Arc<Session>, binding: IoBinding },
+}
+
+impl Runner {
+    fn binding(&self) -> &IoBinding {
+        match self {
+            Self::Inline(handle) => handle.binding(),
+            Self::Device { binding, .. } => binding,
+        }
+    }
+
+    fn binding_mut(&mut self) -> &mut IoBinding {
+        match self {
+            Self::Inline(handle) => handle.binding_mut(),
+            Self::Device { binding, .. } => binding,
+        }
+    }
+
+    fn run(&mut self) -> Result<(), RunError> {
+        match self {
+            Self::Inline(handle) => handle.run().map(drop),
+            // The download of the results is asynchronous (WebGPU's
+            // mapAsync); the inference thread blocks on it, the render
+            // thread never does.
+            Self::Device { session, binding } => pollster::block_on(session.run_with_binding_async(binding)).map(drop),
+        }
+    }
+}
+
 /// A model ready to run frame after frame.
 pub struct NeuralModel {
-    handle: RunHandle,
+    runner: Runner,
+    /// Steps placed on the GPU, of all steps.
+    gpu_steps: (usize, usize),
     input: String,
     output: String,
     kind: OutputKind,
@@ -134,6 +173,10 @@ impl NeuralModel {
 
         // One thread, not spinning: the handle runs on its caller's.
         let mut builder = SessionBuilder::new().with_intra_op_threads(1).with_intra_op_spinning(false);
+        if options.ep == Ep::WebGpu {
+            let gpu = byob_webgpu::WebGpuProvider::new().map_err(|e| option("ep", format!("webgpu is not available here: {e}")))?;
+            builder = builder.with_provider(Box::new(gpu));
+        }
         for (name, value) in &options.constants {
             builder = builder.with_constant_input(name.clone(), value.clone());
         }
@@ -141,8 +184,17 @@ impl NeuralModel {
             builder = builder.with_input_shape(name, shape);
         }
         let session = Arc::new(builder.commit(model).map_err(load_error)?);
-        let handle = session.run_handle(binding).map_err(|source| NeuralError::FirstRun { path: path.clone(), source: Box::new(source) })?;
-        let binding = handle.binding();
+        let placements = session.placements();
+        let gpu_steps = (placements.iter().filter(|p| p.provider == "webgpu").count(), placements.len());
+        let first_run = |source| NeuralError::FirstRun { path: path.clone(), source: Box::new(source) };
+        let runner = match options.ep {
+            Ep::Cpu => Runner::Inline(session.run_handle(binding).map_err(first_run)?),
+            Ep::WebGpu => {
+                session.run_with_binding(&mut binding).map_err(first_run)?;
+                Runner::Device { session, binding }
+            }
+        };
+        let binding = runner.binding();
         let produced = |name: &str| binding.output(name).map(|t| t.shape().to_vec()).unwrap_or_default();
         let out_shape = produced(&output);
         for (out, input) in &state {
@@ -156,7 +208,13 @@ impl NeuralModel {
             Some((DataType::F32, len)) if len == options.frame && options.layout == Layout::Mono => OutputKind::Audio,
             _ => return Err(option("output", format!("output {output:?} has shape {out_shape:?}: the node plays one float per inference (a control signal) or [1, {}] (audio, one sample per new input sample)", options.frame))),
         };
-        Ok(Self { handle, input, output, kind, state })
+        Ok(Self { runner, gpu_steps, input, output, kind, state })
+    }
+
+    /// How many of the model's steps run on the GPU, of how many (ep
+    /// "webgpu"; the CPU runs the rest).
+    pub fn gpu_steps(&self) -> (usize, usize) {
+        self.gpu_steps
     }
 
     pub fn output_kind(&self) -> OutputKind {
@@ -166,20 +224,20 @@ impl NeuralModel {
     /// The audio input tensor's values, to fill in place.
     pub fn input_mut(&mut self) -> &mut [f32] {
         let input = &self.input;
-        self.handle.binding_mut().input_mut(input).and_then(Tensor::as_f32_mut).expect("the audio input is bound, float")
+        self.runner.binding_mut().input_mut(input).and_then(Tensor::as_f32_mut).expect("the audio input is bound, float")
     }
 
     /// The audio input tensor, whose shape and type jobs of mode "worker"
     /// copy.
     pub(crate) fn input_tensor(&self) -> &Tensor {
-        self.handle.binding().input(&self.input).expect("the audio input is bound")
+        self.runner.binding().input(&self.input).expect("the audio input is bound")
     }
 
     /// Exchanges the audio input tensor with `other` (same shape and type):
     /// mode "worker" runs on the frames that jobs bring, without copying.
     pub(crate) fn swap_input(&mut self, other: &mut Tensor) {
         let input = &self.input;
-        let bound = self.handle.binding_mut().input_mut(input).expect("the audio input is bound");
+        let bound = self.runner.binding_mut().input_mut(input).expect("the audio input is bound");
         debug_assert_eq!(bound.shape(), other.shape());
         std::mem::swap(bound, other);
     }
@@ -190,7 +248,7 @@ impl NeuralModel {
         let mut worst = std::time::Duration::ZERO;
         for _ in 0..runs {
             let start = std::time::Instant::now();
-            self.handle.run()?;
+            self.runner.run()?;
             worst = worst.max(start.elapsed());
         }
         Ok(worst)
@@ -198,15 +256,15 @@ impl NeuralModel {
 
     /// The output tensor's values as the last inference left them.
     pub fn output(&self) -> &[f32] {
-        self.handle.binding().output(&self.output).and_then(Tensor::as_f32).expect("the output is bound, float")
+        self.runner.binding().output(&self.output).and_then(Tensor::as_f32).expect("the output is bound, float")
     }
 
     /// Runs one inference on the input as it stands, then hands each state
     /// output to its input by swapping the two tensors (no copy; the old
     /// input's buffer takes the next output).
     pub fn infer(&mut self) -> Result<(), RunError> {
-        self.handle.run()?;
-        let binding = self.handle.binding_mut();
+        self.runner.run()?;
+        let binding = self.runner.binding_mut();
         for (output, input) in &self.state {
             let produced = binding.output_mut(output).map(std::mem::take).unwrap_or_default();
             let previous = binding.input_mut(input).map(|slot| std::mem::replace(slot, produced)).unwrap_or_default();

@@ -213,9 +213,6 @@ impl OnnxOptions {
                 return Err(("deadline", format!("must be more than 0 and at most {MAX_DEADLINE_SECONDS} seconds, got {deadline}")));
             }
         }
-        if self.ep == Ep::WebGpu {
-            return Err(("ep", "webgpu is not available to neural nodes in this build of byob; use \"cpu\"".into()));
-        }
         Ok(())
     }
 }
@@ -309,6 +306,5 @@ mod tests {
         assert_eq!(key(json!({"model": "m.onnx", "frame": 512, "deadline": 0.01})), "deadline");
         assert_eq!(key(json!({"model": "m.onnx", "frame": 512, "mode": "worker", "deadline": -1})), "deadline");
         assert_eq!(key(json!({"model": "m.onnx", "frame": 512, "mode": "worker", "deadline": "soon"})), "deadline");
-        assert_eq!(key(json!({"model": "m.onnx", "frame": 512, "mode": "worker", "ep": "webgpu"})), "ep");
     }
 }

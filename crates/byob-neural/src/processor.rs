@@ -1,7 +1,7 @@
 //! `OnnxProcessor`: the worklet processor behind an `"onnx"` node.
 
 use crate::model::{NeuralError, NeuralModel, OutputKind};
-use crate::options::{Layout, Mode, OnnxOptions, OptionError};
+use crate::options::{Ep, Layout, Mode, OnnxOptions, OptionError};
 use crate::resample::InputResampler;
 use crate::status::NeuralStatus;
 use crate::worker::{Offload, WorkerQueue};
@@ -149,7 +149,7 @@ impl OnnxProcessor {
                 let memory = if lendable { crate::zero_copy::lend(model.input_mut()) } else { None };
                 let memory = memory.filter(|memory| init.register_buffers(memory, context_offset, CHANNEL_BYTES, BufferKind::Input, 0).is_ok());
                 let audio = vec![0.0; if kind == OutputKind::Audio { options.frame } else { 0 }];
-                let status = NeuralStatus::new(options.model.clone(), Mode::Render, render_latency, memory.is_some());
+                let status = NeuralStatus::new(options.model.clone(), Mode::Render, render_latency, memory.is_some(), None);
                 (Runner::Render { model, held: 0.0, audio, memory }, Arc::new(status))
             }
             Mode::Worker => {
@@ -173,7 +173,8 @@ impl OnnxProcessor {
                     memories.clear();
                 }
                 let latency = render_latency + delay as f64 / context_rate as f64;
-                let status = Arc::new(NeuralStatus::new(options.model.clone(), Mode::Worker, latency, lent));
+                let gpu_steps = (options.ep == Ep::WebGpu).then(|| model.gpu_steps());
+                let status = Arc::new(NeuralStatus::new(options.model.clone(), Mode::Worker, latency, lent, gpu_steps));
                 let queue = nodes.offload(RemoteModel { model, status: status.clone() }, pool).map_err(|e| NeuralError::Ports(format!("starting the inference thread: {e}")))?;
                 (Runner::Worker(Box::new(Worker { queue, filling, delay, memories })), status)
             }

@@ -12,6 +12,7 @@ pub struct NeuralStatus {
     pub(crate) mode: Mode,
     pub(crate) latency_seconds: f64,
     pub(crate) zero_copy: bool,
+    pub(crate) gpu_steps: Option<(usize, usize)>,
     pub(crate) inferences: AtomicU64,
     pub(crate) deadlines_missed: AtomicU64,
     pub(crate) bytes_copied_in: AtomicU64,
@@ -21,12 +22,13 @@ pub struct NeuralStatus {
 }
 
 impl NeuralStatus {
-    pub(crate) fn new(model: PathBuf, mode: Mode, latency_seconds: f64, zero_copy: bool) -> Self {
+    pub(crate) fn new(model: PathBuf, mode: Mode, latency_seconds: f64, zero_copy: bool, gpu_steps: Option<(usize, usize)>) -> Self {
         Self {
             model,
             mode,
             latency_seconds,
             zero_copy,
+            gpu_steps,
             inferences: AtomicU64::new(0),
             deadlines_missed: AtomicU64::new(0),
             bytes_copied_in: AtomicU64::new(0),
@@ -56,6 +58,12 @@ impl NeuralStatus {
     /// tensor (no copy between them).
     pub fn zero_copy(&self) -> bool {
         self.zero_copy
+    }
+
+    /// With ep "webgpu": how many of the model's steps run on the GPU, of
+    /// how many (the CPU runs the rest).
+    pub fn gpu_steps(&self) -> Option<(usize, usize)> {
+        self.gpu_steps
     }
 
     pub fn inferences(&self) -> u64 {

@@ -257,6 +257,23 @@ impl<J: Send + 'static> WorkerQueue<J> {
     }
 }
 
+impl<J> Drop for WorkerQueue<J> {
+    /// Offline, every job sent is run before its node goes, so that what
+    /// a render counts is the same in every run; in real time, nothing
+    /// waits.
+    fn drop(&mut self) {
+        if self.clock != Clock::Offline {
+            return;
+        }
+        while !self.pending.is_empty() && !self.results.is_abandoned() {
+            match self.results.pop() {
+                Ok(_) => drop(self.pending.pop_front()),
+                Err(_) => std::thread::sleep(Duration::from_micros(20)),
+            }
+        }
+    }
+}
+
 /// Starts serving `offload` on `thread`: `pool` is every job the node will
 /// ever use (how many may be out at once).
 pub(crate) fn attach<O: Offload>(thread: &InferenceThread, clock: Clock, offload: O, pool: Vec<O::Job>) -> WorkerQueue<O::Job> {

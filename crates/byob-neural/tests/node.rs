@@ -248,3 +248,23 @@ fn a_model_that_fails_on_the_inference_thread_silences_its_node() {
     assert!(status.error().is_some());
     assert!(out[out.len() - 128..].iter().all(|&v| v == 0.0), "silence after the failure");
 }
+
+/// ep "webgpu" (mode "worker" only): the WebGPU provider (a software
+/// adapter where there is no GPU) gives Silero VAD's probabilities as the
+/// CPU does, at the same times.
+#[test]
+fn silero_on_webgpu_matches_the_cpu_in_worker_mode() {
+    let mut options = worker(silero(512));
+    options.deadline = Some(0.05);
+    let (cpu, _, errors, _) = render(speech(), 16000.0, options.clone(), AudioWorkletNodeOptions::default());
+    assert!(errors.is_empty(), "{errors:?}");
+    options.ep = byob_neural::Ep::WebGpu;
+    let (gpu, status, errors, _) = render(speech(), 16000.0, options, AudioWorkletNodeOptions::default());
+    assert!(errors.is_empty(), "{errors:?}");
+    let (on_gpu, steps) = status.gpu_steps().expect("ep webgpu");
+    eprintln!("{on_gpu} of {steps} steps on the GPU");
+    assert!(on_gpu > 0, "some of Silero VAD's steps run on the GPU");
+    let worst = cpu.iter().zip(&gpu).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(worst <= 1e-4, "the GPU's probabilities differ from the CPU's by {worst}");
+    assert_eq!(status.inferences(), (cpu.len() / 512) as u64);
+}
