@@ -18,7 +18,7 @@
 //! internal). Skipping the cache also avoids keying on pointers, which would
 //! be wrong for weights that are not constants.
 
-use super::linalg::{f32_fact, f32_input, known, optional_f32_fact, optional_f32_input, sgemm};
+use super::linalg::{f32_fact, f32_input, known, optional_f32_fact, optional_f32_input, sgemm, THIN_COLUMNS};
 use super::{output, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::{DataType, Tensor};
@@ -348,6 +348,39 @@ fn im2col_row(row: &mut [f32], plane: &[f32], g: &Geo3, [a, b, e]: [usize; 3], t
     }
 }
 
+/// The transpose of [`im2col`] for few output positions: one row per
+/// output position holding its receptive field in the weights' order
+/// (channel, then taps), `col` [∏out, channels·∏k]. Contiguous taps are
+/// copied as runs.
+fn patches(x: &[f32], channels: usize, g: &Geo3, col: &mut [f32]) {
+    let (isp, ksp) = (g.input_size(), g.kernel_size());
+    let [_, k1, k2] = g.kernel;
+    let rows = col[..g.output_size() * channels * ksp].chunks_exact_mut(channels * ksp);
+    let positions = (0..g.output[0]).flat_map(|z| (0..g.output[1]).flat_map(move |y| (0..g.output[2]).map(move |o| (z, y, o))));
+    for (row, (z, y, o)) in rows.zip(positions) {
+        let inside = g.taps_along(2, o);
+        for (c, field) in row.chunks_exact_mut(ksp).enumerate() {
+            let plane = &x[c * isp..][..isp];
+            for (ab, dst) in field.chunks_exact_mut(k2).enumerate() {
+                let Some(r) = g.input_row(z, y, ab / k1, ab % k1) else {
+                    dst.fill(0.0);
+                    continue;
+                };
+                dst[..inside.start].fill(0.0);
+                dst[inside.end..].fill(0.0);
+                if inside.is_empty() {
+                    continue;
+                } else if g.dilation[2] == 1 {
+                    let start = r + g.position(2, o, inside.start) as usize;
+                    dst[inside.clone()].copy_from_slice(&plane[start..start + inside.len()]);
+                } else {
+                    inside.clone().for_each(|e| dst[e] = plane[r + g.position(2, o, e) as usize]);
+                }
+            }
+        }
+    }
+}
+
 /// im2col of `channels` input planes into `col` ([channels·∏k, ∏out]).
 fn im2col(x: &[f32], channels: usize, g: &Geo3, col: &mut [f32], pool: Option<&rayon::ThreadPool>) {
     let (isp, ksp, osp) = (g.input_size(), g.kernel_size(), g.output_size());
@@ -439,6 +472,12 @@ fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo3, [n, c, m, grou
         };
         if pointwise {
             sgemm(mg, osp, cg, wg, false, xg, false, out, 1.0, accumulate, pool);
+        } else if osp <= THIN_COLUMNS {
+            // A few output positions (a streaming model's frame): each
+            // one's receptive field becomes a row, which the thin product
+            // reads as it is, rather than im2col's tiny rows transposed.
+            patches(xg, cg, g, col);
+            sgemm(mg, osp, kdim, wg, false, col, true, out, 1.0, accumulate, pool);
         } else {
             im2col(xg, cg, g, col, pool);
             sgemm(mg, osp, kdim, wg, false, col, false, out, 1.0, accumulate, pool);
@@ -780,6 +819,21 @@ mod tests {
         check(&Config { dilations: Some(vec![3]), auto_pad: Some("SAME_LOWER"), ..cfg(&[1, 2, 9], &[3, 2, 2]) });
         check(&Config { pads: Some(vec![1, 0, 1, 0, 1, 1]), strides: Some(vec![1, 2, 1]), ..cfg(&[1, 2, 4, 5, 6], &[3, 2, 2, 3, 2]) });
         check(&Config { group: 2, dilations: Some(vec![1, 2, 1]), bias: true, ..cfg(&[2, 4, 3, 6, 5], &[2, 2, 2, 2, 2]) });
+    }
+
+    /// At most eight output positions: receptive fields as rows (patches)
+    /// for the thin product. Silero VAD's STFT as a convolution (one
+    /// channel, long kernel, four positions); pads at both ends; dilation;
+    /// outputs that see nothing but padding; 2-D and grouped.
+    #[test]
+    fn few_output_positions() {
+        check(&Config { strides: Some(vec![128]), bias: true, ..cfg(&[1, 1, 640], &[6, 1, 256]) });
+        check(&Config { pads: Some(vec![1, 1]), bias: true, ..cfg(&[2, 5, 4], &[3, 5, 3]) });
+        check(&Config { dilations: Some(vec![2]), pads: Some(vec![2, 1]), ..cfg(&[1, 2, 7], &[3, 2, 3]) });
+        check(&Config { pads: Some(vec![3, 3]), ..cfg(&[1, 2, 2], &[3, 2, 3]) });
+        check(&Config { strides: Some(vec![2]), pads: Some(vec![1, 1]), ..cfg(&[1, 3, 8], &[5, 3, 3]) });
+        check(&Config { strides: Some(vec![2, 1]), pads: Some(vec![1, 0, 1, 1]), ..cfg(&[1, 3, 3, 2], &[4, 3, 3, 2]) });
+        check(&Config { group: 2, pads: Some(vec![1, 1]), ..cfg(&[1, 4, 5], &[6, 2, 3]) });
     }
 
     #[test]

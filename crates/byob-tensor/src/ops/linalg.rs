@@ -149,29 +149,50 @@ pub(crate) fn sgemm(
 /// A's rows: gemm's packing of its panels costs more than such a product's
 /// arithmetic (measured on Silero VAD, whose convolutions see 1 to 4
 /// frames per call).
-const THIN_COLUMNS: usize = 8;
+pub(crate) const THIN_COLUMNS: usize = 8;
 
 /// Below this many elements of A, a thin product stays on one thread.
 const THIN_PARALLEL: usize = 1 << 16;
 
-/// Row `i` of `dst` from row `i` of A and the `n` rows of `Bᵀ`.
+/// Rows of `dst` from the same rows of A and the `n` rows of `Bᵀ`.
 struct ThinRows<'a> {
     a: &'a [f32],
     b_t: &'a [f32],
     k: usize,
+    n: usize,
     alpha: f32,
     accumulate: bool,
 }
 
+/// Rows of A that a thin product takes at a time.
+const THIN_BLOCK: usize = 4;
+const _: () = assert!(THIN_BLOCK <= THIN_COLUMNS);
+
 impl ThinRows<'_> {
-    fn run(&self, i: usize, out: &mut [f32]) {
-        let row = &self.a[i * self.k..(i + 1) * self.k];
+    fn store(&self, o: &mut f32, sum: f32) {
+        let sum = self.alpha * sum;
+        *o = if self.accumulate { *o + sum } else { sum };
+    }
+
+    /// Block `b` of [`THIN_BLOCK`] rows (fewer at the end), into `out`.
+    fn run(&self, b: usize, out: &mut [f32]) {
+        let (k, n) = (self.k, self.n);
+        let rows = out.len() / n;
+        let a = &self.a[b * THIN_BLOCK * k..][..rows * k];
         let mut sums = [0.0f32; THIN_COLUMNS];
-        let sums = &mut sums[..out.len()];
-        super::microkernel::dots(row, self.b_t, sums);
-        for (o, &sum) in out.iter_mut().zip(sums.iter()) {
-            let sum = self.alpha * sum;
-            *o = if self.accumulate { *o + sum } else { sum };
+        if n >= 4 {
+            // Each row against the columns, four at a time.
+            for (row, out) in a.chunks_exact(k).zip(out.chunks_mut(n)) {
+                super::microkernel::dots(row, self.b_t, &mut sums[..n]);
+                out.iter_mut().zip(&sums).for_each(|(o, &sum)| self.store(o, sum));
+            }
+        } else {
+            // Fewer columns than a pass takes: each column against the
+            // block's rows, which then share the column's loads.
+            for j in 0..n {
+                super::microkernel::dots(&self.b_t[j * k..][..k], a, &mut sums[..rows]);
+                sums[..rows].iter().enumerate().for_each(|(r, &sum)| self.store(&mut out[r * n + j], sum));
+            }
         }
     }
 }
@@ -182,11 +203,11 @@ fn thin_product(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], trans_b: boo
     // Bᵀ's rows are B's columns: B itself when it is stored transposed or
     // is one column.
     let run = |b_t: &[f32], dst: &mut [f32]| {
-        let rows = ThinRows { a, b_t, k, alpha, accumulate };
+        let rows = ThinRows { a, b_t, k, n, alpha, accumulate };
         let dst = &mut dst[..m * n];
         match pool {
-            Some(p) if p.current_num_threads() > 1 && m * k >= THIN_PARALLEL => p.install(|| dst.par_chunks_mut(n).enumerate().for_each(|(i, out)| rows.run(i, out))),
-            _ => dst.chunks_mut(n).enumerate().for_each(|(i, out)| rows.run(i, out)),
+            Some(p) if p.current_num_threads() > 1 && m * k >= THIN_PARALLEL => p.install(|| dst.par_chunks_mut(THIN_BLOCK * n).enumerate().for_each(|(b, out)| rows.run(b, out))),
+            _ => dst.chunks_mut(THIN_BLOCK * n).enumerate().for_each(|(b, out)| rows.run(b, out)),
         }
     };
     if trans_b || n == 1 {
@@ -571,7 +592,7 @@ mod tests {
     fn thin_products_match_reference() {
         // Columns up to THIN_COLUMNS take the dot-product path; depths
         // around the vector widths (16, 64) exercise its remainders.
-        for n in [1, 2, 3, THIN_COLUMNS] {
+        for n in [1, 2, 3, 4, 5, THIN_COLUMNS] {
             for k in [1, 15, 16, 17, 64, 79, 200] {
                 let m = 9;
                 let (a, b, start) = (values(m * k, 3), values(k * n, 4), values(m * n, 5));
