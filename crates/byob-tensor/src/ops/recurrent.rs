@@ -56,8 +56,10 @@ impl Activation {
     fn apply(self, x: f32) -> f32 {
         match self {
             Self::Relu => x.max(0.0),
-            Self::Tanh => x.tanh(),
-            Self::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            // Rational approximations (error below 1e-6): libm's tanhf
+            // and expf cost more than the cell's arithmetic.
+            Self::Tanh => super::fast_math::tanh(x),
+            Self::Sigmoid => super::fast_math::sigmoid(x),
             Self::Affine(a, b) => a * x + b,
             Self::LeakyRelu(a) => {
                 if x < 0.0 {
@@ -73,7 +75,7 @@ impl Activation {
                     0.0
                 }
             }
-            Self::ScaledTanh(a, b) => a * (b * x).tanh(),
+            Self::ScaledTanh(a, b) => a * super::fast_math::tanh(b * x),
             Self::HardSigmoid(a, b) => (a * x + b).clamp(0.0, 1.0),
             Self::Elu(a) => {
                 if x < 0.0 {
