@@ -13,7 +13,7 @@ static ALLOCATOR: AllocDisabler = AllocDisabler;
 
 /// Three seconds of speech through a Silero VAD node gating the voice;
 /// every quantum rendered with the heap forbidden.
-fn render_gated_speech(mode: Mode, nodes: &NeuralNodes) -> Arc<NeuralStatus> {
+fn render_gated_speech(mode: Mode, nodes: &NeuralNodes, on_another_thread: bool) -> Arc<NeuralStatus> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let speech = AudioBuffer::from_wav(&root.join("examples/graphs/speech.wav")).unwrap();
     let mut options = OnnxOptions::new(root.join("crates/byob-tensor/tests/data/real-models/models/silero_vad.onnx"), 512);
@@ -34,9 +34,16 @@ fn render_gated_speech(mode: Mode, nodes: &NeuralNodes) -> Arc<NeuralStatus> {
     let destination = g.destination();
     g.connect(gate.id(), 0, destination, 0).unwrap();
     let mut render = graph.compile().unwrap();
-    for _ in 0..375 {
-        let block = assert_no_alloc(|| render.render_quantum());
-        std::hint::black_box(block);
+    let mut play = move || {
+        for _ in 0..375 {
+            let block = assert_no_alloc(|| render.render_quantum());
+            std::hint::black_box(block);
+        }
+    };
+    if on_another_thread {
+        std::thread::spawn(play).join().unwrap();
+    } else {
+        play();
     }
     status
 }
@@ -44,9 +51,18 @@ fn render_gated_speech(mode: Mode, nodes: &NeuralNodes) -> Arc<NeuralStatus> {
 #[test]
 fn a_silero_vad_node_renders_without_allocating() {
     // Three seconds: speech and silence, 93 inferences.
-    let status = render_gated_speech(Mode::Render, &NeuralNodes::default());
+    let status = render_gated_speech(Mode::Render, &NeuralNodes::default(), false);
     assert_eq!(status.inferences(), 93);
     assert_eq!(status.error(), None);
+}
+
+/// As `byob play` does: the node is made (and its model first run) on the
+/// control thread, and renders on another, the device's. The kernels'
+/// working arrays travel with the node's run handle.
+#[test]
+fn a_silero_vad_node_renders_without_allocating_on_another_thread() {
+    let status = render_gated_speech(Mode::Render, &NeuralNodes::default(), true);
+    assert_eq!(status.inferences(), 93);
 }
 
 /// Mode "worker" in real time: the render thread only moves jobs through
@@ -54,6 +70,6 @@ fn a_silero_vad_node_renders_without_allocating() {
 /// thread), and never waits for them.
 #[test]
 fn a_worker_mode_node_renders_without_allocating() {
-    let status = render_gated_speech(Mode::Worker, &NeuralNodes::new(Clock::RealTime));
+    let status = render_gated_speech(Mode::Worker, &NeuralNodes::new(Clock::RealTime), false);
     assert_eq!(status.error(), None);
 }

@@ -29,7 +29,7 @@ pub mod select;
 pub mod slice;
 pub mod extend;
 mod index_map;
-mod scratch;
+pub(crate) mod scratch;
 mod fast_math;
 pub mod cast;
 pub mod compare;

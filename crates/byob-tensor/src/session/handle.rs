@@ -13,6 +13,7 @@
 
 use super::run::RunState;
 use super::{IoBinding, RunError, RunStats, Session};
+use crate::ops::scratch::Scratch;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -25,6 +26,9 @@ pub struct RunHandle {
     /// A one-thread pool when the session's has more: kernels handed a
     /// one-thread pool compute inline and never enter it.
     own_pool: Option<rayon::ThreadPool>,
+    /// The kernels' working arrays, sized by the first run and lent to
+    /// whichever thread runs the handle later.
+    scratch: Scratch,
 }
 
 impl std::fmt::Debug for RunHandle {
@@ -51,7 +55,7 @@ impl Session {
         } else {
             Some(rayon::ThreadPoolBuilder::new().num_threads(1).build().map_err(|e| RunError::NotInline { node: String::new(), provider: format!("no thread: {e}") })?)
         };
-        let mut handle = RunHandle { session: Arc::clone(self), state, binding, own_pool };
+        let mut handle = RunHandle { session: Arc::clone(self), state, binding, own_pool, scratch: Scratch::default() };
         handle.run()?;
         Ok(handle)
     }
@@ -65,8 +69,9 @@ impl RunHandle {
         session.check_laid_out(&self.state, &self.binding)?;
         let pool = self.own_pool.as_ref().unwrap_or(&session.pool);
         let mut stats = RunStats::default();
-        let result = {
-            let run = session.execute(&mut self.state, &mut self.binding, &mut stats, pool);
+        let (state, binding, scratch) = (&mut self.state, &mut self.binding, &mut self.scratch);
+        let result = scratch.lend(|| {
+            let run = session.execute(state, binding, &mut stats, pool);
             let mut run = std::pin::pin!(run);
             // Every step computes when polled (none waits on a device), so
             // the first poll finishes the run; no waker is ever woken.
@@ -74,8 +79,8 @@ impl RunHandle {
                 Poll::Ready(result) => result,
                 Poll::Pending => unreachable!("a run without device steps completes when polled"),
             }
-        };
-        session.finish(&mut self.state, &mut self.binding);
+        });
+        session.finish(state, binding);
         result.map(|()| stats)
     }
 
