@@ -254,6 +254,26 @@ impl NeuralModel {
         Ok(worst)
     }
 
+    /// The played output tensor, whose shape and type a second one copies.
+    pub(crate) fn output_tensor(&self) -> &Tensor {
+        self.runner.binding().output(&self.output).expect("the output is bound")
+    }
+
+    /// The played output tensor's values, to lend.
+    pub(crate) fn output_mut(&mut self) -> &mut [f32] {
+        let output = &self.output;
+        self.runner.binding_mut().output_mut(output).and_then(Tensor::as_f32_mut).expect("the output is bound, float")
+    }
+
+    /// Exchanges the played output tensor with `other` (same shape and
+    /// type): the next inference writes into what `other` was.
+    pub(crate) fn swap_output(&mut self, other: &mut Tensor) {
+        let output = &self.output;
+        let bound = self.runner.binding_mut().output_mut(output).expect("the output is bound");
+        debug_assert_eq!(bound.shape(), other.shape());
+        std::mem::swap(bound, other);
+    }
+
     /// The output tensor's values as the last inference left them.
     pub fn output(&self) -> &[f32] {
         self.runner.binding().output(&self.output).and_then(Tensor::as_f32).expect("the output is bound, float")

@@ -39,8 +39,9 @@ pub struct OnnxProcessor {
     /// Whether the input is lent (the zero-copy path).
     lent: bool,
     /// The output port's region, kept for as long as it is lent: the
-    /// node writes it in place, and the engine copies nothing out.
-    _output_memory: ByobMemory,
+    /// node writes it in place, and the engine copies nothing out (none
+    /// where the model's output tensors are lent instead).
+    _output_memory: Option<ByobMemory>,
     resampler: Option<InputResampler>,
     status: Arc<NeuralStatus>,
 }
@@ -56,9 +57,24 @@ enum Runner {
         audio: Vec<f32>,
         /// The input tensor, lent to the engine (the zero-copy path).
         memory: Option<ByobMemory>,
+        /// An audio output played from the model's own output tensors
+        /// (the zero-copy path).
+        output: Option<LentOutput>,
     },
     /// Mode "worker": on the context's inference thread.
     Worker(Box<Worker>),
+}
+
+/// An audio output that the engine reads where the model wrote it: the
+/// result being played, and the tensor the next inference writes (bound to
+/// the model), exchanged after each inference. Each quantum the node lends
+/// the played result's 128 samples as its output region; the inference
+/// of a quantum writes the other tensor, never the samples lent.
+struct LentOutput {
+    played: Tensor,
+    /// One memory over each tensor: `memories[which]` is over `played`.
+    memories: [ByobMemory; 2],
+    which: usize,
 }
 
 struct Worker {
@@ -102,6 +118,18 @@ impl Offload for RemoteModel {
         }
         Ok(())
     }
+}
+
+/// Lends the model's audio output tensor and a second one like it to the
+/// engine and registers the second (silence, until the first result) as
+/// the output region; `None` (the node copies) where they are not aligned.
+fn lend_output(model: &mut NeuralModel, init: &mut ProcessorInit<'_>) -> Option<LentOutput> {
+    let mut played = model.output_tensor().clone();
+    played.as_f32_mut()?.fill(0.0);
+    let bound = crate::zero_copy::lend(model.output_mut())?;
+    let memory = crate::zero_copy::lend(played.as_f32_mut()?)?;
+    init.register_buffers(&memory, 0, CHANNEL_BYTES, BufferKind::Output, 0).ok()?;
+    Some(LentOutput { played, memories: [bound, memory], which: 1 })
 }
 
 /// Where each frame's last `context` samples go for the next frame:
@@ -148,9 +176,11 @@ impl OnnxProcessor {
             Mode::Render => {
                 let memory = if lendable { crate::zero_copy::lend(model.input_mut()) } else { None };
                 let memory = memory.filter(|memory| init.register_buffers(memory, context_offset, CHANNEL_BYTES, BufferKind::Input, 0).is_ok());
-                let audio = vec![0.0; if kind == OutputKind::Audio { options.frame } else { 0 }];
+                let output = if memory.is_some() && kind == OutputKind::Audio { lend_output(&mut model, init) } else { None };
+                let copied = kind == OutputKind::Audio && output.is_none();
+                let audio = vec![0.0; if copied { options.frame } else { 0 }];
                 let status = NeuralStatus::new(options.model.clone(), Mode::Render, render_latency, memory.is_some(), None);
-                (Runner::Render { model, held: 0.0, audio, memory }, Arc::new(status))
+                (Runner::Render { model, held: 0.0, audio, memory, output }, Arc::new(status))
             }
             Mode::Worker => {
                 let worst = model.worst_inference(TIMED_RUNS).map_err(|source| NeuralError::FirstRun { path: options.model.display().to_string(), source: Box::new(source) })?;
@@ -180,8 +210,14 @@ impl OnnxProcessor {
             }
         };
         let lent = status.zero_copy();
-        let output_memory = ByobMemory::new(CHANNEL_BYTES);
-        init.register_buffers(&output_memory, 0, CHANNEL_BYTES, BufferKind::Output, 0).map_err(|e| NeuralError::Ports(format!("registering the output: {e}")))?;
+        let output_memory = match &runner {
+            Runner::Render { output: Some(_), .. } => None,
+            _ => {
+                let memory = ByobMemory::new(CHANNEL_BYTES);
+                init.register_buffers(&memory, 0, CHANNEL_BYTES, BufferKind::Output, 0).map_err(|e| NeuralError::Ports(format!("registering the output: {e}")))?;
+                Some(memory)
+            }
+        };
         Ok(Self {
             runner,
             frame: options.frame,
@@ -220,12 +256,16 @@ impl OnnxProcessor {
         NeuralStatus::add(&self.status.context_bytes_moved, self.context * self.channels * 4);
         self.filled = 0;
         match &mut self.runner {
-            Runner::Render { model, held, audio, .. } => {
+            Runner::Render { model, held, audio, output, .. } => {
                 model.infer().map_err(|e| format!("inference {} failed: {e}", self.status.inferences()))?;
                 NeuralStatus::add(&self.status.inferences, 1);
-                match self.kind {
-                    OutputKind::Control => *held = model.output()[0],
-                    OutputKind::Audio => audio.copy_from_slice(model.output()),
+                match (self.kind, output) {
+                    (OutputKind::Control, _) => *held = model.output()[0],
+                    (OutputKind::Audio, Some(lent)) => {
+                        model.swap_output(&mut lent.played);
+                        lent.which ^= 1;
+                    }
+                    (OutputKind::Audio, None) => audio.copy_from_slice(model.output()),
                 }
                 let input = model.input_mut();
                 moves.into_iter().for_each(|(from, to)| input.copy_within(from, to));
@@ -322,7 +362,13 @@ impl OnnxProcessor {
 
     /// The zero-copy path: the quantum is already in the input tensor.
     fn process_lent(&mut self, io: &mut ProcessIo<'_>) -> Result<(), String> {
-        self.play(io.output(0), self.position)?;
+        match &self.runner {
+            // The engine reads this quantum's output where the model wrote it.
+            Runner::Render { output: Some(lent), .. } => {
+                io.register_buffers(&lent.memories[lent.which], self.filled * 4, CHANNEL_BYTES, BufferKind::Output, 0).map_err(|e| format!("lending the output: {e}"))?
+            }
+            _ => self.play(io.output(0), self.position)?,
+        }
         self.filled += QUANTUM;
         if self.filled == self.frame {
             self.complete_frame(self.position + QUANTUM as u64)?;
@@ -366,7 +412,7 @@ impl OnnxProcessor {
 
 impl WorkletProcessor for OnnxProcessor {
     fn process(&mut self, io: &mut ProcessIo<'_>) -> bool {
-        if self.kind == OutputKind::Audio {
+        if self.kind == OutputKind::Audio && !matches!(self.runner, Runner::Render { output: Some(_), .. }) {
             // Each quantum of an audio output is copied from a frame.
             NeuralStatus::add(&self.status.bytes_copied_out, CHANNEL_BYTES);
         }

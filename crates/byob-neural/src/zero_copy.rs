@@ -1,6 +1,7 @@
-//! The model's input tensor lent to the engine as BYOB memory, so the
-//! engine mixes each quantum straight into the tensor the first kernel
-//! reads. The crate's only `unsafe` code.
+//! The model's tensors lent to the engine as BYOB memory: the input, so
+//! that the engine mixes each quantum straight into the tensor the first
+//! kernel reads, and an audio output's two tensors, so that it reads each
+//! quantum where the model wrote it. The crate's only `unsafe` code.
 
 use byob_audio::worklet::{ByobMemory, REGION_ALIGNMENT};
 
@@ -18,12 +19,16 @@ pub(crate) fn lend(values: &mut [f32]) -> Option<ByobMemory> {
         return None;
     }
     // SAFETY: `values` is a live allocation of `len` bytes of plain f32,
-    // 16-byte aligned (checked). It is the input tensor's storage, which
-    // the node owns beside this memory (dropped together) and which never
-    // moves or shrinks: the run handle's shapes are fixed, so nothing
-    // resizes it. The node writes it only in `process`, where the engine
-    // is not rendering, and only outside the region lent for the next
-    // quantum (the context shift writes below it); the model's kernels
-    // read it during `process` too, when the engine has finished mixing.
+    // 16-byte aligned (checked). It is a tensor's storage (the input, a
+    // worker job's input, or one of an audio output's two), which the node
+    // owns beside this memory (dropped together) and which never moves or
+    // shrinks: the shapes are fixed, so nothing resizes it, and exchanging
+    // tensors moves their headers, not their values. The node and the
+    // model's kernels touch it only in `process` (or, for a worker job's
+    // input, on the inference thread while no region of it is lent), where
+    // the engine is not rendering, and never in the region lent for the
+    // quantum: the context shift writes below the next input region, the
+    // kernels only read the input, and an inference writes the output
+    // tensor that is not the one being played.
     Some(unsafe { ByobMemory::external(base, std::mem::size_of_val(values)) })
 }

@@ -110,6 +110,10 @@ fn delayed_by_frame_and_context(frame: usize) {
     }
     // The render runs whole quanta, past the context's length.
     assert_eq!(status.inferences(), (out.len().div_ceil(128) * 128 / frame) as u64);
+    // Where quanta land whole in frames, the engine reads the output where
+    // the model wrote it; otherwise each quantum is copied out.
+    let quanta = out.len().div_ceil(128) as u64;
+    assert_eq!(status.bytes_copied_out(), if frame % 128 == 0 { 0 } else { quanta * 512 }, "frame {frame}");
 }
 
 #[test]

@@ -73,3 +73,25 @@ fn a_worker_mode_node_renders_without_allocating() {
     let status = render_gated_speech(Mode::Worker, &NeuralNodes::new(Clock::RealTime), false);
     assert_eq!(status.error(), None);
 }
+
+/// An audio output on the zero-copy path: each quantum the node lends the
+/// engine 128 samples of the model's output tensor, without allocating.
+#[test]
+fn an_audio_output_lent_to_the_engine_renders_without_allocating() {
+    let mut options = OnnxOptions::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/window.onnx"), 256);
+    options.context = 64;
+    let mut graph = AudioGraph::new(16000.0, 1).unwrap();
+    let g = &mut graph;
+    let (node, status) = create_node(g, &NeuralNodes::default(), options, AudioWorkletNodeOptions::default()).unwrap();
+    let source = OscillatorNode::new(g, OscillatorOptions::default()).unwrap();
+    source.start(g, 0.0).unwrap();
+    g.connect(source.id(), 0, node.id(), 0).unwrap();
+    let destination = g.destination();
+    g.connect(node.id(), 0, destination, 0).unwrap();
+    let mut render = graph.compile().unwrap();
+    for _ in 0..100 {
+        let block = assert_no_alloc(|| render.render_quantum());
+        std::hint::black_box(block);
+    }
+    assert_eq!((status.inferences(), status.bytes_copied_out()), (50, 0));
+}
