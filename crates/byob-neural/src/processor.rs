@@ -46,7 +46,9 @@ pub struct OnnxProcessor {
     status: Arc<NeuralStatus>,
 }
 
-/// Where the model runs.
+/// Where the model runs. (One per node, made once and never moved on the
+/// render thread: the variants' sizes do not matter.)
+#[allow(clippy::large_enum_variant)]
 enum Runner {
     /// Mode "render": here, in the quantum in which a frame completes.
     Render {

@@ -81,17 +81,20 @@ impl<O: Offload> Serve for Task<O> {
 /// thread may not wake it (a wake-up is a system call), so it polls.
 const IDLE_POLL: Duration = Duration::from_micros(200);
 
+/// Nodes added to an inference thread, not yet taken by it.
+type Incoming = Mutex<Vec<Box<dyn Serve>>>;
+
 /// The inference thread of one context; it ends when its context and every
 /// node it serves are gone.
 pub(crate) struct InferenceThread {
-    incoming: Arc<Mutex<Vec<Box<dyn Serve>>>>,
+    incoming: Arc<Incoming>,
     /// Held while the context may still add nodes.
     _context: Arc<()>,
 }
 
 impl InferenceThread {
     pub(crate) fn spawn(clock: Clock) -> std::io::Result<Self> {
-        let (incoming, context): (Arc<Mutex<Vec<Box<dyn Serve>>>>, Arc<()>) = Default::default();
+        let (incoming, context): (Arc<Incoming>, Arc<()>) = Default::default();
         let (shared, weak) = (incoming.clone(), Arc::downgrade(&context));
         std::thread::Builder::new().name("byob-inference".into()).spawn(move || serve_until_gone(&shared, &weak, clock))?;
         Ok(Self { incoming, _context: context })
@@ -102,7 +105,7 @@ impl InferenceThread {
     }
 }
 
-fn serve_until_gone(incoming: &Mutex<Vec<Box<dyn Serve>>>, context: &Weak<()>, clock: Clock) {
+fn serve_until_gone(incoming: &Incoming, context: &Weak<()>, clock: Clock) {
     if clock == Clock::RealTime {
         promote_to_real_time();
     }
@@ -346,13 +349,13 @@ mod tests {
     fn an_error_reaches_the_render_side() {
         struct Failing;
         impl Offload for Failing {
-            type Job = ();
-            fn run(&mut self, _: &mut ()) -> Result<(), String> {
+            type Job = u8;
+            fn run(&mut self, _: &mut u8) -> Result<(), String> {
                 Err("no".into())
             }
         }
         let thread = InferenceThread::spawn(Clock::Offline).unwrap();
-        let mut queue = attach(&thread, Clock::Offline, Failing, vec![()]);
+        let mut queue = attach(&thread, Clock::Offline, Failing, vec![0]);
         let job = queue.take_free().unwrap();
         queue.submit(job, 0);
         assert_eq!(queue.advance(0), Err("no".to_string()));

@@ -113,7 +113,7 @@ fn delayed_by_frame_and_context(frame: usize) {
     // Where quanta land whole in frames, the engine reads the output where
     // the model wrote it; otherwise each quantum is copied out.
     let quanta = out.len().div_ceil(128) as u64;
-    assert_eq!(status.bytes_copied_out(), if frame % 128 == 0 { 0 } else { quanta * 512 }, "frame {frame}");
+    assert_eq!(status.bytes_copied_out(), if frame.is_multiple_of(128) { 0 } else { quanta * 512 }, "frame {frame}");
 }
 
 #[test]
@@ -211,7 +211,7 @@ fn worker_is_render_delayed(source: AudioBuffer, rate: f32, options: OnnxOptions
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(status.mode(), Mode::Worker);
     let delay = ((status.latency_seconds() - render_status.latency_seconds()) * rate as f64).round() as usize;
-    assert!(delay >= 128 && delay % 128 == 0, "the worker's delay is whole quanta: {delay}");
+    assert!(delay >= 128 && delay.is_multiple_of(128), "the worker's delay is whole quanta: {delay}");
     assert!(delayed[..delay].iter().all(|&v| v == 0.0), "nothing before the first result is due");
     assert_eq!(&delayed[delay..], &rendered[..rendered.len() - delay], "mode worker is mode render delayed by {delay} samples");
     assert_eq!(status.deadlines_missed(), 0, "offline, every result is waited for");
