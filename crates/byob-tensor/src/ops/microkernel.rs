@@ -639,19 +639,31 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub unsafe fn dot4_avx512(x: &[f32], ys: [&[f32]; 4]) -> [f32; 4] {
         let n = x.len();
-        let mut acc = [_mm512_setzero_ps(); 4];
+        // Two sets of partial sums, so that consecutive FMAs into one
+        // accumulator do not wait on each other's latency.
+        let mut acc = [[_mm512_setzero_ps(); 4]; 2];
         let mut p = 0;
-        // SAFETY (all loads): p + 16 ≤ n ≤ every slice's length.
-        while p + 16 <= n {
+        // SAFETY (all loads): o + 16 ≤ n ≤ every slice's length.
+        while p + 32 <= n {
+            for (half, acc) in acc.iter_mut().enumerate() {
+                let o = p + 16 * half;
+                let a = unsafe { _mm512_loadu_ps(x.as_ptr().add(o)) };
+                for (acc, y) in acc.iter_mut().zip(ys) {
+                    *acc = unsafe { _mm512_fmadd_ps(a, _mm512_loadu_ps(y.as_ptr().add(o)), *acc) };
+                }
+            }
+            p += 32;
+        }
+        if p + 16 <= n {
             let a = unsafe { _mm512_loadu_ps(x.as_ptr().add(p)) };
-            for (acc, y) in acc.iter_mut().zip(ys) {
+            for (acc, y) in acc[0].iter_mut().zip(ys) {
                 *acc = unsafe { _mm512_fmadd_ps(a, _mm512_loadu_ps(y.as_ptr().add(p)), *acc) };
             }
             p += 16;
         }
         let mut sums = [0.0; 4];
-        for ((sum, acc), y) in sums.iter_mut().zip(acc).zip(ys) {
-            *sum = _mm512_reduce_add_ps(acc) + x[p..n].iter().zip(&y[p..n]).map(|(a, b)| a * b).sum::<f32>();
+        for (j, (sum, y)) in sums.iter_mut().zip(ys).enumerate() {
+            *sum = _mm512_reduce_add_ps(_mm512_add_ps(acc[0][j], acc[1][j])) + x[p..n].iter().zip(&y[p..n]).map(|(a, b)| a * b).sum::<f32>();
         }
         sums
     }
@@ -851,7 +863,7 @@ mod tests {
     fn columns_of_dots_match_reference_on_every_kernel() {
         for kernel in Kernel::available() {
             for n in 1..=8 {
-                for k in [0, 1, 15, 16, 17, 130] {
+                for k in [0, 1, 15, 16, 17, 31, 32, 33, 48, 130] {
                     let (x, columns) = (values(k, 1), values(n * k, 2));
                     let mut got = vec![0.0; n];
                     dots_on(kernel, &x, &columns, &mut got);
