@@ -278,6 +278,11 @@ impl Tensor {
         self.max_bytes = max_bytes;
     }
 
+    /// What [`reset`](Self::reset) may size this tensor to, in bytes.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
     /// A rank-0 tensor.
     pub fn scalar_f32(value: f32) -> Self {
         Self { shape: Vec::new(), data: Data::F32(vec![value]), written: 0, max_bytes: usize::MAX }

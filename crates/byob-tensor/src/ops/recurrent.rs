@@ -90,6 +90,9 @@ impl Activation {
     }
 }
 
+/// The largest `hidden_size` a recurrent cell may declare.
+const MAX_HIDDEN: usize = 1 << 20;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Cell {
     Lstm { input_forget: bool },
@@ -200,9 +203,13 @@ impl Op for Recurrent {
         }
         // The states, Y and the gates' working space, in one buffer the
         // thread keeps between calls.
-        let state_len = dirs * batch * hidden;
-        let y_len = seq * dirs * batch * hidden;
-        let total = state_len * (1 + usize::from(lstm)) + y_len + 2 * gates * hidden + 3 * hidden;
+        // X of no features may claim any number of steps: the sizes are
+        // checked, and bounded by what the output Y may take.
+        let too_large = || OpError::Shape(format!("{seq} steps × {dirs} directions × {batch} sequences × {hidden} hidden values is more working space than a tensor may take"));
+        let state_len = dirs.checked_mul(batch).and_then(|n| n.checked_mul(hidden)).ok_or_else(too_large)?;
+        let y_len = state_len.checked_mul(seq).ok_or_else(too_large)?;
+        let limit = outputs.first().map_or(isize::MAX as usize, Tensor::max_bytes).min(isize::MAX as usize);
+        let total = (state_len * (1 + usize::from(lstm))).checked_add(y_len).and_then(|n| n.checked_add(2 * gates * hidden + 3 * hidden)).filter(|&n| n.checked_mul(4).is_some_and(|bytes| bytes <= limit)).ok_or_else(too_large)?;
         super::scratch::with_columns(total, |scratch| {
             let (h_state, rest) = scratch.split_at_mut(state_len);
             let (c_state, rest) = rest.split_at_mut(if lstm { state_len } else { 0 });
@@ -384,7 +391,9 @@ fn batch_first_y(v: &[f32], seq: usize, dirs: usize, batch: usize, hidden: usize
 fn recurrent(cell: Cell, node: &Node) -> Result<Box<dyn Op>, OpError> {
     let a = Attrs(node);
     let hidden = a.int("hidden_size", 0)?;
-    let hidden = usize::try_from(hidden).ok().filter(|&h| h > 0).ok_or_else(|| OpError::attribute("hidden_size", format!("{hidden} must be positive")))?;
+    // Bounded so that the weights' row counts (up to 2·4·hidden) and the
+    // recurrence's hidden² never wrap; a real cell is far smaller.
+    let hidden = usize::try_from(hidden).ok().filter(|&h| h > 0 && h <= MAX_HIDDEN).ok_or_else(|| OpError::attribute("hidden_size", format!("{hidden} must be from 1 to {MAX_HIDDEN}")))?;
     let (directions, reverse) = match a.string("direction", "forward")?.as_str() {
         "forward" => (1, false),
         "reverse" => (1, true),
@@ -417,4 +426,32 @@ pub fn register(ops: &mut HashMap<&'static str, Builder>) {
     ops.insert("LSTM", |n, _| recurrent(Cell::Lstm { input_forget: false }, n));
     ops.insert("GRU", |n, _| recurrent(Cell::Gru { linear_before_reset: false }, n));
     ops.insert("RNN", |n, _| recurrent(Cell::Rnn, n));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Attribute, Node};
+    use crate::ops::test_util::pool;
+    use std::collections::HashMap;
+
+    fn lstm(hidden: i64) -> Result<Box<dyn Op>, OpError> {
+        let attributes = HashMap::from([("hidden_size".to_string(), Attribute::Int(hidden))]);
+        recurrent(Cell::Lstm { input_forget: false }, &Node { name: "lstm".into(), op_type: "LSTM".into(), domain: String::new(), inputs: vec![], outputs: vec!["y".into()], attributes })
+    }
+
+    /// X with no features holds no values whatever its step count: a
+    /// crafted 2⁴⁰ steps must be refused, not sized (it once aborted on the
+    /// working space's allocation); a hidden size past any real cell too.
+    #[test]
+    fn crafted_sizes_are_errors() {
+        let op = lstm(2).unwrap();
+        let x = Tensor::f32(vec![1 << 40, 1, 0], vec![]).unwrap();
+        let w = Tensor::f32(vec![1, 8, 0], vec![]).unwrap();
+        let r = Tensor::f32(vec![1, 8, 2], vec![0.0; 16]).unwrap();
+        let mut outputs = vec![Tensor::with_max_bytes(1 << 30)];
+        let result = op.eval(&[Some(&x), Some(&w), Some(&r)], &mut outputs, &pool(1));
+        assert!(matches!(&result, Err(OpError::Shape(m)) if m.contains("working space")), "{result:?}");
+        assert!(lstm(1 << 40).is_err() && lstm(0).is_err());
+    }
 }
