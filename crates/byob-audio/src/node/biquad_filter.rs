@@ -137,6 +137,15 @@ impl BiquadFilterNode {
     }
 }
 
+/// 10^`exponent`, kept within 10^±150. The parameters' nominal ranges
+/// reach 10^(±FLT_MAX/20), where the formulas would meet 0·∞ or ∞/∞ (NaN
+/// coefficients, a NaN output); within these bounds every coefficient is
+/// finite and already equals its limit to double precision (a Q of
+/// -3e38 dB on a lowpass is the limit of ever lower resonance, not NaN).
+fn linear(exponent: f64) -> f64 {
+    10f64.powf(exponent).clamp(1e-150, 1e150)
+}
+
 /// Normalised coefficients `[b0/a0, b1/a0, b2/a0, a1/a0, a2/a0]` of the
 /// filter for the given parameter values (`frequency` in Hz before detune,
 /// `detune` in cents, `gain_db` in dB).
@@ -155,7 +164,7 @@ pub fn coefficients(
     let computed = frequency * (detune / 1200.0).exp2();
     // Written so that NaN (0 Hz times an infinite detune factor) lands on 0.
     let normalized = if computed > 0.0 { (computed / nyquist).min(1.0) } else { 0.0 };
-    let a = 10f64.powf(gain_db / 40.0);
+    let a = linear(gain_db / 40.0);
     let pass = [1.0, 0.0, 0.0, 0.0, 0.0];
     let gain_only = |g: f64| [g, 0.0, 0.0, 0.0, 0.0];
     let interior = normalized > 0.0 && normalized < 1.0;
@@ -170,7 +179,7 @@ pub fn coefficients(
                 // nothing; at 0 Hz the other way round.
                 return gain_only(if (normalized >= 1.0) == lowpass { 1.0 } else { 0.0 });
             }
-            let alpha = sin / (2.0 * 10f64.powf(q / 20.0));
+            let alpha = sin / (2.0 * linear(q / 20.0));
             let (b0, b1) = if lowpass { ((1.0 - cos) / 2.0, 1.0 - cos) } else { ((1.0 + cos) / 2.0, -(1.0 + cos)) };
             normalize(b0, b1, b0, 1.0 + alpha, -2.0 * cos, 1.0 - alpha)
         }
@@ -409,6 +418,28 @@ impl AudioProcessor for BiquadFilterRenderer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Q and gain at the ends of their nominal ranges (±FLT_MAX dB, gain
+    /// up to 1541 dB) give finite coefficients, the formulas' limits: a
+    /// lowpass with no resonance left passes nothing and keeps a2 = -1; a
+    /// peak or shelf cut without bound removes its band.
+    #[test]
+    fn extreme_q_and_gain_give_the_formulas_limits() {
+        use BiquadFilterType::*;
+        let big = f32::MAX as f64;
+        for type_ in [Lowpass, Highpass, Bandpass, Lowshelf, Highshelf, Peaking, Notch, Allpass] {
+            for q in [-big, -1e4, 1e4, big] {
+                for gain in [-big, -1e4, 0.0, 1541.27] {
+                    let c = coefficients(type_, 48000.0, 1000.0, q, gain, 0.0);
+                    assert!(c.iter().all(|v| v.is_finite()), "{type_:?}, Q {q}, gain {gain}: {c:?}");
+                }
+            }
+        }
+        let c = coefficients(Lowpass, 48000.0, 1000.0, -big, 0.0, 0.0);
+        assert!(c[..4].iter().all(|v| v.abs() < 1e-100) && (c[4] + 1.0).abs() < 1e-12, "{c:?}");
+        let c = coefficients(Peaking, 48000.0, 1000.0, 1.0, -big, 0.0);
+        assert!(c[0].abs() < 1e-100 && (c[4] + 1.0).abs() < 1e-12, "{c:?}");
+    }
     use crate::context::OfflineAudioContext;
     use crate::node::constant_source::{ConstantSourceNode, ConstantSourceOptions};
     use crate::node::AudioScheduledSourceNode;
