@@ -56,6 +56,14 @@ pub struct WasmArgs {
     /// `memory.grow` past this returns -1.
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     wasm_max_memory_mib: usize,
+    /// The most functions a WebAssembly module may define, checked before
+    /// it is compiled.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    wasm_max_functions: usize,
+    /// The largest function body a WebAssembly module may hold (KiB),
+    /// checked before it is compiled.
+    #[arg(long, default_value_t = 1024, value_name = "KIB")]
+    wasm_max_function_kib: usize,
 }
 
 impl WasmArgs {
@@ -68,7 +76,22 @@ impl WasmArgs {
             bail!("--wasm-time-limit must be a number of milliseconds above 0 and at most {MAX_MS}, got {}", self.wasm_time_limit);
         }
         let max_memory_bytes = crate::mib_to_bytes("--wasm-max-memory-mib", self.wasm_max_memory_mib)?;
-        let limits = byob_wasm::Limits { max_time_per_call: Duration::from_secs_f64(self.wasm_time_limit / 1000.0), max_memory_bytes, ..Default::default() };
+        // Compile time grows with both: bounded so that a module still
+        // compiles in seconds.
+        const MAX_FUNCTIONS: usize = 1_000_000;
+        const MAX_FUNCTION_KIB: usize = 64 << 10;
+        if !(1..=MAX_FUNCTIONS).contains(&self.wasm_max_functions) {
+            bail!("--wasm-max-functions must be from 1 to {MAX_FUNCTIONS}, got {}", self.wasm_max_functions);
+        }
+        if !(1..=MAX_FUNCTION_KIB).contains(&self.wasm_max_function_kib) {
+            bail!("--wasm-max-function-kib must be from 1 to {MAX_FUNCTION_KIB}, got {}", self.wasm_max_function_kib);
+        }
+        let limits = byob_wasm::Limits {
+            max_time_per_call: Duration::from_secs_f64(self.wasm_time_limit / 1000.0),
+            max_memory_bytes,
+            max_functions: self.wasm_max_functions,
+            max_function_bytes: self.wasm_max_function_kib << 10,
+        };
         let mut registry = byob_audio::ProcessorRegistry::with_examples();
         registry.set_module_loader(std::sync::Arc::new(byob_wasm::WasmHost::new(limits)?));
         byob_neural::register(&mut registry, graph.parent().unwrap_or(std::path::Path::new("")), nodes)?;

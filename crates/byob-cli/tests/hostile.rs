@@ -210,6 +210,11 @@ fn run_outputs_and_flags_are_checked() {
     assert_refused(&strs(&run(&["--repeat", "1000000000"])), "--repeat must be from 1 to 1000000", &out);
     assert_refused(&strs(&run(&["--threads", "100000"])), "--threads must be from 1 to 1024", &out);
     assert_refused(&["render", &examples().join("synth.json").display().to_string(), "-o", &at("w.wav"), "--wasm-time-limit", "1e30"], "--wasm-time-limit must be", &out);
+    assert_refused(&["render", &examples().join("synth.json").display().to_string(), "-o", &at("w.wav"), "--wasm-max-functions", "0"], "--wasm-max-functions must be from 1", &out);
+    // The compile limits are flags, and the refusal names the flag.
+    let wasm = examples().join("wasm-gain.json").display().to_string();
+    assert_refused(&["render", &wasm, "-o", &at("w.wav"), "--wasm-max-function-kib", "100000"], "--wasm-max-function-kib must be from 1", &out);
+    assert_refused(&["render", &wasm, "-o", &at("w.wav"), "--wasm-max-functions", "1"], "byob render --wasm-max-functions", &out);
     assert!(!dir.path().join("w.wav").exists());
 }
 

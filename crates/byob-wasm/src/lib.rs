@@ -200,11 +200,11 @@ fn check_shape(binary: &[u8], limits: &Limits) -> Result<(), String> {
     for payload in wasmparser::Parser::new(0).parse_all(binary) {
         match payload {
             Ok(wasmparser::Payload::CodeSectionStart { count, .. }) if count as usize > limits.max_functions => {
-                return Err(format!("{count} functions, more than the {} allowed (byob_wasm::Limits::max_functions)", limits.max_functions));
+                return Err(format!("{count} functions, more than the {} allowed (byob_wasm::Limits::max_functions; byob render --wasm-max-functions)", limits.max_functions));
             }
             Ok(wasmparser::Payload::CodeSectionEntry(body)) if body.range().len() > limits.max_function_bytes => {
                 return Err(format!(
-                    "a function body of {} bytes, more than the {} allowed (byob_wasm::Limits::max_function_bytes)",
+                    "a function body of {} bytes, more than the {} allowed (byob_wasm::Limits::max_function_bytes; byob render --wasm-max-function-kib)",
                     body.range().len(),
                     limits.max_function_bytes
                 ));

@@ -1254,7 +1254,7 @@ fn modules_past_the_compile_limits_are_refused() {
     let host = WasmHost::new(Limits { max_functions: 100, max_function_bytes: 4096, ..Limits::default() }).unwrap();
     let error = |name: &str, bytes: &[u8]| host.load_bytes(name, bytes, Abi::Byob, None).err().expect("refused").to_string();
     let many = format!("(module {})", "(func)".repeat(101));
-    assert!(error("many.wat", many.as_bytes()).ends_with("many.wat: 101 functions, more than the 100 allowed (byob_wasm::Limits::max_functions)"));
+    assert!(error("many.wat", many.as_bytes()).ends_with("many.wat: 101 functions, more than the 100 allowed (byob_wasm::Limits::max_functions; byob render --wasm-max-functions)"));
     let long = format!("(module (func {}))", "(drop (i32.const 1))".repeat(2000));
     let message = error("long.wat", long.as_bytes());
     assert!(message.contains("a function body of") && message.contains("more than the 4096 allowed"), "{message}");
