@@ -131,6 +131,9 @@ impl NeuralModel {
         }
         let fed = |name: &str| options.constants.iter().any(|(n, _)| n == name) || options.state.iter().any(|(_, i)| i == name);
         let input = match &options.input {
+            // The audio input's tensor is lent to the engine: a constant or
+            // a state (exchanged after each inference) cannot be it.
+            Some(name) if fed(name) => return Err(option("input", format!("input {name:?} is already fed by \"constants\" or \"state\"; the audio needs an input of its own"))),
             Some(name) if inputs.iter().any(|v| &v.name == name) => name.clone(),
             Some(name) => return Err(option("input", format!("the model has no input {name:?} (its inputs: {})", input_names()))),
             None => inputs.iter().find(|v| !fed(&v.name)).map(|v| v.name.clone()).ok_or_else(|| option("input", "every input of the model is a constant or a state; none is left for audio"))?,
@@ -166,6 +169,7 @@ impl NeuralModel {
         shapes.push((input.clone(), shape));
 
         let output = match &options.output {
+            Some(name) if state.iter().any(|(o, _)| o == name) => return Err(option("output", format!("output {name:?} is a state, carried to the next inference; the node plays another output"))),
             Some(name) if outputs.iter().any(|v| &v.name == name) => name.clone(),
             Some(name) => return Err(option("output", format!("the model has no output {name:?} (its outputs: {})", output_names()))),
             None => outputs.iter().find(|v| !state.iter().any(|(o, _)| *o == v.name)).map(|v| v.name.clone()).ok_or_else(|| option("output", "every output of the model is a state; none is left to play"))?,

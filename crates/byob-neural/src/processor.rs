@@ -17,9 +17,9 @@ const QUANTUM: usize = RENDER_QUANTUM_SIZE;
 
 /// Inferences timed at creation to choose mode "worker"'s deadline.
 const TIMED_RUNS: usize = 8;
-/// Mode "worker"'s default deadline: the worst timed inference twice over,
-/// plus room for the inference thread's polling and a device's burst of
-/// quanta.
+/// Mode "worker"'s default deadline: a frame, or, for a model slower than
+/// that, the worst timed inference twice over plus room for the inference
+/// thread's polling and a device's burst of quanta.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(5);
 /// The most frames a worker-mode node keeps in flight.
 const MAX_JOBS: usize = 4096;
@@ -185,14 +185,29 @@ impl OnnxProcessor {
                 (Runner::Render { model, held: 0.0, audio, memory, output }, Arc::new(status))
             }
             Mode::Worker => {
-                let worst = model.worst_inference(TIMED_RUNS).map_err(|source| NeuralError::FirstRun { path: options.model.display().to_string(), source: Box::new(source) })?;
-                let deadline = options.deadline.map_or(2 * worst + DEADLINE_MARGIN, Duration::from_secs_f64);
+                // The frame's length in context samples.
+                let frame_span = options.frame as f64 * context_rate as f64 / rate as f64;
+                let deadline = match options.deadline {
+                    Some(seconds) => Duration::from_secs_f64(seconds),
+                    None => {
+                        // At least a frame: a model that keeps up infers
+                        // in less, so the default depends on the timing
+                        // only for one slower than that (whose worst case
+                        // then decides), and renders are the same on any
+                        // machine.
+                        let worst = model.worst_inference(TIMED_RUNS).map_err(|source| NeuralError::FirstRun { path: options.model.display().to_string(), source: Box::new(source) })?;
+                        (2 * worst + DEADLINE_MARGIN).max(Duration::from_secs_f64(frame_span / context_rate as f64))
+                    }
+                };
                 let quanta = (deadline.as_secs_f64() * context_rate as f64 / QUANTUM as f64).ceil().max(1.0);
                 let delay = quanta as u64 * QUANTUM as u64;
                 // Frames out at once: those completing within the delay and
-                // two quanta more, at the frame's length in context samples.
-                let frame_span = options.frame as f64 * context_rate as f64 / rate as f64;
-                let jobs = (((delay as usize + 2 * QUANTUM) as f64 / frame_span).ceil() as usize + 3).min(MAX_JOBS);
+                // two quanta more.
+                let jobs = ((delay as usize + 2 * QUANTUM) as f64 / frame_span).ceil() as usize + 3;
+                if jobs > MAX_JOBS {
+                    let key = if options.deadline.is_some() { "deadline" } else { "frame" };
+                    return Err(OptionError { key: key.into(), what: format!("{jobs} frames of {} samples would be in flight within the deadline ({:.3} s), more than the {MAX_JOBS} a node keeps; use longer frames or a shorter deadline", options.frame, deadline.as_secs_f64()) }.into());
+                }
                 let audio = if kind == OutputKind::Audio { options.frame } else { 0 };
                 let mut pool: Vec<FrameJob> = (0..jobs).map(|slot| FrameJob { slot, input: model.input_tensor().clone(), audio: vec![0.0; audio], value: 0.0 }).collect();
                 let mut memories = Vec::new();

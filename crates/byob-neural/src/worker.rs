@@ -64,7 +64,14 @@ impl<O: Offload> Serve for Task<O> {
     fn serve(&mut self) -> bool {
         let mut served = false;
         while let Ok(mut job) = self.jobs.pop() {
-            let result = self.offload.run(&mut job);
+            if self.results.is_abandoned() {
+                // The node is gone: its backlog is dropped, not run.
+                continue;
+            }
+            // A panicking job fails its node, not the thread that serves
+            // the context's other nodes.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.offload.run(&mut job)))
+                .unwrap_or_else(|payload| Err(format!("the inference panicked: {}", payload.downcast_ref::<&str>().copied().or(payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("no message"))));
             // The results queue holds every job the node owns: never full.
             let _ = self.results.push(Done { job, result });
             served = true;
@@ -343,6 +350,27 @@ mod tests {
         }
         // A late result still takes effect when it comes; counted once.
         assert_eq!((queue.current().map(|(_, job)| job.1), queue.missed()), (Some(42), 1));
+    }
+
+    #[test]
+    fn a_panicking_job_fails_its_node_and_the_thread_serves_on() {
+        struct Panicking;
+        impl Offload for Panicking {
+            type Job = u8;
+            fn run(&mut self, _: &mut u8) -> Result<(), String> {
+                panic!("boom")
+            }
+        }
+        let thread = InferenceThread::spawn(Clock::Offline).unwrap();
+        let mut failing = attach(&thread, Clock::Offline, Panicking, vec![0]);
+        let job = failing.take_free().unwrap();
+        failing.submit(job, 0);
+        assert_eq!(failing.advance(0), Err("the inference panicked: boom".to_string()));
+        let mut queue = attach(&thread, Clock::Offline, Doubler(None), vec![(21, 0)]);
+        let job = queue.take_free().unwrap();
+        queue.submit(job, 5);
+        queue.advance(5).unwrap();
+        assert_eq!(queue.current().map(|(_, job)| job.1), Some(42));
     }
 
     #[test]

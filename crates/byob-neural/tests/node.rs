@@ -190,6 +190,10 @@ fn bad_options_name_the_key() {
         (OnnxOptions::new(data("fixed_320.onnx"), 512), "processorOptions.frame: input \"x\" takes 320"),
         ({ let mut o = OnnxOptions::new(data("window.onnx"), 512); o.ep = byob_neural::Ep::WebGpu; o }, "processorOptions.ep"),
         ({ let mut o = OnnxOptions::new(data("window.onnx"), 512); o.deadline = Some(0.01); o }, "processorOptions.deadline"),
+        ({ let mut o = silero(512); o.input = Some("state".into()); o }, "processorOptions.input: input \"state\" is already fed"),
+        ({ let mut o = silero(512); o.input = Some("sr".into()); o }, "processorOptions.input: input \"sr\" is already fed"),
+        ({ let mut o = silero(512); o.output = Some("stateN".into()); o }, "processorOptions.output: output \"stateN\" is a state"),
+        ({ let mut o = worker(OnnxOptions::new(data("window.onnx"), 8)); o.context = 64; o.deadline = Some(30.0); o }, "processorOptions.deadline"),
     ];
     for (options, expected) in cases {
         let message = construction_error(options);

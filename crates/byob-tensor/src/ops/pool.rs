@@ -80,10 +80,9 @@ impl Pool {
         // Window starts 0, s, ..; the padded row covers the last window's end.
         let starts = (ow.max(1) - 1) * s + 1;
         let padded_len = starts + (k - 1) * d;
-        ROWS.with(|cell| {
-            let mut scratch = cell.try_borrow_mut().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
-            scratch.clear();
-            scratch.resize(padded_len + starts + g.input[0] * ih * ow, init);
+        // Every value of the working space is written before it is read:
+        // the padded row each row, the accumulator from it, every folded row.
+        super::scratch::with_columns(padded_len + starts + g.input[0] * ih * ow, |scratch| {
             let (padded, rest) = scratch.split_at_mut(padded_len);
             let (acc, folded) = rest.split_at_mut(starts);
             for (row, out) in x.chunks_exact(iw.max(1)).zip(folded.chunks_exact_mut(ow.max(1))).take(g.input[0] * ih) {
@@ -110,9 +109,6 @@ impl Pool {
                         }
                     }
                 }
-            }
-            if let Ok(mut v) = cell.try_borrow_mut() {
-                *v = scratch;
             }
         });
     }
@@ -158,12 +154,6 @@ impl Pool {
             }
         }
     }
-}
-
-thread_local! {
-    /// Each thread's scratch for [`Pool::fold_plane`], kept between calls so
-    /// that steady-state runs allocate nothing.
-    static ROWS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// For each output position on `axis`, how many kernel taps fall inside

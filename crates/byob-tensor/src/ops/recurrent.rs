@@ -186,6 +186,20 @@ impl Op for Recurrent {
         if bias.is_some_and(|(s, _)| s != [dirs, 2 * gates * hidden]) {
             return Err(OpError::input(3, format!("B must be [{dirs}, {}]", 2 * gates * hidden)));
         }
+        // X of no features may claim any number of steps and sequences:
+        // the sizes are checked, and bounded by what the output Y may take,
+        // before anything is sized by them.
+        let lstm = matches!(self.cell, Cell::Lstm { .. });
+        let too_large = || OpError::Shape(format!("{seq} steps × {dirs} directions × {batch} sequences × {hidden} hidden values is more working space than a tensor may take"));
+        let state_len = dirs.checked_mul(batch).and_then(|n| n.checked_mul(hidden)).ok_or_else(too_large)?;
+        let y_len = state_len.checked_mul(seq).ok_or_else(too_large)?;
+        let limit = outputs.first().map_or(isize::MAX as usize, Tensor::max_bytes).min(isize::MAX as usize);
+        let total = state_len
+            .checked_mul(1 + usize::from(lstm))
+            .and_then(|n| n.checked_add(y_len))
+            .and_then(|n| n.checked_add(2 * gates * hidden + 3 * hidden))
+            .filter(|&n| n.checked_mul(4).is_some_and(|bytes| bytes <= limit))
+            .ok_or_else(too_large)?;
         let lengths: smallvec::SmallVec<[usize; 8]> = match inputs.get(4).copied().flatten() {
             None => smallvec::smallvec![seq; batch],
             Some(t) => {
@@ -196,20 +210,12 @@ impl Op for Recurrent {
                 v.into_iter().map(|l| l as usize).collect()
             }
         };
-        let lstm = matches!(self.cell, Cell::Lstm { .. });
         let peepholes = if lstm { optional_f32_input(inputs, 7)? } else { None };
         if peepholes.is_some_and(|(s, _)| s != [dirs, 3 * hidden]) {
             return Err(OpError::input(7, format!("P must be [{dirs}, {}]", 3 * hidden)));
         }
         // The states, Y and the gates' working space, in one buffer the
         // thread keeps between calls.
-        // X of no features may claim any number of steps: the sizes are
-        // checked, and bounded by what the output Y may take.
-        let too_large = || OpError::Shape(format!("{seq} steps × {dirs} directions × {batch} sequences × {hidden} hidden values is more working space than a tensor may take"));
-        let state_len = dirs.checked_mul(batch).and_then(|n| n.checked_mul(hidden)).ok_or_else(too_large)?;
-        let y_len = state_len.checked_mul(seq).ok_or_else(too_large)?;
-        let limit = outputs.first().map_or(isize::MAX as usize, Tensor::max_bytes).min(isize::MAX as usize);
-        let total = (state_len * (1 + usize::from(lstm))).checked_add(y_len).and_then(|n| n.checked_add(2 * gates * hidden + 3 * hidden)).filter(|&n| n.checked_mul(4).is_some_and(|bytes| bytes <= limit)).ok_or_else(too_large)?;
         super::scratch::with_columns(total, |scratch| {
             let (h_state, rest) = scratch.split_at_mut(state_len);
             let (c_state, rest) = rest.split_at_mut(if lstm { state_len } else { 0 });
@@ -450,6 +456,10 @@ mod tests {
         let w = Tensor::f32(vec![1, 8, 0], vec![]).unwrap();
         let r = Tensor::f32(vec![1, 8, 2], vec![0.0; 16]).unwrap();
         let mut outputs = vec![Tensor::with_max_bytes(1 << 30)];
+        let result = op.eval(&[Some(&x), Some(&w), Some(&r)], &mut outputs, &pool(1));
+        assert!(matches!(&result, Err(OpError::Shape(m)) if m.contains("working space")), "{result:?}");
+        // As many sequences, refused before one length per sequence is made.
+        let x = Tensor::f32(vec![1, 1 << 40, 0], vec![]).unwrap();
         let result = op.eval(&[Some(&x), Some(&w), Some(&r)], &mut outputs, &pool(1));
         assert!(matches!(&result, Err(OpError::Shape(m)) if m.contains("working space")), "{result:?}");
         assert!(lstm(1 << 40).is_err() && lstm(0).is_err());
