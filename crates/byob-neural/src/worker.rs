@@ -352,40 +352,43 @@ mod tests {
         assert_eq!((queue.current().map(|(_, job)| job.1), queue.missed()), (Some(42), 1));
     }
 
-    #[test]
-    fn a_panicking_job_fails_its_node_and_the_thread_serves_on() {
-        struct Panicking;
-        impl Offload for Panicking {
-            type Job = u8;
-            fn run(&mut self, _: &mut u8) -> Result<(), String> {
+    /// Fails every job: with an error, or by panicking.
+    struct Failing {
+        panics: bool,
+    }
+
+    impl Offload for Failing {
+        type Job = u8;
+        fn run(&mut self, _: &mut u8) -> Result<(), String> {
+            if self.panics {
                 panic!("boom")
             }
+            Err("no".into())
         }
+    }
+
+    /// The first failure of `failing`'s only job, as the render side sees it.
+    fn first_failure(thread: &InferenceThread, failing: Failing) -> Result<(), String> {
+        let mut queue = attach(thread, Clock::Offline, failing, vec![0]);
+        let job = queue.take_free().unwrap();
+        queue.submit(job, 0);
+        queue.advance(0)
+    }
+
+    #[test]
+    fn an_error_reaches_the_render_side() {
         let thread = InferenceThread::spawn(Clock::Offline).unwrap();
-        let mut failing = attach(&thread, Clock::Offline, Panicking, vec![0]);
-        let job = failing.take_free().unwrap();
-        failing.submit(job, 0);
-        assert_eq!(failing.advance(0), Err("the inference panicked: boom".to_string()));
+        assert_eq!(first_failure(&thread, Failing { panics: false }), Err("no".to_string()));
+    }
+
+    #[test]
+    fn a_panicking_job_fails_its_node_and_the_thread_serves_on() {
+        let thread = InferenceThread::spawn(Clock::Offline).unwrap();
+        assert_eq!(first_failure(&thread, Failing { panics: true }), Err("the inference panicked: boom".to_string()));
         let mut queue = attach(&thread, Clock::Offline, Doubler(None), vec![(21, 0)]);
         let job = queue.take_free().unwrap();
         queue.submit(job, 5);
         queue.advance(5).unwrap();
         assert_eq!(queue.current().map(|(_, job)| job.1), Some(42));
-    }
-
-    #[test]
-    fn an_error_reaches_the_render_side() {
-        struct Failing;
-        impl Offload for Failing {
-            type Job = u8;
-            fn run(&mut self, _: &mut u8) -> Result<(), String> {
-                Err("no".into())
-            }
-        }
-        let thread = InferenceThread::spawn(Clock::Offline).unwrap();
-        let mut queue = attach(&thread, Clock::Offline, Failing, vec![0]);
-        let job = queue.take_free().unwrap();
-        queue.submit(job, 0);
-        assert_eq!(queue.advance(0), Err("no".to_string()));
     }
 }
