@@ -54,15 +54,15 @@ pub struct WasmArgs {
     wasm_time_limit: f64,
     /// The most linear memory one WebAssembly node may have (MiB); its
     /// `memory.grow` past this returns -1.
-    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    #[arg(long, default_value_t = byob_wasm::Limits::default().max_memory_bytes >> 20, value_name = "MIB")]
     wasm_max_memory_mib: usize,
     /// The most functions a WebAssembly module may define, checked before
     /// it is compiled.
-    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    #[arg(long, default_value_t = byob_wasm::Limits::default().max_functions, value_name = "N")]
     wasm_max_functions: usize,
     /// The largest function body a WebAssembly module may hold (KiB),
     /// checked before it is compiled.
-    #[arg(long, default_value_t = 1024, value_name = "KIB")]
+    #[arg(long, default_value_t = byob_wasm::Limits::default().max_function_bytes >> 10, value_name = "KIB")]
     wasm_max_function_kib: usize,
 }
 

@@ -89,6 +89,13 @@ impl std::fmt::Debug for NeuralModel {
     }
 }
 
+/// Exchanges a bound tensor with another of its shape (headers move, not
+/// values).
+fn exchange(bound: &mut Tensor, other: &mut Tensor) {
+    debug_assert_eq!(bound.shape(), other.shape());
+    std::mem::swap(bound, other);
+}
+
 /// A declared shape with its open dimensions set to 1 (a batch of one).
 fn batch_of_one(shape: &[Dim]) -> Vec<usize> {
     shape.iter().map(|d| if let Dim::Known(n) = d { *n } else { 1 }).collect()
@@ -225,10 +232,21 @@ impl NeuralModel {
         self.kind
     }
 
+    /// The bound audio input tensor.
+    fn input_slot(&mut self) -> &mut Tensor {
+        let input = &self.input;
+        self.runner.binding_mut().input_mut(input).expect("the audio input is bound")
+    }
+
+    /// The bound output tensor that the node plays.
+    fn output_slot(&mut self) -> &mut Tensor {
+        let output = &self.output;
+        self.runner.binding_mut().output_mut(output).expect("the output is bound")
+    }
+
     /// The audio input tensor's values, to fill in place.
     pub fn input_mut(&mut self) -> &mut [f32] {
-        let input = &self.input;
-        self.runner.binding_mut().input_mut(input).and_then(Tensor::as_f32_mut).expect("the audio input is bound, float")
+        self.input_slot().as_f32_mut().expect("the audio input is float")
     }
 
     /// The audio input tensor, whose shape and type jobs of mode "worker"
@@ -240,10 +258,7 @@ impl NeuralModel {
     /// Exchanges the audio input tensor with `other` (same shape and type):
     /// mode "worker" runs on the frames that jobs bring, without copying.
     pub(crate) fn swap_input(&mut self, other: &mut Tensor) {
-        let input = &self.input;
-        let bound = self.runner.binding_mut().input_mut(input).expect("the audio input is bound");
-        debug_assert_eq!(bound.shape(), other.shape());
-        std::mem::swap(bound, other);
+        exchange(self.input_slot(), other);
     }
 
     /// The longest of `runs` inferences, timed on the calling thread (the
@@ -265,17 +280,13 @@ impl NeuralModel {
 
     /// The played output tensor's values, to lend.
     pub(crate) fn output_mut(&mut self) -> &mut [f32] {
-        let output = &self.output;
-        self.runner.binding_mut().output_mut(output).and_then(Tensor::as_f32_mut).expect("the output is bound, float")
+        self.output_slot().as_f32_mut().expect("the output is float")
     }
 
     /// Exchanges the played output tensor with `other` (same shape and
     /// type): the next inference writes into what `other` was.
     pub(crate) fn swap_output(&mut self, other: &mut Tensor) {
-        let output = &self.output;
-        let bound = self.runner.binding_mut().output_mut(output).expect("the output is bound");
-        debug_assert_eq!(bound.shape(), other.shape());
-        std::mem::swap(bound, other);
+        exchange(self.output_slot(), other);
     }
 
     /// The output tensor's values as the last inference left them.

@@ -36,8 +36,6 @@ pub struct OnnxProcessor {
     filled: usize,
     /// Context samples before this quantum.
     position: u64,
-    /// Whether the input is lent (the zero-copy path).
-    lent: bool,
     /// The output port's region, kept for as long as it is lent: the
     /// node writes it in place, and the engine copies nothing out (none
     /// where the model's output tensors are lent instead).
@@ -226,7 +224,6 @@ impl OnnxProcessor {
                 (Runner::Worker(Box::new(Worker { queue, filling, delay, memories })), status)
             }
         };
-        let lent = status.zero_copy();
         let output_memory = match &runner {
             Runner::Render { output: Some(_), .. } => None,
             _ => {
@@ -244,7 +241,6 @@ impl OnnxProcessor {
             kind,
             filled: 0,
             position: 0,
-            lent,
             _output_memory: output_memory,
             resampler,
             status,
@@ -433,7 +429,8 @@ impl WorkletProcessor for OnnxProcessor {
             // Each quantum of an audio output is copied from a frame.
             NeuralStatus::add(&self.status.bytes_copied_out, CHANNEL_BYTES);
         }
-        let result = if self.lent {
+        // The zero-copy path: the input is lent.
+        let result = if self.status.zero_copy() {
             self.process_lent(io)
         } else if self.resampler.is_some() {
             self.process_resampled(io)
