@@ -8,8 +8,8 @@
 //!   that a FIFO cannot block a read forever and `/dev/zero` cannot grow a
 //!   buffer without end, sized before a byte is read and capped.
 //! - **Outputs** ([`Outputs`], [`write_atomically`]): every output of one
-//!   command is checked (its folder exists; it is not a link, a FIFO, a
-//!   device or a folder; no two share a path) and written to a temporary
+//!   command is checked (its folder exists; it is not a link, a file with
+//!   other hard links, a FIFO, a device or a folder; no two share a path) and written to a temporary
 //!   file beside it before the first is renamed into place, so a failed
 //!   command leaves nothing half-written and damages nothing. New files get
 //!   the permissions the umask gives, as any command-line tool's do; a

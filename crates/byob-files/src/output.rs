@@ -2,7 +2,7 @@
 
 use std::fs::{File, Permissions};
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tempfile::NamedTempFile;
@@ -86,8 +86,9 @@ impl Outputs {
     /// Checks that `path` can take an output and opens a temporary file
     /// beside it. Refused: a path whose folder does not exist, a symbolic
     /// link (byob does not replace a link; name the file it points to), a
-    /// folder, a FIFO, socket or device, and a path another output of this
-    /// set already names.
+    /// file with other hard links (renaming onto it would leave them with
+    /// the old contents), a folder, a FIFO, socket or device, and a path
+    /// another output of this set already names.
     pub fn stage(&mut self, path: &Path) -> Result<&mut Staged, OutputError> {
         let refuse = |what: &str| OutputError::Refused { path: path.to_path_buf(), what: what.to_string() };
         let name = path.file_name().ok_or_else(|| refuse("names no file"))?;
@@ -100,6 +101,12 @@ impl Outputs {
             Ok(m) if m.file_type().is_symlink() => return Err(refuse("is a symbolic link; byob does not replace links (name the file it points to)")),
             Ok(m) if m.is_dir() => return Err(refuse("is a folder")),
             Ok(m) if !m.is_file() => return Err(refuse("is not a regular file (a FIFO, socket or device); byob writes regular files only")),
+            Ok(m) if m.nlink() > 1 => {
+                return Err(refuse(&format!(
+                    "has {} hard links; byob replaces an output by renaming a new file onto it, which would leave the other links with the old contents (remove the file first, or name another path)",
+                    m.nlink()
+                )))
+            }
             Ok(m) => Some(m.permissions()),
             Err(_) => None,
         };
@@ -217,6 +224,10 @@ mod tests {
         let refused = |outputs: &mut Outputs, path: &Path| outputs.stage(path).unwrap_err().to_string();
         assert!(refused(&mut outputs, &link).ends_with("is a symbolic link; byob does not replace links (name the file it points to)"));
         assert!(refused(&mut outputs, &fifo).contains("is not a regular file"));
+        let hard = dir.path().join("hard.txt");
+        std::fs::hard_link(&target, &hard).unwrap();
+        assert!(refused(&mut outputs, &hard).contains("has 2 hard links"));
+        std::fs::remove_file(&hard).unwrap();
         assert!(refused(&mut outputs, dir.path()).ends_with("is a folder"));
         assert!(refused(&mut outputs, &dir.path().join("missing/x.txt")).contains("does not exist"));
         outputs.stage(&target).unwrap();
