@@ -48,6 +48,9 @@ pub struct RunArgs {
     /// The most memory one tensor the model computes may take, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 4096)]
     max_tensor_mib: usize,
+    /// The most memory the tensors of one run may hold at once, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 16384)]
+    max_run_mib: usize,
 }
 
 #[derive(Args)]
@@ -83,9 +86,10 @@ struct Options {
     profile: bool,
     winograd: bool,
     max_tensor_mib: usize,
+    max_run_mib: usize,
 }
 
-fn session(model: &PathBuf, Options { ep, threads, profile, winograd, max_tensor_mib }: Options) -> Result<Prepared> {
+fn session(model: &PathBuf, Options { ep, threads, profile, winograd, max_tensor_mib, max_run_mib }: Options) -> Result<Prepared> {
     let (gpu, chosen) = match ep {
         Ep::Cpu => (None, "cpu".to_string()),
         Ep::Webgpu => {
@@ -102,7 +106,8 @@ fn session(model: &PathBuf, Options { ep, threads, profile, winograd, max_tensor
         },
     };
     let max_tensor_bytes = crate::mib_to_bytes("--max-tensor-mib", max_tensor_mib)?;
-    let mut builder = SessionBuilder::new().with_profiling(profile).with_winograd(winograd).with_max_tensor_bytes(max_tensor_bytes);
+    let max_run_bytes = crate::mib_to_bytes("--max-run-mib", max_run_mib)?;
+    let mut builder = SessionBuilder::new().with_profiling(profile).with_winograd(winograd).with_max_tensor_bytes(max_tensor_bytes).with_max_run_bytes(max_run_bytes);
     if let Some(gpu) = &gpu {
         builder = builder.with_provider(Box::new(gpu.clone()));
     }
@@ -149,7 +154,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(path) = &args.stats_json {
         outputs.stage(path)?;
     }
-    let Prepared { session, chosen, gpu } = session(&args.model, Options { ep: args.ep, threads: args.threads, profile: args.profile, winograd: !args.no_winograd, max_tensor_mib: args.max_tensor_mib })?;
+    let Prepared { session, chosen, gpu } = session(&args.model, Options { ep: args.ep, threads: args.threads, profile: args.profile, winograd: !args.no_winograd, max_tensor_mib: args.max_tensor_mib, max_run_mib: args.max_run_mib })?;
     eprintln!("execution provider: {chosen}");
     // Inputs and outputs stay bound across repeats: from the second run on,
     // nothing is copied in or allocated.
@@ -263,7 +268,7 @@ fn print_profile(profile: &[(StepTime, f64)]) {
 
 pub fn info(args: InfoArgs) -> Result<()> {
     use std::io::Write;
-    let Prepared { session, chosen, .. } = session(&args.model, Options { ep: args.ep, threads: None, profile: false, winograd: !args.no_winograd, max_tensor_mib: byob_tensor::DEFAULT_MAX_TENSOR_BYTES >> 20 })?;
+    let Prepared { session, chosen, .. } = session(&args.model, Options { ep: args.ep, threads: None, profile: false, winograd: !args.no_winograd, max_tensor_mib: byob_tensor::DEFAULT_MAX_TENSOR_BYTES >> 20, max_run_mib: byob_tensor::DEFAULT_MAX_RUN_BYTES >> 20 })?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "model: {}", args.model.display())?;
     writeln!(out, "opset: {}", session.opset())?;

@@ -27,6 +27,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiet_vulkan_device_select();
     let cli = Cli::parse();
     // Killed mid-render, byob leaves no temporary file behind (130: the
     // shell's code for a command ended by a signal). Without a handler
@@ -53,6 +54,22 @@ fn main() -> ExitCode {
 }
 
 /// A size flag given in MiB, in bytes.
+/// Mesa's Vulkan device-select layer, asked to order the GPUs, connects to
+/// a Wayland display, which prints "error: XDG_RUNTIME_DIR is invalid or
+/// not set in the environment." twice on stderr where no session is (a
+/// server, CI, ssh) though nothing failed. With no session there is no
+/// display whose GPU to prefer, and byob picks its adapter itself, so the
+/// layer is switched off there (`NODEVICE_SELECT`), unless the user chose
+/// a device through it (`MESA_VK_DEVICE_SELECT`). Runs first in `main`,
+/// before any thread exists that could read the environment.
+fn quiet_vulkan_device_select() {
+    let runtime_dir_valid = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
+    let user_chose = ["NODEVICE_SELECT", "MESA_VK_DEVICE_SELECT"].iter().any(|v| std::env::var_os(v).is_some());
+    if !runtime_dir_valid && !user_chose {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 fn mib_to_bytes(flag: &str, mib: usize) -> anyhow::Result<usize> {
     mib.checked_mul(1 << 20).ok_or_else(|| anyhow::anyhow!("{flag} {mib} is too large"))
 }

@@ -222,6 +222,22 @@ fn onnx_errors_are_clear() {
 }
 
 /// `--ep webgpu` (lavapipe in CI) gives the CPU's result, reports the GPU
+/// Without a desktop session (no XDG_RUNTIME_DIR: a server, CI, ssh),
+/// opening the GPU prints none of the two "error: XDG_RUNTIME_DIR is
+/// invalid" lines that Mesa's device-select layer prints there.
+#[test]
+fn opening_the_gpu_outside_a_session_prints_no_error() {
+    let model = light_model("squeezenet");
+    let mut info = std::process::Command::new(env!("CARGO_BIN_EXE_byob"));
+    info.args(["info", model.to_str().unwrap(), "--ep", "webgpu"]);
+    for var in ["XDG_RUNTIME_DIR", "NODEVICE_SELECT", "MESA_VK_DEVICE_SELECT"] {
+        info.env_remove(var);
+    }
+    let output = info.output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("error"), "{}", stderr(&output));
+}
+
 /// counters (no GPU buffer created after the first run), and `info` and
 /// `--ep auto` say the GPU takes the nodes.
 #[test]

@@ -297,3 +297,25 @@ fn tensors_past_the_limit_are_refused() {
     let run = byob(&["run", &small, "--ep", "cpu", "--max-tensor-mib", "4"]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
 }
+
+/// Three 4 MiB tensors whose sizes only the run knows (ConstantOfShape of
+/// a computed shape), each within the tensor limit: the third is refused
+/// under a 10 MiB run limit, with the run limit named; 16 MiB holds them.
+#[test]
+fn runs_past_their_total_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let to_int64 = proto::AttributeProto { name: "to".into(), r#type: attribute_type::INT, i: 7, ..Default::default() };
+    let named = |op: &str, input: &str, output: &str, attribute: Vec<proto::AttributeProto>| proto::NodeProto { output: vec![output.into()], name: output.into(), ..node(op, &[input], attribute) };
+    let mut nodes = vec![named("Cast", "x", "s", vec![to_int64])];
+    nodes.extend(["y1", "y2", "y3"].map(|y| named("ConstantOfShape", "s", y, vec![])));
+    let m = graph_model(dir.path(), "three.onnx", nodes, vec![value("x", &[Some(1)])], vec![]).display().to_string();
+    let x = npy(dir.path(), "x.npy", "(1,)", &[(1 << 20) as f32]);
+    let input = format!("x={}", x.display());
+    let out_dir = out.display().to_string();
+    let args = |mib: &'static str| vec!["run", &m, "--ep", "cpu", "--input", &input, "--output-dir", &out_dir, "--max-run-mib", mib];
+    assert_refused(&args("10"), "node \"y3\" (ConstantOfShape): needs 4194304 bytes with 8388616 already held, more than the 10485760 one run's tensors may hold (SessionBuilder::with_max_run_bytes; byob run --max-run-mib)", &out);
+    let run = byob(&args("16"));
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(listing(&out), ["s.npy", "y1.npy", "y2.npy", "y3.npy"]);
+}

@@ -79,10 +79,10 @@ pub fn wasm_module(data: &[u8]) {
     }
 }
 
-/// An ONNX model: a session under a tensor limit, run once on zeros
-/// (unknown dimensions as 2, inputs of at most 4,096 elements).
+/// An ONNX model: a session under tensor and run limits, run once on
+/// zeros (unknown dimensions as 2, inputs of at most 4,096 elements).
 pub fn onnx_model(data: &[u8]) {
-    let builder = SessionBuilder::new().with_intra_op_threads(1).with_max_tensor_bytes(MEMORY / 4);
+    let builder = SessionBuilder::new().with_intra_op_threads(1).with_max_tensor_bytes(MEMORY / 4).with_max_run_bytes(MEMORY);
     let Ok(session) = builder.commit_from_memory(data) else { return };
     let mut feeds = Vec::new();
     for input in session.inputs() {

@@ -257,3 +257,48 @@ fn async_runs_are_send_futures_with_the_same_results() {
     let outputs = pollster::block_on(future).unwrap();
     assert_eq!(outputs, session.run(vec![("x".into(), x(3, 1.0))]).unwrap());
 }
+
+fn value(name: &str, dtype: DataType, dims: &[Dim]) -> ValueInfo {
+    ValueInfo { name: name.into(), dtype: Some(dtype), shape: Some(dims.to_vec()) }
+}
+
+fn subgraph(nodes: Vec<Node>, inputs: Vec<ValueInfo>, outputs: &[&str], initializers: HashMap<String, Tensor>) -> Attribute {
+    let outputs = outputs.iter().map(|o| ValueInfo { name: o.to_string(), dtype: None, shape: None }).collect();
+    Attribute::Graph(Box::new(byob_tensor::Subgraph { graph: Graph { nodes, inputs, outputs, initializers }, captures: vec![] }))
+}
+
+fn model(nodes: Vec<Node>, inputs: Vec<ValueInfo>, output: &str) -> Model {
+    let graph = Graph { nodes, inputs, outputs: vec![ValueInfo { name: output.into(), dtype: None, shape: None }], initializers: HashMap::new() };
+    Model { ir_version: 8, producer: "test".into(), opsets: HashMap::from([(String::new(), 13)]), graph }
+}
+
+/// A branch's sessions are built under the limits of the session that
+/// holds them: a 4 MiB constant in a branch is refused under a 1 MiB
+/// tensor limit (it was folded under the defaults before).
+#[test]
+fn subgraphs_are_built_under_their_sessions_limits() {
+    let shape = HashMap::from([("shape".to_string(), Tensor::i64(vec![1], vec![1 << 20]).unwrap())]);
+    let big = subgraph(vec![node("ConstantOfShape", &["shape"], "y", vec![])], vec![], &["y"], shape);
+    let small = subgraph(vec![node("ConstantOfShape", &["shape"], "y", vec![])], vec![], &["y"], HashMap::from([("shape".to_string(), Tensor::i64(vec![1], vec![1]).unwrap())]));
+    let m = model(vec![node("If", &["c"], "y", vec![("then_branch", big), ("else_branch", small)])], vec![value("c", DataType::Bool, &[])], "y");
+    SessionBuilder::new().with_intra_op_threads(1).commit(m.clone()).unwrap();
+    let err = SessionBuilder::new().with_intra_op_threads(1).with_max_tensor_bytes(1 << 20).commit(m).unwrap_err().to_string();
+    assert!(err.contains("then_branch") && err.contains("needs 4194304 bytes, more than the 1048576 a tensor may take"), "{err}");
+}
+
+/// A Loop's scan outputs gather within the run limit: 1,000 iterations of
+/// 1 KiB are refused under 64 KiB, with the limit named, and 10 run.
+#[test]
+fn loops_gather_within_the_run_limit() {
+    let row = HashMap::from([("row".to_string(), Tensor::f32(vec![256], vec![1.0; 256]).unwrap())]);
+    let body_inputs = vec![value("i", DataType::I64, &[]), value("cond", DataType::Bool, &[])];
+    let body = subgraph(vec![node("Identity", &["cond"], "cond_out", vec![]), node("Identity", &["row"], "scan", vec![])], body_inputs, &["cond_out", "scan"], row);
+    let inputs = vec![value("M", DataType::I64, &[]), value("cond", DataType::Bool, &[])];
+    let m = model(vec![node("Loop", &["M", "cond"], "rows", vec![("body", body)])], inputs, "rows");
+    let session = SessionBuilder::new().with_intra_op_threads(1).with_max_run_bytes(64 << 10).commit(m).unwrap();
+    let feeds = |n: i64| vec![("M".to_string(), Tensor::i64(vec![], vec![n]).unwrap()), ("cond".to_string(), Tensor::new(vec![], byob_tensor::Data::Bool(vec![true])).unwrap())];
+    let err = session.run(feeds(1000)).unwrap_err().to_string();
+    assert!(err.contains("scan outputs so far take") && err.contains(&format!("more than the {}", 64 << 10)), "{err}");
+    let rows = session.run(feeds(10)).unwrap();
+    assert_eq!(rows[0].1.shape(), &[10, 256]);
+}

@@ -10,7 +10,7 @@
 
 use crate::model::{Attribute, Graph, Model, Node, Subgraph, ValueInfo};
 use crate::ops::{output, required, Attrs, Builder, Fact, Op, OpError};
-use crate::session::{Session, SessionBuilder};
+use crate::session::{Limits, Session, SessionBuilder};
 use crate::tensor::{DataType, Tensor};
 use std::collections::HashMap;
 
@@ -40,8 +40,11 @@ impl Body {
         let model = Model { ir_version: 8, producer: String::new(), opsets: HashMap::from([(String::new(), opset)]), graph };
         // One thread, which stays idle: the subgraph runs on its node's
         // thread and pool (`run_nested`); a pool per subgraph per node must
-        // not multiply the caller's threads.
-        let session = SessionBuilder::new().with_intra_op_threads(1).with_intra_op_spinning(false).commit(model).map_err(|e| OpError::Subgraph(format!("{attribute}: {e}")))?;
+        // not multiply the caller's threads. Folded under the limits of the
+        // session being built.
+        let limits = super::building_limits();
+        let builder = SessionBuilder::new().with_intra_op_threads(1).with_intra_op_spinning(false).with_max_tensor_bytes(limits.tensor).with_max_run_bytes(limits.run);
+        let session = builder.commit(model).map_err(|e| OpError::Subgraph(format!("{attribute}: {e}")))?;
         let positions = captures
             .iter()
             .map(|name| node.inputs.iter().rposition(|i| i == name).map(|p| (name.clone(), p)).ok_or_else(|| OpError::Subgraph(format!("{attribute}: capture {name:?} is not an input of the node"))))
@@ -49,8 +52,9 @@ impl Body {
         Ok(Self { attribute, session, declared, captures: positions })
     }
 
-    /// Runs the subgraph on its declared inputs and the node's captures.
-    fn run(&self, declared: Vec<Tensor>, node_inputs: &[Option<&Tensor>], pool: &rayon::ThreadPool) -> Result<Vec<Tensor>, OpError> {
+    /// Runs the subgraph on its declared inputs and the node's captures,
+    /// its tensors within `limits`.
+    fn run(&self, declared: Vec<Tensor>, node_inputs: &[Option<&Tensor>], pool: &rayon::ThreadPool, limits: Limits) -> Result<Vec<Tensor>, OpError> {
         if declared.len() != self.declared.len() {
             return Err(OpError::Subgraph(format!("{}: takes {} inputs, given {}", self.attribute, self.declared.len(), declared.len())));
         }
@@ -59,8 +63,45 @@ impl Body {
             let value = node_inputs.get(*position).copied().flatten().ok_or_else(|| OpError::Subgraph(format!("{}: capture {name:?} has no value", self.attribute)))?;
             feeds.push((name.clone(), value.clone()));
         }
-        let outputs = self.session.run_nested(feeds, pool).map_err(|e| OpError::Subgraph(format!("{}: {e}", self.attribute)))?;
+        let outputs = self.session.run_nested(feeds, pool, limits).map_err(|e| OpError::Subgraph(format!("{}: {e}", self.attribute)))?;
         Ok(outputs.into_iter().map(|(_, t)| t).collect())
+    }
+}
+
+/// The limits a node's subgraph runs keep to: no tensor, and no sum of
+/// them, past what the node's outputs were lent to take (the session's
+/// per-tensor limit, or less when the run's tensors already hold most of
+/// what a run may).
+fn lent_limits(outputs: &[Tensor]) -> Limits {
+    let room = outputs.iter().map(Tensor::max_bytes).min().unwrap_or(usize::MAX);
+    Limits { tensor: room, run: room }
+}
+
+/// The scan outputs of a Loop or Scan, gathered one iteration at a time,
+/// their bytes kept within what the node's outputs may take.
+struct ScanParts {
+    parts: Vec<Vec<Tensor>>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl ScanParts {
+    fn new(limits: Limits) -> Self {
+        Self { parts: Vec::new(), bytes: 0, limit: limits.run }
+    }
+
+    fn push(&mut self, results: impl Iterator<Item = Tensor>) -> Result<(), OpError> {
+        for (k, part) in results.enumerate() {
+            self.bytes = self.bytes.saturating_add(part.len() * part.dtype().size());
+            if self.bytes > self.limit {
+                return Err(OpError::Subgraph(format!("body: its scan outputs so far take {} bytes, more than the {} the node's outputs may (SessionBuilder::with_max_tensor_bytes and with_max_run_bytes)", self.bytes, self.limit)));
+            }
+            if self.parts.len() <= k {
+                self.parts.push(Vec::new());
+            }
+            self.parts[k].push(part);
+        }
+        Ok(())
     }
 }
 
@@ -95,7 +136,8 @@ impl Op for If {
 
     fn eval(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor], pool: &rayon::ThreadPool) -> Result<(), OpError> {
         let branch = if scalar_bool(required(inputs, 0)?, 0)? { &self.then_branch } else { &self.else_branch };
-        write(outputs, branch.run(Vec::new(), inputs, pool)?)
+        let limits = lent_limits(outputs);
+        write(outputs, branch.run(Vec::new(), inputs, pool, limits)?)
     }
 }
 
@@ -140,7 +182,8 @@ impl Op for Loop {
         };
         let mut condition = inputs.get(1).copied().flatten().map(|t| scalar_bool(t, 1)).transpose()?.unwrap_or(true);
         let mut carried: Vec<Tensor> = (0..self.carried).map(|k| required(inputs, 2 + k).cloned()).collect::<Result<_, _>>()?;
-        let mut scans: Vec<Vec<Tensor>> = Vec::new();
+        let limits = lent_limits(outputs);
+        let mut scans = ScanParts::new(limits);
         let mut iteration = 0usize;
         while condition && trip_count.is_none_or(|m| iteration < m) {
             if trip_count.is_none() && iteration >= MAX_LOOP_ITERATIONS {
@@ -148,22 +191,18 @@ impl Op for Loop {
             }
             let mut declared = vec![Tensor::i64(vec![], vec![iteration as i64])?, Tensor::new(vec![], crate::tensor::Data::Bool(vec![condition]))?];
             declared.extend(std::mem::take(&mut carried));
-            let mut results = self.body.run(declared, inputs, pool)?.into_iter();
+            let mut results = self.body.run(declared, inputs, pool, limits)?.into_iter();
             condition = scalar_bool(&results.next().ok_or_else(|| OpError::Subgraph("body: returns no condition".into()))?, 0)?;
             carried = results.by_ref().take(self.carried).collect();
             if carried.len() != self.carried {
                 return Err(OpError::Subgraph(format!("body: returns {} loop-carried values, {} expected", carried.len(), self.carried)));
             }
-            for (k, scan) in results.enumerate() {
-                if scans.len() <= k {
-                    scans.push(Vec::new());
-                }
-                scans[k].push(scan);
-            }
+            scans.push(results)?;
             iteration += 1;
         }
         let carried_count = carried.len();
         write(outputs, carried)?;
+        let scans = scans.parts;
         for (k, parts) in scans.iter().enumerate() {
             let dtype = parts.first().map_or(DataType::F32, Tensor::dtype);
             stack(parts, dtype, output(outputs, carried_count + k)?)?;
@@ -206,29 +245,25 @@ impl Op for Scan {
         if sequences.iter().zip(&axes).any(|(x, &a)| x.shape()[a] != length) {
             return Err(OpError::input(self.states, "the scan inputs differ in length along their scan axes"));
         }
-        let mut scans: Vec<Vec<Tensor>> = Vec::new();
+        let limits = lent_limits(outputs);
+        let mut scans = ScanParts::new(limits);
         for step in 0..length {
             let mut declared = std::mem::take(&mut states);
             for (k, x) in sequences.iter().enumerate() {
                 let t = if self.input_reversed.get(k).copied().unwrap_or(false) { length - 1 - step } else { step };
                 declared.push(crate::ops::slice::take_along(x, axes[k], t)?);
             }
-            let mut results = self.body.run(declared, inputs, pool)?.into_iter();
+            let mut results = self.body.run(declared, inputs, pool, limits)?.into_iter();
             states = results.by_ref().take(self.states).collect();
-            for (k, scan) in results.enumerate() {
-                if scans.len() <= k {
-                    scans.push(Vec::new());
-                }
-                scans[k].push(scan);
-            }
+            scans.push(results)?;
         }
         write(outputs, states)?;
-        for (k, mut parts) in scans.into_iter().enumerate() {
+        for (k, mut parts) in scans.parts.into_iter().enumerate() {
             if self.output_reversed.get(k).copied().unwrap_or(false) {
                 parts.reverse();
             }
             let dtype = parts.first().map_or(DataType::F32, Tensor::dtype);
-            let mut stacked = Tensor::default();
+            let mut stacked = Tensor::with_max_bytes(limits.tensor);
             stack(&parts, dtype, &mut stacked)?;
             let axis = self.output_axes.get(k).copied().unwrap_or(0);
             let target = crate::ops::normalize_axis(axis, stacked.rank()).ok_or_else(|| OpError::attribute("scan_output_axes", format!("{axis} is out of range for rank {}", stacked.rank())))?;

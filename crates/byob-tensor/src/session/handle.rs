@@ -49,7 +49,7 @@ impl Session {
         }
         self.check_binding(&binding)?;
         let mut state = self.new_state();
-        self.lay_out(&mut state, &binding, &mut RunStats::default())?;
+        self.lay_out(&mut state, &binding, &mut RunStats::default(), self.limits)?;
         let own_pool = if self.pool.current_num_threads() == 1 {
             None
         } else {
@@ -71,7 +71,7 @@ impl RunHandle {
         let mut stats = RunStats::default();
         let (state, binding, scratch) = (&mut self.state, &mut self.binding, &mut self.scratch);
         let result = scratch.lend(|| {
-            let run = session.execute(state, binding, &mut stats, pool);
+            let run = session.execute(state, binding, &mut stats, pool, session.limits);
             let mut run = std::pin::pin!(run);
             // Every step computes when polled (none waits on a device), so
             // the first poll finishes the run; no waker is ever woken.

@@ -6,6 +6,7 @@ pub(crate) mod control_flow;
 pub use control_flow::MAX_LOOP_ITERATIONS;
 mod pinned;
 mod run;
+pub(crate) use run::Limits;
 
 pub use binding::IoBinding;
 pub use handle::RunHandle;
@@ -76,6 +77,9 @@ pub enum RunError {
     /// The memory plan's buffers could not be allocated.
     #[error("laying out the memory plan: {0}")]
     Memory(TensorError),
+    /// Past [`SessionBuilder::with_max_run_bytes`].
+    #[error("{at}: needs {bytes} bytes with {held} already held, more than the {limit} one run's tensors may hold (SessionBuilder::with_max_run_bytes; byob run --max-run-mib)")]
+    RunLimit { at: String, bytes: usize, held: usize, limit: usize },
 }
 
 /// Statistics of one run: memory, and each step's time when profiling.
@@ -118,12 +122,30 @@ pub struct SessionBuilder {
     winograd: Option<bool>,
     /// `None`: [`DEFAULT_MAX_TENSOR_BYTES`].
     max_tensor_bytes: Option<usize>,
+    /// `None`: [`DEFAULT_MAX_RUN_BYTES`].
+    max_run_bytes: Option<usize>,
     /// Inputs fixed at build: see [`with_input_shape`](Self::with_input_shape).
     pinned: pinned::Pinned,
 }
 
 /// The default of [`SessionBuilder::with_max_tensor_bytes`]: 4 GiB.
 pub const DEFAULT_MAX_TENSOR_BYTES: usize = 4 << 30;
+
+/// The default of [`SessionBuilder::with_max_run_bytes`]: 16 GiB.
+pub const DEFAULT_MAX_RUN_BYTES: usize = 16 << 30;
+
+thread_local! {
+    /// The limits of the session being committed on this thread: the
+    /// sessions of its subgraphs, committed while their nodes are built
+    /// (by builders that take only the node), keep to them too.
+    static BUILDING: std::cell::Cell<Option<Limits>> = const { std::cell::Cell::new(None) };
+}
+
+/// The limits of the session being committed on this thread (the
+/// defaults outside a commit).
+pub(crate) fn building_limits() -> Limits {
+    BUILDING.get().unwrap_or(Limits { tensor: DEFAULT_MAX_TENSOR_BYTES, run: DEFAULT_MAX_RUN_BYTES })
+}
 
 
 impl SessionBuilder {
@@ -174,6 +196,17 @@ impl SessionBuilder {
         self
     }
 
+    /// The most bytes the tensors of one run may hold at once (default
+    /// [`DEFAULT_MAX_RUN_BYTES`]): the memory plan's buffers, the outputs
+    /// whose sizes could not be planned, and what loops and subgraphs
+    /// gather. A crafted model of many tensors each under
+    /// [`with_max_tensor_bytes`](Self::with_max_tensor_bytes) fails with
+    /// an error naming this limit instead of exhausting memory.
+    pub fn with_max_run_bytes(mut self, bytes: usize) -> Self {
+        self.max_run_bytes = Some(bytes);
+        self
+    }
+
     /// Whether runs time each step ([`RunStats::steps`]), as ONNX
     /// Runtime's `enable_profiling` does (default: no; when on, each run
     /// allocates its list of timings).
@@ -214,7 +247,15 @@ impl SessionBuilder {
         self.commit(Model::from_bytes(bytes, None)?)
     }
 
-    pub fn commit(mut self, mut model: Model) -> Result<Session, SessionError> {
+    pub fn commit(self, model: Model) -> Result<Session, SessionError> {
+        let limits = Limits { tensor: self.max_tensor_bytes.unwrap_or(DEFAULT_MAX_TENSOR_BYTES), run: self.max_run_bytes.unwrap_or(DEFAULT_MAX_RUN_BYTES) };
+        let outer = BUILDING.replace(Some(limits));
+        let session = self.commit_within(model, limits);
+        BUILDING.set(outer);
+        session
+    }
+
+    fn commit_within(mut self, mut model: Model, limits: Limits) -> Result<Session, SessionError> {
         let threads = self.intra_op_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| SessionError::Threads(threads, e.to_string()))?;
         let opset = model.opset();
@@ -223,8 +264,7 @@ impl SessionBuilder {
             crate::ops::arity::check_arity(node, opset).map_err(|what| SessionError::Node { node: node.name.clone(), op: node.op_type.clone(), error: OpError::Arity(what) })?;
         }
         let level = self.optimization_level;
-        let max_tensor_bytes = self.max_tensor_bytes.unwrap_or(DEFAULT_MAX_TENSOR_BYTES);
-        let folded = if level >= OptimizationLevel::Basic { crate::fold::fold_constants(&mut model.graph, opset, &pool, max_tensor_bytes) } else { Default::default() };
+        let folded = if level >= OptimizationLevel::Basic { crate::fold::fold_constants(&mut model.graph, opset, &pool, limits.tensor) } else { Default::default() };
         let identities = if level >= OptimizationLevel::Basic { crate::optimize::remove_identities(&mut model.graph) } else { 0 };
         let fused = if level >= OptimizationLevel::Extended { crate::optimize::fold_batch_norms(&mut model.graph) } else { 0 };
         self.providers.push(Box::new(CpuProvider::new()));
@@ -242,7 +282,7 @@ impl SessionBuilder {
         let activations = if level >= OptimizationLevel::Extended { crate::optimize::fuse_conv_relu(&mut model.graph, taker_runs) } else { 0 };
         let shuffles = if level >= OptimizationLevel::Extended { crate::fuse::fuse_channel_shuffles(&mut model.graph, taker_runs) } else { 0 };
         let concats = if level >= OptimizationLevel::Extended { crate::fuse::fuse_concat_convs(&mut model.graph, taker_runs) } else { 0 };
-        let mut session = Session::prepare(model, self.providers, level, pool, max_tensor_bytes)?;
+        let mut session = Session::prepare(model, self.providers, level, pool, limits)?;
         session.optimizations.folded += folded.nodes;
         session.optimizations.inlined_branches = folded.branches;
         session.optimizations.removed += identities;
@@ -367,9 +407,9 @@ pub struct Session {
     spin: bool,
     /// Whether runs time each step.
     profiling: bool,
-    /// What [`SessionBuilder::with_max_tensor_bytes`] set: each output
-    /// buffer lent to a kernel is bounded by it.
-    max_tensor_bytes: usize,
+    /// What [`SessionBuilder::with_max_tensor_bytes`] and
+    /// [`SessionBuilder::with_max_run_bytes`] set.
+    limits: Limits,
     /// Blocking runs begun so far, for threads spinning after a run to see
     /// that the next one has started.
     runs_started: Arc<std::sync::atomic::AtomicU64>,
@@ -419,7 +459,7 @@ fn describe_inputs(inputs: &[(ValueInfo, usize)]) -> String {
 }
 
 impl Session {
-    fn prepare(model: Model, providers: Vec<Box<dyn ExecutionProvider>>, level: OptimizationLevel, pool: rayon::ThreadPool, max_tensor_bytes: usize) -> Result<Self, SessionError> {
+    fn prepare(model: Model, providers: Vec<Box<dyn ExecutionProvider>>, level: OptimizationLevel, pool: rayon::ThreadPool, limits: Limits) -> Result<Self, SessionError> {
         let opset = model.opset();
         let graph = model.graph;
         let mut index: HashMap<String, usize> = HashMap::new();
@@ -498,7 +538,7 @@ impl Session {
                 let all_constant = level >= OptimizationLevel::Basic && input_ids.iter().flatten().all(|i| constants.contains_key(i));
                 if all_constant && !node.outputs.is_empty() {
                     let values: Vec<Option<&Tensor>> = input_ids.iter().map(|i| i.map(|i| &constants[&i])).collect();
-                    let results = op.eval_limited(&values, output_ids.len(), &pool, max_tensor_bytes).map_err(node_error)?;
+                    let results = op.eval_limited(&values, output_ids.len(), &pool, limits.tensor).map_err(node_error)?;
                     for (&id, tensor) in output_ids.iter().zip(results) {
                         facts.insert(id, Fact::constant(tensor.clone()));
                         constants.insert(id, tensor);
@@ -587,7 +627,7 @@ impl Session {
             pool,
             spin: false,
             profiling: false,
-            max_tensor_bytes,
+            limits,
             runs_started: Arc::default(),
             optimizations: Optimizations { folded, removed, in_place: in_place_steps, ..Optimizations::default() },
         })

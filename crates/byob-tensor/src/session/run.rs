@@ -7,9 +7,9 @@
 //! match it touches no allocator for tensors.
 
 use super::{IoBinding, RunError, RunStats, Session};
-use crate::ops::Fact;
+use crate::ops::{Fact, OpError};
 use crate::plan::{MemoryPlan, ValueSize};
-use crate::tensor::{element_count, Tensor};
+use crate::tensor::{element_count, Tensor, TensorError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +21,15 @@ use std::time::{Duration, Instant};
 /// machine a sleeping thread's halted CPU can take milliseconds to wake.
 const LINGER: Duration = Duration::from_millis(LINGER_MS);
 const LINGER_MS: u64 = 10;
+
+/// The bounds a run's tensors keep to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// The most bytes one tensor may take.
+    pub tensor: usize,
+    /// The most bytes the run's tensors may hold at once.
+    pub run: usize,
+}
 
 /// The input shapes a plan was made for, in the session's input order.
 pub(super) type ShapeKey = Vec<Vec<usize>>;
@@ -90,7 +99,7 @@ impl Session {
             // One thread: the caller's own. Handing the run to the pool's
             // thread and waiting to be woken would cost two context
             // switches a run, a large part of a small model's latency.
-            return pollster::block_on(self.run_on(binding, &self.pool));
+            return pollster::block_on(self.run_on(binding, &self.pool, self.limits));
         }
         // The steps run on one of the session's own threads: each kernel's
         // parallel loop then starts there directly, where from the caller's
@@ -125,28 +134,30 @@ impl Session {
     /// a device are awaited, not waited for, so no thread is held while the
     /// device works (steps on the CPU compute when polled).
     pub async fn run_with_binding_async(&self, binding: &mut IoBinding) -> Result<RunStats, RunError> {
-        self.run_on(binding, &self.pool).await
+        self.run_on(binding, &self.pool, self.limits).await
     }
 
     /// Runs a subgraph's session on the thread of the node that holds it,
     /// its kernels on that node's `pool`: handing each run to the
     /// subgraph's own thread and back would cost two context switches per
-    /// branch taken (Silero VAD nests three Ifs in every call).
-    pub(crate) fn run_nested(&self, feeds: Vec<(String, Tensor)>, pool: &rayon::ThreadPool) -> Result<Vec<(String, Tensor)>, RunError> {
+    /// branch taken (Silero VAD nests three Ifs in every call). Its
+    /// tensors keep to `limits`, the node's (not the subgraph session's
+    /// own defaults).
+    pub(crate) fn run_nested(&self, feeds: Vec<(String, Tensor)>, pool: &rayon::ThreadPool, limits: Limits) -> Result<Vec<(String, Tensor)>, RunError> {
         let mut binding = IoBinding::new();
         for (name, tensor) in feeds {
             binding.bind_input(name, tensor);
         }
-        pollster::block_on(self.run_on(&mut binding, pool))?;
+        pollster::block_on(self.run_on(&mut binding, pool, limits))?;
         Ok(self.outputs.iter().filter_map(|(v, _)| Some((v.name.clone(), binding.take_output(&v.name)?))).collect())
     }
 
-    async fn run_on(&self, binding: &mut IoBinding, pool: &rayon::ThreadPool) -> Result<RunStats, RunError> {
+    async fn run_on(&self, binding: &mut IoBinding, pool: &rayon::ThreadPool, limits: Limits) -> Result<RunStats, RunError> {
         self.check_binding(binding)?;
         let mut stats = RunStats::default();
-        let (mut state, laid_out) = self.state_for(binding, &mut stats);
+        let (mut state, laid_out) = self.state_for(binding, &mut stats, limits);
         let result = match laid_out {
-            Ok(()) => self.execute(&mut state, binding, &mut stats, pool).await,
+            Ok(()) => self.execute(&mut state, binding, &mut stats, pool, limits).await,
             Err(e) => Err(e),
         };
         self.finish(&mut state, binding);
@@ -179,7 +190,7 @@ impl Session {
     /// A run state laid out for the bound inputs' shapes, and whether its
     /// buffers could be laid out (a state that could not be is laid out
     /// again by the next run).
-    fn state_for(&self, binding: &IoBinding, stats: &mut RunStats) -> (RunState, Result<(), RunError>) {
+    fn state_for(&self, binding: &IoBinding, stats: &mut RunStats, limits: Limits) -> (RunState, Result<(), RunError>) {
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         // A state laid out for these shapes if there is one, else any.
         let reusable = states.iter().position(|s| s.key.as_ref().is_some_and(|k| self.fits(k, binding))).or(states.len().checked_sub(1));
@@ -188,7 +199,7 @@ impl Session {
             None => self.new_state(),
         };
         drop(states);
-        let laid_out = self.lay_out(&mut state, binding, stats);
+        let laid_out = self.lay_out(&mut state, binding, stats, limits);
         (state, laid_out)
     }
 
@@ -215,19 +226,24 @@ impl Session {
     }
 
     /// Lays `state` out for the bound inputs' shapes unless it already is.
-    pub(super) fn lay_out(&self, state: &mut RunState, binding: &IoBinding, stats: &mut RunStats) -> Result<(), RunError> {
-        if state.key.as_ref().is_some_and(|k| self.fits(k, binding)) {
+    pub(super) fn lay_out(&self, state: &mut RunState, binding: &IoBinding, stats: &mut RunStats, limits: Limits) -> Result<(), RunError> {
+        if state.key.as_ref().is_some_and(|k| self.fits(k, binding)) && state.plan.planned_bytes() <= limits.run {
             return Ok(());
         }
         let key: ShapeKey = self.inputs.iter().map(|(v, _)| binding.input(&v.name).map(Tensor::shape).unwrap_or_default().to_vec()).collect();
         state.plan = self.plan_for(&key, binding);
+        state.key = None;
+        let planned = state.plan.planned_bytes();
+        if planned > limits.run {
+            return Err(RunError::RunLimit { at: "laying out the memory plan".into(), bytes: planned, held: 0, limit: limits.run });
+        }
         state.key = Some(key);
         state.buffers.resize_with(state.plan.buffers.len(), Tensor::default);
         // Lay the buffers out now, at their planned sizes.
         for (tensor, b) in state.buffers.iter_mut().zip(&state.plan.buffers) {
             if let Some(dtype) = b.dtype {
                 let before = tensor.storage();
-                tensor.set_max_bytes(self.max_tensor_bytes);
+                tensor.set_max_bytes(limits.tensor);
                 if let Err(e) = tensor.reset(dtype, &[b.capacity]) {
                     state.key = None;
                     return Err(RunError::Memory(e));
@@ -294,12 +310,16 @@ impl Session {
         (plan.buffer_of[step.outputs[0]] == Some(buffer)).then_some(taken)
     }
 
-    pub(super) async fn execute(&self, state: &mut RunState, binding: &mut IoBinding, stats: &mut RunStats, pool: &rayon::ThreadPool) -> Result<(), RunError> {
+    pub(super) async fn execute(&self, state: &mut RunState, binding: &mut IoBinding, stats: &mut RunStats, pool: &rayon::ThreadPool, limits: Limits) -> Result<(), RunError> {
         for (info, id) in &self.inputs {
             let bound = binding.inputs.iter_mut().find(|(n, _)| *n == info.name).map(|(_, t)| std::mem::take(t));
             state.values[*id] = bound;
         }
         let mut live_bytes = 0usize;
+        // Bytes held toward `limits.run`: the plan's buffers, and each
+        // output outside them from its step to the end of the run (the
+        // run keeps it until then).
+        let mut held = state.plan.planned_bytes();
         for (s, step) in self.steps.iter().enumerate() {
             // Lend each output its buffer: the caller's for a bound graph
             // output, the plan's for an intermediate.
@@ -311,13 +331,17 @@ impl Session {
             if let Some(t) = &taken {
                 live_bytes -= t.len() * t.dtype().size();
             }
+            let room = limits.run.saturating_sub(held);
             for &id in &step.outputs {
-                let mut tensor = match (taken.take(), state.plan.buffer_of[id]) {
-                    (Some(values), _) => values,
-                    (None, Some(b)) => std::mem::take(&mut state.buffers[b]),
-                    (None, None) => binding.outputs.iter_mut().find(|(n, _)| *n == self.value_names[id]).map(|(_, t)| std::mem::take(t)).unwrap_or_default(),
+                let (mut tensor, max_bytes) = match (taken.take(), state.plan.buffer_of[id]) {
+                    (Some(values), _) => (values, limits.tensor),
+                    (None, Some(b)) => (std::mem::take(&mut state.buffers[b]), limits.tensor),
+                    (None, None) => {
+                        let bound = binding.outputs.iter_mut().find(|(n, _)| *n == self.value_names[id]).map(|(_, t)| std::mem::take(t));
+                        (bound.unwrap_or_default(), limits.tensor.min(room))
+                    }
                 };
-                tensor.set_max_bytes(self.max_tensor_bytes);
+                tensor.set_max_bytes(max_bytes);
                 state.storage.push(tensor.storage());
                 state.outputs.push(tensor);
             }
@@ -336,14 +360,28 @@ impl Session {
             if let Some(started) = started {
                 stats.steps.push(super::StepTime { node: step.name.clone(), op: step.op_type.clone(), seconds: started.elapsed().as_secs_f64() });
             }
+            let before = held;
             for (j, &id) in step.outputs.iter().enumerate() {
                 let tensor = std::mem::take(&mut state.outputs[j]);
                 stats.tensor_allocations += usize::from(!same_storage(state.storage[j], &tensor));
-                live_bytes += tensor.len() * tensor.dtype().size();
+                let bytes = tensor.len() * tensor.dtype().size();
+                live_bytes += bytes;
+                if state.plan.buffer_of[id].is_none() {
+                    held = held.saturating_add(bytes);
+                }
                 state.values[id] = Some(tensor);
             }
             stats.peak_intermediate_bytes = stats.peak_intermediate_bytes.max(live_bytes);
-            result.map_err(|error| RunError::Node { node: step.name.clone(), op: step.op_type.clone(), error })?;
+            let at = || format!("node {:?} ({})", step.name, step.op_type);
+            match result {
+                // An output refused for want of room in the run, not for its own size.
+                Err(OpError::Tensor(TensorError::Limit { bytes, limit, .. })) if limit < limits.tensor => {
+                    return Err(RunError::RunLimit { at: at(), bytes, held: before, limit: limits.run });
+                }
+                Err(error) => return Err(RunError::Node { node: step.name.clone(), op: step.op_type.clone(), error }),
+                Ok(()) if held > limits.run => return Err(RunError::RunLimit { at: at(), bytes: held - before, held: before, limit: limits.run }),
+                Ok(()) => {}
+            }
             for &i in step.inputs.iter().flatten().chain(&step.outputs) {
                 let Some(b) = state.plan.buffer_of[i] else { continue };
                 if self.lifetimes[i].is_some_and(|l| l.last == s) {
