@@ -4,16 +4,9 @@
 //! quantum. Its storage is allocated once, when the graph is built, so that
 //! changing the channel count on the render thread never allocates.
 
-/// Frames in one render quantum, as the Web Audio API fixes it.
-pub const RENDER_QUANTUM_SIZE: usize = 128;
+pub use crate::quantum::{Channel, MAX_CHANNELS, RENDER_QUANTUM_SIZE};
 
-/// The largest channel count a port can carry (the spec requires at least 32).
-pub const MAX_CHANNELS: usize = 32;
-
-/// One channel of one render quantum.
-pub type Channel = [f32; RENDER_QUANTUM_SIZE];
-
-use crate::worklet::lent::LentRegion;
+use crate::lent::LentRegion;
 
 /// Where a block's samples live.
 #[derive(Clone)]

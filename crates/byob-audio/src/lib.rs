@@ -32,10 +32,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-// `unsafe` lives in one module, `worklet::lent`, where processor memory is
-// lent to the engine; everything else is safe code.
+// `unsafe` lives in one module, `lent`, where processor memory is lent to
+// the engine; everything else is safe code.
 #![deny(unsafe_code)]
 
+mod quantum;
+#[allow(unsafe_code)]
+mod lent;
 pub mod block;
 pub mod buffer;
 pub mod context;

@@ -1,7 +1,7 @@
 //! Example processors, registered by [`ProcessorRegistry::with_examples`]
 //! and usable from graph files (`"processor": "gain"`, ...).
 
-use super::lent::{ByobMemory, CHANNEL_BYTES};
+use crate::lent::{ByobMemory, CHANNEL_BYTES};
 use super::processor::{ProcessIo, ProcessorInit, Registrar, TopologyChange, TopologyResponse, WorkletProcessor};
 use super::registration::BufferKind;
 use super::registry::ProcessorRegistry;

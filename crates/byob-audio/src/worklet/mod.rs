@@ -14,14 +14,12 @@
 #![doc = include_str!("../../../../docs/byob.md")]
 
 pub mod examples;
-#[allow(unsafe_code)]
-pub(crate) mod lent;
 mod node;
 mod processor;
 mod registration;
 mod registry;
 
-pub use lent::{ByobMemory, CHANNEL_BYTES, REGION_ALIGNMENT};
+pub use crate::lent::{ByobMemory, CHANNEL_BYTES, REGION_ALIGNMENT};
 pub use node::{AudioWorkletNode, AudioWorkletNodeOptions, WorkletStatus};
 pub use processor::{PortKind, ProcessIo, ProcessorInit, RegisterBuffers, Registrar, TopologyChange, TopologyResponse, WorkletProcessor};
 pub use registration::{BufferKind, RegistrationError};

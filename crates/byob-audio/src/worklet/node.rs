@@ -9,7 +9,7 @@ use crate::graph::{AudioGraph, AudioNodeOptions, AudioParamId, NodeDescription, 
 use crate::mixing::{ChannelConfig, ChannelCountMode};
 use crate::node::{AudioNode, AudioProcessor, RenderScope};
 use crate::param::{ParamBuffer, ParamState};
-use super::lent::CHANNEL_BYTES;
+use crate::lent::CHANNEL_BYTES;
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -264,7 +264,7 @@ fn silence(outputs: &mut [AudioBlock]) -> bool {
 }
 
 /// Makes `block` view `region` (with `channels`), unless it already does.
-fn point_at(block: &mut AudioBlock, region: &super::lent::LentRegion, channels: usize, parked: &mut Option<AudioBlock>) {
+fn point_at(block: &mut AudioBlock, region: &crate::lent::LentRegion, channels: usize, parked: &mut Option<AudioBlock>) {
     let same = block.region().is_some_and(|r| r.memory_id() == region.memory_id() && r.range() == region.range());
     if !same {
         install(block, AudioBlock::lent(region.clone(), channels.min(region.capacity_channels())), parked);

@@ -1,7 +1,7 @@
 //! The processor contract: what a worklet processor implements and what the
 //! engine hands it.
 
-use super::lent::ByobMemory;
+use crate::lent::ByobMemory;
 use super::registration::{BufferKind, RegistrationError, Registrations};
 use crate::block::{AudioBlock, RENDER_QUANTUM_SIZE};
 use crate::node::RenderScope;

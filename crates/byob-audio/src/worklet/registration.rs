@@ -1,7 +1,7 @@
 //! The regions a worklet node's processor has lent, per port, and the
 //! checks a new registration must pass.
 
-use super::lent::{ByobMemory, LentRegion, CHANNEL_BYTES, REGION_ALIGNMENT};
+use crate::lent::{ByobMemory, LendingTable, LentRegion, CHANNEL_BYTES, REGION_ALIGNMENT};
 
 /// What a registered region serves (the ABI's `kind` values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -225,28 +225,6 @@ impl Registrations {
         Ok(())
     }
 
-    /// Whether `offset..offset + len * 4` of `memory` is free for the
-    /// processor: in bounds, f32-aligned and not lent (nor retired this call).
-    pub fn available(&self, memory: &ByobMemory, offset: usize, len: usize) -> bool {
-        let Some(end) = len.checked_mul(4).and_then(|b| b.checked_add(offset)) else {
-            return false;
-        };
-        if !offset.is_multiple_of(4) || end > memory.len() {
-            return false;
-        }
-        let range = offset..end;
-        let id = memory.id();
-        let lent = self
-            .inputs
-            .iter()
-            .chain(&self.outputs)
-            .chain(&self.pending_inputs)
-            .flatten()
-            .map(|r| &r.region)
-            .chain(self.retired.iter().flatten());
-        !lent.into_iter().any(|r| overlaps(r, id, &range))
-    }
-
     /// Ends a `process` call: replaced regions go back to the processor.
     pub fn finish_process(&mut self) {
         self.in_process = false;
@@ -269,5 +247,27 @@ impl Registrations {
             }
             None => false,
         }
+    }
+}
+
+impl LendingTable for Registrations {
+    fn available(&self, memory: &ByobMemory, offset: usize, len: usize) -> bool {
+        let Some(end) = len.checked_mul(4).and_then(|b| b.checked_add(offset)) else {
+            return false;
+        };
+        if !offset.is_multiple_of(4) || end > memory.len() {
+            return false;
+        }
+        let range = offset..end;
+        let id = memory.id();
+        let lent = self
+            .inputs
+            .iter()
+            .chain(&self.outputs)
+            .chain(&self.pending_inputs)
+            .flatten()
+            .map(|r| &r.region)
+            .chain(self.retired.iter().flatten());
+        !lent.into_iter().any(|r| overlaps(r, id, &range))
     }
 }
