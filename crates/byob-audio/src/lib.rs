@@ -52,7 +52,7 @@ pub mod worklet;
 
 pub use block::{AudioBlock, MAX_CHANNELS, RENDER_QUANTUM_SIZE};
 pub use buffer::{AudioBuffer, SampleFormat};
-pub use context::{ContextError, OfflineAudioContext};
+pub use context::{ContextError, OfflineAudioContext, RenderCapacityReport};
 #[cfg(feature = "realtime")]
 pub use context::{PlaybackError, RealtimeOutput};
 pub use graph::{AudioGraph, AudioNodeOptions, AudioParamId, NodeError, NodeId, RenderGraph, DEFAULT_MEMORY_LIMIT};

@@ -239,9 +239,22 @@ pub fn play(args: PlayArgs) -> Result<()> {
     let neural = byob_neural::NeuralNodes::new(byob_neural::Clock::RealTime);
     file.build(&mut graph, &args.wasm.registry(&args.graph, &neural)?)?;
     println!("playing {} on {} at {sample_rate} Hz", args.graph.display(), output.device_name());
-    output.play(graph.compile()?, length)?;
+    // The spec's render capacity, each second of audio, on a live line.
+    let bar = ProgressBar::new(length as u64);
+    bar.set_style(ProgressStyle::with_template("{spinner} playing [{bar:40}] {msg}").expect("static template").progress_chars("=> "));
+    let whole = output.play(graph.compile()?, length, |second| {
+        bar.set_position((second.timestamp * sample_rate as f64) as u64);
+        bar.set_message(capacity_text(&second));
+    })?;
+    bar.finish_and_clear();
+    println!("render capacity: {}, over {} device callbacks", capacity_text(&whole), whole.callbacks);
     report_neural_nodes(&neural);
     Ok(())
+}
+
+#[cfg(feature = "play")]
+fn capacity_text(report: &byob_audio::RenderCapacityReport) -> String {
+    format!("load {:.1}% average, {:.1}% peak, underruns {:.1}%", report.average_load * 100.0, report.peak_load * 100.0, report.underrun_ratio * 100.0)
 }
 
 #[cfg(not(feature = "play"))]
