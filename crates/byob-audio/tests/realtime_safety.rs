@@ -103,6 +103,24 @@ fn rendering_every_node_type_allocates_nothing() {
     assert!(energy > 0.0, "the graph should make sound");
 }
 
+/// The render capacity a device callback measures: the meter and the cell
+/// the control side reads it from, across several update intervals.
+#[test]
+fn measuring_render_capacity_allocates_nothing() {
+    let cell = byob_audio::context::CapacityCell::default();
+    let mut meter = byob_audio::context::RenderCapacityMeter::new(0.01);
+    let mut reports = 0;
+    for k in 0..100 {
+        assert_no_alloc(|| {
+            if let Some(report) = meter.record(k as f64 * 1e-5, 128.0 / 48000.0) {
+                cell.store(&report);
+                reports += 1;
+            }
+        });
+    }
+    assert!(reports >= 20 && cell.load().callbacks > 0);
+}
+
 /// BYOB processors: registered regions, registration inside `process`
 /// (ping-pong's hand-over), topology changes negotiated mid-render
 /// (channel-follower re-registers a larger region) and the copying baseline.
