@@ -36,6 +36,11 @@
 // the engine; everything else is safe code.
 #![deny(unsafe_code)]
 
+// Unit tests of render-thread code deny allocation with it.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: assert_no_alloc::AllocDisabler = assert_no_alloc::AllocDisabler;
+
 mod quantum;
 #[allow(unsafe_code)]
 mod lent;
@@ -52,7 +57,7 @@ pub mod worklet;
 
 pub use block::{AudioBlock, MAX_CHANNELS, RENDER_QUANTUM_SIZE};
 pub use buffer::{AudioBuffer, SampleFormat};
-pub use context::{ContextError, OfflineAudioContext, RenderCapacityReport};
+pub use context::{ContextError, NullOutput, OfflineAudioContext, RenderCapacityReport};
 #[cfg(feature = "realtime")]
 pub use context::{PlaybackError, RealtimeOutput};
 pub use graph::{AudioGraph, AudioNodeOptions, AudioParamId, NodeError, NodeId, RenderGraph, DEFAULT_MEMORY_LIMIT};

@@ -106,8 +106,30 @@ pub struct PlayArgs {
     /// Override the file's length (seconds).
     #[arg(long)]
     duration: Option<f64>,
+    /// Where to play: the default output device, or none (the Web Audio
+    /// null sink: real-time pace, no device; for servers and CI).
+    #[arg(long, value_enum, default_value = "default")]
+    sink: SinkKind,
     #[command(flatten)]
     wasm: WasmArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum SinkKind {
+    Default,
+    None,
+}
+
+/// Frames the null sink asks for per callback: 256, a common device
+/// buffer (5.3 ms at 48 kHz), and no multiple of the 128-frame quantum's
+/// boundaries needs to line up with it.
+const NULL_SINK_BUFFER_FRAMES: usize = 256;
+
+/// An opened sink.
+enum Sink {
+    #[cfg(feature = "play")]
+    Device(byob_audio::RealtimeOutput),
+    Null(byob_audio::NullOutput),
 }
 
 fn length_override(sample_rate: f32, length: Option<usize>, duration: Option<f64>) -> Result<Option<usize>> {
@@ -228,37 +250,51 @@ fn check_wav_size(frames: usize, channels: usize, format: SampleFormat) -> Resul
     Ok(())
 }
 
-#[cfg(feature = "play")]
 pub fn play(args: PlayArgs) -> Result<()> {
     let file = GraphFile::load(&args.graph)?;
-    let output = byob_audio::RealtimeOutput::open(file.number_of_channels())?;
-    let sample_rate = output.sample_rate();
+    let channels = file.number_of_channels();
+    let (sink, sample_rate, name) = match args.sink {
+        SinkKind::None => (Sink::Null(byob_audio::NullOutput::new(channels, NULL_SINK_BUFFER_FRAMES)), file.sample_rate(), "the null sink (no device)".to_string()),
+        SinkKind::Default => open_device(channels)?,
+    };
     let length = length_override(sample_rate, None, args.duration)?
         .unwrap_or_else(|| (file.length() as f64 * sample_rate as f64 / file.sample_rate() as f64).round() as usize);
-    let mut graph = byob_audio::AudioGraph::new(sample_rate, file.number_of_channels())?;
+    let mut graph = byob_audio::AudioGraph::new(sample_rate, channels)?;
     let neural = byob_neural::NeuralNodes::new(byob_neural::Clock::RealTime);
     file.build(&mut graph, &args.wasm.registry(&args.graph, &neural)?)?;
-    println!("playing {} on {} at {sample_rate} Hz", args.graph.display(), output.device_name());
+    println!("playing {} on {name} at {sample_rate} Hz", args.graph.display());
     // The spec's render capacity, each second of audio, on a live line.
     let bar = ProgressBar::new(length as u64);
     bar.set_style(ProgressStyle::with_template("{spinner} playing [{bar:40}] {msg}").expect("static template").progress_chars("=> "));
-    let whole = output.play(graph.compile()?, length, |second| {
+    let mut on_capacity = |second: byob_audio::RenderCapacityReport| {
         bar.set_position((second.timestamp * sample_rate as f64) as u64);
         bar.set_message(capacity_text(&second));
-    })?;
+    };
+    let render = graph.compile()?;
+    let whole = match sink {
+        #[cfg(feature = "play")]
+        Sink::Device(output) => output.play(render, length, &mut on_capacity)?,
+        Sink::Null(output) => output.play(render, length, &mut on_capacity),
+    };
     bar.finish_and_clear();
-    println!("render capacity: {}, over {} device callbacks", capacity_text(&whole), whole.callbacks);
+    println!("render capacity: {}, over {} callbacks", capacity_text(&whole), whole.callbacks);
     report_neural_nodes(&neural);
     Ok(())
 }
 
-#[cfg(feature = "play")]
 fn capacity_text(report: &byob_audio::RenderCapacityReport) -> String {
     format!("load {:.1}% average, {:.1}% peak, underruns {:.1}%", report.average_load * 100.0, report.peak_load * 100.0, report.underrun_ratio * 100.0)
 }
 
+/// The default output device, its rate and its name.
+#[cfg(feature = "play")]
+fn open_device(channels: usize) -> Result<(Sink, f32, String)> {
+    let output = byob_audio::RealtimeOutput::open(channels)?;
+    let (rate, name) = (output.sample_rate(), output.device_name().to_string());
+    Ok((Sink::Device(output), rate, name))
+}
+
 #[cfg(not(feature = "play"))]
-pub fn play(args: PlayArgs) -> Result<()> {
-    let _ = (args.graph, args.duration, args.wasm);
-    bail!("this byob was built without real-time audio output; rebuild it with `cargo build --release -p byob-cli --features play` (needs libasound2-dev on Linux)")
+fn open_device(_: usize) -> Result<(Sink, f32, String)> {
+    bail!("this byob was built without real-time audio output; rebuild it with `cargo build --release -p byob-cli --features play` (needs libasound2-dev on Linux), or play on the null sink with --sink none")
 }

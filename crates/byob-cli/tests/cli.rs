@@ -320,3 +320,18 @@ fn neural_nodes_report_and_refuse_bad_options() {
         assert!(!out.exists(), "case {i}: nothing written");
     }
 }
+
+/// `byob play --sink none` plays on the spec's null sink, with no device:
+/// at real-time pace, reporting the render capacity of its callbacks.
+#[test]
+fn play_on_the_null_sink() {
+    let graph = examples().join("chord.json");
+    let output = byob(&["play", graph.to_str().unwrap(), "--sink", "none", "--duration", "0.3"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("on the null sink (no device) at 44100 Hz"), "{said}");
+    let callbacks: usize = said.split("over ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{said}"));
+    // 0.3 s at 44.1 kHz in 256-frame buffers.
+    assert_eq!(callbacks, (0.3f64 * 44100.0 / 256.0).ceil() as usize, "{said}");
+    assert!(said.contains("render capacity: load "), "{said}");
+}

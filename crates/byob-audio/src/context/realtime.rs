@@ -1,12 +1,11 @@
 //! Real-time playback through the system's default output device (cpal).
 
-use super::capacity::{CapacityCell, RenderCapacityMeter, RenderCapacityReport};
-use crate::block::{AudioBlock, RENDER_QUANTUM_SIZE};
+use super::capacity::RenderCapacityReport;
+use super::sink::{Feeder, Shared};
 use crate::graph::RenderGraph;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Why real-time playback failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,11 +63,10 @@ impl RealtimeOutput {
 
     /// Plays `frames` frames of `graph`, blocking until they have been
     /// handed to the device. The audio callback only renders and copies: it
-    /// does not allocate, lock or make system calls (its clock is read
-    /// through the vDSO). Every second of audio, `on_capacity` gets the
-    /// render capacity of that second, on the calling thread; the result
-    /// is the capacity over the whole playback.
-    pub fn play(self, mut graph: RenderGraph, frames: usize, mut on_capacity: impl FnMut(RenderCapacityReport)) -> Result<RenderCapacityReport, PlaybackError> {
+    /// does not allocate, lock or make system calls. Every second of audio,
+    /// `on_capacity` gets the render capacity of that second, on the
+    /// calling thread; the result is the capacity over the whole playback.
+    pub fn play(self, graph: RenderGraph, frames: usize, on_capacity: impl FnMut(RenderCapacityReport)) -> Result<RenderCapacityReport, PlaybackError> {
         if (graph.sample_rate() - self.sample_rate()).abs() > 0.5 {
             return Err(PlaybackError::RateMismatch { graph: graph.sample_rate(), device: self.sample_rate() });
         }
@@ -77,50 +75,15 @@ impl RealtimeOutput {
         if graph_channels != device_channels && graph_channels != 1 {
             return Err(PlaybackError::ChannelMismatch { graph: graph_channels, device: device_channels });
         }
-        let done = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared::default());
         let failure: Arc<Mutex<Option<String>>> = Arc::default();
-        let mut pending = AudioBlock::new();
-        let mut read = RENDER_QUANTUM_SIZE;
-        let mut remaining = frames;
-        let done_in_callback = done.clone();
         let failure_in_callback = failure.clone();
-        let (interval, whole) = (Arc::new(CapacityCell::default()), Arc::new(CapacityCell::default()));
-        let (interval_in_callback, whole_in_callback) = (interval.clone(), whole.clone());
-        let mut interval_meter = RenderCapacityMeter::new(1.0);
-        let mut whole_meter = RenderCapacityMeter::new(f64::INFINITY);
-        let sample_rate = self.sample_rate() as f64;
+        let mut feeder = Feeder::new(graph, frames, device_channels, shared.clone());
         let stream = self
             .device
             .build_output_stream(
                 self.config,
-                move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
-                    let started = Instant::now();
-                    for frame in data.chunks_mut(device_channels) {
-                        if remaining == 0 {
-                            frame.fill(0.0);
-                            done_in_callback.store(true, Ordering::Release);
-                            continue;
-                        }
-                        if read == RENDER_QUANTUM_SIZE {
-                            pending.copy_from(graph.render_quantum());
-                            read = 0;
-                        }
-                        let channels = pending.number_of_channels();
-                        for (c, sample) in frame.iter_mut().enumerate() {
-                            // A mono graph plays on every device channel.
-                            *sample = pending.channel(c.min(channels - 1))[read];
-                        }
-                        read += 1;
-                        remaining -= 1;
-                    }
-                    let render = started.elapsed().as_secs_f64();
-                    let audio = (data.len() / device_channels) as f64 / sample_rate;
-                    if let Some(report) = interval_meter.record(render, audio) {
-                        interval_in_callback.store(&report);
-                    }
-                    whole_meter.record(render, audio);
-                    whole_in_callback.store(&whole_meter.report());
-                },
+                move |data: &mut [f32], _: &cpal::OutputCallbackInfo| feeder.fill(data),
                 move |e| {
                     *failure_in_callback.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 },
@@ -128,20 +91,9 @@ impl RealtimeOutput {
             )
             .map_err(|e| PlaybackError::Stream(e.to_string()))?;
         stream.play().map_err(|e| PlaybackError::Stream(e.to_string()))?;
-        let mut reported = 0.0;
-        while !done.load(Ordering::Acquire) {
-            if let Some(message) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                return Err(PlaybackError::Stream(message));
-            }
-            let latest = interval.load();
-            if latest.timestamp > reported {
-                reported = latest.timestamp;
-                on_capacity(latest);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let whole = shared.wait(on_capacity, || failure.lock().unwrap_or_else(|p| p.into_inner()).take().map(PlaybackError::Stream))?;
         // Let the device drain what it was handed.
         std::thread::sleep(Duration::from_millis(200));
-        Ok(whole.load())
+        Ok(whole)
     }
 }
