@@ -43,6 +43,12 @@ pub(crate) struct MemoryPlan {
 }
 
 impl MemoryPlan {
+    /// Whether `value` lives in a buffer of known size (one that
+    /// [`planned_bytes`](Self::planned_bytes) counts).
+    pub fn sized(&self, value: usize) -> bool {
+        self.buffer_of[value].is_some_and(|b| self.buffers[b].dtype.is_some())
+    }
+
     /// Bytes of the known-size buffers.
     pub fn planned_bytes(&self) -> usize {
         // Saturating: a plan for a crafted model may name sizes whose sum

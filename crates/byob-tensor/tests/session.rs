@@ -302,3 +302,18 @@ fn loops_gather_within_the_run_limit() {
     let rows = session.run(feeds(10)).unwrap();
     assert_eq!(rows[0].1.shape(), &[10, 256]);
 }
+
+/// Intermediates whose sizes only the run knows count toward the run
+/// limit too: two 4 MiB ConstantOfShape results of a fed shape, then
+/// their sum, under 10 MiB fail at the sum; 16 MiB holds all three.
+#[test]
+fn intermediates_of_unknown_size_count_toward_the_run_limit() {
+    let nodes = vec![node("ConstantOfShape", &["n"], "a", vec![]), node("ConstantOfShape", &["n"], "b", vec![]), node("Add", &["a", "b"], "y", vec![])];
+    let m = model(nodes, vec![value("n", DataType::I64, &[Dim::Known(1)])], "y");
+    let feeds = || vec![("n".to_string(), Tensor::i64(vec![1], vec![1 << 20]).unwrap())];
+    let tight = SessionBuilder::new().with_intra_op_threads(1).with_max_run_bytes(10 << 20).commit(m.clone()).unwrap();
+    let err = tight.run(feeds()).unwrap_err().to_string();
+    assert!(err.contains("(Add): needs 4194304 bytes with 8388608 already held, more than the 10485760"), "{err}");
+    let roomy = SessionBuilder::new().with_intra_op_threads(1).with_max_run_bytes(16 << 20).commit(m).unwrap();
+    assert_eq!(roomy.run(feeds()).unwrap()[0].1.shape(), &[1 << 20]);
+}

@@ -144,7 +144,7 @@ thread_local! {
 /// The limits of the session being committed on this thread (the
 /// defaults outside a commit).
 pub(crate) fn building_limits() -> Limits {
-    BUILDING.get().unwrap_or(Limits { tensor: DEFAULT_MAX_TENSOR_BYTES, run: DEFAULT_MAX_RUN_BYTES })
+    BUILDING.get().unwrap_or_default()
 }
 
 
@@ -248,7 +248,8 @@ impl SessionBuilder {
     }
 
     pub fn commit(self, model: Model) -> Result<Session, SessionError> {
-        let limits = Limits { tensor: self.max_tensor_bytes.unwrap_or(DEFAULT_MAX_TENSOR_BYTES), run: self.max_run_bytes.unwrap_or(DEFAULT_MAX_RUN_BYTES) };
+        let defaults = Limits::default();
+        let limits = Limits { tensor: self.max_tensor_bytes.unwrap_or(defaults.tensor), run: self.max_run_bytes.unwrap_or(defaults.run) };
         let outer = BUILDING.replace(Some(limits));
         let session = self.commit_within(model, limits);
         BUILDING.set(outer);

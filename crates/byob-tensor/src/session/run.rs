@@ -31,6 +31,12 @@ pub(crate) struct Limits {
     pub run: usize,
 }
 
+impl Default for Limits {
+    fn default() -> Self {
+        Self { tensor: super::DEFAULT_MAX_TENSOR_BYTES, run: super::DEFAULT_MAX_RUN_BYTES }
+    }
+}
+
 /// The input shapes a plan was made for, in the session's input order.
 pub(super) type ShapeKey = Vec<Vec<usize>>;
 
@@ -141,8 +147,7 @@ impl Session {
     /// its kernels on that node's `pool`: handing each run to the
     /// subgraph's own thread and back would cost two context switches per
     /// branch taken (Silero VAD nests three Ifs in every call). Its
-    /// tensors keep to `limits`, the node's (not the subgraph session's
-    /// own defaults).
+    /// tensors keep to `limits`: what the node's outputs may still take.
     pub(crate) fn run_nested(&self, feeds: Vec<(String, Tensor)>, pool: &rayon::ThreadPool, limits: Limits) -> Result<Vec<(String, Tensor)>, RunError> {
         let mut binding = IoBinding::new();
         for (name, tensor) in feeds {
@@ -316,9 +321,9 @@ impl Session {
             state.values[*id] = bound;
         }
         let mut live_bytes = 0usize;
-        // Bytes held toward `limits.run`: the plan's buffers, and each
-        // output outside them from its step to the end of the run (the
-        // run keeps it until then).
+        // Bytes held toward `limits.run`: the plan's sized buffers, and each
+        // output outside them (of unknown size, or the caller's) from its
+        // step to the end of the run (its storage is kept until then).
         let mut held = state.plan.planned_bytes();
         for (s, step) in self.steps.iter().enumerate() {
             // Lend each output its buffer: the caller's for a bound graph
@@ -333,15 +338,12 @@ impl Session {
             }
             let room = limits.run.saturating_sub(held);
             for &id in &step.outputs {
-                let (mut tensor, max_bytes) = match (taken.take(), state.plan.buffer_of[id]) {
-                    (Some(values), _) => (values, limits.tensor),
-                    (None, Some(b)) => (std::mem::take(&mut state.buffers[b]), limits.tensor),
-                    (None, None) => {
-                        let bound = binding.outputs.iter_mut().find(|(n, _)| *n == self.value_names[id]).map(|(_, t)| std::mem::take(t));
-                        (bound.unwrap_or_default(), limits.tensor.min(room))
-                    }
+                let mut tensor = match (taken.take(), state.plan.buffer_of[id]) {
+                    (Some(values), _) => values,
+                    (None, Some(b)) => std::mem::take(&mut state.buffers[b]),
+                    (None, None) => binding.outputs.iter_mut().find(|(n, _)| *n == self.value_names[id]).map(|(_, t)| std::mem::take(t)).unwrap_or_default(),
                 };
-                tensor.set_max_bytes(max_bytes);
+                tensor.set_max_bytes(if state.plan.sized(id) { limits.tensor } else { limits.tensor.min(room) });
                 state.storage.push(tensor.storage());
                 state.outputs.push(tensor);
             }
@@ -366,7 +368,7 @@ impl Session {
                 stats.tensor_allocations += usize::from(!same_storage(state.storage[j], &tensor));
                 let bytes = tensor.len() * tensor.dtype().size();
                 live_bytes += bytes;
-                if state.plan.buffer_of[id].is_none() {
+                if !state.plan.sized(id) {
                     held = held.saturating_add(bytes);
                 }
                 state.values[id] = Some(tensor);
