@@ -75,7 +75,6 @@ impl Feeder {
         for frame in data.chunks_mut(self.channels) {
             if self.remaining == 0 {
                 frame.fill(0.0);
-                self.shared.done.store(true, Ordering::Release);
                 continue;
             }
             if self.read == RENDER_QUANTUM_SIZE {
