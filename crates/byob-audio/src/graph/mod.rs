@@ -1,19 +1,29 @@
 //! The audio graph: nodes and connections built on the control side
-//! ([`AudioGraph`], here), put in render order ([`order`]), and compiled
-//! into the allocation-free render side ([`RenderGraph`], in [`render`]).
+//! ([`AudioGraph`], here, with its disconnections in [`disconnect`]), put in
+//! render order ([`order`]), committed as batches of [`Changes`] ([`commit`])
+//! and rendered by the allocation-free render side ([`RenderGraph`], in
+//! [`render`]). The same path serves an offline render (one batch before
+//! the first quantum, more at a score's times) and a live context (a batch
+//! per change, sent through a queue).
 
+mod changes;
+mod commit;
+mod disconnect;
 mod order;
+mod param_handle;
 mod render;
 
+pub use changes::{Changes, NodeEvent, NodeEventKind};
+pub use param_handle::AudioParam;
 pub use render::RenderGraph;
 
 use crate::block::MAX_CHANNELS;
 use crate::mixing::{ChannelConfig, ChannelCountMode, ChannelInterpretation};
 use crate::node::AudioProcessor;
-use crate::param::{AudioParamDescriptor, AutomationError, ParamState};
+use crate::node::{Schedule, ScheduleCall};
+use crate::param::ParamState;
 use crate::worklet::WorkletStatus;
 use crate::number::Shown;
-use std::any::Any;
 use std::sync::Arc;
 
 /// The `processorerror` events of a graph's worklet nodes.
@@ -53,6 +63,12 @@ pub enum ConnectError {
     NoSuchInput { node: String, index: usize, count: usize },
     #[error("{node} has no AudioParam named {param:?} (it has: {known})")]
     NoSuchParam { node: String, param: String, known: String },
+    #[error("{what} (InvalidAccessError)")]
+    NotConnected { what: String },
+    /// On a playing graph: the connection would close a cycle without a
+    /// DelayNode, which byob refuses rather than mute.
+    #[error(transparent)]
+    Cycle(#[from] CompileError),
 }
 
 /// Why a graph could not be prepared for rendering.
@@ -137,7 +153,24 @@ pub struct NodeDescription {
 
 struct NodeEntry {
     label: String,
-    description: NodeDescription,
+    type_name: &'static str,
+    number_of_inputs: usize,
+    number_of_outputs: usize,
+    channel_config: ChannelConfig,
+    breaks_cycles: bool,
+    /// The control side's copy: automation is validated and applied here,
+    /// then the changed parameter is sent whole.
+    params: Vec<ParamState>,
+    /// Until the node's first commit; then it lives on the render side.
+    processor: Option<Box<dyn AudioProcessor>>,
+    /// start()/stop() as called, to refuse what the spec refuses.
+    schedule: Schedule,
+    /// The source has reported `ended`.
+    ended: bool,
+    /// The handle was dropped ([`AudioGraph::release`]).
+    unreferenced: bool,
+    /// Its render state was freed: it outputs silence for good.
+    released: bool,
 }
 
 /// A worklet node's shared status, with its label, for error reports.
@@ -162,11 +195,13 @@ struct Edge {
     target: Target,
 }
 
-/// A graph of audio nodes under construction.
+/// A graph of audio nodes.
 ///
 /// Nodes are added by the node constructors (`OscillatorNode::new(&mut graph,
-/// options)`, ...), wired with [`connect`](Self::connect), then compiled into
-/// a [`RenderGraph`] by a context.
+/// options)`, ...), wired with [`connect`](Self::connect), then rendered by a
+/// context. The graph stays the control side while it plays: whatever
+/// changes after a [`commit`](Self::commit) goes to the render side in the
+/// next one.
 pub struct AudioGraph {
     sample_rate: f32,
     nodes: Vec<NodeEntry>,
@@ -176,6 +211,9 @@ pub struct AudioGraph {
     /// lines) and an offline render's result may take in all.
     memory_limit: usize,
     memory_used: usize,
+    /// The context time at which changes are being made.
+    now: f64,
+    pending: commit::Pending,
 }
 
 /// The default of [`AudioGraph::set_memory_limit`]: 4 GiB, as much as a
@@ -188,7 +226,16 @@ impl AudioGraph {
         if !(1..=MAX_CHANNELS).contains(&channels) {
             return Err(NodeError::ChannelCount(channels));
         }
-        let mut graph = Self { sample_rate, nodes: Vec::new(), edges: Vec::new(), worklets: Vec::new(), memory_limit: DEFAULT_MEMORY_LIMIT, memory_used: 0 };
+        let mut graph = Self {
+            sample_rate,
+            nodes: Vec::new(),
+            edges: Vec::new(),
+            worklets: Vec::new(),
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            memory_used: 0,
+            now: 0.0,
+            pending: commit::Pending::default(),
+        };
         graph.add_node(NodeDescription {
             type_name: "AudioDestinationNode",
             number_of_inputs: 1,
@@ -207,6 +254,17 @@ impl AudioGraph {
 
     pub fn sample_rate(&self) -> f32 {
         self.sample_rate
+    }
+
+    /// The context time at which the following changes are made: a ramp
+    /// with no earlier event starts here. Contexts set it; 0 before
+    /// rendering.
+    pub fn set_current_time(&mut self, now: f64) {
+        self.now = now;
+    }
+
+    pub fn current_time(&self) -> f64 {
+        self.now
     }
 
     /// Bounds the sample memory that nodes sized by their options (a
@@ -238,14 +296,32 @@ impl AudioGraph {
     }
 
     pub fn number_of_channels(&self) -> usize {
-        self.nodes[0].description.channel_config.count
+        self.nodes[0].channel_config.count
+    }
+
+    /// Nodes created so far, the destination included.
+    pub fn number_of_nodes(&self) -> usize {
+        self.nodes.len()
     }
 
     /// Adds a node; called by the node constructors.
     pub fn add_node(&mut self, description: NodeDescription) -> NodeId {
         let id = NodeId(self.nodes.len());
-        let label = format!("{}#{}", description.type_name, id.0);
-        self.nodes.push(NodeEntry { label, description });
+        let NodeDescription { type_name, number_of_inputs, number_of_outputs, channel_config, params, processor, breaks_cycles } = description;
+        self.nodes.push(NodeEntry {
+            label: format!("{type_name}#{}", id.0),
+            type_name,
+            number_of_inputs,
+            number_of_outputs,
+            channel_config,
+            breaks_cycles,
+            params,
+            processor: Some(processor),
+            schedule: Schedule::default(),
+            ended: false,
+            unreferenced: false,
+            released: false,
+        });
         id
     }
 
@@ -269,14 +345,14 @@ impl AudioGraph {
     }
 
     pub fn type_name(&self, node: NodeId) -> &'static str {
-        self.nodes[node.0].description.type_name
+        self.nodes[node.0].type_name
     }
 
     /// Connects `output` of `from` to `input` of `to`. Connecting the same
     /// pair twice is a no-op, as in the spec.
     pub fn connect(&mut self, from: NodeId, output: usize, to: NodeId, input: usize) -> Result<(), ConnectError> {
         self.check_output(from, output)?;
-        let inputs = self.nodes[to.0].description.number_of_inputs;
+        let inputs = self.nodes[to.0].number_of_inputs;
         if input >= inputs {
             return Err(ConnectError::NoSuchInput { node: self.label(to).to_string(), index: input, count: inputs });
         }
@@ -293,7 +369,7 @@ impl AudioGraph {
     }
 
     fn check_output(&self, from: NodeId, output: usize) -> Result<(), ConnectError> {
-        let outputs = self.nodes[from.0].description.number_of_outputs;
+        let outputs = self.nodes[from.0].number_of_outputs;
         if output >= outputs {
             return Err(ConnectError::NoSuchOutput { node: self.label(from).to_string(), index: output, count: outputs });
         }
@@ -303,12 +379,13 @@ impl AudioGraph {
     fn add_edge(&mut self, edge: Edge) {
         if !self.edges.contains(&edge) {
             self.edges.push(edge);
+            self.pending.rewire = true;
         }
     }
 
     /// Looks a parameter up by its spec name (`"frequency"`, `"gain"`, ...).
     pub fn param_by_name(&self, node: NodeId, name: &str) -> Result<AudioParamId, ConnectError> {
-        let params = &self.nodes[node.0].description.params;
+        let params = &self.nodes[node.0].params;
         match params.iter().position(|p| p.descriptor.name == name) {
             Some(index) => Ok(AudioParamId { node, index }),
             None => Err(ConnectError::NoSuchParam {
@@ -319,110 +396,49 @@ impl AudioGraph {
         }
     }
 
-    /// The parameter, for automation before rendering starts.
+    /// The parameter, for its value and automation.
     pub fn param(&mut self, id: AudioParamId) -> AudioParam<'_> {
-        AudioParam { state: &mut self.nodes[id.node.0].description.params[id.index] }
+        if self.nodes[id.node.0].processor.is_none() && !self.pending.params.contains(&(id.node, id.index)) {
+            self.pending.params.push((id.node, id.index));
+        }
+        AudioParam { state: &mut self.nodes[id.node.0].params[id.index], now: self.now }
     }
 
-    /// The node's render-side processor, for its handle to configure before
-    /// rendering starts.
-    pub(crate) fn processor_mut<T: AudioProcessor + 'static>(&mut self, node: NodeId) -> &mut T {
-        let processor: &mut dyn Any = self.nodes[node.0].description.processor.as_any_mut();
-        processor.downcast_mut::<T>().expect("node handle and processor type agree")
+    /// A scheduled source's `start` or `stop`, checked as the spec checks
+    /// it, then applied by its processor.
+    pub fn schedule(&mut self, node: NodeId, call: ScheduleCall) -> Result<(), NodeError> {
+        let entry = &mut self.nodes[node.0];
+        entry.schedule.check(&call)?;
+        entry.schedule.apply(&call);
+        match &mut entry.processor {
+            Some(processor) => processor.schedule(&call),
+            None => self.pending.schedules.push((node, call)),
+        }
+        Ok(())
+    }
+
+    /// The start time given to a scheduled source, if it was started.
+    pub fn start_time(&self, node: NodeId) -> Option<f64> {
+        self.nodes[node.0].schedule.start_time()
+    }
+
+    /// Says that nothing will use `node`'s handle again (Rust's stand-in for
+    /// the spec's "no references"): once it has no connection out to a
+    /// node still playing, it is released and its render state freed.
+    /// Scheduled sources need not be released: they are freed once `ended`.
+    pub fn release(&mut self, node: NodeId) {
+        if node != self.destination() {
+            self.nodes[node.0].unreferenced = true;
+            self.pending.check_releases = true;
+        }
     }
 
     /// Orders the nodes and allocates every buffer rendering will need.
-    pub fn compile(self) -> Result<RenderGraph, CompileError> {
-        let mut dependencies: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
-        for e in &self.edges {
-            dependencies[e.to.0].push(e.from.0);
+    pub fn compile(mut self) -> Result<RenderGraph, CompileError> {
+        let mut render = RenderGraph::new(self.sample_rate);
+        if let Some(mut changes) = self.commit()? {
+            render.apply(&mut changes);
         }
-        let breaks_cycles: Vec<bool> = self.nodes.iter().map(|e| e.description.breaks_cycles).collect();
-        let order = order::RenderOrder::new(&dependencies, &breaks_cycles).map_err(|cycle| {
-            let names: Vec<&str> = cycle.iter().map(|&i| self.nodes[i].label.as_str()).collect();
-            CompileError::CycleWithoutDelay(names.join(" -> "))
-        })?;
-        let descriptions = self.nodes.into_iter().map(|e| e.description).collect();
-        Ok(RenderGraph::new(self.sample_rate, descriptions, &self.edges, order))
-    }
-}
-
-/// A parameter of a graph under construction, for scheduling automation
-/// before rendering starts (the context's current time is 0 then).
-pub struct AudioParam<'a> {
-    state: &'a mut ParamState,
-}
-
-impl AudioParam<'_> {
-    pub fn descriptor(&self) -> &AudioParamDescriptor {
-        &self.state.descriptor
-    }
-
-    /// The `value` attribute: the intrinsic value before any automation event.
-    pub fn value(&self) -> f32 {
-        self.state.timeline.initial_value()
-    }
-
-    /// Sets the `value` attribute, clamped to the nominal range as the spec's
-    /// setter does.
-    pub fn set_value(&mut self, value: f32) -> Result<(), AutomationError> {
-        if !value.is_finite() {
-            return Err(AutomationError::NotFinite { what: "value", value: value as f64 });
-        }
-        let d = &self.state.descriptor;
-        self.state.timeline.set_initial_value(value.clamp(d.min_value, d.max_value));
-        Ok(())
-    }
-
-    /// Sets `automationRate`; parameters whose rate the spec fixes refuse
-    /// a change (InvalidStateError).
-    pub fn set_automation_rate(&mut self, rate: crate::param::AutomationRate) -> Result<(), NodeError> {
-        if self.state.rate_is_fixed && rate != self.state.descriptor.automation_rate {
-            return Err(NodeError::InvalidState {
-                what: format!("the automationRate of {} cannot be changed", self.state.descriptor.name),
-            });
-        }
-        self.state.descriptor.automation_rate = rate;
-        Ok(())
-    }
-
-    /// The timeline itself, for calls that need an explicit current time.
-    pub fn timeline(&mut self) -> &mut crate::param::Timeline {
-        &mut self.state.timeline
-    }
-
-    pub fn set_value_at_time(&mut self, value: f32, start_time: f64) -> Result<&mut Self, AutomationError> {
-        self.state.timeline.set_value_at_time(value, start_time)?;
-        Ok(self)
-    }
-
-    pub fn linear_ramp_to_value_at_time(&mut self, value: f32, end_time: f64) -> Result<&mut Self, AutomationError> {
-        self.state.timeline.linear_ramp_to_value_at_time(value, end_time, 0.0)?;
-        Ok(self)
-    }
-
-    pub fn exponential_ramp_to_value_at_time(&mut self, value: f32, end_time: f64) -> Result<&mut Self, AutomationError> {
-        self.state.timeline.exponential_ramp_to_value_at_time(value, end_time, 0.0)?;
-        Ok(self)
-    }
-
-    pub fn set_target_at_time(&mut self, target: f32, start_time: f64, time_constant: f64) -> Result<&mut Self, AutomationError> {
-        self.state.timeline.set_target_at_time(target, start_time, time_constant)?;
-        Ok(self)
-    }
-
-    pub fn set_value_curve_at_time(&mut self, values: &[f32], start_time: f64, duration: f64) -> Result<&mut Self, AutomationError> {
-        self.state.timeline.set_value_curve_at_time(values, start_time, duration)?;
-        Ok(self)
-    }
-
-    pub fn cancel_scheduled_values(&mut self, cancel_time: f64) -> Result<&mut Self, AutomationError> {
-        self.state.timeline.cancel_scheduled_values(cancel_time)?;
-        Ok(self)
-    }
-
-    pub fn cancel_and_hold_at_time(&mut self, cancel_time: f64) -> Result<&mut Self, AutomationError> {
-        self.state.timeline.cancel_and_hold_at_time(cancel_time)?;
-        Ok(self)
+        Ok(render)
     }
 }

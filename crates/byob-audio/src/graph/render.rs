@@ -1,85 +1,50 @@
-//! The render side: a compiled graph that renders one quantum at a time
-//! without allocating, locking or making system calls.
+//! The render side: the nodes' processors and buffers in slots, the wiring
+//! that says who reads whom and in what order, and the quantum loop.
+//! Rendering a quantum and applying a [`Changes`] allocate nothing, take no
+//! lock and make no system call: whatever a change replaces is moved into
+//! the change itself, which goes back to the control side to be freed.
 
-use super::order::RenderOrder;
-use super::{Edge, NodeDescription, Target};
+use super::changes::{Changes, NodeEvent, NodeEventKind, NodeWiring, Wiring};
+use super::NodeId;
 use crate::block::{AudioBlock, Channel, RENDER_QUANTUM_SIZE};
 use crate::mixing::{mix_input, widest, ChannelConfig, ChannelInterpretation};
 use crate::node::{AudioProcessor, RenderScope};
 use crate::param::{ParamBuffer, ParamState};
 
-struct RenderNode {
-    processor: Box<dyn AudioProcessor>,
-    inputs: Vec<AudioBlock>,
-    input_sources: Vec<Vec<usize>>,
-    params: Vec<ParamState>,
-    param_values: Vec<ParamBuffer>,
-    param_sources: Vec<Vec<usize>>,
-    config: ChannelConfig,
-    outputs: std::ops::Range<usize>,
-    deferred_input: bool,
+/// A node on the render side: its processor, the blocks its inputs are
+/// mixed into and its parameters. Built on the control side.
+pub(crate) struct RenderNode {
+    pub processor: Box<dyn AudioProcessor>,
+    pub inputs: Vec<AudioBlock>,
+    pub params: Vec<ParamState>,
+    pub param_values: Vec<ParamBuffer>,
+    pub config: ChannelConfig,
+    /// Whether its input arrives one quantum late (a DelayNode in a cycle).
+    pub deferred_input: bool,
+    /// A started scheduled source reports `ended` once `process` says it
+    /// is done.
+    pub reports_ended: bool,
+    pub active: bool,
 }
 
-/// A compiled graph: renders one quantum at a time without allocating,
-/// locking or making system calls.
+/// A graph on the render side: renders one quantum at a time and applies
+/// changes between quanta, without allocating, locking or making system
+/// calls.
 pub struct RenderGraph {
     sample_rate: f32,
     frame: u64,
-    order: Vec<usize>,
-    deferred: Vec<usize>,
-    nodes: Vec<RenderNode>,
-    outputs: Vec<AudioBlock>,
+    /// Indexed by [`NodeId`]; a slot is empty before its node arrives and
+    /// after it was released.
+    nodes: Vec<Option<Box<RenderNode>>>,
+    outputs: Vec<Box<[AudioBlock]>>,
+    wiring: Wiring,
     param_mix: AudioBlock,
 }
 
 impl RenderGraph {
-    /// Allocates every buffer rendering will need, for nodes in `order`.
-    pub(super) fn new(sample_rate: f32, descriptions: Vec<NodeDescription>, edges: &[Edge], order: RenderOrder) -> Self {
-        let RenderOrder { order, deferred } = order;
-        let mut output_base = Vec::with_capacity(descriptions.len());
-        let mut total_outputs = 0;
-        for d in &descriptions {
-            output_base.push(total_outputs);
-            total_outputs += d.number_of_outputs;
-        }
-        let mut nodes: Vec<RenderNode> = descriptions
-            .into_iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let mut processor = d.processor;
-                if deferred[i] {
-                    processor.input_delayed_by_one_quantum();
-                }
-                RenderNode {
-                    processor,
-                    inputs: vec![AudioBlock::new(); d.number_of_inputs],
-                    input_sources: vec![Vec::new(); d.number_of_inputs],
-                    param_values: vec![ParamBuffer::default(); d.params.len()],
-                    param_sources: vec![Vec::new(); d.params.len()],
-                    params: d.params,
-                    config: d.channel_config,
-                    outputs: output_base[i]..output_base[i] + d.number_of_outputs,
-                    deferred_input: deferred[i],
-                }
-            })
-            .collect();
-        for e in edges {
-            let source = output_base[e.from.0] + e.output;
-            let node = &mut nodes[e.to.0];
-            match e.target {
-                Target::Input(k) => node.input_sources[k].push(source),
-                Target::Param(k) => node.param_sources[k].push(source),
-            }
-        }
-        Self {
-            sample_rate,
-            frame: 0,
-            deferred: (0..nodes.len()).filter(|&i| deferred[i]).collect(),
-            order,
-            nodes,
-            outputs: vec![AudioBlock::new(); total_outputs],
-            param_mix: AudioBlock::new(),
-        }
+    /// An empty graph; its nodes arrive through [`apply`](Self::apply).
+    pub(crate) fn new(sample_rate: f32) -> Self {
+        Self { sample_rate, frame: 0, nodes: Vec::new(), outputs: Vec::new(), wiring: Wiring::default(), param_mix: AudioBlock::new() }
     }
 
     pub fn sample_rate(&self) -> f32 {
@@ -92,45 +57,111 @@ impl RenderGraph {
     }
 
     pub fn number_of_channels(&self) -> usize {
-        self.nodes[0].config.count
+        self.nodes[0].as_ref().map_or(1, |d| d.config.count)
+    }
+
+    /// Applies a batch of changes made on the control side, all at once,
+    /// before the next quantum. What the batch replaced is left in it, for
+    /// the caller to free off the render thread.
+    pub fn apply(&mut self, changes: &mut Changes) {
+        if let Some((nodes, outputs)) = &mut changes.slots {
+            // The new slot vectors are at least as long as the old ones.
+            for (new, old) in nodes.iter_mut().zip(self.nodes.iter_mut()) {
+                std::mem::swap(new, old);
+            }
+            for (new, old) in outputs.iter_mut().zip(self.outputs.iter_mut()) {
+                std::mem::swap(new, old);
+            }
+            std::mem::swap(nodes, &mut self.nodes);
+            std::mem::swap(outputs, &mut self.outputs);
+        }
+        for added in changes.added.iter_mut() {
+            std::mem::swap(&mut self.nodes[added.node.0], &mut added.render);
+            std::mem::swap(&mut self.outputs[added.node.0], &mut added.outputs);
+        }
+        for (node, call) in changes.schedules.iter() {
+            if let Some(n) = self.nodes[node.0].as_deref_mut() {
+                n.processor.schedule(call);
+                n.reports_ended = true;
+            }
+        }
+        for update in changes.params.iter_mut() {
+            if let Some(n) = self.nodes[update.node.0].as_deref_mut() {
+                std::mem::swap(&mut n.params[update.index], &mut update.state);
+            }
+        }
+        if let Some(wiring) = &mut changes.wiring {
+            std::mem::swap(wiring, &mut self.wiring);
+            for (i, w) in self.wiring.nodes.iter().enumerate() {
+                if let Some(n) = self.nodes[i].as_deref_mut() {
+                    if n.deferred_input != w.deferred {
+                        n.deferred_input = w.deferred;
+                        n.processor.set_input_delayed_by_one_quantum(w.deferred);
+                    }
+                }
+            }
+        }
+        for removed in changes.removed.iter_mut() {
+            std::mem::swap(&mut self.nodes[removed.node.0], &mut removed.render);
+            std::mem::swap(&mut self.outputs[removed.node.0], &mut removed.outputs);
+        }
     }
 
     /// Renders one quantum and returns what reached the destination.
     pub fn render_quantum(&mut self) -> &AudioBlock {
+        self.render_quantum_with(|_| {})
+    }
+
+    /// Renders one quantum, handing each node event (`ended`, a processor's
+    /// error, a topology change) to `on_event`.
+    pub fn render_quantum_with(&mut self, mut on_event: impl FnMut(NodeEvent)) -> &AudioBlock {
         let scope = RenderScope { current_frame: self.frame, sample_rate: self.sample_rate };
-        let Self { order, nodes, outputs, param_mix, deferred, .. } = self;
-        for &i in order.iter() {
-            let node = &mut nodes[i];
+        let Self { wiring, nodes, outputs, param_mix, .. } = self;
+        for &i in wiring.order.iter() {
+            let Some(node) = nodes[i].as_deref_mut() else { continue };
+            let w = &wiring.nodes[i];
             if !node.deferred_input {
-                mix_inputs(node, outputs);
+                mix_inputs(node, w, outputs);
             }
             for (k, param) in node.params.iter_mut().enumerate() {
-                let sources = &node.param_sources[k];
+                let sources = &w.param_sources[k];
                 let input: Option<&Channel> = if sources.is_empty() {
                     None
                 } else {
-                    mix_input(param_mix, sources.iter().map(|&s| &outputs[s]), 1, ChannelInterpretation::Speakers);
+                    mix_input(param_mix, sources.iter().map(|&(n, o)| &outputs[n][o]), 1, ChannelInterpretation::Speakers);
                     Some(param_mix.channel(0))
                 };
                 param.compute(scope.current_frame, scope.sample_rate as f64, input, &mut node.param_values[k]);
             }
-            let outs = &mut outputs[node.outputs.clone()];
-            node.processor.process(&node.inputs, outs, &node.param_values, &scope);
+            let active = node.processor.process(&node.inputs, &mut outputs[i], &node.param_values, &scope);
+            if node.active && !active && node.reports_ended {
+                on_event(NodeEvent { node: NodeId(i), kind: NodeEventKind::Ended });
+            }
+            node.active = active;
+            while let Some(kind) = node.processor.take_event() {
+                on_event(NodeEvent { node: NodeId(i), kind });
+            }
         }
-        for &i in deferred.iter() {
-            mix_inputs(&mut nodes[i], outputs);
+        for &i in wiring.deferred.iter() {
+            if let Some(node) = nodes[i].as_deref_mut() {
+                mix_inputs(node, &wiring.nodes[i], outputs);
+            }
         }
         self.frame += RENDER_QUANTUM_SIZE as u64;
-        &self.nodes[0].inputs[0]
+        match &self.nodes[0] {
+            Some(destination) => &destination.inputs[0],
+            None => &self.param_mix,
+        }
     }
 }
 
-fn mix_inputs(node: &mut RenderNode, outputs: &[AudioBlock]) {
-    for (k, (block, sources)) in node.inputs.iter_mut().zip(&node.input_sources).enumerate() {
-        let computed = node.config.computed_number_of_channels(widest(sources.iter().map(|&s| &outputs[s])));
+fn mix_inputs(node: &mut RenderNode, wiring: &NodeWiring, outputs: &[Box<[AudioBlock]>]) {
+    for (k, (block, sources)) in node.inputs.iter_mut().zip(&wiring.input_sources).enumerate() {
+        let blocks = || sources.iter().map(|&(n, o)| &outputs[n][o]);
+        let computed = node.config.computed_number_of_channels(widest(blocks()));
         // The processor may keep another count (a BYOB processor that
         // rejected a topology change) and may point the block at its memory.
         let channels = node.processor.input_channels(k, computed, block);
-        mix_input(block, sources.iter().map(|&s| &outputs[s]), channels, node.config.interpretation);
+        mix_input(block, blocks(), channels, node.config.interpretation);
     }
 }

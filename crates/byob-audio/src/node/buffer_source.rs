@@ -6,7 +6,7 @@
 //! what lets the common case (rate 1, buffer at the context's rate) copy
 //! samples instead of interpolating.
 
-use super::{param_state, AudioNode, AudioProcessor, AudioScheduledSourceNode, RenderScope, Schedule};
+use super::{param_state, AudioNode, AudioProcessor, AudioScheduledSourceNode, RenderScope, Schedule, ScheduleCall};
 use crate::block::{AudioBlock, MAX_CHANNELS};
 use crate::buffer::AudioBuffer;
 use crate::graph::{AudioGraph, AudioParamId, NodeDescription, NodeError, NodeId};
@@ -43,11 +43,7 @@ impl AudioNode for AudioBufferSourceNode {
     }
 }
 
-impl AudioScheduledSourceNode for AudioBufferSourceNode {
-    fn schedule_mut<'a>(&self, graph: &'a mut AudioGraph) -> &'a mut Schedule {
-        &mut graph.processor_mut::<BufferSourceRenderer>(self.id).schedule
-    }
-}
+impl AudioScheduledSourceNode for AudioBufferSourceNode {}
 
 impl AudioBufferSourceNode {
     pub fn new(graph: &mut AudioGraph, options: AudioBufferSourceOptions) -> Result<Self, NodeError> {
@@ -102,21 +98,7 @@ impl AudioBufferSourceNode {
         offset: Option<f64>,
         duration: Option<f64>,
     ) -> Result<(), NodeError> {
-        let renderer = graph.processor_mut::<BufferSourceRenderer>(self.id);
-        // The spec checks the started state before the arguments.
-        if renderer.schedule.start_time().is_some() {
-            return Err(NodeError::InvalidState { what: "start() may be called only once".into() });
-        }
-        if let Some(offset) = offset {
-            NodeError::check_range("offset", offset, 0.0, f64::MAX)?;
-        }
-        if let Some(duration) = duration {
-            NodeError::check_range("duration", duration, 0.0, f64::MAX)?;
-        }
-        renderer.schedule.start(when)?;
-        renderer.playback.offset = offset.unwrap_or(0.0);
-        renderer.playback.duration = duration.unwrap_or(f64::INFINITY);
-        Ok(())
+        graph.schedule(self.id, ScheduleCall::Start { when, offset, duration })
     }
 
     pub fn playback_rate(&self) -> AudioParamId {
@@ -342,6 +324,14 @@ impl PlayState {
 }
 
 impl AudioProcessor for BufferSourceRenderer {
+    fn schedule(&mut self, call: &ScheduleCall) {
+        if let ScheduleCall::Start { offset, duration, .. } = *call {
+            self.playback.offset = offset.unwrap_or(0.0);
+            self.playback.duration = duration.unwrap_or(f64::INFINITY);
+        }
+        self.schedule.apply(call);
+    }
+
     fn process(&mut self, _: &[AudioBlock], outputs: &mut [AudioBlock], params: &[ParamBuffer], scope: &RenderScope) -> bool {
         let (range, schedule_done) = self.schedule.playing_range(scope.current_frame, scope.sample_rate);
         let out = &mut outputs[0];
@@ -662,7 +652,7 @@ mod tests {
         let buffer = AudioBuffer::new(SR, vec![vec![0.5; 200], vec![-0.5; 200]]).unwrap();
         let options = AudioBufferSourceOptions { buffer: Some(Arc::new(buffer)), ..Default::default() };
         let mut renderer = BufferSourceRenderer::new(&options);
-        renderer.schedule.start(130.0 / SR as f64).unwrap();
+        renderer.schedule(&ScheduleCall::Start { when: 130.0 / SR as f64, offset: None, duration: None });
         let mut outputs = vec![AudioBlock::new()];
         let mut params = vec![ParamBuffer::default(), ParamBuffer::default()];
         params[0].set_constant(1.0);

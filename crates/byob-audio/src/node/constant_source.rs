@@ -1,6 +1,6 @@
 //! ConstantSourceNode: outputs its `offset` parameter while playing.
 
-use super::{param_state, AudioNode, AudioProcessor, AudioScheduledSourceNode, RenderScope, Schedule};
+use super::{param_state, AudioNode, AudioProcessor, AudioScheduledSourceNode, RenderScope, Schedule, ScheduleCall};
 use crate::block::AudioBlock;
 use crate::graph::{AudioGraph, AudioParamId, NodeDescription, NodeError, NodeId};
 use crate::mixing::ChannelConfig;
@@ -29,11 +29,7 @@ impl AudioNode for ConstantSourceNode {
     }
 }
 
-impl AudioScheduledSourceNode for ConstantSourceNode {
-    fn schedule_mut<'a>(&self, graph: &'a mut AudioGraph) -> &'a mut Schedule {
-        &mut graph.processor_mut::<ConstantSourceRenderer>(self.id).schedule
-    }
-}
+impl AudioScheduledSourceNode for ConstantSourceNode {}
 
 impl ConstantSourceNode {
     pub fn new(graph: &mut AudioGraph, options: ConstantSourceOptions) -> Result<Self, NodeError> {
@@ -67,6 +63,10 @@ struct ConstantSourceRenderer {
 }
 
 impl AudioProcessor for ConstantSourceRenderer {
+    fn schedule(&mut self, call: &ScheduleCall) {
+        self.schedule.apply(call);
+    }
+
     fn process(&mut self, _: &[AudioBlock], outputs: &mut [AudioBlock], params: &[ParamBuffer], scope: &RenderScope) -> bool {
         let (playing, finished) = self.schedule.playing_range(scope.current_frame, scope.sample_rate);
         let out = &mut outputs[0];

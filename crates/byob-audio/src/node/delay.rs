@@ -160,8 +160,8 @@ impl AudioProcessor for DelayRenderer {
         true
     }
 
-    fn input_delayed_by_one_quantum(&mut self) {
-        self.in_cycle = true;
+    fn set_input_delayed_by_one_quantum(&mut self, delayed: bool) {
+        self.in_cycle = delayed;
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {

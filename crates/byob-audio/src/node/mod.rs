@@ -17,7 +17,7 @@ pub mod periodic_wave;
 mod scheduling;
 pub mod stereo_panner;
 
-pub use scheduling::{AudioScheduledSourceNode, Schedule};
+pub use scheduling::{AudioScheduledSourceNode, Schedule, ScheduleCall};
 
 /// Where a render quantum sits in time.
 #[derive(Clone, Copy, Debug)]
@@ -61,10 +61,24 @@ pub trait AudioProcessor: Send + Any {
         computed
     }
 
-    /// Called once before rendering when this node sits in a cycle: from
-    /// then on its input arrives one render quantum late (only DelayNode
+    /// Called when this node enters (`true`) or leaves a cycle: while in
+    /// one, its input arrives one render quantum late (only DelayNode
     /// accepts this; the graph refuses other cycles).
-    fn input_delayed_by_one_quantum(&mut self) {}
+    fn set_input_delayed_by_one_quantum(&mut self, delayed: bool) {
+        let _ = delayed;
+    }
+
+    /// A scheduled source's `start` or `stop`, already checked.
+    fn schedule(&mut self, call: &ScheduleCall) {
+        let _ = call;
+    }
+
+    /// Events raised during the last `process` (a worklet's error or
+    /// topology change), one per call until `None`. `ended` is reported by
+    /// the graph itself.
+    fn take_event(&mut self) -> Option<crate::graph::NodeEventKind> {
+        None
+    }
 
     /// For a node's handle to reach its processor before rendering starts.
     fn as_any_mut(&mut self) -> &mut dyn Any;

@@ -1,7 +1,7 @@
 //! OscillatorNode: band-limited periodic waveforms.
 
 use super::periodic_wave::{BasicWaveform, PeriodicWave, WaveTables};
-use super::{param_state, AudioNode, AudioProcessor, AudioScheduledSourceNode, RenderScope, Schedule};
+use super::{param_state, AudioNode, AudioProcessor, AudioScheduledSourceNode, RenderScope, Schedule, ScheduleCall};
 use crate::block::{AudioBlock, Channel};
 use crate::graph::{AudioGraph, AudioNodeOptions, AudioParamId, NodeDescription, NodeError, NodeId};
 use crate::mixing::ChannelConfig;
@@ -67,11 +67,7 @@ impl AudioNode for OscillatorNode {
     }
 }
 
-impl AudioScheduledSourceNode for OscillatorNode {
-    fn schedule_mut<'a>(&self, graph: &'a mut AudioGraph) -> &'a mut Schedule {
-        &mut graph.processor_mut::<OscillatorRenderer>(self.id).schedule
-    }
-}
+impl AudioScheduledSourceNode for OscillatorNode {}
 
 impl OscillatorNode {
     pub fn new(graph: &mut AudioGraph, options: OscillatorOptions) -> Result<Self, NodeError> {
@@ -160,6 +156,10 @@ impl OscillatorRenderer {
 }
 
 impl AudioProcessor for OscillatorRenderer {
+    fn schedule(&mut self, call: &ScheduleCall) {
+        self.schedule.apply(call);
+    }
+
     fn process(&mut self, _: &[AudioBlock], outputs: &mut [AudioBlock], params: &[ParamBuffer], scope: &RenderScope) -> bool {
         let (playing, finished) = self.schedule.playing_range(scope.current_frame, scope.sample_rate);
         let out = &mut outputs[0];

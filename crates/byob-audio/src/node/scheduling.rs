@@ -3,6 +3,16 @@
 use crate::block::RENDER_QUANTUM_SIZE;
 use crate::graph::NodeError;
 
+/// A `start` or `stop` call on a scheduled source, checked on the control
+/// side and applied by the source's processor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ScheduleCall {
+    /// `start(when, offset, duration)`; only AudioBufferSourceNode takes
+    /// the last two.
+    Start { when: f64, offset: Option<f64>, duration: Option<f64> },
+    Stop { when: f64 },
+}
+
 /// When a scheduled source plays: from the first frame at or after `start`
 /// to the last frame before `stop`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -12,24 +22,39 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// `start(when)`; calling it twice is an InvalidStateError.
-    pub fn start(&mut self, when: f64) -> Result<(), NodeError> {
-        NodeError::check_range("when", when, 0.0, f64::MAX)?;
-        if self.start.is_some() {
-            return Err(NodeError::InvalidState { what: "start() may be called only once".into() });
+    /// Refuses what the spec refuses: a second `start` or a `stop` before
+    /// `start` (InvalidStateError), then times out of range (RangeError).
+    pub fn check(&self, call: &ScheduleCall) -> Result<(), NodeError> {
+        match *call {
+            ScheduleCall::Start { when, offset, duration } => {
+                // The spec checks the started state before the arguments.
+                if self.start.is_some() {
+                    return Err(NodeError::InvalidState { what: "start() may be called only once".into() });
+                }
+                NodeError::check_range("when", when, 0.0, f64::MAX)?;
+                if let Some(offset) = offset {
+                    NodeError::check_range("offset", offset, 0.0, f64::MAX)?;
+                }
+                if let Some(duration) = duration {
+                    NodeError::check_range("duration", duration, 0.0, f64::MAX)?;
+                }
+            }
+            ScheduleCall::Stop { when } => {
+                if self.start.is_none() {
+                    return Err(NodeError::InvalidState { what: "stop() called before start()".into() });
+                }
+                NodeError::check_range("when", when, 0.0, f64::MAX)?;
+            }
         }
-        self.start = Some(when);
         Ok(())
     }
 
-    /// `stop(when)`; before `start` it is an InvalidStateError.
-    pub fn stop(&mut self, when: f64) -> Result<(), NodeError> {
-        NodeError::check_range("when", when, 0.0, f64::MAX)?;
-        if self.start.is_none() {
-            return Err(NodeError::InvalidState { what: "stop() called before start()".into() });
+    /// Records a call that [`check`](Self::check) accepted.
+    pub fn apply(&mut self, call: &ScheduleCall) {
+        match *call {
+            ScheduleCall::Start { when, .. } => self.start = Some(when),
+            ScheduleCall::Stop { when } => self.stop = Some(when),
         }
-        self.stop = Some(when);
-        Ok(())
     }
 
     pub fn start_time(&self) -> Option<f64> {
@@ -70,14 +95,11 @@ fn first_frame_at_or_after(position: f64) -> f64 {
 
 /// The start()/stop() methods of the spec's AudioScheduledSourceNode.
 pub trait AudioScheduledSourceNode: super::AudioNode {
-    /// The schedule held by this node's processor.
-    fn schedule_mut<'a>(&self, graph: &'a mut crate::graph::AudioGraph) -> &'a mut Schedule;
-
     fn start(&self, graph: &mut crate::graph::AudioGraph, when: f64) -> Result<(), NodeError> {
-        self.schedule_mut(graph).start(when)
+        graph.schedule(self.id(), ScheduleCall::Start { when, offset: None, duration: None })
     }
 
     fn stop(&self, graph: &mut crate::graph::AudioGraph, when: f64) -> Result<(), NodeError> {
-        self.schedule_mut(graph).stop(when)
+        graph.schedule(self.id(), ScheduleCall::Stop { when })
     }
 }

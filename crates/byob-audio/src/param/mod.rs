@@ -102,6 +102,12 @@ pub struct ParamState {
 }
 
 impl ParamState {
+    /// A copy to send to the render side: the cursor restarts, since the
+    /// timeline's events may have moved.
+    pub(crate) fn restarted(&self) -> Self {
+        Self { cursor: 0, ..self.clone() }
+    }
+
     pub fn new(descriptor: AudioParamDescriptor) -> Self {
         let timeline = Timeline::new(descriptor.default_value);
         Self { descriptor, timeline, rate_is_fixed: false, cursor: 0 }

@@ -5,7 +5,7 @@ use super::processor::{install, PortKind, ProcessIo, ProcessorInit, Registrar, T
 use super::registration::Registrations;
 use super::registry::{PortLayout, ProcessorDefinition, ProcessorRegistry};
 use crate::block::{AudioBlock, MAX_CHANNELS};
-use crate::graph::{AudioGraph, AudioNodeOptions, AudioParamId, NodeDescription, NodeError, NodeId};
+use crate::graph::{AudioGraph, AudioNodeOptions, AudioParamId, NodeDescription, NodeError, NodeEventKind, NodeId};
 use crate::mixing::{ChannelConfig, ChannelCountMode};
 use crate::node::{AudioNode, AudioProcessor, RenderScope};
 use crate::param::{ParamBuffer, ParamState};
@@ -167,6 +167,7 @@ impl AudioWorkletNode {
             offered_outputs,
             quanta: 0,
             bytes_copied: 0,
+            events: Vec::with_capacity(2 * (n_in + n_out) + 1),
         };
         let id = graph.add_node(NodeDescription {
             type_name: "AudioWorkletNode",
@@ -245,6 +246,10 @@ struct WorkletRenderer {
     /// (a read-modify-write per quantum would cost more than the rest).
     quanta: u64,
     bytes_copied: u64,
+    /// Events of the current quantum, taken by the graph after `process`:
+    /// at most one topology offer per port and one error, which the
+    /// capacity reserved at construction holds.
+    events: Vec<NodeEventKind>,
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -274,6 +279,7 @@ fn point_at(block: &mut AudioBlock, region: &crate::lent::LentRegion, channels: 
 impl WorkletRenderer {
     fn fail(&mut self, message: String) {
         self.failed = true;
+        self.push_event(NodeEventKind::ProcessorError);
         // Only the first error is kept; a second cannot happen (the
         // processor is never called again).
         let _ = self.status.error.set(message);
@@ -318,6 +324,15 @@ impl WorkletRenderer {
                 PortKind::Output => self.registrations.output_channels[port] = new_channels,
             }
         }
+        self.push_event(NodeEventKind::TopologyChange { kind, port, old_channels, new_channels, accepted: accept });
+    }
+
+    fn push_event(&mut self, event: NodeEventKind) {
+        // Never grows on the render thread: past the reserved room (which
+        // the per-quantum bound above never reaches) an event is dropped.
+        if self.events.len() < self.events.capacity() {
+            self.events.push(event);
+        }
     }
 
     fn desired_output_channels(&self, port: usize) -> usize {
@@ -330,6 +345,11 @@ impl WorkletRenderer {
 }
 
 impl AudioProcessor for WorkletRenderer {
+    fn take_event(&mut self) -> Option<NodeEventKind> {
+        // In the order raised; a shift of a few elements, no allocation.
+        (!self.events.is_empty()).then(|| self.events.remove(0))
+    }
+
     fn input_channels(&mut self, input: usize, computed: usize, block: &mut AudioBlock) -> usize {
         if self.failed {
             return computed.min(block.capacity());

@@ -1,0 +1,167 @@
+//! Turning what changed on the control side into a batch of [`Changes`]
+//! for the render side, and taking the render side's events back.
+
+use super::changes::{Changes, NodeEvent, NodeEventKind, NodeSlot, NodeWiring, ParamUpdate, Wiring};
+use super::order::RenderOrder;
+use super::render::RenderNode;
+use super::{AudioGraph, CompileError, NodeId, Target};
+use crate::block::AudioBlock;
+use crate::node::ScheduleCall;
+use crate::param::ParamBuffer;
+
+/// What changed since the last commit, besides new nodes.
+#[derive(Default)]
+pub(super) struct Pending {
+    /// Nodes before this index are on the render side (or released).
+    pub committed: usize,
+    /// Length of the render side's slot vectors.
+    pub slots: usize,
+    pub rewire: bool,
+    pub check_releases: bool,
+    pub schedules: Vec<(NodeId, ScheduleCall)>,
+    /// (node, parameter index), each once.
+    pub params: Vec<(NodeId, usize)>,
+    /// The connections as last committed, restored when a change closes a
+    /// cycle without a DelayNode.
+    pub committed_edges: Vec<super::Edge>,
+}
+
+impl AudioGraph {
+    /// Collects everything that changed since the last commit (new nodes
+    /// with their buffers, start/stop calls, automation, a new wiring,
+    /// released nodes) into one batch for [`RenderGraph::apply`](super::RenderGraph::apply).
+    /// `None` when nothing changed. A change that closes a cycle without a
+    /// DelayNode is refused and the connections made since the last commit
+    /// are undone.
+    pub fn commit(&mut self) -> Result<Option<Changes>, CompileError> {
+        let mut changes = Changes::default();
+        let n = self.nodes.len();
+        if self.pending.check_releases {
+            self.pending.check_releases = false;
+            changes.removed = self.releasable();
+        }
+        let rewire = self.pending.rewire || n > self.pending.committed || !changes.removed.is_empty();
+        if rewire {
+            match self.wiring() {
+                Ok(wiring) => changes.wiring = Some(wiring),
+                Err(e) => {
+                    self.edges = self.pending.committed_edges.clone();
+                    self.pending.rewire = false;
+                    return Err(e);
+                }
+            }
+            self.pending.committed_edges = self.edges.clone();
+            self.pending.rewire = false;
+        }
+        if n > self.pending.slots {
+            let len = n.next_power_of_two().max(16);
+            changes.slots = Some(((0..len).map(|_| None).collect(), (0..len).map(|_| Box::default()).collect()));
+            self.pending.slots = len;
+        }
+        for i in self.pending.committed..n {
+            let entry = &mut self.nodes[i];
+            let processor = entry.processor.take().expect("a node is committed once");
+            let render = RenderNode {
+                processor,
+                inputs: vec![AudioBlock::new(); entry.number_of_inputs],
+                params: entry.params.clone(),
+                param_values: vec![ParamBuffer::default(); entry.params.len()],
+                config: entry.channel_config,
+                deferred_input: false,
+                reports_ended: entry.schedule.start_time().is_some(),
+                active: true,
+            };
+            let outputs = vec![AudioBlock::new(); entry.number_of_outputs].into_boxed_slice();
+            changes.added.push(NodeSlot { node: NodeId(i), render: Some(Box::new(render)), outputs });
+        }
+        self.pending.committed = n;
+        changes.schedules = std::mem::take(&mut self.pending.schedules);
+        changes.params = std::mem::take(&mut self.pending.params)
+            .into_iter()
+            .map(|(node, index)| ParamUpdate { node, index, state: self.nodes[node.0].params[index].restarted() })
+            .collect();
+        let empty = changes.slots.is_none()
+            && changes.added.is_empty()
+            && changes.schedules.is_empty()
+            && changes.params.is_empty()
+            && changes.wiring.is_none()
+            && changes.removed.is_empty();
+        Ok(if empty { None } else { Some(changes) })
+    }
+
+    /// Takes a node event from the render side: an ended source is
+    /// released, which may release the nodes it alone fed.
+    pub fn handle_event(&mut self, event: &NodeEvent) {
+        if event.kind == NodeEventKind::Ended {
+            self.nodes[event.node.0].ended = true;
+            self.pending.check_releases = true;
+        }
+    }
+
+    /// Whether `node` is still rendered (not released).
+    pub fn is_live(&self, node: NodeId) -> bool {
+        !self.nodes[node.0].released
+    }
+
+    /// Marks the nodes that can go and returns their (empty) slots: ended
+    /// sources, and unreferenced nodes whose outputs reach no live node.
+    /// Either way the node's output is silent or unheard, so releasing it
+    /// changes no sample.
+    fn releasable(&mut self) -> Vec<NodeSlot> {
+        let mut released = Vec::new();
+        loop {
+            let before = released.len();
+            for i in 1..self.pending.committed {
+                let entry = &self.nodes[i];
+                if entry.released {
+                    continue;
+                }
+                let heard = self.edges.iter().any(|e| e.from.0 == i && !self.nodes[e.to.0].released);
+                if entry.ended || (entry.unreferenced && !heard) {
+                    self.nodes[i].released = true;
+                    released.push(NodeSlot { node: NodeId(i), render: None, outputs: Box::default() });
+                }
+            }
+            if released.len() == before {
+                return released;
+            }
+        }
+    }
+
+    /// The render order and every live node's sources, for all slots.
+    fn wiring(&self) -> Result<Wiring, CompileError> {
+        let n = self.nodes.len();
+        let live = |i: usize| !self.nodes[i].released;
+        let mut nodes: Vec<NodeWiring> = self
+            .nodes
+            .iter()
+            .map(|e| NodeWiring {
+                input_sources: vec![Vec::new(); e.number_of_inputs],
+                param_sources: vec![Vec::new(); e.params.len()],
+                deferred: false,
+            })
+            .collect();
+        let mut dependencies: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for e in self.edges.iter().filter(|e| live(e.from.0) && live(e.to.0)) {
+            dependencies[e.to.0].push(e.from.0);
+            let w = &mut nodes[e.to.0];
+            match e.target {
+                Target::Input(k) => w.input_sources[k].push((e.from.0, e.output)),
+                Target::Param(k) => w.param_sources[k].push((e.from.0, e.output)),
+            }
+        }
+        let breaks_cycles: Vec<bool> = self.nodes.iter().map(|e| e.breaks_cycles).collect();
+        let RenderOrder { order, deferred } = RenderOrder::new(&dependencies, &breaks_cycles).map_err(|cycle| {
+            let names: Vec<&str> = cycle.iter().map(|&i| self.nodes[i].label.as_str()).collect();
+            CompileError::CycleWithoutDelay(names.join(" -> "))
+        })?;
+        for (w, &d) in nodes.iter_mut().zip(&deferred) {
+            w.deferred = d;
+        }
+        Ok(Wiring {
+            order: order.into_iter().filter(|&i| live(i)).collect(),
+            deferred: (0..n).filter(|&i| deferred[i] && live(i)).collect(),
+            nodes,
+        })
+    }
+}
