@@ -9,11 +9,15 @@
 //! AudioParam automation with its exact formulas, and scheduled sources with
 //! sub-sample accurate start and stop.
 //!
-//! * [`AudioGraph`] is the graph under construction (control side). Node
-//! * [`RenderGraph`] is the compiled graph (render side): rendering a quantum
-//!   allocates nothing, takes no lock and makes no system call.
+//! * [`AudioGraph`] is the graph on the control side, where it is built and
+//!   changed; nodes, options and methods carry the Web Audio API's own names.
+//! * [`RenderGraph`] is the render side: rendering a quantum, and applying a
+//!   batch of changes between quanta, allocate nothing, take no lock and
+//!   make no system call.
 //! * [`OfflineAudioContext`] renders a graph into an [`AudioBuffer`].
-//!   API's own names.
+//! * [`AudioContext`] plays a graph in real time (on a device or the null
+//!   sink) and takes changes while it plays; docs/live-context.md explains
+//!   its threads.
 //!
 //! ```
 //! use byob_audio::*;
@@ -57,10 +61,13 @@ pub mod worklet;
 
 pub use block::{AudioBlock, MAX_CHANNELS, RENDER_QUANTUM_SIZE};
 pub use buffer::{AudioBuffer, SampleFormat};
-pub use context::{ContextError, NullOutput, OfflineAudioContext, RenderCapacityReport};
+pub use context::{
+    AudioContext, AudioContextError, AudioContextOptions, AudioContextState, AudioTimestamp, ContextError, LatencyHint, LiveGraph, NullOutput,
+    OfflineAudioContext, RenderCapacityReport, RenderDriver, SinkId,
+};
 #[cfg(feature = "realtime")]
 pub use context::{PlaybackError, RealtimeOutput};
-pub use graph::{AudioGraph, AudioNodeOptions, AudioParamId, NodeError, NodeId, RenderGraph, DEFAULT_MEMORY_LIMIT};
+pub use graph::{AudioGraph, AudioNodeOptions, AudioParamId, NodeError, NodeEvent, NodeEventKind, NodeId, RenderGraph, DEFAULT_MEMORY_LIMIT};
 pub use mixing::{ChannelConfig, ChannelCountMode, ChannelInterpretation};
 pub use node::biquad_filter::{coefficients as biquad_coefficients, BiquadFilterNode, BiquadFilterOptions, BiquadFilterType};
 pub use node::buffer_source::{AudioBufferSourceNode, AudioBufferSourceOptions};

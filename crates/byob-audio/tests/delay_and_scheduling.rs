@@ -451,3 +451,28 @@ fn graph_file_missing_wav_file() {
     );
     assert_mentions(&message, &["sample", "buffer", "byob-test-definitely-missing.wav"]);
 }
+
+/// Spec (AudioScheduledSourceNode.stop): a source that has stopped stays
+/// stopped; a later `stop` with a later time does not restart it.
+#[test]
+fn a_stopped_source_is_not_restarted_by_a_later_stop() {
+    let ctx = OfflineAudioContext::new(1, 2400, 48000.0).unwrap();
+    let mut ctx = ctx;
+    let g = ctx.graph();
+    let source = ConstantSourceNode::new(g, ConstantSourceOptions { offset: 1.0 }).unwrap();
+    let destination = g.destination();
+    g.connect(source.id(), 0, destination, 0).unwrap();
+    source.start(g, 0.0).unwrap();
+    source.stop(g, 256.0 / 48000.0).unwrap();
+    let rendered = ctx
+        .render_changing(|_| {}, |graph, frame| {
+            if frame == 1024 {
+                source.stop(graph, 2000.0 / 48000.0).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let out = rendered.buffer.channel_data(0);
+    assert!(out[..256].iter().all(|&s| s == 1.0));
+    assert!(out[256..].iter().all(|&s| s == 0.0), "restarted at frame {:?}", out[256..].iter().position(|&s| s != 0.0));
+}

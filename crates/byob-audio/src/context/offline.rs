@@ -2,7 +2,7 @@
 
 use crate::block::{MAX_CHANNELS, RENDER_QUANTUM_SIZE};
 use crate::buffer::{zeroed_channels, AudioBuffer};
-use crate::graph::{AudioGraph, CompileError, NodeError, ProcessorErrorEvent};
+use crate::graph::{AudioGraph, CompileError, NodeError, ProcessorErrorEvent, RenderGraph};
 
 /// A finished offline render.
 #[derive(Debug)]
@@ -26,6 +26,9 @@ pub enum ContextError {
     Compile(#[from] CompileError),
     #[error(transparent)]
     Node(#[from] NodeError),
+    /// A change made while rendering (a score's entry) failed.
+    #[error("{0}")]
+    Change(String),
     /// The system refused the memory for the rendered buffer.
     #[error("out of memory: the rendered buffer of {frames} frames × {channels} channels needs {bytes} bytes")]
     OutOfMemory { frames: usize, channels: usize, bytes: usize },
@@ -81,18 +84,41 @@ impl OfflineAudioContext {
 
     /// Renders the whole length and reports processor errors beside the
     /// audio.
-    pub fn render(mut self, mut progress: impl FnMut(usize)) -> Result<Rendered, ContextError> {
+    pub fn render(self, progress: impl FnMut(usize)) -> Result<Rendered, ContextError> {
+        self.render_changing(progress, |_, _| Ok(()))
+    }
+
+    /// As [`render`](Self::render), calling `change` with the graph before
+    /// each quantum (with the frame it starts at) to change it as a live
+    /// context's control side would: what it changes applies from that
+    /// quantum on, and ended sources are released as a live context
+    /// releases them. `byob render --score` plays a score this way.
+    pub fn render_changing(
+        mut self,
+        mut progress: impl FnMut(usize),
+        mut change: impl FnMut(&mut AudioGraph, u64) -> Result<(), String>,
+    ) -> Result<Rendered, ContextError> {
         let (frames, channels) = (self.length, self.graph.number_of_channels());
         let bytes = frames.saturating_mul(channels).saturating_mul(std::mem::size_of::<f32>());
         self.graph.reserve_memory(bytes, || format!("the rendered buffer of {frames} frames"))?;
         let errors = self.graph.processor_errors();
         let sample_rate = self.graph.sample_rate();
-        let mut render = self.graph.compile()?;
+        let mut render = RenderGraph::new(sample_rate);
         // Within the memory limit, so `bytes` did not saturate.
         let mut out = zeroed_channels(channels, frames).ok_or(ContextError::OutOfMemory { frames, channels, bytes })?;
         let mut done = 0;
+        let mut events = Vec::new();
         while done < self.length {
-            let block = render.render_quantum();
+            let frame = render.current_frame();
+            self.graph.set_current_time(frame as f64 / sample_rate as f64);
+            change(&mut self.graph, frame).map_err(ContextError::Change)?;
+            for event in events.drain(..) {
+                self.graph.handle_event(&event);
+            }
+            if let Some(mut changes) = self.graph.commit()? {
+                render.apply(&mut changes);
+            }
+            let block = render.render_quantum_with(|e| events.push(e));
             let n = RENDER_QUANTUM_SIZE.min(self.length - done);
             for (dst, src) in out.iter_mut().zip(block.channels()) {
                 dst[done..done + n].copy_from_slice(&src[..n]);

@@ -1,9 +1,10 @@
 //! Real-time playback through the system's default output device (cpal).
 
 use super::capacity::RenderCapacityReport;
-use super::sink::{Feeder, Shared};
+use super::sink::{Feeder, Quanta, Shared};
 use crate::graph::RenderGraph;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ use std::time::Duration;
 pub enum PlaybackError {
     #[error("no audio output device is available (is a sound server or sound card present?)")]
     NoDevice,
+    #[error("no audio output device is named {0:?} (known: {1})")]
+    NoSuchDevice(String, String),
     #[error("the output device has no usable configuration: {0}")]
     Config(String),
     #[error("could not open an output stream: {0}")]
@@ -34,10 +37,31 @@ impl RealtimeOutput {
     /// Opens the default device, asking for `channels` channels at its
     /// default sample rate.
     pub fn open(channels: usize) -> Result<Self, PlaybackError> {
+        Self::open_with(None, channels, None, None)
+    }
+
+    /// Opens the device named `device` (the default one when `None`),
+    /// asking for `channels` channels, `sample_rate` (its default when
+    /// `None`) and callbacks of `buffer_frames` frames where it allows.
+    pub fn open_with(device: Option<&str>, channels: usize, sample_rate: Option<f32>, buffer_frames: Option<u32>) -> Result<Self, PlaybackError> {
         let host = cpal::default_host();
-        let device = host.default_output_device().ok_or(PlaybackError::NoDevice)?;
+        let device = match device {
+            None => host.default_output_device().ok_or(PlaybackError::NoDevice)?,
+            Some(wanted) => {
+                let devices: Vec<cpal::Device> = host.output_devices().map(Iterator::collect).unwrap_or_default();
+                let name = |d: &cpal::Device| d.description().map(|d| d.name().to_string()).unwrap_or_default();
+                let known = devices.iter().map(name).collect::<Vec<_>>().join(", ");
+                devices.into_iter().find(|d| name(d) == wanted).ok_or_else(|| PlaybackError::NoSuchDevice(wanted.to_string(), known))?
+            }
+        };
         let default = device.default_output_config().map_err(|e| PlaybackError::Config(e.to_string()))?;
         let mut config: cpal::StreamConfig = default.config();
+        if let Some(rate) = sample_rate {
+            config.sample_rate = rate.round() as u32;
+        }
+        if let (Some(frames), cpal::SupportedBufferSize::Range { min, max }) = (buffer_frames, default.buffer_size()) {
+            config.buffer_size = cpal::BufferSize::Fixed(frames.clamp(*min, *max));
+        }
         let supports_channels = device
             .supported_output_configs()
             .map(|mut configs| configs.any(|c| c.channels() as usize == channels && c.sample_format() == cpal::SampleFormat::F32))
@@ -77,23 +101,92 @@ impl RealtimeOutput {
         }
         let shared = Arc::new(Shared::default());
         let failure: Arc<Mutex<Option<String>>> = Arc::default();
-        let failure_in_callback = failure.clone();
-        let mut feeder = Feeder::new(graph, frames, device_channels, shared.clone());
+        let feeder = Feeder::new(graph, frames, device_channels, shared.clone());
+        let _stream = self.start(feeder, failure.clone())?;
+        let whole = shared.wait(on_capacity, || failure.lock().unwrap_or_else(|p| p.into_inner()).take().map(PlaybackError::Stream))?;
+        // Let the device drain what it was handed.
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(whole)
+    }
+
+    /// Starts the device's callbacks on `feeder`; they run until the
+    /// stream is dropped. A stream error is left in `failure`. The first
+    /// callback asks for real-time priority for the device's thread (one
+    /// system call, before any audio is rendered).
+    pub(super) fn start<Q: Quanta>(self, mut feeder: Feeder<Q>, failure: Arc<Mutex<Option<String>>>) -> Result<cpal::Stream, PlaybackError> {
+        let mut first = true;
         let stream = self
             .device
             .build_output_stream(
                 self.config,
-                move |data: &mut [f32], _: &cpal::OutputCallbackInfo| feeder.fill(data),
+                move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
+                    if first {
+                        first = false;
+                        feeder.shared().promote_current_thread();
+                    }
+                    let t = info.timestamp();
+                    let latency = t.playback.duration_since(t.callback);
+                    feeder.shared().output_latency.store(latency.as_secs_f64().to_bits(), Ordering::Relaxed);
+                    feeder.fill(data)
+                },
                 move |e| {
-                    *failure_in_callback.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                    *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 },
                 None,
             )
             .map_err(|e| PlaybackError::Stream(e.to_string()))?;
         stream.play().map_err(|e| PlaybackError::Stream(e.to_string()))?;
-        let whole = shared.wait(on_capacity, || failure.lock().unwrap_or_else(|p| p.into_inner()).take().map(PlaybackError::Stream))?;
-        // Let the device drain what it was handed.
-        std::thread::sleep(Duration::from_millis(200));
-        Ok(whole)
+        Ok(stream)
+    }
+}
+
+/// Opens `sink` for a live context and starts its callbacks on `feeder` in
+/// a thread that holds the stream (cpal's streams may not move between
+/// threads) until `stop` is set.
+pub(super) fn spawn_device(
+    sink: &super::SinkId,
+    feeder: Feeder<super::live_render::LiveRender>,
+    sample_rate: f32,
+    buffer_frames: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, super::AudioContextError> {
+    let name = match sink {
+        super::SinkId::Device(name) => Some(name.clone()),
+        _ => None,
+    };
+    let (opened, result) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("byob-device".into())
+        .spawn(move || {
+            let started = RealtimeOutput::open_with(name.as_deref(), feeder.channels(), Some(sample_rate), Some(buffer_frames as u32)).and_then(|output| {
+                if (output.sample_rate() - sample_rate).abs() > 0.5 {
+                    return Err(PlaybackError::RateMismatch { graph: sample_rate, device: output.sample_rate() });
+                }
+                if output.channels() != feeder.channels() {
+                    return Err(PlaybackError::ChannelMismatch { graph: feeder.channels(), device: output.channels() });
+                }
+                output.start(feeder, Arc::default())
+            });
+            let stream = match started {
+                Ok(stream) => stream,
+                Err(e) => {
+                    let _ = opened.send(Err(e));
+                    return;
+                }
+            };
+            let _ = opened.send(Ok(()));
+            while !stop.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            drop(stream);
+        })
+        .expect("the system starts a thread");
+    match result.recv() {
+        Ok(Ok(())) => Ok(thread),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e.into())
+        }
+        Err(_) => Err(PlaybackError::Stream("the device thread ended before opening the device".into()).into()),
     }
 }

@@ -6,7 +6,7 @@
 use super::capacity::{CapacityCell, RenderCapacityMeter, RenderCapacityReport};
 use crate::block::{AudioBlock, RENDER_QUANTUM_SIZE};
 use crate::graph::RenderGraph;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,9 +22,30 @@ pub(super) struct Shared {
     pub interval: CapacityCell,
     /// The render capacity since playback began.
     pub whole: CapacityCell,
+    /// Whether the render thread got real-time priority.
+    pub real_time: AtomicBool,
+    /// The device's latency from callback to playback, in seconds (f64
+    /// bits); 0 on the null sink.
+    pub output_latency: AtomicU64,
 }
 
 impl Shared {
+    /// Asks for real-time (FIFO) scheduling of the calling thread, once,
+    /// before it renders; systems that refuse (no privilege, no rtkit
+    /// limit) leave it at normal priority, which is recorded.
+    pub fn promote_current_thread(&self) {
+        use thread_priority::ThreadPriority;
+        #[cfg(unix)]
+        let promoted = {
+            use thread_priority::unix::{set_thread_priority_and_policy, thread_native_id, RealtimeThreadSchedulePolicy, ThreadSchedulePolicy};
+            let fifo = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo);
+            set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Max, fifo).is_ok()
+        };
+        #[cfg(not(unix))]
+        let promoted = thread_priority::set_current_thread_priority(ThreadPriority::Max).is_ok();
+        self.real_time.store(promoted, Ordering::Relaxed);
+    }
+
     /// Waits until playback is done, handing each new interval's render
     /// capacity to `on_capacity`; `failed` says whether the sink failed
     /// meanwhile (and why).
@@ -45,11 +66,28 @@ impl Shared {
     }
 }
 
+/// What a sink plays: a render graph, or a live context's render side,
+/// which applies the control side's changes before each quantum.
+pub(super) trait Quanta: Send + 'static {
+    fn sample_rate(&self) -> f32;
+    fn render_quantum(&mut self) -> &AudioBlock;
+}
+
+impl Quanta for RenderGraph {
+    fn sample_rate(&self) -> f32 {
+        RenderGraph::sample_rate(self)
+    }
+
+    fn render_quantum(&mut self) -> &AudioBlock {
+        RenderGraph::render_quantum(self)
+    }
+}
+
 /// A sink callback's state: the graph, the quantum being played out, and
 /// the capacity meters. Runs on the render thread: it does not allocate,
 /// lock or make system calls (its clock is read through the vDSO).
-pub(super) struct Feeder {
-    graph: RenderGraph,
+pub(super) struct Feeder<Q> {
+    graph: Q,
     pending: AudioBlock,
     /// Frames of `pending` already delivered.
     read: usize,
@@ -60,13 +98,29 @@ pub(super) struct Feeder {
     shared: Arc<Shared>,
 }
 
-impl Feeder {
+impl<Q: Quanta> Feeder<Q> {
     /// Plays `frames` frames of `graph` into buffers of `channels`
     /// interleaved channels (a mono graph plays on every channel).
-    pub fn new(graph: RenderGraph, frames: usize, channels: usize, shared: Arc<Shared>) -> Self {
+    pub fn new(graph: Q, frames: usize, channels: usize, shared: Arc<Shared>) -> Self {
         let interval = RenderCapacityMeter::new(1.0);
         let whole = RenderCapacityMeter::new(f64::INFINITY);
         Self { graph, pending: AudioBlock::new(), read: RENDER_QUANTUM_SIZE, remaining: frames, channels, interval, whole, shared }
+    }
+
+    #[cfg(feature = "realtime")]
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Interleaved channels per frame.
+    #[cfg(feature = "realtime")]
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// What it plays.
+    pub fn quanta(&mut self) -> &mut Q {
+        &mut self.graph
     }
 
     /// Fills one interleaved buffer; silence once every frame was played.
@@ -123,27 +177,45 @@ impl NullOutput {
     /// whole playback's.
     pub fn play(self, graph: RenderGraph, frames: usize, on_capacity: impl FnMut(RenderCapacityReport)) -> RenderCapacityReport {
         let shared = Arc::new(Shared::default());
-        let sample_rate = graph.sample_rate() as f64;
-        let mut feeder = Feeder::new(graph, frames, self.channels, shared.clone());
-        let (channels, buffer_frames) = (self.channels, self.buffer_frames);
-        let render = std::thread::spawn(move || {
-            let mut buffer = vec![0.0f32; buffer_frames * channels];
-            let start = Instant::now();
-            let mut delivered = 0u64;
-            while !feeder.shared.done.load(Ordering::Acquire) {
-                feeder.fill(&mut buffer);
-                delivered += buffer_frames as u64;
-                // The next callback comes when the device would have played
-                // this buffer: on an absolute schedule, so waits do not drift.
-                let due = start + Duration::from_secs_f64(delivered as f64 / sample_rate);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-            }
-        });
+        let feeder = Feeder::new(graph, frames, self.channels, shared.clone());
+        let render = self.spawn(feeder, Arc::default());
         let whole = shared.wait(on_capacity, || None::<()>).unwrap_or_default();
         let _ = render.join();
         whole
+    }
+
+    /// Frames per callback.
+    pub fn buffer_frames(&self) -> usize {
+        self.buffer_frames
+    }
+
+    /// Starts the sink's thread, promoted to real-time priority where the
+    /// system allows; it calls `feeder` at real-time pace until every frame
+    /// was delivered or `stop` is set.
+    pub(super) fn spawn<Q: Quanta>(self, mut feeder: Feeder<Q>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Feeder<Q>> {
+        let (channels, buffer_frames) = (self.channels, self.buffer_frames);
+        let sample_rate = feeder.graph.sample_rate() as f64;
+        std::thread::Builder::new()
+            .name("byob-render".into())
+            .spawn(move || {
+                feeder.shared.promote_current_thread();
+                let mut buffer = vec![0.0f32; buffer_frames * channels];
+                let start = Instant::now();
+                let mut delivered = 0u64;
+                while !feeder.shared.done.load(Ordering::Acquire) && !stop.load(Ordering::Acquire) {
+                    feeder.fill(&mut buffer);
+                    delivered += buffer_frames as u64;
+                    // The next callback comes when the device would have
+                    // played this buffer: on an absolute schedule, so waits
+                    // do not drift.
+                    let due = start + Duration::from_secs_f64(delivered as f64 / sample_rate);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                feeder
+            })
+            .expect("the system starts a thread")
     }
 }
 

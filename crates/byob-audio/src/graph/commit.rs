@@ -9,6 +9,10 @@ use crate::block::AudioBlock;
 use crate::node::ScheduleCall;
 use crate::param::ParamBuffer;
 
+/// Where connections from released nodes read: the destination's slot
+/// holds one silent mono block that nothing writes.
+const SILENCE: (usize, usize) = (0, 0);
+
 /// What changed since the last commit, besides new nodes.
 #[derive(Default)]
 pub(super) struct Pending {
@@ -71,7 +75,9 @@ impl AudioGraph {
                 reports_ended: entry.schedule.start_time().is_some(),
                 active: true,
             };
-            let outputs = vec![AudioBlock::new(); entry.number_of_outputs].into_boxed_slice();
+            // The destination has no outputs; its slot holds the silent
+            // block that released nodes' connections read.
+            let outputs = vec![AudioBlock::new(); if i == 0 { 1 } else { entry.number_of_outputs }].into_boxed_slice();
             changes.added.push(NodeSlot { node: NodeId(i), render: Some(Box::new(render)), outputs });
         }
         self.pending.committed = n;
@@ -129,7 +135,7 @@ impl AudioGraph {
     }
 
     /// The render order and every live node's sources, for all slots.
-    fn wiring(&self) -> Result<Wiring, CompileError> {
+    pub(super) fn wiring(&self) -> Result<Wiring, CompileError> {
         let n = self.nodes.len();
         let live = |i: usize| !self.nodes[i].released;
         let mut nodes: Vec<NodeWiring> = self
@@ -142,12 +148,21 @@ impl AudioGraph {
             })
             .collect();
         let mut dependencies: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for e in self.edges.iter().filter(|e| live(e.from.0) && live(e.to.0)) {
-            dependencies[e.to.0].push(e.from.0);
+        for e in self.edges.iter().filter(|e| live(e.to.0)) {
+            // A released node's output is mono silence, as it was since it
+            // ended (or unheard): it reads the destination's silent block,
+            // so that releasing it changes nothing downstream, not even
+            // whether a parameter has an input.
+            let source = if live(e.from.0) {
+                dependencies[e.to.0].push(e.from.0);
+                (e.from.0, e.output)
+            } else {
+                SILENCE
+            };
             let w = &mut nodes[e.to.0];
             match e.target {
-                Target::Input(k) => w.input_sources[k].push((e.from.0, e.output)),
-                Target::Param(k) => w.param_sources[k].push((e.from.0, e.output)),
+                Target::Input(k) => w.input_sources[k].push(source),
+                Target::Param(k) => w.param_sources[k].push(source),
             }
         }
         let breaks_cycles: Vec<bool> = self.nodes.iter().map(|e| e.breaks_cycles).collect();

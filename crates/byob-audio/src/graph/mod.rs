@@ -356,16 +356,14 @@ impl AudioGraph {
         if input >= inputs {
             return Err(ConnectError::NoSuchInput { node: self.label(to).to_string(), index: input, count: inputs });
         }
-        self.add_edge(Edge { from, output, to, target: Target::Input(input) });
-        Ok(())
+        self.add_edge(Edge { from, output, to, target: Target::Input(input) })
     }
 
     /// Connects `output` of `from` to an AudioParam: its audio is mixed to
     /// mono and added to the parameter's intrinsic value.
     pub fn connect_param(&mut self, from: NodeId, output: usize, param: AudioParamId) -> Result<(), ConnectError> {
         self.check_output(from, output)?;
-        self.add_edge(Edge { from, output, to: param.node, target: Target::Param(param.index) });
-        Ok(())
+        self.add_edge(Edge { from, output, to: param.node, target: Target::Param(param.index) })
     }
 
     fn check_output(&self, from: NodeId, output: usize) -> Result<(), ConnectError> {
@@ -376,11 +374,20 @@ impl AudioGraph {
         Ok(())
     }
 
-    fn add_edge(&mut self, edge: Edge) {
-        if !self.edges.contains(&edge) {
-            self.edges.push(edge);
-            self.pending.rewire = true;
+    fn add_edge(&mut self, edge: Edge) -> Result<(), ConnectError> {
+        if self.edges.contains(&edge) {
+            return Ok(());
         }
+        self.edges.push(edge);
+        // A playing graph cannot refuse at commit time, so it refuses here.
+        if self.pending.committed > 0 {
+            if let Err(cycle) = self.wiring() {
+                self.edges.pop();
+                return Err(cycle.into());
+            }
+        }
+        self.pending.rewire = true;
+        Ok(())
     }
 
     /// Looks a parameter up by its spec name (`"frequency"`, `"gain"`, ...).
@@ -408,6 +415,12 @@ impl AudioGraph {
     /// it, then applied by its processor.
     pub fn schedule(&mut self, node: NodeId, call: ScheduleCall) -> Result<(), NodeError> {
         let entry = &mut self.nodes[node.0];
+        if !crate::node::SCHEDULED_SOURCES.contains(&entry.type_name) {
+            return Err(NodeError::InvalidState { what: format!("{} is not a scheduled source (start/stop)", entry.label) });
+        }
+        if matches!(call, ScheduleCall::Start { offset: Some(_), .. } | ScheduleCall::Start { duration: Some(_), .. }) && entry.type_name != "AudioBufferSourceNode" {
+            return Err(NodeError::NotSupported { what: format!("start(when, offset, duration) is AudioBufferSourceNode's; {} takes start(when)", entry.label) });
+        }
         entry.schedule.check(&call)?;
         entry.schedule.apply(&call);
         match &mut entry.processor {

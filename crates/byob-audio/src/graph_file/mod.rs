@@ -18,12 +18,16 @@
 //! method calls with the spec's argument order; `start`/`stop` take a time or
 //! the spec's argument list; the top three keys are OfflineAudioContext's
 //! constructor arguments. Paths are relative to the graph file. Unknown keys
-//! are errors. An `AudioWorkletNode` names its processor beside `type`:
+//! are errors. A `score` lists changes to make while the graph plays (see
+//! [`score`]). An `AudioWorkletNode` names its processor beside `type`:
 //! `{"id": "g", "type": "AudioWorkletNode", "processor": "gain", "options": {...}}`.
 
 mod json;
 mod strict;
 mod nodes;
+pub mod score;
+
+pub use score::ScorePlayer;
 
 use crate::context::{ContextError, OfflineAudioContext};
 use crate::graph::{AudioGraph, NodeId};
@@ -53,6 +57,7 @@ pub struct GraphFile {
     sample_rate: f32,
     length: usize,
     number_of_channels: usize,
+    score: Vec<score::Entry>,
 }
 
 /// The largest graph file read (JSON text; a million automation events
@@ -78,7 +83,7 @@ impl GraphFile {
         })?;
         let located = |e: Located| GraphFileError::Invalid { path: path.to_path_buf(), at: e.at, message: e.message };
         let top = Object::new(&root, "").map_err(located)?;
-        top.only(&["sampleRate", "length", "numberOfChannels", "nodes", "connections"]).map_err(located)?;
+        top.only(&["sampleRate", "length", "numberOfChannels", "nodes", "connections", "score"]).map_err(located)?;
         let sample_rate = top.number("sampleRate").map_err(located)?.unwrap_or(48000.0) as f32;
         let length = match top.get("length") {
             None => return Err(located(Located { at: "length".into(), message: "missing (frames to render)".into() })),
@@ -101,7 +106,19 @@ impl GraphFile {
                 }
             }
         }
-        Ok(Self { path: path.to_path_buf(), root, sample_rate, length, number_of_channels })
+        let score = top.get("score").map(score::parse).transpose().map_err(located)?.unwrap_or_default();
+        Ok(Self { path: path.to_path_buf(), root, sample_rate, length, number_of_channels, score })
+    }
+
+    /// Entries in the file's score.
+    pub fn score_len(&self) -> usize {
+        self.score.len()
+    }
+
+    /// Plays `other`'s score instead of this file's own (none when `other`
+    /// has none). Its ids must name this file's nodes or nodes it creates.
+    pub fn set_score_from(&mut self, other: &GraphFile) {
+        self.score = other.score.clone();
     }
 
     pub fn path(&self) -> &Path {
@@ -147,6 +164,19 @@ impl GraphFile {
         registry: &ProcessorRegistry,
         memory_limit: usize,
     ) -> Result<OfflineAudioContext, GraphFileError> {
+        self.offline_score_context(sample_rate, length, registry, memory_limit).map(|(ctx, _)| ctx)
+    }
+
+    /// As [`offline_context_limited`](Self::offline_context_limited), with
+    /// the player of the file's score, for
+    /// [`OfflineAudioContext::render_changing`].
+    pub fn offline_score_context<'a>(
+        &'a self,
+        sample_rate: Option<f32>,
+        length: Option<usize>,
+        registry: &'a ProcessorRegistry,
+        memory_limit: usize,
+    ) -> Result<(OfflineAudioContext, ScorePlayer<'a>), GraphFileError> {
         let sample_rate = sample_rate.unwrap_or(self.sample_rate);
         let length = length.unwrap_or(self.length);
         let mut ctx = OfflineAudioContext::new(self.number_of_channels, length, sample_rate).map_err(|e| {
@@ -158,20 +188,27 @@ impl GraphFile {
             self.invalid(Located { at: at.into(), message: e.to_string() })
         })?;
         ctx.graph().set_memory_limit(memory_limit);
-        self.build(ctx.graph(), registry)?;
-        Ok(ctx)
+        let player = self.build_playing(ctx.graph(), registry)?;
+        Ok((ctx, player))
     }
 
     /// Adds the file's nodes and connections to `graph`.
     pub fn build(&self, graph: &mut AudioGraph, registry: &ProcessorRegistry) -> Result<(), GraphFileError> {
-        self.build_located(graph, registry).map_err(|e| self.invalid(e))
+        self.build_playing(graph, registry).map(drop)
+    }
+
+    /// Adds the file's nodes and connections to `graph`, and returns the
+    /// player of its score, which knows the nodes by their ids.
+    pub fn build_playing<'a>(&'a self, graph: &mut AudioGraph, registry: &'a ProcessorRegistry) -> Result<ScorePlayer<'a>, GraphFileError> {
+        let (ids, buffers) = self.build_located(graph, registry).map_err(|e| self.invalid(e))?;
+        Ok(ScorePlayer::new(self, registry, ids, buffers))
     }
 
     fn invalid(&self, e: Located) -> GraphFileError {
         GraphFileError::Invalid { path: self.path.clone(), at: e.at, message: e.message }
     }
 
-    fn build_located(&self, graph: &mut AudioGraph, registry: &ProcessorRegistry) -> json::Result<()> {
+    fn build_located(&self, graph: &mut AudioGraph, registry: &ProcessorRegistry) -> json::Result<(HashMap<String, NodeId>, nodes::BufferCache)> {
         let base = self.path.parent().unwrap_or(Path::new("")).to_path_buf();
         let mut ids: HashMap<String, NodeId> = HashMap::new();
         ids.insert("destination".into(), graph.destination());
@@ -195,7 +232,7 @@ impl GraphFile {
         for (i, connection) in connections.iter().enumerate() {
             connect(graph, &Object::new(connection, &format!("connections[{i}]"))?, &ids)?;
         }
-        Ok(())
+        Ok((ids, buffers))
     }
 }
 

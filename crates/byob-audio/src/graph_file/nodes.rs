@@ -14,7 +14,7 @@ use crate::node::gain::{GainNode, GainOptions};
 use crate::node::oscillator::{OscillatorNode, OscillatorOptions, OscillatorType};
 use crate::node::periodic_wave::{PeriodicWave, PeriodicWaveOptions};
 use crate::node::stereo_panner::{StereoPannerNode, StereoPannerOptions};
-use crate::node::{AudioNode, AudioScheduledSourceNode};
+use crate::node::{AudioNode, ScheduleCall};
 use crate::param::{AudioParamDescriptor, AutomationRate};
 use crate::worklet::{AudioWorkletNode, AudioWorkletNodeOptions, ProcessorRegistry};
 use serde_json::Value;
@@ -81,7 +81,7 @@ pub fn create(graph: &mut AudioGraph, obj: &Object, buffers: &mut BufferCache, r
     let node_error = |e: NodeError| Located { at: options.at.clone(), message: e.to_string() };
     let node = node_options(&options)?;
     let sample_rate = graph.sample_rate();
-    let scheduled = matches!(type_name, "OscillatorNode" | "ConstantSourceNode" | "AudioBufferSourceNode");
+    let scheduled = crate::node::SCHEDULED_SOURCES.contains(&type_name);
     if !scheduled {
         for key in ["start", "stop"] {
             if obj.get(key).is_some() {
@@ -109,7 +109,7 @@ pub fn create(graph: &mut AudioGraph, obj: &Object, buffers: &mut BufferCache, r
                 },
             )
             .map_err(node_error)?;
-            schedule(graph, obj, &osc, None)?;
+            schedule(graph, obj, osc.id())?;
             osc.id()
         }
         "GainNode" => {
@@ -121,7 +121,7 @@ pub fn create(graph: &mut AudioGraph, obj: &Object, buffers: &mut BufferCache, r
             options.only(&["offset"])?;
             let offset = options.f32("offset")?.unwrap_or(1.0);
             let source = ConstantSourceNode::new(graph, ConstantSourceOptions { offset }).map_err(node_error)?;
-            schedule(graph, obj, &source, None)?;
+            schedule(graph, obj, source.id())?;
             source.id()
         }
         "BiquadFilterNode" => {
@@ -175,7 +175,7 @@ pub fn create(graph: &mut AudioGraph, obj: &Object, buffers: &mut BufferCache, r
                 },
             )
             .map_err(node_error)?;
-            schedule(graph, obj, &source, Some(&source))?;
+            schedule(graph, obj, source.id())?;
             source.id()
         }
         "StereoPannerNode" => {
@@ -318,12 +318,8 @@ fn periodic_wave(value: &Value, at: &str, sample_rate: f32) -> json::Result<Peri
 }
 
 /// `start`: a time or the spec's argument list; `stop`: a time.
-fn schedule(
-    graph: &mut AudioGraph,
-    obj: &Object,
-    node: &dyn AudioScheduledSourceNode,
-    buffer_source: Option<&AudioBufferSourceNode>,
-) -> json::Result<()> {
+pub fn schedule(graph: &mut AudioGraph, obj: &Object, node: NodeId) -> json::Result<()> {
+    let buffer_source = graph.type_name(node) == "AudioBufferSourceNode";
     if let Some(start) = obj.get("start") {
         let at = obj.path("start");
         let args: Vec<f64> = match start {
@@ -332,27 +328,25 @@ fn schedule(
             }
             v => vec![json::number(v, &at)?],
         };
-        let max_args = if buffer_source.is_some() { 3 } else { 1 };
+        let max_args = if buffer_source { 3 } else { 1 };
         if args.is_empty() || args.len() > max_args {
             return fail(&at, format!("start takes 1 to {max_args} arguments (when{}), got {}", if max_args == 3 { ", offset, duration" } else { "" }, args.len()));
         }
-        let result = match buffer_source {
-            Some(source) => source.start_with(graph, args[0], args.get(1).copied(), args.get(2).copied()),
-            None => node.start(graph, args[0]),
-        };
-        result.or_else(|e| fail(&at, e.to_string()))?;
+        let call = ScheduleCall::Start { when: args[0], offset: args.get(1).copied(), duration: args.get(2).copied() };
+        graph.schedule(node, call).or_else(|e| fail(&at, e.to_string()))?;
     }
     if let Some(stop) = obj.get("stop") {
         let at = obj.path("stop");
         let when = json::number(stop, &at)?;
-        node.stop(graph, when).or_else(|e| fail(&at, e.to_string()))?;
+        graph.schedule(node, ScheduleCall::Stop { when }).or_else(|e| fail(&at, e.to_string()))?;
     }
     Ok(())
 }
 
 /// `params`: for each AudioParam name, either a list of method calls or an
 /// object `{"value": v, "automationRate": "k-rate", "events": [...]}`.
-fn automate(graph: &mut AudioGraph, node: NodeId, params: &Object) -> json::Result<()> {
+pub fn automate(graph: &mut AudioGraph, node: NodeId, params: &Object) -> json::Result<()> {
+    let now = graph.current_time();
     for (name, value) in params.map {
         let at = params.path(name);
         let id = graph.param_by_name(node, name).or_else(|e| fail(&at, e.to_string()))?;
@@ -381,13 +375,13 @@ fn automate(graph: &mut AudioGraph, node: NodeId, params: &Object) -> json::Resu
             let Some((Value::String(method), args)) = event.as_array().and_then(|a| a.split_first()) else {
                 return fail(&event_at, "expected [\"methodName\", arguments...]");
             };
-            call(param.timeline(), method, args, &event_at)?;
+            call(param.timeline(), method, args, &event_at, now)?;
         }
     }
     Ok(())
 }
 
-fn call(timeline: &mut crate::param::Timeline, method: &str, args: &[Value], at: &str) -> json::Result<()> {
+fn call(timeline: &mut crate::param::Timeline, method: &str, args: &[Value], at: &str, now: f64) -> json::Result<()> {
     let expected = match method {
         "setValueAtTime" | "linearRampToValueAtTime" | "exponentialRampToValueAtTime" => 2,
         "setTargetAtTime" | "setValueCurveAtTime" => 3,
@@ -400,11 +394,11 @@ fn call(timeline: &mut crate::param::Timeline, method: &str, args: &[Value], at:
         return fail(at, format!("{method} takes {expected} argument(s), got {}", args.len()));
     }
     let n = |i: usize| json::number(&args[i], &format!("{at}[{}]", i + 1));
-    // Automation is scheduled before rendering starts: currentTime is 0.
+    // `now`: 0 before rendering starts, a score entry's time after.
     let result = match method {
         "setValueAtTime" => timeline.set_value_at_time(n(0)? as f32, n(1)?),
-        "linearRampToValueAtTime" => timeline.linear_ramp_to_value_at_time(n(0)? as f32, n(1)?, 0.0),
-        "exponentialRampToValueAtTime" => timeline.exponential_ramp_to_value_at_time(n(0)? as f32, n(1)?, 0.0),
+        "linearRampToValueAtTime" => timeline.linear_ramp_to_value_at_time(n(0)? as f32, n(1)?, now),
+        "exponentialRampToValueAtTime" => timeline.exponential_ramp_to_value_at_time(n(0)? as f32, n(1)?, now),
         "setTargetAtTime" => timeline.set_target_at_time(n(0)? as f32, n(1)?, n(2)?),
         "setValueCurveAtTime" => {
             let values = numbers(&args[0], &format!("{at}[1]"))?;

@@ -333,7 +333,7 @@ impl AudioProcessor for BufferSourceRenderer {
     }
 
     fn process(&mut self, _: &[AudioBlock], outputs: &mut [AudioBlock], params: &[ParamBuffer], scope: &RenderScope) -> bool {
-        let (range, schedule_done) = self.schedule.playing_range(scope.current_frame, scope.sample_rate);
+        let (range, schedule_done) = self.schedule.advance(scope.current_frame, scope.sample_rate);
         let out = &mut outputs[0];
         let Some(buffer) = self.buffer.as_deref() else {
             out.make_silent(1);

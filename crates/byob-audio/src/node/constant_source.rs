@@ -68,7 +68,7 @@ impl AudioProcessor for ConstantSourceRenderer {
     }
 
     fn process(&mut self, _: &[AudioBlock], outputs: &mut [AudioBlock], params: &[ParamBuffer], scope: &RenderScope) -> bool {
-        let (playing, finished) = self.schedule.playing_range(scope.current_frame, scope.sample_rate);
+        let (playing, finished) = self.schedule.advance(scope.current_frame, scope.sample_rate);
         let out = &mut outputs[0];
         out.make_silent(1);
         let channel = out.channel_mut(0);

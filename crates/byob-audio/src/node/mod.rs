@@ -17,7 +17,7 @@ pub mod periodic_wave;
 mod scheduling;
 pub mod stereo_panner;
 
-pub use scheduling::{AudioScheduledSourceNode, Schedule, ScheduleCall};
+pub use scheduling::{AudioScheduledSourceNode, Schedule, ScheduleCall, SCHEDULED_SOURCES};
 
 /// Where a render quantum sits in time.
 #[derive(Clone, Copy, Debug)]

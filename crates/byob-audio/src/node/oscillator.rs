@@ -161,7 +161,7 @@ impl AudioProcessor for OscillatorRenderer {
     }
 
     fn process(&mut self, _: &[AudioBlock], outputs: &mut [AudioBlock], params: &[ParamBuffer], scope: &RenderScope) -> bool {
-        let (playing, finished) = self.schedule.playing_range(scope.current_frame, scope.sample_rate);
+        let (playing, finished) = self.schedule.advance(scope.current_frame, scope.sample_rate);
         let out = &mut outputs[0];
         out.make_silent(1);
         if playing.is_empty() {

@@ -3,6 +3,9 @@
 use crate::block::RENDER_QUANTUM_SIZE;
 use crate::graph::NodeError;
 
+/// The node types that take `start` and `stop`.
+pub const SCHEDULED_SOURCES: [&str; 3] = ["OscillatorNode", "ConstantSourceNode", "AudioBufferSourceNode"];
+
 /// A `start` or `stop` call on a scheduled source, checked on the control
 /// side and applied by the source's processor.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -19,6 +22,9 @@ pub enum ScheduleCall {
 pub struct Schedule {
     start: Option<f64>,
     stop: Option<f64>,
+    /// Once a source has stopped it stays stopped: a later `stop` with a
+    /// later time does not restart it (spec: AudioScheduledSourceNode.stop).
+    finished: bool,
 }
 
 impl Schedule {
@@ -59,6 +65,17 @@ impl Schedule {
 
     pub fn start_time(&self) -> Option<f64> {
         self.start
+    }
+
+    /// As [`playing_range`](Self::playing_range), for the render side: a
+    /// source found finished stays finished.
+    pub fn advance(&mut self, first_frame: u64, sample_rate: f32) -> (std::ops::Range<usize>, bool) {
+        if self.finished {
+            return (0..0, true);
+        }
+        let (range, finished) = self.playing_range(first_frame, sample_rate);
+        self.finished = finished;
+        (range, finished)
     }
 
     /// The frames of the quantum beginning at `first_frame` during which the
