@@ -173,3 +173,72 @@ fn rendering_byob_processors_allocates_nothing() {
     }
     assert!(energy > 0.0, "the graph should make sound");
 }
+
+/// A live context's render side, driven from a thread that denies itself
+/// allocation, while the control side changes the graph as fast as it can:
+/// sources created, connected, started and stopped, automation sent,
+/// connections removed, BYOB worklets offered wider inputs, ended sources
+/// released. What the render side replaces is freed on the free thread.
+#[test]
+fn a_live_graph_changing_under_the_render_thread_allocates_nothing_there() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let options = AudioContextOptions { sample_rate: Some(48000.0), ..Default::default() };
+    let (mut ctx, mut driver) = AudioContext::with_driver(options).expect("a driven context");
+    let stop = Arc::new(AtomicBool::new(false));
+    let rendered = Arc::new(AtomicU64::new(0));
+    let render = {
+        let (stop, rendered) = (stop.clone(), rendered.clone());
+        std::thread::spawn(move || {
+            let mut buffer = vec![0.0f32; 2 * 300];
+            let mut energy = 0.0f64;
+            while !stop.load(Ordering::Acquire) {
+                assert_no_alloc(|| driver.fill(&mut buffer));
+                energy += buffer.iter().map(|&s| (s as f64).powi(2)).sum::<f64>();
+                rendered.fetch_add(300, Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            energy
+        })
+    };
+    let registry = ProcessorRegistry::with_examples();
+    let follower = {
+        let mut g = ctx.graph();
+        let options = AudioWorkletNodeOptions { processor_options: serde_json::json!({"maxChannels": 6}), ..Default::default() };
+        let follower = AudioWorkletNode::new(&mut g, &registry, "channel-follower", options).unwrap();
+        let destination = g.destination();
+        g.connect(follower.id(), 0, destination, 0).unwrap();
+        follower
+    };
+    for i in 0..400 {
+        let mut g = ctx.graph();
+        let now = g.current_time();
+        let osc = OscillatorNode::new(&mut g, OscillatorOptions { frequency: 100.0 + i as f32, ..Default::default() }).unwrap();
+        let gain = GainNode::new(&mut g, GainOptions { gain: 0.1, ..Default::default() }).unwrap();
+        g.connect(osc.id(), 0, gain.id(), 0).unwrap();
+        g.connect(gain.id(), 0, follower.id(), 0).unwrap();
+        if i % 7 == 0 {
+            // Six channels into the follower: a topology change.
+            let merger = ChannelMergerNode::new(&mut g, ChannelMergerOptions { number_of_inputs: 6, ..Default::default() }).unwrap();
+            g.connect(gain.id(), 0, merger.id(), 5).unwrap();
+            g.connect(merger.id(), 0, follower.id(), 0).unwrap();
+            g.release(merger.id());
+            g.disconnect_all(merger.id());
+        }
+        g.param(gain.gain()).linear_ramp_to_value_at_time(0.0, now + 0.02).unwrap();
+        osc.start(&mut g, now).unwrap();
+        osc.stop(&mut g, now + 0.01).unwrap();
+        g.release(gain.id());
+        drop(g);
+        std::thread::sleep(std::time::Duration::from_micros(300));
+    }
+    while rendered.load(Ordering::Relaxed) < 48000 / 2 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    ctx.poll_events();
+    ctx.close().expect("every change applied");
+    stop.store(true, Ordering::Release);
+    let energy = render.join().expect("the render thread allocated nothing");
+    assert!(energy > 0.0, "the graph should make sound");
+    let freed = ctx.freed();
+    assert!(freed.batches >= 400 && freed.nodes > 0, "{freed:?}");
+}
