@@ -43,7 +43,34 @@ pub struct RenderArgs {
     #[arg(long, value_name = "MIB", default_value_t = 4096)]
     max_memory_mib: usize,
     #[command(flatten)]
+    score: ScoreArgs,
+    #[command(flatten)]
     wasm: WasmArgs,
+}
+
+#[derive(Args)]
+pub struct ScoreArgs {
+    /// Apply the score in this file (`{"score": [...]}` or a graph file)
+    /// instead of the graph file's own.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_score")]
+    score: Option<PathBuf>,
+    /// Ignore the graph file's score.
+    #[arg(long)]
+    no_score: bool,
+}
+
+impl ScoreArgs {
+    /// `file`, with the score these options ask for.
+    fn load(&self, graph: &std::path::Path) -> Result<GraphFile> {
+        let mut file = GraphFile::load(graph)?;
+        if let Some(path) = &self.score {
+            file.load_score(path)?;
+        }
+        if self.no_score {
+            file.clear_score();
+        }
+        Ok(file)
+    }
 }
 
 #[derive(Args)]
@@ -110,6 +137,19 @@ pub struct PlayArgs {
     /// null sink: real-time pace, no device; for servers and CI).
     #[arg(long, value_enum, default_value = "default")]
     sink: SinkKind,
+    /// An output device by name, instead of the default one.
+    #[arg(long, value_name = "NAME", conflicts_with = "sink")]
+    device: Option<String>,
+    /// The sink's buffer: interactive (256 frames), balanced (1024),
+    /// playback (4096), or a number of seconds.
+    #[arg(long, default_value = "interactive", value_parser = parse_latency_hint)]
+    latency_hint: byob_audio::LatencyHint,
+    /// Also write what the null sink played to this WAV file (f32), to
+    /// compare with `byob render`.
+    #[arg(long, value_name = "WAV")]
+    capture: Option<PathBuf>,
+    #[command(flatten)]
+    score: ScoreArgs,
     #[command(flatten)]
     wasm: WasmArgs,
 }
@@ -120,17 +160,23 @@ enum SinkKind {
     None,
 }
 
-/// Frames the null sink asks for per callback: 256, a common device
-/// buffer (5.3 ms at 48 kHz), and no multiple of the 128-frame quantum's
-/// boundaries needs to line up with it.
-const NULL_SINK_BUFFER_FRAMES: usize = 256;
-
-/// An opened sink.
-enum Sink {
-    #[cfg(feature = "play")]
-    Device(byob_audio::RealtimeOutput),
-    Null(byob_audio::NullOutput),
+fn parse_latency_hint(text: &str) -> Result<byob_audio::LatencyHint, String> {
+    use byob_audio::LatencyHint;
+    match text {
+        "interactive" => Ok(LatencyHint::Interactive),
+        "balanced" => Ok(LatencyHint::Balanced),
+        "playback" => Ok(LatencyHint::Playback),
+        seconds => match seconds.parse::<f64>() {
+            Ok(s) if s.is_finite() && s > 0.0 && s <= 10.0 => Ok(LatencyHint::Seconds(s)),
+            _ => Err(format!("expected interactive, balanced, playback or a number of seconds above 0 and at most 10, got {seconds:?}")),
+        },
+    }
 }
+
+/// How far ahead of the render side the score's changes are sent: late
+/// enough to be a change while playing, early enough to land on their
+/// quantum even when the control thread is descheduled for a while.
+const SCORE_LOOKAHEAD: f64 = 0.2;
 
 fn length_override(sample_rate: f32, length: Option<usize>, duration: Option<f64>) -> Result<Option<usize>> {
     match duration {
@@ -151,12 +197,13 @@ pub fn render(args: RenderArgs) -> Result<()> {
         }
         outputs.stage(png)?;
     }
-    let file = GraphFile::load(&args.graph)?;
+    let file = args.score.load(&args.graph)?;
     let sample_rate = args.sample_rate.unwrap_or(file.sample_rate());
     let length = length_override(sample_rate, args.length, args.duration)?;
     let memory_limit = crate::mib_to_bytes("--max-memory-mib", args.max_memory_mib)?;
     let neural = byob_neural::NeuralNodes::new(byob_neural::Clock::Offline);
-    let ctx = file.offline_context_limited(args.sample_rate, length, &args.wasm.registry(&args.graph, &neural)?, memory_limit)?;
+    let registry = args.wasm.registry(&args.graph, &neural)?;
+    let (ctx, mut score) = file.offline_score_context(args.sample_rate, length, &registry, memory_limit)?;
     let total = ctx.length();
     let format = match args.format {
         Format::F32 => SampleFormat::F32,
@@ -167,7 +214,7 @@ pub fn render(args: RenderArgs) -> Result<()> {
 
     let started = Instant::now();
     let mut bar: Option<ProgressBar> = None;
-    let rendered = ctx.render(|done| {
+    let progress = |done| {
         // Only renders that take longer than a moment get a bar.
         if bar.is_none() && started.elapsed() > Duration::from_millis(300) {
             let b = ProgressBar::new(total as u64);
@@ -181,9 +228,11 @@ pub fn render(args: RenderArgs) -> Result<()> {
         if let Some(b) = &bar {
             b.set_position(done as u64);
         }
-    })
-    // A cycle without a DelayNode is found only when the graph compiles.
-    .with_context(|| args.graph.display().to_string())?;
+    };
+    let rendered = ctx
+        .render_changing(progress, |graph, frame| score.apply_due(graph, frame).map_err(|e| e.to_string()))
+        // A cycle without a DelayNode is found only when the graph compiles.
+        .with_context(|| args.graph.display().to_string())?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -251,34 +300,87 @@ fn check_wav_size(frames: usize, channels: usize, format: SampleFormat) -> Resul
 }
 
 pub fn play(args: PlayArgs) -> Result<()> {
-    let file = GraphFile::load(&args.graph)?;
-    let channels = file.number_of_channels();
-    let (sink, sample_rate, name) = match args.sink {
-        SinkKind::None => (Sink::Null(byob_audio::NullOutput::new(channels, NULL_SINK_BUFFER_FRAMES)), file.sample_rate(), "the null sink (no device)".to_string()),
-        SinkKind::Default => open_device(channels)?,
+    use byob_audio::{AudioContext, AudioContextOptions, NodeEventKind, SinkId};
+    let file = args.score.load(&args.graph)?;
+    let sink_id = match (&args.device, args.sink) {
+        (Some(name), _) => SinkId::Device(name.clone()),
+        (None, SinkKind::None) => SinkId::None,
+        (None, SinkKind::Default) => SinkId::Default,
     };
-    let length = length_override(sample_rate, None, args.duration)?
-        .unwrap_or_else(|| (file.length() as f64 * sample_rate as f64 / file.sample_rate() as f64).round() as usize);
-    let mut graph = byob_audio::AudioGraph::new(sample_rate, channels)?;
+    if args.capture.is_some() && sink_id != SinkId::None {
+        bail!("--capture needs --sink none: a device's audio is not handed back");
+    }
+    let mut outputs = Outputs::new();
+    if let Some(path) = &args.capture {
+        outputs.stage(path)?;
+    }
+    // The null sink plays at the file's rate; a device at its own.
+    let sample_rate = (sink_id == SinkId::None).then_some(file.sample_rate());
+    let probe_rate = match sample_rate {
+        Some(rate) => rate,
+        None => AudioContext::preferred_sample_rate(&sink_id, file.number_of_channels())?,
+    };
+    let length = length_override(probe_rate, None, args.duration)?
+        .unwrap_or_else(|| (file.length() as f64 * probe_rate as f64 / file.sample_rate() as f64).round() as usize);
+    if args.capture.is_some() {
+        check_wav_size(length, file.number_of_channels(), SampleFormat::F32)?;
+    }
+    let options = AudioContextOptions {
+        latency_hint: args.latency_hint,
+        sample_rate: Some(probe_rate),
+        sink_id: sink_id.clone(),
+        number_of_channels: file.number_of_channels(),
+        capture_frames: if args.capture.is_some() { length } else { 0 },
+        start_suspended: true,
+    };
+    let mut ctx = AudioContext::new(options)?;
     let neural = byob_neural::NeuralNodes::new(byob_neural::Clock::RealTime);
-    file.build(&mut graph, &args.wasm.registry(&args.graph, &neural)?)?;
-    println!("playing {} on {name} at {sample_rate} Hz", args.graph.display());
+    let registry = args.wasm.registry(&args.graph, &neural)?;
+    let mut score = file.build_playing(&mut ctx.graph(), &registry)?;
+    ctx.add_event_listener(|event, graph| {
+        if event.kind == NodeEventKind::ProcessorError {
+            eprintln!("warning: processorerror in node {:?} (it outputs silence from now on)", graph.label(event.node));
+        }
+    });
+    let name = match &sink_id {
+        SinkId::None => "the null sink (no device)".to_string(),
+        SinkId::Device(name) => name.clone(),
+        _ => "the default output device".to_string(),
+    };
+    let scored = if file.score_len() > 0 { format!(", with a score of {} changes", file.score_len()) } else { String::new() };
+    println!("playing {} on {name} at {probe_rate} Hz{scored}", args.graph.display());
+    ctx.resume()?;
     // The spec's render capacity, each second of audio, on a live line.
     let bar = ProgressBar::new(length as u64);
     bar.set_style(ProgressStyle::with_template("{spinner} playing [{bar:40}] {msg}").expect("static template").progress_chars("=> "));
-    let mut on_capacity = |second: byob_audio::RenderCapacityReport| {
-        bar.set_position((second.timestamp * sample_rate as f64) as u64);
-        bar.set_message(capacity_text(&second));
-    };
-    let render = graph.compile()?;
-    let whole = match sink {
-        #[cfg(feature = "play")]
-        Sink::Device(output) => output.play(render, length, &mut on_capacity)?,
-        Sink::Null(output) => output.play(render, length, &mut on_capacity),
-    };
+    let end = length as f64 / probe_rate as f64;
+    while ctx.current_time() < end {
+        score.send_due(&mut ctx, SCORE_LOOKAHEAD).with_context(|| args.graph.display().to_string())?;
+        ctx.poll_events();
+        bar.set_position((ctx.current_time() * probe_rate as f64) as u64);
+        let second = ctx.render_capacity();
+        if second.callbacks > 0 {
+            bar.set_message(capacity_text(&second));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ctx.close()?;
     bar.finish_and_clear();
-    println!("render capacity: {}, over {} callbacks", capacity_text(&whole), whole.callbacks);
+    let whole = ctx.render_capacity_overall();
+    let priority = if ctx.real_time_priority() { "real-time priority" } else { "normal priority (real-time refused by the system)" };
+    println!("render capacity: {}, over {} callbacks, at {priority}", capacity_text(&whole), whole.callbacks);
+    let freed = ctx.freed();
+    if score.remaining() < file.score_len() {
+        println!("score: {} changes applied in {} batches; {} nodes released and freed off the render thread", file.score_len(), freed.batches, freed.nodes);
+    }
     report_neural_nodes(&neural);
+    if let Some(path) = &args.capture {
+        let buffer = ctx.take_capture().context("the null sink kept no capture")?;
+        let staged = outputs.staged_mut();
+        buffer.write_wav_to(staged[0].file(), SampleFormat::F32).with_context(|| format!("writing {}", path.display()))?;
+        outputs.commit()?;
+        println!("captured {} frames -> {}", buffer.length(), path.display());
+    }
     Ok(())
 }
 
@@ -286,15 +388,3 @@ fn capacity_text(report: &byob_audio::RenderCapacityReport) -> String {
     format!("load {:.1}% average, {:.1}% peak, underruns {:.1}%", report.average_load * 100.0, report.peak_load * 100.0, report.underrun_ratio * 100.0)
 }
 
-/// The default output device, its rate and its name.
-#[cfg(feature = "play")]
-fn open_device(channels: usize) -> Result<(Sink, f32, String)> {
-    let output = byob_audio::RealtimeOutput::open(channels)?;
-    let (rate, name) = (output.sample_rate(), output.device_name().to_string());
-    Ok((Sink::Device(output), rate, name))
-}
-
-#[cfg(not(feature = "play"))]
-fn open_device(_: usize) -> Result<(Sink, f32, String)> {
-    bail!("this byob was built without real-time audio output; rebuild it with `cargo build --release -p byob-cli --features play` (needs libasound2-dev on Linux), or play on the null sink with --sink none")
-}

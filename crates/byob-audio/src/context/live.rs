@@ -82,7 +82,7 @@ pub enum SinkId {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AudioContextOptions {
     pub latency_hint: LatencyHint,
-    /// The device's rate when `None` (48 kHz on the null sink).
+    /// The device's own rate when `None` (48 kHz on the null sink).
     pub sample_rate: Option<f32>,
     pub sink_id: SinkId,
     /// The destination's channels.
@@ -121,7 +121,7 @@ pub enum AudioContextError {
     Closed,
     #[error("capture_frames needs sinkId {{type: \"none\"}}: a device's callback cannot hand its audio back")]
     CaptureNeedsNullSink,
-    #[error("this byob-audio was built without its \"realtime\" feature, so it has no output devices; use sinkId {{type: \"none\"}} or rebuild with the feature")]
+    #[error("this build has no audio output devices (byob-audio's \"realtime\" feature; for the byob CLI: `cargo build --release -p byob-cli --features play`, which needs libasound2-dev on Linux); play on the null sink instead (sinkId {{type: \"none\"}}, `byob play --sink none`)")]
     NoDeviceSupport,
     #[cfg(feature = "realtime")]
     #[error(transparent)]
@@ -203,7 +203,10 @@ impl AudioContext {
         if options.capture_frames > 0 && options.sink_id != SinkId::None {
             return Err(AudioContextError::CaptureNeedsNullSink);
         }
-        let sample_rate = options.sample_rate.unwrap_or(48000.0);
+        let sample_rate = match options.sample_rate {
+            Some(rate) => rate,
+            None => Self::preferred_sample_rate(&options.sink_id, channels)?,
+        };
         if !(3000.0..=768000.0).contains(&sample_rate) {
             return Err(AudioContextError::SampleRate(sample_rate));
         }
@@ -270,6 +273,27 @@ impl AudioContext {
         let mut ctx = Self::new(options)?;
         let driver = ctx.driver.take().expect("a driven context makes its driver");
         Ok((ctx, driver))
+    }
+
+    /// The rate a context on `sink` runs at when not told: the device's
+    /// own, as in the spec; 48 kHz without a device.
+    #[cfg(feature = "realtime")]
+    pub fn preferred_sample_rate(sink: &SinkId, channels: usize) -> Result<f32, AudioContextError> {
+        match sink {
+            SinkId::None | SinkId::Driven => Ok(48000.0),
+            SinkId::Default => Ok(super::RealtimeOutput::open_with(None, channels, None, None)?.sample_rate()),
+            SinkId::Device(name) => Ok(super::RealtimeOutput::open_with(Some(name), channels, None, None)?.sample_rate()),
+        }
+    }
+
+    /// The rate a context on `sink` runs at when not told: the device's
+    /// own, as in the spec; 48 kHz without a device.
+    #[cfg(not(feature = "realtime"))]
+    pub fn preferred_sample_rate(sink: &SinkId, _: usize) -> Result<f32, AudioContextError> {
+        match sink {
+            SinkId::None | SinkId::Driven => Ok(48000.0),
+            _ => Err(AudioContextError::NoDeviceSupport),
+        }
     }
 
     #[cfg(feature = "realtime")]

@@ -13,6 +13,12 @@ use crate::param::ParamBuffer;
 /// holds one silent mono block that nothing writes.
 const SILENCE: (usize, usize) = (0, 0);
 
+/// Nodes that output exactly what a released node reads (mono silence) as
+/// soon as nothing feeds them: no delay line, no filter state, and no
+/// fixed channel count (a panner's stereo or a merger's six channels would
+/// change how the nodes after it mix).
+const SILENT_WHEN_UNFED: [&str; 2] = ["GainNode", "ChannelSplitterNode"];
+
 /// What changed since the last commit, besides new nodes.
 #[derive(Default)]
 pub(super) struct Pending {
@@ -110,9 +116,11 @@ impl AudioGraph {
     }
 
     /// Marks the nodes that can go and returns their (empty) slots: ended
-    /// sources, and unreferenced nodes whose outputs reach no live node.
-    /// Either way the node's output is silent or unheard, so releasing it
-    /// changes no sample.
+    /// sources; unreferenced nodes whose outputs reach no live node; and
+    /// unreferenced gains and splitters whose inputs are all gone, which
+    /// can only output mono silence from then on (the spec's lifetime rule
+    /// for nodes without a tail). Either way the node's output is
+    /// silent or unheard, so releasing it changes no sample.
     fn releasable(&mut self) -> Vec<NodeSlot> {
         let mut released = Vec::new();
         loop {
@@ -123,7 +131,10 @@ impl AudioGraph {
                     continue;
                 }
                 let heard = self.edges.iter().any(|e| e.from.0 == i && !self.nodes[e.to.0].released);
-                if entry.ended || (entry.unreferenced && !heard) {
+                let fed = self.edges.iter().any(|e| e.to.0 == i && matches!(e.target, Target::Input(_)) && !self.nodes[e.from.0].released);
+                let mono = entry.channel_config.computed_number_of_channels(1) == 1 || entry.type_name == "ChannelSplitterNode";
+                let silent = SILENT_WHEN_UNFED.contains(&entry.type_name) && mono && !fed;
+                if entry.ended || (entry.unreferenced && (!heard || silent)) {
                     self.nodes[i].released = true;
                     released.push(NodeSlot { node: NodeId(i), render: None, outputs: Box::default() });
                 }

@@ -115,10 +115,31 @@ impl GraphFile {
         self.score.len()
     }
 
-    /// Plays `other`'s score instead of this file's own (none when `other`
-    /// has none). Its ids must name this file's nodes or nodes it creates.
-    pub fn set_score_from(&mut self, other: &GraphFile) {
-        self.score = other.score.clone();
+    /// Drops the file's score.
+    pub fn clear_score(&mut self) {
+        self.score.clear();
+    }
+
+    /// Plays the score in the file at `path` instead of this file's own:
+    /// a JSON object holding only `"score"`, or a whole graph file whose
+    /// score is taken. Its ids must name this file's nodes or nodes it
+    /// creates.
+    pub fn load_score(&mut self, path: &Path) -> Result<(), GraphFileError> {
+        let io = |source| GraphFileError::Io { path: path.to_path_buf(), source };
+        let bytes = byob_files::read_regular(path, MAX_GRAPH_FILE_BYTES, "a score file").map_err(io)?;
+        let text = String::from_utf8(bytes).map_err(|_| io(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")))?;
+        let root: Value = strict::parse(&text).map_err(|e| GraphFileError::Json { path: path.to_path_buf(), line: e.line(), column: e.column(), message: e.to_string() })?;
+        let located = |e: Located| GraphFileError::Invalid { path: path.to_path_buf(), at: e.at, message: e.message };
+        let top = Object::new(&root, "").map_err(located)?;
+        if top.map.keys().any(|k| k != "score") {
+            self.score = Self::parse(&text, path)?.score;
+            return Ok(());
+        }
+        let Some(score) = top.get("score") else {
+            return Err(located(Located { at: "score".into(), message: "missing (the timed operations to play)".into() }));
+        };
+        self.score = score::parse(score).map_err(located)?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
