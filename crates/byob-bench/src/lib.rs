@@ -1,6 +1,8 @@
 //! Shared helpers for the side-by-side benchmarks: timing, machine facts and
 //! writing result tables into BENCHMARKS.md.
 
+pub mod engine_graphs;
+
 use std::path::Path;
 use std::time::Instant;
 

@@ -10,23 +10,38 @@ use crate::param::ParamState;
 use crate::worklet::PortKind;
 
 /// Who reads whom, and in what order: rebuilt on the control side whenever
-/// a connection or a node comes or goes, and swapped in whole.
+/// a connection or a node comes or goes, and swapped in whole. Flat
+/// arrays, so that building one takes a few allocations, not a few per
+/// node.
 #[derive(Default)]
 pub(crate) struct Wiring {
     /// Live nodes, each after the nodes it depends on.
     pub order: Vec<usize>,
     /// DelayNodes inside cycles: their inputs are mixed after the quantum.
     pub deferred: Vec<usize>,
-    /// Indexed by node.
-    pub nodes: Vec<NodeWiring>,
+    /// Per node: whether it is deferred.
+    pub is_deferred: Vec<bool>,
+    /// Per node: the index of its first input in `input_ranges`, and of
+    /// its first parameter in `param_ranges`.
+    pub first_input: Vec<usize>,
+    pub first_param: Vec<usize>,
+    /// Per input (per parameter): its sources' range in `sources`.
+    pub input_ranges: Vec<std::ops::Range<usize>>,
+    pub param_ranges: Vec<std::ops::Range<usize>>,
+    /// (node, output) pairs.
+    pub sources: Vec<(usize, usize)>,
 }
 
-/// Where one node's inputs and parameters read from: (node, output) pairs.
-#[derive(Default)]
-pub(crate) struct NodeWiring {
-    pub input_sources: Vec<Vec<(usize, usize)>>,
-    pub param_sources: Vec<Vec<(usize, usize)>>,
-    pub deferred: bool,
+impl Wiring {
+    /// Where input `k` of `node` reads from.
+    pub fn input_sources(&self, node: usize, k: usize) -> &[(usize, usize)] {
+        &self.sources[self.input_ranges[self.first_input[node] + k].clone()]
+    }
+
+    /// Where parameter `k` of `node` reads from.
+    pub fn param_sources(&self, node: usize, k: usize) -> &[(usize, usize)] {
+        &self.sources[self.param_ranges[self.first_param[node] + k].clone()]
+    }
 }
 
 /// A node entering or leaving the render side with its output blocks.

@@ -1,7 +1,7 @@
 //! Turning what changed on the control side into a batch of [`Changes`]
 //! for the render side, and taking the render side's events back.
 
-use super::changes::{Changes, NodeEvent, NodeEventKind, NodeSlot, NodeWiring, ParamUpdate, Wiring};
+use super::changes::{Changes, NodeEvent, NodeEventKind, NodeSlot, ParamUpdate, Wiring};
 use super::order::RenderOrder;
 use super::render::RenderNode;
 use super::{AudioGraph, CompileError, NodeId, Target};
@@ -124,17 +124,27 @@ impl AudioGraph {
     fn releasable(&mut self) -> Vec<NodeSlot> {
         let mut released = Vec::new();
         loop {
+            // Which nodes feed a live node, and which a live node feeds:
+            // one pass over the connections per round.
+            let n = self.nodes.len();
+            let (mut heard, mut fed) = (vec![false; n], vec![false; n]);
+            for e in &self.edges {
+                if !self.nodes[e.to.0].released {
+                    heard[e.from.0] = true;
+                }
+                if matches!(e.target, Target::Input(_)) && !self.nodes[e.from.0].released {
+                    fed[e.to.0] = true;
+                }
+            }
             let before = released.len();
             for i in 1..self.pending.committed {
                 let entry = &self.nodes[i];
                 if entry.released {
                     continue;
                 }
-                let heard = self.edges.iter().any(|e| e.from.0 == i && !self.nodes[e.to.0].released);
-                let fed = self.edges.iter().any(|e| e.to.0 == i && matches!(e.target, Target::Input(_)) && !self.nodes[e.from.0].released);
                 let mono = entry.channel_config.computed_number_of_channels(1) == 1 || entry.type_name == "ChannelSplitterNode";
-                let silent = SILENT_WHEN_UNFED.contains(&entry.type_name) && mono && !fed;
-                if entry.ended || (entry.unreferenced && (!heard || silent)) {
+                let silent = SILENT_WHEN_UNFED.contains(&entry.type_name) && mono && !fed[i];
+                if entry.ended || (entry.unreferenced && (!heard[i] || silent)) {
                     self.nodes[i].released = true;
                     released.push(NodeSlot { node: NodeId(i), render: None, outputs: Box::default() });
                 }
@@ -146,48 +156,60 @@ impl AudioGraph {
     }
 
     /// The render order and every live node's sources, for all slots.
-    pub(super) fn wiring(&self) -> Result<Wiring, CompileError> {
+    fn wiring(&self) -> Result<Wiring, CompileError> {
         let n = self.nodes.len();
         let live = |i: usize| !self.nodes[i].released;
-        let mut nodes: Vec<NodeWiring> = self
-            .nodes
-            .iter()
-            .map(|e| NodeWiring {
-                input_sources: vec![Vec::new(); e.number_of_inputs],
-                param_sources: vec![Vec::new(); e.params.len()],
-                deferred: false,
-            })
-            .collect();
-        let mut dependencies: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for e in self.edges.iter().filter(|e| live(e.to.0)) {
+        let (mut first_input, mut first_param) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut inputs, mut params) = (0, 0);
+        for e in &self.nodes {
+            first_input.push(inputs);
+            first_param.push(params);
+            inputs += e.number_of_inputs;
+            params += e.params.len();
+        }
+        // Each connection into a live node lands in one input's (or
+        // parameter's) run of `sources`: count, then place.
+        let slot = |e: &super::Edge| match e.target {
+            Target::Input(k) => first_input[e.to.0] + k,
+            Target::Param(k) => inputs + first_param[e.to.0] + k,
+        };
+        let into_live = || self.edges.iter().filter(|e| live(e.to.0));
+        let mut start = vec![0usize; inputs + params + 1];
+        for e in into_live() {
+            start[slot(e) + 1] += 1;
+        }
+        for i in 0..inputs + params {
+            start[i + 1] += start[i];
+        }
+        let mut fill = start.clone();
+        let mut sources = vec![SILENCE; start[inputs + params]];
+        let mut pairs = Vec::with_capacity(sources.len());
+        for e in into_live() {
             // A released node's output is mono silence, as it was since it
             // ended (or unheard): it reads the destination's silent block,
             // so that releasing it changes nothing downstream, not even
             // whether a parameter has an input.
-            let source = if live(e.from.0) {
-                dependencies[e.to.0].push(e.from.0);
-                (e.from.0, e.output)
-            } else {
-                SILENCE
-            };
-            let w = &mut nodes[e.to.0];
-            match e.target {
-                Target::Input(k) => w.input_sources[k].push(source),
-                Target::Param(k) => w.param_sources[k].push(source),
+            if live(e.from.0) {
+                sources[fill[slot(e)]] = (e.from.0, e.output);
+                pairs.push((e.to.0, e.from.0));
             }
+            fill[slot(e)] += 1;
         }
         let breaks_cycles: Vec<bool> = self.nodes.iter().map(|e| e.breaks_cycles).collect();
-        let RenderOrder { order, deferred } = RenderOrder::new(&dependencies, &breaks_cycles).map_err(|cycle| {
+        let RenderOrder { order, deferred } = RenderOrder::new(&pairs, &breaks_cycles).map_err(|cycle| {
             let names: Vec<&str> = cycle.iter().map(|&i| self.nodes[i].label.as_str()).collect();
             CompileError::CycleWithoutDelay(names.join(" -> "))
         })?;
-        for (w, &d) in nodes.iter_mut().zip(&deferred) {
-            w.deferred = d;
-        }
+        let ranges = |from: usize, count: usize| (from..from + count).map(|i| start[i]..start[i + 1]).collect::<Vec<_>>();
         Ok(Wiring {
             order: order.into_iter().filter(|&i| live(i)).collect(),
             deferred: (0..n).filter(|&i| deferred[i] && live(i)).collect(),
-            nodes,
+            is_deferred: deferred,
+            input_ranges: ranges(0, inputs),
+            param_ranges: ranges(inputs, params),
+            first_input,
+            first_param,
+            sources,
         })
     }
 }

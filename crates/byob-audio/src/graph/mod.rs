@@ -378,16 +378,53 @@ impl AudioGraph {
         if self.edges.contains(&edge) {
             return Ok(());
         }
-        self.edges.push(edge);
         // A playing graph cannot refuse at commit time, so it refuses here.
         if self.pending.committed > 0 {
-            if let Err(cycle) = self.wiring() {
-                self.edges.pop();
-                return Err(cycle.into());
+            if let Some(cycle) = self.cycle_closed_by(&edge) {
+                let names: Vec<&str> = cycle.iter().map(|&n| self.label(n)).collect();
+                return Err(CompileError::CycleWithoutDelay(names.join(" -> ")).into());
             }
         }
+        self.edges.push(edge);
         self.pending.rewire = true;
         Ok(())
+    }
+
+    /// The nodes of a cycle without a DelayNode that `edge` would close:
+    /// a path from its target back to its source through no DelayNode
+    /// (a cycle through one is allowed: the delay reads its input a quantum
+    /// late). Only the nodes reachable from the target are visited.
+    fn cycle_closed_by(&self, edge: &Edge) -> Option<Vec<NodeId>> {
+        let breaks = |n: NodeId| self.nodes[n.0].breaks_cycles;
+        if breaks(edge.from) || breaks(edge.to) {
+            return None;
+        }
+        let mut consumers: Vec<Vec<NodeId>> = vec![Vec::new(); self.nodes.len()];
+        for e in &self.edges {
+            consumers[e.from.0].push(e.to);
+        }
+        // Breadth first from the target; `came_from` leads back to it.
+        let mut came_from: Vec<Option<NodeId>> = vec![None; self.nodes.len()];
+        came_from[edge.to.0] = Some(edge.to);
+        let mut queue = std::collections::VecDeque::from([edge.to]);
+        while let Some(node) = queue.pop_front() {
+            if node == edge.from {
+                let mut path = vec![node];
+                while *path.last()? != edge.to {
+                    path.push(came_from[path.last()?.0]?);
+                }
+                path.reverse();
+                path.push(edge.to);
+                return Some(path);
+            }
+            for &next in &consumers[node.0] {
+                if !breaks(next) && !self.nodes[next.0].released && came_from[next.0].is_none() {
+                    came_from[next.0] = Some(node);
+                    queue.push_back(next);
+                }
+            }
+        }
+        None
     }
 
     /// Looks a parameter up by its spec name (`"frequency"`, `"gain"`, ...).

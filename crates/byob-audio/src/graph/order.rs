@@ -13,11 +13,23 @@ pub(super) struct RenderOrder {
 }
 
 impl RenderOrder {
-    /// Orders the nodes whose dependencies `dependencies[node]` lists;
-    /// nodes with `breaks_cycles` (DelayNodes) may sit inside cycles. `Err`
-    /// holds the nodes of a cycle without one.
-    pub fn new(dependencies: &[Vec<usize>], breaks_cycles: &[bool]) -> Result<Self, Vec<usize>> {
-        let mut deferred = vec![false; dependencies.len()];
+    /// Orders `breaks_cycles.len()` nodes, where `(node, dependency)` pairs
+    /// say which node reads which; nodes with `breaks_cycles` (DelayNodes)
+    /// may sit inside cycles. `Err` holds the nodes of a cycle without one.
+    pub fn new(pairs: &[(usize, usize)], breaks_cycles: &[bool]) -> Result<Self, Vec<usize>> {
+        let n = breaks_cycles.len();
+        let mut deferred = vec![false; n];
+        // A live graph orders itself at every change, and most graphs have
+        // no cycle: a plain topological sort over flat arrays settles those
+        // in microseconds; only a cycle needs the components below.
+        if let Some(order) = acyclic_order(n, pairs) {
+            return Ok(Self { order, deferred });
+        }
+        let mut dependencies = vec![Vec::new(); n];
+        for &(node, dependency) in pairs {
+            dependencies[node].push(dependency);
+        }
+        let dependencies = &dependencies;
         for component in strongly_connected_components(&dependency_graph(dependencies)) {
             let cyclic = component.len() > 1 || dependencies[component[0]].contains(&component[0]);
             if cyclic {
@@ -38,6 +50,40 @@ impl RenderOrder {
         }
         Ok(Self { order: topological_order(&ordering), deferred })
     }
+}
+
+/// Dependencies first (Kahn's algorithm) for `n` nodes and their
+/// `(node, dependency)` pairs, or `None` if there is a cycle.
+fn acyclic_order(n: usize, pairs: &[(usize, usize)]) -> Option<Vec<usize>> {
+    // The nodes that depend on each node, packed in one array.
+    let mut start = vec![0usize; n + 1];
+    let mut waiting = vec![0usize; n];
+    for &(node, dependency) in pairs {
+        start[dependency + 1] += 1;
+        waiting[node] += 1;
+    }
+    for i in 0..n {
+        start[i + 1] += start[i];
+    }
+    let mut fill = start.clone();
+    let mut dependents = vec![0usize; start[n]];
+    for &(node, dependency) in pairs {
+        dependents[fill[dependency]] = node;
+        fill[dependency] += 1;
+    }
+    let mut order: Vec<usize> = (0..n).filter(|&v| waiting[v] == 0).collect();
+    let mut next = 0;
+    while next < order.len() {
+        let node = order[next];
+        next += 1;
+        for &dependent in &dependents[start[node]..start[node + 1]] {
+            waiting[dependent] -= 1;
+            if waiting[dependent] == 0 {
+                order.push(dependent);
+            }
+        }
+    }
+    (order.len() == n).then_some(order)
 }
 
 /// `edges[node]` (the nodes it depends on) as a petgraph graph, whose
@@ -83,6 +129,22 @@ mod tests {
         assert_eq!(strongly_connected_components(&chain).len(), n);
         let order = topological_order(&chain);
         assert!(order.iter().copied().eq((0..n).rev()));
+    }
+
+    #[test]
+    fn acyclic_orders_put_dependencies_first() {
+        let dag = [(0, 1), (0, 2), (1, 3), (2, 3), (2, 3)];
+        let order = acyclic_order(4, &dag).unwrap();
+        let at = |v| order.iter().position(|&x| x == v).unwrap();
+        assert!(at(3) < at(1) && at(3) < at(2) && at(1) < at(0) && at(2) < at(0));
+        assert_eq!(acyclic_order(2, &[(0, 1), (1, 0)]), None);
+        assert_eq!(acyclic_order(1, &[(0, 0)]), None);
+        let chain: Vec<(usize, usize)> = (0..99_999).map(|v| (v, v + 1)).collect();
+        assert!(acyclic_order(100_000, &chain).unwrap().into_iter().eq((0..100_000).rev()));
+        // Delay-less cycles are refused; a DelayNode in the cycle orders it.
+        assert_eq!(RenderOrder::new(&[(0, 1), (1, 0)], &[false, false]).err().map(|mut c| { c.sort(); c }), Some(vec![0, 1]));
+        let with_delay = RenderOrder::new(&[(0, 1), (1, 0)], &[false, true]).unwrap();
+        assert_eq!(with_delay.deferred, [false, true]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! lock and make no system call: whatever a change replaces is moved into
 //! the change itself, which goes back to the control side to be freed.
 
-use super::changes::{Changes, NodeEvent, NodeEventKind, NodeWiring, Wiring};
+use super::changes::{Changes, NodeEvent, NodeEventKind, Wiring};
 use super::NodeId;
 use crate::block::{AudioBlock, Channel, RENDER_QUANTUM_SIZE};
 use crate::mixing::{mix_input, widest, ChannelConfig, ChannelInterpretation};
@@ -92,11 +92,11 @@ impl RenderGraph {
         }
         if let Some(wiring) = &mut changes.wiring {
             std::mem::swap(wiring, &mut self.wiring);
-            for (i, w) in self.wiring.nodes.iter().enumerate() {
+            for (i, &deferred) in self.wiring.is_deferred.iter().enumerate() {
                 if let Some(n) = self.nodes[i].as_deref_mut() {
-                    if n.deferred_input != w.deferred {
-                        n.deferred_input = w.deferred;
-                        n.processor.set_input_delayed_by_one_quantum(w.deferred);
+                    if n.deferred_input != deferred {
+                        n.deferred_input = deferred;
+                        n.processor.set_input_delayed_by_one_quantum(deferred);
                     }
                 }
             }
@@ -119,12 +119,11 @@ impl RenderGraph {
         let Self { wiring, nodes, outputs, param_mix, .. } = self;
         for &i in wiring.order.iter() {
             let Some(node) = nodes[i].as_deref_mut() else { continue };
-            let w = &wiring.nodes[i];
             if !node.deferred_input {
-                mix_inputs(node, w, outputs);
+                mix_inputs(node, wiring, i, outputs);
             }
             for (k, param) in node.params.iter_mut().enumerate() {
-                let sources = &w.param_sources[k];
+                let sources = wiring.param_sources(i, k);
                 let input: Option<&Channel> = if sources.is_empty() {
                     None
                 } else {
@@ -144,7 +143,7 @@ impl RenderGraph {
         }
         for &i in wiring.deferred.iter() {
             if let Some(node) = nodes[i].as_deref_mut() {
-                mix_inputs(node, &wiring.nodes[i], outputs);
+                mix_inputs(node, wiring, i, outputs);
             }
         }
         self.frame += RENDER_QUANTUM_SIZE as u64;
@@ -155,8 +154,9 @@ impl RenderGraph {
     }
 }
 
-fn mix_inputs(node: &mut RenderNode, wiring: &NodeWiring, outputs: &[Box<[AudioBlock]>]) {
-    for (k, (block, sources)) in node.inputs.iter_mut().zip(&wiring.input_sources).enumerate() {
+fn mix_inputs(node: &mut RenderNode, wiring: &Wiring, index: usize, outputs: &[Box<[AudioBlock]>]) {
+    for (k, block) in node.inputs.iter_mut().enumerate() {
+        let sources = wiring.input_sources(index, k);
         let blocks = || sources.iter().map(|&(n, o)| &outputs[n][o]);
         let computed = node.config.computed_number_of_channels(widest(blocks()));
         // The processor may keep another count (a BYOB processor that
