@@ -36,9 +36,9 @@ const FILTERS: [(byob::BiquadFilterType, web_audio_api::node::BiquadFilterType, 
     ]
 };
 
-/// Builds graph `case` (0..4) of the audio-engine benchmark in byob.
-pub fn byob_graph(g: &mut byob::AudioGraph, case: usize) {
-    let destination = g.destination();
+/// Builds graph `case` (0..4) of the audio-engine benchmark in byob; what
+/// it plays goes into `destination` (the graph's, or a node before it).
+pub fn byob_graph(g: &mut byob::AudioGraph, case: usize, destination: byob::NodeId) {
     match case {
         0 => {
             for i in 0..100 {
@@ -92,8 +92,7 @@ pub fn byob_graph(g: &mut byob::AudioGraph, case: usize) {
 }
 
 /// Builds the same graph in the `web-audio-api` crate, offline or live.
-pub fn peer_graph(ctx: &impl BaseAudioContext, case: usize) {
-    let destination = ctx.destination();
+pub fn peer_graph(ctx: &impl BaseAudioContext, case: usize, destination: &dyn web_audio_api::node::AudioNode) {
     match case {
         0 => {
             for i in 0..100 {
@@ -103,7 +102,7 @@ pub fn peer_graph(ctx: &impl BaseAudioContext, case: usize) {
                 gain.gain().set_value(0.01);
                 osc.start();
                 osc.connect(&gain);
-                gain.connect(&destination);
+                gain.connect(destination);
             }
         }
         1 => {
@@ -123,7 +122,7 @@ pub fn peer_graph(ctx: &impl BaseAudioContext, case: usize) {
             for pair in filters.windows(2) {
                 pair[0].connect(&pair[1]);
             }
-            filters[7].connect(&destination);
+            filters[7].connect(destination);
         }
         2 => {
             let buffer = web_audio_api::AudioBuffer::from(vec![crate::noise(48000, 2), crate::noise(48000, 3)], SAMPLE_RATE);
@@ -134,7 +133,7 @@ pub fn peer_graph(ctx: &impl BaseAudioContext, case: usize) {
                 src.playback_rate().set_value_at_time(0.5 + i as f32 * 0.01, 0.0);
                 src.playback_rate().linear_ramp_to_value_at_time(1.5, SECONDS);
                 src.start();
-                src.connect(&destination);
+                src.connect(destination);
             }
         }
         _ => {
@@ -152,8 +151,8 @@ pub fn peer_graph(ctx: &impl BaseAudioContext, case: usize) {
             delay.connect(&lowpass);
             lowpass.connect(&feedback);
             feedback.connect(&delay);
-            src.connect(&destination);
-            delay.connect(&destination);
+            src.connect(destination);
+            delay.connect(destination);
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use byob_audio as byob;
 use byob_bench::engine_graphs::{byob_graph, peer_graph, FRAMES, NAMES, SAMPLE_RATE, SECONDS};
-use web_audio_api::context::OfflineAudioContext as PeerContext;
+use web_audio_api::context::{BaseAudioContext as _, OfflineAudioContext as PeerContext};
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -30,11 +30,12 @@ fn main() {
             |engine| {
                 if engine == 0 {
                     let mut ctx = byob::OfflineAudioContext::new(2, FRAMES, SAMPLE_RATE).unwrap();
-                    byob_graph(ctx.graph(), case);
+                    let destination = ctx.graph().destination();
+                    byob_graph(ctx.graph(), case, destination);
                     Ctx::Ours(ctx)
                 } else {
                     let ctx = PeerContext::new(2, FRAMES, SAMPLE_RATE);
-                    peer_graph(&ctx, case);
+                    peer_graph(&ctx, case, &ctx.destination());
                     Ctx::Peer(ctx)
                 }
             },

@@ -6,10 +6,12 @@
 //! `cargo run --release -p byob-bench --bin live_context` (add `-- --quick`
 //! for one round). Writes its table into BENCHMARKS.md.
 //!
-//! The latency probe: a node in each graph (a worklet processor in both
-//! engines) stamps the time at which it first sees a sample above 100; the
-//! control thread stamps the time before it creates a ConstantSourceNode of
-//! offset 1000, connects it to the probe and starts it. Both engines render
+//! The latency probe: a worklet processor in both engines, through which
+//! the whole graph reaches the destination (so it renders last, when the
+//! quantum is complete), stamps the time at which it first sees a sample
+//! above 100; the control thread stamps the time before it creates a
+//! ConstantSourceNode of offset 1000, connects it to the probe and starts
+//! it. Both engines render
 //! in 128-frame callbacks (web-audio-api's `none` sink has no other size;
 //! byob's is set to match).
 
@@ -25,7 +27,7 @@ use web_audio_api::worklet::{AudioParamValues, AudioWorkletGlobalScope, AudioWor
 use web_audio_api::{AudioRenderCapacityEvent, AudioRenderCapacityOptions};
 
 const THRESHOLD: f32 = 100.0;
-const TRIALS: usize = 25;
+const TRIALS: usize = 100;
 /// Seconds each graph plays before its load is read (the last full
 /// one-second interval is reported).
 const PLAY: f64 = 3.2;
@@ -79,8 +81,9 @@ struct ByobProbe(Arc<Probe>);
 
 impl byob::WorkletProcessor for ByobProbe {
     fn process(&mut self, io: &mut byob::ProcessIo<'_>) -> bool {
-        self.0.check(io.input(0));
-        io.output(0).fill(0.0);
+        let (input, output) = io.input_and_output(0, 0);
+        self.0.check(input);
+        output.copy_from_slice(input);
         true
     }
 }
@@ -98,8 +101,8 @@ impl AudioWorkletProcessor for PeerProbe {
         if let Some(channel) = inputs[0].first() {
             self.0.check(channel);
         }
-        for channel in outputs[0].iter_mut() {
-            channel.fill(0.0);
+        for (output, input) in outputs[0].iter_mut().zip(inputs[0].iter()) {
+            output.copy_from_slice(input);
         }
         true
     }
@@ -126,8 +129,14 @@ fn byob_run(case: usize) -> Measured {
     let mut ctx = byob::AudioContext::new(options).unwrap();
     let detector = {
         let mut g = ctx.graph();
-        byob_graph(&mut g, case);
-        let detector = byob::AudioWorkletNode::new(&mut g, &registry, "probe", Default::default()).unwrap();
+        // Stereo in, stereo out, like the destination it stands before.
+        let options = byob::AudioWorkletNodeOptions {
+            output_channel_count: Some(vec![2]),
+            node: byob::AudioNodeOptions { channel_count: Some(2), channel_count_mode: Some(byob::ChannelCountMode::Explicit), ..Default::default() },
+            ..Default::default()
+        };
+        let detector = byob::AudioWorkletNode::new(&mut g, &registry, "probe", options).unwrap();
+        byob_graph(&mut g, case, detector.id());
         let destination = g.destination();
         g.connect(detector.id(), 0, destination, 0).unwrap();
         detector.id()
@@ -179,8 +188,18 @@ fn peer_run(case: usize) -> Measured {
     let store = last.clone();
     capacity.set_onupdate(move |event| *store.lock().unwrap() = Some(event));
     capacity.start(AudioRenderCapacityOptions { update_interval: 1.0 });
-    peer_graph(&ctx, case);
-    let detector = AudioWorkletNode::new::<PeerProbe>(&ctx, AudioWorkletNodeOptions { processor_options: probe.clone(), ..Default::default() });
+    let options = AudioWorkletNodeOptions {
+        processor_options: probe.clone(),
+        output_channel_count: vec![2],
+        audio_node_options: web_audio_api::node::AudioNodeOptions {
+            channel_count: 2,
+            channel_count_mode: web_audio_api::node::ChannelCountMode::Explicit,
+            channel_interpretation: web_audio_api::node::ChannelInterpretation::Speakers,
+        },
+        ..Default::default()
+    };
+    let detector = AudioWorkletNode::new::<PeerProbe>(&ctx, options);
+    peer_graph(&ctx, case, &detector);
     detector.connect(&ctx.destination());
     std::thread::sleep(Duration::from_millis(300));
     let (mut latencies, mut calls) = (Vec::new(), Vec::new());
@@ -211,13 +230,13 @@ fn peer_run(case: usize) -> Measured {
     Measured { latencies, calls, load }
 }
 
-/// 20 ms and a part of a callback period that differs from trial to trial
+/// 5 ms and a part of a callback period that differs from trial to trial
 /// (the same sequence for both engines), so that calls land at every
 /// phase of the render thread's cycle.
 fn pause(trial: usize) {
     let period = 128.0 / SAMPLE_RATE as f64;
     let phase = (trial as f64 * 0.618_034).fract();
-    std::thread::sleep(Duration::from_secs_f64(0.02 + phase * period));
+    std::thread::sleep(Duration::from_secs_f64(0.005 + phase * period));
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -279,8 +298,11 @@ fn main() {
          `cargo run --release -p byob-bench --bin live_context` — each graph plays live on the null sink at {SAMPLE_RATE} Hz in 128-frame callbacks, \
          both engines in turns ({rounds} round(s)), same run, same machine: {}.\n\
          Latency: from just before the API call (create a ConstantSourceNode, connect it, start it) to the render thread's first sample of it, \
-         median of {TRIALS} calls per round. Load: the spec's render capacity (render time / audio time per callback) over the last full \
-         1-second interval, average (peak), median over rounds. Ratios: web-audio-api / byob (above 1: byob is faster or lighter; goal: above 1 on every graph).\n\n\
+         as seen by a pass-through worklet that the whole graph reaches the destination through (so it renders when the quantum is complete); \
+         median of {TRIALS} calls per round, the calls spread over every phase of the callback cycle. Load: the spec's render capacity \
+         (render time / audio time per callback) over the last full 1-second interval, average (peak), median over rounds; web-audio-api \
+         reports it rounded to whole percents, so its small loads are coarse. Ratios: web-audio-api / byob (above 1: byob is faster or lighter; \
+         goal: above 1 on every graph).\n\n\
          The API call's own cost (control thread) is shown apart; the rest of the latency is the wait for the next callback (one every 2.67 ms), \
          which bounds both engines alike.\n\n\
          | graph | byob call | web-audio-api call | byob latency | web-audio-api latency | ratio | byob load (peak) | web-audio-api load (peak) | ratio |\n|---|---|---|---|---|---|---|---|---|\n{}",
