@@ -366,7 +366,9 @@ fn a_topology_change_while_playing_is_negotiated_as_offline() {
         "score": [
             {"time": 0.1, "connect": {"from": "c", "to": "m", "input": 4}},
             {"time": 0.1, "connect": {"from": "m", "to": "w"}},
-            {"time": 0.3, "disconnect": {"from": "m"}}
+            {"time": 0.2, "node": "w", "message": {"inPlace": true}},
+            {"time": 0.3, "disconnect": {"from": "m"}},
+            {"time": 0.4, "node": "w", "message": {"inPlace": false}}
         ]
     });
     let file = GraphFile::parse(&score.to_string(), Path::new("topology.json")).unwrap();
@@ -376,6 +378,13 @@ fn a_topology_change_while_playing_is_negotiated_as_offline() {
     assert_same(&expected, &played);
     // Mono, then six channels (rejected), then mono again.
     assert!(events.load(Ordering::Relaxed) >= 1);
+    // The gain passes the constant through whether its regions are two or
+    // one (re-registered through the port at 0.2 s and back at 0.4 s).
+    let left = played.channel_data(0);
+    let at = |t: f64| left[(t * SAMPLE_RATE as f64) as usize];
+    for t in [0.05, 0.15, 0.25, 0.35, 0.45] {
+        assert!(at(t) > 0.0, "silent at {t} s");
+    }
 }
 
 /// Batches sent right before `close` are all applied, whatever their time,

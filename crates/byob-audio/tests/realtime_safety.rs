@@ -177,8 +177,8 @@ fn rendering_byob_processors_allocates_nothing() {
 /// A live context's render side, driven from a thread that denies itself
 /// allocation, while the control side changes the graph as fast as it can:
 /// sources created, connected, started and stopped, automation sent,
-/// connections removed, BYOB worklets offered wider inputs, ended sources
-/// released. What the render side replaces is freed on the free thread.
+/// connections removed, BYOB worklets offered wider inputs or asked through
+/// their port to re-register, ended sources released. What the render side replaces is freed on the free thread.
 #[test]
 fn a_live_graph_changing_under_the_render_thread_allocates_nothing_there() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -205,10 +205,13 @@ fn a_live_graph_changing_under_the_render_thread_allocates_nothing_there() {
         let mut g = ctx.graph();
         let options = AudioWorkletNodeOptions { processor_options: serde_json::json!({"maxChannels": 6}), ..Default::default() };
         let follower = AudioWorkletNode::new(&mut g, &registry, "channel-follower", options).unwrap();
+        let gain = AudioWorkletNode::new(&mut g, &registry, "gain", AudioWorkletNodeOptions::default()).unwrap();
         let destination = g.destination();
-        g.connect(follower.id(), 0, destination, 0).unwrap();
-        follower
+        g.connect(follower.id(), 0, gain.id(), 0).unwrap();
+        g.connect(gain.id(), 0, destination, 0).unwrap();
+        (follower, gain)
     };
+    let (follower, byob_gain) = follower;
     for i in 0..400 {
         let mut g = ctx.graph();
         let now = g.current_time();
@@ -216,6 +219,10 @@ fn a_live_graph_changing_under_the_render_thread_allocates_nothing_there() {
         let gain = GainNode::new(&mut g, GainOptions { gain: 0.1, ..Default::default() }).unwrap();
         g.connect(osc.id(), 0, gain.id(), 0).unwrap();
         g.connect(gain.id(), 0, follower.id(), 0).unwrap();
+        if i % 5 == 0 {
+            // Re-registration asked through the port: one region, or two.
+            byob_gain.post_message(&mut g, Box::new(serde_json::json!({"inPlace": i % 10 == 0})));
+        }
         if i % 7 == 0 {
             // Six channels into the follower: a topology change.
             let merger = ChannelMergerNode::new(&mut g, ChannelMergerOptions { number_of_inputs: 6, ..Default::default() }).unwrap();

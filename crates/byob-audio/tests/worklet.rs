@@ -1116,3 +1116,60 @@ fn graph_file_worklet_errors_name_the_node() -> TestResult {
     }
     Ok(())
 }
+
+/// Two prepared output regions; a message through the port switches the
+/// node's output from one to the other at the quantum boundary it arrives
+/// at, with the processor writing nothing: what plays is whichever region
+/// is registered. A message of a type the processor does not know is left
+/// alone.
+struct PortSwitched {
+    memory: ByobMemory,
+}
+
+impl WorkletProcessor for PortSwitched {
+    fn process(&mut self, _: &mut ProcessIo<'_>) -> bool {
+        true
+    }
+
+    fn on_message(&mut self, message: &mut byob_audio::worklet::PortMessage, registrar: &mut Registrar<'_>) {
+        if let Some(&region) = message.downcast_ref::<usize>() {
+            registrar.register_buffers(&self.memory, region * CHANNEL_BYTES, CHANNEL_BYTES, BufferKind::Output, 0).unwrap();
+        }
+    }
+}
+
+#[test]
+fn registrations_asked_through_the_port_take_effect_at_the_next_quantum() -> TestResult {
+    let mut registry = ProcessorRegistry::new();
+    registry.register("switched", Vec::new(), |init: &mut ProcessorInit<'_>| {
+        let memory = ByobMemory::new(2 * CHANNEL_BYTES);
+        let fail = |e: RegistrationError| e.to_string();
+        init.memory(&memory, 0, N).map_err(fail)?.fill(0.25);
+        init.memory(&memory, CHANNEL_BYTES, N).map_err(fail)?.fill(0.5);
+        init.register_buffers(&memory, 0, CHANNEL_BYTES, BufferKind::Output, 0).map_err(fail)?;
+        Ok(Box::new(PortSwitched { memory }) as Box<dyn WorkletProcessor>)
+    })?;
+    let mut ctx = OfflineAudioContext::new(1, 8 * N, SR)?;
+    let graph = ctx.graph();
+    let options = AudioWorkletNodeOptions { number_of_inputs: 0, output_channel_count: Some(vec![1]), ..Default::default() };
+    let node = AudioWorkletNode::new(graph, &registry, "switched", options)?;
+    let destination = graph.destination();
+    graph.connect(node.id(), 0, destination, 0)?;
+    let rendered = ctx
+        .render_changing(|_| {}, |graph, frame| {
+            match frame {
+                f if f == 3 * N as u64 => node.post_message(graph, Box::new(1usize)),
+                f if f == 5 * N as u64 => node.post_message(graph, Box::new("ignored")),
+                f if f == 6 * N as u64 => node.post_message(graph, Box::new(0usize)),
+                _ => {}
+            }
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+    let out = rendered.buffer.channel_data(0);
+    let quantum = |q: usize| &out[q * N..(q + 1) * N];
+    for (q, expected) in [0.25, 0.25, 0.25, 0.5, 0.5, 0.5, 0.25, 0.25].into_iter().enumerate() {
+        assert!(quantum(q).iter().all(|&s| s == expected), "quantum {q}: {} instead of {expected}", quantum(q)[0]);
+    }
+    Ok(())
+}

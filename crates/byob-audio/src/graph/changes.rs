@@ -74,6 +74,9 @@ pub struct Changes {
     pub(crate) added: Vec<NodeSlot>,
     pub(crate) schedules: Vec<(NodeId, ScheduleCall)>,
     pub(crate) params: Vec<ParamUpdate>,
+    /// Port messages, delivered after the timelines and schedules; what
+    /// the receivers leave in them stays here, to be freed.
+    pub(crate) messages: Vec<(NodeId, crate::node::PortMessage)>,
     pub(crate) wiring: Option<Wiring>,
     pub(crate) removed: Vec<NodeSlot>,
 }
@@ -98,6 +101,7 @@ impl std::fmt::Debug for Changes {
             .field("added", &self.added.len())
             .field("schedules", &self.schedules.len())
             .field("params", &self.params.len())
+            .field("messages", &self.messages.len())
             .field("rewired", &self.wiring.is_some())
             .field("removed", &self.removed.len())
             .finish()

@@ -29,6 +29,7 @@ pub(super) struct Pending {
     pub rewire: bool,
     pub check_releases: bool,
     pub schedules: Vec<(NodeId, ScheduleCall)>,
+    pub messages: Vec<(NodeId, crate::node::PortMessage)>,
     /// (node, parameter index), each once.
     pub params: Vec<(NodeId, usize)>,
     /// The connections as last committed, restored when a change closes a
@@ -88,6 +89,7 @@ impl AudioGraph {
         }
         self.pending.committed = n;
         changes.schedules = std::mem::take(&mut self.pending.schedules);
+        changes.messages = std::mem::take(&mut self.pending.messages);
         changes.params = std::mem::take(&mut self.pending.params)
             .into_iter()
             .map(|(node, index)| ParamUpdate { node, index, state: self.nodes[node.0].params[index].restarted() })
@@ -95,6 +97,7 @@ impl AudioGraph {
         let empty = changes.slots.is_none()
             && changes.added.is_empty()
             && changes.schedules.is_empty()
+            && changes.messages.is_empty()
             && changes.params.is_empty()
             && changes.wiring.is_none()
             && changes.removed.is_empty();

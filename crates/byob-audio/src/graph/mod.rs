@@ -467,6 +467,13 @@ impl AudioGraph {
         Ok(())
     }
 
+    /// Posts `message` to `node`'s port (a worklet processor's
+    /// `on_message`): delivered with the next batch of changes, before its
+    /// quantum. Nodes without a port ignore it.
+    pub fn post_message(&mut self, node: NodeId, message: crate::node::PortMessage) {
+        self.pending.messages.push((node, message));
+    }
+
     /// The start time given to a scheduled source, if it was started.
     pub fn start_time(&self, node: NodeId) -> Option<f64> {
         self.nodes[node.0].schedule.start_time()

@@ -90,6 +90,11 @@ impl RenderGraph {
                 std::mem::swap(&mut n.params[update.index], &mut update.state);
             }
         }
+        for (node, message) in changes.messages.iter_mut() {
+            if let Some(n) = self.nodes[node.0].as_deref_mut() {
+                n.processor.port_message(message);
+            }
+        }
         if let Some(wiring) = &mut changes.wiring {
             std::mem::swap(wiring, &mut self.wiring);
             for (i, &deferred) in self.wiring.is_deferred.iter().enumerate() {

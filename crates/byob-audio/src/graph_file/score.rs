@@ -18,8 +18,9 @@
 //! entry holds one operation: `create` (a node, as in `nodes`), `connect`
 //! (as in `connections`), `disconnect` (`from`, and optionally `to`,
 //! `output`, `input` or `param`: the spec's overloads), `node` with
-//! `start`, `stop` and `params` (as on a node), or `release` (the node's
-//! handle is dropped: it is freed once nothing it feeds still plays).
+//! `start`, `stop` and `params` (as on a node) and `message` (a JSON value
+//! posted to an AudioWorkletNode's port), or `release` (the node's handle
+//! is dropped: it is freed once nothing it feeds still plays).
 
 use super::json::{self, fail, Object};
 use super::nodes::{self, BufferCache};
@@ -64,7 +65,7 @@ pub(super) fn parse(value: &Value) -> json::Result<Vec<Entry>> {
             return fail(&at, format!("give exactly one of {} (found {})", OPERATIONS.join(", "), if ops.is_empty() { "none".into() } else { ops.join(", ") }));
         }
         if ops[0] == "node" {
-            obj.only(&["time", "node", "start", "stop", "params"])?;
+            obj.only(&["time", "node", "start", "stop", "params", "message"])?;
         } else {
             obj.only(&["time", ops[0]])?;
         }
@@ -176,6 +177,12 @@ impl<'a> ScorePlayer<'a> {
             nodes::schedule(graph, &obj, node)?;
             if let Some(params) = obj.get("params") {
                 nodes::automate(graph, node, &Object::new(params, &obj.path("params"))?)?;
+            }
+            if let Some(message) = obj.get("message") {
+                if graph.type_name(node) != "AudioWorkletNode" {
+                    return fail(&obj.path("message"), format!("{} has no port (only AudioWorkletNode takes messages)", graph.label(node)));
+                }
+                graph.post_message(node, Box::new(message.clone()));
             }
         }
         Ok(())

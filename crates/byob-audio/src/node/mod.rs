@@ -19,6 +19,12 @@ pub mod stereo_panner;
 
 pub use scheduling::{AudioScheduledSourceNode, Schedule, ScheduleCall, SCHEDULED_SOURCES};
 
+/// A message posted to a node's port from the control side
+/// ([`AudioGraph::post_message`](crate::AudioGraph::post_message)): any
+/// value; a JSON value when it comes from a graph file's score. Whatever
+/// the receiver leaves in it is freed off the render thread.
+pub type PortMessage = Box<dyn Any + Send>;
+
 /// Where a render quantum sits in time.
 #[derive(Clone, Copy, Debug)]
 pub struct RenderScope {
@@ -66,6 +72,12 @@ pub trait AudioProcessor: Send + Any {
     /// accepts this; the graph refuses other cycles).
     fn set_input_delayed_by_one_quantum(&mut self, delayed: bool) {
         let _ = delayed;
+    }
+
+    /// A message posted to the node's port, delivered before the quantum
+    /// whose batch carried it. Nodes without a port ignore it.
+    fn port_message(&mut self, message: &mut PortMessage) {
+        let _ = message;
     }
 
     /// A scheduled source's `start` or `stop`, already checked.

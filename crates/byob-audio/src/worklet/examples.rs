@@ -2,7 +2,7 @@
 //! and usable from graph files (`"processor": "gain"`, ...).
 
 use crate::lent::{ByobMemory, CHANNEL_BYTES};
-use super::processor::{ProcessIo, ProcessorInit, Registrar, TopologyChange, TopologyResponse, WorkletProcessor};
+use super::processor::{ProcessIo, ProcessorInit, RegisterBuffers, Registrar, TopologyChange, TopologyResponse, WorkletProcessor};
 use super::registration::BufferKind;
 use super::registry::ProcessorRegistry;
 use crate::block::RENDER_QUANTUM_SIZE;
@@ -47,9 +47,15 @@ fn option_bool(init: &ProcessorInit<'_>, key: &str, default: bool) -> Result<boo
 /// the output, over-allocated for `maxChannels` (default 8) so channel-count
 /// growth needs no new memory; `inPlace` (default false) lends one region
 /// for both. With `byob: false` it runs on the engine's copied arrays.
+///
+/// Port messages: `{"inPlace": true}` or `{"inPlace": false}` (JSON, as a
+/// score sends them) switch between one region and two at the next quantum,
+/// re-registering from the control side's request.
 pub struct Gain {
-    /// Held so the lent regions stay this processor's memory.
-    _memory: Option<ByobMemory>,
+    /// Held so the lent regions stay this processor's memory: room for an
+    /// input and an output region, used as one in place.
+    memory: Option<ByobMemory>,
+    region: usize,
 }
 
 impl Gain {
@@ -58,22 +64,34 @@ impl Gain {
             return Err("gain needs exactly one input and one output".into());
         }
         if !option_bool(init, "byob", true)? {
-            return Ok(Self { _memory: None });
+            return Ok(Self { memory: None, region: 0 });
         }
         let region = option_usize(init, "maxChannels", 8, crate::MAX_CHANNELS)?.max(1) * CHANNEL_BYTES;
-        if option_bool(init, "inPlace", false)? {
-            let memory = ByobMemory::new(region);
-            init.register_buffers(&memory, 0, region, BufferKind::InPlace, 0).map_err(|e| e.to_string())?;
-            return Ok(Self { _memory: Some(memory) });
+        let gain = Self { memory: Some(ByobMemory::new(2 * region)), region };
+        gain.register(init, option_bool(init, "inPlace", false)?).map_err(|e| e.to_string())?;
+        Ok(gain)
+    }
+
+    /// Lends one region for input and output, or one each.
+    fn register(&self, registrar: &mut impl RegisterBuffers, in_place: bool) -> Result<(), crate::worklet::RegistrationError> {
+        let Some(memory) = &self.memory else { return Ok(()) };
+        if in_place {
+            return registrar.register_buffers(memory, 0, self.region, BufferKind::InPlace, 0);
         }
-        let memory = ByobMemory::new(2 * region);
-        init.register_buffers(&memory, 0, region, BufferKind::Input, 0).map_err(|e| e.to_string())?;
-        init.register_buffers(&memory, region, region, BufferKind::Output, 0).map_err(|e| e.to_string())?;
-        Ok(Self { _memory: Some(memory) })
+        registrar.register_buffers(memory, 0, self.region, BufferKind::Input, 0)?;
+        registrar.register_buffers(memory, self.region, self.region, BufferKind::Output, 0)
     }
 }
 
 impl WorkletProcessor for Gain {
+    fn on_message(&mut self, message: &mut crate::node::PortMessage, registrar: &mut Registrar<'_>) {
+        let in_place = message.downcast_ref::<serde_json::Value>().and_then(|m| m.get("inPlace")).and_then(serde_json::Value::as_bool);
+        if let Some(in_place) = in_place {
+            // A refused registration leaves the previous one in force.
+            let _ = self.register(registrar, in_place);
+        }
+    }
+
     fn process(&mut self, io: &mut ProcessIo<'_>) -> bool {
         let gain = io.param(0);
         let (input, output) = io.input_and_output(0, 0);

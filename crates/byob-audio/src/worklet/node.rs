@@ -187,6 +187,13 @@ impl AudioWorkletNode {
         &self.status
     }
 
+    /// Posts `message` to the processor's port: it arrives with the graph's
+    /// next batch of changes, at a quantum boundary (see
+    /// [`WorkletProcessor::on_message`]).
+    pub fn post_message(&self, graph: &mut AudioGraph, message: crate::node::PortMessage) {
+        graph.post_message(self.id, message);
+    }
+
     /// A parameter by its descriptor's name.
     pub fn parameter(&self, name: &str) -> Option<AudioParamId> {
         self.parameter_names.iter().position(|n| n == name).map(|index| AudioParamId { node: self.id, index })
@@ -345,6 +352,18 @@ impl WorkletRenderer {
 }
 
 impl AudioProcessor for WorkletRenderer {
+    fn port_message(&mut self, message: &mut crate::node::PortMessage) {
+        if self.failed {
+            return;
+        }
+        let processor = &mut self.processor;
+        let registrations = &mut self.registrations;
+        let delivered = catch_unwind(AssertUnwindSafe(|| processor.on_message(message, &mut Registrar { registrations })));
+        if let Err(payload) = delivered {
+            self.fail(format!("on_message panicked: {}", panic_message(payload.as_ref())));
+        }
+    }
+
     fn take_event(&mut self) -> Option<NodeEventKind> {
         // In the order raised; a shift of a few elements, no allocation.
         (!self.events.is_empty()).then(|| self.events.remove(0))

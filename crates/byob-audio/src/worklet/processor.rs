@@ -40,6 +40,17 @@ pub trait WorkletProcessor: Send + 'static {
         let _ = (change, registrar);
         TopologyResponse::AcceptIfFits
     }
+
+    /// A message from the control side through the node's port
+    /// ([`AudioWorkletNode::post_message`](super::AudioWorkletNode::post_message)),
+    /// delivered at a quantum boundary, before that quantum's `process`. The
+    /// processor may take what it needs out of `message` (its contents are
+    /// moved, never copied or freed here: what is left is freed off the
+    /// render thread) and register regions with `registrar`, which take
+    /// effect in that quantum. Runs on the render thread: no allocation.
+    fn on_message(&mut self, message: &mut crate::node::PortMessage, registrar: &mut Registrar<'_>) {
+        let _ = (message, registrar);
+    }
 }
 
 /// Which side of the node a port is on.
