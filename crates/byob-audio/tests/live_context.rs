@@ -226,7 +226,8 @@ impl ScoreMaker {
             if self.nodes[from].released {
                 return;
             }
-            let (op, gone): (Value, Box<dyn Fn(&(usize, usize, usize)) -> bool>) = match self.rng.below(3) {
+            type Gone = Box<dyn Fn(&(usize, usize, usize)) -> bool>;
+            let (op, gone): (Value, Gone) = match self.rng.below(3) {
                 0 => (json!({"disconnect": {"from": self.nodes[from].id}}), Box::new(move |e: &(usize, usize, usize)| e.0 == from)),
                 1 => (
                     json!({"disconnect": {"from": self.nodes[from].id, "to": to_id(self, to)}}),

@@ -155,7 +155,10 @@ impl<'a> ScorePlayer<'a> {
             let result = match (d.get("to").is_some(), d.string("param")?) {
                 (false, None) if d.get("input").is_none() => match output {
                     Some(output) => graph.disconnect_output(from, output),
-                    None => Ok(graph.disconnect_all(from)),
+                    None => {
+                        graph.disconnect_all(from);
+                        Ok(())
+                    }
                 },
                 (false, _) => return fail(&d.at, "\"input\" and \"param\" need \"to\""),
                 (true, Some(name)) => {
