@@ -312,7 +312,8 @@ impl AudioContext {
     /// (or at [`LiveGraph::commit`]). Node events that came back since the
     /// last call are handled first.
     pub fn graph(&mut self) -> LiveGraph<'_> {
-        self.poll_events();
+        // Releases the events call for travel with the guard's batch.
+        self.handle_events();
         let now = self.current_time();
         self.graph.set_current_time(now);
         LiveGraph { ctx: self, at_frame: None }
@@ -323,7 +324,7 @@ impl AudioContext {
     /// quantum if that has passed: how a score is played. Batches must be
     /// sent in time order: a later one waits behind an earlier one.
     pub fn graph_at(&mut self, time: f64) -> LiveGraph<'_> {
-        self.poll_events();
+        self.handle_events();
         let frame = quantum_at_or_after(time, self.graph.sample_rate());
         self.graph.set_current_time(frame as f64 / self.graph.sample_rate() as f64);
         LiveGraph { ctx: self, at_frame: Some(frame) }
@@ -338,6 +339,13 @@ impl AudioContext {
     /// Handles the node events that came back: listeners are called, and
     /// ended sources are released (their render state freed).
     pub fn poll_events(&mut self) {
+        if self.handle_events() {
+            self.send_changes(None);
+        }
+    }
+
+    /// Takes the events that came back; whether there were any.
+    fn handle_events(&mut self) -> bool {
         let mut any = false;
         while let Ok(event) = self.events.pop() {
             self.graph.handle_event(&event);
@@ -346,9 +354,7 @@ impl AudioContext {
             }
             any = true;
         }
-        if any {
-            self.send_changes(None);
-        }
+        any
     }
 
     fn send_changes(&mut self, at_frame: Option<u64>) {

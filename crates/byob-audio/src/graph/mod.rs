@@ -399,6 +399,11 @@ impl AudioGraph {
         if breaks(edge.from) || breaks(edge.to) {
             return None;
         }
+        // The common cases, without building anything: a source, or a node
+        // that feeds nothing yet, closes no cycle.
+        if edge.from != edge.to && (!self.edges.iter().any(|e| e.to == edge.from) || !self.edges.iter().any(|e| e.from == edge.to)) {
+            return None;
+        }
         let mut consumers: Vec<Vec<NodeId>> = vec![Vec::new(); self.nodes.len()];
         for e in &self.edges {
             consumers[e.from.0].push(e.to);
