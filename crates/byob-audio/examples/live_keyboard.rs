@@ -69,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{notes} notes; render load {:.1}% average, {:.1}% peak, {} underrun(s) in {} callbacks; {} nodes freed off the render thread",
         capacity.average_load * 100.0,
         capacity.peak_load * 100.0,
-        (capacity.underrun_ratio * capacity.callbacks as f64).round(),
+        capacity.underruns,
         capacity.callbacks,
         freed.nodes
     );

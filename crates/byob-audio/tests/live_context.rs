@@ -394,7 +394,8 @@ fn a_topology_change_while_playing_is_negotiated_as_offline() {
 fn close_applies_every_change_in_flight() {
     let options = AudioContextOptions { sink_id: SinkId::None, sample_rate: Some(SAMPLE_RATE), capture_frames: 4800, ..Default::default() };
     let mut ctx = AudioContext::new(options).unwrap();
-    for i in 0..500 {
+    // More than the queue holds: the rest wait on the control side.
+    for i in 0..3000 {
         let mut graph = ctx.graph_at(10.0 + i as f64);
         let source = ConstantSourceNode::new(&mut graph, ConstantSourceOptions { offset: 0.001 }).unwrap();
         let destination = graph.destination();
@@ -403,7 +404,7 @@ fn close_applies_every_change_in_flight() {
     }
     ctx.close().unwrap();
     assert_eq!(ctx.state(), AudioContextState::Closed);
-    assert_eq!(ctx.freed().batches, 500);
+    assert_eq!(ctx.freed().batches, 3000);
     assert!(matches!(ctx.resume(), Err(AudioContextError::Closed)));
 }
 

@@ -368,7 +368,7 @@ pub fn play(args: PlayArgs) -> Result<()> {
     bar.finish_and_clear();
     let whole = ctx.render_capacity_overall();
     let priority = if ctx.real_time_priority() { "real-time priority" } else { "normal priority (real-time refused by the system)" };
-    println!("render capacity: {}, over {} callbacks, at {priority}", capacity_text(&whole), whole.callbacks);
+    println!("render capacity: {}, over {} callbacks ({} underruns), at {priority}", capacity_text(&whole), whole.callbacks, whole.underruns);
     let freed = ctx.freed();
     if score.remaining() < file.score_len() {
         println!("score: {} changes applied in {} batches; {} nodes released and freed off the render thread", file.score_len(), freed.batches, freed.nodes);

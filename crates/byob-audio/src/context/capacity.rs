@@ -24,6 +24,8 @@ pub struct RenderCapacityReport {
     pub underrun_ratio: f64,
     /// The callbacks measured.
     pub callbacks: u64,
+    /// The callbacks whose load exceeded 1.0 (the underrun counter).
+    pub underruns: u64,
 }
 
 /// Load figures gathered on the render thread, without allocating or
@@ -75,6 +77,7 @@ impl RenderCapacityMeter {
             peak_load: self.peak,
             underrun_ratio: per_callback(self.underruns as f64),
             callbacks: self.callbacks,
+            underruns: self.underruns,
         }
     }
 }
@@ -88,6 +91,7 @@ pub struct CapacityCell {
     average_load: AtomicU64,
     peak_load: AtomicU64,
     underrun_ratio: AtomicU64,
+    underruns: AtomicU64,
     callbacks: AtomicU64,
 }
 
@@ -98,6 +102,7 @@ impl CapacityCell {
         self.average_load.store(report.average_load.to_bits(), Ordering::Relaxed);
         self.peak_load.store(report.peak_load.to_bits(), Ordering::Relaxed);
         self.underrun_ratio.store(report.underrun_ratio.to_bits(), Ordering::Relaxed);
+        self.underruns.store(report.underruns, Ordering::Relaxed);
         self.callbacks.store(report.callbacks, Ordering::Release);
     }
 
@@ -110,6 +115,7 @@ impl CapacityCell {
             peak_load: f(&self.peak_load),
             underrun_ratio: f(&self.underrun_ratio),
             callbacks,
+            underruns: self.underruns.load(Ordering::Relaxed),
         }
     }
 }
@@ -127,7 +133,7 @@ mod tests {
         assert_eq!(meter.record(0.005, 0.01), None);
         let report = meter.record(0.015, 0.01).unwrap();
         assert!((report.average_load - (0.25 + 0.5 + 1.5) / 3.0).abs() < 1e-12);
-        assert_eq!((report.peak_load, report.callbacks), (1.5, 3));
+        assert_eq!((report.peak_load, report.callbacks, report.underruns), (1.5, 3, 1));
         assert!((report.underrun_ratio - 1.0 / 3.0).abs() < 1e-12);
         assert!((report.timestamp - 0.03).abs() < 1e-12);
         let next = meter.record(0.001, 0.01);
@@ -141,7 +147,7 @@ mod tests {
     fn the_cell_carries_a_report() {
         let cell = CapacityCell::default();
         assert_eq!(cell.load(), RenderCapacityReport::default());
-        let report = RenderCapacityReport { timestamp: 2.0, average_load: 0.1, peak_load: 0.4, underrun_ratio: 0.01, callbacks: 100 };
+        let report = RenderCapacityReport { timestamp: 2.0, average_load: 0.1, peak_load: 0.4, underrun_ratio: 0.01, callbacks: 100, underruns: 1 };
         cell.store(&report);
         assert_eq!(cell.load(), report);
     }

@@ -28,8 +28,7 @@ use std::time::{Duration, Instant};
 
 pub use super::live_render::AudioContextState;
 
-/// Batches of changes in flight at once; a control side that gets this far
-/// ahead waits for the render side.
+/// Batches of changes in the queue at once; more wait on the control side.
 const QUEUE: usize = 1024;
 /// Node events in flight at once.
 const EVENT_QUEUE: usize = 4096;
@@ -175,6 +174,8 @@ type Listener = Box<dyn FnMut(&NodeEvent, &AudioGraph) + Send>;
 pub struct AudioContext {
     graph: AudioGraph,
     changes: rtrb::Producer<Changes>,
+    /// Batches the queue had no room for yet, oldest first.
+    waiting: std::collections::VecDeque<Changes>,
     events: rtrb::Consumer<NodeEvent>,
     listeners: Vec<Listener>,
     sent: u64,
@@ -240,6 +241,7 @@ impl AudioContext {
         let mut ctx = Self {
             graph,
             changes,
+            waiting: std::collections::VecDeque::new(),
             events,
             listeners: Vec::new(),
             sent: 0,
@@ -346,6 +348,7 @@ impl AudioContext {
 
     /// Takes the events that came back; whether there were any.
     fn handle_events(&mut self) -> bool {
+        self.flush();
         let mut any = false;
         while let Ok(event) = self.events.pop() {
             self.graph.handle_event(&event);
@@ -364,16 +367,21 @@ impl AudioContext {
         // A playing graph refuses cycles at `connect`, so commit succeeds.
         let Ok(Some(mut batch)) = self.graph.commit() else { return };
         batch.at_frame = at_frame;
-        loop {
-            match self.changes.push(batch) {
-                Ok(()) => break,
-                Err(rtrb::PushError::Full(back)) => {
-                    batch = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+        self.waiting.push_back(batch);
+        self.sent += 1;
+        self.flush();
+    }
+
+    /// Moves waiting batches into the queue, in order, while it has room.
+    /// A control side that runs far ahead of the render side (or a device
+    /// that stopped calling) never blocks and never loses a change.
+    fn flush(&mut self) {
+        while let Some(batch) = self.waiting.pop_front() {
+            if let Err(rtrb::PushError::Full(back)) = self.changes.push(batch) {
+                self.waiting.push_front(back);
+                return;
             }
         }
-        self.sent += 1;
     }
 
     pub fn state(&self) -> AudioContextState {
@@ -411,6 +419,7 @@ impl AudioContext {
         let deadline = Instant::now() + CLOSE_TIMEOUT;
         let mut result = Ok(());
         while self.live.applied.load(Ordering::Acquire) < self.sent {
+            self.flush();
             if Instant::now() > deadline {
                 result = Err(AudioContextError::Stalled { applied: self.live.applied.load(Ordering::Acquire), sent: self.sent });
                 break;
