@@ -41,8 +41,10 @@ pub fn graph_json(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(file) = byob_audio::graph_file::GraphFile::parse(text, Path::new("/nonexistent/fuzz.json")) else { return };
     let length = file.length().min(QUANTA * RENDER_QUANTUM_SIZE);
-    if let Ok(ctx) = file.offline_context_limited(None, Some(length), &ProcessorRegistry::with_examples(), MEMORY) {
-        let _ = ctx.render(|_| {});
+    let registry = ProcessorRegistry::with_examples();
+    // The score too: its entries change the graph between quanta.
+    if let Ok((ctx, mut score)) = file.offline_score_context(None, Some(length), &registry, MEMORY) {
+        let _ = ctx.render_changing(|_| {}, |graph, frame| score.apply_due(graph, frame).map_err(|e| e.to_string()));
     }
 }
 
