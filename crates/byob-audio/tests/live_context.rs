@@ -419,6 +419,8 @@ fn a_device_that_is_not_there_is_an_error() {
     }
     let capture = AudioContextOptions { capture_frames: 10, ..Default::default() };
     assert!(matches!(AudioContext::new(capture), Err(AudioContextError::CaptureNeedsNullSink)));
+    let driven = AudioContextOptions { sink_id: SinkId::Driven, ..Default::default() };
+    assert!(matches!(AudioContext::new(driven), Err(AudioContextError::DriverNeeded)));
 }
 
 #[test]

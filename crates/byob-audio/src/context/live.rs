@@ -120,6 +120,8 @@ pub enum AudioContextError {
     Closed,
     #[error("capture_frames needs sinkId {{type: \"none\"}}: a device's callback cannot hand its audio back")]
     CaptureNeedsNullSink,
+    #[error("SinkId::Driven is opened with AudioContext::with_driver, which hands back the RenderDriver to call")]
+    DriverNeeded,
     #[error("this build has no audio output devices (byob-audio's \"realtime\" feature; for the byob CLI: `cargo build --release -p byob-cli --features play`, which needs libasound2-dev on Linux); play on the null sink instead (sinkId {{type: \"none\"}}, `byob play --sink none`)")]
     NoDeviceSupport,
     #[cfg(feature = "realtime")]
@@ -197,6 +199,13 @@ impl AudioContext {
     /// Opens the sink and starts rendering (the context is `running`,
     /// unless the options say to start `suspended`).
     pub fn new(options: AudioContextOptions) -> Result<Self, AudioContextError> {
+        if options.sink_id == SinkId::Driven {
+            return Err(AudioContextError::DriverNeeded);
+        }
+        Self::open(options)
+    }
+
+    fn open(options: AudioContextOptions) -> Result<Self, AudioContextError> {
         let channels = options.number_of_channels;
         if !(1..=MAX_CHANNELS).contains(&channels) {
             return Err(AudioContextError::Channels(channels));
@@ -272,7 +281,7 @@ impl AudioContext {
     pub fn with_driver(mut options: AudioContextOptions) -> Result<(Self, RenderDriver), AudioContextError> {
         options.sink_id = SinkId::Driven;
         options.capture_frames = 0;
-        let mut ctx = Self::new(options)?;
+        let mut ctx = Self::open(options)?;
         let driver = ctx.driver.take().expect("a driven context makes its driver");
         Ok((ctx, driver))
     }
