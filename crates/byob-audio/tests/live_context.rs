@@ -314,7 +314,10 @@ fn live(file: &GraphFile, events: Arc<AtomicU64>) -> (AudioBuffer, AudioContext)
     ctx.resume().unwrap();
     let end = file.length() as f64 / file.sample_rate() as f64;
     while ctx.current_time() < end + 0.05 {
-        player.send_due(&mut ctx, 0.5).unwrap();
+        // A second ahead: robust to a control thread descheduled for a
+        // while on a loaded machine; most of the score still arrives while
+        // the graph plays.
+        player.send_due(&mut ctx, 1.0).unwrap();
         ctx.poll_events();
         std::thread::sleep(Duration::from_millis(5));
     }
