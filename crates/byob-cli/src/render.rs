@@ -314,26 +314,27 @@ pub fn play(args: PlayArgs) -> Result<()> {
     if let Some(path) = &args.capture {
         outputs.stage(path)?;
     }
-    // The null sink plays at the file's rate; a device at its own.
-    let sample_rate = (sink_id == SinkId::None).then_some(file.sample_rate());
-    let probe_rate = match sample_rate {
-        Some(rate) => rate,
-        None => AudioContext::preferred_sample_rate(&sink_id, file.number_of_channels())?,
+    // The file's length (or --duration) at a rate: the null sink plays at
+    // the file's, a device at its own, which the context finds.
+    let length_at = |rate: f32| -> Result<usize> {
+        Ok(length_override(rate, None, args.duration)?.unwrap_or_else(|| (file.length() as f64 * rate as f64 / file.sample_rate() as f64).round() as usize))
     };
-    let length = length_override(probe_rate, None, args.duration)?
-        .unwrap_or_else(|| (file.length() as f64 * probe_rate as f64 / file.sample_rate() as f64).round() as usize);
+    // Checked before a device opens; the length the null sink captures.
+    let file_length = length_at(file.sample_rate())?;
     if args.capture.is_some() {
-        check_wav_size(length, file.number_of_channels(), SampleFormat::F32)?;
+        check_wav_size(file_length, file.number_of_channels(), SampleFormat::F32)?;
     }
     let options = AudioContextOptions {
         latency_hint: args.latency_hint,
-        sample_rate: Some(probe_rate),
+        sample_rate: (sink_id == SinkId::None).then_some(file.sample_rate()),
         sink_id: sink_id.clone(),
         number_of_channels: file.number_of_channels(),
-        capture_frames: if args.capture.is_some() { length } else { 0 },
+        capture_frames: if args.capture.is_some() { file_length } else { 0 },
         start_suspended: true,
     };
     let mut ctx = AudioContext::new(options)?;
+    let sample_rate = ctx.sample_rate();
+    let length = length_at(sample_rate)?;
     let neural = byob_neural::NeuralNodes::new(byob_neural::Clock::RealTime);
     let registry = args.wasm.registry(&args.graph, &neural)?;
     let mut score = file.build_playing(&mut ctx.graph(), &registry)?;
@@ -348,16 +349,16 @@ pub fn play(args: PlayArgs) -> Result<()> {
         _ => "the default output device".to_string(),
     };
     let scored = if file.score_len() > 0 { format!(", with a score of {} changes", file.score_len()) } else { String::new() };
-    println!("playing {} on {name} at {probe_rate} Hz{scored}", args.graph.display());
+    println!("playing {} on {name} at {sample_rate} Hz{scored}", args.graph.display());
     ctx.resume()?;
     // The spec's render capacity, each second of audio, on a live line.
     let bar = ProgressBar::new(length as u64);
     bar.set_style(ProgressStyle::with_template("{spinner} playing [{bar:40}] {msg}").expect("static template").progress_chars("=> "));
-    let end = length as f64 / probe_rate as f64;
+    let end = length as f64 / sample_rate as f64;
     while ctx.current_time() < end {
         score.send_due(&mut ctx, SCORE_LOOKAHEAD).with_context(|| args.graph.display().to_string())?;
         ctx.poll_events();
-        bar.set_position((ctx.current_time() * probe_rate as f64) as u64);
+        bar.set_position((ctx.current_time() * sample_rate as f64) as u64);
         let second = ctx.render_capacity();
         if second.callbacks > 0 {
             bar.set_message(capacity_text(&second));

@@ -77,6 +77,16 @@ pub enum SinkId {
     Driven,
 }
 
+impl SinkId {
+    /// The device asked for by name, if any.
+    pub(super) fn device_name(&self) -> Option<&str> {
+        match self {
+            Self::Device(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
 /// The spec's AudioContextOptions, and what to capture.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AudioContextOptions {
@@ -289,18 +299,17 @@ impl AudioContext {
     /// The rate a context on `sink` runs at when not told: the device's
     /// own, as in the spec; 48 kHz without a device.
     #[cfg(feature = "realtime")]
-    pub fn preferred_sample_rate(sink: &SinkId, channels: usize) -> Result<f32, AudioContextError> {
+    fn preferred_sample_rate(sink: &SinkId, channels: usize) -> Result<f32, AudioContextError> {
         match sink {
             SinkId::None | SinkId::Driven => Ok(48000.0),
-            SinkId::Default => Ok(super::RealtimeOutput::open_with(None, channels, None, None)?.sample_rate()),
-            SinkId::Device(name) => Ok(super::RealtimeOutput::open_with(Some(name), channels, None, None)?.sample_rate()),
+            device => Ok(super::RealtimeOutput::open_with(device.device_name(), channels, None, None)?.sample_rate()),
         }
     }
 
     /// The rate a context on `sink` runs at when not told: the device's
     /// own, as in the spec; 48 kHz without a device.
     #[cfg(not(feature = "realtime"))]
-    pub fn preferred_sample_rate(sink: &SinkId, _: usize) -> Result<f32, AudioContextError> {
+    fn preferred_sample_rate(sink: &SinkId, _: usize) -> Result<f32, AudioContextError> {
         match sink {
             SinkId::None | SinkId::Driven => Ok(48000.0),
             _ => Err(AudioContextError::NoDeviceSupport),

@@ -26,15 +26,6 @@ impl AudioContextState {
             _ => Self::Closed,
         }
     }
-
-    /// The spec's string.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Suspended => "suspended",
-            Self::Running => "running",
-            Self::Closed => "closed",
-        }
-    }
 }
 
 /// What the render side shares with the control side, in atomics.

@@ -150,10 +150,7 @@ pub(super) fn spawn_device(
     buffer_frames: usize,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, super::AudioContextError> {
-    let name = match sink {
-        super::SinkId::Device(name) => Some(name.clone()),
-        _ => None,
-    };
+    let name = sink.device_name().map(str::to_string);
     let (opened, result) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("byob-device".into())

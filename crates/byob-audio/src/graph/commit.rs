@@ -32,18 +32,15 @@ pub(super) struct Pending {
     pub messages: Vec<(NodeId, crate::node::PortMessage)>,
     /// (node, parameter index), each once.
     pub params: Vec<(NodeId, usize)>,
-    /// The connections as last committed, restored when a change closes a
-    /// cycle without a DelayNode.
-    pub committed_edges: Vec<super::Edge>,
 }
 
 impl AudioGraph {
     /// Collects everything that changed since the last commit (new nodes
     /// with their buffers, start/stop calls, automation, a new wiring,
     /// released nodes) into one batch for [`RenderGraph::apply`](super::RenderGraph::apply).
-    /// `None` when nothing changed. A change that closes a cycle without a
-    /// DelayNode is refused and the connections made since the last commit
-    /// are undone.
+    /// `None` when nothing changed. Only the first commit can meet a cycle
+    /// without a DelayNode (`Err`): once committed, `connect` refuses the
+    /// connections that would close one.
     pub fn commit(&mut self) -> Result<Option<Changes>, CompileError> {
         let mut changes = Changes::default();
         let n = self.nodes.len();
@@ -53,15 +50,7 @@ impl AudioGraph {
         }
         let rewire = self.pending.rewire || n > self.pending.committed || !changes.removed.is_empty();
         if rewire {
-            match self.wiring() {
-                Ok(wiring) => changes.wiring = Some(wiring),
-                Err(e) => {
-                    self.edges = self.pending.committed_edges.clone();
-                    self.pending.rewire = false;
-                    return Err(e);
-                }
-            }
-            self.pending.committed_edges = self.edges.clone();
+            changes.wiring = Some(self.wiring()?);
             self.pending.rewire = false;
         }
         if n > self.pending.slots {
@@ -111,11 +100,6 @@ impl AudioGraph {
             self.nodes[event.node.0].ended = true;
             self.pending.check_releases = true;
         }
-    }
-
-    /// Whether `node` is still rendered (not released).
-    pub fn is_live(&self, node: NodeId) -> bool {
-        !self.nodes[node.0].released
     }
 
     /// Marks the nodes that can go and returns their (empty) slots: ended

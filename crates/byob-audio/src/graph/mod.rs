@@ -299,11 +299,6 @@ impl AudioGraph {
         self.nodes[0].channel_config.count
     }
 
-    /// Nodes created so far, the destination included.
-    pub fn number_of_nodes(&self) -> usize {
-        self.nodes.len()
-    }
-
     /// Adds a node; called by the node constructors.
     pub fn add_node(&mut self, description: NodeDescription) -> NodeId {
         let id = NodeId(self.nodes.len());
@@ -477,11 +472,6 @@ impl AudioGraph {
     /// quantum. Nodes without a port ignore it.
     pub fn post_message(&mut self, node: NodeId, message: crate::node::PortMessage) {
         self.pending.messages.push((node, message));
-    }
-
-    /// The start time given to a scheduled source, if it was started.
-    pub fn start_time(&self, node: NodeId) -> Option<f64> {
-        self.nodes[node.0].schedule.start_time()
     }
 
     /// Says that nothing will use `node`'s handle again (Rust's stand-in for

@@ -66,21 +66,16 @@ pub const MAX_GRAPH_FILE_BYTES: u64 = 256 << 20;
 
 impl GraphFile {
     pub fn load(path: &Path) -> Result<Self, GraphFileError> {
-        let io = |source| GraphFileError::Io { path: path.to_path_buf(), source };
-        let bytes = byob_files::read_regular(path, MAX_GRAPH_FILE_BYTES, "a graph file").map_err(io)?;
-        let text = String::from_utf8(bytes).map_err(|_| io(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")))?;
-        Self::parse(&text, path)
+        Self::from_json(read_json(path, "a graph file")?, path)
     }
 
     /// Parses `text` as if read from `path` (relative file names resolve
     /// against its folder).
     pub fn parse(text: &str, path: &Path) -> Result<Self, GraphFileError> {
-        let root: Value = strict::parse(text).map_err(|e| GraphFileError::Json {
-            path: path.to_path_buf(),
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })?;
+        Self::from_json(parse_json(text, path)?, path)
+    }
+
+    fn from_json(root: Value, path: &Path) -> Result<Self, GraphFileError> {
         let located = |e: Located| GraphFileError::Invalid { path: path.to_path_buf(), at: e.at, message: e.message };
         let top = Object::new(&root, "").map_err(located)?;
         top.only(&["sampleRate", "length", "numberOfChannels", "nodes", "connections", "score"]).map_err(located)?;
@@ -125,14 +120,11 @@ impl GraphFile {
     /// score is taken. Its ids must name this file's nodes or nodes it
     /// creates.
     pub fn load_score(&mut self, path: &Path) -> Result<(), GraphFileError> {
-        let io = |source| GraphFileError::Io { path: path.to_path_buf(), source };
-        let bytes = byob_files::read_regular(path, MAX_GRAPH_FILE_BYTES, "a score file").map_err(io)?;
-        let text = String::from_utf8(bytes).map_err(|_| io(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")))?;
-        let root: Value = strict::parse(&text).map_err(|e| GraphFileError::Json { path: path.to_path_buf(), line: e.line(), column: e.column(), message: e.to_string() })?;
+        let root = read_json(path, "a score file")?;
         let located = |e: Located| GraphFileError::Invalid { path: path.to_path_buf(), at: e.at, message: e.message };
         let top = Object::new(&root, "").map_err(located)?;
         if top.map.keys().any(|k| k != "score") {
-            self.score = Self::parse(&text, path)?.score;
+            self.score = Self::from_json(root, path)?.score;
             return Ok(());
         }
         let Some(score) = top.get("score") else {
@@ -255,6 +247,19 @@ impl GraphFile {
         }
         Ok((ids, buffers))
     }
+}
+
+/// The JSON in the file at `path` (`what` names it in errors).
+fn read_json(path: &Path, what: &str) -> Result<Value, GraphFileError> {
+    let io = |source| GraphFileError::Io { path: path.to_path_buf(), source };
+    let bytes = byob_files::read_regular(path, MAX_GRAPH_FILE_BYTES, what).map_err(io)?;
+    let text = String::from_utf8(bytes).map_err(|_| io(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")))?;
+    parse_json(&text, path)
+}
+
+/// `text` as strict JSON; errors name `path`, line and column.
+fn parse_json(text: &str, path: &Path) -> Result<Value, GraphFileError> {
+    strict::parse(text).map_err(|e| GraphFileError::Json { path: path.to_path_buf(), line: e.line(), column: e.column(), message: e.to_string() })
 }
 
 fn connect(graph: &mut AudioGraph, c: &Object, ids: &HashMap<String, NodeId>) -> json::Result<()> {
