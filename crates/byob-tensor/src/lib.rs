@@ -19,6 +19,7 @@ pub mod ops;
 pub mod element;
 pub mod fold;
 pub mod fuse;
+pub mod kernels;
 pub mod optimize;
 pub mod pack;
 mod plan;
@@ -26,6 +27,8 @@ pub mod proto;
 pub mod provider;
 pub mod session;
 pub mod tensor;
+#[cfg(test)]
+mod test_util;
 
 pub use model::{Dim, Model, ModelError, Node, Subgraph, ValueInfo, MAX_SUBGRAPH_DEPTH};
 pub use layout::Layout;

@@ -7,10 +7,11 @@
 
 use crate::layout::NHWC_DOMAIN;
 use crate::model::{Attribute, Dim, Graph, Node};
-use crate::ops::microkernel::pack;
+use crate::kernels::microkernel::pack;
 use crate::ops::packed::{depthwise, PACKED_DOMAIN};
-use crate::ops::conv::Window;
-use crate::ops::{winograd, Attrs};
+use crate::ops::window::Window;
+use crate::kernels::winograd;
+use crate::ops::Attrs;
 use crate::optimize::{infer_shapes, reader_counts};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
@@ -76,7 +77,7 @@ type Rewrite = (Node, Vec<(String, Tensor)>);
 /// from `shapes` (`None`: Winograd turned off).
 fn winograd_tile(node: &Node, [m, cg, kh, kw]: [usize; 4], group: usize, shapes: Option<&HashMap<String, Vec<Dim>>>) -> Option<usize> {
     let window = Window::from_attrs(&Attrs(node), false).ok()?;
-    if !winograd::applies([kh, kw], group, &window) {
+    if !winograd::applies([kh, kw], group, window.strides.as_deref(), window.dilations.as_deref()) {
         return None;
     }
     let Some([_, Dim::Known(oh), Dim::Known(ow), _]) = shapes?.get(node.outputs.first()?).map(Vec::as_slice) else { return None };

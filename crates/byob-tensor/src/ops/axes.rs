@@ -111,7 +111,7 @@ pub(crate) fn axes_builder(node: &Node, opset: i64, input_since: i64, required_a
 }
 
 /// Axes or dimensions, on the stack for ranks up to eight.
-pub(crate) type Dims = smallvec::SmallVec<[usize; 8]>;
+pub(crate) use crate::kernels::Dims;
 
 /// Normalized, distinct axes of a tensor of rank `rank`.
 pub(crate) fn unique_axes(axes: &[i64], rank: usize) -> Result<Dims, String> {

@@ -2,7 +2,7 @@
 //! their own (a Conv whose weights are computed at run time, an unfused
 //! BatchNormalization): they transpose to NCHW around the NCHW kernel.
 
-use super::shape::transpose_into;
+use crate::kernels::transpose::transpose_into;
 use super::{output, required, Fact, Op, OpError};
 use crate::tensor::Tensor;
 use std::sync::Mutex;

@@ -1,6 +1,4 @@
-//! `Conv` for 1 to 3 spatial dimensions, and the sliding-window geometry
-//! (kernel, strides, dilations, pads, auto_pad, ceil_mode) it shares with
-//! the pooling operators.
+//! `Conv` for 1 to 3 spatial dimensions (its window in [`super::window`]).
 //!
 //! Fast paths, all on the `gemm` crate through [`sgemm`]:
 //! - pointwise (1×1, stride 1, no padding): the output of a group is
@@ -20,289 +18,12 @@
 
 use super::linalg::{f32_fact, f32_input, known, optional_f32_fact, optional_f32_input, sgemm, THIN_COLUMNS};
 use super::{output, Attrs, Builder, Fact, Op, OpError};
-use crate::model::{Dim, Node};
+use crate::kernels::window::Geo3;
+use super::window::Window;
+use crate::model::Node;
 use crate::tensor::{DataType, Tensor};
 use rayon::prelude::*;
 use std::collections::HashMap;
-
-/// How pads are chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AutoPad {
-    /// Explicit `pads`.
-    NotSet,
-    /// Output = ceil(input / stride), the extra pad at the end.
-    SameUpper,
-    /// Output = ceil(input / stride), the extra pad at the beginning.
-    SameLower,
-    /// No padding.
-    Valid,
-}
-
-/// One spatial axis of a sliding window, resolved for an input size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Axis {
-    pub input: usize,
-    pub kernel: usize,
-    pub stride: usize,
-    pub dilation: usize,
-    pub pad_begin: usize,
-    pub pad_end: usize,
-    pub output: usize,
-}
-
-impl Axis {
-    /// An axis of size 1 that changes nothing, to pad lower ranks.
-    pub const UNIT: Axis = Axis { input: 1, kernel: 1, stride: 1, dilation: 1, pad_begin: 0, pad_end: 0, output: 1 };
-}
-
-/// Sliding-window attributes shared by Conv and the pools (of every
-/// provider: the WebGPU kernels resolve their windows here too).
-#[derive(Clone, Debug)]
-pub struct Window {
-    pub auto_pad: AutoPad,
-    /// The `kernel_shape` attribute (for Conv, W's spatial shape otherwise).
-    pub kernel: Option<Vec<usize>>,
-    pub strides: Option<Vec<usize>>,
-    pub dilations: Option<Vec<usize>>,
-    /// Begins of every axis, then ends.
-    pub pads: Option<Vec<usize>>,
-    pub ceil_mode: bool,
-}
-
-fn positive_ints(a: &Attrs, name: &str) -> Result<Option<Vec<usize>>, OpError> {
-    a.ints(name)?
-        .map(|v| v.iter().map(|&x| usize::try_from(x).ok().filter(|&x| x > 0).ok_or_else(|| OpError::attribute(name, format!("values must be positive, got {v:?}")))).collect())
-        .transpose()
-}
-
-impl Window {
-    /// Reads `auto_pad`, `kernel_shape`, `strides`, `dilations`, `pads` and
-    /// (when `with_ceil_mode`) `ceil_mode`.
-    pub fn from_attrs(a: &Attrs, with_ceil_mode: bool) -> Result<Self, OpError> {
-        let auto_pad = match a.string("auto_pad", "NOTSET")?.as_str() {
-            "NOTSET" | "" => AutoPad::NotSet,
-            "SAME_UPPER" => AutoPad::SameUpper,
-            "SAME_LOWER" => AutoPad::SameLower,
-            "VALID" => AutoPad::Valid,
-            other => return Err(OpError::attribute("auto_pad", format!("must be NOTSET, SAME_UPPER, SAME_LOWER or VALID, got {other:?}"))),
-        };
-        let pads = a
-            .ints("pads")?
-            .map(|v| v.iter().map(|&x| usize::try_from(x).map_err(|_| OpError::attribute("pads", format!("values must be non-negative, got {v:?}")))).collect())
-            .transpose()?;
-        let ceil_mode = if with_ceil_mode {
-            match a.int("ceil_mode", 0)? {
-                0 => false,
-                1 => true,
-                v => return Err(OpError::attribute("ceil_mode", format!("must be 0 or 1, got {v}"))),
-            }
-        } else {
-            false
-        };
-        Ok(Self { auto_pad, kernel: positive_ints(a, "kernel_shape")?, strides: positive_ints(a, "strides")?, dilations: positive_ints(a, "dilations")?, pads, ceil_mode })
-    }
-
-    /// Checks the attributes' lengths against the number of spatial axes.
-    pub fn check(&self, spatial: usize) -> Result<(), OpError> {
-        let check = |name: &str, v: &Option<Vec<usize>>, len: usize| match v {
-            Some(v) if v.len() != len => Err(OpError::attribute(name, format!("expected {len} values for {spatial} spatial axes, got {}", v.len()))),
-            _ => Ok(()),
-        };
-        check("kernel_shape", &self.kernel, spatial)?;
-        check("strides", &self.strides, spatial)?;
-        check("dilations", &self.dilations, spatial)?;
-        if self.auto_pad == AutoPad::NotSet {
-            check("pads", &self.pads, 2 * spatial)?;
-        }
-        Ok(())
-    }
-
-    fn stride(&self, i: usize) -> usize {
-        self.strides.as_ref().map_or(1, |s| s[i])
-    }
-
-    fn dilation(&self, i: usize) -> usize {
-        self.dilations.as_ref().map_or(1, |d| d[i])
-    }
-
-    /// Axis `i` of `rank` spatial axes for an input size. The arithmetic
-    /// is checked: crafted pads, strides or dilations near `usize::MAX`
-    /// are an error, not a wrapped size.
-    fn axis(&self, i: usize, rank: usize, input: usize, kernel: usize) -> Result<Axis, OpError> {
-        let (stride, dilation) = (self.stride(i), self.dilation(i));
-        let overflow = || OpError::Shape(format!("spatial axis {i}: the window's size overflows (input {input}, kernel {kernel}, stride {stride}, dilation {dilation})"));
-        let extent = dilation.checked_mul(kernel.saturating_sub(1)).and_then(|e| e.checked_add(1)).ok_or_else(overflow)?;
-        let (pad_begin, pad_end) = match self.auto_pad {
-            AutoPad::NotSet => self.pads.as_ref().map_or((0, 0), |p| (p[i], p[rank + i])),
-            AutoPad::Valid => (0, 0),
-            AutoPad::SameUpper | AutoPad::SameLower => {
-                let output = input.div_ceil(stride);
-                let total = output.saturating_sub(1).checked_mul(stride).and_then(|t| t.checked_add(extent)).ok_or_else(overflow)?.saturating_sub(input);
-                let (small, large) = (total / 2, total - total / 2);
-                let pads = if self.auto_pad == AutoPad::SameUpper { (small, large) } else { (large, small) };
-                return Ok(Axis { input, kernel, stride, dilation, pad_begin: pads.0, pad_end: pads.1, output });
-            }
-        };
-        let padded = input.checked_add(pad_begin).and_then(|p| p.checked_add(pad_end)).ok_or_else(overflow)?;
-        if padded < extent {
-            return Err(OpError::Shape(format!(
-                "spatial axis {i}: the window (kernel {kernel}, dilation {dilation}: extent {extent}) is larger than the padded input ({input} + pads {pad_begin} + {pad_end})"
-            )));
-        }
-        let mut output = if self.ceil_mode && self.auto_pad == AutoPad::NotSet { (padded - extent).div_ceil(stride) + 1 } else { (padded - extent) / stride + 1 };
-        // The last window must start inside the input or its left padding
-        // (`input + pad_begin` cannot overflow: `padded` did not).
-        if self.ceil_mode && output > 1 && (output - 1) * stride >= input + pad_begin {
-            output -= 1;
-        }
-        Ok(Axis { input, kernel, stride, dilation, pad_begin, pad_end, output })
-    }
-
-    /// Every spatial axis for input sizes and a kernel.
-    pub fn geometry(&self, input: &[usize], kernel: &[usize]) -> Result<smallvec::SmallVec<[Axis; 3]>, OpError> {
-        self.check(input.len())?;
-        if kernel.len() != input.len() {
-            return Err(OpError::Shape(format!("the kernel has {} spatial axes, the input {}", kernel.len(), input.len())));
-        }
-        if let Some(k) = kernel.iter().position(|&k| k == 0) {
-            return Err(OpError::Shape(format!("kernel axis {k} has size 0")));
-        }
-        (0..input.len()).map(|i| self.axis(i, input.len(), input[i], kernel[i])).collect()
-    }
-
-    /// Output sizes over dimensions that may be unknown (`kernel` None:
-    /// not known yet). An unknown input size gives an unknown output size
-    /// unless the window keeps the size (stride 1 with SAME, or pads that
-    /// make up for the kernel).
-    pub fn dims(&self, input: &[Dim], kernel: Option<&[usize]>) -> Result<Vec<Dim>, OpError> {
-        self.check(input.len())?;
-        let Some(kernel) = kernel else { return Ok(vec![Dim::Unknown; input.len()]) };
-        if kernel.len() != input.len() {
-            return Err(OpError::Shape(format!("the kernel has {} spatial axes, the input {}", kernel.len(), input.len())));
-        }
-        (0..input.len())
-            .map(|i| match known(&input[i]) {
-                Some(n) => self.axis(i, input.len(), n, kernel[i].max(1)).map(|a| Dim::Known(a.output)),
-                None => {
-                    let extent = self.dilation(i) * (kernel[i].max(1) - 1) + 1;
-                    let keeps = self.stride(i) == 1
-                        && match self.auto_pad {
-                            AutoPad::SameUpper | AutoPad::SameLower => true,
-                            AutoPad::Valid => extent == 1,
-                            AutoPad::NotSet => self.pads.as_ref().map_or(0, |p| p[i] + p[input.len() + i]) == extent - 1,
-                        };
-                    Ok(if keeps { input[i].clone() } else { Dim::Unknown })
-                }
-            })
-            .collect()
-    }
-}
-
-/// A window on three spatial axes (1-D and 2-D padded in front with
-/// axes of size 1), so that one set of kernels serves every rank.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Geo3 {
-    pub input: [usize; 3],
-    pub kernel: [usize; 3],
-    pub stride: [usize; 3],
-    pub dilation: [usize; 3],
-    pub pad: [usize; 3],
-    pub output: [usize; 3],
-}
-
-impl Geo3 {
-    /// `None` for more than 3 spatial axes.
-    pub fn new(axes: &[Axis]) -> Option<Self> {
-        if axes.len() > 3 {
-            return None;
-        }
-        let mut a = [Axis::UNIT; 3];
-        a[3 - axes.len()..].copy_from_slice(axes);
-        Some(Self {
-            input: a.map(|a| a.input),
-            kernel: a.map(|a| a.kernel),
-            stride: a.map(|a| a.stride),
-            dilation: a.map(|a| a.dilation),
-            pad: a.map(|a| a.pad_begin),
-            output: a.map(|a| a.output),
-        })
-    }
-
-    pub fn input_size(&self) -> usize {
-        self.input.iter().product()
-    }
-
-    pub fn kernel_size(&self) -> usize {
-        self.kernel.iter().product()
-    }
-
-    pub fn output_size(&self) -> usize {
-        self.output.iter().product()
-    }
-
-    /// Where kernel tap `k` of output `o` reads on `axis` (may be outside).
-    #[inline]
-    pub fn position(&self, axis: usize, o: usize, k: usize) -> isize {
-        (o * self.stride[axis] + k * self.dilation[axis]) as isize - self.pad[axis] as isize
-    }
-
-    /// Position of kernel tap `k` of output 0 on `axis`.
-    #[inline]
-    pub fn offset(&self, axis: usize, k: usize) -> isize {
-        self.position(axis, 0, k)
-    }
-
-    /// The outputs `lo..hi` on `axis` whose tap at `offset` lies inside the
-    /// input: `0 <= o·stride + offset < input`.
-    pub fn valid_range(&self, axis: usize, offset: isize) -> (usize, usize) {
-        let (out, s, len) = (self.output[axis], self.stride[axis] as isize, self.input[axis] as isize);
-        let lo = if offset >= 0 { 0 } else { ((-offset + s - 1) / s) as usize }.min(out);
-        let hi = if len - offset <= 0 { 0 } else { ((len - offset + s - 1) / s) as usize }.clamp(lo, out);
-        (lo, hi)
-    }
-
-    /// For each tap of the innermost axis: its offset and valid output range.
-    /// On the stack for kernels up to 256 wide (an STFT's window as a
-    /// convolution), 6 KiB.
-    pub fn inner_taps(&self) -> smallvec::SmallVec<[(isize, usize, usize); 256]> {
-        (0..self.kernel[2])
-            .map(|e| {
-                let off = self.offset(2, e);
-                let (lo, hi) = self.valid_range(2, off);
-                (off, lo, hi)
-            })
-            .collect()
-    }
-
-    /// The input row (innermost axis) read by output (z, y) at taps (a, b),
-    /// or `None` when it lies in the padding.
-    #[inline]
-    pub fn input_row(&self, z: usize, y: usize, a: usize, b: usize) -> Option<usize> {
-        let iz = self.position(0, z, a);
-        let iy = self.position(1, y, b);
-        if iz < 0 || iz as usize >= self.input[0] || iy < 0 || iy as usize >= self.input[1] {
-            return None;
-        }
-        Some((iz as usize * self.input[1] + iy as usize) * self.input[2])
-    }
-
-    /// The kernel taps along spatial `axis` that output position `o` sees
-    /// inside the input: the `k` with 0 ≤ o·stride + k·dilation − pad <
-    /// input. For the channels-last kernels, which fold each tap's row of
-    /// channels in plain nested loops (an iterator of (tap, pixel) pairs
-    /// cost more than the folding on small channel counts).
-    #[inline(always)]
-    pub fn taps_along(&self, axis: usize, o: usize) -> std::ops::Range<usize> {
-        let (start, d, p) = (o * self.stride[axis], self.dilation[axis], self.pad[axis]);
-        let lo = p.saturating_sub(start).div_ceil(d);
-        let hi = (self.input[axis] + p).saturating_sub(start).div_ceil(d).min(self.kernel[axis]);
-        lo.min(hi)..hi
-    }
-
-    fn pointwise(&self) -> bool {
-        self.kernel == [1; 3] && self.stride == [1; 3] && self.pad == [0; 3] && self.output == self.input
-    }
-}
 
 /// `dst[o] += w · src[o·stride + off]` for outputs `lo..hi` of a row.
 #[inline]
@@ -495,7 +216,7 @@ fn conv_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geo3, [n, c, m, grou
     }
 }
 
-use super::scratch::with_columns;
+use crate::kernels::scratch::with_columns;
 
 /// `Conv`.
 #[derive(Debug)]
@@ -621,7 +342,9 @@ pub fn register(ops: &mut HashMap<&'static str, Builder>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::{ints, pool, values};
+    use crate::ops::window::AutoPad;
+    use crate::model::Dim;
+    use crate::test_util::{ints, pool, values};
     use crate::model::Attribute;
 
     /// A test configuration, written as the ONNX attributes.
@@ -901,7 +624,7 @@ mod tests {
         let op = conv_op(&Config { pads: Some(vec![1 << 62, 0, 1 << 62, 0]), ..cfg(&[1, 1, 2, 2], &[1, 1, 1, 1]) }.node(), 11).unwrap();
         let x = Tensor::f32(vec![1, 1, 2, 2], vec![1.0; 4]).unwrap();
         let k = Tensor::f32(vec![1, 1, 1, 1], vec![1.0]).unwrap();
-        let e = op.eval_new(&[Some(&x), Some(&k)], 1, &crate::ops::test_util::pool(1)).unwrap_err();
+        let e = op.eval_new(&[Some(&x), Some(&k)], 1, &crate::test_util::pool(1)).unwrap_err();
         assert!(matches!(e, OpError::Tensor(_)), "{e} ({big})");
     }
 }

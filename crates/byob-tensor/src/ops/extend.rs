@@ -7,7 +7,7 @@
 
 use super::axes::{fact_ints, ints, normalize_axis};
 use super::binary::{broadcast_dims, broadcast_shapes};
-use super::index_map::{gather_by, gather_mapped, AxisMaps};
+use crate::kernels::index_map::{gather_by, gather_mapped, AxisMaps};
 use super::slice::copy_mapped;
 use super::{output, required, show, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};

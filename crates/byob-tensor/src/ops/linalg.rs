@@ -183,14 +183,14 @@ impl ThinRows<'_> {
         if n >= 4 {
             // Each row against the columns, four at a time.
             for (row, out) in a.chunks_exact(k).zip(out.chunks_mut(n)) {
-                super::microkernel::dots(row, self.b_t, &mut sums[..n]);
+                crate::kernels::microkernel::dots(row, self.b_t, &mut sums[..n]);
                 out.iter_mut().zip(&sums).for_each(|(o, &sum)| self.store(o, sum));
             }
         } else {
             // Fewer columns than a pass takes: each column against the
             // block's rows, which then share the column's loads.
             for j in 0..n {
-                super::microkernel::dots(&self.b_t[j * k..][..k], a, &mut sums[..rows]);
+                crate::kernels::microkernel::dots(&self.b_t[j * k..][..k], a, &mut sums[..rows]);
                 sums[..rows].iter().enumerate().for_each(|(r, &sum)| self.store(&mut out[r * n + j], sum));
             }
         }
@@ -213,7 +213,7 @@ fn thin_product(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], trans_b: boo
     if trans_b || n == 1 {
         run(&b[..k * n], dst);
     } else {
-        super::scratch::with_transposed(k * n, |transposed| {
+        crate::kernels::scratch::with_transposed(k * n, |transposed| {
             for (j, row) in transposed.chunks_mut(k).enumerate() {
                 row.iter_mut().enumerate().for_each(|(p, t)| *t = b[p * n + j]);
             }
@@ -482,7 +482,7 @@ pub fn register(ops: &mut HashMap<&'static str, Builder>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::{pool, values};
+    use crate::test_util::{pool, values};
     use crate::model::Attribute;
 
     fn node(op: &str, attrs: Vec<(&str, Attribute)>) -> Node {

@@ -28,26 +28,19 @@ pub mod sample_norm;
 pub mod select;
 pub mod slice;
 pub mod extend;
-mod index_map;
-pub(crate) mod scratch;
-mod fast_math;
 pub mod cast;
 pub mod compare;
 pub mod shape;
 pub mod unary;
-#[cfg(test)]
-mod test_util;
 pub mod linalg;
 pub mod conv;
+pub mod window;
 pub mod pool;
 pub mod norm;
 pub mod reduce;
 pub(crate) mod channels_last;
-pub(crate) mod microkernel;
-mod lanes;
 pub mod packed;
 mod concat_convs;
-pub(crate) mod winograd;
 mod shuffle;
 pub(crate) mod pool_nhwc;
 

@@ -239,7 +239,7 @@ struct SoftmaxBlocks<'a> {
     inner: usize,
 }
 
-impl super::microkernel::VectorLoop for SoftmaxBlocks<'_> {
+impl crate::kernels::microkernel::VectorLoop for SoftmaxBlocks<'_> {
     #[inline(always)]
     fn run(&self, i: usize, out: &mut [f32]) {
         let block = self.len * self.inner;
@@ -265,7 +265,7 @@ fn softmax_row(src: &[f32], dst: &mut [f32]) {
     max = highest.iter().copied().fold(max, f32::max);
     // The exponentials in a loop of their own, which vectorises; the sum
     // in eight partial sums (one would chain every addition).
-    dst.iter_mut().zip(src).for_each(|(d, &s)| *d = super::fast_math::exp(s - max));
+    dst.iter_mut().zip(src).for_each(|(d, &s)| *d = crate::kernels::fast_math::exp(s - max));
     let mut lanes = [0.0f32; 8];
     let chunks = dst.chunks_exact(8);
     let rest: f32 = chunks.remainder().iter().sum();
@@ -289,7 +289,7 @@ fn softmax_strided(src: &[f32], dst: &mut [f32], len: usize, inner: usize) {
     let mut sum = vec![0.0f32; inner];
     for (d, s) in dst.chunks_exact_mut(inner).zip(src.chunks_exact(inner)).take(len) {
         for ((d, &s), (&m, acc)) in d.iter_mut().zip(s).zip(max.iter().zip(sum.iter_mut())) {
-            *d = super::fast_math::exp(s - m);
+            *d = crate::kernels::fast_math::exp(s - m);
             *acc += *d;
         }
     }
@@ -339,7 +339,7 @@ impl Op for Softmax {
             }
         } else if block > 0 {
             let blocks = SoftmaxBlocks { x, len, inner };
-            chunks(y, block, threads, |i, out| super::microkernel::vectorized(&blocks, i, out));
+            chunks(y, block, threads, |i, out| crate::kernels::microkernel::vectorized(&blocks, i, out));
         }
         Ok(())
     }
@@ -362,7 +362,7 @@ pub fn register(ops: &mut HashMap<&'static str, Builder>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::{pool, values};
+    use crate::test_util::{pool, values};
     use crate::model::{Attribute, Dim};
 
     fn node(op: &str, attrs: Vec<(&str, Attribute)>, outputs: usize) -> Node {

@@ -1,6 +1,6 @@
 //! The CPU's operators on weights packed once, at session creation, by
 //! [`crate::pack`] (domain [`PACKED_DOMAIN`]), all on byob's own GEMM
-//! ([`super::microkernel`]):
+//! ([`crate::kernels::microkernel`]):
 //!
 //! - `PackedMatMul`: `Y [..., n] = A [..., k] · B + bias`, what `Gemm` (with
 //!   `transA = 0` and a per-column C) and `MatMul` by a constant matrix
@@ -22,12 +22,14 @@
 //! (input 3, the output's shape), added before the activation: the `Add`
 //! of a ResNet shortcut, fused by [`crate::fuse::fuse_residual_adds`].
 
-use super::conv::{Geo3, Window};
-use super::scratch::with_columns;
-use super::lanes::{block_of, for_channel_blocks, ChannelBlock, PixelTaps};
+use super::window::Window;
+use crate::kernels::window::Geo3;
+use crate::kernels::scratch::with_columns;
+use crate::kernels::lanes::{block_of, for_channel_blocks, ChannelBlock, PixelTaps};
 use super::linalg::{f32_fact, f32_input, known, optional_f32_input};
-use super::microkernel::{gemm_packed, packed_len, vectorized_rows, Epilogue, Lhs, Residual, VectorLoop, MAX_RUNS};
-use super::{output, winograd, Attrs, Builder, Fact, Op, OpError};
+use crate::kernels::microkernel::{gemm_packed, packed_len, vectorized_rows, Epilogue, Lhs, Residual, VectorLoop, MAX_RUNS};
+use super::{output, Attrs, Builder, Fact, Op, OpError};
+use crate::kernels::winograd;
 use crate::model::{Dim, Node};
 use crate::tensor::{DataType, Tensor};
 use rayon::prelude::*;
@@ -120,7 +122,7 @@ pub(super) struct PackedConv {
     /// Whether the node adds a residual (input 3).
     residual: bool,
     /// The output tile side of a Winograd convolution (see
-    /// [`super::winograd`]), whose weights are packed for it.
+    /// [`crate::kernels::winograd`]), whose weights are packed for it.
     winograd: Option<usize>,
 }
 
@@ -529,7 +531,7 @@ pub(super) fn read_packed_conv(node: &Node, residual: bool) -> Result<PackedConv
     let winograd = match a.int("winograd_tile", 0)? {
         0 => None,
         tile => {
-            let fits = usize::try_from(tile).ok().filter(|&t| winograd::is_tile(t) && winograd::applies(kernel, group, &window));
+            let fits = usize::try_from(tile).ok().filter(|&t| winograd::is_tile(t) && winograd::applies(kernel, group, window.strides.as_deref(), window.dilations.as_deref()));
             Some(fits.ok_or_else(|| OpError::attribute("winograd_tile", format!("{tile} needs tiles of 2 or 4 on a one-group 3×3 Conv with strides and dilations 1")))?)
         }
     };

@@ -3,7 +3,8 @@
 //! layouts. Planes (one image, one channel) run in parallel; inside a plane
 //! the innermost loop runs along an input row, which vectorises.
 
-use super::conv::{Geo3, Window};
+use super::window::Window;
+use crate::kernels::window::Geo3;
 use super::linalg::{f32_fact, f32_input};
 use super::{output, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
@@ -82,7 +83,7 @@ impl Pool {
         let padded_len = starts + (k - 1) * d;
         // Every value of the working space is written before it is read:
         // the padded row each row, the accumulator from it, every folded row.
-        super::scratch::with_columns(padded_len + starts + g.input[0] * ih * ow, |scratch| {
+        crate::kernels::scratch::with_columns(padded_len + starts + g.input[0] * ih * ow, |scratch| {
             let (padded, rest) = scratch.split_at_mut(padded_len);
             let (acc, folded) = rest.split_at_mut(starts);
             for (row, out) in x.chunks_exact(iw.max(1)).zip(folded.chunks_exact_mut(ow.max(1))).take(g.input[0] * ih) {
@@ -166,7 +167,7 @@ fn tap_counts(g: &Geo3, axis: usize, lo: isize, hi: isize) -> Vec<usize> {
 /// of taps an average divides by. The divisor is separable: per axis, the
 /// taps inside the input (or inside input and pads with count_include_pad;
 /// taps in the extra region ceil_mode adds past the end pad never count).
-pub(super) fn inverse_counts(g: &Geo3, axes: &[super::conv::Axis], count_include_pad: bool) -> Vec<f32> {
+pub(super) fn inverse_counts(g: &Geo3, axes: &[crate::kernels::window::Axis], count_include_pad: bool) -> Vec<f32> {
     let counts: Vec<Vec<usize>> = (0..3)
         .map(|axis| {
             let (begin, end) = if count_include_pad {
@@ -352,7 +353,7 @@ pub fn register(ops: &mut HashMap<&'static str, Builder>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::{ints, pool, values};
+    use crate::test_util::{ints, pool, values};
     use crate::model::Attribute;
 
     #[derive(Clone, Default)]

@@ -4,10 +4,10 @@
 //! output in parallel. Attributes and divisors are those of the NCHW
 //! kernels ([`super::pool`]).
 
-use super::conv::Geo3;
-use super::lanes::{block_of, for_channel_blocks, ChannelBlock, PixelTaps};
+use crate::kernels::window::Geo3;
+use crate::kernels::lanes::{block_of, for_channel_blocks, ChannelBlock, PixelTaps};
 use super::linalg::{f32_fact, f32_input};
-use super::microkernel::{vectorized_rows, VectorLoop};
+use crate::kernels::microkernel::{vectorized_rows, VectorLoop};
 use super::pool::{average_kind, inverse_counts, read_pool, Kind, Pool};
 use super::{output, Fact, Op, OpError};
 use crate::model::{Dim, Node};

@@ -3,7 +3,7 @@
 //! element (or, for CenterCropPad's padding, zero).
 
 use super::axes::{ints, normalize_axis};
-use super::index_map::{gather_mapped, AxisMaps};
+use crate::kernels::index_map::{gather_mapped, AxisMaps};
 use super::{output, required, Attrs, Builder, Fact, Op, OpError};
 use crate::model::Dim;
 use crate::tensor::Tensor;

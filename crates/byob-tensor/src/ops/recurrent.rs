@@ -58,8 +58,8 @@ impl Activation {
             Self::Relu => x.max(0.0),
             // Rational approximations (error below 1e-6): libm's tanhf
             // and expf cost more than the cell's arithmetic.
-            Self::Tanh => super::fast_math::tanh(x),
-            Self::Sigmoid => super::fast_math::sigmoid(x),
+            Self::Tanh => crate::kernels::fast_math::tanh(x),
+            Self::Sigmoid => crate::kernels::fast_math::sigmoid(x),
             Self::Affine(a, b) => a * x + b,
             Self::LeakyRelu(a) => {
                 if x < 0.0 {
@@ -75,7 +75,7 @@ impl Activation {
                     0.0
                 }
             }
-            Self::ScaledTanh(a, b) => a * super::fast_math::tanh(b * x),
+            Self::ScaledTanh(a, b) => a * crate::kernels::fast_math::tanh(b * x),
             Self::HardSigmoid(a, b) => (a * x + b).clamp(0.0, 1.0),
             Self::Elu(a) => {
                 if x < 0.0 {
@@ -216,7 +216,7 @@ impl Op for Recurrent {
         }
         // The states, Y and the gates' working space, in one buffer the
         // thread keeps between calls.
-        super::scratch::with_columns(total, |scratch| {
+        crate::kernels::scratch::with_columns(total, |scratch| {
             let (h_state, rest) = scratch.split_at_mut(state_len);
             let (c_state, rest) = rest.split_at_mut(if lstm { state_len } else { 0 });
             let (y, rest) = rest.split_at_mut(y_len);
@@ -438,7 +438,7 @@ pub fn register(ops: &mut HashMap<&'static str, Builder>) {
 mod tests {
     use super::*;
     use crate::model::{Attribute, Node};
-    use crate::ops::test_util::pool;
+    use crate::test_util::pool;
     use std::collections::HashMap;
 
     fn lstm(hidden: i64) -> Result<Box<dyn Op>, OpError> {

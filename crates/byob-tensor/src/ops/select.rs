@@ -131,7 +131,7 @@ impl Op for Compress {
             None => (vec![x.len()], 0),
         };
         let kept: Vec<usize> = condition.iter().take(shape[axis]).enumerate().filter(|(_, &c)| c).map(|(i, _)| i).collect();
-        let mut maps: super::index_map::AxisMaps = shape.iter().map(|&d| (0..d).map(Some).collect()).collect();
+        let mut maps: crate::kernels::index_map::AxisMaps = shape.iter().map(|&d| (0..d).map(Some).collect()).collect();
         maps[axis] = kept.into_iter().map(Some).collect();
         let mut flat = x.clone();
         flat.reshape(shape)?;
@@ -190,7 +190,7 @@ impl Op for Unique {
             order = by_value.iter().map(|&u| order[u]).collect();
         }
         let counts: Vec<i64> = (0..order.len()).map(|u| inverse.iter().filter(|&&i| rank_of[i] == u).count() as i64).collect();
-        let mut maps: super::index_map::AxisMaps = shape.iter().map(|&d| (0..d).map(Some).collect()).collect();
+        let mut maps: crate::kernels::index_map::AxisMaps = shape.iter().map(|&d| (0..d).map(Some).collect()).collect();
         maps[axis] = order.iter().map(|&k| Some(k)).collect();
         let mut flat = x.clone();
         flat.reshape(shape)?;

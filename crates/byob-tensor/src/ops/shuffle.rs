@@ -5,7 +5,7 @@
 //! around axis `axis` of `shape` (C = shape[axis]), has its two middle
 //! axes swapped, and the result is viewed in `shape` again.
 
-use super::shape::transpose_view;
+use crate::kernels::transpose::transpose_view;
 use super::{output, required, Attrs, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::Tensor;
@@ -36,7 +36,7 @@ impl Op for ChannelShuffle {
         if x.len() != view.iter().product::<usize>() {
             return Err(OpError::input(0, format!("a channel shuffle to {:?} needs {} elements, got shape {:?}", self.shape, view.iter().product::<usize>(), x.shape())));
         }
-        transpose_view(x, &view, &[0, 2, 1, 3], &self.shape, output(outputs, 0)?, threads)
+        Ok(transpose_view(x, &view, &[0, 2, 1, 3], &self.shape, output(outputs, 0)?, threads)?)
     }
 }
 

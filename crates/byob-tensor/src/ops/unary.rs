@@ -65,7 +65,7 @@ trait Real: num_traits::Float + Send + Sync {
 
 impl Real for f32 {
     fn erf(self) -> Self {
-        super::fast_math::erf(self)
+        crate::kernels::fast_math::erf(self)
     }
     fn round_even(self) -> Self {
         self.round_ties_even()
@@ -204,8 +204,8 @@ impl Function {
             Self::Clip { min, max } => each!(|x: f32| x.max(min).min(max)),
             Self::LeakyRelu { alpha } => each!(|x: f32| if x < 0.0 { alpha * x } else { x }),
             Self::Sqrt => each!(|x: f32| x.sqrt()),
-            Self::Erf => each!(super::fast_math::erf),
-            Self::Gelu => each!(|x: f32| 0.5 * x * (1.0 + super::fast_math::erf(x * std::f32::consts::FRAC_1_SQRT_2))),
+            Self::Erf => each!(crate::kernels::fast_math::erf),
+            Self::Gelu => each!(|x: f32| 0.5 * x * (1.0 + crate::kernels::fast_math::erf(x * std::f32::consts::FRAC_1_SQRT_2))),
             other => each!(|x| other.apply(x)),
         }
     }

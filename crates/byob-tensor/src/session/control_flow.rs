@@ -270,7 +270,7 @@ impl Op for Scan {
             // Move the new axis 0 to `target`.
             let mut perm: Vec<usize> = (1..stacked.rank()).collect();
             perm.insert(target, 0);
-            crate::ops::shape::transpose_into(&stacked, &perm, output(outputs, self.states + k)?, pool)?;
+            crate::kernels::transpose::transpose_into(&stacked, &perm, output(outputs, self.states + k)?, pool)?;
         }
         Ok(())
     }

@@ -13,7 +13,7 @@
 
 use super::run::RunState;
 use super::{IoBinding, RunError, RunStats, Session};
-use crate::ops::scratch::Scratch;
+use crate::kernels::scratch::Scratch;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};

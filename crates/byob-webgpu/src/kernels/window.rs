@@ -4,9 +4,9 @@
 
 use super::KernelSpec;
 use crate::error::GpuError;
-use byob_tensor::ops::conv::Window;
+use byob_tensor::ops::window::Window;
 
-pub(crate) use byob_tensor::ops::conv::Axis;
+pub(crate) use byob_tensor::kernels::window::Axis;
 
 /// The axes of a window of `kernel` over `input` (spatial sizes), from the
 /// node's `auto_pad`, `strides`, `dilations`, `pads` and, for pools,

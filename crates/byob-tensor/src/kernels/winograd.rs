@@ -26,7 +26,7 @@
 //! tiles). The transforms run along contiguous channels, compiled for the
 //! widest vectors as the depthwise loops are.
 
-use super::conv::{Geo3, Window};
+use super::window::Geo3;
 use super::scratch::with_columns;
 use super::lanes::{block_of, for_channel_blocks, ChannelBlock};
 use super::microkernel::{gemm_packed, pack, packed_len, vectorized, Epilogue, Lhs, Residual, VectorLoop};
@@ -107,11 +107,11 @@ pub(crate) fn is_tile(tile: usize) -> bool {
 }
 
 /// Whether a convolution with this kernel [height, width], number of
-/// groups and window is one Winograd's transforms compute: 3×3, one group,
-/// strides and dilations 1 (pads of any size).
-pub(crate) fn applies(kernel: [usize; 2], group: usize, window: &Window) -> bool {
-    let ones = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&s| s == 1));
-    kernel == [3, 3] && group == 1 && ones(&window.strides) && ones(&window.dilations)
+/// groups, strides and dilations (absent: 1) is one Winograd's transforms
+/// compute: 3×3, one group, strides and dilations 1 (pads of any size).
+pub(crate) fn applies(kernel: [usize; 2], group: usize, strides: Option<&[usize]>, dilations: Option<&[usize]>) -> bool {
+    let ones = |v: Option<&[usize]>| v.is_none_or(|v| v.iter().all(|&s| s == 1));
+    kernel == [3, 3] && group == 1 && ones(strides) && ones(dilations)
 }
 
 /// Values of the packed transformed weights.
@@ -130,7 +130,7 @@ pub(crate) fn pack_weights(tile: usize, w: &[f32], c: usize, m: usize) -> Vec<f3
 }
 
 /// One evaluation's operands (checked by the caller).
-pub(super) struct Operands<'a> {
+pub(crate) struct Operands<'a> {
     /// [N, H, W, c].
     pub x: &'a [f32],
     /// From [`pack_weights`].
@@ -149,7 +149,7 @@ pub(super) struct Operands<'a> {
 }
 
 /// Computes the convolution into `y` with output tiles of side `tile`.
-pub(super) fn run(tile: usize, o: &Operands, y: &mut [f32], threads: &rayon::ThreadPool) {
+pub(crate) fn run(tile: usize, o: &Operands, y: &mut [f32], threads: &rayon::ThreadPool) {
     match tile {
         2 => F2.run(o, y, threads),
         _ => F4.run(o, y, threads),
@@ -396,7 +396,7 @@ impl<const A: usize, const M: usize> ChannelBlock for OutputTile<'_, A, M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::{pool, values};
+    use crate::test_util::{pool, values};
 
     /// A case: `images` images of `h × w` by `c` channels to `m`, pads
     /// (top, left, bottom, right).

@@ -17,7 +17,7 @@ pub(crate) fn mapped_shape(maps: &AxisMaps) -> Vec<usize> {
 /// Fills `out` (of shape [`mapped_shape`]) from `x` (of `shape`) through
 /// `maps`, which must lie within `shape`.
 pub(crate) fn gather_mapped<T: Element>(x: &[T], shape: &[usize], maps: &AxisMaps, fill: T, out: &mut [T]) {
-    let out_shape: super::axes::Dims = maps.iter().map(Vec::len).collect();
+    let out_shape: super::Dims = maps.iter().map(Vec::len).collect();
     gather_by(x, shape, &out_shape, |axis, o| maps[axis][o], fill, out);
 }
 
@@ -40,8 +40,8 @@ pub(crate) fn gather_by<T: Copy>(x: &[T], shape: &[usize], out_shape: &[usize], 
 }
 
 /// Each axis's stride in a row-major tensor of `shape`.
-pub(crate) fn row_major_strides(shape: &[usize]) -> super::axes::Dims {
-    let mut strides: super::axes::Dims = smallvec::smallvec![1; shape.len()];
+pub(crate) fn row_major_strides(shape: &[usize]) -> super::Dims {
+    let mut strides: super::Dims = smallvec::smallvec![1; shape.len()];
     for d in (0..shape.len().saturating_sub(1)).rev() {
         strides[d] = strides[d + 1] * shape[d + 1];
     }
@@ -56,7 +56,7 @@ pub(crate) fn for_each_row<T>(out_shape: &[usize], out: &mut [T], mut f: impl Fn
     if out.is_empty() {
         return;
     }
-    let mut index: super::axes::Dims = smallvec::smallvec![0; outer.len()];
+    let mut index: super::Dims = smallvec::smallvec![0; outer.len()];
     for row in out.chunks_mut(len) {
         f(&index, row);
         for d in (0..outer.len()).rev() {

@@ -845,7 +845,7 @@ pub(crate) fn vectorized<L: VectorLoop + ?Sized>(l: &L, index: usize, out: &mut 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::test_util::{pool, values};
+    use crate::test_util::{pool, values};
 
     #[test]
     fn dots_match_reference_on_every_kernel() {

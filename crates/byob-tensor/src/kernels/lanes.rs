@@ -13,7 +13,7 @@
 //! not fill a block go in narrower ones. A pixel's taps are found once
 //! ([`PixelTaps`]), not once per block.
 
-use super::conv::Geo3;
+use super::window::Geo3;
 use std::ops::Range;
 
 /// Work on one block of channels: `W` channels from `first`.

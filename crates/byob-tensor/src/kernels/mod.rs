@@ -1,0 +1,27 @@
+//! The CPU's kernel machinery, apart from the operators' semantics in
+//! [`crate::ops`]: what several operators' CPU kernels share and what needs
+//! SIMD instructions or careful loop shapes. Nothing here reads a node or
+//! its attributes; the operators resolve those and call in.
+//!
+//! - [`microkernel`]: byob's GEMM (panels, 12×32 tiles, epilogues), the
+//!   vector dot product, loops compiled per instruction set; the crate's
+//!   only `unsafe` code.
+//! - [`winograd`]: Winograd's minimal filtering for 3×3 convolutions.
+//! - [`lanes`]: channels-last loops over blocks of channels in registers.
+//! - [`window`]: sliding-window geometry resolved for sizes.
+//! - [`transpose`]: tiled and strided transposes.
+//! - [`index_map`]: the one copy kernel behind Slice, Split, Pad, Tile, Expand.
+//! - [`fast_math`]: erf, exp, tanh and sigmoid as straight-line f32 arithmetic.
+//! - [`scratch`]: working arrays kept per thread between calls.
+
+pub(crate) mod fast_math;
+pub(crate) mod index_map;
+pub(crate) mod lanes;
+pub(crate) mod microkernel;
+pub(crate) mod scratch;
+pub mod transpose;
+pub(crate) mod winograd;
+pub mod window;
+
+/// Sizes or strides on the stack for ranks up to eight.
+pub(crate) type Dims = smallvec::SmallVec<[usize; 8]>;
