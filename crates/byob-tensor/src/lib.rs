@@ -32,6 +32,7 @@ mod test_util;
 
 pub use model::{Dim, Model, ModelError, Node, Subgraph, ValueInfo, MAX_SUBGRAPH_DEPTH};
 pub use layout::Layout;
+pub use plan::Lifetime;
 pub use provider::{CpuProvider, ExecutionProvider};
 pub use session::{IoBinding, RunHandle, OptimizationLevel, Optimizations, RunError, RunStats, Session, SessionBuilder, SessionError, StepTime, DEFAULT_MAX_RUN_BYTES, DEFAULT_MAX_TENSOR_BYTES, MAX_LOOP_ITERATIONS};
 pub use tensor::{Data, DataType, Tensor};

@@ -18,11 +18,21 @@ pub(crate) enum ValueSize {
     Unknown,
 }
 
-/// The step that produces a value and the last step that reads it.
+/// When a value needs its storage: from the step that writes it to the
+/// last step that reads it, inclusive. The CPU's memory plan and the
+/// WebGPU provider's arena planner both place values by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Lifetime {
+pub struct Lifetime {
     pub first: usize,
     pub last: usize,
+}
+
+impl Lifetime {
+    /// Whether the two need their storage at a common step (so cannot
+    /// share it).
+    pub fn overlaps(&self, other: &Lifetime) -> bool {
+        self.first <= other.last && other.first <= self.last
+    }
 }
 
 /// A buffer of the plan: its element type and capacity in elements.
@@ -195,7 +205,7 @@ mod tests {
         for (a, la) in lifetimes.iter().enumerate() {
             for (b, lb) in lifetimes.iter().enumerate().skip(a + 1) {
                 if let (Some(la), Some(lb), Some(x), Some(y)) = (la, lb, plan.buffer_of[a], plan.buffer_of[b]) {
-                    let overlap = la.first <= lb.last.max(lb.first) && lb.first <= la.last.max(la.first);
+                    let overlap = la.overlaps(lb);
                     assert!(!(overlap && x == y), "values {a} and {b} overlap and share buffer {x}");
                 }
             }

@@ -18,7 +18,7 @@ use crate::provider::{Held, Shared};
 use crate::subgraph::{alignment, binding_limit, max_binding, Definition};
 use crate::sync::{AsyncLock, Signal};
 use byob_tensor::model::Node;
-use byob_tensor::Tensor;
+use byob_tensor::{Lifetime, Tensor};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -72,8 +72,7 @@ pub(crate) struct Executable {
 struct Value {
     shape: Vec<usize>,
     root: usize,
-    first: usize,
-    last: usize,
+    lifetime: Lifetime,
     constant: Option<Loc>,
 }
 
@@ -108,7 +107,7 @@ impl Executable {
         let mut by_name: HashMap<&str, usize> = HashMap::new();
         for (name, shape) in def.inputs.iter().zip(shapes) {
             by_name.insert(name, values.len());
-            values.push(Value { shape: shape.clone(), root: values.len(), first: 0, last: 0, constant: None });
+            values.push(Value { shape: shape.clone(), root: values.len(), lifetime: Lifetime { first: 0, last: 0 }, constant: None });
         }
         // Kernels in node order.
         let mut planned: Vec<Planned> = Vec::new();
@@ -124,7 +123,7 @@ impl Executable {
                     None => {
                         let c = def.constants.get(name).ok_or_else(|| internal(format!("node {:?} reads {name:?}, which is neither an input, a constant nor produced before", node.name)))?;
                         by_name.insert(name, values.len());
-                        values.push(Value { shape: c.shape.clone(), root: values.len(), first: 0, last: 0, constant: c.gpu });
+                        values.push(Value { shape: c.shape.clone(), root: values.len(), lifetime: Lifetime { first: 0, last: 0 }, constant: c.gpu });
                         values.len() - 1
                     }
                 };
@@ -135,7 +134,7 @@ impl Executable {
             let kernel = create_kernel_with_values(ctx, node, def.opset, &input_shapes, &input_values)?;
             for &id in ids.iter().flatten() {
                 let root = values[id].root;
-                values[root].last = s;
+                values[root].lifetime.last = s;
             }
             let alias = kernel.aliases();
             let mut outputs = Vec::with_capacity(kernel.output_shapes().len());
@@ -145,7 +144,7 @@ impl Executable {
                     Some(a) if j == 0 => values[ids.get(a).copied().flatten().ok_or_else(|| internal(format!("node {:?} aliases its missing input {a}", node.name)))?].root,
                     _ => id,
                 };
-                values.push(Value { shape: shape.clone(), root, first: s, last: s, constant: None });
+                values.push(Value { shape: shape.clone(), root, lifetime: Lifetime { first: s, last: s }, constant: None });
                 if let Some(name) = node.outputs.get(j).filter(|n| !n.is_empty()) {
                     by_name.insert(name, id);
                 }
@@ -163,7 +162,7 @@ impl Executable {
         for name in &def.outputs {
             let id = *by_name.get(name.as_str()).ok_or_else(|| internal(format!("output {name:?} is not produced")))?;
             let root = values[id].root;
-            values[root].last = end;
+            values[root].lifetime.last = end;
             output_ids.push(id);
         }
 
@@ -177,7 +176,7 @@ impl Executable {
             let message = format!("a value of shape {:?} needs {} bytes, more than the {limit} the device binds at once", values[v].shape, bytes(&values[v].shape));
             return Err(GpuError::Validation { what: format!("planning the memory of {}", def.what), message });
         }
-        let intervals: Vec<Interval> = owners.iter().map(|&v| Interval { size: bytes(&values[v].shape), first_use: values[v].first, last_use: values[v].last }).collect();
+        let intervals: Vec<Interval> = owners.iter().map(|&v| Interval { size: bytes(&values[v].shape), lifetime: values[v].lifetime }).collect();
         let plan = plan_pool(&intervals, alignment(ctx), max_binding(ctx));
         let mut locs: Vec<Option<Loc>> = values.iter().map(|v| v.constant).collect();
         for (&v, place) in owners.iter().zip(&plan.placements) {

@@ -9,18 +9,19 @@
 //! lands within a few percent of the lower bound, the most bytes alive at
 //! once.
 
-/// A tensor's size and the steps from its producer to its last consumer,
-/// inclusive.
+use byob_tensor::Lifetime;
+
+/// A tensor's size and its lifetime (byob-tensor's, as the CPU's memory
+/// plan counts it: producer to last consumer, inclusive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Interval {
     pub size: u64,
-    pub first_use: usize,
-    pub last_use: usize,
+    pub lifetime: Lifetime,
 }
 
 impl Interval {
     fn overlaps(&self, other: &Interval) -> bool {
-        self.first_use <= other.last_use && other.first_use <= self.last_use
+        self.lifetime.overlaps(&other.lifetime)
     }
 }
 
@@ -46,12 +47,12 @@ impl PoolPlan {
 
 /// The most bytes alive at one step: no plan can use less.
 pub fn lower_bound(intervals: &[Interval]) -> u64 {
-    let steps = intervals.iter().map(|i| i.last_use + 1).max().unwrap_or(0);
+    let steps = intervals.iter().map(|i| i.lifetime.last + 1).max().unwrap_or(0);
     // Sizes enter at first use and leave after last use.
     let mut delta = vec![0i128; steps + 1];
     for i in intervals {
-        delta[i.first_use] += i128::from(i.size);
-        delta[i.last_use + 1] -= i128::from(i.size);
+        delta[i.lifetime.first] += i128::from(i.size);
+        delta[i.lifetime.last + 1] -= i128::from(i.size);
     }
     let mut live = 0i128;
     delta.iter().map(|d| {
@@ -70,7 +71,7 @@ pub fn plan_pool(intervals: &[Interval], alignment: u64, max_arena_size: u64) ->
     // offsets stay aligned; empty tensors still need a bindable byte range.
     let footprint = |i: &Interval| i.size.max(4).div_ceil(alignment) * alignment;
     let mut order: Vec<usize> = (0..intervals.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(footprint(&intervals[i])), intervals[i].first_use, i));
+    order.sort_by_key(|&i| (std::cmp::Reverse(footprint(&intervals[i])), intervals[i].lifetime.first, i));
 
     let mut plan = PoolPlan { placements: vec![Placement { arena: 0, offset: 0 }; intervals.len()], arena_sizes: Vec::new() };
     // Placed tensors per arena, as (offset, footprint, interval index).
@@ -147,7 +148,7 @@ mod tests {
         let mut intervals = Vec::new();
         let mut step = 0;
         let mut tensor = |size: u64, first: usize, last: usize| {
-            intervals.push(Interval { size, first_use: first, last_use: last });
+            intervals.push(Interval { size, lifetime: Lifetime { first, last } });
         };
         let f = 4u64;
         tensor(64 * 112 * 112 * f, step, step + 1); // conv1
@@ -203,7 +204,7 @@ mod tests {
             let intervals: Vec<Interval> = (0..n)
                 .map(|_| {
                     let first = r(50) as usize;
-                    Interval { size: r(5000), first_use: first, last_use: first + r(8) as usize }
+                    Interval { size: r(5000), lifetime: Lifetime { first, last: first + r(8) as usize } }
                 })
                 .collect();
             let alignment = [4, 16, 256][case % 3];
@@ -215,7 +216,7 @@ mod tests {
     #[test]
     fn a_chain_reuses_memory() {
         // Each tensor dies as the next is born but one: two slots suffice.
-        let intervals: Vec<Interval> = (0..20).map(|i| Interval { size: 1000, first_use: i, last_use: i + 1 }).collect();
+        let intervals: Vec<Interval> = (0..20).map(|i| Interval { size: 1000, lifetime: Lifetime { first: i, last: i + 1 } }).collect();
         let plan = plan_pool(&intervals, 256, u64::MAX);
         check(&intervals, &plan, 256);
         assert_eq!(plan.total_size(), 2 * 1024);
@@ -223,7 +224,7 @@ mod tests {
 
     #[test]
     fn arenas_respect_the_size_limit() {
-        let intervals: Vec<Interval> = (0..6).map(|i| Interval { size: 1000, first_use: 0, last_use: i }).chain([Interval { size: 5000, first_use: 2, last_use: 3 }]).collect();
+        let intervals: Vec<Interval> = (0..6).map(|i| Interval { size: 1000, lifetime: Lifetime { first: 0, last: i } }).chain([Interval { size: 5000, lifetime: Lifetime { first: 2, last: 3 } }]).collect();
         let plan = plan_pool(&intervals, 256, 2048);
         check(&intervals, &plan, 256);
         assert!(plan.arena_sizes.iter().all(|&s| s <= 2048 || s == 5120), "{:?}", plan.arena_sizes);
@@ -232,7 +233,7 @@ mod tests {
 
     #[test]
     fn lower_bound_counts_what_is_alive_together() {
-        let intervals = [Interval { size: 10, first_use: 0, last_use: 1 }, Interval { size: 20, first_use: 1, last_use: 2 }, Interval { size: 5, first_use: 2, last_use: 3 }];
+        let intervals = [Interval { size: 10, lifetime: Lifetime { first: 0, last: 1 } }, Interval { size: 20, lifetime: Lifetime { first: 1, last: 2 } }, Interval { size: 5, lifetime: Lifetime { first: 2, last: 3 } }];
         assert_eq!(lower_bound(&intervals), 30);
         assert_eq!(lower_bound(&[]), 0);
     }

@@ -189,7 +189,7 @@ fn upload_constants(ctx: &GpuContext, constants: HashMap<String, Tensor>, what: 
     floats.sort_by(|a, b| a.0.cmp(&b.0));
     // Constants are all alive at once: the pool planner then packs them
     // side by side, splitting into buffers at the binding size limit.
-    let intervals: Vec<Interval> = floats.iter().map(|(_, t)| Interval { size: 4 * t.len() as u64, first_use: 0, last_use: 0 }).collect();
+    let intervals: Vec<Interval> = floats.iter().map(|(_, t)| Interval { size: 4 * t.len() as u64, lifetime: byob_tensor::Lifetime { first: 0, last: 0 } }).collect();
     let plan = plan_pool(&intervals, alignment(ctx), max_binding(ctx));
     let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
     let buffers: Vec<wgpu::Buffer> = ctx.scoped(&format!("creating the constant buffers of {what}"), || {
