@@ -12,16 +12,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod layout;
 pub mod model;
 pub mod npy;
+pub mod passes;
 pub mod ops;
 pub mod element;
-pub mod fold;
-pub mod fuse;
+pub mod graph;
 pub mod kernels;
-pub mod optimize;
-pub mod pack;
 mod plan;
 pub mod proto;
 pub mod provider;
@@ -31,7 +28,7 @@ pub mod tensor;
 mod test_util;
 
 pub use model::{Dim, Model, ModelError, Node, Subgraph, ValueInfo, MAX_SUBGRAPH_DEPTH};
-pub use layout::Layout;
+pub use provider::Layout;
 pub use plan::Lifetime;
 pub use provider::{CpuProvider, ExecutionProvider};
 pub use session::{IoBinding, RunHandle, OptimizationLevel, Optimizations, RunError, RunStats, Session, SessionBuilder, SessionError, StepTime, DEFAULT_MAX_RUN_BYTES, DEFAULT_MAX_TENSOR_BYTES, MAX_LOOP_ITERATIONS};

@@ -2,14 +2,25 @@
 //! the first provider in the caller's order that can run it; the CPU
 //! provider takes the rest.
 
-use crate::layout::{Layout, CHANNELS_LAST_OPS, NHWC_DOMAIN};
 use crate::model::Node;
-use crate::optimize::FUSED_DOMAIN;
 use crate::ops::channels_last::ChannelsLast;
-use crate::ops::packed::{PACKED_DOMAIN, PACKED_OPS};
+use crate::ops::packed::PACKED_OPS;
+use crate::passes::fuse::FUSED_DOMAIN;
+use crate::passes::layout::{CHANNELS_LAST_OPS, NHWC_DOMAIN};
+use crate::passes::pack::PACKED_DOMAIN;
 use crate::ops::{self, Builder, Fact, Op, OpError};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
+
+/// How a provider wants image activations laid out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// ONNX's own [N, C, H, W].
+    #[default]
+    Nchw,
+    /// [N, H, W, C].
+    Nhwc,
+}
 
 /// A backend that runs operators.
 pub trait ExecutionProvider: Send + Sync {
@@ -41,7 +52,7 @@ pub trait ExecutionProvider: Send + Sync {
 
     /// The activation layout its convolution and pooling kernels prefer;
     /// for [`Layout::Nhwc`] the session rewrites the nodes this provider
-    /// takes (see [`crate::layout`]) when it also supports their
+    /// takes (see [`crate::passes::layout`]) when it also supports their
     /// [`NHWC_DOMAIN`] variants.
     fn preferred_layout(&self) -> Layout {
         Layout::Nchw
@@ -109,7 +120,8 @@ impl ExecutionProvider for CpuProvider {
     fn supports(&self, node: &Node, _opset: i64, _inputs: &[Option<&Fact>]) -> bool {
         let onnx = node.domain.is_empty() || node.domain == "ai.onnx";
         let channels_last = node.domain == NHWC_DOMAIN && CHANNELS_LAST_OPS.contains(&node.op_type.as_str());
-        let fused = node.domain == FUSED_DOMAIN && node.op_type == "Conv";
+        // (A fused Conv is one that carries its activation.)
+        let fused = node.domain == FUSED_DOMAIN && node.op_type == "Conv" && node.attributes.contains_key("activation");
         let packed = PACKED_OPS.contains(&node.op_type.as_str());
         (packed == (node.domain == PACKED_DOMAIN)) && (onnx || channels_last || fused || packed) && self.ops.contains_key(node.op_type.as_str())
     }

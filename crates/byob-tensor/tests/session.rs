@@ -273,16 +273,20 @@ fn model(nodes: Vec<Node>, inputs: Vec<ValueInfo>, output: &str) -> Model {
 }
 
 /// A branch's sessions are built under the limits of the session that
-/// holds them: a 4 MiB constant in a branch is refused under a 1 MiB
-/// tensor limit (it was folded under the defaults before).
+/// holds them: a 4 MiB constant in a branch, which folding leaves to the
+/// run under a 1 MiB tensor limit, is refused there, with the limit named.
 #[test]
 fn subgraphs_are_built_under_their_sessions_limits() {
     let shape = HashMap::from([("shape".to_string(), Tensor::i64(vec![1], vec![1 << 20]).unwrap())]);
     let big = subgraph(vec![node("ConstantOfShape", &["shape"], "y", vec![])], vec![], &["y"], shape);
     let small = subgraph(vec![node("ConstantOfShape", &["shape"], "y", vec![])], vec![], &["y"], HashMap::from([("shape".to_string(), Tensor::i64(vec![1], vec![1]).unwrap())]));
     let m = model(vec![node("If", &["c"], "y", vec![("then_branch", big), ("else_branch", small)])], vec![value("c", DataType::Bool, &[])], "y");
-    SessionBuilder::new().with_intra_op_threads(1).commit(m.clone()).unwrap();
-    let err = SessionBuilder::new().with_intra_op_threads(1).with_max_tensor_bytes(1 << 20).commit(m).unwrap_err().to_string();
+    let condition = |c: bool| vec![("c".to_string(), Tensor::new(vec![], byob_tensor::Data::Bool(vec![c])).unwrap())];
+    let roomy = SessionBuilder::new().with_intra_op_threads(1).commit(m.clone()).unwrap();
+    assert_eq!(roomy.run(condition(true)).unwrap()[0].1.len(), 1 << 20);
+    let tight = SessionBuilder::new().with_intra_op_threads(1).with_max_tensor_bytes(1 << 20).commit(m).unwrap();
+    assert_eq!(tight.run(condition(false)).unwrap()[0].1.len(), 1);
+    let err = tight.run(condition(true)).unwrap_err().to_string();
     assert!(err.contains("then_branch") && err.contains("needs 4194304 bytes, more than the 1048576 a tensor may take"), "{err}");
 }
 

@@ -6,7 +6,7 @@
 
 mod common;
 
-use byob_tensor::layout::NHWC_DOMAIN;
+use byob_tensor::passes::layout::NHWC_DOMAIN;
 use byob_tensor::model::{Attribute, Node};
 use byob_tensor::{ExecutionProvider, Layout};
 use byob_webgpu::{create_kernel, supports, WebGpuProvider};

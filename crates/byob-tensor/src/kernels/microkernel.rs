@@ -1,6 +1,6 @@
 //! byob's own single-precision GEMM on a right operand packed once (the
 //! weights of Conv, Gemm and MatMul, packed at session creation by
-//! [`crate::pack`]), and the other loops that need SIMD instructions chosen
+//! the packing pass, `passes::pack`), and the other loops that need SIMD instructions chosen
 //! at run time. Every `unsafe` block of the CPU kernels lives here.
 //!
 //! C [m × n] = A [m × k] · B [k × n] (+ bias per column, + a residual

@@ -1,5 +1,5 @@
 //! `ConcatConvs` (domain [`PACKED_DOMAIN`](super::packed::PACKED_DOMAIN),
-//! made by [`crate::fuse::fuse_concat_convs`]): packed convolutions whose
+//! made by the Concat fusion pass, `passes::fuse`): packed convolutions whose
 //! outputs a `Concat` joins along the channels (SqueezeNet's expand layers,
 //! Inception's branches), each writing its channels of the joined output in
 //! place, so the Concat's copy disappears. Four inputs per branch (X, W,

@@ -325,13 +325,10 @@ fn conv_op(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
     let a = Attrs(node);
     let group = a.int("group", 1)?;
     let group = usize::try_from(group).ok().filter(|&g| g > 0).ok_or_else(|| OpError::attribute("group", format!("must be positive, got {group}")))?;
-    // The session's fusion pass marks a Conv that absorbed the Relu after it.
-    let relu = match node.domain.as_str() {
-        // A fused Conv carries an activation: "" is not one.
-        crate::optimize::FUSED_DOMAIN if !a.fused_relu()? => return Err(OpError::attribute("activation", "\"\" is not an activation byob fuses")),
-        crate::optimize::FUSED_DOMAIN => true,
-        _ => false,
-    };
+    // A fusion pass puts the Relu after a Conv into it (in a domain of its
+    // own, which the provider admits only with its activation); ONNX's
+    // Conv has no such attribute.
+    let relu = !(node.domain.is_empty() || node.domain == "ai.onnx") && a.fused_relu()?;
     Ok(Box::new(Conv { window: Window::from_attrs(&a, false)?, group, relu }))
 }
 

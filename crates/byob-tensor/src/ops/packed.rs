@@ -1,5 +1,5 @@
 //! The CPU's operators on weights packed once, at session creation, by
-//! [`crate::pack`] (domain [`PACKED_DOMAIN`]), all on byob's own GEMM
+//! the packing pass (`passes::pack`, domain `com.byob.packed`), all on byob's own GEMM
 //! ([`crate::kernels::microkernel`]):
 //!
 //! - `PackedMatMul`: `Y [..., n] = A [..., k] · B + bias`, what `Gemm` (with
@@ -20,7 +20,7 @@
 //! Both take an optional fused `Relu` (`activation`), applied as each tile
 //! of output is stored. `PackedConv` also takes an optional residual
 //! (input 3, the output's shape), added before the activation: the `Add`
-//! of a ResNet shortcut, fused by [`crate::fuse::fuse_residual_adds`].
+//! of a ResNet shortcut, fused by the shortcut fusion pass (`passes::fuse`).
 
 use super::window::Window;
 use crate::kernels::window::Geo3;
@@ -34,9 +34,6 @@ use crate::model::{Dim, Node};
 use crate::tensor::{DataType, Tensor};
 use rayon::prelude::*;
 use std::collections::HashMap;
-
-/// The domain of the packed operators (byob's own, never in a file).
-pub const PACKED_DOMAIN: &str = "com.byob.packed";
 
 fn positive(a: &Attrs, name: &str) -> Result<usize, OpError> {
     let v = a.int(name, 0)?;
@@ -102,7 +99,7 @@ fn packed_matmul(node: &Node, _opset: i64) -> Result<Box<dyn Op>, OpError> {
 
 /// Whether a convolution with `cg` input channels per group, `m` outputs
 /// and `group` groups is depthwise: its packed weights are then [taps, C]
-/// (see [`crate::pack`]), not GEMM panels.
+/// (see the packing pass), not GEMM panels.
 pub(crate) fn depthwise(cg: usize, m: usize, group: usize) -> bool {
     cg == 1 && m == group
 }

@@ -1,5 +1,5 @@
 //! `ChannelShuffle` (domain [`PACKED_DOMAIN`](super::packed::PACKED_DOMAIN), made by
-//! [`crate::fuse::fuse_channel_shuffles`] for the CPU): ShuffleNet's
+//! the channel shuffle fusion pass (`passes::fuse`) for the CPU): ShuffleNet's
 //! Reshape → Transpose → Reshape as one transpose, without the copies the
 //! two Reshapes make. X, viewed as [outer, groups, C / groups, inner]
 //! around axis `axis` of `shape` (C = shape[axis]), has its two middle

@@ -11,28 +11,17 @@ pub(crate) use run::Limits;
 pub use binding::IoBinding;
 pub use handle::RunHandle;
 
-use crate::model::{Dim, Model, ModelError, Node, ValueInfo};
+use crate::graph::{NodeId, TypedGraph, ValueId};
+use crate::model::{Dim, Model, ModelError, ValueInfo};
 use crate::ops::{Fact, Op, OpError};
-use crate::layout::Layout;
+use crate::passes::PassContext;
+pub use crate::passes::{OptimizationLevel, Optimizations};
 use crate::plan::{Lifetime, MemoryPlan};
 use crate::provider::{CpuProvider, ExecutionProvider, Subgraph};
 use crate::tensor::{DataType, Tensor, TensorError};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-
-/// How much the graph is rewritten before running.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub enum OptimizationLevel {
-    /// Run the graph as written.
-    Disabled,
-    /// Fold constant subgraphs (shape computations included) and drop dead nodes.
-    Basic,
-    /// Also fuse operators (BatchNormalization into the Conv before it) and
-    /// lay constant Gemm weights out for the kernel.
-    #[default]
-    Extended,
-}
 
 /// Why a session could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -264,35 +253,12 @@ impl SessionBuilder {
         for node in &model.graph.nodes {
             crate::ops::arity::check_arity(node, opset).map_err(|what| SessionError::Node { node: node.name.clone(), op: node.op_type.clone(), error: OpError::Arity(what) })?;
         }
-        let level = self.optimization_level;
-        let folded = if level >= OptimizationLevel::Basic { crate::fold::fold_constants(&mut model.graph, opset, &pool, limits.tensor) } else { Default::default() };
-        let identities = if level >= OptimizationLevel::Basic { crate::optimize::remove_identities(&mut model.graph) } else { 0 };
-        let fused = if level >= OptimizationLevel::Extended { crate::optimize::fold_batch_norms(&mut model.graph) } else { 0 };
+        let mut graph = TypedGraph::new(model.graph, opset)?;
         self.providers.push(Box::new(CpuProvider::new()));
-        let providers = &self.providers;
-        let channels_last = crate::layout::to_channels_last(&mut model.graph, |node, variant| {
-            providers.iter().find(|p| p.supports(node, opset, &[])).is_some_and(|p| p.preferred_layout() == Layout::Nhwc && p.supports(variant, opset, &[]))
-        });
-        // Fused nodes only where the provider that takes the node runs them.
-        let taker_runs = |node: &Node, fused: &Node| providers.iter().find(|p| p.supports(node, opset, &[])).is_some_and(|p| p.supports(fused, opset, &[]));
-        let (packed, winograd) = if level >= OptimizationLevel::Extended { crate::pack::pack_weights(&mut model.graph, opset, self.winograd.unwrap_or(true), taker_runs) } else { (0, 0) };
-        // After packing: only the Gemms left to the generic kernels and
-        // other providers need their weights transposed.
-        let prepacked = if level >= OptimizationLevel::Extended { crate::optimize::prepack_gemm_weights(&mut model.graph) } else { 0 };
-        let residuals = if level >= OptimizationLevel::Extended { crate::fuse::fuse_residual_adds(&mut model.graph, opset, taker_runs) } else { 0 };
-        let activations = if level >= OptimizationLevel::Extended { crate::optimize::fuse_conv_relu(&mut model.graph, taker_runs) } else { 0 };
-        let shuffles = if level >= OptimizationLevel::Extended { crate::fuse::fuse_channel_shuffles(&mut model.graph, taker_runs) } else { 0 };
-        let concats = if level >= OptimizationLevel::Extended { crate::fuse::fuse_concat_convs(&mut model.graph, taker_runs) } else { 0 };
-        let mut session = Session::prepare(model, self.providers, level, pool, limits)?;
-        session.optimizations.folded += folded.nodes;
-        session.optimizations.inlined_branches = folded.branches;
-        session.optimizations.removed += identities;
-        session.optimizations.fused = fused;
-        session.optimizations.prepacked = prepacked;
-        session.optimizations.fused += residuals + activations + shuffles + concats;
-        session.optimizations.channels_last = channels_last;
-        session.optimizations.packed = packed;
-        session.optimizations.winograd = winograd;
+        let cx = PassContext { providers: &self.providers, pool: &pool, max_tensor_bytes: limits.tensor, winograd: self.winograd.unwrap_or(true), opset };
+        let optimizations = crate::passes::run(&mut graph, self.optimization_level, &cx);
+        let mut session = Session::prepare(graph, self.providers, pool, limits)?;
+        session.optimizations = Optimizations { in_place: session.optimizations.in_place, ..optimizations };
         session.spin = self.spinning.unwrap_or(true) && !session.steps.iter().any(|s| s.op.waits_on_device());
         session.profiling = self.profiling;
         Ok(session)
@@ -312,59 +278,46 @@ struct Step {
     outputs: Vec<usize>,
 }
 
-/// Consecutive nodes (positions in topological order) that a compiling
-/// provider takes, not yet compiled.
+/// Consecutive nodes that a compiling provider takes, not yet compiled.
 struct OpenRun {
     provider: usize,
-    nodes: Vec<usize>,
+    nodes: Vec<NodeId>,
 }
 
 impl OpenRun {
     /// Compiles the run into one step: its inputs are the values its nodes
     /// read from outside (constants go in with the subgraph), its outputs
     /// the values read after it or returned by the graph.
-    #[allow(clippy::too_many_arguments)]
-    fn close(
-        self,
-        nodes: &[&Node],
-        readers: &HashMap<&str, Vec<usize>>,
-        graph_outputs: &std::collections::HashSet<&str>,
-        providers: &[Box<dyn ExecutionProvider>],
-        opset: i64,
-        facts: &HashMap<usize, Fact>,
-        constants: &HashMap<usize, Tensor>,
-        intern: &mut dyn FnMut(&str) -> usize,
-    ) -> Result<Step, SessionError> {
-        let members: std::collections::HashSet<usize> = self.nodes.iter().copied().collect();
-        let produced: std::collections::HashSet<&str> = self.nodes.iter().flat_map(|&k| nodes[k].outputs.iter().map(String::as_str)).collect();
+    fn close(self, graph: &TypedGraph, providers: &[Box<dyn ExecutionProvider>]) -> Result<Step, SessionError> {
+        let members: std::collections::HashSet<NodeId> = self.nodes.iter().copied().collect();
+        let produced: std::collections::HashSet<ValueId> = self.nodes.iter().flat_map(|&n| graph.node(n).outputs().iter().flatten().copied()).collect();
         let mut subgraph = Subgraph { nodes: Vec::new(), inputs: Vec::new(), input_facts: Vec::new(), outputs: Vec::new(), constants: HashMap::new() };
-        for &k in &self.nodes {
-            let node = nodes[k];
-            for input in node.inputs.iter().filter(|i| !i.is_empty()) {
-                let id = intern(input);
-                if let Some(c) = constants.get(&id) {
-                    subgraph.constants.entry(input.clone()).or_insert_with(|| c.clone());
-                } else if !produced.contains(input.as_str()) && !subgraph.inputs.contains(input) {
-                    subgraph.inputs.push(input.clone());
-                    subgraph.input_facts.push(facts.get(&id).cloned());
+        let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+        for &n in &self.nodes {
+            let typed = graph.node(n);
+            for &x in typed.inputs().iter().flatten() {
+                if let Some(c) = graph.constant(x) {
+                    subgraph.constants.entry(graph.name(x).to_string()).or_insert_with(|| c.clone());
+                } else if !produced.contains(&x) && !inputs.contains(&x) {
+                    inputs.push(x);
+                    subgraph.inputs.push(graph.name(x).to_string());
+                    subgraph.input_facts.push(graph.fact(x).cloned());
                 }
             }
-            for output in node.outputs.iter().filter(|o| !o.is_empty()) {
-                let read_outside = readers.get(output.as_str()).is_some_and(|r| r.iter().any(|k| !members.contains(k)));
-                if read_outside || graph_outputs.contains(output.as_str()) {
-                    subgraph.outputs.push(output.clone());
+            for &y in typed.outputs().iter().flatten() {
+                if graph.is_output(y) || graph.readers(y).iter().any(|r| !members.contains(r)) {
+                    outputs.push(y);
+                    subgraph.outputs.push(graph.name(y).to_string());
                 }
             }
-            subgraph.nodes.push(node.clone());
+            subgraph.nodes.push(typed.node().clone());
         }
         let provider = &providers[self.provider];
         let first = &subgraph.nodes[0];
         let (name, op_type) = (first.name.clone(), first.op_type.clone());
         let placed = subgraph.nodes.iter().map(|n| NodePlacement { name: n.name.clone(), op_type: n.op_type.clone(), provider: provider.name() }).collect();
-        let inputs = subgraph.inputs.iter().map(|n| Some(intern(n))).collect();
-        let outputs = subgraph.outputs.iter().map(|n| intern(n)).collect();
-        let op = provider.compile(subgraph, opset).map_err(|error| SessionError::Node { node: name.clone(), op: op_type.clone(), error })?;
-        Ok(Step { name, op_type: provider.name().to_string(), placed, op, inputs, outputs })
+        let op = provider.compile(subgraph, graph.opset()).map_err(|error| SessionError::Node { node: name.clone(), op: op_type.clone(), error })?;
+        Ok(Step { name, op_type: provider.name().to_string(), placed, op, inputs: inputs.iter().map(|v| Some(v.index())).collect(), outputs: outputs.iter().map(|v| v.index()).collect() })
     }
 }
 
@@ -417,37 +370,6 @@ pub struct Session {
     optimizations: Optimizations,
 }
 
-/// What the session's graph passes did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Optimizations {
-    /// Nodes folded into constants.
-    pub folded: usize,
-    /// `If` nodes whose condition was known at load (from constants and
-    /// fixed input shapes), replaced by the branch they take.
-    pub inlined_branches: usize,
-    /// Dead nodes removed, and nodes that pass their input through
-    /// (Identity, inference Dropout).
-    pub removed: usize,
-    /// Nodes fused into another (BatchNormalization, Relu and a shortcut's
-    /// Add into the convolution before them; a channel shuffle's three
-    /// nodes into one; a Concat into the convolutions it joins).
-    pub fused: usize,
-    /// Gemm weights laid out for the kernel at creation.
-    pub prepacked: usize,
-    /// Convolutions and pools rewritten to channels-last for a provider
-    /// that prefers it.
-    pub channels_last: usize,
-    /// Nodes whose weights were packed for the CPU's own GEMM.
-    pub packed: usize,
-    /// Of those, 3×3 convolutions computed by Winograd's minimal filtering
-    /// (fewer multiply-adds; see the CPU provider's docs).
-    pub winograd: usize,
-    /// Steps whose output may take over an input's buffer, computing in
-    /// place (a shortcut added where it lies), where the memory plan finds
-    /// both the same size.
-    pub in_place: usize,
-}
-
 fn describe_inputs(inputs: &[(ValueInfo, usize)]) -> String {
     inputs
         .iter()
@@ -460,126 +382,71 @@ fn describe_inputs(inputs: &[(ValueInfo, usize)]) -> String {
 }
 
 impl Session {
-    fn prepare(model: Model, providers: Vec<Box<dyn ExecutionProvider>>, level: OptimizationLevel, pool: rayon::ThreadPool, limits: Limits) -> Result<Self, SessionError> {
-        let opset = model.opset();
-        let graph = model.graph;
-        let mut index: HashMap<String, usize> = HashMap::new();
-        let mut value_names = Vec::new();
-        let mut intern = |name: &str, index: &mut HashMap<String, usize>| -> usize {
-            *index.entry(name.to_string()).or_insert_with(|| {
-                value_names.push(name.to_string());
-                value_names.len() - 1
-            })
-        };
-        let mut facts: HashMap<usize, Fact> = HashMap::new();
-        let mut constants: HashMap<usize, Tensor> = HashMap::new();
-        for (name, tensor) in &graph.initializers {
-            let i = intern(name, &mut index);
-            facts.insert(i, Fact::constant(tensor.clone()));
-            constants.insert(i, tensor.clone());
-        }
-        let mut inputs = Vec::new();
-        for v in &graph.inputs {
-            let i = intern(&v.name, &mut index);
-            if let (Some(dtype), Some(shape)) = (v.dtype, &v.shape) {
-                facts.insert(i, Fact::new(dtype, shape.clone()));
-            }
-            inputs.push((v.clone(), i));
-        }
-        let nodes = topological(&graph.nodes, &graph.initializers, &graph.inputs)?;
-        let mut outputs = Vec::new();
-        for v in &graph.outputs {
-            outputs.push((v.clone(), intern(&v.name, &mut index)));
-        }
-        // Which nodes feed an output (dead-node elimination).
-        let needed = if level >= OptimizationLevel::Basic { live_nodes(&nodes, &graph.outputs) } else { vec![true; nodes.len()] };
+    /// Turns the rewritten graph into steps: each node to the first
+    /// provider that takes it (runs of a compiling provider's nodes as one
+    /// step), with the CPU kernels that inferred the graph's facts reused.
+    fn prepare(mut graph: TypedGraph, providers: Vec<Box<dyn ExecutionProvider>>, pool: rayon::ThreadPool, limits: Limits) -> Result<Self, SessionError> {
+        let opset = graph.opset();
+        let mut value_names: Vec<String> = graph.values().map(|v| graph.name(v).to_string()).collect();
+        // Outputs the model leaves unnamed are written to one value nobody reads.
+        let unnamed = value_names.len();
+        value_names.push(String::new());
+        let inputs: Vec<(ValueInfo, usize)> = graph.inputs().iter().map(|(v, id)| (v.clone(), id.index())).collect();
+        let outputs: Vec<(ValueInfo, usize)> = graph.outputs().iter().map(|(v, id)| (v.clone(), id.index())).collect();
+        let mut available: Vec<bool> = graph.values().map(|v| graph.constant(v).is_some()).chain([false]).collect();
+        inputs.iter().for_each(|&(_, i)| available[i] = true);
         let mut steps = Vec::new();
-        let (mut folded, mut removed) = (0, 0);
-        // Consumers of each value by node position, to find what leaves a
-        // compiled run of nodes.
-        let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (k, node) in nodes.iter().enumerate() {
-            for input in node.inputs.iter().filter(|i| !i.is_empty()) {
-                readers.entry(input.as_str()).or_default().push(k);
-            }
-        }
-        let graph_outputs: std::collections::HashSet<&str> = graph.outputs.iter().map(|v| v.name.as_str()).collect();
-        let cpu = CpuProvider::new();
         let mut run: Option<OpenRun> = None;
-        for (k, (node, needed)) in nodes.iter().zip(needed).enumerate() {
-            if !needed {
-                removed += 1;
-                continue;
+        for n in graph.order().to_vec() {
+            let typed = graph.node(n);
+            let node = typed.node();
+            let node_error = |error| SessionError::Node { node: node.name.clone(), op: node.op_type.clone(), error };
+            if let Some(&x) = typed.inputs().iter().flatten().find(|x| !available[x.index()]) {
+                return Err(SessionError::UnknownValue(graph.name(x).to_string()));
             }
-            let input_ids: Vec<Option<usize>> = node.inputs.iter().map(|n| (!n.is_empty()).then(|| intern(n, &mut index))).collect();
-            let output_ids: Vec<usize> = node.outputs.iter().map(|n| intern(n, &mut index)).collect();
-            let known_facts: Vec<Option<&Fact>> = input_ids.iter().map(|i| i.and_then(|i| facts.get(&i))).collect();
+            typed.outputs().iter().flatten().for_each(|y| available[y.index()] = true);
+            if let Some(error) = typed.refused() {
+                return Err(node_error(error.clone()));
+            }
+            let known_facts: Vec<Option<&Fact>> = typed.inputs().iter().map(|x| x.and_then(|x| graph.fact(x))).collect();
             let p = providers.iter().position(|p| p.supports(node, opset, &known_facts)).ok_or_else(|| SessionError::Unsupported {
                 node: node.name.clone(),
                 op: node.op_type.clone(),
                 opset,
-                known: cpu.op_types().join(", "),
+                known: CpuProvider::new().op_types().join(", "),
             })?;
             let provider = &providers[p];
-            let node_error = |error| SessionError::Node { node: node.name.clone(), op: node.op_type.clone(), error };
-            // A compiling provider's nodes infer and fold with the CPU's
-            // kernels; the compiled subgraph runs them.
-            let compiled = provider.compiles_subgraphs();
-            let op = if compiled { cpu.create_kernel(node, opset) } else { provider.create_kernel(node, opset) };
-            let op = match (op, compiled) {
-                (Ok(op), _) => Some(op),
-                (Err(_), true) => None,
-                (Err(e), false) => return Err(node_error(e)),
-            };
-            // Static inference where the inputs are known; constant folding
-            // where every input is a constant.
-            let input_facts: Option<Vec<Option<&Fact>>> = input_ids.iter().map(|i| i.map(|i| facts.get(&i)).map_or(Some(None), |f| f.map(Some))).collect();
-            if let (Some(input_facts), Some(op)) = (input_facts, &op) {
-                let out = op.infer(&input_facts).map_err(node_error)?;
-                let all_constant = level >= OptimizationLevel::Basic && input_ids.iter().flatten().all(|i| constants.contains_key(i));
-                if all_constant && !node.outputs.is_empty() {
-                    let values: Vec<Option<&Tensor>> = input_ids.iter().map(|i| i.map(|i| &constants[&i])).collect();
-                    let results = op.eval_limited(&values, output_ids.len(), &pool, limits.tensor).map_err(node_error)?;
-                    for (&id, tensor) in output_ids.iter().zip(results) {
-                        facts.insert(id, Fact::constant(tensor.clone()));
-                        constants.insert(id, tensor);
-                    }
-                    folded += 1;
-                    continue;
-                }
-                for (&id, fact) in output_ids.iter().zip(out) {
-                    if let (true, Some(value)) = (level >= OptimizationLevel::Basic, &fact.value) {
-                        constants.insert(id, value.clone());
-                    }
-                    facts.insert(id, fact);
-                }
-                if output_ids.iter().all(|id| constants.contains_key(id)) && level >= OptimizationLevel::Basic {
-                    folded += 1;
-                    continue;
-                }
-            }
-            if compiled {
+            if provider.compiles_subgraphs() {
                 match &mut run {
-                    Some(open) if open.provider == p => open.nodes.push(k),
+                    Some(open) if open.provider == p => open.nodes.push(n),
                     _ => {
-                        if let Some(open) = run.take() {
-                            steps.push(open.close(&nodes, &readers, &graph_outputs, &providers, opset, &facts, &constants, &mut |n| intern(n, &mut index))?);
+                        if let Some(open) = run.replace(OpenRun { provider: p, nodes: vec![n] }) {
+                            steps.push(open.close(&graph, &providers)?);
                         }
-                        run = Some(OpenRun { provider: p, nodes: vec![k] });
                     }
                 }
                 continue;
             }
             if let Some(open) = run.take() {
-                steps.push(open.close(&nodes, &readers, &graph_outputs, &providers, opset, &facts, &constants, &mut |n| intern(n, &mut index))?);
+                steps.push(open.close(&graph, &providers)?);
             }
-            let op = op.expect("non-compiling providers made a kernel");
+            let typed = graph.node(n);
+            let node = typed.node();
             let placed = vec![NodePlacement { name: node.name.clone(), op_type: node.op_type.clone(), provider: provider.name() }];
-            steps.push(Step { name: node.name.clone(), op_type: node.op_type.clone(), placed, op, inputs: input_ids, outputs: output_ids });
+            let (name, op_type) = (node.name.clone(), node.op_type.clone());
+            let (step_inputs, step_outputs) = (typed.inputs().iter().map(|x| x.map(ValueId::index)).collect(), typed.outputs().iter().map(|y| y.map_or(unnamed, ValueId::index)).collect::<Vec<_>>());
+            // The CPU's kernel was made to infer the node's facts.
+            let cached = if provider.name() == "cpu" { graph.take_kernel(n) } else { None };
+            let op = match cached {
+                Some(op) => op,
+                None => provider.create_kernel(graph.node(n).node(), opset).map_err(|error| SessionError::Node { node: name.clone(), op: op_type.clone(), error })?,
+            };
+            steps.push(Step { name, op_type, placed, op, inputs: step_inputs, outputs: step_outputs });
         }
         if let Some(open) = run.take() {
-            steps.push(open.close(&nodes, &readers, &graph_outputs, &providers, opset, &facts, &constants, &mut |n| intern(n, &mut index))?);
+            steps.push(open.close(&graph, &providers)?);
         }
+        let constants: Vec<Option<Tensor>> = graph.values().collect::<Vec<_>>().into_iter().map(|v| graph.take_constant(v)).chain([None]).collect();
         let mut lifetimes: Vec<Option<Lifetime>> = vec![None; value_names.len()];
         for (s, step) in steps.iter().enumerate() {
             for &o in &step.outputs {
@@ -595,7 +462,7 @@ impl Session {
         for &(_, i) in inputs.iter().chain(&outputs) {
             external[i] = true;
         }
-        for &i in constants.keys() {
+        for (i, _) in constants.iter().enumerate().filter(|(_, c)| c.is_some()) {
             external[i] = true;
         }
         let in_place = steps
@@ -610,8 +477,7 @@ impl Session {
             })
             .collect::<Vec<_>>();
         let in_place_steps = in_place.iter().flatten().count();
-        let constant_facts = (0..value_names.len()).map(|i| constants.get(&i).map(planner_fact)).collect();
-        let constants = (0..value_names.len()).map(|i| constants.remove(&i)).collect();
+        let constant_facts = constants.iter().map(|c| c.as_ref().map(planner_fact)).collect();
         Ok(Self {
             steps,
             value_names,
@@ -630,7 +496,7 @@ impl Session {
             profiling: false,
             limits,
             runs_started: Arc::default(),
-            optimizations: Optimizations { folded, removed, in_place: in_place_steps, ..Optimizations::default() },
+            optimizations: Optimizations { in_place: in_place_steps, ..Optimizations::default() },
         })
     }
 
@@ -717,48 +583,6 @@ fn check_shape(info: &ValueInfo, got: &[usize]) -> Result<(), RunError> {
         }
     }
     Ok(())
-}
-
-/// The nodes in an order where every input is produced before use.
-fn topological<'a>(nodes: &'a [Node], initializers: &HashMap<String, Tensor>, inputs: &[ValueInfo]) -> Result<Vec<&'a Node>, SessionError> {
-    let mut available: std::collections::HashSet<&str> = initializers.keys().map(String::as_str).chain(inputs.iter().map(|v| v.name.as_str())).collect();
-    available.insert("");
-    let producers: HashMap<&str, usize> = nodes.iter().enumerate().flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i))).collect();
-    let mut done = vec![false; nodes.len()];
-    let mut order = Vec::with_capacity(nodes.len());
-    let mut progress = true;
-    while order.len() < nodes.len() && progress {
-        progress = false;
-        for (i, n) in nodes.iter().enumerate() {
-            if !done[i] && n.inputs.iter().all(|x| available.contains(x.as_str())) {
-                done[i] = true;
-                progress = true;
-                order.push(n);
-                available.extend(n.outputs.iter().map(String::as_str));
-            }
-        }
-    }
-    if order.len() < nodes.len() {
-        let stuck = nodes.iter().enumerate().find(|(i, _)| !done[*i]).map(|(_, n)| n).expect("some node is left");
-        if let Some(missing) = stuck.inputs.iter().find(|x| !available.contains(x.as_str()) && !producers.contains_key(x.as_str())) {
-            return Err(SessionError::UnknownValue(missing.clone()));
-        }
-        return Err(SessionError::Cycle(stuck.name.clone()));
-    }
-    Ok(order)
-}
-
-/// Marks the nodes an output depends on.
-fn live_nodes(nodes: &[&Node], outputs: &[ValueInfo]) -> Vec<bool> {
-    let mut wanted: std::collections::HashSet<&str> = outputs.iter().map(|v| v.name.as_str()).collect();
-    let mut live = vec![false; nodes.len()];
-    for (i, n) in nodes.iter().enumerate().rev() {
-        if n.outputs.iter().any(|o| wanted.contains(o.as_str())) {
-            live[i] = true;
-            wanted.extend(n.inputs.iter().map(String::as_str));
-        }
-    }
-    live
 }
 
 impl std::fmt::Debug for Session {

@@ -5,7 +5,7 @@
 
 use super::{numel, KernelSpec};
 use crate::error::GpuError;
-use byob_tensor::layout::{CHANNELS_LAST_OPS, NHWC_DOMAIN};
+use byob_tensor::passes::layout::{CHANNELS_LAST_OPS, NHWC_DOMAIN};
 use byob_tensor::model::Node;
 
 /// Whether `node`'s domain is one the kernels serve: ONNX's own, or the

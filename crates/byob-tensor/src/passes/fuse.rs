@@ -1,122 +1,204 @@
-//! Fusions of several nodes into one of the CPU's own operators (domain
-//! [`PACKED_DOMAIN`]), run at session creation after the layout pass,
-//! where the provider that takes every fused node runs the result.
+//! Fusions of several nodes into one, run at session creation after the
+//! layout pass and packing, where the provider that takes every fused node
+//! runs the result: a shortcut's Add into the convolution before it, a
+//! Relu into the convolution or packed node before it, a channel shuffle's
+//! three nodes into one, a Concat into the convolutions it joins.
 
-use crate::model::{Attribute, Dim, Graph, Node};
-use crate::ops::packed::{adds_residual, depthwise, PACKED_DOMAIN};
-use crate::optimize::{infer_shapes, reader_counts, remove_nodes};
-use std::collections::HashMap;
+use super::pack::PACKED_DOMAIN;
+use super::{OptimizationLevel, Optimizations, Pass, PassContext};
+use crate::graph::{NodeId, TypedGraph, ValueId};
+use crate::model::{Attribute, Node};
+use crate::ops::packed::{adds_residual, depthwise};
+use std::collections::{HashMap, HashSet};
+
+/// The domain of a Conv with a fused activation (byob's own, never in a
+/// file).
+pub const FUSED_DOMAIN: &str = "com.byob.fused";
 
 /// A fused node, the node it replaces (in place: after every input of the
-/// nodes it absorbs) and the nodes it makes redundant.
+/// nodes it absorbs), the values it reads and the nodes it makes redundant.
 struct Fusion {
-    at: usize,
-    absorbed: Vec<usize>,
+    at: NodeId,
+    absorbed: Vec<NodeId>,
     node: Node,
+    inputs: Vec<Option<ValueId>>,
 }
 
-/// Applies `fusions` (none touching the same node twice). Returns how many.
-fn apply(graph: &mut Graph, fusions: Vec<Fusion>) -> usize {
-    let mut removed = vec![false; graph.nodes.len()];
-    let count = fusions.len();
-    for Fusion { at, absorbed, node } in fusions {
-        graph.nodes[at] = node;
-        absorbed.into_iter().for_each(|i| removed[i] = true);
+/// Applies `fusions` (none touching the same node twice), counting them
+/// as `fused`.
+fn apply(graph: &mut TypedGraph, fusions: Vec<Fusion>) -> Optimizations {
+    let fused = fusions.len();
+    for Fusion { at, absorbed, node, inputs } in fusions {
+        let outputs = graph.node(at).outputs().to_vec();
+        absorbed.into_iter().for_each(|n| graph.remove_node(n));
+        graph.replace_node(at, node, inputs, outputs);
     }
-    remove_nodes(graph, &removed);
-    count
+    Optimizations { fused, ..Optimizations::default() }
 }
 
-/// The node that writes each value, by index.
-fn producers(graph: &Graph) -> HashMap<&str, usize> {
-    graph.nodes.iter().enumerate().flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i))).collect()
+fn onnx(node: &Node) -> bool {
+    node.domain.is_empty() || node.domain == "ai.onnx"
 }
 
 /// Replaces each channel `Concat` (axis 3 of NHWC) of `PackedConv` outputs
 /// that nothing else reads by one `ConcatConvs` node, whose convolutions
 /// write their channels of the joined output in place: the Concat's copy
 /// disappears. Depthwise convolutions and those with a residual keep their
-/// own outputs. Returns how many Concats.
-pub fn fuse_concat_convs(graph: &mut Graph, wants: impl Fn(&Node, &Node) -> bool) -> usize {
-    let readers = reader_counts(graph);
-    let producer = producers(graph);
-    let placeable = |node: &Node| {
-        let a = crate::ops::Attrs(node);
-        let (Ok(cg), Ok(m), Ok(group)) = (a.int("input_channels", 0), a.int("output_channels", 0), a.int("group", 1)) else { return false };
-        node.domain == PACKED_DOMAIN && node.op_type == "PackedConv" && !adds_residual(node) && !depthwise(cg as usize, m as usize, group as usize)
-    };
-    let mut fusions = Vec::new();
-    for (j, concat) in graph.nodes.iter().enumerate() {
-        let onnx = concat.domain.is_empty() || concat.domain == "ai.onnx";
-        let channels = matches!(concat.attributes.get("axis"), Some(Attribute::Int(3 | -1)));
-        if !onnx || concat.op_type != "Concat" || !channels || concat.outputs.len() != 1 {
-            continue;
-        }
-        let convs: Option<Vec<usize>> = concat
-            .inputs
-            .iter()
-            .map(|x| producer.get(x.as_str()).copied().filter(|&c| readers.get(x) == Some(&1) && placeable(&graph.nodes[c])))
-            .collect();
-        let Some(convs) = convs.filter(|c| !c.is_empty()) else { continue };
-        let mut fused = Node {
-            name: concat.name.clone(),
-            op_type: "ConcatConvs".into(),
-            domain: PACKED_DOMAIN.into(),
-            inputs: Vec::new(),
-            outputs: concat.outputs.clone(),
-            attributes: HashMap::from([("branches".to_string(), Attribute::Int(convs.len() as i64))]),
-        };
-        for (i, &c) in convs.iter().enumerate() {
-            let conv = &graph.nodes[c];
-            fused.inputs.extend((0..4).map(|k| conv.inputs.get(k).filter(|_| k < 3).cloned().unwrap_or_default()));
-            fused.attributes.extend(conv.attributes.iter().map(|(k, v)| (format!("{i}:{k}"), v.clone())));
-        }
-        if wants(concat, &fused) && convs.iter().all(|&c| wants(&graph.nodes[c], &fused)) {
-            fusions.push(Fusion { at: j, absorbed: convs, node: fused });
-        }
+/// own outputs.
+pub struct FuseConcatConvs;
+
+impl Pass for FuseConcatConvs {
+    fn name(&self) -> &'static str {
+        "Concat of convolutions"
     }
-    apply(graph, fusions)
+
+    fn level(&self) -> OptimizationLevel {
+        OptimizationLevel::Extended
+    }
+
+    fn run(&self, graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
+        let placeable = |node: &Node| {
+            let a = crate::ops::Attrs(node);
+            let (Ok(cg), Ok(m), Ok(group)) = (a.int("input_channels", 0), a.int("output_channels", 0), a.int("group", 1)) else { return false };
+            node.domain == PACKED_DOMAIN && node.op_type == "PackedConv" && !adds_residual(node) && !depthwise(cg as usize, m as usize, group as usize)
+        };
+        let mut fusions = Vec::new();
+        for (j, concat) in graph.nodes() {
+            let channels = matches!(concat.node().attributes.get("axis"), Some(Attribute::Int(3 | -1)));
+            if !onnx(concat.node()) || concat.node().op_type != "Concat" || !channels || concat.outputs().len() != 1 {
+                continue;
+            }
+            let convs: Option<Vec<NodeId>> = concat
+                .inputs()
+                .iter()
+                .map(|x| {
+                    let x = (*x)?;
+                    graph.producer(x).filter(|&c| graph.read_count(x) == 1 && placeable(graph.node(c).node()))
+                })
+                .collect();
+            let Some(convs) = convs.filter(|c| !c.is_empty()) else { continue };
+            let mut fused = Node {
+                name: concat.node().name.clone(),
+                op_type: "ConcatConvs".into(),
+                domain: PACKED_DOMAIN.into(),
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+                attributes: HashMap::from([("branches".to_string(), Attribute::Int(convs.len() as i64))]),
+            };
+            let mut inputs = Vec::new();
+            for (i, &c) in convs.iter().enumerate() {
+                let conv = graph.node(c);
+                inputs.extend((0..4).map(|k| conv.input(k).filter(|_| k < 3)));
+                fused.attributes.extend(conv.node().attributes.iter().map(|(k, v)| (format!("{i}:{k}"), v.clone())));
+            }
+            if cx.taker_runs(concat.node(), &fused) && convs.iter().all(|&c| cx.taker_runs(graph.node(c).node(), &fused)) {
+                fusions.push(Fusion { at: j, absorbed: convs, node: fused, inputs });
+            }
+        }
+        apply(graph, fusions)
+    }
 }
 
 /// Fuses each `Add` (or two-input `Sum`) of a `PackedConv`'s output and
 /// another value of exactly the same static shape into the convolution, as
 /// its residual input (ResNet's shortcut): the sum is made as the output
-/// is stored, and a following Relu then fuses too (run this before
-/// [`crate::optimize::fuse_conv_relu`]). The convolution must have no
-/// activation of its own and no other reader. The fused node takes the
-/// `Add`'s place, after both operands' producers. Returns how many.
-pub fn fuse_residual_adds(graph: &mut Graph, opset: i64, wants: impl Fn(&Node, &Node) -> bool) -> usize {
-    let shapes = infer_shapes(graph, opset);
-    let readers = reader_counts(graph);
-    let producer = producers(graph);
-    let known = |value: &str| shapes.get(value).filter(|s| s.iter().all(|d| matches!(d, Dim::Known(_))));
-    let mut fusions = Vec::new();
-    let mut taken = vec![false; graph.nodes.len()];
-    for (a, add) in graph.nodes.iter().enumerate() {
-        let onnx = add.domain.is_empty() || add.domain == "ai.onnx";
-        if !onnx || !matches!(add.op_type.as_str(), "Add" | "Sum") || add.inputs.len() != 2 || add.outputs.len() != 1 {
-            continue;
-        }
-        for k in 0..2 {
-            let (value, other) = (&add.inputs[k], &add.inputs[1 - k]);
-            let Some(&c) = producer.get(value.as_str()) else { continue };
-            let conv = &graph.nodes[c];
-            let plain = conv.domain == PACKED_DOMAIN && conv.op_type == "PackedConv" && conv.inputs.len() <= 3 && !conv.attributes.contains_key("activation");
-            if !plain || taken[c] || readers.get(value) != Some(&1) || known(value).is_none() || known(value) != known(other) {
+/// is stored, and a following Relu then fuses too ([`FuseConvRelu`] runs
+/// after it). The convolution must have no activation of its own and no
+/// other reader. The fused node takes the `Add`'s place, after both
+/// operands' producers.
+pub struct FuseResidualAdds;
+
+impl Pass for FuseResidualAdds {
+    fn name(&self) -> &'static str {
+        "shortcut Add fusion"
+    }
+
+    fn level(&self) -> OptimizationLevel {
+        OptimizationLevel::Extended
+    }
+
+    fn run(&self, graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
+        let mut fusions = Vec::new();
+        let mut taken = HashSet::new();
+        for (a, add) in graph.nodes() {
+            if !onnx(add.node()) || !matches!(add.node().op_type.as_str(), "Add" | "Sum") || add.inputs().len() != 2 || add.outputs().len() != 1 {
                 continue;
             }
-            let mut fused = conv.clone();
-            fused.inputs.resize(3, String::new());
-            fused.inputs.push(other.clone());
-            fused.outputs = add.outputs.clone();
-            if wants(conv, &fused) && wants(add, &fused) {
-                taken[c] = true;
-                fusions.push(Fusion { at: a, absorbed: vec![c], node: fused });
-                break;
+            for k in 0..2 {
+                let (Some(value), Some(other)) = (add.input(k), add.input(1 - k)) else { continue };
+                let Some(c) = graph.producer(value) else { continue };
+                let conv = graph.node(c);
+                let plain = conv.node().domain == PACKED_DOMAIN && conv.node().op_type == "PackedConv" && conv.inputs().len() <= 3 && !conv.node().attributes.contains_key("activation");
+                let shape = graph.concrete_shape(value);
+                if !plain || taken.contains(&c) || graph.read_count(value) != 1 || shape.is_none() || shape != graph.concrete_shape(other) {
+                    continue;
+                }
+                let fused = conv.node().clone();
+                let mut inputs = conv.inputs().to_vec();
+                inputs.resize(3, None);
+                inputs.push(Some(other));
+                if cx.taker_runs(conv.node(), &fused) && cx.taker_runs(add.node(), &fused) {
+                    taken.insert(c);
+                    fusions.push(Fusion { at: a, absorbed: vec![c], node: fused, inputs });
+                    break;
+                }
             }
         }
+        apply(graph, fusions)
     }
-    apply(graph, fusions)
+}
+
+/// Fuses each `Relu` into the `Conv` (or packed operator) before it when
+/// nothing else reads the producer's output and the providers of both run
+/// the fused node (a [`FUSED_DOMAIN`] Conv, or the packed node, with
+/// `activation = "Relu"`): the activation is then applied to each block of
+/// output while it is still in cache, and one pass over the activations
+/// and one step disappear.
+pub struct FuseConvRelu;
+
+impl Pass for FuseConvRelu {
+    fn name(&self) -> &'static str {
+        "Relu fusion"
+    }
+
+    fn level(&self) -> OptimizationLevel {
+        OptimizationLevel::Extended
+    }
+
+    fn run(&self, graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
+        let mut done = Optimizations::default();
+        for r in graph.order().to_vec() {
+            let relu = graph.node(r);
+            if relu.node().op_type != "Relu" || !relu.node().domain.is_empty() || relu.inputs().len() != 1 {
+                continue;
+            }
+            let (Some(x), Some(y)) = (relu.input(0), relu.output()) else { continue };
+            let Some(c) = graph.producer(x).filter(|&c| absorbs_activation(graph.node(c).node()) && graph.node(c).outputs().len() == 1) else { continue };
+            if graph.read_count(x) != 1 {
+                continue;
+            }
+            let conv = graph.node(c);
+            let mut fused = conv.node().clone();
+            if fused.domain != PACKED_DOMAIN {
+                fused.domain = FUSED_DOMAIN.to_string();
+            }
+            fused.attributes.insert("activation".into(), Attribute::String("Relu".into()));
+            if !cx.taker_runs(conv.node(), &fused) || !cx.taker_runs(relu.node(), &fused) {
+                continue;
+            }
+            let inputs = conv.inputs().to_vec();
+            graph.remove_node(r);
+            graph.replace_node(c, fused, inputs, vec![Some(y)]);
+            done.fused += 1;
+        }
+        done
+    }
+}
+
+/// Whether a following Relu can be fused into `node`: ONNX's Conv (which
+/// becomes a [`FUSED_DOMAIN`] Conv) and the CPU's packed operators.
+fn absorbs_activation(node: &Node) -> bool {
+    (node.op_type == "Conv" && node.domain.is_empty()) || node.domain == PACKED_DOMAIN
 }
 
 /// Replaces each channel shuffle, Reshape [.., g, C/g, ..] → Transpose
@@ -124,60 +206,66 @@ pub fn fuse_residual_adds(graph: &mut Graph, opset: i64, wants: impl Fn(&Node, &
 /// node: the Reshapes' two copies disappear and the transpose runs as one
 /// interleave per pixel. The reshapes' shapes must be constant and
 /// explicit (no 0 or -1), and only the next node may read each
-/// intermediate. Returns how many.
-pub fn fuse_channel_shuffles(graph: &mut Graph, wants: impl Fn(&Node, &Node) -> bool) -> usize {
-    let readers = reader_counts(graph);
-    let consumer: HashMap<&str, usize> = graph.nodes.iter().enumerate().flat_map(|(i, n)| n.inputs.iter().map(move |x| (x.as_str(), i))).collect();
-    // The node that alone reads `node`'s single output.
-    let next = |node: &Node| -> Option<usize> {
-        let [out] = &node.outputs[..] else { return None };
-        (readers.get(out) == Some(&1)).then(|| consumer.get(out.as_str()).copied()).flatten()
-    };
-    let dims = |node: &Node| -> Option<Vec<i64>> {
-        let onnx = node.domain.is_empty() || node.domain == "ai.onnx";
-        if !onnx || node.op_type != "Reshape" || node.inputs.len() != 2 || node.outputs.len() != 1 {
-            return None;
-        }
-        let dims = graph.initializers.get(&node.inputs[1])?.as_i64()?;
-        dims.iter().all(|&d| d > 0).then(|| dims.to_vec())
-    };
-    let mut fusions = Vec::new();
-    let mut taken = vec![false; graph.nodes.len()];
-    for (r1, split) in graph.nodes.iter().enumerate().filter_map(|(i, n)| Some((i, dims(n)?))) {
-        let Some(t) = next(&graph.nodes[r1]) else { continue };
-        let transpose = &graph.nodes[t];
-        let Some(Attribute::Ints(perm)) = transpose.attributes.get("perm") else { continue };
-        if transpose.op_type != "Transpose" || !transpose.domain.is_empty() || perm.len() != split.len() {
-            continue;
-        }
-        // Exactly axes a and a + 1 swapped.
-        let moved: Vec<usize> = (0..perm.len()).filter(|&k| perm[k] != k as i64).collect();
-        let &[a, b] = &moved[..] else { continue };
-        if b != a + 1 || perm[a] != b as i64 {
-            continue;
-        }
-        let Some(r2) = next(transpose) else { continue };
-        let merged: Vec<i64> = split[..a].iter().copied().chain([split[a] * split[b]]).chain(split[b + 1..].iter().copied()).collect();
-        if dims(&graph.nodes[r2]) != Some(merged.clone()) {
-            continue;
-        }
-        let mut fused = Node {
-            name: graph.nodes[r2].name.clone(),
-            op_type: "ChannelShuffle".into(),
-            domain: PACKED_DOMAIN.into(),
-            inputs: vec![graph.nodes[r1].inputs[0].clone()],
-            outputs: graph.nodes[r2].outputs.clone(),
-            attributes: Default::default(),
-        };
-        fused.attributes.insert("shape".into(), Attribute::Ints(merged));
-        fused.attributes.insert("axis".into(), Attribute::Int(a as i64));
-        fused.attributes.insert("groups".into(), Attribute::Int(split[a]));
-        if [r1, t, r2].iter().all(|&i| !taken[i] && wants(&graph.nodes[i], &fused)) {
-            [r1, t, r2].iter().for_each(|&i| taken[i] = true);
-            fusions.push(Fusion { at: r2, absorbed: vec![r1, t], node: fused });
-        }
+/// intermediate.
+pub struct FuseChannelShuffles;
+
+impl Pass for FuseChannelShuffles {
+    fn name(&self) -> &'static str {
+        "channel shuffle fusion"
     }
-    apply(graph, fusions)
+
+    fn level(&self) -> OptimizationLevel {
+        OptimizationLevel::Extended
+    }
+
+    fn run(&self, graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
+        // The node that alone reads `n`'s single output.
+        let next = |n: NodeId| -> Option<NodeId> {
+            let y = graph.node(n).output()?;
+            match graph.readers(y) {
+                [reader] if graph.read_count(y) == 1 => Some(*reader),
+                _ => None,
+            }
+        };
+        let dims = |n: NodeId| -> Option<Vec<i64>> {
+            let typed = graph.node(n);
+            if !onnx(typed.node()) || typed.node().op_type != "Reshape" || typed.inputs().len() != 2 || typed.outputs().len() != 1 {
+                return None;
+            }
+            let dims = graph.constant(typed.input(1)?)?.as_i64()?;
+            dims.iter().all(|&d| d > 0).then(|| dims.to_vec())
+        };
+        let mut fusions = Vec::new();
+        let mut taken = HashSet::new();
+        for (r1, split) in graph.order().iter().filter_map(|&n| Some((n, dims(n)?))) {
+            let Some(t) = next(r1) else { continue };
+            let transpose = graph.node(t).node();
+            let Some(Attribute::Ints(perm)) = transpose.attributes.get("perm") else { continue };
+            if transpose.op_type != "Transpose" || !transpose.domain.is_empty() || perm.len() != split.len() {
+                continue;
+            }
+            // Exactly axes a and a + 1 swapped.
+            let moved: Vec<usize> = (0..perm.len()).filter(|&k| perm[k] != k as i64).collect();
+            let &[a, b] = &moved[..] else { continue };
+            if b != a + 1 || perm[a] != b as i64 {
+                continue;
+            }
+            let Some(r2) = next(t) else { continue };
+            let merged: Vec<i64> = split[..a].iter().copied().chain([split[a] * split[b]]).chain(split[b + 1..].iter().copied()).collect();
+            if dims(r2) != Some(merged.clone()) {
+                continue;
+            }
+            let mut fused = Node { name: graph.node(r2).node().name.clone(), op_type: "ChannelShuffle".into(), domain: PACKED_DOMAIN.into(), inputs: Vec::new(), outputs: Vec::new(), attributes: Default::default() };
+            fused.attributes.insert("shape".into(), Attribute::Ints(merged));
+            fused.attributes.insert("axis".into(), Attribute::Int(a as i64));
+            fused.attributes.insert("groups".into(), Attribute::Int(split[a]));
+            if [r1, t, r2].iter().all(|n| !taken.contains(n) && cx.taker_runs(graph.node(*n).node(), &fused)) {
+                taken.extend([r1, t, r2]);
+                fusions.push(Fusion { at: r2, absorbed: vec![r1, t], inputs: vec![graph.node(r1).input(0)], node: fused });
+            }
+        }
+        apply(graph, fusions)
+    }
 }
 
 #[cfg(test)]

@@ -1,93 +1,117 @@
 //! Packs constant weights, once at session creation, for the CPU's own GEMM
 //! (see [`crate::ops::packed`]): channels-last `Conv` becomes `PackedConv`,
 //! `Gemm` (transA = 0, per-column C) and `MatMul` by a constant matrix
-//! become `PackedMatMul`, each reading a new initializer that holds its
+//! become `PackedMatMul`, each reading a new constant that holds its
 //! weights in the kernel's panel order (alpha and beta folded in). Nodes
 //! whose weights are computed at run time keep their generic kernels.
 
-use crate::layout::NHWC_DOMAIN;
-use crate::model::{Attribute, Dim, Graph, Node};
+use super::layout::NHWC_DOMAIN;
+use super::{OptimizationLevel, Optimizations, Pass, PassContext};
+use crate::graph::{NodeId, TypedGraph, ValueId};
 use crate::kernels::microkernel::pack;
-use crate::ops::packed::{depthwise, PACKED_DOMAIN};
-use crate::ops::window::Window;
 use crate::kernels::winograd;
+use crate::model::{Attribute, Node};
+use crate::ops::packed::depthwise;
+use crate::ops::window::Window;
 use crate::ops::Attrs;
-use crate::optimize::{infer_shapes, reader_counts};
 use crate::tensor::Tensor;
-use std::collections::HashMap;
 
-/// Rewrites every node it can whose rewrite `wants` accepts (the provider
-/// taking the node must run the packed one), 3×3 convolutions by
-/// Winograd's algorithm where `winograd` allows and their output size is
-/// known. Returns how many, and how many of them are Winograd's.
-pub fn pack_weights(graph: &mut Graph, opset: i64, winograd: bool, wants: impl Fn(&Node, &Node) -> bool) -> (usize, usize) {
-    let shapes = winograd.then(|| infer_shapes(graph, opset));
-    let (mut packed, mut winograds) = (0, 0);
-    // Each weight is dropped once its last reader is packed, not at the
-    // end: the originals and their packed copies are never all held at
-    // once (ResNet50's session peaked 100 MB higher).
-    let mut readers = reader_counts(graph);
-    for i in 0..graph.nodes.len() {
-        let node = &graph.nodes[i];
-        let rewrite = match (node.domain.as_str(), node.op_type.as_str()) {
-            (NHWC_DOMAIN, "Conv") => conv(node, graph, shapes.as_ref()),
-            ("" | "ai.onnx", "Gemm") => gemm(node, graph),
-            ("" | "ai.onnx", "MatMul") => matmul(node, graph),
-            _ => None,
-        };
-        let Some((new_node, tensors)) = rewrite else { continue };
-        if !wants(node, &new_node) {
-            continue;
-        }
-        for (name, tensor) in tensors {
-            graph.initializers.entry(name).or_insert(tensor);
-        }
-        winograds += usize::from(new_node.attributes.contains_key("winograd_tile"));
-        new_node.inputs.iter().for_each(|x| *readers.entry(x.clone()).or_default() += 1);
-        for x in &node.inputs {
-            let count = readers.get_mut(x).expect("counted above");
-            *count -= 1;
-            if *count == 0 {
-                graph.initializers.remove(x);
-            }
-        }
-        graph.nodes[i] = new_node;
-        packed += 1;
+/// The domain of the operators this pass and the fusions after it make
+/// (byob's own, never in a file).
+pub const PACKED_DOMAIN: &str = "com.byob.packed";
+
+/// Rewrites every node it can whose provider runs the packed node, 3×3
+/// convolutions by Winograd's algorithm where the session allows it and
+/// their output size is known. Counts `packed` and `winograd`.
+pub struct PackWeights;
+
+impl Pass for PackWeights {
+    fn name(&self) -> &'static str {
+        "weight packing"
     }
-    crate::optimize::drop_unread_initializers(graph);
-    (packed, winograds)
+
+    fn level(&self) -> OptimizationLevel {
+        OptimizationLevel::Extended
+    }
+
+    fn run(&self, graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
+        let mut done = Optimizations::default();
+        for n in graph.order().to_vec() {
+            let typed = graph.node(n);
+            let node = typed.node();
+            let rewrite = match (node.domain.as_str(), node.op_type.as_str()) {
+                (NHWC_DOMAIN, "Conv") => conv(graph, n, cx.winograd),
+                ("" | "ai.onnx", "Gemm") => gemm(graph, n),
+                ("" | "ai.onnx", "MatMul") => matmul(graph, n),
+                _ => None,
+            };
+            let Some((packed, inputs)) = rewrite else { continue };
+            if !cx.taker_runs(node, &packed) {
+                continue;
+            }
+            done.winograd += usize::from(packed.attributes.contains_key("winograd_tile"));
+            done.packed += 1;
+            let (old, outputs) = (typed.inputs().to_vec(), typed.outputs().to_vec());
+            let inputs = inputs
+                .into_iter()
+                .map(|input| {
+                    Some(match input? {
+                        Input::Value(v) => v,
+                        Input::Constant(name, tensor) => match graph.find(&name).filter(|&v| graph.constant(v).is_some()) {
+                            Some(v) => v,
+                            None => graph.add_constant(&name, tensor),
+                        },
+                    })
+                })
+                .collect();
+            graph.replace_node(n, packed, inputs, outputs);
+            // Each weight goes once its last reader is packed, not at the
+            // end: the originals and their packed copies are never all
+            // held at once (ResNet50's session peaked 100 MB higher).
+            old.into_iter().flatten().for_each(|v| graph.release_if_unread(v));
+        }
+        done
+    }
 }
 
-/// The f32 initializer named `name`, if any.
-fn constant<'a>(graph: &'a Graph, name: Option<&String>) -> Option<(&'a [usize], &'a [f32])> {
-    let t = graph.initializers.get(name?)?;
+/// The f32 constant `v`, if it is one.
+fn constant(graph: &TypedGraph, v: Option<ValueId>) -> Option<(&[usize], &[f32])> {
+    let t = graph.constant(v?)?;
     Some((t.shape(), t.as_f32()?))
 }
-
 
 fn tensor(shape: Vec<usize>, values: Vec<f32>) -> Tensor {
     Tensor::f32(shape, values).expect("the shape counts the values")
 }
 
-type Rewrite = (Node, Vec<(String, Tensor)>);
+/// A packed node and its inputs: values of the graph, or new constants
+/// (by name: a weight read by several nodes is packed once).
+type Rewrite = (Node, Vec<Option<Input>>);
 
-/// The Winograd tile side for `node`, a channels-last Conv with weights
+enum Input {
+    Value(ValueId),
+    Constant(String, Tensor),
+}
+
+/// The Winograd tile side for node `n`, a channels-last Conv with weights
 /// [m, cg, kh, kw] in `group` groups (see [`winograd::tile_for`]): one
 /// that Winograd's transforms compute, with output images of a size known
-/// from `shapes` (`None`: Winograd turned off).
-fn winograd_tile(node: &Node, [m, cg, kh, kw]: [usize; 4], group: usize, shapes: Option<&HashMap<String, Vec<Dim>>>) -> Option<usize> {
-    let window = Window::from_attrs(&Attrs(node), false).ok()?;
+/// from its output's fact.
+fn winograd_tile(graph: &TypedGraph, n: NodeId, [m, cg, kh, kw]: [usize; 4], group: usize) -> Option<usize> {
+    let window = Window::from_attrs(&Attrs(graph.node(n).node()), false).ok()?;
     if !winograd::applies([kh, kw], group, window.strides.as_deref(), window.dilations.as_deref()) {
         return None;
     }
-    let Some([_, Dim::Known(oh), Dim::Known(ow), _]) = shapes?.get(node.outputs.first()?).map(Vec::as_slice) else { return None };
-    winograd::tile_for([*oh, *ow], cg, m)
+    let [_, oh, ow, _] = <[usize; 4]>::try_from(graph.concrete_shape(graph.node(n).output()?)?).ok()?;
+    winograd::tile_for([oh, ow], cg, m)
 }
 
-fn conv(node: &Node, graph: &Graph, shapes: Option<&HashMap<String, Vec<Dim>>>) -> Option<Rewrite> {
-    let (ws, w) = constant(graph, node.inputs.get(1))?;
+fn conv(graph: &TypedGraph, n: NodeId, allow_winograd: bool) -> Option<Rewrite> {
+    let typed = graph.node(n);
+    let node = typed.node();
+    let (ws, w) = constant(graph, typed.input(1))?;
     let [m, cg, kh, kw] = <[usize; 4]>::try_from(ws).ok()?;
-    let bias = node.inputs.get(2).filter(|b| !b.is_empty());
+    let bias = typed.input(2);
     if bias.is_some_and(|b| constant(graph, Some(b)).is_none_or(|(s, _)| s != [m])) {
         return None;
     }
@@ -98,7 +122,7 @@ fn conv(node: &Node, graph: &Graph, shapes: Option<&HashMap<String, Vec<Dim>>>) 
         }
     }
     let (taps, mg) = (kh * kw, m / group);
-    let tile = winograd_tile(node, [m, cg, kh, kw], group, shapes);
+    let tile = allow_winograd.then(|| winograd_tile(graph, n, [m, cg, kh, kw], group)).flatten();
     let values = if let Some(tile) = tile {
         winograd::pack_weights(tile, w, cg, m)
     } else if depthwise(cg, m, group) {
@@ -108,11 +132,10 @@ fn conv(node: &Node, graph: &Graph, shapes: Option<&HashMap<String, Vec<Dim>>>) 
         // Per group, K = (ky, kx, input channel) rows by its output channels.
         (0..group).flat_map(|gi| pack(taps * cg, mg, |p, j| w[((gi * mg + j) * cg + p % cg) * taps + p / cg])).collect::<Vec<f32>>()
     };
-    let name = format!("{}#packed-g{group}-w{}", node.inputs[1], tile.unwrap_or(0));
+    let name = format!("{}#packed-g{group}-w{}", graph.name(typed.input(1)?), tile.unwrap_or(0));
     let mut packed = node.clone();
     packed.op_type = "PackedConv".into();
     packed.domain = PACKED_DOMAIN.into();
-    packed.inputs = std::iter::once(node.inputs[0].clone()).chain(std::iter::once(name.clone())).chain(bias.cloned()).collect();
     let attrs = &mut packed.attributes;
     attrs.insert("kernel_shape".into(), Attribute::Ints(vec![kh as i64, kw as i64]));
     attrs.insert("group".into(), Attribute::Int(group as i64));
@@ -122,39 +145,41 @@ fn conv(node: &Node, graph: &Graph, shapes: Option<&HashMap<String, Vec<Dim>>>) 
         attrs.insert("winograd_tile".into(), Attribute::Int(tile as i64));
     }
     let len = values.len();
-    Some((packed, vec![(name, tensor(vec![len], values))]))
+    let mut inputs = vec![typed.input(0).map(Input::Value), Some(Input::Constant(name, tensor(vec![len], values)))];
+    inputs.extend(bias.map(|b| Some(Input::Value(b))));
+    Some((packed, inputs))
 }
 
 /// `Y = A · B (+ bias)` with B [k × n] given by `b(p, j)`.
-fn linear(node: &Node, k: usize, n: usize, b: impl Fn(usize, usize) -> f32, bias: Option<Vec<f32>>) -> Rewrite {
-    let name = format!("{}#packed", node.outputs[0]);
-    let mut packed = Node { name: node.name.clone(), op_type: "PackedMatMul".into(), domain: PACKED_DOMAIN.into(), inputs: vec![node.inputs[0].clone(), name.clone()], outputs: node.outputs.clone(), attributes: Default::default() };
+fn linear(graph: &TypedGraph, n_id: NodeId, k: usize, n: usize, b: impl Fn(usize, usize) -> f32, bias: Option<Vec<f32>>) -> Option<Rewrite> {
+    let typed = graph.node(n_id);
+    let y = graph.name(typed.output()?);
+    let mut packed = Node { name: typed.node().name.clone(), op_type: "PackedMatMul".into(), domain: PACKED_DOMAIN.into(), inputs: Vec::new(), outputs: Vec::new(), attributes: Default::default() };
     packed.attributes.insert("k".into(), Attribute::Int(k as i64));
     packed.attributes.insert("n".into(), Attribute::Int(n as i64));
     let values = pack(k, n, b);
-    let mut tensors = vec![(name, tensor(vec![values.len()], values))];
+    let mut inputs = vec![typed.input(0).map(Input::Value), Some(Input::Constant(format!("{y}#packed"), tensor(vec![values.len()], values)))];
     if let Some(bias) = bias {
-        let name = format!("{}#bias", node.outputs[0]);
-        packed.inputs.push(name.clone());
-        tensors.push((name, tensor(vec![n], bias)));
+        inputs.push(Some(Input::Constant(format!("{y}#bias"), tensor(vec![n], bias))));
     }
-    (packed, tensors)
+    Some((packed, inputs))
 }
 
-fn gemm(node: &Node, graph: &Graph) -> Option<Rewrite> {
-    let a = Attrs(node);
-    if a.int("transA", 0).ok()? != 0 || node.outputs.len() != 1 {
+fn gemm(graph: &TypedGraph, n_id: NodeId) -> Option<Rewrite> {
+    let typed = graph.node(n_id);
+    let a = Attrs(typed.node());
+    if a.int("transA", 0).ok()? != 0 || typed.outputs().len() != 1 {
         return None;
     }
     let trans_b = a.int("transB", 0).ok()? != 0;
     let (alpha, beta) = (a.float("alpha", 1.0).ok()?, a.float("beta", 1.0).ok()?);
-    let (bs, b) = constant(graph, node.inputs.get(1))?;
+    let (bs, b) = constant(graph, typed.input(1))?;
     let &[rows, cols] = bs else { return None };
     let (k, n) = if trans_b { (cols, rows) } else { (rows, cols) };
     if n == 0 {
         return None;
     }
-    let bias = match node.inputs.get(2).filter(|c| !c.is_empty()) {
+    let bias = match typed.input(2) {
         None => None,
         Some(c) => {
             let (cs, c) = constant(graph, Some(c))?;
@@ -167,13 +192,14 @@ fn gemm(node: &Node, graph: &Graph) -> Option<Rewrite> {
             }
         }
     };
-    Some(linear(node, k, n, |p, j| alpha * if trans_b { b[j * k + p] } else { b[p * n + j] }, bias))
+    linear(graph, n_id, k, n, |p, j| alpha * if trans_b { b[j * k + p] } else { b[p * n + j] }, bias)
 }
 
-fn matmul(node: &Node, graph: &Graph) -> Option<Rewrite> {
-    let (bs, b) = constant(graph, node.inputs.get(1))?;
+fn matmul(graph: &TypedGraph, n_id: NodeId) -> Option<Rewrite> {
+    let typed = graph.node(n_id);
+    let (bs, b) = constant(graph, typed.input(1))?;
     let &[k, n] = bs else { return None };
-    (node.outputs.len() == 1 && n > 0).then(|| linear(node, k, n, |p, j| b[p * n + j], None))
+    (typed.outputs().len() == 1 && n > 0).then(|| linear(graph, n_id, k, n, |p, j| b[p * n + j], None)).flatten()
 }
 
 #[cfg(test)]
