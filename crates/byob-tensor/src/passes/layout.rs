@@ -164,7 +164,8 @@ fn simplify_transposes(graph: &mut TypedGraph) {
     // terminates; the bound only guards against a rule bug.
     for _ in 0..4 * graph.order().len() + 4 {
         let Some(change) = graph.order().iter().find_map(|&n| change_at(graph, n)) else { break };
-        fresh += 1;
+        // (Values made by a push or a shuffle are numbered in turn.)
+        fresh += usize::from(!matches!(change, Change::Bypass { .. }));
         apply(graph, change, fresh);
         remove_unread_transposes(graph);
     }
