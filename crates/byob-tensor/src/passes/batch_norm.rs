@@ -10,26 +10,16 @@ use crate::tensor::Tensor;
 /// reads the convolution's output: y = (conv(x, W) + B - mean) * s + beta with
 /// s = scale / sqrt(var + eps) is conv(x, W * s) + (B - mean) * s + beta.
 /// Counts `fused`.
-pub struct FoldBatchNorms;
+pub const FOLD_BATCH_NORMS: Pass = Pass { name: "BatchNormalization folding", level: OptimizationLevel::Extended, run: fold_batch_norms };
 
-impl Pass for FoldBatchNorms {
-    fn name(&self) -> &'static str {
-        "BatchNormalization folding"
-    }
-
-    fn level(&self) -> OptimizationLevel {
-        OptimizationLevel::Extended
-    }
-
-    fn run(&self, graph: &mut TypedGraph, _: &PassContext) -> Optimizations {
-        let mut done = Optimizations::default();
-        for b in graph.order().to_vec() {
-            if fold(graph, b).is_some() {
-                done.fused += 1;
-            }
+fn fold_batch_norms(graph: &mut TypedGraph, _: &PassContext) -> Optimizations {
+    let mut done = Optimizations::default();
+    for b in graph.order().to_vec() {
+        if fold(graph, b).is_some() {
+            done.fused += 1;
         }
-        done
     }
+    done
 }
 
 /// Folds BatchNormalization node `b` into its Conv, if it can.

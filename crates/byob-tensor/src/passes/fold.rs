@@ -28,43 +28,33 @@ const NONDETERMINISTIC: [&str; 6] = ["RandomNormal", "RandomNormalLike", "Random
 /// session, which reports its error. No folded tensor may take more than
 /// the session's tensor limit (a node whose would is left, and fails when
 /// run). Counts `folded` and `inlined_branches`.
-pub struct FoldConstants;
+pub const FOLD_CONSTANTS: Pass = Pass { name: "constant folding", level: OptimizationLevel::Basic, run: fold_constants };
 
-impl Pass for FoldConstants {
-    fn name(&self) -> &'static str {
-        "constant folding"
-    }
-
-    fn level(&self) -> OptimizationLevel {
-        OptimizationLevel::Basic
-    }
-
-    fn run(&self, graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
-        let mut done = Optimizations::default();
-        let mut i = 0;
-        while let Some(&n) = graph.order().get(i) {
-            let node = graph.node(n).node();
-            let onnx = node.domain.is_empty() || node.domain == "ai.onnx";
-            if onnx && node.op_type == "If" {
-                // The branch's nodes take the If's place: they are next.
-                if known_condition(graph, n).is_some_and(|taken| inline_branch(graph, n, taken)) {
-                    done.inlined_branches += 1;
-                } else {
-                    i += 1;
-                }
-                continue;
+fn fold_constants(graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
+    let mut done = Optimizations::default();
+    let mut i = 0;
+    while let Some(&n) = graph.order().get(i) {
+        let node = graph.node(n).node();
+        let onnx = node.domain.is_empty() || node.domain == "ai.onnx";
+        if onnx && node.op_type == "If" {
+            // The branch's nodes take the If's place: they are next.
+            if known_condition(graph, n).is_some_and(|taken| inline_branch(graph, n, taken)) {
+                done.inlined_branches += 1;
+            } else {
+                i += 1;
             }
-            let foldable = onnx && !node.outputs.is_empty() && !NONDETERMINISTIC.contains(&node.op_type.as_str());
-            match foldable.then(|| results(graph, n, cx)).flatten() {
-                Some(results) => {
-                    graph.fold_into_constants(n, results);
-                    done.folded += 1;
-                }
-                None => i += 1,
-            }
+            continue;
         }
-        done
+        let foldable = onnx && !node.outputs.is_empty() && !NONDETERMINISTIC.contains(&node.op_type.as_str());
+        match foldable.then(|| results(graph, n, cx)).flatten() {
+            Some(results) => {
+                graph.fold_into_constants(n, results);
+                done.folded += 1;
+            }
+            None => i += 1,
+        }
     }
+    done
 }
 
 /// Node `n`'s outputs, when known now: evaluated when its inputs are all
@@ -205,7 +195,7 @@ mod tests {
 
     fn fold(graph: Graph) -> (TypedGraph, Optimizations) {
         let mut typed = TypedGraph::new(graph, 17).unwrap();
-        let done = context_for(|cx| FoldConstants.run(&mut typed, cx));
+        let done = context_for(|cx| (FOLD_CONSTANTS.run)(&mut typed, cx));
         (typed, done)
     }
 

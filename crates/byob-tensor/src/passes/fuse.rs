@@ -45,107 +45,87 @@ fn onnx(node: &Node) -> bool {
 /// write their channels of the joined output in place: the Concat's copy
 /// disappears. Depthwise convolutions and those with a residual keep their
 /// own outputs.
-pub struct FuseConcatConvs;
+pub const FUSE_CONCAT_CONVS: Pass = Pass { name: "Concat of convolutions", level: OptimizationLevel::Extended, run: fuse_concat_convs };
 
-impl Pass for FuseConcatConvs {
-    fn name(&self) -> &'static str {
-        "Concat of convolutions"
-    }
-
-    fn level(&self) -> OptimizationLevel {
-        OptimizationLevel::Extended
-    }
-
-    fn run(&self, graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
-        let placeable = |node: &Node| {
-            let a = crate::ops::Attrs(node);
-            let (Ok(cg), Ok(m), Ok(group)) = (a.int("input_channels", 0), a.int("output_channels", 0), a.int("group", 1)) else { return false };
-            node.domain == PACKED_DOMAIN && node.op_type == "PackedConv" && !adds_residual(node) && !depthwise(cg as usize, m as usize, group as usize)
-        };
-        let mut fusions = Vec::new();
-        for (j, concat) in graph.nodes() {
-            let channels = matches!(concat.node().attributes.get("axis"), Some(Attribute::Int(3 | -1)));
-            if !onnx(concat.node()) || concat.node().op_type != "Concat" || !channels || concat.outputs().len() != 1 {
-                continue;
-            }
-            let convs: Option<Vec<NodeId>> = concat
-                .inputs()
-                .iter()
-                .map(|x| {
-                    let x = (*x)?;
-                    graph.producer(x).filter(|&c| graph.read_count(x) == 1 && placeable(graph.node(c).node()))
-                })
-                .collect();
-            let Some(convs) = convs.filter(|c| !c.is_empty()) else { continue };
-            let mut fused = Node {
-                name: concat.node().name.clone(),
-                op_type: "ConcatConvs".into(),
-                domain: PACKED_DOMAIN.into(),
-                inputs: Vec::new(),
-                outputs: Vec::new(),
-                attributes: HashMap::from([("branches".to_string(), Attribute::Int(convs.len() as i64))]),
-            };
-            let mut inputs = Vec::new();
-            for (i, &c) in convs.iter().enumerate() {
-                let conv = graph.node(c);
-                inputs.extend((0..4).map(|k| conv.input(k).filter(|_| k < 3)));
-                fused.attributes.extend(conv.node().attributes.iter().map(|(k, v)| (format!("{i}:{k}"), v.clone())));
-            }
-            if cx.taker_runs(concat.node(), &fused) && convs.iter().all(|&c| cx.taker_runs(graph.node(c).node(), &fused)) {
-                fusions.push(Fusion { at: j, absorbed: convs, node: fused, inputs });
-            }
+fn fuse_concat_convs(graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
+    let placeable = |node: &Node| {
+        let a = crate::ops::Attrs(node);
+        let (Ok(cg), Ok(m), Ok(group)) = (a.int("input_channels", 0), a.int("output_channels", 0), a.int("group", 1)) else { return false };
+        node.domain == PACKED_DOMAIN && node.op_type == "PackedConv" && !adds_residual(node) && !depthwise(cg as usize, m as usize, group as usize)
+    };
+    let mut fusions = Vec::new();
+    for (j, concat) in graph.nodes() {
+        let channels = matches!(concat.node().attributes.get("axis"), Some(Attribute::Int(3 | -1)));
+        if !onnx(concat.node()) || concat.node().op_type != "Concat" || !channels || concat.outputs().len() != 1 {
+            continue;
         }
-        apply(graph, fusions)
+        let convs: Option<Vec<NodeId>> = concat
+            .inputs()
+            .iter()
+            .map(|x| {
+                let x = (*x)?;
+                graph.producer(x).filter(|&c| graph.read_count(x) == 1 && placeable(graph.node(c).node()))
+            })
+            .collect();
+        let Some(convs) = convs.filter(|c| !c.is_empty()) else { continue };
+        let mut fused = Node {
+            name: concat.node().name.clone(),
+            op_type: "ConcatConvs".into(),
+            domain: PACKED_DOMAIN.into(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            attributes: HashMap::from([("branches".to_string(), Attribute::Int(convs.len() as i64))]),
+        };
+        let mut inputs = Vec::new();
+        for (i, &c) in convs.iter().enumerate() {
+            let conv = graph.node(c);
+            inputs.extend((0..4).map(|k| conv.input(k).filter(|_| k < 3)));
+            fused.attributes.extend(conv.node().attributes.iter().map(|(k, v)| (format!("{i}:{k}"), v.clone())));
+        }
+        if cx.taker_runs(concat.node(), &fused) && convs.iter().all(|&c| cx.taker_runs(graph.node(c).node(), &fused)) {
+            fusions.push(Fusion { at: j, absorbed: convs, node: fused, inputs });
+        }
     }
+    apply(graph, fusions)
 }
 
 /// Fuses each `Add` (or two-input `Sum`) of a `PackedConv`'s output and
 /// another value of exactly the same static shape into the convolution, as
 /// its residual input (ResNet's shortcut): the sum is made as the output
-/// is stored, and a following Relu then fuses too ([`FuseConvRelu`] runs
+/// is stored, and a following Relu then fuses too ([`FUSE_CONV_RELU`] runs
 /// after it). The convolution must have no activation of its own and no
 /// other reader. The fused node takes the `Add`'s place, after both
 /// operands' producers.
-pub struct FuseResidualAdds;
+pub const FUSE_RESIDUAL_ADDS: Pass = Pass { name: "shortcut Add fusion", level: OptimizationLevel::Extended, run: fuse_residual_adds };
 
-impl Pass for FuseResidualAdds {
-    fn name(&self) -> &'static str {
-        "shortcut Add fusion"
-    }
-
-    fn level(&self) -> OptimizationLevel {
-        OptimizationLevel::Extended
-    }
-
-    fn run(&self, graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
-        let mut fusions = Vec::new();
-        let mut taken = HashSet::new();
-        for (a, add) in graph.nodes() {
-            if !onnx(add.node()) || !matches!(add.node().op_type.as_str(), "Add" | "Sum") || add.inputs().len() != 2 || add.outputs().len() != 1 {
+fn fuse_residual_adds(graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
+    let mut fusions = Vec::new();
+    let mut taken = HashSet::new();
+    for (a, add) in graph.nodes() {
+        if !onnx(add.node()) || !matches!(add.node().op_type.as_str(), "Add" | "Sum") || add.inputs().len() != 2 || add.outputs().len() != 1 {
+            continue;
+        }
+        for k in 0..2 {
+            let (Some(value), Some(other)) = (add.input(k), add.input(1 - k)) else { continue };
+            let Some(c) = graph.producer(value) else { continue };
+            let conv = graph.node(c);
+            let plain = conv.node().domain == PACKED_DOMAIN && conv.node().op_type == "PackedConv" && conv.inputs().len() <= 3 && !conv.node().attributes.contains_key("activation");
+            let shape = graph.concrete_shape(value);
+            if !plain || taken.contains(&c) || graph.read_count(value) != 1 || shape.is_none() || shape != graph.concrete_shape(other) {
                 continue;
             }
-            for k in 0..2 {
-                let (Some(value), Some(other)) = (add.input(k), add.input(1 - k)) else { continue };
-                let Some(c) = graph.producer(value) else { continue };
-                let conv = graph.node(c);
-                let plain = conv.node().domain == PACKED_DOMAIN && conv.node().op_type == "PackedConv" && conv.inputs().len() <= 3 && !conv.node().attributes.contains_key("activation");
-                let shape = graph.concrete_shape(value);
-                if !plain || taken.contains(&c) || graph.read_count(value) != 1 || shape.is_none() || shape != graph.concrete_shape(other) {
-                    continue;
-                }
-                let fused = conv.node().clone();
-                let mut inputs = conv.inputs().to_vec();
-                inputs.resize(3, None);
-                inputs.push(Some(other));
-                if cx.taker_runs(conv.node(), &fused) && cx.taker_runs(add.node(), &fused) {
-                    taken.insert(c);
-                    fusions.push(Fusion { at: a, absorbed: vec![c], node: fused, inputs });
-                    break;
-                }
+            let fused = conv.node().clone();
+            let mut inputs = conv.inputs().to_vec();
+            inputs.resize(3, None);
+            inputs.push(Some(other));
+            if cx.taker_runs(conv.node(), &fused) && cx.taker_runs(add.node(), &fused) {
+                taken.insert(c);
+                fusions.push(Fusion { at: a, absorbed: vec![c], node: fused, inputs });
+                break;
             }
         }
-        apply(graph, fusions)
     }
+    apply(graph, fusions)
 }
 
 /// Fuses each `Relu` into the `Conv` (or packed operator) before it when
@@ -154,45 +134,35 @@ impl Pass for FuseResidualAdds {
 /// `activation = "Relu"`): the activation is then applied to each block of
 /// output while it is still in cache, and one pass over the activations
 /// and one step disappear.
-pub struct FuseConvRelu;
+pub const FUSE_CONV_RELU: Pass = Pass { name: "Relu fusion", level: OptimizationLevel::Extended, run: fuse_conv_relu };
 
-impl Pass for FuseConvRelu {
-    fn name(&self) -> &'static str {
-        "Relu fusion"
-    }
-
-    fn level(&self) -> OptimizationLevel {
-        OptimizationLevel::Extended
-    }
-
-    fn run(&self, graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
-        let mut done = Optimizations::default();
-        for r in graph.order().to_vec() {
-            let relu = graph.node(r);
-            if relu.node().op_type != "Relu" || !relu.node().domain.is_empty() || relu.inputs().len() != 1 {
-                continue;
-            }
-            let (Some(x), Some(y)) = (relu.input(0), relu.output()) else { continue };
-            let Some(c) = graph.producer(x).filter(|&c| absorbs_activation(graph.node(c).node()) && graph.node(c).outputs().len() == 1) else { continue };
-            if graph.read_count(x) != 1 {
-                continue;
-            }
-            let conv = graph.node(c);
-            let mut fused = conv.node().clone();
-            if fused.domain != PACKED_DOMAIN {
-                fused.domain = FUSED_DOMAIN.to_string();
-            }
-            fused.attributes.insert("activation".into(), Attribute::String("Relu".into()));
-            if !cx.taker_runs(conv.node(), &fused) || !cx.taker_runs(relu.node(), &fused) {
-                continue;
-            }
-            let inputs = conv.inputs().to_vec();
-            graph.remove_node(r);
-            graph.replace_node(c, fused, inputs, vec![Some(y)]);
-            done.fused += 1;
+fn fuse_conv_relu(graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
+    let mut done = Optimizations::default();
+    for r in graph.order().to_vec() {
+        let relu = graph.node(r);
+        if relu.node().op_type != "Relu" || !relu.node().domain.is_empty() || relu.inputs().len() != 1 {
+            continue;
         }
-        done
+        let (Some(x), Some(y)) = (relu.input(0), relu.output()) else { continue };
+        let Some(c) = graph.producer(x).filter(|&c| absorbs_activation(graph.node(c).node()) && graph.node(c).outputs().len() == 1) else { continue };
+        if graph.read_count(x) != 1 {
+            continue;
+        }
+        let conv = graph.node(c);
+        let mut fused = conv.node().clone();
+        if fused.domain != PACKED_DOMAIN {
+            fused.domain = FUSED_DOMAIN.to_string();
+        }
+        fused.attributes.insert("activation".into(), Attribute::String("Relu".into()));
+        if !cx.taker_runs(conv.node(), &fused) || !cx.taker_runs(relu.node(), &fused) {
+            continue;
+        }
+        let inputs = conv.inputs().to_vec();
+        graph.remove_node(r);
+        graph.replace_node(c, fused, inputs, vec![Some(y)]);
+        done.fused += 1;
     }
+    done
 }
 
 /// Whether a following Relu can be fused into `node`: ONNX's Conv (which
@@ -207,65 +177,55 @@ fn absorbs_activation(node: &Node) -> bool {
 /// interleave per pixel. The reshapes' shapes must be constant and
 /// explicit (no 0 or -1), and only the next node may read each
 /// intermediate.
-pub struct FuseChannelShuffles;
+pub const FUSE_CHANNEL_SHUFFLES: Pass = Pass { name: "channel shuffle fusion", level: OptimizationLevel::Extended, run: fuse_channel_shuffles };
 
-impl Pass for FuseChannelShuffles {
-    fn name(&self) -> &'static str {
-        "channel shuffle fusion"
-    }
-
-    fn level(&self) -> OptimizationLevel {
-        OptimizationLevel::Extended
-    }
-
-    fn run(&self, graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
-        // The node that alone reads `n`'s single output.
-        let next = |n: NodeId| -> Option<NodeId> {
-            let y = graph.node(n).output()?;
-            match graph.readers(y) {
-                [reader] if graph.read_count(y) == 1 => Some(*reader),
-                _ => None,
-            }
-        };
-        let dims = |n: NodeId| -> Option<Vec<i64>> {
-            let typed = graph.node(n);
-            if !onnx(typed.node()) || typed.node().op_type != "Reshape" || typed.inputs().len() != 2 || typed.outputs().len() != 1 {
-                return None;
-            }
-            let dims = graph.constant(typed.input(1)?)?.as_i64()?;
-            dims.iter().all(|&d| d > 0).then(|| dims.to_vec())
-        };
-        let mut fusions = Vec::new();
-        let mut taken = HashSet::new();
-        for (r1, split) in graph.order().iter().filter_map(|&n| Some((n, dims(n)?))) {
-            let Some(t) = next(r1) else { continue };
-            let transpose = graph.node(t).node();
-            let Some(Attribute::Ints(perm)) = transpose.attributes.get("perm") else { continue };
-            if transpose.op_type != "Transpose" || !transpose.domain.is_empty() || perm.len() != split.len() {
-                continue;
-            }
-            // Exactly axes a and a + 1 swapped.
-            let moved: Vec<usize> = (0..perm.len()).filter(|&k| perm[k] != k as i64).collect();
-            let &[a, b] = &moved[..] else { continue };
-            if b != a + 1 || perm[a] != b as i64 {
-                continue;
-            }
-            let Some(r2) = next(t) else { continue };
-            let merged: Vec<i64> = split[..a].iter().copied().chain([split[a] * split[b]]).chain(split[b + 1..].iter().copied()).collect();
-            if dims(r2) != Some(merged.clone()) {
-                continue;
-            }
-            let mut fused = Node { name: graph.node(r2).node().name.clone(), op_type: "ChannelShuffle".into(), domain: PACKED_DOMAIN.into(), inputs: Vec::new(), outputs: Vec::new(), attributes: Default::default() };
-            fused.attributes.insert("shape".into(), Attribute::Ints(merged));
-            fused.attributes.insert("axis".into(), Attribute::Int(a as i64));
-            fused.attributes.insert("groups".into(), Attribute::Int(split[a]));
-            if [r1, t, r2].iter().all(|n| !taken.contains(n) && cx.taker_runs(graph.node(*n).node(), &fused)) {
-                taken.extend([r1, t, r2]);
-                fusions.push(Fusion { at: r2, absorbed: vec![r1, t], inputs: vec![graph.node(r1).input(0)], node: fused });
-            }
+fn fuse_channel_shuffles(graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
+    // The node that alone reads `n`'s single output.
+    let next = |n: NodeId| -> Option<NodeId> {
+        let y = graph.node(n).output()?;
+        match graph.readers(y) {
+            [reader] if graph.read_count(y) == 1 => Some(*reader),
+            _ => None,
         }
-        apply(graph, fusions)
+    };
+    let dims = |n: NodeId| -> Option<Vec<i64>> {
+        let typed = graph.node(n);
+        if !onnx(typed.node()) || typed.node().op_type != "Reshape" || typed.inputs().len() != 2 || typed.outputs().len() != 1 {
+            return None;
+        }
+        let dims = graph.constant(typed.input(1)?)?.as_i64()?;
+        dims.iter().all(|&d| d > 0).then(|| dims.to_vec())
+    };
+    let mut fusions = Vec::new();
+    let mut taken = HashSet::new();
+    for (r1, split) in graph.order().iter().filter_map(|&n| Some((n, dims(n)?))) {
+        let Some(t) = next(r1) else { continue };
+        let transpose = graph.node(t).node();
+        let Some(Attribute::Ints(perm)) = transpose.attributes.get("perm") else { continue };
+        if transpose.op_type != "Transpose" || !transpose.domain.is_empty() || perm.len() != split.len() {
+            continue;
+        }
+        // Exactly axes a and a + 1 swapped.
+        let moved: Vec<usize> = (0..perm.len()).filter(|&k| perm[k] != k as i64).collect();
+        let &[a, b] = &moved[..] else { continue };
+        if b != a + 1 || perm[a] != b as i64 {
+            continue;
+        }
+        let Some(r2) = next(t) else { continue };
+        let merged: Vec<i64> = split[..a].iter().copied().chain([split[a] * split[b]]).chain(split[b + 1..].iter().copied()).collect();
+        if dims(r2) != Some(merged.clone()) {
+            continue;
+        }
+        let mut fused = Node { name: graph.node(r2).node().name.clone(), op_type: "ChannelShuffle".into(), domain: PACKED_DOMAIN.into(), inputs: Vec::new(), outputs: Vec::new(), attributes: Default::default() };
+        fused.attributes.insert("shape".into(), Attribute::Ints(merged));
+        fused.attributes.insert("axis".into(), Attribute::Int(a as i64));
+        fused.attributes.insert("groups".into(), Attribute::Int(split[a]));
+        if [r1, t, r2].iter().all(|n| !taken.contains(n) && cx.taker_runs(graph.node(*n).node(), &fused)) {
+            taken.extend([r1, t, r2]);
+            fusions.push(Fusion { at: r2, absorbed: vec![r1, t], inputs: vec![graph.node(r1).input(0)], node: fused });
+        }
     }
+    apply(graph, fusions)
 }
 
 #[cfg(test)]

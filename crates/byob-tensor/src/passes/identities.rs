@@ -10,32 +10,22 @@ use crate::tensor::Data;
 /// read the input instead, so no step copies it. Nodes that make a graph
 /// output stay (the output keeps its name), and so do those whose output
 /// a subgraph reads by name. Counts `removed`.
-pub struct RemoveIdentities;
+pub const REMOVE_IDENTITIES: Pass = Pass { name: "pass-through removal", level: OptimizationLevel::Basic, run: remove_identities };
 
-impl Pass for RemoveIdentities {
-    fn name(&self) -> &'static str {
-        "pass-through removal"
-    }
-
-    fn level(&self) -> OptimizationLevel {
-        OptimizationLevel::Basic
-    }
-
-    fn run(&self, graph: &mut TypedGraph, _: &PassContext) -> Optimizations {
-        let captured: std::collections::HashSet<String> = captured_names(graph.nodes().map(|(_, n)| n.node())).into_iter().map(str::to_string).collect();
-        let mut done = Optimizations::default();
-        for n in graph.order().to_vec() {
-            let typed = graph.node(n);
-            let (Some(x), Some(Some(y))) = (typed.input(0), typed.outputs().first().copied()) else { continue };
-            if !passes_through(graph, n) || graph.is_output(y) || captured.contains(graph.name(y)) {
-                continue;
-            }
-            graph.redirect(y, x);
-            graph.remove_node(n);
-            done.removed += 1;
+fn remove_identities(graph: &mut TypedGraph, _: &PassContext) -> Optimizations {
+    let captured: std::collections::HashSet<String> = captured_names(graph.nodes().map(|(_, n)| n.node())).into_iter().map(str::to_string).collect();
+    let mut done = Optimizations::default();
+    for n in graph.order().to_vec() {
+        let typed = graph.node(n);
+        let (Some(x), Some(Some(y))) = (typed.input(0), typed.outputs().first().copied()) else { continue };
+        if !passes_through(graph, n) || graph.is_output(y) || captured.contains(graph.name(y)) {
+            continue;
         }
-        done
+        graph.redirect(y, x);
+        graph.remove_node(n);
+        done.removed += 1;
     }
+    done
 }
 
 fn passes_through(graph: &TypedGraph, n: NodeId) -> bool {

@@ -47,24 +47,14 @@ const ELEMENTWISE: &[&str] = &["Add", "Sub", "Mul", "Div", "Pow", "Sum"];
 /// NHWC variant, and cancels the Transposes that leaves back to back. It
 /// runs at every level: a provider's layout is how it runs, not an
 /// optimisation. Counts `channels_last`.
-pub struct ChannelsLast;
+pub const CHANNELS_LAST: Pass = Pass { name: "channels-last layout", level: OptimizationLevel::Disabled, run: channels_last };
 
-impl Pass for ChannelsLast {
-    fn name(&self) -> &'static str {
-        "channels-last layout"
+fn channels_last(graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
+    let rewritten = to_channels_last(graph, |node, variant| cx.prefers_nhwc(node, variant));
+    if rewritten > 0 {
+        simplify_transposes(graph);
     }
-
-    fn level(&self) -> OptimizationLevel {
-        OptimizationLevel::Disabled
-    }
-
-    fn run(&self, graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
-        let rewritten = to_channels_last(graph, |node, variant| cx.prefers_nhwc(node, variant));
-        if rewritten > 0 {
-            simplify_transposes(graph);
-        }
-        Optimizations { channels_last: rewritten, ..Optimizations::default() }
-    }
+    Optimizations { channels_last: rewritten, ..Optimizations::default() }
 }
 
 /// The channels-last variant of `node`, when it is a 2-D convolution or

@@ -1,8 +1,9 @@
 //! Graph passes: rewrites that change how a model runs, never what it
-//! computes. Each is a value of a type implementing [`Pass`], run on the
-//! [`TypedGraph`] from one list ([`PASSES`]) in order, where the session's
-//! [`OptimizationLevel`] reaches the pass's own; each reports what it did
-//! in its own [`Optimizations`] counters, which the session adds up.
+//! computes. Each is a [`Pass`] value (a name, a level and a function),
+//! run on the [`TypedGraph`] from one list ([`PASSES`]) in order, where the
+//! session's [`OptimizationLevel`] reaches the pass's own; each reports
+//! what it did in its own [`Optimizations`] counters, which the session
+//! adds up.
 //!
 //! The custom operator domains live next to the passes that create them:
 //! [`layout::NHWC_DOMAIN`], [`pack::PACKED_DOMAIN`],
@@ -113,39 +114,45 @@ impl PassContext<'_> {
     }
 }
 
-/// A graph rewrite.
-pub trait Pass: Sync {
+/// A graph rewrite: its name, the lowest level it runs at, and the
+/// function that runs it, returning what it did.
+#[derive(Clone, Copy)]
+pub struct Pass {
     /// For `byob info` and profiles.
-    fn name(&self) -> &'static str;
-    /// The lowest optimisation level it runs at.
-    fn level(&self) -> OptimizationLevel;
-    /// Rewrites `graph`, returning what it did.
-    fn run(&self, graph: &mut TypedGraph, cx: &PassContext) -> Optimizations;
+    pub name: &'static str,
+    pub level: OptimizationLevel,
+    pub run: fn(&mut TypedGraph, &PassContext) -> Optimizations,
+}
+
+impl std::fmt::Debug for Pass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pass").field("name", &self.name).field("level", &self.level).finish()
+    }
 }
 
 /// Every pass, in the order they run.
-pub static PASSES: &[&dyn Pass] = &[
-    &fold::FoldConstants,
-    &identities::RemoveIdentities,
-    &batch_norm::FoldBatchNorms,
-    &layout::ChannelsLast,
-    &pack::PackWeights,
+pub static PASSES: &[Pass] = &[
+    fold::FOLD_CONSTANTS,
+    identities::REMOVE_IDENTITIES,
+    batch_norm::FOLD_BATCH_NORMS,
+    layout::CHANNELS_LAST,
+    pack::PACK_WEIGHTS,
     // After packing: only the Gemms left to the generic kernels and other
     // providers need their weights transposed.
-    &prepack::PrepackGemmWeights,
+    prepack::PREPACK_GEMM_WEIGHTS,
     // Before the Relu fusion, so that ResNet's Add and Relu both go.
-    &fuse::FuseResidualAdds,
-    &fuse::FuseConvRelu,
-    &fuse::FuseChannelShuffles,
-    &fuse::FuseConcatConvs,
-    &dead::RemoveDeadNodes,
+    fuse::FUSE_RESIDUAL_ADDS,
+    fuse::FUSE_CONV_RELU,
+    fuse::FUSE_CHANNEL_SHUFFLES,
+    fuse::FUSE_CONCAT_CONVS,
+    dead::REMOVE_DEAD_NODES,
 ];
 
 /// Runs every pass of [`PASSES`] that `level` enables, in order.
 pub fn run(graph: &mut TypedGraph, level: OptimizationLevel, cx: &PassContext) -> Optimizations {
     let mut done = Optimizations::default();
-    for pass in PASSES.iter().filter(|p| level >= p.level()) {
-        done += pass.run(graph, cx);
+    for pass in PASSES.iter().filter(|p| level >= p.level) {
+        done += (pass.run)(graph, cx);
     }
     graph.drop_unread_constants();
     done
@@ -153,7 +160,7 @@ pub fn run(graph: &mut TypedGraph, level: OptimizationLevel, cx: &PassContext) -
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::{Optimizations, Pass, PassContext};
+    use super::{Optimizations, PassContext};
     use crate::graph::TypedGraph;
     use crate::model::{Attribute, Dim, Graph, Model, Node, ValueInfo};
     use crate::provider::{CpuProvider, ExecutionProvider};
@@ -246,7 +253,7 @@ pub(crate) mod tests {
         };
         let model = Model { ir_version: 8, producer: "test".into(), opsets: HashMap::from([(String::new(), 13)]), graph: graph.clone() };
         let mut typed = TypedGraph::new(graph, 13).unwrap();
-        assert_eq!(context_for(|cx| super::prepack::PrepackGemmWeights.run(&mut typed, cx)).prepacked, 2);
+        assert_eq!(context_for(|cx| (super::prepack::PREPACK_GEMM_WEIGHTS.run)(&mut typed, cx)).prepacked, 2);
         let transposed = typed.find("W#transposed").unwrap();
         assert_eq!(typed.constant(transposed).unwrap().shape(), &[k, n]);
         assert_eq!(typed.readers(transposed).len(), 2, "prepared once, read by both");

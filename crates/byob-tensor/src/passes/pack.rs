@@ -23,55 +23,45 @@ pub const PACKED_DOMAIN: &str = "com.byob.packed";
 /// Rewrites every node it can whose provider runs the packed node, 3×3
 /// convolutions by Winograd's algorithm where the session allows it and
 /// their output size is known. Counts `packed` and `winograd`.
-pub struct PackWeights;
+pub const PACK_WEIGHTS: Pass = Pass { name: "weight packing", level: OptimizationLevel::Extended, run: pack_weights };
 
-impl Pass for PackWeights {
-    fn name(&self) -> &'static str {
-        "weight packing"
-    }
-
-    fn level(&self) -> OptimizationLevel {
-        OptimizationLevel::Extended
-    }
-
-    fn run(&self, graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
-        let mut done = Optimizations::default();
-        for n in graph.order().to_vec() {
-            let typed = graph.node(n);
-            let node = typed.node();
-            let rewrite = match (node.domain.as_str(), node.op_type.as_str()) {
-                (NHWC_DOMAIN, "Conv") => conv(graph, n, cx.winograd),
-                ("" | "ai.onnx", "Gemm") => gemm(graph, n),
-                ("" | "ai.onnx", "MatMul") => matmul(graph, n),
-                _ => None,
-            };
-            let Some((packed, inputs)) = rewrite else { continue };
-            if !cx.taker_runs(node, &packed) {
-                continue;
-            }
-            done.winograd += usize::from(packed.attributes.contains_key("winograd_tile"));
-            done.packed += 1;
-            let (old, outputs) = (typed.inputs().to_vec(), typed.outputs().to_vec());
-            let inputs = inputs
-                .into_iter()
-                .map(|input| {
-                    Some(match input? {
-                        Input::Value(v) => v,
-                        Input::Constant(name, tensor) => match graph.find(&name).filter(|&v| graph.constant(v).is_some()) {
-                            Some(v) => v,
-                            None => graph.add_constant(&name, tensor),
-                        },
-                    })
-                })
-                .collect();
-            graph.replace_node(n, packed, inputs, outputs);
-            // Each weight goes once its last reader is packed, not at the
-            // end: the originals and their packed copies are never all
-            // held at once (ResNet50's session peaked 100 MB higher).
-            old.into_iter().flatten().for_each(|v| graph.release_if_unread(v));
+fn pack_weights(graph: &mut TypedGraph, cx: &PassContext) -> Optimizations {
+    let mut done = Optimizations::default();
+    for n in graph.order().to_vec() {
+        let typed = graph.node(n);
+        let node = typed.node();
+        let rewrite = match (node.domain.as_str(), node.op_type.as_str()) {
+            (NHWC_DOMAIN, "Conv") => conv(graph, n, cx.winograd),
+            ("" | "ai.onnx", "Gemm") => gemm(graph, n),
+            ("" | "ai.onnx", "MatMul") => matmul(graph, n),
+            _ => None,
+        };
+        let Some((packed, inputs)) = rewrite else { continue };
+        if !cx.taker_runs(node, &packed) {
+            continue;
         }
-        done
+        done.winograd += usize::from(packed.attributes.contains_key("winograd_tile"));
+        done.packed += 1;
+        let (old, outputs) = (typed.inputs().to_vec(), typed.outputs().to_vec());
+        let inputs = inputs
+            .into_iter()
+            .map(|input| {
+                Some(match input? {
+                    Input::Value(v) => v,
+                    Input::Constant(name, tensor) => match graph.find(&name).filter(|&v| graph.constant(v).is_some()) {
+                        Some(v) => v,
+                        None => graph.add_constant(&name, tensor),
+                    },
+                })
+            })
+            .collect();
+        graph.replace_node(n, packed, inputs, outputs);
+        // Each weight goes once its last reader is packed, not at the
+        // end: the originals and their packed copies are never all
+        // held at once (ResNet50's session peaked 100 MB higher).
+        old.into_iter().flatten().for_each(|v| graph.release_if_unread(v));
     }
+    done
 }
 
 /// The f32 constant `v`, if it is one.
