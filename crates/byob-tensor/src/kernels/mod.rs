@@ -12,6 +12,7 @@
 //! - [`transpose`]: tiled and strided transposes.
 //! - [`index_map`]: the one copy kernel behind Slice, Split, Pad, Tile, Expand.
 //! - [`fast_math`]: erf, exp, tanh and sigmoid as straight-line f32 arithmetic.
+//! - [`sums`]: f32 runs summed in f64 in independent chains.
 //! - [`scratch`]: working arrays kept per thread between calls.
 
 pub(crate) mod fast_math;
@@ -19,6 +20,7 @@ pub(crate) mod index_map;
 pub(crate) mod lanes;
 pub(crate) mod microkernel;
 pub(crate) mod scratch;
+pub(crate) mod sums;
 pub mod transpose;
 pub(crate) mod winograd;
 pub mod window;

@@ -10,6 +10,7 @@
 //! gives the operation's identity (0 for sums, 1 for products, -inf for
 //! Max and the logarithms, +inf for Min, NaN for Mean).
 
+use crate::kernels::sums;
 use super::axes::{axes_builder, normalize_axis, unique_axes, Axes, AxesFact};
 use super::{output, required, Attrs, Builder, Fact, Op, OpError};
 use crate::element::Element;
@@ -56,6 +57,22 @@ impl Kind {
             // LogSumExp adds exp(x - max) in a second pass.
             Self::LogSumExp => acc + x.exp(),
             Self::Max | Self::Min => unreachable!("compared in the element type"),
+        }
+    }
+
+    /// Whether it is a sum of a function of each element (the contiguous
+    /// fast path's kinds).
+    fn sums(self) -> bool {
+        matches!(self, Self::Sum | Self::Mean | Self::LogSum | Self::L1 | Self::L2 | Self::SumSquare)
+    }
+
+    /// The accumulated sum of `run`, for the kinds [`sums`](Self::sums)
+    /// accepts.
+    fn sum_run(self, run: &[f32]) -> f64 {
+        match self {
+            Self::L1 => sums::sum_by(run, f64::abs),
+            Self::L2 | Self::SumSquare => sums::sum_by(run, |x| x * x),
+            _ => sums::sum_by(run, |x| x),
         }
     }
 
@@ -144,6 +161,16 @@ impl Op for Reduce {
         };
         let shape = output_dims(x.shape(), &reduced, self.keepdims, 1);
         let walk = Walk::new(x.shape(), &reduced);
+        // Trailing axes of f32 (a mean over each row, a decomposed
+        // LayerNorm's): contiguous runs, summed in independent chains.
+        let trailing = reduced.iter().skip_while(|&&r| !r).all(|&r| r);
+        if let (true, Some(values)) = (trailing && walk.count > 0 && self.kind.sums(), x.as_f32()) {
+            let out = out.reset_f32(&shape)?;
+            for (o, run) in out.iter_mut().zip(values.chunks_exact(walk.count)) {
+                *o = self.kind.finish(self.kind.sum_run(run), walk.count) as f32;
+            }
+            return Ok(());
+        }
         crate::dispatch!(x.dtype(), T => reduce::<T>(self.kind, &walk, x.elements::<T>().unwrap_or_default(), out.reset_as::<T>(&shape)?));
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! opset 18, per channel from 21); MeanVarianceNormalization over any axes;
 //! LpNormalization along one axis.
 
+use crate::kernels::sums;
 use super::compare::broadcast_walk;
 use super::linalg::{f32_fact, f32_input, optional_f32_input};
 use super::{output, Attrs, Builder, Fact, Op, OpError};
@@ -26,12 +27,21 @@ impl Normalize {
     }
 
     /// Values of a scale or bias for each element of `shape` (broadcast
-    /// from the right, as the operator's definition allows).
-    fn spread(values: &[f32], values_shape: &[usize], shape: &[usize], index: usize) -> Result<Vec<f32>, OpError> {
+    /// from the right, as the operator's definition allows): for one row
+    /// (the normalized axes from `axis` on) when they span no leading
+    /// axis, as they do in every model seen, else for the whole input.
+    fn spread<'a>(values: &'a [f32], values_shape: &[usize], shape: &[usize], axis: usize, index: usize) -> Result<std::borrow::Cow<'a, [f32]>, OpError> {
         super::binary::broadcast_shapes(values_shape, shape).ok().filter(|s| s[..] == *shape).ok_or_else(|| OpError::input(index, format!("shape {values_shape:?} does not broadcast to the input's {shape:?}")))?;
-        let mut out = vec![0.0; shape.iter().product()];
-        broadcast_walk([values_shape], shape, |o, [i]| out[o] = values[i]);
-        Ok(out)
+        let leading = values_shape.len().saturating_sub(shape.len() - axis);
+        let target = if values_shape[..leading].iter().all(|&d| d == 1) { &shape[axis..] } else { shape };
+        let inner = &values_shape[values_shape.len().min(leading)..];
+        if target == &shape[axis..] && inner == target {
+            return Ok(std::borrow::Cow::Borrowed(values));
+        }
+        let source = if target.len() < shape.len() { inner } else { values_shape };
+        let mut out = vec![0.0; target.iter().product()];
+        broadcast_walk([source], target, |o, [i]| out[o] = values[i]);
+        Ok(std::borrow::Cow::Owned(out))
     }
 }
 
@@ -48,9 +58,9 @@ impl Op for Normalize {
         let (shape, x) = f32_input(inputs, 0)?;
         let axis = self.axis(shape.len())?;
         let (scale_shape, scale) = f32_input(inputs, 1)?;
-        let scale = Self::spread(scale, scale_shape, shape, 1)?;
+        let scale = Self::spread(scale, scale_shape, shape, axis, 1)?;
         let bias = match optional_f32_input(inputs, 2)? {
-            Some((bias_shape, bias)) if !self.rms => Some(Self::spread(bias, bias_shape, shape, 2)?),
+            Some((bias_shape, bias)) if !self.rms => Some(Self::spread(bias, bias_shape, shape, axis, 2)?),
             _ => None,
         };
         let row: usize = shape[axis..].iter().product();
@@ -61,16 +71,22 @@ impl Op for Normalize {
         let mut inv_std = vec![0.0f32; rows];
         let y = output(outputs, 0)?.reset_f32(shape)?;
         if row > 0 {
+            // Scale and bias repeat every row unless they reach into the
+            // leading axes (then they were spread over the whole input).
+            let (scale_step, bias_step) = (if scale.len() == row { 0 } else { row }, if bias.as_ref().is_some_and(|b| b.len() == row) { 0 } else { row });
             for r in 0..rows {
                 let xs = &x[r * row..][..row];
-                let mean = if self.rms { 0.0 } else { xs.iter().map(|&v| v as f64).sum::<f64>() / row as f64 };
-                let variance = xs.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / row as f64;
-                let inv = 1.0 / (variance + self.epsilon as f64).sqrt();
+                let (mean, inv) = if self.rms { (0.0, 1.0 / (sums::sum_by(xs, |v| v * v) / row as f64 + self.epsilon as f64).sqrt()) } else { sums::mean_and_inv_std(xs, self.epsilon as f64) };
                 (means[r], inv_std[r]) = (mean as f32, inv as f32);
-                for k in 0..row {
-                    let at = r * row + k;
-                    let normalized = (x[at] as f64 - mean) * inv * scale[at] as f64;
-                    y[at] = (normalized + bias.as_ref().map_or(0.0, |b| b[at] as f64)) as f32;
+                let (mean, inv) = (mean as f32, inv as f32);
+                let ys = &mut y[r * row..][..row];
+                let scale = &scale[r * scale_step..][..row];
+                match &bias {
+                    Some(b) => {
+                        let b = &b[r * bias_step..][..row];
+                        ys.iter_mut().zip(xs).zip(scale).zip(b).for_each(|(((y, &x), &s), &b)| *y = (x - mean) * inv * s + b);
+                    }
+                    None => ys.iter_mut().zip(xs).zip(scale).for_each(|((y, &x), &s)| *y = (x - mean) * inv * s),
                 }
             }
         }
@@ -86,8 +102,7 @@ impl Op for Normalize {
 /// `(x - mean) / sqrt(variance + epsilon)` over each contiguous row.
 fn standardize_rows(x: &[f32], row: usize, epsilon: f64, mut each: impl FnMut(usize, usize, f64)) {
     for (r, xs) in x.chunks(row.max(1)).enumerate() {
-        let mean = xs.iter().map(|&v| v as f64).sum::<f64>() / row as f64;
-        let inv = 1.0 / (xs.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / row as f64 + epsilon).sqrt();
+        let (mean, inv) = sums::mean_and_inv_std(xs, epsilon);
         xs.iter().enumerate().for_each(|(k, &v)| each(r, k, (v as f64 - mean) * inv));
     }
 }
