@@ -30,10 +30,15 @@ pub(crate) fn exp(x: f32) -> f32 {
     const LN2_HIGH: f32 = 0.693_145_75;
     const LN2_LOW: f32 = 1.428_606_8e-6;
     let c = x.clamp(-87.0, 88.0);
-    let n = (c * std::f32::consts::LOG2_E + SHIFT) - SHIFT;
+    let shifted = c * std::f32::consts::LOG2_E + SHIFT;
+    let n = shifted - SHIFT;
     let r = (c - n * LN2_HIGH) - n * LN2_LOW;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2ⁿ from the bits of the shifted value, whose low mantissa bits hold
+    // n: integer arithmetic only (a float-to-int cast is a saturating one
+    // in Rust, which the compiler did not vectorise: 7× slower Softmax).
+    let n_bits = shifted.to_bits().wrapping_sub(SHIFT.to_bits());
+    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     if x < -87.0 {
         0.0
     } else {

@@ -92,31 +92,40 @@ fn aligned_strides(shape: &[usize], rank: usize) -> Vec<usize> {
 /// Calls `f(output index, input offsets)` for each element of `out_shape`,
 /// with the offset of the element each broadcast input contributes.
 pub(crate) fn broadcast_walk<const N: usize>(shapes: [&[usize]; N], out_shape: &[usize], mut f: impl FnMut(usize, [usize; N])) {
+    broadcast_rows(shapes, out_shape, |o, starts, steps, len| {
+        let mut at = starts;
+        for k in 0..len {
+            f(o + k, at);
+            for (a, s) in at.iter_mut().zip(steps) {
+                *a += s;
+            }
+        }
+    });
+}
+
+/// Calls `f(output index, input offsets, input steps, length)` for each
+/// row of `out_shape`'s last axis: the row's first output element, where
+/// each input's contribution to it starts, and how far each moves per
+/// element (0 where broadcast). The carry over the outer axes runs once a
+/// row, and a caller may run the row as one vectorised loop.
+pub(crate) fn broadcast_rows<const N: usize>(shapes: [&[usize]; N], out_shape: &[usize], mut f: impl FnMut(usize, [usize; N], [usize; N], usize)) {
     let total: usize = out_shape.iter().product();
     if total == 0 {
         return;
     }
     let rank = out_shape.len();
     if rank == 0 {
-        return f(0, [0; N]);
+        return f(0, [0; N], [0; N], 1);
     }
     let strides: Vec<Vec<usize>> = shapes.iter().map(|s| aligned_strides(s, rank)).collect();
-    // Rows of the last axis at a time: the carry over the outer axes runs
-    // once a row, not once an element.
     let (row, outer) = (out_shape[rank - 1], rank - 1);
     let step: [usize; N] = std::array::from_fn(|k| strides[k][outer]);
     let mut index = vec![0usize; outer];
     let mut at = [0usize; N];
     let mut o = 0;
     while o < total {
-        let mut a = at;
-        for _ in 0..row {
-            f(o, a);
-            o += 1;
-            for k in 0..N {
-                a[k] += step[k];
-            }
-        }
+        f(o, at, step, row);
+        o += row;
         for d in (0..outer).rev() {
             index[d] += 1;
             for (a, s) in at.iter_mut().zip(&strides) {
@@ -160,9 +169,32 @@ impl Op for Where {
         crate::dispatch!(x.dtype(), T => {
             let (xv, yv) = (x.elements::<T>().unwrap_or_default(), y.elements::<T>().unwrap_or_default());
             let o = out.reset_as::<T>(&shape)?;
-            broadcast_walk([c.shape(), x.shape(), y.shape()], &shape, |i, [ci, xi, yi]| o[i] = if condition[ci] { xv[xi] } else { yv[yi] });
+            broadcast_rows([c.shape(), x.shape(), y.shape()], &shape, |o0, [c0, x0, y0], steps, len| select_row(&mut o[o0..][..len], (condition, c0), (xv, x0), (yv, y0), steps));
         });
         Ok(())
+    }
+}
+
+/// One row of Where: each output from `x` where the condition holds,
+/// else from `y`, each input at its start moving by its step (0: one
+/// broadcast value, 1: contiguous). Rows of contiguous or broadcast
+/// inputs (an attention mask over a row of scores) run as straight loops
+/// over slices, which vectorise.
+fn select_row<T: Copy>(out: &mut [T], (c, c0): (&[bool], usize), (x, x0): (&[T], usize), (y, y0): (&[T], usize), steps: [usize; 3]) {
+    let len = out.len();
+    match steps {
+        [1, 1, 1] => out.iter_mut().zip(&c[c0..][..len]).zip(&x[x0..][..len]).zip(&y[y0..][..len]).for_each(|(((o, &c), &x), &y)| *o = if c { x } else { y }),
+        [1, 1, 0] => {
+            let y = y[y0];
+            out.iter_mut().zip(&c[c0..][..len]).zip(&x[x0..][..len]).for_each(|((o, &c), &x)| *o = if c { x } else { y });
+        }
+        [1, 0, 1] => {
+            let x = x[x0];
+            out.iter_mut().zip(&c[c0..][..len]).zip(&y[y0..][..len]).for_each(|((o, &c), &y)| *o = if c { x } else { y });
+        }
+        [0, _, _] if !c[c0] => out.iter_mut().enumerate().for_each(|(k, o)| *o = y[y0 + k * steps[2]]),
+        [0, _, _] => out.iter_mut().enumerate().for_each(|(k, o)| *o = x[x0 + k * steps[1]]),
+        [cs, xs, ys] => out.iter_mut().enumerate().for_each(|(k, o)| *o = if c[c0 + k * cs] { x[x0 + k * xs] } else { y[y0 + k * ys] }),
     }
 }
 
