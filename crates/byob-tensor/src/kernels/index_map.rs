@@ -24,19 +24,58 @@ pub(crate) fn gather_mapped<T: Element>(x: &[T], shape: &[usize], maps: &AxisMap
 /// As [`gather_mapped`], each axis's map a function (axis, output
 /// coordinate) → input coordinate rather than a list: no allocation, for
 /// maps as cheap to compute as to look up (Pad's).
+///
+/// Trailing axes copied whole (a Pad or Slice of [.., T, 1], of
+/// [N, C, H, W] along H) move as blocks, and consecutive input coordinates
+/// as one run: a row of single values each copied on its own was most of
+/// basic-pitch's Pad and Slice time.
 pub(crate) fn gather_by<T: Copy>(x: &[T], shape: &[usize], out_shape: &[usize], map: impl Fn(usize, usize) -> Option<usize>, fill: T, out: &mut [T]) {
+    if shape.is_empty() {
+        if let (Some(o), Some(&v)) = (out.first_mut(), x.first()) {
+            *o = v;
+        }
+        return;
+    }
+    let identity = |d: usize| out_shape[d] == shape[d] && (0..shape[d]).all(|j| map(d, j) == Some(j));
+    let mut k = shape.len();
+    while k > 1 && identity(k - 1) {
+        k -= 1;
+    }
+    let block: usize = shape[k..].iter().product();
+    if block == 0 {
+        // (An axis of size 0: the output is empty too.)
+        return;
+    }
     let strides = row_major_strides(shape);
-    let last = shape.len().saturating_sub(1);
-    for_each_row(out_shape, out, |index, row| {
-        let base = index.iter().enumerate().try_fold(0usize, |acc, (d, &i)| map(d, i).map(|c| acc + c * strides[d]));
-        match base {
-            None => row.fill(fill),
-            Some(base) => row.iter_mut().enumerate().for_each(|(j, o)| *o = map(last, j).map_or(fill, |c| x[base + c])),
+    let axis = k - 1;
+    let mut view: super::Dims = out_shape[..k].into();
+    view[axis] *= block;
+    for_each_row(&view, out, |index, row| {
+        let Some(base) = index.iter().enumerate().try_fold(0usize, |acc, (d, &i)| map(d, i).map(|c| acc + c * strides[d])) else {
+            row.fill(fill);
+            return;
+        };
+        let n = row.len() / block;
+        let mut j = 0;
+        while j < n {
+            let Some(c) = map(axis, j) else {
+                row[j * block..][..block].fill(fill);
+                j += 1;
+                continue;
+            };
+            let mut run = 1;
+            while j + run < n && map(axis, j + run) == Some(c + run) {
+                run += 1;
+            }
+            let (dst, src) = (&mut row[j * block..][..run * block], &x[base + c * strides[axis]..][..run * block]);
+            if let ([d], [s]) = (&mut *dst, src) {
+                *d = *s;
+            } else {
+                dst.copy_from_slice(src);
+            }
+            j += run;
         }
     });
-    if shape.is_empty() && !out.is_empty() {
-        out[0] = x[0];
-    }
 }
 
 /// Each axis's stride in a row-major tensor of `shape`.
@@ -84,5 +123,21 @@ mod tests {
         let mut by = [0i64; 6];
         gather_by(&x, &[2, 3], &[2, 3], |axis, o| maps[axis][o], -1, &mut by);
         assert_eq!(by, out);
+    }
+
+    /// Trailing axes copied whole move as blocks; the result is the same.
+    #[test]
+    fn whole_trailing_axes_move_as_blocks() {
+        // 3×2×2: axis 0 reversed and padded at the front, axes 1 and 2 whole.
+        let x: Vec<i64> = (0..12).collect();
+        let maps = vec![vec![None, Some(2), Some(1), Some(0)], vec![Some(0), Some(1)], vec![Some(0), Some(1)]];
+        let mut out = [0i64; 16];
+        gather_mapped(&x, &[3, 2, 2], &maps, -1, &mut out);
+        assert_eq!(out, [-1, -1, -1, -1, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3]);
+        // The middle axis sliced, the last whole.
+        let maps = vec![vec![Some(0), Some(2)], vec![Some(1)], vec![Some(0), Some(1)]];
+        let mut out = [0i64; 4];
+        gather_mapped(&x, &[3, 2, 2], &maps, -1, &mut out);
+        assert_eq!(out, [2, 3, 10, 11]);
     }
 }

@@ -337,11 +337,17 @@ impl Op for Concat {
         /// Each outer index's blocks, input after input.
         fn join<T: Element>(parts: &[Option<&Tensor>], axis: usize, out: &mut [T]) {
             let mut at = 0;
-            let blocks = parts.iter().flatten().map(|t| (T::slice(t.data()).unwrap_or_default(), t.shape()[axis..].iter().product::<usize>()));
+            let blocks: smallvec::SmallVec<[(&[T], usize); 8]> = parts.iter().flatten().map(|t| (T::slice(t.data()).unwrap_or_default(), t.shape()[axis..].iter().product::<usize>())).collect();
             let outer = parts[0].map_or(0, |t| t.shape()[..axis].iter().product());
             for o in 0..outer {
-                for (s, block) in blocks.clone() {
-                    out[at..at + block].copy_from_slice(&s[o * block..(o + 1) * block]);
+                for &(s, block) in &blocks {
+                    // (Single values, as when joining along a last axis of
+                    // size 1, without a copy call each.)
+                    if block == 1 {
+                        out[at] = s[o];
+                    } else {
+                        out[at..at + block].copy_from_slice(&s[o * block..(o + 1) * block]);
+                    }
                     at += block;
                 }
             }

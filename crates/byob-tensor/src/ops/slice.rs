@@ -72,15 +72,32 @@ fn gather_strided<T: Copy>(x: &[T], shape: &[usize], kept: &Strided, out_shape: 
         out.iter_mut().for_each(|o| *o = x[0]);
         return;
     }
+    // Trailing axes kept whole move as blocks (a Slice of [.., T, 1] along
+    // T copied one value a row before: most of basic-pitch's Slice time).
+    let whole = |d: usize| kept[d].0 == 0 && kept[d].1 == 1 && kept[d].2 == shape[d];
+    let mut k = shape.len();
+    while k > 1 && whole(k - 1) {
+        k -= 1;
+    }
+    let block: usize = shape[k..].iter().product();
+    if block == 0 {
+        return;
+    }
     let strides = row_major_strides(shape);
-    let (first, step, _) = kept[shape.len() - 1];
-    for_each_row(out_shape, out, |index, row| {
+    let axis = k - 1;
+    let (first, step, _) = kept[axis];
+    let stride = strides[axis] as isize;
+    let mut view: super::axes::Dims = out_shape[..k].into();
+    view[axis] *= block;
+    for_each_row(&view, out, |index, row| {
         // Every coordinate lies within the input: `strided` clamped them.
-        let base: isize = index.iter().enumerate().map(|(d, &i)| (kept[d].0 as isize + i as isize * kept[d].1) * strides[d] as isize).sum::<isize>() + first as isize;
+        let base: isize = index.iter().enumerate().map(|(d, &i)| (kept[d].0 as isize + i as isize * kept[d].1) * strides[d] as isize).sum::<isize>() + first as isize * stride;
         if step == 1 {
             row.copy_from_slice(&x[base as usize..][..row.len()]);
+        } else if block == 1 {
+            row.iter_mut().enumerate().for_each(|(j, o)| *o = x[(base + j as isize * step * stride) as usize]);
         } else {
-            row.iter_mut().enumerate().for_each(|(j, o)| *o = x[(base + j as isize * step) as usize]);
+            row.chunks_exact_mut(block).enumerate().for_each(|(j, o)| o.copy_from_slice(&x[(base + j as isize * step * stride) as usize..][..block]));
         }
     });
 }
