@@ -88,3 +88,51 @@ fn winograd_sessions_match_direct_sessions() {
         }
     }
 }
+
+/// One-channel convolutions (an audio model's anti-aliasing filter: a
+/// long kernel at stride 2, windows reaching into the padding at both
+/// ends; a 3×3 one with a fused Relu and a shortcut Add) give the NCHW
+/// session's results on their packed channels-last kernel.
+#[test]
+fn one_channel_convolutions_match_nchw_sessions() {
+    use byob_tensor::model::{Attribute, Graph, Model, Node, ValueInfo};
+    use std::collections::HashMap;
+    let ints = |v: &[i64]| Attribute::Ints(v.to_vec());
+    let node = |op: &str, inputs: &[&str], output: &str, attributes: Vec<(&str, Attribute)>| Node {
+        name: output.into(),
+        op_type: op.into(),
+        domain: String::new(),
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        outputs: vec![output.into()],
+        attributes: attributes.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+    };
+    let ramp = |n: usize, seed: usize| -> Vec<f32> { (0..n).map(|i| (((i + seed) * 7919) % 1000) as f32 / 500.0 - 1.0).collect() };
+    let (width, taps) = (301, 37);
+    let graph = Graph {
+        nodes: vec![
+            node("Conv", &["x", "filter", "b"], "low", vec![("strides", ints(&[1, 2])), ("pads", ints(&[0, 20, 0, 17]))]),
+            node("Conv", &["low", "k3"], "c3", vec![("pads", ints(&[1, 1, 1, 1]))]),
+            node("Add", &["c3", "low"], "sum", vec![]),
+            node("Relu", &["sum"], "y", vec![]),
+        ],
+        inputs: vec![ValueInfo { name: "x".into(), dtype: Some(byob_tensor::DataType::F32), shape: Some([2, 1, 3, width].map(Dim::Known).to_vec()) }],
+        outputs: vec![ValueInfo { name: "y".into(), dtype: None, shape: None }],
+        initializers: HashMap::from([
+            ("filter".to_string(), Tensor::f32(vec![1, 1, 1, taps], ramp(taps, 1)).unwrap()),
+            ("b".to_string(), Tensor::f32(vec![1], vec![0.25]).unwrap()),
+            ("k3".to_string(), Tensor::f32(vec![1, 1, 3, 3], ramp(9, 2)).unwrap()),
+        ]),
+    };
+    let model = Model { ir_version: 8, producer: "test".into(), opsets: HashMap::from([(String::new(), 13)]), graph };
+    let nchw = SessionBuilder::new().with_provider(Box::new(CpuProvider::new().with_preferred_layout(Layout::Nchw))).commit(model.clone()).unwrap();
+    let nhwc = SessionBuilder::new().with_intra_op_threads(2).commit(model).unwrap();
+    assert!(nhwc.placements().iter().filter(|p| p.op_type == "PackedConv").count() == 2, "{:?}", nhwc.placements());
+    let x = vec![("x".to_string(), Tensor::f32(vec![2, 1, 3, width], ramp(2 * 3 * width, 3)).unwrap())];
+    let (a, b) = (nchw.run(x.clone()).unwrap().remove(0).1, nhwc.run(x).unwrap().remove(0).1);
+    assert_eq!(a.shape(), &[2, 1, 3, 151]);
+    assert_eq!(a.shape(), b.shape());
+    for (i, (x, y)) in a.as_f32().unwrap().iter().zip(b.as_f32().unwrap()).enumerate() {
+        assert!((x - y).abs() <= 1e-4 * (1.0 + x.abs()), "element {i}: {x} vs {y}");
+    }
+    assert!(a.as_f32().unwrap().iter().any(|&v| v == 0.0) && a.as_f32().unwrap().iter().any(|&v| v > 0.0));
+}
