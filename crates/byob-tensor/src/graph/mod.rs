@@ -53,7 +53,7 @@ pub struct NodeId(usize);
 
 /// What the graph knows of one value.
 #[derive(Debug)]
-pub struct Value {
+struct Value {
     name: String,
     fact: Option<Fact>,
     constant: Option<Tensor>,
@@ -107,10 +107,6 @@ impl TypedNode {
     /// Why its CPU kernel refused the facts of its inputs, if it did.
     pub fn refused(&self) -> Option<&crate::ops::OpError> {
         self.refused.as_ref()
-    }
-
-    pub(crate) fn take_kernel(&mut self) -> Option<Box<dyn Op>> {
-        self.kernel.take()
     }
 }
 
@@ -377,7 +373,7 @@ impl TypedGraph {
     /// The CPU's kernel for node `n`, made once (the session reuses it when
     /// the CPU runs the node).
     pub(crate) fn take_kernel(&mut self, n: NodeId) -> Option<Box<dyn Op>> {
-        self.nodes[n.0].as_mut()?.take_kernel()
+        self.nodes[n.0].as_mut()?.kernel.take()
     }
 
     /// The constant's tensor, taken out of the graph (for the session).

@@ -37,19 +37,8 @@ pub(crate) fn gather_by<T: Copy>(x: &[T], shape: &[usize], out_shape: &[usize], 
         return;
     }
     let identity = |d: usize| out_shape[d] == shape[d] && (0..shape[d]).all(|j| map(d, j) == Some(j));
-    let mut k = shape.len();
-    while k > 1 && identity(k - 1) {
-        k -= 1;
-    }
-    let block: usize = shape[k..].iter().product();
-    if block == 0 {
-        // (An axis of size 0: the output is empty too.)
-        return;
-    }
+    let Some(TrailingBlocks { axis, block, view }) = TrailingBlocks::new(shape, out_shape, identity) else { return };
     let strides = row_major_strides(shape);
-    let axis = k - 1;
-    let mut view: super::Dims = out_shape[..k].into();
-    view[axis] *= block;
     for_each_row(&view, out, |index, row| {
         let Some(base) = index.iter().enumerate().try_fold(0usize, |acc, (d, &i)| map(d, i).map(|c| acc + c * strides[d])) else {
             row.fill(fill);
@@ -76,6 +65,32 @@ pub(crate) fn gather_by<T: Copy>(x: &[T], shape: &[usize], out_shape: &[usize], 
             j += run;
         }
     });
+}
+
+/// A copy's output seen with its trailing axes that are copied whole
+/// (`whole(d)`, never axis 0) folded into blocks: rows of the view run
+/// along `axis`, each of its elements a block of `block` contiguous values
+/// in both input and output.
+pub(crate) struct TrailingBlocks {
+    pub axis: usize,
+    pub block: usize,
+    /// The output's shape up to `axis`, `axis` counted in values.
+    pub view: super::Dims,
+}
+
+impl TrailingBlocks {
+    /// `None` when the output is empty (a whole axis of size 0). `shape`
+    /// must not be empty.
+    pub(crate) fn new(shape: &[usize], out_shape: &[usize], whole: impl Fn(usize) -> bool) -> Option<Self> {
+        let mut k = shape.len();
+        while k > 1 && whole(k - 1) {
+            k -= 1;
+        }
+        let block: usize = shape[k..].iter().product();
+        let mut view: super::Dims = out_shape[..k].into();
+        view[k - 1] *= block;
+        (block > 0).then_some(Self { axis: k - 1, block, view })
+    }
 }
 
 /// Each axis's stride in a row-major tensor of `shape`.

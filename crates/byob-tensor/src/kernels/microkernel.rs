@@ -776,6 +776,12 @@ fn dots_on(kernel: Kernel, x: &[f32], columns: &[f32], out: &mut [f32]) {
     }
 }
 
+/// `Σ x[p]·y[p]` over the shorter slice, on the best instructions this
+/// processor has.
+pub(crate) fn dot(x: &[f32], y: &[f32]) -> f32 {
+    dot_on(Kernel::best(), x, y)
+}
+
 /// `Σ x[p]·y[p]` over the shorter slice, on the instructions of `kernel`,
 /// which this processor must run.
 fn dot_on(kernel: Kernel, x: &[f32], y: &[f32]) -> f32 {

@@ -475,9 +475,9 @@ impl Conv2d<'_> {
     /// Output row `oy` of a one-channel convolution (an anti-aliasing
     /// filter over audio, 256 taps at stride 2 in basic-pitch): each output
     /// is, per kernel row, one dot product of its taps with a contiguous
-    /// run of the input, in sixteen chains. Blocks of one channel left
-    /// the vector lanes all but empty (basic-pitch's filters 9 ms, now a
-    /// fraction of one).
+    /// run of the input (the GEMM module's vector dot product). Blocks of
+    /// one channel left the vector lanes all but empty (basic-pitch's
+    /// filters 9 ms, now a fraction of one).
     #[inline(always)]
     fn single_channel_row(&self, oy: usize, plane: &[f32], residual: Option<&[f32]>, out: &mut [f32]) {
         let g = &self.g;
@@ -491,7 +491,7 @@ impl Conv2d<'_> {
             for ky in rows {
                 let iy = (oy * g.stride[1] + ky * g.dilation[1]) - g.pad[1];
                 let ix = ox * g.stride[2] + xs.start - g.pad[2];
-                acc += dot(&self.w[ky * kw + xs.start..ky * kw + xs.end], &plane[iy * iw + ix..][..xs.len()]);
+                acc += crate::kernels::microkernel::dot(&self.w[ky * kw + xs.start..ky * kw + xs.end], &plane[iy * iw + ix..][..xs.len()]);
             }
             acc += match self.residual {
                 Residual::InC => *o,
@@ -500,20 +500,6 @@ impl Conv2d<'_> {
             *o = if self.op.relu { acc.max(0.0) } else { acc };
         }
     }
-}
-
-/// `Σ a·b` in sixteen independent chains (they vectorise).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..16 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// One output pixel of a depthwise convolution, a block of channels at a

@@ -34,7 +34,7 @@ impl Normalize {
         super::binary::broadcast_shapes(values_shape, shape).ok().filter(|s| s[..] == *shape).ok_or_else(|| OpError::input(index, format!("shape {values_shape:?} does not broadcast to the input's {shape:?}")))?;
         let leading = values_shape.len().saturating_sub(shape.len() - axis);
         let target = if values_shape[..leading].iter().all(|&d| d == 1) { &shape[axis..] } else { shape };
-        let inner = &values_shape[values_shape.len().min(leading)..];
+        let inner = &values_shape[leading..];
         if target == &shape[axis..] && inner == target {
             return Ok(std::borrow::Cow::Borrowed(values));
         }

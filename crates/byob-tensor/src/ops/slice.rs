@@ -7,7 +7,7 @@
 //! opset 18's `num_outputs` splits into chunks of the rounded-up size.
 
 use super::axes::{fact_ints, ints, normalize_axis, Ints};
-use crate::kernels::index_map::{for_each_row, gather_mapped, mapped_shape, row_major_strides, AxisMaps};
+use crate::kernels::index_map::{for_each_row, gather_mapped, mapped_shape, row_major_strides, AxisMaps, TrailingBlocks};
 use super::{output, required, show, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::Tensor;
@@ -75,20 +75,10 @@ fn gather_strided<T: Copy>(x: &[T], shape: &[usize], kept: &Strided, out_shape: 
     // Trailing axes kept whole move as blocks (a Slice of [.., T, 1] along
     // T copied one value a row before: most of basic-pitch's Slice time).
     let whole = |d: usize| kept[d].0 == 0 && kept[d].1 == 1 && kept[d].2 == shape[d];
-    let mut k = shape.len();
-    while k > 1 && whole(k - 1) {
-        k -= 1;
-    }
-    let block: usize = shape[k..].iter().product();
-    if block == 0 {
-        return;
-    }
+    let Some(TrailingBlocks { axis, block, view }) = TrailingBlocks::new(shape, out_shape, whole) else { return };
     let strides = row_major_strides(shape);
-    let axis = k - 1;
     let (first, step, _) = kept[axis];
     let stride = strides[axis] as isize;
-    let mut view: super::axes::Dims = out_shape[..k].into();
-    view[axis] *= block;
     for_each_row(&view, out, |index, row| {
         // Every coordinate lies within the input: `strided` clamped them.
         let base: isize = index.iter().enumerate().map(|(d, &i)| (kept[d].0 as isize + i as isize * kept[d].1) * strides[d] as isize).sum::<isize>() + first as isize * stride;
