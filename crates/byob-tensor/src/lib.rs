@@ -12,6 +12,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod device;
 pub mod model;
 pub mod npy;
 pub mod passes;
@@ -27,6 +28,7 @@ pub mod tensor;
 #[cfg(test)]
 mod test_util;
 
+pub use device::{Device, DeviceBuffer, DeviceError, DeviceOutput, DeviceTensor};
 pub use model::{Dim, Model, ModelError, Node, Subgraph, ValueInfo, MAX_SUBGRAPH_DEPTH};
 pub use provider::Layout;
 pub use plan::Lifetime;

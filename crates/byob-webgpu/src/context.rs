@@ -52,7 +52,17 @@ impl GpuContext {
         let limits = adapter.limits();
         let descriptor = wgpu::DeviceDescriptor { label: Some("byob-webgpu"), required_limits: limits.clone(), ..Default::default() };
         let (device, queue) = adapter.request_device(&descriptor).await.map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+        Self::with_device(&adapter, device, queue)
+    }
 
+    /// A context on the caller's device and queue, so that its buffers and
+    /// byob's are one device's: a session's inputs can be written by the
+    /// caller's own compute passes and its outputs read by the caller's
+    /// copies, in queue order. The device's lost-device callback and
+    /// uncaptured-error handler are replaced by this context's (errors then
+    /// come back from byob's next call). byob uses the device's limits.
+    pub fn with_device(adapter: &wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Result<Self, GpuError> {
+        let limits = device.limits();
         let health = Arc::new(Health::default());
         let lost = Arc::clone(&health);
         device.set_device_lost_callback(move |reason, message| {

@@ -38,6 +38,22 @@ pub(crate) struct Loc {
     pub size: u64,
 }
 
+/// Where a run's input comes from: host values written into its arena
+/// slot, or a GPU buffer copied there on the device.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Source<'a> {
+    Host(&'a [f32]),
+    Device(GpuSlice<'a>),
+}
+
+/// Where a run's output goes: read back into a host tensor, or copied on
+/// the device into a GPU buffer.
+#[derive(Debug)]
+pub(crate) enum Sink<'a> {
+    Host(&'a mut Tensor),
+    Device(GpuSlice<'a>),
+}
+
 /// A kernel bound to the slices its inputs and outputs live in.
 struct Step {
     bound: BoundKernel,
@@ -51,6 +67,14 @@ struct Output {
     loc: Loc,
     shape: Vec<usize>,
     staging_offset: u64,
+}
+
+/// Host transfers of one run: input tensors written from the host, and
+/// read-backs of outputs (one mapping for all of a run's host outputs).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Transfers {
+    pub uploads: u64,
+    pub downloads: u64,
 }
 
 pub(crate) struct Executable {
@@ -230,9 +254,17 @@ impl Executable {
         Ok(Self { steps, arenas, inputs, outputs, staging, turn: AsyncLock::default(), pending: Mutex::default(), _held: held })
     }
 
+    /// The shape of output `o`, fixed when this was built.
+    pub fn output_shape(&self, o: usize) -> &[usize] {
+        &self.outputs[o].shape
+    }
+
     /// Runs with `inputs` (the subgraph's, in order, of the shapes this was
-    /// built for) and writes the outputs into `outputs`.
-    pub async fn run(&self, ctx: &GpuContext, def: &Definition, inputs: &[&[f32]], outputs: &mut [Tensor]) -> Result<(), GpuError> {
+    /// built for) and writes the outputs into `outputs`. Returns the host
+    /// transfers it made (inputs written, read-backs mapped). A run whose
+    /// outputs all stay on the GPU returns once its work is submitted:
+    /// later work on the queue sees its results.
+    pub async fn run(&self, ctx: &GpuContext, def: &Definition, inputs: &[Source<'_>], outputs: &mut [Sink<'_>]) -> Result<Transfers, GpuError> {
         let _turn = self.turn.lock().await;
         // A run dropped mid-way left the read-back buffer mapping.
         let dropped = lock(&self.pending).take();
@@ -241,7 +273,12 @@ impl Executable {
                 self.staging.unmap();
             }
         }
-        ctx.scoped(&format!("running {}", def.what), || self.submit(ctx, def, inputs))?;
+        let host_outputs = outputs.iter().filter(|o| matches!(o, Sink::Host(_))).count();
+        let mut transfers = ctx.scoped(&format!("running {}", def.what), || self.submit(ctx, def, inputs, outputs))?;
+        if host_outputs == 0 {
+            return Ok(transfers);
+        }
+        transfers.downloads = 1;
         let signal = Arc::new(Signal::default());
         *lock(&self.pending) = Some(Arc::clone(&signal));
         let mapped = Arc::clone(&signal);
@@ -254,35 +291,48 @@ impl Executable {
         }
         let read = self.read(outputs, def);
         self.staging.unmap();
-        read
+        read.map(|()| transfers)
     }
 
-    /// Writes the inputs, records every kernel and the read-back copies,
-    /// and submits.
-    fn submit(&self, ctx: &GpuContext, def: &Definition, inputs: &[&[f32]]) {
-        for (loc, values) in self.inputs.iter().zip(inputs) {
-            if !values.is_empty() {
-                ctx.queue().write_buffer(buffer(&self.arenas, def, loc.home), loc.offset, bytemuck::cast_slice(values));
+    /// Writes the host inputs, records the device inputs' copies, every
+    /// kernel and the outputs' copies, and submits.
+    fn submit(&self, ctx: &GpuContext, def: &Definition, inputs: &[Source<'_>], outputs: &[Sink<'_>]) -> Transfers {
+        let mut transfers = Transfers::default();
+        let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("byob-webgpu run") });
+        for (loc, input) in self.inputs.iter().zip(inputs) {
+            let arena = buffer(&self.arenas, def, loc.home);
+            match *input {
+                Source::Host(values) if !values.is_empty() => {
+                    ctx.queue().write_buffer(arena, loc.offset, bytemuck::cast_slice(values));
+                    transfers.uploads += 1;
+                }
+                Source::Device(from) if loc.size > 0 => encoder.copy_buffer_to_buffer(from.buffer, from.offset, arena, loc.offset, loc.size),
+                _ => {}
             }
         }
-        let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("byob-webgpu run") });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("byob-webgpu subgraph"), timestamp_writes: None });
             for step in &self.steps {
                 step.bound.record(&mut pass);
             }
         }
-        for output in self.outputs.iter().filter(|o| o.loc.size > 0) {
-            encoder.copy_buffer_to_buffer(buffer(&self.arenas, def, output.loc.home), output.loc.offset, &self.staging, output.staging_offset, output.loc.size);
+        for (output, sink) in self.outputs.iter().zip(outputs).filter(|(o, _)| o.loc.size > 0) {
+            let arena = buffer(&self.arenas, def, output.loc.home);
+            match sink {
+                Sink::Host(_) => encoder.copy_buffer_to_buffer(arena, output.loc.offset, &self.staging, output.staging_offset, output.loc.size),
+                Sink::Device(to) => encoder.copy_buffer_to_buffer(arena, output.loc.offset, to.buffer, to.offset, output.loc.size),
+            }
         }
         ctx.queue().submit([encoder.finish()]);
+        transfers
     }
 
     /// Copies the mapped read-back buffer into the output tensors, reusing
     /// their storage.
-    fn read(&self, outputs: &mut [Tensor], def: &Definition) -> Result<(), GpuError> {
+    fn read(&self, outputs: &mut [Sink<'_>], def: &Definition) -> Result<(), GpuError> {
         let view = self.staging.get_mapped_range(..).map_err(|e| GpuError::Internal { what: format!("reading back the outputs of {}", def.what), message: e.to_string() })?;
-        for (output, tensor) in self.outputs.iter().zip(outputs) {
+        for (output, sink) in self.outputs.iter().zip(outputs) {
+            let Sink::Host(tensor) = sink else { continue };
             let start = output.staging_offset as usize;
             let bytes = &view[start..start + output.loc.size as usize];
             let values = tensor.reset_f32(&output.shape).map_err(|e| GpuError::Internal { what: format!("reading back the outputs of {}", def.what), message: e.to_string() })?;

@@ -37,6 +37,7 @@
 
 mod context;
 mod data_manager;
+mod device_tensor;
 mod error;
 mod executable;
 pub mod kernels;

@@ -5,11 +5,12 @@
 
 use crate::context::GpuContext;
 use crate::error::GpuError;
-use crate::kernels;
+use crate::device_tensor::{self, WebGpuDevice};
+use crate::kernels::{self, GpuSlice};
 use byob_tensor::model::Node;
 use byob_tensor::ops::{Fact, Op, OpError};
 use byob_tensor::provider::Subgraph;
-use byob_tensor::{DataType, ExecutionProvider, Layout, Tensor};
+use byob_tensor::{DataType, Device, DeviceTensor, ExecutionProvider, Layout, Tensor};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -39,6 +40,12 @@ pub struct ProviderCounters {
     pub planned_bytes: u64,
     /// Compute pipelines compiled on the device.
     pub pipelines_compiled: u64,
+    /// Subgraph inputs written from host memory, all time (an input bound
+    /// on the GPU is copied on the device and not counted).
+    pub host_uploads: u64,
+    /// Read-backs of subgraph outputs to host memory, all time: one per
+    /// run with any output on the host (outputs left on the GPU need none).
+    pub host_downloads: u64,
 }
 
 /// State shared by the provider and every subgraph it compiled.
@@ -48,6 +55,8 @@ pub(crate) struct Shared {
     pub last_run_allocations: AtomicU64,
     pub lower_bound: AtomicU64,
     pub planned: AtomicU64,
+    pub uploads: AtomicU64,
+    pub downloads: AtomicU64,
     held: AtomicU64,
     peak: AtomicU64,
 }
@@ -108,11 +117,49 @@ impl WebGpuProvider {
     /// A provider on a device that is already open.
     pub fn with_context(ctx: Arc<GpuContext>) -> Self {
         let zero = || AtomicU64::new(0);
-        Self { shared: Arc::new(Shared { ctx, runs: zero(), last_run_allocations: zero(), lower_bound: zero(), planned: zero(), held: zero(), peak: zero() }) }
+        Self { shared: Arc::new(Shared { ctx, runs: zero(), last_run_allocations: zero(), lower_bound: zero(), planned: zero(), uploads: zero(), downloads: zero(), held: zero(), peak: zero() }) }
+    }
+
+    /// A provider on the caller's device and queue (see
+    /// [`GpuContext::with_device`]): sessions on it read and write the
+    /// caller's buffers.
+    pub fn with_device(adapter: &wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Result<Self, GpuError> {
+        Ok(Self::with_context(Arc::new(GpuContext::with_device(adapter, device, queue)?)))
     }
 
     pub fn context(&self) -> &Arc<GpuContext> {
         &self.shared.ctx
+    }
+
+    /// The provider's device, for outputs left on the GPU
+    /// ([`IoBinding::keep_output_on_device`]): it allocates their buffers.
+    ///
+    /// [`IoBinding::keep_output_on_device`]: byob_tensor::IoBinding::keep_output_on_device
+    pub fn device(&self) -> Arc<dyn Device> {
+        Arc::new(WebGpuDevice { ctx: Arc::clone(&self.shared.ctx) })
+    }
+
+    /// A float32 tensor of `shape` in the caller's `buffer` from byte
+    /// `offset`, to bind as a session's input or output
+    /// ([`IoBinding::bind_input_on_device`],
+    /// [`IoBinding::bind_output_on_device`]). The buffer must be on this
+    /// provider's device, have `COPY_SRC | COPY_DST` usage (the provider
+    /// copies between it and its arenas on the GPU) and a 4-byte aligned
+    /// offset. Sessions of this provider (or of its clones) read it;
+    /// another provider's refuse it, even on the same device.
+    ///
+    /// [`IoBinding::bind_input_on_device`]: byob_tensor::IoBinding::bind_input_on_device
+    /// [`IoBinding::bind_output_on_device`]: byob_tensor::IoBinding::bind_output_on_device
+    pub fn wrap_buffer(&self, buffer: &wgpu::Buffer, offset: u64, shape: &[usize]) -> Result<DeviceTensor, GpuError> {
+        let size = kernels::bytes(shape);
+        let wrapped = device_tensor::wrap(&self.shared.ctx, buffer, offset, size)?;
+        DeviceTensor::new(DataType::F32, shape.to_vec(), Arc::new(wrapped)).map_err(|e| GpuError::Validation { what: "binding a caller's GPU buffer".into(), message: e.to_string() })
+    }
+
+    /// The GPU buffer and byte range of a device tensor of this provider's
+    /// (an output left on the GPU), for the caller's own passes and copies.
+    pub fn buffer_of(tensor: &DeviceTensor) -> Option<GpuSlice<'_>> {
+        device_tensor::gpu_buffer(tensor).map(|b| GpuSlice { size: tensor.bytes(), ..b.slice() })
     }
 
     /// The adapter in one line: name, backend, type and driver.
@@ -131,6 +178,8 @@ impl WebGpuProvider {
             lower_bound_bytes: load(&s.lower_bound),
             planned_bytes: load(&s.planned),
             pipelines_compiled: s.ctx.programs().counters().compiled,
+            host_uploads: load(&s.uploads),
+            host_downloads: load(&s.downloads),
         }
     }
 }

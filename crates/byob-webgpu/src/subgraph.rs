@@ -5,13 +5,15 @@
 
 use crate::context::GpuContext;
 use crate::error::GpuError;
-use crate::executable::{Executable, Home, Loc};
+use crate::device_tensor::{gpu_buffer, GpuBuffer, WEBGPU};
+use crate::executable::{Executable, Home, Loc, Sink, Source};
 use crate::pool::{plan_pool, Interval};
 use crate::provider::{Held, Shared};
 use byob_tensor::model::{Dim, Node};
 use byob_tensor::ops::{EvalFuture, Fact, Op, OpError};
 use byob_tensor::provider::Subgraph;
-use byob_tensor::{DataType, Tensor};
+use byob_tensor::device::{ValueMut, ValueRef};
+use byob_tensor::{DataType, DeviceTensor, Tensor};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -104,26 +106,54 @@ impl GpuSubgraph {
         Ok(executable)
     }
 
-    async fn run(&self, inputs: &[Option<&Tensor>], outputs: &mut [Tensor]) -> Result<(), OpError> {
+    async fn run(&self, inputs: &[Option<ValueRef<'_>>], outputs: &mut [ValueMut<'_>]) -> Result<(), OpError> {
         let ctx = &self.shared.ctx;
         let before = ctx.buffers_created();
         if inputs.len() != self.def.inputs.len() || outputs.len() != self.def.outputs.len() {
             let (i, o) = (self.def.inputs.len(), self.def.outputs.len());
             return Err(OpError::Shape(format!("{}: {i} inputs and {o} outputs expected, {} and {} given", self.def.what, inputs.len(), outputs.len())));
         }
-        let mut data = Vec::with_capacity(inputs.len());
+        let mut sources = Vec::with_capacity(inputs.len());
+        let mut shapes = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
-            let tensor = input.ok_or_else(|| OpError::input(i, format!("{:?} is missing", self.def.inputs[i])))?;
-            let values = tensor.as_f32().ok_or_else(|| OpError::input(i, format!("{:?}: the webgpu provider takes float32, got {}", self.def.inputs[i], tensor.dtype())))?;
-            data.push((tensor.shape(), values));
+            let name = &self.def.inputs[i];
+            let input = input.ok_or_else(|| OpError::input(i, format!("{name:?} is missing")))?;
+            let (dtype, shape, source) = match input {
+                ValueRef::Host(tensor) => (tensor.dtype(), tensor.shape(), tensor.as_f32().map(Source::Host)),
+                ValueRef::Device(tensor) => (tensor.dtype(), tensor.shape(), self.on_this_device(tensor).map(|b| Source::Device(b.slice()))),
+            };
+            if dtype != DataType::F32 {
+                return Err(OpError::input(i, format!("{name:?}: the webgpu provider takes float32, got {dtype}")));
+            }
+            sources.push(source.ok_or_else(|| OpError::input(i, format!("{name:?} is a GPU tensor of another provider (wrap it with the session's)")))?);
+            shapes.push(shape);
         }
-        let shapes: Vec<&[usize]> = data.iter().map(|(s, _)| *s).collect();
         let executable = self.executable(&shapes).map_err(op_error)?;
-        let values: Vec<&[f32]> = data.iter().map(|(_, v)| *v).collect();
-        let result = executable.run(ctx, &self.def, &values, outputs).await.map_err(op_error);
+        let mut sinks = Vec::with_capacity(outputs.len());
+        for (o, output) in outputs.iter_mut().enumerate() {
+            sinks.push(match output {
+                ValueMut::Host(tensor) => Sink::Host(tensor),
+                ValueMut::Device(slot) => {
+                    let name = &self.def.outputs[o];
+                    let (tensor, _) = slot.prepare(DataType::F32, executable.output_shape(o)).map_err(|e| OpError::Device(format!("output {name:?}: {e}")))?;
+                    let buffer = self.on_this_device(tensor).ok_or_else(|| OpError::Device(format!("output {name:?} is bound to a GPU tensor of another provider (wrap it with the session's)")))?;
+                    Sink::Device(buffer.slice())
+                }
+            });
+        }
+        let result = executable.run(ctx, &self.def, &sources, &mut sinks).await.map_err(op_error);
+        if let Ok(transfers) = &result {
+            self.shared.uploads.fetch_add(transfers.uploads, Ordering::Relaxed);
+            self.shared.downloads.fetch_add(transfers.downloads, Ordering::Relaxed);
+        }
         self.shared.runs.fetch_add(1, Ordering::Relaxed);
         self.shared.last_run_allocations.store(ctx.buffers_created() - before, Ordering::Relaxed);
-        result
+        result.map(drop)
+    }
+
+    /// The GPU buffer of a device tensor on this provider's device.
+    fn on_this_device<'t>(&self, tensor: &'t DeviceTensor) -> Option<&'t GpuBuffer> {
+        gpu_buffer(tensor).filter(|b| b.is_on(&self.shared.ctx))
     }
 }
 
@@ -166,6 +196,18 @@ impl Op for GpuSubgraph {
     }
 
     fn eval_async<'a>(&'a self, inputs: &'a [Option<&'a Tensor>], outputs: &'a mut [Tensor], _threads: &'a rayon::ThreadPool) -> EvalFuture<'a> {
+        Box::pin(async move {
+            let inputs: Vec<Option<ValueRef>> = inputs.iter().map(|t| t.map(ValueRef::Host)).collect();
+            let mut outputs: Vec<ValueMut> = outputs.iter_mut().map(ValueMut::Host).collect();
+            self.run(&inputs, &mut outputs).await
+        })
+    }
+
+    fn device(&self) -> Option<&'static str> {
+        Some(WEBGPU)
+    }
+
+    fn eval_on_device<'a, 'b: 'a>(&'a self, inputs: &'a [Option<ValueRef<'b>>], outputs: &'a mut [ValueMut<'b>], _threads: &'a rayon::ThreadPool) -> EvalFuture<'a> {
         Box::pin(self.run(inputs, outputs))
     }
 }

@@ -3,6 +3,7 @@
 //! differences itself) and returns an [`Op`] that infers output types and
 //! shapes and evaluates on the CPU.
 
+use crate::device::{ValueMut, ValueRef};
 use crate::model::{Attribute, Dim, Node};
 use crate::tensor::{DataType, Tensor, TensorError};
 use std::collections::HashMap;
@@ -139,6 +140,23 @@ pub trait Op: Send + Sync + std::fmt::Debug {
     /// works. Kernels that compute on the calling thread keep this default.
     fn eval_async<'a>(&'a self, inputs: &'a [Option<&'a Tensor>], outputs: &'a mut [Tensor], threads: &'a rayon::ThreadPool) -> EvalFuture<'a> {
         Box::pin(std::future::ready(self.eval(inputs, outputs, threads)))
+    }
+
+    /// The provider whose device tensors
+    /// [`eval_on_device`](Self::eval_on_device) reads and writes directly:
+    /// a subgraph compiled for a device. The session then hands it the
+    /// graph inputs and outputs bound on that device instead of host
+    /// copies.
+    fn device(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// [`eval_async`](Self::eval_async) with inputs and outputs that may
+    /// live on [`device`](Self::device)'s device. Only called on ops that
+    /// name a device.
+    fn eval_on_device<'a, 'b: 'a>(&'a self, inputs: &'a [Option<ValueRef<'b>>], outputs: &'a mut [ValueMut<'b>], threads: &'a rayon::ThreadPool) -> EvalFuture<'a> {
+        let _ = (inputs, outputs, threads);
+        Box::pin(std::future::ready(Err(OpError::Device("this operator reads no device tensors".into()))))
     }
 
     /// [`eval`](Self::eval) into `outputs` new tensors: for constant

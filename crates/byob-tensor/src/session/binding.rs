@@ -19,14 +19,32 @@
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Inputs and outputs may also live on a device ([`DeviceTensor`]s, such
+//! as a caller's GPU buffer wrapped by its provider): a step of that
+//! provider reads and writes them where they are, so that a model fed by
+//! the caller's own GPU work, or two models chained on the GPU, never
+//! round-trip through host memory. A step of another provider that reads
+//! a device input gets a host copy ([`RunStats::device_transfers`] counts
+//! them).
+//!
+//! [`RunStats::device_transfers`]: crate::RunStats::device_transfers
 
-use crate::tensor::Tensor;
+use crate::device::{Device, DeviceOutput, DeviceTensor};
+use crate::tensor::{DataType, Tensor};
+use std::sync::Arc;
 
 /// Tensors bound to a session's inputs and outputs by name.
 #[derive(Debug, Default)]
 pub struct IoBinding {
     pub(super) inputs: Vec<(String, Tensor)>,
     pub(super) outputs: Vec<(String, Tensor)>,
+    pub(super) device_inputs: Vec<(String, DeviceTensor)>,
+    pub(super) device_outputs: Vec<(String, DeviceOutput)>,
+}
+
+fn unbind<T>(list: &mut Vec<(String, T)>, name: &str) {
+    list.retain(|(n, _)| n != name);
 }
 
 fn slot<'a>(list: &'a mut [(String, Tensor)], name: &str) -> Option<&'a mut Tensor> {
@@ -47,14 +65,68 @@ impl IoBinding {
 
     /// Binds (or rebinds) input `name`.
     pub fn bind_input(&mut self, name: impl Into<String>, tensor: Tensor) {
-        bind(&mut self.inputs, name.into(), tensor);
+        let name = name.into();
+        unbind(&mut self.device_inputs, &name);
+        bind(&mut self.inputs, name, tensor);
+    }
+
+    /// Binds (or rebinds) input `name` to a tensor on a device: the
+    /// caller's buffer, or an output another session left on the device.
+    /// Runs read it where it is; the caller must not write it while a run
+    /// is in flight.
+    pub fn bind_input_on_device(&mut self, name: impl Into<String>, tensor: DeviceTensor) {
+        let name = name.into();
+        unbind(&mut self.inputs, &name);
+        unbind(&mut self.device_inputs, &name);
+        self.device_inputs.push((name, tensor));
+    }
+
+    /// Binds output `name` to the caller's device buffer: runs write the
+    /// output into it (its shape is then the output's), and fail if it
+    /// does not fit.
+    pub fn bind_output_on_device(&mut self, name: impl Into<String>, tensor: DeviceTensor) {
+        self.bind_device_output(name.into(), DeviceOutput::Caller(tensor));
+    }
+
+    /// Leaves output `name` on `device`, in a buffer of the device's that
+    /// the first run allocates and later runs reuse while the output fits:
+    /// read it with [`output_on_device`](Self::output_on_device), or bind
+    /// it as another session's input to chain the two on the device.
+    pub fn keep_output_on_device(&mut self, name: impl Into<String>, device: Arc<dyn Device>) {
+        self.bind_device_output(name.into(), DeviceOutput::Owned { device, tensor: None });
+    }
+
+    fn bind_device_output(&mut self, name: String, output: DeviceOutput) {
+        unbind(&mut self.outputs, &name);
+        unbind(&mut self.device_outputs, &name);
+        self.device_outputs.push((name, output));
+    }
+
+    /// Output `name` as the last run left it on the device.
+    pub fn output_on_device(&self, name: &str) -> Option<&DeviceTensor> {
+        self.device_outputs.iter().find(|(n, _)| n == name).and_then(|(_, o)| o.tensor())
+    }
+
+    /// A bound device input.
+    pub fn input_on_device(&self, name: &str) -> Option<&DeviceTensor> {
+        self.device_inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    /// The type and shape of input `name`, on the host or on a device.
+    pub(super) fn input_type(&self, name: &str) -> Option<(DataType, &[usize])> {
+        match self.input(name) {
+            Some(t) => Some((t.dtype(), t.shape())),
+            None => self.input_on_device(name).map(|t| (t.dtype(), t.shape())),
+        }
     }
 
     /// Binds output `name` to `buffer`: runs write the output into it,
     /// reusing its storage when it is large enough (its shape and contents
     /// are replaced).
     pub fn bind_output(&mut self, name: impl Into<String>, buffer: Tensor) {
-        bind(&mut self.outputs, name.into(), buffer);
+        let name = name.into();
+        unbind(&mut self.device_outputs, &name);
+        bind(&mut self.outputs, name, buffer);
     }
 
     /// Binds output `name` to `tensor`, allocating only for a name not

@@ -11,6 +11,7 @@ pub(crate) use run::Limits;
 pub use binding::IoBinding;
 pub use handle::RunHandle;
 
+use crate::device::DeviceError;
 use crate::graph::{NodeId, TypedGraph, ValueId};
 use crate::model::{Dim, Model, ModelError, ValueInfo};
 use crate::ops::{Fact, Op, OpError};
@@ -67,6 +68,9 @@ pub enum RunError {
     #[error("laying out the memory plan: {0}")]
     Memory(TensorError),
     /// Past [`SessionBuilder::with_max_run_bytes`].
+    /// A value bound on a device could not be read or written there.
+    #[error("{value:?}, bound on a device: {error}")]
+    Device { value: String, error: DeviceError },
     #[error("{at}: needs {bytes} bytes with {held} already held, more than the {limit} one run's tensors may hold (SessionBuilder::with_max_run_bytes; byob run --max-run-mib)")]
     RunLimit { at: String, bytes: usize, held: usize, limit: usize },
 }
@@ -83,6 +87,11 @@ pub struct RunStats {
     /// a first run with new shapes, for outputs nobody bound, and by
     /// kernels whose outputs' sizes could not be planned).
     pub tensor_allocations: usize,
+    /// Copies between the host and a device that the session made for
+    /// values bound on a device: a device input read by a step of another
+    /// provider, a device-bound output computed on the host. Zero when
+    /// every step that touches them runs on their device.
+    pub device_transfers: usize,
     /// How long each step took, in step order, when the session profiles
     /// (see [`SessionBuilder::with_profiling`]); empty otherwise.
     pub steps: Vec<StepTime>,
@@ -564,13 +573,13 @@ fn planner_fact(t: &Tensor) -> Fact {
     }
 }
 
-fn check_input(info: &ValueInfo, tensor: &Tensor) -> Result<(), RunError> {
-    if let Some(dtype) = info.dtype {
-        if dtype != tensor.dtype() {
-            return Err(RunError::InputType { name: info.name.clone(), expected: dtype.to_string(), got: tensor.dtype().to_string() });
+fn check_input(info: &ValueInfo, dtype: DataType, shape: &[usize]) -> Result<(), RunError> {
+    if let Some(expected) = info.dtype {
+        if expected != dtype {
+            return Err(RunError::InputType { name: info.name.clone(), expected: expected.to_string(), got: dtype.to_string() });
         }
     }
-    check_shape(info, tensor.shape())
+    check_shape(info, shape)
 }
 
 /// Whether an input of `shape` fits the model's declaration of it.

@@ -33,7 +33,7 @@ pub(super) fn apply(pinned: Pinned, graph: &mut Graph) -> Result<(), SessionErro
         let Some(at) = graph.inputs.iter().position(|v| v.name == name) else {
             return Err(fail(&name, format!("the model has no such input (its inputs: {})", known)));
         };
-        check_input(&graph.inputs[at], &value).map_err(|e| fail(&name, format!("the constant does not fit the model: {e}")))?;
+        check_input(&graph.inputs[at], value.dtype(), value.shape()).map_err(|e| fail(&name, format!("the constant does not fit the model: {e}")))?;
         graph.inputs.remove(at);
         graph.initializers.insert(name, value);
     }

@@ -7,6 +7,7 @@
 //! match it touches no allocator for tensors.
 
 use super::{IoBinding, RunError, RunStats, Session};
+use crate::device::{DeviceOutput, ValueMut, ValueRef};
 use crate::ops::{Fact, OpError};
 use crate::plan::{MemoryPlan, ValueSize};
 use crate::tensor::{element_count, Tensor, TensorError};
@@ -53,6 +54,11 @@ pub(super) struct RunState {
     outputs: Vec<Tensor>,
     /// Where each of those outputs' storage was before the kernel ran.
     storage: Vec<(usize, usize)>,
+    /// Per value, the entry of the binding's device inputs it is.
+    device_input: Vec<Option<usize>>,
+    /// Per value, whether this run wrote it straight into an output bound
+    /// on a device.
+    on_device: Vec<bool>,
 }
 
 /// Whether `tensor` still uses the storage it had (`before`, from
@@ -175,17 +181,19 @@ impl Session {
     /// none is missing, and every bound output is one of the model's.
     pub(super) fn check_binding(&self, binding: &IoBinding) -> Result<(), RunError> {
         let expected = || super::describe_inputs(&self.inputs);
-        for (name, tensor) in &binding.inputs {
+        let host = binding.inputs.iter().map(|(n, t)| (n, t.dtype(), t.shape()));
+        for (name, dtype, shape) in host.chain(binding.device_inputs.iter().map(|(n, t)| (n, t.dtype(), t.shape()))) {
             let Some((info, _)) = self.inputs.iter().find(|(v, _)| &v.name == name) else {
                 return Err(RunError::UnknownInput { name: name.clone(), expected: expected() });
             };
-            super::check_input(info, tensor)?;
+            super::check_input(info, dtype, shape)?;
         }
-        let missing: Vec<String> = self.inputs.iter().filter(|(v, _)| binding.inputs.iter().all(|(n, _)| *n != v.name)).map(|(v, _)| v.name.clone()).collect();
+        let missing: Vec<String> = self.inputs.iter().filter(|(v, _)| binding.input_type(&v.name).is_none()).map(|(v, _)| v.name.clone()).collect();
         if !missing.is_empty() {
             return Err(RunError::MissingInput { missing, expected: expected() });
         }
-        if let Some((name, _)) = binding.outputs.iter().find(|(n, _)| self.outputs.iter().all(|(v, _)| v.name != *n)) {
+        let bound = binding.outputs.iter().map(|(n, _)| n).chain(binding.device_outputs.iter().map(|(n, _)| n));
+        if let Some(name) = bound.into_iter().find(|n| self.outputs.iter().all(|(v, _)| v.name != **n)) {
             let outputs = self.outputs.iter().map(|(v, _)| v.name.as_str()).collect::<Vec<_>>().join(", ");
             return Err(RunError::UnknownOutput { name: name.clone(), expected: outputs });
         }
@@ -209,12 +217,13 @@ impl Session {
     }
 
     pub(super) fn new_state(&self) -> RunState {
-        RunState { key: None, plan: Arc::new(MemoryPlan::default()), buffers: Vec::new(), values: vec![None; self.value_names.len()], outputs: Vec::new(), storage: Vec::new() }
+        let n = self.value_names.len();
+        RunState { key: None, plan: Arc::new(MemoryPlan::default()), buffers: Vec::new(), values: vec![None; n], outputs: Vec::new(), storage: Vec::new(), device_input: vec![None; n], on_device: vec![false; n] }
     }
 
     /// Whether the bound inputs have the shapes `key` lists.
     pub(super) fn fits(&self, key: &ShapeKey, binding: &IoBinding) -> bool {
-        self.inputs.iter().zip(key).all(|((v, _), k)| binding.input(&v.name).map(Tensor::shape) == Some(k.as_slice()))
+        self.inputs.iter().zip(key).all(|((v, _), k)| binding.input_type(&v.name).map(|(_, shape)| shape) == Some(k.as_slice()))
     }
 
     /// Fails, naming the input, when a bound input's shape is not the one
@@ -222,9 +231,9 @@ impl Session {
     pub(super) fn check_laid_out(&self, state: &RunState, binding: &IoBinding) -> Result<(), RunError> {
         let Some(key) = &state.key else { return Ok(()) };
         for ((info, _), expected) in self.inputs.iter().zip(key) {
-            let Some(tensor) = binding.input(&info.name) else { continue };
-            if tensor.shape() != expected.as_slice() {
-                return Err(RunError::InputShape { name: info.name.clone(), expected: format!("{expected:?} (the run handle's)"), got: tensor.shape().to_vec() });
+            let Some((_, shape)) = binding.input_type(&info.name) else { continue };
+            if shape != expected.as_slice() {
+                return Err(RunError::InputShape { name: info.name.clone(), expected: format!("{expected:?} (the run handle's)"), got: shape.to_vec() });
             }
         }
         Ok(())
@@ -235,7 +244,7 @@ impl Session {
         if state.key.as_ref().is_some_and(|k| self.fits(k, binding)) && state.plan.planned_bytes() <= limits.run {
             return Ok(());
         }
-        let key: ShapeKey = self.inputs.iter().map(|(v, _)| binding.input(&v.name).map(Tensor::shape).unwrap_or_default().to_vec()).collect();
+        let key: ShapeKey = self.inputs.iter().map(|(v, _)| binding.input_type(&v.name).map(|(_, shape)| shape).unwrap_or_default().to_vec()).collect();
         state.plan = self.plan_for(&key, binding);
         state.key = None;
         let planned = state.plan.planned_bytes();
@@ -267,7 +276,7 @@ impl Session {
         }
         let mut facts = self.constant_facts.clone();
         for ((info, id), shape) in self.inputs.iter().zip(key) {
-            let dtype = binding.inputs.iter().find(|(n, _)| *n == info.name).map(|(_, t)| t.dtype());
+            let dtype = binding.input_type(&info.name).map(|(dtype, _)| dtype);
             facts[*id] = dtype.map(|d| Fact::new(d, shape.iter().map(|&n| crate::model::Dim::Known(n)).collect()));
         }
         for step in &self.steps {
@@ -316,9 +325,11 @@ impl Session {
     }
 
     pub(super) async fn execute(&self, state: &mut RunState, binding: &mut IoBinding, stats: &mut RunStats, pool: &rayon::ThreadPool, limits: Limits) -> Result<(), RunError> {
+        state.on_device.fill(false);
         for (info, id) in &self.inputs {
             let bound = binding.inputs.iter_mut().find(|(n, _)| *n == info.name).map(|(_, t)| std::mem::take(t));
             state.values[*id] = bound;
+            state.device_input[*id] = binding.device_inputs.iter().position(|(n, _)| *n == info.name);
         }
         let mut live_bytes = 0usize;
         // Bytes held toward `limits.run`: the plan's sized buffers, and each
@@ -326,6 +337,24 @@ impl Session {
         // step to the end of the run (its storage is kept until then).
         let mut held = state.plan.planned_bytes();
         for (s, step) in self.steps.iter().enumerate() {
+            let device = step.op.device();
+            let reads_on_device = |i: usize| state.device_input[i].is_some_and(|k| Some(binding.device_inputs[k].1.device()) == device);
+            // A device input read where it is not: a host copy, made once.
+            for &i in step.inputs.iter().flatten() {
+                if let (None, Some(k)) = (&state.values[i], state.device_input[i]) {
+                    if !reads_on_device(i) {
+                        let mut host = Tensor::with_max_bytes(limits.tensor);
+                        let (name, tensor) = &binding.device_inputs[k];
+                        tensor.download_into(&mut host).await.map_err(|error| RunError::Device { value: name.clone(), error })?;
+                        stats.device_transfers += 1;
+                        live_bytes += host.len() * host.dtype().size();
+                        state.values[i] = Some(host);
+                    }
+                }
+            }
+            // Outputs written straight into their device binding.
+            let direct: smallvec::SmallVec<[bool; 4]> = step.outputs.iter().map(|&o| self.direct_output(s, o, device, binding)).collect();
+            let on_device = step.inputs.iter().flatten().any(|&i| reads_on_device(i)) || direct.contains(&true);
             // Lend each output its buffer: the caller's for a bound graph
             // output, the plan's for an intermediate.
             state.outputs.clear();
@@ -353,7 +382,21 @@ impl Session {
                 // On the stack for up to eight inputs: a run that reuses its
                 // buffers allocates nothing here either.
                 let args: smallvec::SmallVec<[Option<&Tensor>; 8]> = step.inputs.iter().map(|i| i.and_then(|i| values[i].as_ref().or(self.constants[i].as_ref()))).collect();
-                if step.op.waits_on_device() {
+                if on_device {
+                    let host = args.iter().copied();
+                    let args: smallvec::SmallVec<[Option<ValueRef>; 8]> = step.inputs.iter().zip(host).map(|(i, host)| match i.and_then(|i| state.device_input[i].filter(|_| reads_on_device(i))) {
+                        Some(k) => Some(ValueRef::Device(&binding.device_inputs[k].1)),
+                        None => host.map(ValueRef::Host),
+                    }).collect();
+                    let mut slots: smallvec::SmallVec<[Option<&mut DeviceOutput>; 4]> = step.outputs.iter().map(|_| None).collect();
+                    for (name, output) in binding.device_outputs.iter_mut() {
+                        if let Some(j) = step.outputs.iter().zip(&direct).position(|(&o, &d)| d && self.value_names[o] == *name) {
+                            slots[j] = Some(output);
+                        }
+                    }
+                    let mut outputs: smallvec::SmallVec<[ValueMut; 4]> = state.outputs.iter_mut().zip(slots).map(|(host, slot)| slot.map_or(ValueMut::Host(host), ValueMut::Device)).collect();
+                    step.op.eval_on_device(&args, &mut outputs, pool).await
+                } else if step.op.waits_on_device() {
                     step.op.eval_async(&args, &mut state.outputs, pool).await
                 } else {
                     step.op.eval(&args, &mut state.outputs, pool)
@@ -364,6 +407,10 @@ impl Session {
             }
             let before = held;
             for (j, &id) in step.outputs.iter().enumerate() {
+                if direct[j] {
+                    state.on_device[id] = true;
+                    continue;
+                }
                 let tensor = std::mem::take(&mut state.outputs[j]);
                 stats.tensor_allocations += usize::from(!same_storage(state.storage[j], &tensor));
                 let bytes = tensor.len() * tensor.dtype().size();
@@ -394,6 +441,38 @@ impl Session {
                 }
             }
         }
+        self.upload_device_outputs(state, binding, stats).await
+    }
+
+    /// Whether step `s` writes value `o` straight into the output bound
+    /// for it on `device`: a graph output no later step reads.
+    fn direct_output(&self, s: usize, o: usize, device: Option<&'static str>, binding: &IoBinding) -> bool {
+        let Some(device) = device else { return false };
+        let name = &self.value_names[o];
+        let bound = binding.device_outputs.iter().any(|(n, out)| n == name && out.device() == device);
+        bound && self.outputs.iter().any(|(_, id)| *id == o) && self.steps[s + 1..].iter().all(|t| !t.inputs.contains(&Some(o)))
+    }
+
+    /// Copies the outputs bound on a device that the host computed (a CPU
+    /// step produced them, or a later step read them) to their device.
+    async fn upload_device_outputs(&self, state: &mut RunState, binding: &mut IoBinding, stats: &mut RunStats) -> Result<(), RunError> {
+        for (info, id) in &self.outputs {
+            let Some((_, output)) = binding.device_outputs.iter_mut().find(|(n, _)| *n == info.name) else { continue };
+            if state.on_device[*id] {
+                continue;
+            }
+            let failed = |error| RunError::Device { value: info.name.clone(), error };
+            let host = match (&state.values[*id], &self.constants[*id], state.device_input[*id]) {
+                (Some(t), _, _) | (None, Some(t), _) => std::borrow::Cow::Borrowed(t),
+                // A device input handed straight back as an output.
+                (None, None, Some(k)) => std::borrow::Cow::Owned(binding.device_inputs[k].1.to_host().await.map_err(failed)?),
+                (None, None, None) => continue,
+            };
+            let (tensor, _) = output.prepare(host.dtype(), host.shape()).map_err(failed)?;
+            tensor.buffer().upload(&host).map_err(failed)?;
+            stats.device_transfers += 1;
+            state.on_device[*id] = true;
+        }
         Ok(())
     }
 
@@ -401,6 +480,10 @@ impl Session {
     /// intermediate's buffer to the state: after a failed run too.
     pub(super) fn finish(&self, state: &mut RunState, binding: &mut IoBinding) {
         for (info, id) in &self.outputs {
+            if state.on_device[*id] {
+                // Its host value (if any) goes back to the plan or is dropped.
+                continue;
+            }
             let tensor = if self.is_input(*id) { state.values[*id].clone() } else { state.values[*id].take().or_else(|| self.constants[*id].clone()) };
             if let Some(tensor) = tensor {
                 binding.put_output(&info.name, tensor);
