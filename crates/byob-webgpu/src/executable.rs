@@ -12,13 +12,13 @@
 
 use crate::context::GpuContext;
 use crate::error::GpuError;
-use crate::kernels::{bytes, create_kernel_with_values, BoundKernel, GpuKernel, GpuSlice};
+use crate::kernels::{bytes, create_typed_kernel, BoundKernel, GpuKernel, GpuSlice};
 use crate::pool::{lower_bound, plan_pool, Interval};
 use crate::provider::{Held, Shared};
 use crate::subgraph::{alignment, binding_limit, max_binding, Definition};
 use crate::sync::{AsyncLock, Signal};
 use byob_tensor::model::Node;
-use byob_tensor::{Lifetime, Tensor};
+use byob_tensor::{Data, DataType, Lifetime, Tensor};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -42,7 +42,7 @@ pub(crate) struct Loc {
 /// slot, or a GPU buffer copied there on the device.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Source<'a> {
-    Host(&'a [f32]),
+    Host(&'a Tensor),
     Device(GpuSlice<'a>),
 }
 
@@ -66,6 +66,7 @@ struct Step {
 struct Output {
     loc: Loc,
     shape: Vec<usize>,
+    dtype: DataType,
     staging_offset: u64,
 }
 
@@ -87,6 +88,8 @@ pub(crate) struct Executable {
     turn: AsyncLock,
     /// The mapping of a run that was dropped before reading it back.
     pending: Mutex<Option<Arc<Signal>>>,
+    /// Boolean inputs widened to the GPU's `u32`s before writing.
+    widened: Mutex<Vec<u32>>,
     _held: Held,
 }
 
@@ -95,6 +98,7 @@ pub(crate) struct Executable {
 /// steps from its producer to its last reader.
 struct Value {
     shape: Vec<usize>,
+    dtype: DataType,
     root: usize,
     lifetime: Lifetime,
     constant: Option<Loc>,
@@ -124,14 +128,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Executable {
-    pub fn build(shared: &Arc<Shared>, def: &Definition, shapes: &[Vec<usize>]) -> Result<Self, GpuError> {
+    pub fn build(shared: &Arc<Shared>, def: &Definition, inputs: &[(DataType, Vec<usize>)]) -> Result<Self, GpuError> {
         let ctx = &shared.ctx;
         let internal = |message: String| GpuError::Internal { what: format!("building {}", def.what), message };
         let mut values: Vec<Value> = Vec::new();
         let mut by_name: HashMap<&str, usize> = HashMap::new();
-        for (name, shape) in def.inputs.iter().zip(shapes) {
+        for (name, (dtype, shape)) in def.inputs.iter().zip(inputs) {
             by_name.insert(name, values.len());
-            values.push(Value { shape: shape.clone(), root: values.len(), lifetime: Lifetime { first: 0, last: 0 }, constant: None });
+            values.push(Value { shape: shape.clone(), dtype: *dtype, root: values.len(), lifetime: Lifetime { first: 0, last: 0 }, constant: None });
         }
         // Kernels in node order.
         let mut planned: Vec<Planned> = Vec::new();
@@ -147,28 +151,29 @@ impl Executable {
                     None => {
                         let c = def.constants.get(name).ok_or_else(|| internal(format!("node {:?} reads {name:?}, which is neither an input, a constant nor produced before", node.name)))?;
                         by_name.insert(name, values.len());
-                        values.push(Value { shape: c.shape.clone(), root: values.len(), lifetime: Lifetime { first: 0, last: 0 }, constant: c.gpu });
+                        values.push(Value { shape: c.shape.clone(), dtype: c.dtype, root: values.len(), lifetime: Lifetime { first: 0, last: 0 }, constant: c.gpu });
                         values.len() - 1
                     }
                 };
                 ids.push(Some(id));
             }
             let input_shapes: Vec<Vec<usize>> = ids.iter().map(|id| id.map_or_else(Vec::new, |id| values[id].shape.clone())).collect();
+            let input_dtypes: Vec<DataType> = ids.iter().map(|id| id.map_or(DataType::F32, |id| values[id].dtype)).collect();
             let input_values: Vec<Option<&Tensor>> = node.inputs.iter().map(|n| def.constants.get(n).and_then(|c| c.value.as_ref())).collect();
-            let kernel = create_kernel_with_values(ctx, node, def.opset, &input_shapes, &input_values)?;
+            let kernel = create_typed_kernel(ctx, node, def.opset, &input_shapes, &input_dtypes, &input_values)?;
             for &id in ids.iter().flatten() {
                 let root = values[id].root;
                 values[root].lifetime.last = s;
             }
             let alias = kernel.aliases();
             let mut outputs = Vec::with_capacity(kernel.output_shapes().len());
-            for (j, shape) in kernel.output_shapes().iter().enumerate() {
+            for (j, (shape, &dtype)) in kernel.output_shapes().iter().zip(kernel.output_dtypes()).enumerate() {
                 let id = values.len();
                 let root = match alias {
                     Some(a) if j == 0 => values[ids.get(a).copied().flatten().ok_or_else(|| internal(format!("node {:?} aliases its missing input {a}", node.name)))?].root,
                     _ => id,
                 };
-                values.push(Value { shape: shape.clone(), root, lifetime: Lifetime { first: s, last: s }, constant: None });
+                values.push(Value { shape: shape.clone(), dtype, root, lifetime: Lifetime { first: s, last: s }, constant: None });
                 if let Some(name) = node.outputs.get(j).filter(|n| !n.is_empty()) {
                     by_name.insert(name, id);
                 }
@@ -226,7 +231,7 @@ impl Executable {
         let mut outputs = Vec::with_capacity(output_ids.len());
         for id in output_ids {
             let loc = loc(id)?;
-            outputs.push(Output { loc, shape: values[id].shape.clone(), staging_offset: staging_size });
+            outputs.push(Output { loc, shape: values[id].shape.clone(), dtype: values[id].dtype, staging_offset: staging_size });
             staging_size += loc.size;
         }
 
@@ -251,12 +256,12 @@ impl Executable {
         shared.lower_bound.store(lower_bound(&intervals), Ordering::Relaxed);
         shared.planned.store(plan.total_size(), Ordering::Relaxed);
         let held = shared.hold(plan.total_size() + staging.size());
-        Ok(Self { steps, arenas, inputs, outputs, staging, turn: AsyncLock::default(), pending: Mutex::default(), _held: held })
+        Ok(Self { steps, arenas, inputs, outputs, staging, turn: AsyncLock::default(), pending: Mutex::default(), widened: Mutex::default(), _held: held })
     }
 
-    /// The shape of output `o`, fixed when this was built.
-    pub fn output_shape(&self, o: usize) -> &[usize] {
-        &self.outputs[o].shape
+    /// The type and shape of output `o`, fixed when this was built.
+    pub fn output(&self, o: usize) -> (DataType, &[usize]) {
+        (self.outputs[o].dtype, &self.outputs[o].shape)
     }
 
     /// Runs with `inputs` (the subgraph's, in order, of the shapes this was
@@ -302,8 +307,18 @@ impl Executable {
         for (loc, input) in self.inputs.iter().zip(inputs) {
             let arena = buffer(&self.arenas, def, loc.home);
             match *input {
-                Source::Host(values) if !values.is_empty() => {
-                    ctx.queue().write_buffer(arena, loc.offset, bytemuck::cast_slice(values));
+                Source::Host(tensor) if !tensor.is_empty() => {
+                    match tensor.data() {
+                        Data::F32(values) => ctx.queue().write_buffer(arena, loc.offset, bytemuck::cast_slice(values)),
+                        Data::Bool(values) => {
+                            let mut widened = lock(&self.widened);
+                            widened.clear();
+                            widened.extend(values.iter().map(|&b| u32::from(b)));
+                            ctx.queue().write_buffer(arena, loc.offset, bytemuck::cast_slice(&widened));
+                        }
+                        // The subgraph takes float32 and bool inputs only.
+                        _ => {}
+                    }
                     transfers.uploads += 1;
                 }
                 Source::Device(from) if loc.size > 0 => encoder.copy_buffer_to_buffer(from.buffer, from.offset, arena, loc.offset, loc.size),
@@ -334,10 +349,12 @@ impl Executable {
         for (output, sink) in self.outputs.iter().zip(outputs) {
             let Sink::Host(tensor) = sink else { continue };
             let start = output.staging_offset as usize;
-            let bytes = &view[start..start + output.loc.size as usize];
-            let values = tensor.reset_f32(&output.shape).map_err(|e| GpuError::Internal { what: format!("reading back the outputs of {}", def.what), message: e.to_string() })?;
-            for (value, b) in values.iter_mut().zip(bytes.chunks_exact(4)) {
-                *value = f32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+            let words = view[start..start + output.loc.size as usize].chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]);
+            let data = tensor.reset(output.dtype, &output.shape).map_err(|e| GpuError::Internal { what: format!("reading back the outputs of {}", def.what), message: e.to_string() })?;
+            match data {
+                Data::Bool(values) => values.iter_mut().zip(words).for_each(|(v, w)| *v = u32::from_ne_bytes(w) != 0),
+                Data::F32(values) => values.iter_mut().zip(words).for_each(|(v, w)| *v = f32::from_ne_bytes(w)),
+                other => return Err(GpuError::Internal { what: format!("reading back the outputs of {}", def.what), message: format!("{} has no GPU representation", other.dtype()) }),
             }
         }
         Ok(())

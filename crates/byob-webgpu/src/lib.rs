@@ -50,7 +50,7 @@ mod sync;
 pub use context::GpuContext;
 pub use data_manager::{normalized_size, BufferId, DataCounters, Download, GpuDataManager, UploadPath, STAGING_THRESHOLD};
 pub use error::GpuError;
-pub use kernels::{create_kernel, create_kernel_with_values, supports, BoundKernel, GpuKernel, GpuSlice};
+pub use kernels::{create_kernel, create_kernel_with_values, create_typed_kernel, on_gpu, supports, BoundKernel, GpuKernel, GpuSlice};
 pub use pool::{lower_bound, plan_pool, Interval, Placement, PoolPlan};
 pub use program::{fold_groups, Program, ProgramCache, ProgramCounters, ProgramKey, ProgramSource};
 pub use provider::{ProviderCounters, WebGpuProvider};

@@ -189,8 +189,8 @@ impl ExecutionProvider for WebGpuProvider {
         "webgpu"
     }
 
-    /// A GPU kernel exists, the data is f32 (other types only as constants
-    /// read when building, like Reshape's shape), and, when every input's
+    /// A GPU kernel exists, the data is float32 or bool (other types only as
+    /// constants read when building, like Reshape's shape), and, when every input's
     /// shape is known, the kernel builds and no tensor exceeds what one
     /// binding holds: attribute combinations the GPU kernels lack (3-D
     /// Conv, MaxPool's Indices...) and tensors too large for the device go
@@ -204,8 +204,8 @@ impl ExecutionProvider for WebGpuProvider {
         // When anything is known (`inputs` is empty only before the graph's
         // facts exist), every element type must be: a value whose type only
         // the run tells (after a subgraph, say) may turn out not to be
-        // float32.
-        let float_data = inputs.is_empty() || (0..node.inputs.len()).filter(|&i| present(i)).all(|i| fact(i).is_some_and(|f| f.dtype == DataType::F32 || f.value.is_some()));
+        // float32 or bool.
+        let float_data = inputs.is_empty() || (0..node.inputs.len()).filter(|&i| present(i)).all(|i| fact(i).is_some_and(|f| kernels::on_gpu(f.dtype) || f.value.is_some()));
         if !float_data {
             return false;
         }
@@ -221,7 +221,8 @@ impl ExecutionProvider for WebGpuProvider {
             return false;
         }
         let values: Vec<Option<&Tensor>> = (0..node.inputs.len()).map(|i| fact(i).and_then(|f| f.value.as_ref())).collect();
-        kernels::create_kernel_with_values(ctx, node, opset, &shapes, &values).is_ok_and(|kernel| kernel.output_shapes().iter().all(fits))
+        let dtypes: Vec<DataType> = (0..node.inputs.len()).map(|i| fact(i).map_or(DataType::F32, |f| f.dtype)).collect();
+        kernels::create_typed_kernel(ctx, node, opset, &shapes, &dtypes, &values).is_ok_and(|kernel| kernel.output_shapes().iter().all(fits))
     }
 
     fn create_kernel(&self, node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {

@@ -5,6 +5,7 @@
 
 use crate::context::GpuContext;
 use crate::error::GpuError;
+use crate::kernels;
 use crate::device_tensor::{gpu_buffer, GpuBuffer, WEBGPU};
 use crate::executable::{Executable, Home, Loc, Sink, Source};
 use crate::pool::{plan_pool, Interval};
@@ -13,7 +14,7 @@ use byob_tensor::model::{Dim, Node};
 use byob_tensor::ops::{EvalFuture, Fact, Op, OpError};
 use byob_tensor::provider::Subgraph;
 use byob_tensor::device::{ValueMut, ValueRef};
-use byob_tensor::{DataType, DeviceTensor, Tensor};
+use byob_tensor::{Data, DataType, DeviceTensor, Tensor};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,7 +27,8 @@ const HOST_VALUE_LIMIT: usize = 64;
 /// A constant of the subgraph.
 pub(crate) struct Constant {
     pub shape: Vec<usize>,
-    /// Where it lives on the GPU: f32 constants only.
+    pub dtype: DataType,
+    /// Where it lives on the GPU: float32 and bool constants only.
     pub gpu: Option<Loc>,
     /// The host value: small or non-f32 constants only.
     pub value: Option<Tensor>,
@@ -47,8 +49,8 @@ pub(crate) struct Definition {
     pub what: String,
 }
 
-/// The shapes of a subgraph's inputs, in order.
-type ShapeKey = Vec<Vec<usize>>;
+/// The types and shapes of a subgraph's inputs, in order.
+type ShapeKey = Vec<(DataType, Vec<usize>)>;
 
 pub(crate) struct GpuSubgraph {
     shared: Arc<Shared>,
@@ -93,14 +95,15 @@ impl GpuSubgraph {
         })
     }
 
-    /// The executable for these input shapes, built the first time.
-    fn executable(&self, shapes: &[&[usize]]) -> Result<Arc<Executable>, GpuError> {
+    /// The executable for inputs of these types and shapes, built the
+    /// first time.
+    fn executable(&self, inputs: &[(DataType, &[usize])]) -> Result<Arc<Executable>, GpuError> {
         let mut executables = self.executables.lock().unwrap_or_else(PoisonError::into_inner);
-        let same = |key: &ShapeKey| key.iter().map(Vec::as_slice).eq(shapes.iter().copied());
+        let same = |key: &ShapeKey| key.iter().map(|(d, s)| (*d, s.as_slice())).eq(inputs.iter().copied());
         if let Some((_, executable)) = executables.iter().find(|(key, _)| same(key)) {
             return Ok(Arc::clone(executable));
         }
-        let key: ShapeKey = shapes.iter().map(|s| s.to_vec()).collect();
+        let key: ShapeKey = inputs.iter().map(|(d, s)| (*d, s.to_vec())).collect();
         let executable = Arc::new(Executable::build(&self.shared, &self.def, &key)?);
         executables.push((key, Arc::clone(&executable)));
         Ok(executable)
@@ -119,14 +122,14 @@ impl GpuSubgraph {
             let name = &self.def.inputs[i];
             let input = input.ok_or_else(|| OpError::input(i, format!("{name:?} is missing")))?;
             let (dtype, shape, source) = match input {
-                ValueRef::Host(tensor) => (tensor.dtype(), tensor.shape(), tensor.as_f32().map(Source::Host)),
+                ValueRef::Host(tensor) => (tensor.dtype(), tensor.shape(), Some(Source::Host(tensor))),
                 ValueRef::Device(tensor) => (tensor.dtype(), tensor.shape(), self.on_this_device(tensor).map(|b| Source::Device(b.slice()))),
             };
-            if dtype != DataType::F32 {
-                return Err(OpError::input(i, format!("{name:?}: the webgpu provider takes float32, got {dtype}")));
+            if !kernels::on_gpu(dtype) {
+                return Err(OpError::input(i, format!("{name:?}: the webgpu provider takes float32 and bool, got {dtype}")));
             }
             sources.push(source.ok_or_else(|| OpError::input(i, format!("{name:?} is a GPU tensor of another provider (wrap it with the session's)")))?);
-            shapes.push(shape);
+            shapes.push((dtype, shape));
         }
         let executable = self.executable(&shapes).map_err(op_error)?;
         let mut sinks = Vec::with_capacity(outputs.len());
@@ -135,7 +138,11 @@ impl GpuSubgraph {
                 ValueMut::Host(tensor) => Sink::Host(tensor),
                 ValueMut::Device(slot) => {
                     let name = &self.def.outputs[o];
-                    let (tensor, _) = slot.prepare(DataType::F32, executable.output_shape(o)).map_err(|e| OpError::Device(format!("output {name:?}: {e}")))?;
+                    let (dtype, shape) = executable.output(o);
+                    if dtype != DataType::F32 {
+                        return Err(OpError::Device(format!("output {name:?} is {dtype}; only float32 outputs stay on the GPU")));
+                    }
+                    let (tensor, _) = slot.prepare(dtype, shape).map_err(|e| OpError::Device(format!("output {name:?}: {e}")))?;
                     let buffer = self.on_this_device(tensor).ok_or_else(|| OpError::Device(format!("output {name:?} is bound to a GPU tensor of another provider (wrap it with the session's)")))?;
                     Sink::Device(buffer.slice())
                 }
@@ -215,36 +222,46 @@ impl Op for GpuSubgraph {
 /// Puts the f32 constants on the GPU, packed into as few buffers as the
 /// device's binding size allows, at aligned offsets.
 fn upload_constants(ctx: &GpuContext, constants: HashMap<String, Tensor>, what: &str) -> Result<(HashMap<String, Constant>, Vec<wgpu::Buffer>), GpuError> {
-    let mut floats: Vec<(String, Tensor)> = Vec::new();
+    // Float32 and bool constants, as the GPU's 32-bit words.
+    let mut words: Vec<(String, Tensor)> = Vec::new();
     let mut table = HashMap::new();
     for (name, tensor) in constants {
         let small = tensor.len() <= HOST_VALUE_LIMIT || tensor.dtype() != DataType::F32;
+        let dtype = tensor.dtype();
         let shape = tensor.shape().to_vec();
         let fact = if small { Fact::constant(tensor.clone()) } else { Fact::new(tensor.dtype(), shape.iter().map(|&d| Dim::Known(d)).collect()) };
         let value = small.then(|| tensor.clone());
-        table.insert(name.clone(), Constant { shape, gpu: None, value, fact });
-        if tensor.dtype() == DataType::F32 {
-            floats.push((name, tensor));
+        table.insert(name.clone(), Constant { shape, dtype, gpu: None, value, fact });
+        if kernels::on_gpu(dtype) {
+            words.push((name, tensor));
         }
     }
     // Sorted by name, so that a subgraph packs the same way every time.
-    floats.sort_by(|a, b| a.0.cmp(&b.0));
+    words.sort_by(|a, b| a.0.cmp(&b.0));
     // Constants are all alive at once: the pool planner then packs them
     // side by side, splitting into buffers at the binding size limit.
-    let intervals: Vec<Interval> = floats.iter().map(|(_, t)| Interval { size: 4 * t.len() as u64, lifetime: byob_tensor::Lifetime { first: 0, last: 0 } }).collect();
+    let intervals: Vec<Interval> = words.iter().map(|(_, t)| Interval { size: 4 * t.len() as u64, lifetime: byob_tensor::Lifetime { first: 0, last: 0 } }).collect();
     let plan = plan_pool(&intervals, alignment(ctx), max_binding(ctx));
     let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
     let buffers: Vec<wgpu::Buffer> = ctx.scoped(&format!("creating the constant buffers of {what}"), || {
         plan.arena_sizes.iter().map(|&size| ctx.create_buffer(&wgpu::BufferDescriptor { label: Some("byob-webgpu constants"), size, usage, mapped_at_creation: false })).collect()
     })?;
     ctx.scoped(&format!("uploading the constants of {what}"), || {
-        for ((name, tensor), place) in floats.iter().zip(&plan.placements) {
-            let values = tensor.as_f32().expect("only f32 constants are placed");
-            if !values.is_empty() {
-                ctx.queue().write_buffer(&buffers[place.arena], place.offset, bytemuck::cast_slice(values));
+        for ((name, tensor), place) in words.iter().zip(&plan.placements) {
+            let widened: Vec<u32>;
+            let bytes: &[u8] = match tensor.data() {
+                Data::F32(values) => bytemuck::cast_slice(values),
+                Data::Bool(values) => {
+                    widened = values.iter().map(|&b| u32::from(b)).collect();
+                    bytemuck::cast_slice(&widened)
+                }
+                other => unreachable!("only float32 and bool constants are placed, not {}", other.dtype()),
+            };
+            if !bytes.is_empty() {
+                ctx.queue().write_buffer(&buffers[place.arena], place.offset, bytes);
             }
             if let Some(c) = table.get_mut(name) {
-                c.gpu = Some(Loc { home: Home::Constant(place.arena), offset: place.offset, size: 4 * values.len() as u64 });
+                c.gpu = Some(Loc { home: Home::Constant(place.arena), offset: place.offset, size: bytes.len() as u64 });
             }
         }
     })?;

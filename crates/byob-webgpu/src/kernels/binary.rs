@@ -1,6 +1,8 @@
-//! Add, Sub, Mul, Div, Pow and Sum with ONNX multidirectional broadcasting.
-//! The output's dims and each input's strides (0 along broadcast axes) are
-//! uniforms; inputs of the output's own shape take a flat `vec4` path.
+//! Add, Sub, Mul, Div, Pow and Sum with ONNX multidirectional broadcasting,
+//! and [`elementwise`], the machinery they share with the comparisons,
+//! the logical ops and Where: the output's dims and each input's strides
+//! (0 along broadcast axes) are uniforms; inputs of the output's own shape
+//! take a flat `vec4` path.
 
 use super::{numel, Bind, Grid, Kernel, KernelSpec};
 use crate::context::GpuContext;
@@ -62,24 +64,79 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     if count == 0 {
         return Err(spec.error("Sum needs at least one input"));
     }
+    let combined = match op {
+        "Add" => "a0 + a1".to_string(),
+        "Sub" => "a0 - a1".to_string(),
+        "Mul" => "a0 * a1".to_string(),
+        "Div" => "a0 / a1".to_string(),
+        "Pow" => "pow_t(a0, a1)".to_string(),
+        _ => (0..count).map(|i| format!("a{i}")).collect::<Vec<_>>().join(" + "),
+    };
+    let types = vec![Scalar::F32; count];
+    elementwise(ctx, spec, &types, Scalar::F32, &combined)
+}
+
+/// A WGSL element type of the GPU's tensors: float32 data, or booleans as
+/// 0u/1u (WGSL has no 1-byte storage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scalar {
+    F32,
+    U32,
+}
+
+impl Scalar {
+    fn wgsl(self, vec4: bool) -> &'static str {
+        match (self, vec4) {
+            (Self::F32, false) => "f32",
+            (Self::F32, true) => "vec4<f32>",
+            (Self::U32, false) => "u32",
+            (Self::U32, true) => "vec4<u32>",
+        }
+    }
+
+    /// The scalar holding a GPU tensor of `dtype`.
+    pub fn of(dtype: DataType) -> Self {
+        if dtype == DataType::F32 {
+            Self::F32
+        } else {
+            Self::U32
+        }
+    }
+}
+
+/// One output of type `out` computed from `types.len()` broadcast inputs
+/// by `combined`, a WGSL expression of `a0`, `a1`... (each a scalar, or
+/// a `vec4` on the flat path; `I0`, `I1`... name their types, `O` the
+/// output's, `pow_t` is ONNX's Pow of either).
+pub(crate) fn elementwise(ctx: &GpuContext, spec: &KernelSpec<'_>, types: &[Scalar], out: Scalar, combined: &str) -> Result<Kernel, GpuError> {
+    let op = spec.node.op_type.as_str();
+    let count = types.len();
     let shapes: Vec<&[usize]> = (0..count).map(|i| spec.input(i)).collect::<Result<_, _>>()?;
     let max_inputs = ctx.limits().max_storage_buffers_per_shader_stage as usize - 1;
     if count > max_inputs {
         return Err(spec.error(format!("{count} inputs; this GPU binds at most {max_inputs}")));
     }
+    let out_type = out;
     let out = broadcast(&shapes).map_err(|e| spec.error(e))?;
     if out.len() > MAX_RANK {
         return Err(spec.error(format!("rank {} exceeds the GPU kernel's {MAX_RANK}", out.len())));
     }
     let n = numel(&out);
-    let mut kernel = spec.kernel(vec![out.clone()]);
+    for (i, &t) in types.iter().enumerate() {
+        let dtype = spec.dtype(i);
+        if Scalar::of(dtype) != t || !super::on_gpu(dtype) {
+            return Err(spec.error(format!("input {i} is {dtype}; the GPU kernel reads {}", if t == Scalar::F32 { "float32" } else { "bool" })));
+        }
+    }
+    let dtype = if out_type == Scalar::F32 { DataType::F32 } else { DataType::Bool };
+    let mut kernel = spec.kernel(vec![out.clone()]).typed(vec![dtype]);
     if n == 0 {
         return Ok(kernel);
     }
     let flat = shapes.iter().all(|s| *s == out.as_slice()) && n.is_multiple_of(4);
-    let hint = format!("{op}:{count}:{}", if flat { "vec4".to_string() } else { format!("rank{}", out.len()) });
+    let hint = format!("{types:?}->{out_type:?}:{combined}:{}", if flat { "vec4".to_string() } else { format!("rank{}", out.len()) });
     let key = ProgramKey::new("broadcast", hint).with_input(DataType::F32, out.len());
-    let program = ctx.programs().get_or_compile(ctx, key, || source(op, count, out.len(), flat))?;
+    let program = ctx.programs().get_or_compile(ctx, key, || source(types, out_type, combined, out.len(), flat))?;
     let invocations = if flat { n / 4 } else { n };
     let mut uniform = Uniform::default().vec8(&out, 1);
     for s in &shapes {
@@ -91,18 +148,10 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     Ok(kernel)
 }
 
-fn source(op: &str, count: usize, rank: usize, flat: bool) -> ProgramSource {
-    let ty = if flat { "vec4<f32>" } else { "f32" };
-    let combined = match op {
-        "Add" => "a0 + a1".to_string(),
-        "Sub" => "a0 - a1".to_string(),
-        "Mul" => "a0 * a1".to_string(),
-        "Div" => "a0 / a1".to_string(),
-        "Pow" if flat => "pow4(a0, a1)".to_string(),
-        "Pow" => "powf(a0, a1)".to_string(),
-        _ => (0..count).map(|i| format!("a{i}")).collect::<Vec<_>>().join(" + "),
-    };
-    let bindings: String = (0..count).map(|i| format!("@group(0) @binding({i}) var<storage, read_write> x{i}: array<T>;\n")).collect();
+fn source(types: &[Scalar], out: Scalar, combined: &str, rank: usize, flat: bool) -> ProgramSource {
+    let count = types.len();
+    let pow = if flat { "fn pow_t(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> { return pow4(a, b); }" } else { "fn pow_t(a: f32, b: f32) -> f32 { return powf(a, b); }" };
+    let bindings: String = types.iter().enumerate().map(|(i, t)| format!("alias I{i} = {};\n@group(0) @binding({i}) var<storage, read_write> x{i}: array<I{i}>;\n", t.wgsl(flat))).collect();
     let (offsets, loads) = if flat {
         (String::new(), (0..count).map(|i| format!("    let a{i} = x{i}[i];\n")).collect::<String>())
     } else {
@@ -116,11 +165,11 @@ fn source(op: &str, count: usize, rank: usize, flat: bool) -> ProgramSource {
         )
     };
     let wgsl = format!(
-        "alias T = {ty};
-{bindings}@group(0) @binding({count}) var<storage, read_write> y: array<T>;
+        "alias O = {out_ty};
+{bindings}@group(0) @binding({count}) var<storage, read_write> y: array<O>;
 struct Params {{ dims: array<vec4<u32>, 2>, strides: array<vec4<u32>, {strides}>, n: u32 }}
 @group(0) @binding({uniform}) var<uniform> p: Params;
-{FLAT_INDEX}{POW}
+{FLAT_INDEX}{POW}{pow}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {{
     let i = flat_index(wid, nwg, lid, 64u);
@@ -129,7 +178,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }}
 ",
         strides = 2 * count,
-        uniform = count + 1
+        uniform = count + 1,
+        out_ty = out.wgsl(flat)
     );
     ProgramSource { wgsl, storage: count as u32 + 1 }
 }

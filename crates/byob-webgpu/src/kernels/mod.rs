@@ -1,4 +1,6 @@
-//! WGSL kernels for ONNX operators, f32 only. A kernel is built once per
+//! WGSL kernels for ONNX operators on float32 data, and booleans (stored as
+//! one `u32` each, 0 or 1) where comparisons, the logical ops, Where, Cast
+//! and the ops that only move data meet them. A kernel is built once per
 //! node from its attributes, opset and static input shapes: attributes and
 //! shapes are checked then, output shapes computed, programs fetched from
 //! the cache and parameter blocks uploaded, so that encoding it later
@@ -12,7 +14,7 @@ use crate::error::GpuError;
 use crate::program::{fold_groups, Program};
 use byob_tensor::model::Node;
 use byob_tensor::ops::{Attrs, OpError};
-use byob_tensor::Tensor;
+use byob_tensor::{DataType, Tensor};
 use std::sync::Arc;
 
 mod binary;
@@ -20,6 +22,7 @@ mod conv;
 mod conv_nhwc;
 mod gemm;
 mod layout;
+mod logic;
 mod matmul;
 mod norm;
 mod pool;
@@ -51,6 +54,9 @@ impl<'a> GpuSlice<'a> {
 pub trait GpuKernel: Send + Sync + std::fmt::Debug {
     /// The shapes of the outputs, fixed when the kernel was built.
     fn output_shapes(&self) -> &[Vec<usize>];
+
+    /// The element types of the outputs (float32 or bool).
+    fn output_dtypes(&self) -> &[DataType];
 
     /// `Some(i)` when output 0 is input `i`'s bytes unchanged (Reshape,
     /// Flatten, Squeeze, Unsqueeze, Identity, Dropout): a caller may hand
@@ -91,12 +97,13 @@ impl BoundKernel {
     }
 }
 
-/// Whether a GPU kernel exists for this node (f32 data): an ONNX op, or
+/// Whether a GPU kernel exists for this node (f32 data; Cast only to
+/// float32 or bool, whatever the shapes): an ONNX op, or
 /// the channels-last (`com.byob.nhwc`) variant of Conv, the pools or
 /// BatchNormalization. Every opset of the supported ops is handled, so
 /// `opset` does not narrow it yet.
 pub fn supports(node: &Node, _opset: i64) -> bool {
-    layout::known_domain(node) && builder(&node.op_type).is_some()
+    layout::known_domain(node) && builder(&node.op_type).is_some() && (node.op_type != "Cast" || logic::casts_on_gpu(node))
 }
 
 /// Builds the kernel for `node` given the shapes of its inputs (positional;
@@ -110,12 +117,25 @@ pub fn create_kernel(ctx: &GpuContext, node: &Node, opset: i64, input_shapes: &[
 /// from opset 13, and Clip's bounds from opset 11 are read here when given;
 /// the first three must be, Clip binds non-constant bounds as buffers.
 pub fn create_kernel_with_values(ctx: &GpuContext, node: &Node, opset: i64, input_shapes: &[Vec<usize>], values: &[Option<&Tensor>]) -> Result<Box<dyn GpuKernel>, GpuError> {
+    create_typed_kernel(ctx, node, opset, input_shapes, &[], values)
+}
+
+/// Whether tensors of `dtype` can live on the GPU: float32, and bool as
+/// `u32`s.
+pub fn on_gpu(dtype: DataType) -> bool {
+    matches!(dtype, DataType::F32 | DataType::Bool)
+}
+
+/// [`create_kernel_with_values`] with the inputs' element types
+/// (positional; float32 where not given). Bound inputs of a type the
+/// kernel does not read are refused by name.
+pub fn create_typed_kernel(ctx: &GpuContext, node: &Node, opset: i64, input_shapes: &[Vec<usize>], dtypes: &[DataType], values: &[Option<&Tensor>]) -> Result<Box<dyn GpuKernel>, GpuError> {
     if !layout::known_domain(node) {
         return Err(GpuError::Unsupported { op: format!("{}.{}", node.domain, node.op_type), opset });
     }
     let build = builder(&node.op_type).ok_or_else(|| GpuError::Unsupported { op: node.op_type.clone(), opset })?;
     let present = |i: usize| node.inputs.get(i).is_some_and(|n| !n.is_empty());
-    let mut spec = KernelSpec { node, opset, shapes: Vec::new(), values: Vec::new() };
+    let mut spec = KernelSpec { node, opset, shapes: Vec::new(), values: Vec::new(), dtypes };
     for (i, name) in node.inputs.iter().enumerate() {
         if present(i) && input_shapes.get(i).is_none() {
             return Err(spec.error(format!("no shape given for input {i} ({name:?})")));
@@ -123,7 +143,13 @@ pub fn create_kernel_with_values(ctx: &GpuContext, node: &Node, opset: i64, inpu
     }
     spec.shapes = (0..node.inputs.len()).map(|i| if present(i) { input_shapes.get(i).map(Vec::as_slice) } else { None }).collect();
     spec.values = (0..node.inputs.len()).map(|i| if present(i) { values.get(i).copied().flatten() } else { None }).collect();
-    Ok(Box::new(build(ctx, &spec)?))
+    let kernel = build(ctx, &spec)?;
+    if !kernel.any_type {
+        if let Some(&(i, _)) = kernel.inputs.iter().find(|(i, _)| spec.dtype(*i) != DataType::F32) {
+            return Err(spec.error(format!("input {i} is {}; the GPU kernel reads float32", spec.dtype(i))));
+        }
+    }
+    Ok(Box::new(kernel))
 }
 
 type Build = fn(&GpuContext, &KernelSpec<'_>) -> Result<Kernel, GpuError>;
@@ -140,6 +166,10 @@ fn builder(op: &str) -> Option<Build> {
         "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout" => shape::view,
         "Concat" => shape::concat,
         "Softmax" => softmax::build,
+        "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" => logic::compare,
+        "Not" | "And" | "Or" | "Xor" => logic::logical,
+        "Where" => logic::select,
+        "Cast" => logic::cast,
         "BatchNormalization" => norm::batch_norm,
         _ => return None,
     })
@@ -152,6 +182,7 @@ pub(crate) struct KernelSpec<'a> {
     pub opset: i64,
     pub shapes: Vec<Option<&'a [usize]>>,
     pub values: Vec<Option<&'a Tensor>>,
+    dtypes: &'a [DataType],
 }
 
 impl<'a> KernelSpec<'a> {
@@ -177,6 +208,11 @@ impl<'a> KernelSpec<'a> {
         self.shapes.get(i).copied().flatten()
     }
 
+    /// The element type of input `i` (float32 unless told otherwise).
+    pub fn dtype(&self, i: usize) -> DataType {
+        self.dtypes.get(i).copied().unwrap_or(DataType::F32)
+    }
+
     /// The value of input `i` when it is a known constant.
     pub fn value(&self, i: usize) -> Option<&'a Tensor> {
         self.values.get(i).copied().flatten()
@@ -185,7 +221,8 @@ impl<'a> KernelSpec<'a> {
     /// A kernel with these outputs and no dispatches yet.
     pub fn kernel(&self, output_shapes: Vec<Vec<usize>>) -> Kernel {
         let inputs = self.shapes.iter().enumerate().filter_map(|(i, s)| s.map(|s| (i, bytes(s)))).collect();
-        Kernel { node: self.node.name.clone(), op: self.node.op_type.clone(), inputs, outputs: output_shapes.iter().map(|s| bytes(s)).collect(), output_shapes, steps: Vec::new(), alias: None }
+        let output_dtypes = vec![DataType::F32; output_shapes.len()];
+        Kernel { node: self.node.name.clone(), op: self.node.op_type.clone(), inputs, outputs: output_shapes.iter().map(|s| bytes(s)).collect(), output_shapes, output_dtypes, any_type: false, steps: Vec::new(), alias: None }
     }
 }
 
@@ -232,6 +269,11 @@ pub(crate) struct Kernel {
     inputs: Vec<(usize, u64)>,
     outputs: Vec<u64>,
     output_shapes: Vec<Vec<usize>>,
+    output_dtypes: Vec<DataType>,
+    /// Whether the builder checked its inputs' types itself (it reads
+    /// bools, or only moves 32-bit words); otherwise every bound input
+    /// must be float32.
+    any_type: bool,
     steps: Vec<Step>,
     alias: Option<usize>,
 }
@@ -244,6 +286,13 @@ impl Kernel {
     /// Only these inputs are bound; the others were read when building.
     pub fn bind_only(&mut self, inputs: &[usize]) {
         self.inputs.retain(|(i, _)| inputs.contains(i));
+    }
+
+    /// Outputs of these types, the builder having checked its inputs'.
+    pub fn typed(mut self, dtypes: Vec<DataType>) -> Self {
+        self.output_dtypes = dtypes;
+        self.any_type = true;
+        self
     }
 
     pub fn aliasing(mut self, input: usize) -> Self {
@@ -259,6 +308,10 @@ impl Kernel {
 impl GpuKernel for Kernel {
     fn output_shapes(&self) -> &[Vec<usize>] {
         &self.output_shapes
+    }
+
+    fn output_dtypes(&self) -> &[DataType] {
+        &self.output_dtypes
     }
 
     fn aliases(&self) -> Option<usize> {

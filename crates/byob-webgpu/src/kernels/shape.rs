@@ -179,7 +179,12 @@ pub(crate) fn view(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, Gp
         return Err(spec.error(format!("{x:?} holds {} values, the output {out:?} {}", numel(x), numel(&out))));
     }
     let n = numel(x);
-    let mut kernel = spec.kernel(vec![out]);
+    let dtype = spec.dtype(0);
+    if !super::on_gpu(dtype) {
+        return Err(spec.error(format!("input 0 is {dtype}, which the GPU does not hold")));
+    }
+    // Any type: a view moves no value, its copy moves 32-bit words.
+    let mut kernel = spec.kernel(vec![out]).typed(vec![dtype]);
     // The shape inputs are read when building, never bound.
     kernel.bind_only(&[0]);
     if n == 0 {
@@ -187,7 +192,7 @@ pub(crate) fn view(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, Gp
     }
     let vec4 = n.is_multiple_of(4);
     let key = ProgramKey::new("copy", if vec4 { "vec4" } else { "" });
-    let program = ctx.programs().get_or_compile(ctx, key, || ProgramSource { wgsl: format!("alias T = {};\n{FLAT_INDEX}{COPY}", if vec4 { "vec4<f32>" } else { "f32" }), storage: 2 })?;
+    let program = ctx.programs().get_or_compile(ctx, key, || ProgramSource { wgsl: format!("alias T = {};\n{FLAT_INDEX}{COPY}", if vec4 { "vec4<u32>" } else { "u32" }), storage: 2 })?;
     let invocations = if vec4 { n / 4 } else { n };
     let uniform = Uniform::default().u32(invocations).create(ctx, &spec.node.op_type);
     kernel.step(program, uniform, vec![Bind::Input(0), Bind::Output(0)], Grid::Flat { invocations: invocations as u64, size: 64 });
