@@ -44,6 +44,7 @@ pub mod kernels;
 pub mod pool;
 mod program;
 mod provider;
+mod split;
 mod subgraph;
 mod sync;
 

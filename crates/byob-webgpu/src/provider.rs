@@ -217,7 +217,11 @@ impl ExecutionProvider for WebGpuProvider {
         let ctx = &self.shared.ctx;
         let limit = crate::subgraph::binding_limit(ctx);
         let fits = |shape: &Vec<usize>| kernels::bytes(shape) <= limit;
-        if !shapes.iter().all(fits) {
+        // A weight too large to bind whole is split into column blocks when
+        // the subgraph is compiled (see `split`).
+        let weight_splits = || crate::split::splittable(node, fact(1), fact(2), crate::subgraph::max_binding(ctx));
+        let oversized: Vec<usize> = (0..shapes.len()).filter(|&i| !fits(&shapes[i])).collect();
+        if !(oversized.is_empty() || oversized == [1] && weight_splits()) {
             return false;
         }
         let values: Vec<Option<&Tensor>> = (0..node.inputs.len()).map(|i| fact(i).and_then(|f| f.value.as_ref())).collect();

@@ -82,13 +82,15 @@ impl GpuSubgraph {
     pub fn new(shared: &Arc<Shared>, subgraph: Subgraph, opset: i64) -> Result<Self, OpError> {
         let first = subgraph.nodes.first().ok_or_else(|| OpError::Shape("the webgpu provider was given an empty subgraph".into()))?;
         let what = format!("the webgpu subgraph of {} node(s) from node {:?} ({})", subgraph.nodes.len(), first.name, first.op_type);
-        let (constants, constant_buffers) = upload_constants(&shared.ctx, subgraph.constants, &what).map_err(op_error)?;
+        let mut constants = subgraph.constants;
+        let nodes = crate::split::split_large_weights(subgraph.nodes, &mut constants, max_binding(&shared.ctx));
+        let (constants, constant_buffers) = upload_constants(&shared.ctx, constants, &what).map_err(op_error)?;
         let held = constant_buffers.iter().map(wgpu::Buffer::size).sum();
         let registry = byob_tensor::ops::registry();
-        let cpu_ops = subgraph.nodes.iter().map(|n| registry.get(n.op_type.as_str()).and_then(|build| build(n, opset).ok())).collect();
+        let cpu_ops = nodes.iter().map(|n| registry.get(n.op_type.as_str()).and_then(|build| build(n, opset).ok())).collect();
         Ok(Self {
             shared: Arc::clone(shared),
-            def: Definition { nodes: subgraph.nodes, opset, inputs: subgraph.inputs, outputs: subgraph.outputs, constants, constant_buffers, what },
+            def: Definition { nodes, opset, inputs: subgraph.inputs, outputs: subgraph.outputs, constants, constant_buffers, what },
             cpu_ops,
             executables: Mutex::default(),
             _constants_held: shared.hold(held),

@@ -3,7 +3,7 @@
 //! or changes, and carried on downstream while they change.
 
 use super::{NodeId, TypedGraph};
-use crate::model::{Attribute, Dim, Node};
+use crate::model::{Attribute, Node};
 use crate::ops::{Fact, OpError};
 use crate::provider::ExecutionProvider;
 use crate::tensor::Tensor;
@@ -20,7 +20,7 @@ pub(super) fn constant_fact(t: &Tensor) -> Fact {
     if t.len() <= SMALL_CONSTANT {
         Fact::constant(t.clone())
     } else {
-        Fact::new(t.dtype(), t.shape().iter().map(|&d| Dim::Known(d)).collect())
+        Fact::constant_shape(t.dtype(), t.shape())
     }
 }
 

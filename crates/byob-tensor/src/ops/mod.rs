@@ -52,16 +52,24 @@ pub struct Fact {
     pub dtype: DataType,
     pub shape: Vec<Dim>,
     pub value: Option<Tensor>,
+    /// Whether the value is a constant of the graph, known when a provider
+    /// compiles it even where `value` leaves large contents (weights) out.
+    pub constant: bool,
 }
 
 impl Fact {
     pub fn new(dtype: DataType, shape: Vec<Dim>) -> Self {
-        Self { dtype, shape, value: None }
+        Self { dtype, shape, value: None, constant: false }
     }
 
     /// The fact of a known tensor (a constant).
     pub fn constant(tensor: Tensor) -> Self {
-        Self { dtype: tensor.dtype(), shape: tensor.shape().iter().map(|&d| Dim::Known(d)).collect(), value: Some(tensor) }
+        Self { dtype: tensor.dtype(), shape: tensor.shape().iter().map(|&d| Dim::Known(d)).collect(), value: Some(tensor), constant: true }
+    }
+
+    /// The fact of a constant whose contents are left out (a weight).
+    pub fn constant_shape(dtype: DataType, shape: &[usize]) -> Self {
+        Self { constant: true, ..Self::new(dtype, shape.iter().map(|&d| Dim::Known(d)).collect()) }
     }
 
     /// The shape when every dimension is known.

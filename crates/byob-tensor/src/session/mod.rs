@@ -569,7 +569,7 @@ fn planner_fact(t: &Tensor) -> Fact {
     if t.len() <= PLANNER_VALUE_LIMIT || t.dtype() != DataType::F32 {
         Fact::constant(t.clone())
     } else {
-        Fact::new(t.dtype(), t.shape().iter().map(|&d| Dim::Known(d)).collect())
+        Fact::constant_shape(t.dtype(), t.shape())
     }
 }
 
