@@ -1,11 +1,15 @@
 //! The WebGPU provider against the CPU provider, in one run: Gemm at 1024³
-//! and 4096³, the convolution layers of ResNet50, and whole ResNet50 (random
-//! weights from scripts/make-bench-models.py when present), with GPU memory
-//! (peak bytes held vs the lower bound) and GPU buffers created per
-//! steady-state run; then the seed's open question for the data manager:
-//! keep released storage buffers for reuse, or create new ones.
+//! and 4096³, the convolution layers of ResNet50, whole ResNet50 (random
+//! weights from scripts/make-bench-models.py when present) at batch 1 and,
+//! on a real GPU, 16, and the transformer encoder of the real-model tests,
+//! with GPU buffers created per steady-state run and the planned GPU bytes
+//! against their lower bound; then the seed's open question for the data
+//! manager: keep released storage buffers for reuse, or create new ones.
 //!
-//! `cargo run --release -p byob-bench --bin webgpu [-- --quick]`
+//! On a software adapter (lavapipe) the table goes to BENCHMARKS.md's
+//! `webgpu` section; on a real GPU to `webgpu_gpu` (scripts/gpu-bench).
+//!
+//! `cargo run --release -p byob-bench --bin webgpu [-- --quick] [--threads N]`
 
 use byob_bench::{interleaved_medians, machine, write_section};
 use byob_tensor::model::{Attribute, Graph, Model, Node, ValueInfo};
@@ -16,6 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// CPU threads unless `--threads` says otherwise.
 const THREADS: usize = 2;
 
 fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
@@ -81,21 +86,62 @@ struct Pair {
     gpu: (Session, IoBinding),
 }
 
-fn bound(session: Session) -> (Session, IoBinding) {
+/// Binds every input: `shapes` by name where given, else the declared
+/// shape with unknown dimensions 1; floats random, booleans true.
+fn bound(session: Session, shapes: &[(&str, Vec<usize>)]) -> (Session, IoBinding) {
     let mut binding = IoBinding::new();
     for v in session.inputs() {
-        let shape: Vec<usize> = v.shape.iter().flatten().map(|d| if let Dim::Known(n) = d { *n } else { 1 }).collect();
+        let shape: Vec<usize> = match shapes.iter().find(|(n, _)| *n == v.name) {
+            Some((_, s)) => s.clone(),
+            None => v.shape.iter().flatten().map(|d| if let Dim::Known(n) = d { *n } else { 1 }).collect(),
+        };
         let n = shape.iter().product();
-        binding.bind_input(v.name.clone(), Tensor::f32(shape, values(n, 7, 1.0)).unwrap());
+        let tensor = match v.dtype {
+            Some(DataType::Bool) => Tensor::new(shape, byob_tensor::Data::Bool(vec![true; n])).unwrap(),
+            _ => Tensor::f32(shape, values(n, 7, 1.0)).unwrap(),
+        };
+        binding.bind_input(v.name.clone(), tensor);
     }
     session.run_with_binding(&mut binding).expect("first run");
     (session, binding)
 }
 
-fn pair(model: &Model, gpu: &WebGpuProvider) -> Pair {
-    let cpu = SessionBuilder::new().with_intra_op_threads(THREADS).commit(model.clone()).expect("cpu session");
-    let on_gpu = SessionBuilder::new().with_intra_op_threads(THREADS).with_provider(Box::new(gpu.clone())).commit(model.clone()).expect("webgpu session");
-    Pair { cpu: bound(cpu), gpu: bound(on_gpu) }
+fn pair(model: &Model, gpu: &WebGpuProvider, threads: usize, shapes: &[(&str, Vec<usize>)]) -> Pair {
+    let cpu = SessionBuilder::new().with_intra_op_threads(threads).commit(model.clone()).expect("cpu session");
+    let on_gpu = SessionBuilder::new().with_intra_op_threads(threads).with_provider(Box::new(gpu.clone())).commit(model.clone()).expect("webgpu session");
+    Pair { cpu: bound(cpu, shapes), gpu: bound(on_gpu, shapes) }
+}
+
+/// ResNet50 at another batch size: the input's first dimension and the
+/// classifier's Reshape (which names batch 1) changed.
+fn with_batch(mut model: Model, batch: usize) -> Model {
+    if let Some(shape) = model.graph.inputs[0].shape.as_mut() {
+        shape[0] = Dim::Known(batch);
+    }
+    for t in model.graph.initializers.values_mut() {
+        if t.as_i64() == Some(&[1, 2048]) {
+            *t = Tensor::i64(vec![2], vec![batch as i64, 2048]).unwrap();
+        }
+    }
+    model
+}
+
+/// A whole model's row, with what the GPU did during its timed runs.
+fn model_row(name: &str, model: &Model, gpu: &WebGpuProvider, threads: usize, shapes: &[(&str, Vec<usize>)], runs: usize) -> String {
+    let mut p = pair(model, gpu, threads, shapes);
+    let before = gpu.counters();
+    let (cpu, web, error) = time(&mut p, runs);
+    let after = gpu.counters();
+    println!("{name}: cpu {cpu:.2} ms, webgpu {web:.2} ms");
+    let placed = p.gpu.0.placements();
+    let on_gpu = placed.iter().filter(|n| n.provider == "webgpu").count();
+    let per_run = (after.gpu_buffer_allocations - before.gpu_buffer_allocations) as f64 / (after.runs - before.runs).max(1) as f64;
+    format!(
+        "| {name} | {cpu:.2} | {web:.2} | **{:.2}** | {on_gpu}/{} | {per_run} | {:.2}× | {error:.0e} |\n",
+        web / cpu,
+        placed.len(),
+        after.planned_bytes as f64 / after.lower_bound_bytes.max(1) as f64
+    )
 }
 
 /// Median milliseconds of (cpu, webgpu), measured in turns, and the largest
@@ -118,26 +164,30 @@ fn time(pair: &mut Pair, runs: usize) -> (f64, f64, f64) {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let threads = args.iter().position(|a| a == "--threads").and_then(|i| args.get(i + 1)).and_then(|n| n.parse().ok()).unwrap_or(THREADS);
     let gpu = WebGpuProvider::new().unwrap_or_else(|e| panic!("no WebGPU adapter: {e}"));
     let adapter = gpu.adapter_description();
+    let real = gpu.context().adapter_info().device_type != wgpu::DeviceType::Cpu;
     println!("adapter: {adapter}");
+    let title = if real { "## WebGPU provider on a real GPU vs the CPU provider" } else { "## WebGPU provider on a software GPU (lavapipe) vs the CPU provider" };
     let mut body = format!(
-        "`cargo run --release -p byob-bench --bin webgpu` — median of runs measured in turns (CPU provider, WebGPU provider), inputs and outputs bound (IO binding), \
-         {THREADS} CPU threads; same run, same machine: {}.\n\nAdapter: **{adapter}**.\n\n",
+        "{title}\n\n`cargo run --release -p byob-bench --bin webgpu` — median of runs measured in turns (CPU provider, WebGPU provider), inputs and outputs bound (IO binding), \
+         {threads} CPU threads; same run, same machine: {}.\n\nAdapter: **{adapter}**.\n\n",
         machine()
     );
     body += "| case | CPU ms | WebGPU ms | WebGPU/CPU | GPU GFLOP/s | max rel. diff |\n|---|---|---|---|---|---|\n";
     let sizes: &[usize] = if quick { &[1024] } else { &[1024, 4096] };
     for &n in sizes {
-        let mut p = pair(&gemm(n), &gpu);
+        let mut p = pair(&gemm(n), &gpu, threads, &[]);
         let (cpu, web, error) = time(&mut p, if n > 2048 { 3 } else { 10 });
         let gflops = 2.0 * (n * n * n) as f64 / (web * 1e-3) / 1e9;
         println!("Gemm {n}³: cpu {cpu:.1} ms, webgpu {web:.1} ms ({gflops:.1} GFLOP/s)");
         body += &format!("| Gemm {n}×{n}×{n} | {cpu:.2} | {web:.2} | **{:.2}** | {gflops:.1} | {error:.0e} |\n", web / cpu);
     }
     for &(name, c, m, k, stride, size) in RESNET50_CONVS {
-        let mut p = pair(&conv(c, m, k, stride, size), &gpu);
+        let mut p = pair(&conv(c, m, k, stride, size), &gpu, threads, &[]);
         let (cpu, web, error) = time(&mut p, if quick { 3 } else { 7 });
         let out = size / stride;
         let gflops = 2.0 * (m * out * out * c * k * k) as f64 / (web * 1e-3) / 1e9;
@@ -148,12 +198,22 @@ fn main() {
     let light = Path::new(env!("CARGO_MANIFEST_DIR")).join("../byob-tensor/tests/data/onnx-1.22.0/light/light_resnet50.onnx");
     let (path, weights) = if random.exists() { (random, "random weights") } else { (light, "light_resnet50's constant weights; run scripts/make-bench-models.py for random ones") };
     let model = Model::load(&path).expect("ResNet50");
-    let mut p = pair(&model, &gpu);
+    let runs = if quick { 3 } else { 7 };
+    body += "\nWhole models: nodes on the GPU, GPU buffers created per steady-state run (goal 0) and planned GPU bytes of activations against their lower bound (goal ≤ 1.05×).\n\n";
+    body += "| model | CPU ms | WebGPU ms | WebGPU/CPU | nodes on GPU | GPU buffers per run | planned / lower bound | max rel. diff |\n|---|---|---|---|---|---|---|---|\n";
+    let encoder = Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../byob-tensor/tests/data/real-models/models/transformer_encoder.onnx")).expect("transformer encoder");
+    for seq in [64, 256] {
+        body += &model_row(&format!("transformer encoder, batch 1, seq {seq}"), &encoder, &gpu, threads, &[("x", vec![1, seq, 128]), ("mask", vec![1, seq])], runs);
+    }
+    if real {
+        body += &model_row(&format!("ResNet50 batch 16 ({weights})"), &with_batch(model.clone(), 16), &gpu, threads, &[], runs);
+    }
+    let mut p = pair(&model, &gpu, threads, &[]);
     let before = gpu.counters();
-    let (cpu, web, error) = time(&mut p, if quick { 3 } else { 7 });
+    let (cpu, web, error) = time(&mut p, runs);
     let after = gpu.counters();
     println!("ResNet50: cpu {cpu:.1} ms, webgpu {web:.1} ms");
-    body += &format!("| ResNet50 ({weights}) | {cpu:.2} | {web:.2} | **{:.2}** | | {error:.0e} |\n\n", web / cpu);
+    body += &format!("| ResNet50 batch 1 ({weights}) | {cpu:.2} | {web:.2} | **{:.2}** | | | | {error:.0e} |\n\n", web / cpu);
     let placed = p.gpu.0.placements();
     let on_gpu = placed.iter().filter(|n| n.provider == "webgpu").count();
     body += &format!(
@@ -169,7 +229,7 @@ fn main() {
         after.peak_bytes
     );
     body += &reuse_or_create(gpu.context().clone(), if quick { 20 } else { 100 });
-    write_section("webgpu", &body).expect("writing BENCHMARKS.md");
+    write_section(if real { "webgpu_gpu" } else { "webgpu" }, &body).expect("writing BENCHMARKS.md");
     println!("{body}");
 }
 
