@@ -51,6 +51,11 @@ pub struct RunArgs {
     /// The most memory the tensors of one run may hold at once, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 16384)]
     max_run_mib: usize,
+    /// Keep the outputs on the GPU during the runs (IO binding with GPU
+    /// buffers: no read-back per run) and bring them to the host once at
+    /// the end: the latency of a model whose results feed more GPU work.
+    #[arg(long)]
+    outputs_on_gpu: bool,
 }
 
 #[derive(Args)]
@@ -169,6 +174,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         binding.bind_input(name, npy::read(file.as_ref())?);
     }
+    if args.outputs_on_gpu {
+        let Some(gpu) = &gpu else { bail!("--outputs-on-gpu needs the WebGPU provider (--ep webgpu, or auto with an adapter)") };
+        for v in session.outputs() {
+            binding.keep_output_on_device(v.name.clone(), gpu.device());
+        }
+    }
     let mut latencies = Vec::new();
     let mut stats = Vec::new();
     let mut gpu_stats = Vec::new();
@@ -181,7 +192,14 @@ pub fn run(args: RunArgs) -> Result<()> {
             gpu_stats.push(gpu.counters());
         }
     }
-    let results: Vec<(String, Tensor)> = session.outputs().filter_map(|v| Some((v.name.clone(), binding.take_output(&v.name)?))).collect();
+    let mut results: Vec<(String, Tensor)> = Vec::new();
+    for v in session.outputs() {
+        let tensor = match binding.output_on_device(&v.name) {
+            Some(on_gpu) => Some(pollster::block_on(on_gpu.to_host()).with_context(|| format!("reading output {:?} back from the GPU", v.name))?),
+            None => binding.take_output(&v.name),
+        };
+        results.extend(tensor.map(|t| (v.name.clone(), t)));
+    }
     if let Some(dir) = &args.output_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut files: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
@@ -214,6 +232,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             "peak_intermediate_bytes": stats.iter().map(|s| s.peak_intermediate_bytes).collect::<Vec<_>>(),
             "planned_bytes": stats.iter().map(|s| s.planned_bytes).collect::<Vec<_>>(),
             "allocations_per_run": stats.iter().map(|s| s.tensor_allocations).collect::<Vec<_>>(),
+            "device_transfers_per_run": stats.iter().map(|s| s.device_transfers).collect::<Vec<_>>(),
         });
         if let Some(profile) = &profile {
             json["profile"] = profile.iter().map(|(t, ms)| serde_json::json!({"node": t.node, "op": t.op, "median_ms": ms})).collect();
@@ -222,6 +241,8 @@ pub fn run(args: RunArgs) -> Result<()> {
             json["gpu_buffer_allocations_per_run"] = gpu_stats.iter().map(|c| c.last_run_buffer_allocations).collect();
             json["gpu_peak_bytes"] = gpu_stats.iter().map(|c| c.peak_bytes).collect();
             json["gpu_lower_bound_bytes"] = gpu_stats.iter().map(|c| c.lower_bound_bytes).collect();
+            json["gpu_host_uploads"] = gpu_stats.iter().map(|c| c.host_uploads).collect();
+            json["gpu_host_downloads"] = gpu_stats.iter().map(|c| c.host_downloads).collect();
         }
         use std::io::Write;
         let file = outputs.staged_mut()[0].file();

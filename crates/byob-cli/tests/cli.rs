@@ -245,18 +245,21 @@ fn webgpu_runs_match_cpu_runs() {
     let dir = tempfile::tempdir().unwrap();
     let model = light_model("squeezenet");
     let input = squeezenet_input(dir.path());
-    let run = |ep: &str| {
-        let out = dir.path().join(ep);
-        let stats = dir.path().join(format!("{ep}.json"));
+    let run = |ep: &str, extra: &[&str]| {
+        let tag = format!("{ep}{}", extra.join(""));
+        let out = dir.path().join(&tag);
+        let stats = dir.path().join(format!("{tag}.json"));
         let input_arg = format!("data_0={}", input.display());
-        let output = byob(&["run", model.to_str().unwrap(), "--ep", ep, "--input", &input_arg, "--output-dir", out.to_str().unwrap(), "--repeat", "3", "--stats-json", stats.to_str().unwrap()]);
+        let mut args = vec!["run", model.to_str().unwrap(), "--ep", ep, "--input", &input_arg, "--output-dir", out.to_str().unwrap(), "--repeat", "3", "--stats-json", stats.to_str().unwrap()];
+        args.extend(extra);
+        let output = byob(&args);
         assert!(output.status.success(), "--ep {ep}: {}", stderr(&output));
         let file = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
         let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
         (byob_tensor::npy::read(&file).unwrap(), stats, stderr(&output))
     };
-    let (cpu, _, _) = run("cpu");
-    let (gpu, stats, said) = run("webgpu");
+    let (cpu, _, _) = run("cpu", &[]);
+    let (gpu, stats, said) = run("webgpu", &[]);
     assert!(said.contains("execution provider: webgpu"), "{said}");
     assert_eq!(cpu.shape(), gpu.shape());
     for (a, b) in cpu.as_f32().unwrap().iter().zip(gpu.as_f32().unwrap()) {
@@ -267,6 +270,15 @@ fn webgpu_runs_match_cpu_runs() {
     assert_eq!(allocations.len(), 3);
     assert!(allocations[0] > 0 && allocations[1..] == [0, 0], "{allocations:?}");
     assert!(stats["gpu_peak_bytes"][2].as_u64().unwrap() >= stats["gpu_lower_bound_bytes"][2].as_u64().unwrap());
+    // Outputs kept on the GPU: the same values, read back once at the end,
+    // none per run (the counters are cumulative).
+    let (kept, stats, _) = run("webgpu", &["--outputs-on-gpu"]);
+    assert_eq!(kept.as_f32().unwrap(), gpu.as_f32().unwrap());
+    let downloads: Vec<u64> = stats["gpu_host_downloads"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert!(downloads.windows(2).all(|w| w[0] == w[1]), "{downloads:?}");
+    assert_eq!(stats["device_transfers_per_run"], serde_json::json!([0, 0, 0]));
+    let refused = byob(&["run", model.to_str().unwrap(), "--ep", "cpu", "--outputs-on-gpu"]);
+    assert!(!refused.status.success() && stderr(&refused).contains("--outputs-on-gpu needs the WebGPU provider"), "{}", stderr(&refused));
     let info = byob(&["info", model.to_str().unwrap(), "--ep", "auto"]);
     let text = String::from_utf8_lossy(&info.stdout);
     assert!(info.status.success() && text.contains("webgpu") && text.contains("Conv"), "{text}{}", stderr(&info));
