@@ -18,13 +18,20 @@ use std::sync::Arc;
 mod binary;
 mod conv;
 mod conv_nhwc;
+mod expand;
+mod gather;
 mod gemm;
+mod layer_norm;
 mod layout;
 mod matmul;
 mod norm;
+mod pad;
 mod pool;
+mod reduce;
 mod shape;
+mod slice;
 mod softmax;
+mod split;
 mod unary;
 mod window;
 
@@ -131,7 +138,7 @@ type Build = fn(&GpuContext, &KernelSpec<'_>) -> Result<Kernel, GpuError>;
 fn builder(op: &str) -> Option<Build> {
     Some(match op {
         "Abs" | "Neg" | "Floor" | "Ceil" | "Reciprocal" | "Sqrt" | "Exp" | "Log" | "Erf" | "Sigmoid" | "Sin" | "Cos" | "Tan" | "Asin" | "Acos" | "Atan" | "Sinh" | "Cosh" | "Asinh" | "Acosh"
-        | "Atanh" | "Tanh" | "Relu" | "LeakyRelu" | "Elu" | "HardSigmoid" | "ThresholdedRelu" | "Clip" => unary::build,
+        | "Atanh" | "Tanh" | "Relu" | "LeakyRelu" | "Elu" | "HardSigmoid" | "ThresholdedRelu" | "Clip" | "Gelu" => unary::build,
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Sum" => binary::build,
         "MatMul" | "Gemm" => matmul::build,
         "Conv" => conv::build,
@@ -139,6 +146,13 @@ fn builder(op: &str) -> Option<Build> {
         "Transpose" => shape::transpose,
         "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout" => shape::view,
         "Concat" => shape::concat,
+        "Slice" => slice::build,
+        "Pad" => pad::build,
+        "Expand" => expand::expand,
+        "Tile" => expand::tile,
+        "Split" => split::build,
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" => reduce::build,
+        "LayerNormalization" | "RMSNormalization" => layer_norm::build,
         "Softmax" => softmax::build,
         "BatchNormalization" => norm::batch_norm,
         _ => return None,
