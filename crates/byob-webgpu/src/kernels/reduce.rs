@@ -62,11 +62,11 @@ fn extreme(a: f32, b: f32, is_max: bool) -> f32 {
     return select(min(a, b), max(a, b), is_max);
 }
 
-// The input offset of `index` over axes from..to of the list.
-fn offset(index: u32, from: u32, to: u32) -> u32 {
+// The input offset of `index` over axes first..last of the list.
+fn offset(index: u32, first: u32, last: u32) -> u32 {
     var rest = index;
     var at = 0u;
-    for (var axis = to; axis > from; axis--) {
+    for (var axis = last; axis > first; axis--) {
         let size = p.dims[(axis - 1u) / 4u][(axis - 1u) % 4u];
         at += (rest % size) * p.strides[(axis - 1u) / 4u][(axis - 1u) % 4u];
         rest = rest / size;
