@@ -13,7 +13,10 @@ fn i64s(v: &[i64]) -> Tensor {
 
 /// The reference gather: per axis, the input coordinate each output
 /// coordinate reads (`None`: `fill`).
-fn reference(x: &[f32], shape: &[usize], maps: &[Vec<Option<usize>>], fill: f32) -> Vec<f64> {
+/// Per output coordinate of an axis, the input coordinate it reads.
+type Map = Vec<Option<usize>>;
+
+fn reference(x: &[f32], shape: &[usize], maps: &[Map], fill: f32) -> Vec<f64> {
     let out: Vec<usize> = maps.iter().map(Vec::len).collect();
     let n: usize = out.iter().product();
     (0..n)
@@ -30,11 +33,11 @@ fn reference(x: &[f32], shape: &[usize], maps: &[Vec<Option<usize>>], fill: f32)
         .collect()
 }
 
-fn all(n: usize) -> Vec<Option<usize>> {
+fn all(n: usize) -> Map {
     (0..n).map(Some).collect()
 }
 
-fn some(v: &[usize]) -> Vec<Option<usize>> {
+fn some(v: &[usize]) -> Map {
     v.iter().map(|&c| Some(c)).collect()
 }
 
@@ -65,7 +68,7 @@ fn pad_modes_match_numpy() {
     let pads = i64s(&[1, 2, 0, 1]);
     let value = Tensor::f32(vec![], vec![1.5]).unwrap();
     let rows = some(&[0, 0, 1]);
-    let cases: [(&str, Vec<Option<usize>>, Vec<Option<usize>>); 4] = [
+    let cases: [(&str, Map, Map); 4] = [
         ("constant", vec![None, Some(0), Some(1)], vec![None, None, Some(0), Some(1), Some(2), None]),
         ("edge", rows.clone(), some(&[0, 0, 0, 1, 2, 2])),
         // np.pad([a, b, c], (2, 1), 'reflect') == [c, b, a, b, c, b].

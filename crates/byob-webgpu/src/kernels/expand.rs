@@ -21,7 +21,7 @@ pub(crate) fn expand(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, 
     let maps: Vec<AxisMap> = padded.iter().zip(&out).map(|(&d, &o)| AxisMap { out: o, start: 0, step: i64::from(d != 1) }).collect();
     let mut kernel = spec.kernel(vec![out]);
     kernel.bind_only(&[0]);
-    gather(ctx, spec, &mut kernel, &padded, &maps, Mode::Inside, 0, 0)?;
+    gather(ctx, spec, &mut kernel, &padded, &maps, Mode::Inside, 0)?;
     Ok(kernel)
 }
 
@@ -34,6 +34,6 @@ pub(crate) fn tile(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, Gp
     let maps = maps.ok_or_else(|| spec.error(format!("repeats {repeats:?} must hold one count of at least 0 per axis of {x:?}")))?;
     let mut kernel = spec.kernel(vec![maps.iter().map(|m| m.out).collect()]);
     kernel.bind_only(&[0]);
-    gather(ctx, spec, &mut kernel, x, &maps, Mode::Wrap, 0, 0)?;
+    gather(ctx, spec, &mut kernel, x, &maps, Mode::Wrap, 0)?;
     Ok(kernel)
 }

@@ -18,8 +18,8 @@ pub(crate) const MAX_RANK: usize = 8;
 pub(crate) enum Mode {
     /// Never outside (Slice, Expand, Split): checked when building.
     Inside,
-    /// The fill value.
-    Constant,
+    /// The fill value, a bit pattern.
+    Constant(u32),
     Edge,
     Reflect,
     Wrap,
@@ -29,7 +29,7 @@ impl Mode {
     fn name(self) -> &'static str {
         match self {
             Self::Inside => "inside",
-            Self::Constant => "constant",
+            Self::Constant(_) => "constant",
             Self::Edge => "edge",
             Self::Reflect => "reflect",
             Self::Wrap => "wrap",
@@ -41,7 +41,7 @@ impl Mode {
     fn wgsl(self) -> &'static str {
         match self {
             Self::Inside => "return c;",
-            Self::Constant => "return select(-1, c, c >= 0 && c < n);",
+            Self::Constant(_) => "return select(-1, c, c >= 0 && c < n);",
             Self::Edge => "return clamp(c, 0, n - 1);",
             // WGSL's % truncates: shifted into [0, n) by hand.
             Self::Wrap => "return (c % n + n) % n;",
@@ -87,8 +87,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 /// Adds a dispatch writing output `output` from input 0 (of shape `x`,
 /// with as many axes as `maps`) through `maps`, coordinates outside an
-/// axis read through `mode` (`fill`, a bit pattern, for the constant one).
-pub(crate) fn gather(ctx: &GpuContext, spec: &KernelSpec<'_>, kernel: &mut Kernel, x: &[usize], maps: &[AxisMap], mode: Mode, fill: u32, output: usize) -> Result<(), GpuError> {
+/// axis read through `mode`.
+pub(crate) fn gather(ctx: &GpuContext, spec: &KernelSpec<'_>, kernel: &mut Kernel, x: &[usize], maps: &[AxisMap], mode: Mode, output: usize) -> Result<(), GpuError> {
     let rank = x.len();
     if rank != maps.len() {
         return Err(spec.error(format!("{} axis maps for an input of rank {rank}", maps.len())));
@@ -131,6 +131,7 @@ pub(crate) fn gather(ctx: &GpuContext, spec: &KernelSpec<'_>, kernel: &mut Kerne
     }
     let key = ProgramKey::new("gather", mode.name());
     let program = ctx.programs().get_or_compile(ctx, key, || ProgramSource { wgsl: format!("fn bring_in(c: i32, n: i32) -> i32 {{ {} }}\n{FLAT_INDEX}{GATHER}", mode.wgsl()), storage: 2 })?;
+    let fill = if let Mode::Constant(fill) = mode { fill } else { 0 };
     let uniform = Uniform::default().vec8(&out, 1).vec8(x, 1).vec8(&strides, 0).ivec8(&starts).ivec8(&steps).u32(rank).u32(n).u32(fill as usize).create(ctx, &spec.node.op_type);
     kernel.step(program, uniform, vec![Bind::Input(0), Bind::Output(output)], Grid::Flat { invocations: n as u64, size: 64 });
     Ok(())

@@ -30,13 +30,13 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     let (mode, per_axis) = spec.attr(pad_axes(spec.node, spec.opset, x, pads.as_deref(), axes.as_deref()))?;
     let maps: Vec<AxisMap> = per_axis.iter().map(|&(begin, out)| AxisMap { out, start: -begin, step: 1 }).collect();
     let mode = match mode {
-        PadMode::Constant => Mode::Constant,
+        PadMode::Constant => Mode::Constant(value.to_bits()),
         PadMode::Edge => Mode::Edge,
         PadMode::Reflect => Mode::Reflect,
         PadMode::Wrap => Mode::Wrap,
     };
     let mut kernel = spec.kernel(vec![maps.iter().map(|m| m.out).collect()]);
     kernel.bind_only(&[0]);
-    gather(ctx, spec, &mut kernel, x, &maps, mode, value.to_bits(), 0)?;
+    gather(ctx, spec, &mut kernel, x, &maps, mode, 0)?;
     Ok(kernel)
 }

@@ -20,6 +20,6 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     let maps: Vec<AxisMap> = kept.iter().map(|&(first, step, count)| AxisMap { out: count, start: first as i64, step: step as i64 }).collect();
     let mut kernel = spec.kernel(vec![maps.iter().map(|m| m.out).collect()]);
     kernel.bind_only(&[0]);
-    gather(ctx, spec, &mut kernel, x, &maps, Mode::Inside, 0, 0)?;
+    gather(ctx, spec, &mut kernel, x, &maps, Mode::Inside, 0)?;
     Ok(kernel)
 }

@@ -27,7 +27,7 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     let mut offset = 0;
     for (k, shape) in shapes.iter().enumerate() {
         let maps: Vec<AxisMap> = shape.iter().enumerate().map(|(d, &out)| AxisMap { out, start: if d == axis { offset as i64 } else { 0 }, step: 1 }).collect();
-        gather(ctx, spec, &mut kernel, x, &maps, Mode::Inside, 0, k)?;
+        gather(ctx, spec, &mut kernel, x, &maps, Mode::Inside, k)?;
         offset += sizes[k];
     }
     Ok(kernel)
