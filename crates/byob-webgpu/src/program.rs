@@ -198,6 +198,11 @@ impl Uniform {
         self
     }
 
+    pub fn i32(mut self, v: i32) -> Self {
+        self.0.push(v as u32);
+        self
+    }
+
     pub fn f32(mut self, v: f32) -> Self {
         self.0.push(v.to_bits());
         self

@@ -286,7 +286,20 @@ impl Op for Resize {
     }
 }
 
+/// The scale and output size of each axis of `shape` that Resize (or
+/// Upsample) `node` computes from its attributes and the values of its
+/// scales or sizes input (positional in `inputs`): for providers that
+/// resize on their own, so that both agree on shapes.
+pub fn scales_and_sizes(node: &Node, opset: i64, shape: &[usize], inputs: &[Option<&Tensor>]) -> Result<(Vec<f64>, Vec<usize>), OpError> {
+    let Plan { scales, sizes, .. } = resize_op(node, opset)?.plan(inputs, shape)?;
+    Ok((scales, sizes))
+}
+
 fn resize(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
+    Ok(Box::new(resize_op(node, opset)?))
+}
+
+fn resize_op(node: &Node, opset: i64) -> Result<Resize, OpError> {
     let a = Attrs(node);
     let upsample = node.op_type == "Upsample";
     let legacy = upsample || opset < 11;
@@ -323,7 +336,7 @@ fn resize(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
         (true, _) | (false, 10) => (None, Some(1), None, None),
         _ => (Some(1), Some(2), Some(3), None),
     };
-    Ok(Box::new(Resize {
+    Ok(Resize {
         mode,
         coordinates,
         antialias: a.int("antialias", 0)? != 0,
@@ -335,7 +348,7 @@ fn resize(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
         sizes_input,
         roi_input,
         scales_attribute,
-    }))
+    })
 }
 
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {

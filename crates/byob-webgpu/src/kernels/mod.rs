@@ -18,6 +18,7 @@ use std::sync::Arc;
 mod binary;
 mod conv;
 mod conv_nhwc;
+mod conv_transpose;
 mod expand;
 mod gather;
 mod gemm;
@@ -142,6 +143,7 @@ fn builder(op: &str) -> Option<Build> {
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Sum" => binary::build,
         "MatMul" | "Gemm" => matmul::build,
         "Conv" => conv::build,
+        "ConvTranspose" => conv_transpose::build,
         "MaxPool" | "AveragePool" | "GlobalMaxPool" | "GlobalAveragePool" => pool::build,
         "Transpose" => shape::transpose,
         "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout" => shape::view,
