@@ -29,6 +29,7 @@ mod norm;
 mod pad;
 mod pool;
 mod reduce;
+mod resize;
 mod shape;
 mod slice;
 mod softmax;
@@ -155,6 +156,7 @@ fn builder(op: &str) -> Option<Build> {
         "Split" => split::build,
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" => reduce::build,
         "LayerNormalization" | "RMSNormalization" => layer_norm::build,
+        "Resize" | "Upsample" => resize::build,
         "Softmax" => softmax::build,
         "BatchNormalization" => norm::batch_norm,
         _ => return None,
