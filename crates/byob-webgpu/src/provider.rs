@@ -160,6 +160,12 @@ impl ExecutionProvider for WebGpuProvider {
         if !float_data {
             return false;
         }
+        // A value the kernel needs when built (Resize's f32 scales, say)
+        // that only the run tells would fail the run: the CPU takes it.
+        let unknown_constant = !inputs.is_empty() && kernels::constant_inputs(node, opset).iter().any(|&i| present(i) && fact(i).is_none_or(|f| f.value.is_none()));
+        if unknown_constant {
+            return false;
+        }
         let shapes: Option<Vec<Vec<usize>>> = (0..node.inputs.len()).map(|i| if present(i) { fact(i).and_then(Fact::concrete_shape) } else { Some(Vec::new()) }).collect();
         let Some(shapes) = shapes else {
             // Checked again when the subgraph first runs with real shapes.

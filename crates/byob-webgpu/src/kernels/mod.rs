@@ -108,6 +108,22 @@ pub fn supports(node: &Node, _opset: i64) -> bool {
     layout::known_domain(node) && builder(&node.op_type).is_some()
 }
 
+/// The inputs whose values `node`'s kernel reads when it is built (Slice's
+/// starts, Pad's pads and value, Resize's scales...): unless they are known
+/// constants, the node stays on the CPU, even before any shape is known.
+pub fn constant_inputs(node: &Node, opset: i64) -> &'static [usize] {
+    match node.op_type.as_str() {
+        "Reshape" | "Expand" | "Tile" => &[1],
+        "Squeeze" | "Unsqueeze" | "Split" | "ReduceSum" if opset >= 13 => &[1],
+        "Slice" if opset >= 10 => &[1, 2, 3, 4],
+        "Pad" if opset >= 11 => &[1, 2, 3],
+        op if op.starts_with("Reduce") && opset >= 18 => &[1],
+        "Resize" if opset >= 11 => &[2, 3],
+        "Resize" | "Upsample" => &[1],
+        _ => &[],
+    }
+}
+
 /// Builds the kernel for `node` given the shapes of its inputs (positional;
 /// the entry of an omitted optional input is ignored).
 pub fn create_kernel(ctx: &GpuContext, node: &Node, opset: i64, input_shapes: &[Vec<usize>]) -> Result<Box<dyn GpuKernel>, GpuError> {
