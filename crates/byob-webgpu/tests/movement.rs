@@ -86,6 +86,9 @@ fn pad_modes_match_numpy() {
     let out = run(&legacy, 2, &[Some((&shape, &x))]);
     assert_eq!(out[0].0, [3, 2]);
     assert_close("Pad attributes", &out[0].1, &reference(&x, &shape, &[vec![Some(0), Some(1), None], some(&[1, 2])], -2.0));
+    // An empty input pads to the fill value alone.
+    let out = run_with(&node("Pad", 3, vec![]), 13, &[Some((&[0, 2], &[]))], &[None, Some(&i64s(&[1, 0, 2, 0])), Some(&value)]);
+    assert_eq!(out[0], (vec![3, 2], vec![1.5; 6]));
     let wrap = common::try_run_with(&node("Pad", 2, vec![("mode", Attribute::String("wrap".into()))]), 13, &[Some((&shape, &x))], &[None, Some(&pads)]).unwrap_err();
     assert!(wrap.to_string().contains("wrap"), "{wrap}");
 }
@@ -124,4 +127,19 @@ fn split_writes_each_output() {
     n.outputs = vec!["a".into(), "b".into()];
     let uneven = byob_webgpu::create_kernel(&context(), &n, 13, &[vec![3]]).unwrap_err();
     assert!(uneven.to_string().contains("evenly"), "{uneven}");
+}
+
+/// The gather moves bit patterns: NaN payloads and -0.0 arrive unchanged,
+/// as any 4-byte element type's would.
+#[test]
+fn gathers_copy_bits_exactly() {
+    let bits = [0x7fc0_1234u32, 0x8000_0000, 0xffff_ffff, 0x0000_0001, 0x3f80_0000, 0xff80_0000];
+    let x: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+    let out = run_with(&node("Slice", 5, vec![]), 13, &[Some((&[6], &x))], &[None, Some(&i64s(&[5])), Some(&i64s(&[-100])), Some(&i64s(&[0])), Some(&i64s(&[-1]))]);
+    let got: Vec<u32> = out[0].1.iter().map(|v| v.to_bits()).collect();
+    assert_eq!(got, bits.iter().rev().copied().collect::<Vec<_>>());
+    let fill = Tensor::f32(vec![1], vec![f32::from_bits(0x7fc0_5678)]).unwrap();
+    let out = run_with(&node("Pad", 3, vec![]), 13, &[Some((&[6], &x))], &[None, Some(&i64s(&[1, 0])), Some(&fill)]);
+    assert_eq!(out[0].1[0].to_bits(), 0x7fc0_5678);
+    assert_eq!(out[0].1[1..].iter().map(|v| v.to_bits()).collect::<Vec<_>>(), bits);
 }

@@ -52,6 +52,12 @@ fn reductions_match_f64() {
         let out = run(&node(op, 1, vec![("noop_with_empty_axes", Attribute::Int(1))]), 18, &[Some((&shape, &x))]);
         assert_close(op, &out[0].1, &x.iter().map(|&v| v as f64).collect::<Vec<_>>());
     }
+    // An empty input gives each op's identity.
+    for (op, identity) in OPS.into_iter().zip([0.0, f32::NAN, f32::NEG_INFINITY, f32::INFINITY, 1.0, 0.0, 0.0, 0.0, f32::NEG_INFINITY, f32::NEG_INFINITY]) {
+        let out = run(&node(op, 1, vec![("axes", ints(&[1]))]), 11, &[Some((&[2, 0, 3], &[]))]);
+        assert_eq!(out[0].0, [2, 1, 3], "{op}");
+        assert!(out[0].1.iter().all(|v| v.to_bits() == identity.to_bits() || (v.is_nan() && identity.is_nan())), "{op}: {:?}", out[0].1);
+    }
     let nan = run(&node("ReduceMax", 1, vec![]), 18, &[Some((&[3], &[1.0, f32::NAN, 2.0]))]);
     assert!(nan[0].1[0].is_nan());
     let bad = common::try_run(&node("ReduceMean", 1, vec![("axes", ints(&[3]))]), 13, &[Some((&shape, &x))]).unwrap_err();

@@ -4,7 +4,8 @@
 //! (Pad's edge, reflect and wrap; Tile is a wrap). One program per mode
 //! serves every shape and op, since the per-axis maps travel in the
 //! uniform block. Elements move as u32 bit patterns, so the program serves
-//! any 4-byte element type, not only f32.
+//! any 4-byte element type, not only f32. An empty input, which cannot be
+//! bound, pads to the fill value alone.
 
 use super::{numel, Bind, Grid, Kernel, KernelSpec};
 use crate::context::GpuContext;
@@ -85,6 +86,34 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 ";
 
+/// `y = value` (a bit pattern) over `p.n` elements, no input read.
+const FILL: &str = "
+@group(0) @binding(0) var<storage, read_write> y: array<u32>;
+struct Params { n: u32, value: u32 }
+@group(0) @binding(1) var<uniform> p: Params;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid, 64u);
+    if (i < p.n) { y[i] = p.value; }
+}
+";
+
+/// Adds a dispatch filling output `output`, of `n` elements, with the bit
+/// pattern `value`: what a Pad or a reduction of an empty input writes,
+/// which cannot bind that input (a binding is never empty).
+pub(crate) fn fill(ctx: &GpuContext, spec: &KernelSpec<'_>, kernel: &mut Kernel, n: usize, value: u32, output: usize) -> Result<(), GpuError> {
+    if n == 0 {
+        return Ok(());
+    }
+    if u32::try_from(n).is_err() {
+        return Err(spec.error(format!("{n} output elements exceed 32-bit indexing")));
+    }
+    let program = ctx.programs().get_or_compile(ctx, ProgramKey::new("fill", ""), || ProgramSource { wgsl: format!("{FLAT_INDEX}{FILL}"), storage: 1 })?;
+    let uniform = Uniform::default().u32(n).u32(value as usize).create(ctx, &spec.node.op_type);
+    kernel.step(program, uniform, vec![Bind::Output(output)], Grid::Flat { invocations: n as u64, size: 64 });
+    Ok(())
+}
+
 /// Adds a dispatch writing output `output` from input 0 (of shape `x`,
 /// with as many axes as `maps`) through `maps`, coordinates outside an
 /// axis read through `mode`.
@@ -102,7 +131,9 @@ pub(crate) fn gather(ctx: &GpuContext, spec: &KernelSpec<'_>, kernel: &mut Kerne
         return Ok(());
     }
     if numel(x) == 0 {
-        return Err(spec.error(format!("an empty input {x:?} cannot fill an output of shape {out:?}")));
+        let Mode::Constant(value) = mode else { return Err(spec.error(format!("an empty input {x:?} cannot fill an output of shape {out:?}"))) };
+        kernel.bind_only(&[]);
+        return fill(ctx, spec, kernel, n, value, output);
     }
     let i32_fits = |v: i64| i32::try_from(v).is_ok();
     let mut starts = Vec::with_capacity(rank);

@@ -7,8 +7,10 @@
 //! strides in the uniform block, so one program per op serves every shape
 //! and choice of axes. The axes are resolved by byob-tensor's CPU rules
 //! (attribute before opset 18, 13 for ReduceSum; constant input after;
-//! `noop_with_empty_axes`, whose identity is a plain copy).
+//! `noop_with_empty_axes`, whose identity is a plain copy). A reduction
+//! of an empty input writes the op's identity (0, 1, ±inf, NaN for Mean).
 
+use super::gather::fill;
 use super::shape::{copy, ints_input};
 use super::{numel, Bind, Grid, Kernel, KernelSpec};
 use crate::context::GpuContext;
@@ -18,10 +20,12 @@ use byob_tensor::ops::reduce::{reduced_axes, reduced_shape};
 
 const MAX_RANK: usize = 8;
 
-/// Per op: the start value, each element's contribution `lift(v)` (with
-/// LogSumExp's `shift`), how two partial results combine, and the result
-/// from the combined `acc` of `p.count` elements.
+/// Per op: the result over no elements, the start value, each element's
+/// contribution `lift(v)` (with LogSumExp's `shift`), how two partial
+/// results combine, and the result from the combined `acc` of `p.count`
+/// elements.
 struct Variant {
+    empty: f32,
     start: &'static str,
     lift: &'static str,
     combine: &'static str,
@@ -29,18 +33,18 @@ struct Variant {
 }
 
 fn variant(op: &str) -> Option<Variant> {
-    let sum = |lift, finish| Variant { start: "0.0", lift, combine: "a + b", finish };
+    let sum = |empty, lift, finish| Variant { empty, start: "0.0", lift, combine: "a + b", finish };
     Some(match op {
-        "ReduceSum" => sum("v", "acc"),
-        "ReduceMean" => sum("v", "acc / f32(p.count)"),
-        "ReduceL1" => sum("abs(v)", "acc"),
-        "ReduceL2" => sum("v * v", "sqrt(acc)"),
-        "ReduceSumSquare" => sum("v * v", "acc"),
-        "ReduceLogSum" => sum("v", "log(acc)"),
-        "ReduceLogSumExp" => sum("exp(v - shift)", "log(acc) + shift"),
-        "ReduceProd" => Variant { start: "1.0", lift: "v", combine: "a * b", finish: "acc" },
-        "ReduceMax" => Variant { start: "bitcast<f32>(0xff800000u)", lift: "v", combine: "extreme(a, b, true)", finish: "acc" },
-        "ReduceMin" => Variant { start: "bitcast<f32>(0x7f800000u)", lift: "v", combine: "extreme(a, b, false)", finish: "acc" },
+        "ReduceSum" => sum(0.0, "v", "acc"),
+        "ReduceMean" => sum(f32::NAN, "v", "acc / f32(p.count)"),
+        "ReduceL1" => sum(0.0, "abs(v)", "acc"),
+        "ReduceL2" => sum(0.0, "v * v", "sqrt(acc)"),
+        "ReduceSumSquare" => sum(0.0, "v * v", "acc"),
+        "ReduceLogSum" => sum(f32::NEG_INFINITY, "v", "log(acc)"),
+        "ReduceLogSumExp" => sum(f32::NEG_INFINITY, "exp(v - shift)", "log(acc) + shift"),
+        "ReduceProd" => Variant { empty: 1.0, start: "1.0", lift: "v", combine: "a * b", finish: "acc" },
+        "ReduceMax" => Variant { empty: f32::NEG_INFINITY, start: "bitcast<f32>(0xff800000u)", lift: "v", combine: "extreme(a, b, true)", finish: "acc" },
+        "ReduceMin" => Variant { empty: f32::INFINITY, start: "bitcast<f32>(0x7f800000u)", lift: "v", combine: "extreme(a, b, false)", finish: "acc" },
         _ => return None,
     })
 }
@@ -142,7 +146,9 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
         return Ok(kernel);
     }
     if numel(x) == 0 {
-        return Err(spec.error(format!("reducing the empty input {x:?} has no GPU kernel")));
+        kernel.bind_only(&[]);
+        fill(ctx, spec, &mut kernel, outputs, v.empty.to_bits(), 0)?;
+        return Ok(kernel);
     }
     if u32::try_from(numel(x)).is_err() {
         return Err(spec.error(format!("{} input elements exceed 32-bit indexing", numel(x))));
