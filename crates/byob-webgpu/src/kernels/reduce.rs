@@ -2,7 +2,8 @@
 //! ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSum, ReduceLogSumExp): one
 //! workgroup per output element strides over the elements it reduces and
 //! combines its 64 partial results as a tree in workgroup memory, in f32
-//! (a tree keeps a long sum's rounding error near log2 of its length).
+//! (a tree keeps a long sum's rounding error near log2 of its length);
+//! runs shorter than a workgroup take one invocation per output instead.
 //! The kept axes, then the reduced ones, are listed with their input
 //! strides in the uniform block, so one program per op serves every shape
 //! and choice of axes. The axes are resolved by byob-tensor's CPU rules
@@ -49,12 +50,13 @@ fn variant(op: &str) -> Option<Variant> {
     })
 }
 
-const REDUCE: &str = "
+/// What both strategies share: the bindings, NaN-aware Max and Min, and
+/// the input offset of an index over a range of the axis list.
+const COMMON: &str = "
 struct Params { dims: array<vec4<u32>, 2>, strides: array<vec4<u32>, 2>, kept: u32, rank: u32, outputs: u32, count: u32 }
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
-var<workgroup> partial: array<f32, 64>;
 
 // Bit tests, as compilers may assume that no float is NaN.
 fn is_nan(v: f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }
@@ -77,6 +79,12 @@ fn offset(index: u32, first: u32, last: u32) -> u32 {
     }
     return at;
 }
+";
+
+/// One workgroup per output: 64 strided partial results combined as a
+/// tree in workgroup memory.
+const TREE: &str = "
+var<workgroup> partial: array<f32, 64>;
 
 // The 64 partial values combined (by `extreme` when `is_max`), for all.
 fn tree(lid: u32, value: f32, is_max: bool) -> f32 {
@@ -117,6 +125,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     acc = tree(lid, acc, false);
     if (lid == 0u) { y[o] = FINISH; }
+}
+";
+
+/// One invocation per output, for runs shorter than a workgroup (which
+/// would leave most of a tree's invocations idle).
+const SERIAL: &str = "
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let o = flat_index(wid, nwg, lid, 64u);
+    if (o >= p.outputs) { return; }
+    let base = offset(o, 0u, p.kept);
+    var shift = 0.0;
+    if (SHIFTED) {
+        var m = bitcast<f32>(0xff800000u);
+        for (var r = 0u; r < p.count; r++) { m = extreme(m, x[base + offset(r, p.kept, p.rank)], true); }
+        shift = select(m, 0.0, is_inf(m));
+    }
+    var acc = START;
+    for (var r = 0u; r < p.count; r++) {
+        let v = x[base + offset(r, p.kept, p.rank)];
+        let a = acc;
+        let b = LIFT;
+        acc = COMBINE;
+    }
+    y[o] = FINISH;
 }
 ";
 
@@ -162,9 +195,10 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     let dims: Vec<usize> = order.iter().map(|&d| x[d]).collect();
     let strides: Vec<usize> = order.iter().map(|&d| strides[d]).collect();
     let kept = reduced.iter().filter(|&&r| !r).count();
-    let key = ProgramKey::new("reduce", op);
+    let serial = count < 64;
+    let key = ProgramKey::new("reduce", format!("{op}{}", if serial { ":serial" } else { "" }));
     let program = ctx.programs().get_or_compile(ctx, key, || {
-        let wgsl = REDUCE
+        let wgsl = format!("{COMMON}{}", if serial { SERIAL } else { TREE })
             .replace("SHIFTED", if op == "ReduceLogSumExp" { "true" } else { "false" })
             .replace("START", v.start)
             .replace("LIFT", v.lift)
@@ -173,6 +207,6 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
         ProgramSource { wgsl: format!("{FLAT_INDEX}{wgsl}"), storage: 2 }
     })?;
     let uniform = Uniform::default().vec8(&dims, 1).vec8(&strides, 0).u32(kept).u32(rank).u32(outputs).u32(count).create(ctx, op);
-    kernel.step(program, uniform, vec![Bind::Input(0), Bind::Output(0)], Grid::Flat { invocations: outputs as u64, size: 1 });
+    kernel.step(program, uniform, vec![Bind::Input(0), Bind::Output(0)], Grid::Flat { invocations: outputs as u64, size: if serial { 64 } else { 1 } });
     Ok(kernel)
 }
