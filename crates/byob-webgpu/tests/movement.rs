@@ -104,6 +104,9 @@ fn expand_and_tile_repeat_the_input() {
     assert_close("Tile", &out[0].1, &reference(&x, &[2, 3], &[some(&[0, 1, 0, 1]), some(&[0, 1, 2, 0, 1, 2])], 0.0));
     let bad = common::try_run_with(&node("Expand", 2, vec![]), 13, &[Some((&[3, 2], &x))], &[None, Some(&i64s(&[4, 3]))]).unwrap_err();
     assert!(bad.to_string().contains("do not broadcast"), "{bad}");
+    // Sizes whose product overflows are refused, not wrapped.
+    let huge = common::try_run_with(&node("Expand", 2, vec![]), 13, &[Some((&[3, 1], &x[..3]))], &[None, Some(&i64s(&[1 << 40, 3, 1 << 40]))]).unwrap_err();
+    assert!(huge.to_string().contains("32-bit indexing"), "{huge}");
 }
 
 #[test]

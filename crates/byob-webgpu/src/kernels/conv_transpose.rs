@@ -8,7 +8,7 @@
 //! (output sizes, pads from auto_pad or output_shape) is byob-tensor's
 //! CPU one, so both providers agree on shapes.
 
-use super::{numel, Bind, Grid, Kernel, KernelSpec};
+use super::{indexable, numel, Bind, Grid, Kernel, KernelSpec};
 use crate::context::GpuContext;
 use crate::error::GpuError;
 use crate::program::{ProgramKey, ProgramSource, Uniform, FLAT_INDEX};
@@ -49,6 +49,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, GpuError> {
     let (xs, ws) = (spec.input(0)?, spec.input(1)?);
+    indexable(spec, &[])?;
     if !(3..=4).contains(&xs.len()) || ws.len() != xs.len() {
         return Err(spec.error(format!("X {xs:?} and W {ws:?} must be [N, C, ...] and [C, M/group, ...] of one rank, with one or two spatial axes")));
     }
@@ -70,6 +71,7 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     let (strides, dilations, pads) = (two_i(&geo.strides[..xs.len() - 2], 1), two_i(&geo.dilations[..xs.len() - 2], 1), two_i(&geo.pad_begin[..xs.len() - 2], 0));
     let mut shape = vec![batch, out_channels];
     shape.extend_from_slice(&geo.out);
+    indexable(spec, &[&shape])?;
     let n = numel(&shape);
     let mut kernel = spec.kernel(vec![shape]);
     if n == 0 {
@@ -79,8 +81,8 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
         return Err(spec.error("an empty input or kernel has no GPU kernel"));
     }
     let fits = |v: i64| i32::try_from(v).is_ok();
-    if u32::try_from(n).is_err() || u32::try_from(numel(xs)).is_err() || !strides.iter().chain(&dilations).chain(&pads).all(|&v| fits(v)) {
-        return Err(spec.error("sizes beyond 32 bits"));
+    if !strides.iter().chain(&dilations).chain(&pads).all(|&v| fits(v)) {
+        return Err(spec.error("strides, dilations or pads beyond 32 bits"));
     }
     let key = ProgramKey::new("conv_transpose", if bias.is_some() { "bias" } else { "" });
     let program = ctx.programs().get_or_compile(ctx, key, || source(bias.is_some()))?;

@@ -7,7 +7,7 @@
 //! any 4-byte element type, not only f32. An empty input, which cannot be
 //! bound, pads to the fill value alone.
 
-use super::{numel, Bind, Grid, Kernel, KernelSpec};
+use super::{indexable, numel, Bind, Grid, Kernel, KernelSpec};
 use crate::context::GpuContext;
 use crate::error::GpuError;
 use crate::program::{ProgramKey, ProgramSource, Uniform, FLAT_INDEX};
@@ -98,15 +98,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 ";
 
-/// Adds a dispatch filling output `output`, of `n` elements, with the bit
-/// pattern `value`: what a Pad or a reduction of an empty input writes,
-/// which cannot bind that input (a binding is never empty).
+/// Adds a dispatch filling output `output`, of `n` elements (a count that
+/// [`indexable`] admitted), with the bit pattern `value`: what a Pad or a
+/// reduction of an empty input writes, which cannot bind that input (a
+/// binding is never empty).
 pub(crate) fn fill(ctx: &GpuContext, spec: &KernelSpec<'_>, kernel: &mut Kernel, n: usize, value: u32, output: usize) -> Result<(), GpuError> {
     if n == 0 {
         return Ok(());
-    }
-    if u32::try_from(n).is_err() {
-        return Err(spec.error(format!("{n} output elements exceed 32-bit indexing")));
     }
     let program = ctx.programs().get_or_compile(ctx, ProgramKey::new("fill", ""), || ProgramSource { wgsl: format!("{FLAT_INDEX}{FILL}"), storage: 1 })?;
     let uniform = Uniform::default().u32(n).u32(value as usize).create(ctx, &spec.node.op_type);
@@ -126,6 +124,7 @@ pub(crate) fn gather(ctx: &GpuContext, spec: &KernelSpec<'_>, kernel: &mut Kerne
         return Err(spec.error(format!("rank {rank} exceeds the GPU kernel's {MAX_RANK}")));
     }
     let out: Vec<usize> = maps.iter().map(|m| m.out).collect();
+    indexable(spec, &[&out])?;
     let n = numel(&out);
     if n == 0 {
         return Ok(());
@@ -152,9 +151,6 @@ pub(crate) fn gather(ctx: &GpuContext, spec: &KernelSpec<'_>, kernel: &mut Kerne
         }
         starts.push(m.start as i32);
         steps.push(step as i32);
-    }
-    if u32::try_from(n).is_err() {
-        return Err(spec.error(format!("{n} output elements exceed 32-bit indexing")));
     }
     let mut strides = vec![1; rank];
     for a in (0..rank.saturating_sub(1)).rev() {

@@ -9,7 +9,7 @@
 //! CPU. LayerNormalization's Mean and InvStdDev outputs, when asked for,
 //! are written by each row's first invocation.
 
-use super::{numel, Bind, Grid, Kernel, KernelSpec};
+use super::{indexable, numel, Bind, Grid, Kernel, KernelSpec};
 use crate::context::GpuContext;
 use crate::error::GpuError;
 use crate::program::{ProgramKey, ProgramSource, Uniform, FLAT_INDEX};
@@ -68,6 +68,7 @@ fn affine_len(spec: &KernelSpec<'_>, i: usize, shape: &[usize], row: &[usize]) -
 pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, GpuError> {
     let rms = spec.node.op_type == "RMSNormalization";
     let x = spec.input(0)?;
+    indexable(spec, &[])?;
     let rank = x.len() as i64;
     let a = spec.attrs();
     let at = spec.attr(a.int("axis", -1))?;
@@ -90,9 +91,6 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     }
     if len == 0 {
         return Err(spec.error(format!("rows of {x:?} from axis {axis} are empty")));
-    }
-    if u32::try_from(numel(x)).is_err() {
-        return Err(spec.error(format!("{} elements exceed 32-bit indexing", numel(x))));
     }
     let hint = format!("{}{}{}", if rms { "rms" } else { "layer" }, if bias.is_some() { ":bias" } else { "" }, if stats { ":stats" } else { "" });
     let key = ProgramKey::new("normalize", hint);

@@ -229,6 +229,16 @@ pub(crate) fn bytes(shape: &[usize]) -> u64 {
     byob_tensor::tensor::element_count(shape, byob_tensor::DataType::F32).map_or(u64::MAX, |n| 4 * n as u64)
 }
 
+/// Refuses inputs, or `outputs`, with more elements than a u32 index
+/// reaches (larger than any binding anyway), checked without overflowing,
+/// so that kernels may index with u32 and count elements with [`numel`].
+pub(crate) fn indexable(spec: &KernelSpec<'_>, outputs: &[&[usize]]) -> Result<(), GpuError> {
+    match spec.shapes.iter().flatten().chain(outputs).find(|s| bytes(s) / 4 > u64::from(u32::MAX)) {
+        Some(s) => Err(spec.error(format!("{s:?} holds more elements than 32-bit indexing reaches"))),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }

@@ -13,7 +13,7 @@
 
 use super::gather::fill;
 use super::shape::{copy, ints_input};
-use super::{numel, Bind, Grid, Kernel, KernelSpec};
+use super::{indexable, numel, Bind, Grid, Kernel, KernelSpec};
 use crate::context::GpuContext;
 use crate::error::GpuError;
 use crate::program::{ProgramKey, ProgramSource, Uniform, FLAT_INDEX};
@@ -157,6 +157,7 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     let op = spec.node.op_type.as_str();
     let v = variant(op).ok_or_else(|| spec.error("not a reduction"))?;
     let x = spec.input(0)?;
+    indexable(spec, &[])?;
     let rank = x.len();
     if rank > MAX_RANK {
         return Err(spec.error(format!("rank {rank} exceeds the GPU kernel's {MAX_RANK}")));
@@ -182,9 +183,6 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
         kernel.bind_only(&[]);
         fill(ctx, spec, &mut kernel, outputs, v.empty.to_bits(), 0)?;
         return Ok(kernel);
-    }
-    if u32::try_from(numel(x)).is_err() {
-        return Err(spec.error(format!("{} input elements exceed 32-bit indexing", numel(x))));
     }
     let mut strides = vec![1; rank];
     for d in (0..rank.saturating_sub(1)).rev() {

@@ -8,7 +8,7 @@
 //! uniform block: a fixed table of `TABLE` entries serves every shape from
 //! one program, and resizes whose taps do not fit stay on the CPU.
 
-use super::{numel, Bind, Grid, Kernel, KernelSpec};
+use super::{indexable, numel, Bind, Grid, Kernel, KernelSpec};
 use crate::context::GpuContext;
 use crate::error::GpuError;
 use crate::program::{ProgramKey, ProgramSource, Uniform, FLAT_INDEX};
@@ -69,6 +69,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, GpuError> {
     let x = spec.input(0)?;
+    indexable(spec, &[])?;
     let rank = x.len();
     if rank > MAX_RANK {
         return Err(spec.error(format!("rank {rank} exceeds the GPU kernel's {MAX_RANK}")));
@@ -85,12 +86,10 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     let (out, taps) = spec.attr(axis_taps(spec.node, spec.opset, x, &inputs))?;
     let mut kernel = spec.kernel(vec![out.clone()]);
     kernel.bind_only(&[0]);
+    indexable(spec, &[&out])?;
     let n = numel(&out);
     if n == 0 {
         return Ok(kernel);
-    }
-    if u32::try_from(n).is_err() || u32::try_from(numel(x)).is_err() {
-        return Err(spec.error("sizes beyond 32 bits"));
     }
     let mut table: Vec<u32> = Vec::new();
     let (mut first, mut counts) = (vec![UNCHANGED as usize; rank], vec![1; rank]);
@@ -98,7 +97,7 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     for (axis, positions) in taps.iter().enumerate() {
         let Some(positions) = positions else { continue };
         // Nearest's taps pick one neighbour: one tap of weight 1 each.
-        let picks: Option<Vec<usize>> = positions.iter().map(|(indices, weights)| (weights.iter().filter(|&&w| w != 0.0).count() == 1).then(|| weights.iter().position(|&w| w == 1.0).map(|k| indices[k])).flatten()).collect();
+        let picks: Option<Vec<usize>> = positions.iter().map(|(indices, weights)| (weights.iter().filter(|&&w| w != 0.0).count() == 1).then(|| weights.iter().position(|&w| w == 1.0).and_then(|k| indices.get(k).copied())).flatten()).collect();
         let positions: Vec<(Vec<usize>, Vec<f64>)> = match picks {
             Some(picks) => picks.into_iter().map(|i| (vec![i], vec![1.0])).collect(),
             None => positions.clone(),
