@@ -184,7 +184,21 @@ impl Uniform {
         self.vec4([a[0], a[1], a[2], a[3]]).vec4([a[4], a[5], a[6], a[7]])
     }
 
+    /// Up to eight signed values as two `vec4<i32>`, padded with zeros.
+    pub fn ivec8(self, v: &[i32]) -> Self {
+        let mut a = [0u32; 8];
+        for (slot, &x) in a.iter_mut().zip(v) {
+            *slot = x as u32;
+        }
+        self.vec4([a[0], a[1], a[2], a[3]]).vec4([a[4], a[5], a[6], a[7]])
+    }
+
     pub fn u32(mut self, v: usize) -> Self {
+        self.0.push(v as u32);
+        self
+    }
+
+    pub fn i32(mut self, v: i32) -> Self {
         self.0.push(v as u32);
         self
     }

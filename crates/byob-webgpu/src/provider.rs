@@ -205,8 +205,15 @@ impl ExecutionProvider for WebGpuProvider {
         // facts exist), every element type must be: a value whose type only
         // the run tells (after a subgraph, say) may turn out not to be
         // float32 or bool.
-        let float_data = inputs.is_empty() || (0..node.inputs.len()).filter(|&i| present(i)).all(|i| fact(i).is_some_and(|f| kernels::on_gpu(f.dtype) || f.value.is_some()));
+        let on_gpu = |f: &Fact| f.dtype == DataType::F32 || f.dtype == DataType::Bool && kernels::reads_bool(node);
+        let float_data = inputs.is_empty() || (0..node.inputs.len()).filter(|&i| present(i)).all(|i| fact(i).is_some_and(|f| on_gpu(f) || f.value.is_some()));
         if !float_data {
+            return false;
+        }
+        // A value the kernel needs when built (Resize's f32 scales, say)
+        // that only the run tells would fail the run: the CPU takes it.
+        let unknown_constant = !inputs.is_empty() && kernels::constant_inputs(node, opset).iter().any(|&i| present(i) && fact(i).is_none_or(|f| f.value.is_none()));
+        if unknown_constant {
             return false;
         }
         let shapes: Option<Vec<Vec<usize>>> = (0..node.inputs.len()).map(|i| if present(i) { fact(i).and_then(Fact::concrete_shape) } else { Some(Vec::new()) }).collect();

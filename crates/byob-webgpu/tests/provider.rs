@@ -192,6 +192,15 @@ fn what_the_gpu_kernels_lack_stays_on_the_cpu() {
             ),
         ),
         (
+            "Resize by runtime scales, before any shape is known",
+            model(
+                vec![node("Resize", &["x", "", "scales"], &["y"], vec![])],
+                vec![value("x", DataType::F32, &vec![Dim::Unknown; 4]), value("scales", DataType::F32, &[Dim::Known(4)])],
+                vec![output("y")],
+                HashMap::new(),
+            ),
+        ),
+        (
             "int64 Add",
             model(
                 vec![node("Add", &["a", "b"], &["y"], vec![])],

@@ -22,11 +22,18 @@ struct ConvTranspose {
 }
 
 /// Per spatial axis: output size and the padding before.
-struct Geometry {
-    out: Vec<usize>,
-    pad_begin: Vec<i64>,
-    strides: Vec<i64>,
-    dilations: Vec<i64>,
+pub struct Geometry {
+    pub out: Vec<usize>,
+    pub pad_begin: Vec<i64>,
+    pub strides: Vec<i64>,
+    pub dilations: Vec<i64>,
+}
+
+/// The geometry of ConvTranspose `node` over spatial sizes `input` with a
+/// kernel of spatial sizes `kernel`: for providers that compute it on
+/// their own, so that both agree on shapes and padding.
+pub fn geometry(node: &Node, input: &[usize], kernel: &[usize]) -> Result<Geometry, OpError> {
+    conv_transpose_op(node)?.geometry(input, kernel)
 }
 
 impl ConvTranspose {
@@ -161,9 +168,13 @@ impl Op for ConvTranspose {
 }
 
 fn conv_transpose(node: &Node, _: i64) -> Result<Box<dyn Op>, OpError> {
+    Ok(Box::new(conv_transpose_op(node)?))
+}
+
+fn conv_transpose_op(node: &Node) -> Result<ConvTranspose, OpError> {
     let a = Attrs(node);
     let group = a.int("group", 1)?;
-    Ok(Box::new(ConvTranspose {
+    Ok(ConvTranspose {
         auto_pad: a.string("auto_pad", "NOTSET")?,
         dilations: a.ints("dilations")?,
         group: usize::try_from(group).ok().filter(|&g| g > 0).ok_or_else(|| OpError::attribute("group", format!("{group} must be positive")))?,
@@ -171,7 +182,7 @@ fn conv_transpose(node: &Node, _: i64) -> Result<Box<dyn Op>, OpError> {
         output_shape: a.ints("output_shape")?,
         pads: a.ints("pads")?,
         strides: a.ints("strides")?,
-    }))
+    })
 }
 
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {

@@ -14,8 +14,9 @@ use crate::model::{Dim, Node};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
 
+/// Pad's modes.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Mode {
+pub enum Mode {
     Constant,
     Reflect,
     Edge,
@@ -124,7 +125,27 @@ impl Op for Pad {
     }
 }
 
+/// Pad `node`'s mode and, for each axis of `shape`, its begin pad and
+/// padded size. From opset 11 `pads` and `axes` are the values of inputs 1
+/// and 3; before, the node's attribute is read. For providers that pad on
+/// their own, so that both agree on shapes and refusals.
+pub fn pad_axes(node: &Node, opset: i64, shape: &[usize], pads: Option<&[i64]>, axes: Option<&[i64]>) -> Result<(Mode, Vec<(i64, usize)>), OpError> {
+    let op = pad_op(node, opset)?;
+    let pads: super::axes::Ints = match (&op.attributes, pads) {
+        (Some((pads, _)), _) => pads.iter().copied().collect(),
+        (None, Some(pads)) => pads.iter().copied().collect(),
+        (None, None) => return Err(OpError::input(1, "the pads are required")),
+    };
+    let per_axis = Pad::per_axis(&pads, axes.map(super::axes::Ints::from_slice), shape.len())?;
+    let padded = op.padded_shape(shape, &per_axis)?;
+    Ok((op.mode, per_axis.iter().zip(padded).map(|(&(begin, _), len)| (begin, len)).collect()))
+}
+
 fn pad(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
+    Ok(Box::new(pad_op(node, opset)?))
+}
+
+fn pad_op(node: &Node, opset: i64) -> Result<Pad, OpError> {
     let a = Attrs(node);
     let mode = match a.string("mode", "constant")?.as_str() {
         "constant" => Mode::Constant,
@@ -139,7 +160,7 @@ fn pad(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
     } else {
         None
     };
-    Ok(Box::new(Pad { mode, attributes }))
+    Ok(Pad { mode, attributes })
 }
 
 /// Tile: the input repeated `repeats[d]` times along each axis d.

@@ -118,6 +118,18 @@ fn reduced(axes: Option<super::axes::Ints>, rank: usize, noop: bool, error: impl
     }
 }
 
+/// Which axes of a rank-`rank` input a reduction over `axes` (attribute or
+/// input values) reduces, or `None` for the identity (no axes with
+/// `noop_with_empty_axes`). For providers that reduce on their own.
+pub fn reduced_axes(axes: Option<&[i64]>, rank: usize, noop: bool) -> Result<Option<Vec<bool>>, OpError> {
+    Ok(reduced(axes.map(super::axes::Ints::from_slice), rank, noop, |e| OpError::attribute("axes", e))?.map(Flags::into_vec))
+}
+
+/// The output shape of a reduction of `shape` over the `reduced` axes.
+pub fn reduced_shape(shape: &[usize], reduced: &[bool], keepdims: bool) -> Vec<usize> {
+    output_dims(shape, reduced, keepdims, 1).into_vec()
+}
+
 fn output_dims<D: Clone>(shape: &[D], reduced: &[bool], keepdims: bool, one: D) -> smallvec::SmallVec<[D; 8]> {
     shape.iter().zip(reduced).filter_map(|(d, &r)| if !r { Some(d.clone()) } else if keepdims { Some(one.clone()) } else { None }).collect()
 }

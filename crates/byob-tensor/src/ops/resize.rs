@@ -148,10 +148,24 @@ impl Resize {
     fn along(&self, data: &[f64], shape: &[usize], axis: usize, scale: f64, size: usize, roi: (f64, f64)) -> Vec<f64> {
         let input = shape[axis];
         let (outer, inner) = (shape[..axis].iter().product::<usize>(), shape[axis + 1..].iter().product::<usize>());
-        // Per output position: input indices, their weights, and whether it
-        // lies outside the crop region.
-        type Tap = (Vec<usize>, Vec<f64>, bool);
-        let mut taps: Vec<Tap> = Vec::with_capacity(size);
+        let taps = self.taps(input, scale, size, roi);
+        let mut out = vec![0.0; outer * size * inner];
+        for o in 0..outer {
+            for (y, (indices, weights, outside)) in taps.iter().enumerate() {
+                for i in 0..inner {
+                    out[(o * size + y) * inner + i] =
+                        if *outside { self.extrapolation } else { indices.iter().zip(weights).map(|(&j, w)| w * data[(o * input + j) * inner + i]).sum() };
+                }
+            }
+        }
+        out
+    }
+
+    /// Per output position of an axis of `input` resized to `size`: the
+    /// input indices (clamped into the axis), their weights, and whether
+    /// it lies outside the crop region.
+    fn taps(&self, input: usize, scale: f64, size: usize, roi: (f64, f64)) -> Vec<(Vec<usize>, Vec<f64>, bool)> {
+        let mut taps = Vec::with_capacity(size);
         for y in 0..size {
             let (x, outside) = self.source(y, scale, input, size, roi);
             let floor = x.floor();
@@ -178,16 +192,7 @@ impl Resize {
             let clamped = neighbours.iter().map(|&i| i.clamp(0, input as i64 - 1) as usize).collect();
             taps.push((clamped, weights, outside));
         }
-        let mut out = vec![0.0; outer * size * inner];
-        for o in 0..outer {
-            for (y, (indices, weights, outside)) in taps.iter().enumerate() {
-                for i in 0..inner {
-                    out[(o * size + y) * inner + i] =
-                        if *outside { self.extrapolation } else { indices.iter().zip(weights).map(|(&j, w)| w * data[(o * input + j) * inner + i]).sum() };
-                }
-            }
-        }
-        out
+        taps
     }
 
     /// Per axis the scale and the output size, and the resized axes.
@@ -286,7 +291,41 @@ impl Op for Resize {
     }
 }
 
+/// For each output position of a resized axis: the input indices it
+/// reads (clamped into the axis) and their weights.
+pub type AxisTaps = Vec<(Vec<usize>, Vec<f64>)>;
+
+/// The output shape of Resize (or Upsample) `node` over an input of
+/// `shape`, and per axis the taps the CPU interpolates it with (`None`
+/// where the axis is unchanged), from its attributes and the values of its
+/// inputs (positional in `inputs`; the roi is ignored). Interpolating
+/// along every axis at once with these taps equals the CPU's passes, but
+/// for tf_crop_and_resize's extrapolation, refused here. For providers
+/// that resize on their own.
+pub fn axis_taps(node: &Node, opset: i64, shape: &[usize], inputs: &[Option<&Tensor>]) -> Result<(Vec<usize>, Vec<Option<AxisTaps>>), OpError> {
+    let op = resize_op(node, opset)?;
+    if op.coordinates == Coordinates::TfCropAndResize {
+        return Err(OpError::attribute("coordinate_transformation_mode", "tf_crop_and_resize extrapolates pass by pass"));
+    }
+    let Plan { scales, sizes, axes } = op.plan(inputs, shape)?;
+    let mut taps = vec![None; shape.len()];
+    for &a in &axes {
+        if (scales[a] - 1.0).abs() < 1e-12 && sizes[a] == shape[a] {
+            continue;
+        }
+        if shape[a] == 0 {
+            return Err(OpError::input(0, format!("axis {a} has no elements to resize")));
+        }
+        taps[a] = Some(op.taps(shape[a], scales[a], sizes[a], (0.0, 1.0)).into_iter().map(|(indices, weights, _)| (indices, weights)).collect());
+    }
+    Ok((sizes, taps))
+}
+
 fn resize(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
+    Ok(Box::new(resize_op(node, opset)?))
+}
+
+fn resize_op(node: &Node, opset: i64) -> Result<Resize, OpError> {
     let a = Attrs(node);
     let upsample = node.op_type == "Upsample";
     let legacy = upsample || opset < 11;
@@ -323,7 +362,7 @@ fn resize(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
         (true, _) | (false, 10) => (None, Some(1), None, None),
         _ => (Some(1), Some(2), Some(3), None),
     };
-    Ok(Box::new(Resize {
+    Ok(Resize {
         mode,
         coordinates,
         antialias: a.int("antialias", 0)? != 0,
@@ -335,7 +374,7 @@ fn resize(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
         sizes_input,
         roi_input,
         scales_attribute,
-    }))
+    })
 }
 
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {

@@ -56,6 +56,15 @@ impl Ranges {
     }
 }
 
+/// What Slice keeps of each axis of `shape` given its starts, ends, axes
+/// and steps, clamped as the operator's definition says: per axis, the
+/// first input coordinate, the step to the next and how many. For
+/// providers that slice on their own, so that both keep the same elements.
+pub fn kept_axes(shape: &[usize], starts: &[i64], ends: &[i64], axes: Option<&[i64]>, steps: Option<&[i64]>) -> Result<Vec<(usize, isize, usize)>, OpError> {
+    let ranges = Ranges { starts: Ints::from_slice(starts), ends: Ints::from_slice(ends), axes: axes.map(Ints::from_slice), steps: steps.map(Ints::from_slice) };
+    Ok(ranges.strided(shape)?.into_vec())
+}
+
 /// Per axis: the first input coordinate kept, the step, how many.
 type Strided = smallvec::SmallVec<[(usize, isize, usize); 8]>;
 
@@ -241,11 +250,24 @@ impl Op for Split {
     }
 }
 
+/// The axis Split `node` cuts an input of `shape` along, and its outputs'
+/// sizes there; `given` holds the `split` input's values (from opset 13).
+/// For providers that split on their own.
+pub fn split_sizes(node: &Node, opset: i64, shape: &[usize], given: Option<&[i64]>) -> Result<(usize, Vec<usize>), OpError> {
+    let split = split_op(node, opset)?;
+    let axis = split.axis(shape.len())?;
+    Ok((axis, split.sizes(shape[axis], given.map(Ints::from_slice))?))
+}
+
 fn split(node: &Node, opset: i64) -> Result<Box<dyn Op>, OpError> {
+    Ok(Box::new(split_op(node, opset)?))
+}
+
+fn split_op(node: &Node, opset: i64) -> Result<Split, OpError> {
     let a = Attrs(node);
     let num_outputs = if opset >= 18 { a.get("num_outputs").map(|_| a.int("num_outputs", 0)).transpose()? } else { None };
     let num_outputs = num_outputs.map(|n| usize::try_from(n).ok().filter(|&n| n == node.outputs.len()).ok_or_else(|| OpError::attribute("num_outputs", format!("{n}, but the node has {} outputs", node.outputs.len())))).transpose()?;
-    Ok(Box::new(Split { axis: a.int("axis", 0)?, outputs: node.outputs.len(), sizes: if opset < 13 { a.ints("split")?.map(Ints::from_vec) } else { None }, num_outputs }))
+    Ok(Split { axis: a.int("axis", 0)?, outputs: node.outputs.len(), sizes: if opset < 13 { a.ints("split")?.map(Ints::from_vec) } else { None }, num_outputs })
 }
 
 pub fn register(ops: &mut HashMap<&'static str, Builder>) {

@@ -20,14 +20,23 @@ use std::sync::Arc;
 mod binary;
 mod conv;
 mod conv_nhwc;
+mod conv_transpose;
+mod expand;
+mod gather;
 mod gemm;
+mod layer_norm;
 mod layout;
 mod logic;
 mod matmul;
 mod norm;
+mod pad;
 mod pool;
+mod reduce;
+mod resize;
 mod shape;
+mod slice;
 mod softmax;
+mod split;
 mod unary;
 mod window;
 
@@ -106,6 +115,33 @@ pub fn supports(node: &Node, _opset: i64) -> bool {
     layout::known_domain(node) && builder(&node.op_type).is_some() && (node.op_type != "Cast" || logic::casts_on_gpu(node))
 }
 
+/// The inputs whose values `node`'s kernel reads when it is built (Slice's
+/// starts, Pad's pads and value, Resize's scales...): unless they are known
+/// constants, the node stays on the CPU, even before any shape is known.
+pub fn constant_inputs(node: &Node, opset: i64) -> &'static [usize] {
+    match node.op_type.as_str() {
+        "Reshape" | "Expand" | "Tile" => &[1],
+        "Squeeze" | "Unsqueeze" | "Split" | "ReduceSum" if opset >= 13 => &[1],
+        "Slice" if opset >= 10 => &[1, 2, 3, 4],
+        "Pad" if opset >= 11 => &[1, 2, 3],
+        op if op.starts_with("Reduce") && opset >= 18 => &[1],
+        "Resize" if opset >= 11 => &[2, 3],
+        "Resize" | "Upsample" => &[1],
+        _ => &[],
+    }
+}
+
+/// Whether `node`'s kernel reads bool data (stored as `u32`s): the ops that
+/// only move 32-bit words, and the comparisons, logical ops, Where and
+/// Cast. Every other kernel reads float32, which the provider checks from
+/// the types alone before any shape is known.
+pub fn reads_bool(node: &Node) -> bool {
+    matches!(
+        node.op_type.as_str(),
+        "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout" | "Slice" | "Pad" | "Expand" | "Tile" | "Split" | "Equal" | "Not" | "And" | "Or" | "Xor" | "Where" | "Cast"
+    )
+}
+
 /// Builds the kernel for `node` given the shapes of its inputs (positional;
 /// the entry of an omitted optional input is ignored).
 pub fn create_kernel(ctx: &GpuContext, node: &Node, opset: i64, input_shapes: &[Vec<usize>]) -> Result<Box<dyn GpuKernel>, GpuError> {
@@ -157,14 +193,23 @@ type Build = fn(&GpuContext, &KernelSpec<'_>) -> Result<Kernel, GpuError>;
 fn builder(op: &str) -> Option<Build> {
     Some(match op {
         "Abs" | "Neg" | "Floor" | "Ceil" | "Reciprocal" | "Sqrt" | "Exp" | "Log" | "Erf" | "Sigmoid" | "Sin" | "Cos" | "Tan" | "Asin" | "Acos" | "Atan" | "Sinh" | "Cosh" | "Asinh" | "Acosh"
-        | "Atanh" | "Tanh" | "Relu" | "LeakyRelu" | "Elu" | "HardSigmoid" | "ThresholdedRelu" | "Clip" => unary::build,
+        | "Atanh" | "Tanh" | "Relu" | "LeakyRelu" | "Elu" | "HardSigmoid" | "ThresholdedRelu" | "Clip" | "Gelu" => unary::build,
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Sum" => binary::build,
         "MatMul" | "Gemm" => matmul::build,
         "Conv" => conv::build,
+        "ConvTranspose" => conv_transpose::build,
         "MaxPool" | "AveragePool" | "GlobalMaxPool" | "GlobalAveragePool" => pool::build,
         "Transpose" => shape::transpose,
         "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout" => shape::view,
         "Concat" => shape::concat,
+        "Slice" => slice::build,
+        "Pad" => pad::build,
+        "Expand" => expand::expand,
+        "Tile" => expand::tile,
+        "Split" => split::build,
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" => reduce::build,
+        "LayerNormalization" | "RMSNormalization" => layer_norm::build,
+        "Resize" | "Upsample" => resize::build,
         "Softmax" => softmax::build,
         "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" => logic::compare,
         "Not" | "And" | "Or" | "Xor" => logic::logical,
@@ -218,6 +263,17 @@ impl<'a> KernelSpec<'a> {
         self.values.get(i).copied().flatten()
     }
 
+    /// A kernel that only moves input 0's 32-bit words (bits unchanged):
+    /// its outputs have input 0's type, float32 or bool.
+    pub fn moving_kernel(&self, output_shapes: Vec<Vec<usize>>) -> Result<Kernel, GpuError> {
+        let dtype = self.dtype(0);
+        if !on_gpu(dtype) {
+            return Err(self.error(format!("input 0 is {dtype}, which the GPU does not hold")));
+        }
+        let outputs = output_shapes.len();
+        Ok(self.kernel(output_shapes).typed(vec![dtype; outputs]))
+    }
+
     /// A kernel with these outputs and no dispatches yet.
     pub fn kernel(&self, output_shapes: Vec<Vec<usize>>) -> Kernel {
         let inputs = self.shapes.iter().enumerate().filter_map(|(i, s)| s.map(|s| (i, bytes(s)))).collect();
@@ -230,6 +286,16 @@ impl<'a> KernelSpec<'a> {
 /// `u64::MAX`, which no device limit admits.
 pub(crate) fn bytes(shape: &[usize]) -> u64 {
     byob_tensor::tensor::element_count(shape, byob_tensor::DataType::F32).map_or(u64::MAX, |n| 4 * n as u64)
+}
+
+/// Refuses inputs, or `outputs`, with more elements than a u32 index
+/// reaches (larger than any binding anyway), checked without overflowing,
+/// so that kernels may index with u32 and count elements with [`numel`].
+pub(crate) fn indexable(spec: &KernelSpec<'_>, outputs: &[&[usize]]) -> Result<(), GpuError> {
+    match spec.shapes.iter().flatten().chain(outputs).find(|s| bytes(s) / 4 > u64::from(u32::MAX)) {
+        Some(s) => Err(spec.error(format!("{s:?} holds more elements than 32-bit indexing reaches"))),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn numel(shape: &[usize]) -> usize {

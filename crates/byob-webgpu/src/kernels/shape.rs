@@ -11,7 +11,8 @@ use byob_tensor::DataType;
 
 const MAX_RANK: usize = 8;
 
-/// `y = x` over `p.n` elements of type T (f32 or vec4<f32>).
+/// `y = x` over `p.n` elements of type T (`u32` or `vec4<u32>`: any 32-bit
+/// element, its bits unchanged).
 const COPY: &str = "
 @group(0) @binding(0) var<storage, read_write> x: array<T>;
 @group(0) @binding(1) var<storage, read_write> y: array<T>;
@@ -103,7 +104,7 @@ pub(crate) fn transpose(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kerne
 
 /// The integer values of constant input `i`, or of the attribute `name`
 /// (before the opset that moved it to an input).
-fn ints_input(spec: &KernelSpec<'_>, i: usize, name: &str) -> Result<Option<Vec<i64>>, GpuError> {
+pub(super) fn ints_input(spec: &KernelSpec<'_>, i: usize, name: &str) -> Result<Option<Vec<i64>>, GpuError> {
     if spec.optional(i).is_none() {
         return spec.attr(spec.attrs().ints(name));
     }
@@ -178,17 +179,18 @@ pub(crate) fn view(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, Gp
     if numel(&out) != numel(x) {
         return Err(spec.error(format!("{x:?} holds {} values, the output {out:?} {}", numel(x), numel(&out))));
     }
-    let n = numel(x);
-    let dtype = spec.dtype(0);
-    if !super::on_gpu(dtype) {
-        return Err(spec.error(format!("input 0 is {dtype}, which the GPU does not hold")));
-    }
     // Any type: a view moves no value, its copy moves 32-bit words.
-    let mut kernel = spec.kernel(vec![out]).typed(vec![dtype]);
+    let mut kernel = spec.moving_kernel(vec![out])?;
     // The shape inputs are read when building, never bound.
     kernel.bind_only(&[0]);
+    copy(ctx, spec, &mut kernel, numel(x))?;
+    Ok(kernel.aliasing(0))
+}
+
+/// Adds a dispatch copying the `n` elements of input 0 to output 0.
+pub(super) fn copy(ctx: &GpuContext, spec: &KernelSpec<'_>, kernel: &mut Kernel, n: usize) -> Result<(), GpuError> {
     if n == 0 {
-        return Ok(kernel.aliasing(0));
+        return Ok(());
     }
     let vec4 = n.is_multiple_of(4);
     let key = ProgramKey::new("copy", if vec4 { "vec4" } else { "" });
@@ -196,7 +198,7 @@ pub(crate) fn view(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, Gp
     let invocations = if vec4 { n / 4 } else { n };
     let uniform = Uniform::default().u32(invocations).create(ctx, &spec.node.op_type);
     kernel.step(program, uniform, vec![Bind::Input(0), Bind::Output(0)], Grid::Flat { invocations: invocations as u64, size: 64 });
-    Ok(kernel.aliasing(0))
+    Ok(())
 }
 
 pub(crate) fn concat(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, GpuError> {

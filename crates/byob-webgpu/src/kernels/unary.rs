@@ -36,6 +36,10 @@ fn expression(op: &str) -> Option<&'static str> {
         "Acosh" => "acosh(v)",
         "Atanh" => "atanh(v)",
         "Tanh" => "tanh(v)",
+        "Gelu" => "T(0.5) * v * (T(1.0) + erf(v * T(0.70710678118654752)))",
+        // tanh's argument clamped: some drivers' tanh of a large value is
+        // NaN (exp overflowing), and tanh(±10) is ±1 in f32 already.
+        "GeluTanh" => "T(0.5) * v * (T(1.0) + tanh(clamp(T(0.79788456080286536) * (v + T(0.044715) * v * v * v), T(-10.0), T(10.0))))",
         "Relu" => "max(v, T(0.0))",
         "LeakyRelu" => "select(v * p.alpha, v, v >= T(0.0))",
         "Elu" => "select(p.alpha * (exp(v) - T(1.0)), v, v >= T(0.0))",
@@ -63,9 +67,17 @@ fn erf1(x: f32) -> f32 {
 ";
 
 pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, GpuError> {
-    let op = spec.node.op_type.as_str();
-    let expr = expression(op).ok_or_else(|| spec.error("not an elementwise function"))?;
     let a = spec.attrs();
+    // Gelu's approximation picks its function.
+    let op = match spec.node.op_type.as_str() {
+        "Gelu" => match spec.attr(a.string("approximate", "none"))?.as_str() {
+            "none" => "Gelu",
+            "tanh" => "GeluTanh",
+            other => return Err(spec.error(format!("attribute \"approximate\" {other:?} is neither \"none\" nor \"tanh\""))),
+        },
+        op => op,
+    };
+    let expr = expression(op).ok_or_else(|| spec.error("not an elementwise function"))?;
     let shape = spec.input(0)?;
     let (alpha, beta) = match op {
         "LeakyRelu" => (spec.attr(a.float("alpha", 0.01))?, 0.0),

@@ -4,7 +4,8 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 use byob_tensor::model::{Attribute, Node};
-use byob_webgpu::{create_kernel, GpuContext, GpuDataManager, GpuSlice};
+use byob_tensor::Tensor;
+use byob_webgpu::{create_kernel_with_values, GpuContext, GpuDataManager, GpuSlice};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
@@ -59,10 +60,22 @@ pub fn run(node: &Node, opset: i64, inputs: &[Option<(&[usize], &[f32])>]) -> Ve
 }
 
 pub fn try_run(node: &Node, opset: i64, inputs: &[Option<(&[usize], &[f32])>]) -> Result<Vec<Host>, byob_webgpu::GpuError> {
+    try_run_with(node, opset, inputs, &[])
+}
+
+/// [`run`] with constant inputs, positional (`None` where an input is data
+/// or omitted): their values are given when building, never uploaded.
+pub fn run_with(node: &Node, opset: i64, inputs: &[Option<(&[usize], &[f32])>], constants: &[Option<&Tensor>]) -> Vec<Host> {
+    try_run_with(node, opset, inputs, constants).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn try_run_with(node: &Node, opset: i64, inputs: &[Option<(&[usize], &[f32])>], constants: &[Option<&Tensor>]) -> Result<Vec<Host>, byob_webgpu::GpuError> {
     let ctx = context();
     let data = GpuDataManager::new(Arc::clone(&ctx));
-    let shapes: Vec<Vec<usize>> = inputs.iter().map(|i| i.map_or_else(Vec::new, |(s, _)| s.to_vec())).collect();
-    let kernel = create_kernel(&ctx, node, opset, &shapes)?;
+    let count = inputs.len().max(constants.len());
+    let constant = |i: usize| constants.get(i).copied().flatten();
+    let shapes: Vec<Vec<usize>> = (0..count).map(|i| constant(i).map(|t| t.shape().to_vec()).or_else(|| inputs.get(i).copied().flatten().map(|(s, _)| s.to_vec())).unwrap_or_default()).collect();
+    let kernel = create_kernel_with_values(&ctx, node, opset, &shapes, constants)?;
     let mut ids = Vec::new();
     for input in inputs {
         ids.push(match input {
