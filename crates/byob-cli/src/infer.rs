@@ -1,7 +1,7 @@
 //! `byob run` and `byob info`: ONNX models.
 
 use anyhow::{bail, Context, Result};
-use byob_tensor::{npy, IoBinding, ModelError, RunStats, Session, SessionBuilder, SessionError, StepTime, Tensor};
+use byob_tensor::{npy, DataType, IoBinding, ModelError, RunStats, Session, SessionBuilder, SessionError, StepTime, Tensor};
 use byob_webgpu::WebGpuProvider;
 use clap::{Args, ValueEnum};
 use byob_files::Outputs;
@@ -176,7 +176,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     if args.outputs_on_gpu {
         let Some(gpu) = &gpu else { bail!("--outputs-on-gpu needs the WebGPU provider (--ep webgpu, or auto with an adapter)") };
-        for v in session.outputs() {
+        // GPU tensors are float32; other outputs come back to the host.
+        for v in session.outputs().filter(|v| v.dtype.is_none_or(|d| d == DataType::F32)) {
             binding.keep_output_on_device(v.name.clone(), gpu.device());
         }
     }
@@ -186,6 +187,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     for _ in 0..args.repeat {
         let start = Instant::now();
         let s = session.run_with_binding(&mut binding)?;
+        if let Some(gpu) = gpu.as_ref().filter(|_| args.outputs_on_gpu) {
+            // The run returned once its work was submitted: time the work.
+            pollster::block_on(gpu.context().idle()).context("waiting for the GPU")?;
+        }
         latencies.push(start.elapsed().as_secs_f64() * 1e3);
         stats.push(s);
         if let Some(gpu) = &gpu {

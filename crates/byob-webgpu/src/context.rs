@@ -154,6 +154,22 @@ impl GpuContext {
         }
     }
 
+    /// Waits, without holding the thread, until the GPU has finished every
+    /// piece of work submitted so far (a run whose outputs stay on the GPU
+    /// returns before that).
+    pub async fn idle(&self) -> Result<(), GpuError> {
+        let signal = std::sync::Arc::new(crate::sync::Signal::default());
+        let done = std::sync::Arc::clone(&signal);
+        let waiting = self.poller.begin();
+        self.queue.on_submitted_work_done(move || {
+            done.set(Ok(()));
+            waiting.end();
+        });
+        let finished = signal.wait().await;
+        self.check()?;
+        finished.map_err(|message| GpuError::Internal { what: "waiting for the GPU".into(), message })
+    }
+
     /// Maps `buffer` for reading and calls `done` when it is mapped (or
     /// failed to map), from the polling thread.
     pub(crate) fn map_read(&self, buffer: &wgpu::Buffer, size: u64, done: impl FnOnce(Result<(), wgpu::BufferAsyncError>) + Send + 'static) {

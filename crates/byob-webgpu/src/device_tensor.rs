@@ -6,6 +6,7 @@
 
 use crate::context::GpuContext;
 use crate::error::GpuError;
+use crate::executable::read_f32;
 use crate::kernels::GpuSlice;
 use crate::sync::Signal;
 use byob_tensor::device::DeviceFuture;
@@ -38,6 +39,10 @@ impl GpuBuffer {
     }
 }
 
+fn float32_only(dtype: DataType) -> String {
+    format!("the webgpu provider's GPU tensors are float32, not {dtype}")
+}
+
 fn device_error(error: GpuError) -> DeviceError {
     if error.is_fatal() {
         DeviceError::Device(error.to_string())
@@ -64,7 +69,7 @@ impl DeviceBuffer for GpuBuffer {
     }
 
     fn upload(&self, from: &Tensor) -> Result<(), DeviceError> {
-        let values = from.as_f32().ok_or_else(|| DeviceError::Validation(format!("the webgpu provider keeps float32 tensors on the GPU, not {}", from.dtype())))?;
+        let values = from.as_f32().ok_or_else(|| DeviceError::Validation(float32_only(from.dtype())))?;
         let bytes: &[u8] = bytemuck::cast_slice(values);
         if bytes.len() as u64 > self.size {
             return Err(DeviceError::Validation(format!("{} bytes do not fit the {}-byte GPU buffer", bytes.len(), self.size)));
@@ -80,7 +85,7 @@ impl GpuBuffer {
     async fn read(&self, dtype: DataType, shape: &[usize], into: &mut Tensor) -> Result<(), GpuError> {
         let what = "reading a device tensor back";
         if dtype != DataType::F32 {
-            return Err(GpuError::Validation { what: what.into(), message: format!("the webgpu provider keeps float32 tensors on the GPU, not {dtype}") });
+            return Err(GpuError::Validation { what: what.into(), message: float32_only(dtype) });
         }
         let values = into.reset_f32(shape).map_err(|e| GpuError::Internal { what: what.into(), message: e.to_string() })?;
         let bytes = 4 * values.len() as u64;
@@ -107,9 +112,7 @@ impl GpuBuffer {
             return Err(GpuError::Internal { what: what.into(), message });
         }
         let view = staging.get_mapped_range(..).map_err(|e| GpuError::Internal { what: what.into(), message: e.to_string() })?;
-        for (value, b) in values.iter_mut().zip(view.chunks_exact(4)) {
-            *value = f32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
-        }
+        read_f32(values, &view);
         Ok(())
     }
 }

@@ -39,11 +39,26 @@ pub(crate) struct Loc {
 }
 
 /// Where a run's input comes from: host values written into its arena
-/// slot, or a GPU buffer copied there on the device.
+/// slot (booleans widened to words), or a GPU buffer copied there on the
+/// device.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Source<'a> {
-    Host(&'a Tensor),
+    F32(&'a [f32]),
+    Bool(&'a [bool]),
     Device(GpuSlice<'a>),
+}
+
+/// Booleans as the GPU holds them: one `u32` word each, 0 or 1.
+pub(crate) fn widen(values: &[bool], into: &mut Vec<u32>) {
+    into.clear();
+    into.extend(values.iter().map(|&b| u32::from(b)));
+}
+
+/// Float32 values from the bytes of a mapped buffer.
+pub(crate) fn read_f32(into: &mut [f32], bytes: &[u8]) {
+    for (value, b) in into.iter_mut().zip(bytes.chunks_exact(4)) {
+        *value = f32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+    }
 }
 
 /// Where a run's output goes: read back into a host tensor, or copied on
@@ -306,24 +321,19 @@ impl Executable {
         let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("byob-webgpu run") });
         for (loc, input) in self.inputs.iter().zip(inputs) {
             let arena = buffer(&self.arenas, def, loc.home);
-            match *input {
-                Source::Host(tensor) if !tensor.is_empty() => {
-                    match tensor.data() {
-                        Data::F32(values) => ctx.queue().write_buffer(arena, loc.offset, bytemuck::cast_slice(values)),
-                        Data::Bool(values) => {
-                            let mut widened = lock(&self.widened);
-                            widened.clear();
-                            widened.extend(values.iter().map(|&b| u32::from(b)));
-                            ctx.queue().write_buffer(arena, loc.offset, bytemuck::cast_slice(&widened));
-                        }
-                        // The subgraph takes float32 and bool inputs only.
-                        _ => {}
-                    }
-                    transfers.uploads += 1;
-                }
-                Source::Device(from) if loc.size > 0 => encoder.copy_buffer_to_buffer(from.buffer, from.offset, arena, loc.offset, loc.size),
-                _ => {}
+            if loc.size == 0 {
+                continue;
             }
+            match *input {
+                Source::F32(values) => ctx.queue().write_buffer(arena, loc.offset, bytemuck::cast_slice(values)),
+                Source::Bool(values) => {
+                    let mut widened = lock(&self.widened);
+                    widen(values, &mut widened);
+                    ctx.queue().write_buffer(arena, loc.offset, bytemuck::cast_slice(&widened));
+                }
+                Source::Device(from) => encoder.copy_buffer_to_buffer(from.buffer, from.offset, arena, loc.offset, loc.size),
+            }
+            transfers.uploads += u64::from(!matches!(input, Source::Device(_)));
         }
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("byob-webgpu subgraph"), timestamp_writes: None });
@@ -349,11 +359,11 @@ impl Executable {
         for (output, sink) in self.outputs.iter().zip(outputs) {
             let Sink::Host(tensor) = sink else { continue };
             let start = output.staging_offset as usize;
-            let words = view[start..start + output.loc.size as usize].chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]);
+            let bytes = &view[start..start + output.loc.size as usize];
             let data = tensor.reset(output.dtype, &output.shape).map_err(|e| GpuError::Internal { what: format!("reading back the outputs of {}", def.what), message: e.to_string() })?;
             match data {
-                Data::Bool(values) => values.iter_mut().zip(words).for_each(|(v, w)| *v = u32::from_ne_bytes(w) != 0),
-                Data::F32(values) => values.iter_mut().zip(words).for_each(|(v, w)| *v = f32::from_ne_bytes(w)),
+                Data::Bool(values) => values.iter_mut().zip(bytes.chunks_exact(4)).for_each(|(v, b)| *v = b != [0; 4]),
+                Data::F32(values) => read_f32(values, bytes),
                 other => return Err(GpuError::Internal { what: format!("reading back the outputs of {}", def.what), message: format!("{} has no GPU representation", other.dtype()) }),
             }
         }

@@ -205,9 +205,9 @@ impl ExecutionProvider for WebGpuProvider {
         // facts exist), every element type must be: a value whose type only
         // the run tells (after a subgraph, say) may turn out not to be
         // float32 or bool.
-        let on_gpu = |f: &Fact| f.dtype == DataType::F32 || f.dtype == DataType::Bool && kernels::reads_bool(node);
-        let float_data = inputs.is_empty() || (0..node.inputs.len()).filter(|&i| present(i)).all(|i| fact(i).is_some_and(|f| on_gpu(f) || f.value.is_some()));
-        if !float_data {
+        let read_on_gpu = |f: &Fact| f.dtype == DataType::F32 || f.dtype == DataType::Bool && kernels::reads_bool(node);
+        let types_on_gpu = inputs.is_empty() || (0..node.inputs.len()).filter(|&i| present(i)).all(|i| fact(i).is_some_and(|f| read_on_gpu(f) || f.value.is_some()));
+        if !types_on_gpu {
             return false;
         }
         // A value the kernel needs when built (Resize's f32 scales, say)

@@ -12,13 +12,13 @@ use byob_tensor::ops::{Attrs, Fact};
 use byob_tensor::{DataType, Tensor};
 use std::collections::HashMap;
 
-/// How a weight of `shape` splits into column blocks of at most `limit`
-/// bytes: the columns per block, or `None` when one row is already too
-/// large, or it fits whole.
+/// How a weight of `rows`×`columns` splits into column blocks of at most
+/// `limit` bytes: the columns per block, or `None` when it fits whole or
+/// one column is already too large.
 fn columns_per_block(rows: usize, columns: usize, limit: u64) -> Option<usize> {
-    let row_bytes = 4 * rows as u64;
-    let bytes = row_bytes.checked_mul(columns as u64)?;
-    (bytes > limit && row_bytes <= limit).then(|| (limit / row_bytes) as usize)
+    let column_bytes = 4 * rows as u64;
+    let bytes = column_bytes.checked_mul(columns as u64)?;
+    (bytes > limit && column_bytes <= limit).then(|| (limit / column_bytes) as usize)
 }
 
 /// The weight input of a MatMul or Gemm node and its layout: (rows, columns,
@@ -34,9 +34,10 @@ fn weight_layout(node: &Node, shape: &[usize]) -> Option<(usize, usize, bool)> {
 }
 
 /// Whether `node` can run on the GPU once split: a float32 MatMul or Gemm
-/// whose 2-D weight (input 1) is a constant too large to bind whole whose
-/// rows are not, with Gemm's C absent, a scalar, or a constant broadcast
-/// along the columns, and every other tensor (`fits` says) bindable.
+/// whose 2-D weight (input 1) is a constant too large to bind whole but
+/// not column by column, with Gemm's C absent or a constant (broadcast
+/// along the columns, or one value per column). `weight` and `bias` are
+/// what is known of inputs 1 and 2 (`None`: nothing).
 pub(crate) fn splittable(node: &Node, weight: Option<&Fact>, bias: Option<&Fact>, limit: u64) -> bool {
     let Some(weight) = weight.filter(|w| w.constant && w.dtype == DataType::F32) else { return false };
     let Some(shape) = weight.concrete_shape() else { return false };
@@ -44,16 +45,16 @@ pub(crate) fn splittable(node: &Node, weight: Option<&Fact>, bias: Option<&Fact>
     if columns_per_block(rows, columns, limit).is_none() {
         return false;
     }
-    let Some(bias) = bias else { return true };
-    match bias.concrete_shape().as_deref().map(<[usize]>::last) {
-        Some(None | Some(1)) => true,
-        Some(Some(&n)) => n == columns && bias.constant && bias.dtype == DataType::F32,
-        None => false,
+    if node.inputs.get(2).is_none_or(String::is_empty) {
+        return true;
     }
+    let Some(bias) = bias.filter(|b| b.constant && b.dtype == DataType::F32) else { return false };
+    let last = bias.concrete_shape().map(|s| s.last().copied());
+    matches!(last, Some(None | Some(1))) || last == Some(Some(columns))
 }
 
-/// Copies columns `range` of a `rows`×`columns` row-major matrix, or rows
-/// `range` when the columns are stored rows (`by_rows`).
+/// Copies columns `range` of a row-major matrix of `columns` columns, or
+/// rows `range` when the columns are stored rows (`by_rows`).
 fn block(values: &[f32], columns: usize, range: std::ops::Range<usize>, by_rows: bool) -> Vec<f32> {
     if by_rows {
         return values[range.start * columns..range.end * columns].to_vec();
@@ -61,55 +62,68 @@ fn block(values: &[f32], columns: usize, range: std::ops::Range<usize>, by_rows:
     values.chunks_exact(columns).flat_map(|row| row[range.clone()].iter().copied()).collect()
 }
 
+/// The constants and nodes replacing a splittable `node`: one MatMul or
+/// Gemm per column block of its weight (with the bias's matching columns)
+/// and a Concat of their outputs.
+fn split(node: &Node, weight: &Tensor, bias: Option<&Tensor>, limit: u64) -> (Vec<(String, Tensor)>, Vec<Node>) {
+    let (rows, columns, by_rows) = weight_layout(node, weight.shape()).expect("splittable nodes have a 2-D weight");
+    let per_block = columns_per_block(rows, columns, limit).expect("splittable weights split");
+    let values = weight.as_f32().expect("splittable weights are float32");
+    let bias = bias.filter(|b| b.shape().last() == Some(&columns)).and_then(Tensor::as_f32);
+    let (mut constants, mut nodes) = (Vec::new(), Vec::new());
+    for (j, start) in (0..columns).step_by(per_block).enumerate() {
+        let range = start..(start + per_block).min(columns);
+        let width = range.len();
+        let name = |what: &str| format!("{}#{what}{j}", node.outputs[0]);
+        let mut piece = node.clone();
+        let shape = if by_rows { vec![width, rows] } else { vec![rows, width] };
+        let stored_columns = if by_rows { rows } else { columns };
+        constants.push((name("weight"), Tensor::f32(shape, block(values, stored_columns, range.clone(), by_rows)).expect("a block's values fit its shape")));
+        piece.inputs[1] = name("weight");
+        if let Some(bias) = bias {
+            let leading = bias.len() / columns;
+            let shape: Vec<usize> = if leading == 1 { vec![width] } else { vec![leading, width] };
+            constants.push((name("bias"), Tensor::f32(shape, block(bias, columns, range, false)).expect("a block's bias fits its shape")));
+            piece.inputs[2] = name("bias");
+        }
+        piece.name = name("part");
+        piece.outputs = vec![name("part")];
+        nodes.push(piece);
+    }
+    nodes.push(Node {
+        name: format!("{}#concat", node.name),
+        op_type: "Concat".into(),
+        domain: String::new(),
+        inputs: nodes.iter().map(|n| n.outputs[0].clone()).collect(),
+        outputs: vec![node.outputs[0].clone()],
+        attributes: HashMap::from([("axis".to_string(), Attribute::Int(-1))]),
+    });
+    (constants, nodes)
+}
+
 /// Rewrites every splittable node of `nodes` whose weight in `constants`
-/// exceeds `limit` bytes into per-block nodes and a Concat.
+/// exceeds `limit` bytes into per-block nodes and a Concat; the weights
+/// (and biases) it split leave `constants` unless another node reads them,
+/// so that no tensor larger than one binding is uploaded.
 pub(crate) fn split_large_weights(nodes: Vec<Node>, constants: &mut HashMap<String, Tensor>, limit: u64) -> Vec<Node> {
     let mut out = Vec::with_capacity(nodes.len());
+    let mut split_any = false;
     for node in nodes {
-        let weight = node.inputs.get(1).and_then(|n| constants.get(n));
-        let bias = node.inputs.get(2).filter(|n| !n.is_empty()).and_then(|n| constants.get(n));
-        let facts = [weight, bias].map(|t| t.map(|t| Fact::constant_shape(t.dtype(), t.shape())));
-        // A bias that is not a constant broadcasts over the columns (the
-        // provider placed the node knowing its shape): each block reads it
-        // whole.
-        let Some(weight) = weight.filter(|_| splittable(&node, facts[0].as_ref(), facts[1].as_ref(), limit)) else {
-            out.push(node);
-            continue;
-        };
-        let (rows, columns, by_rows) = weight_layout(&node, weight.shape()).expect("splittable nodes have a 2-D weight");
-        let per_block = columns_per_block(rows, columns, limit).expect("splittable weights split");
-        let values = weight.as_f32().expect("splittable weights are float32").to_vec();
-        let bias = bias.filter(|b| b.shape().last() == Some(&columns)).map(|b| b.as_f32().expect("a split bias is float32").to_vec());
-        let mut parts = Vec::new();
-        for (j, start) in (0..columns).step_by(per_block).enumerate() {
-            let range = start..(start + per_block).min(columns);
-            let width = range.len();
-            let mut piece = node.clone();
-            let name = |what: &str| format!("{}#{what}{j}", node.outputs[0]);
-            let shape = if by_rows { vec![width, rows] } else { vec![rows, width] };
-            let w = name("weight");
-            constants.insert(w.clone(), Tensor::f32(shape, block(&values, if by_rows { rows } else { columns }, range.clone(), by_rows)).expect("a block's values fit its shape"));
-            piece.inputs[1] = w;
-            if let Some(bias) = &bias {
-                let c = name("bias");
-                let leading = bias.len() / columns;
-                let shape: Vec<usize> = if leading == 1 { vec![width] } else { vec![leading, width] };
-                constants.insert(c.clone(), Tensor::f32(shape, block(bias, columns, range, false)).expect("a block's bias fits its shape"));
-                piece.inputs[2] = c;
+        let constant = |i: usize| node.inputs.get(i).and_then(|n| constants.get(n));
+        let fact = |i: usize| constant(i).map(|t| Fact::constant_shape(t.dtype(), t.shape()));
+        let (weight, bias) = (constant(1), constant(2));
+        match weight.filter(|_| splittable(&node, fact(1).as_ref(), fact(2).as_ref(), limit)) {
+            Some(weight) => {
+                let (blocks, pieces) = split(&node, weight, bias, limit);
+                constants.extend(blocks);
+                out.extend(pieces);
+                split_any = true;
             }
-            piece.name = name("part");
-            piece.outputs = vec![name("part")];
-            parts.push(piece.outputs[0].clone());
-            out.push(piece);
+            None => out.push(node),
         }
-        out.push(Node {
-            name: format!("{}#concat", node.name),
-            op_type: "Concat".into(),
-            domain: String::new(),
-            inputs: parts,
-            outputs: vec![node.outputs[0].clone()],
-            attributes: HashMap::from([("axis".to_string(), Attribute::Int(-1))]),
-        });
+    }
+    if split_any {
+        constants.retain(|name, _| out.iter().any(|n| n.inputs.contains(name)));
     }
     out
 }

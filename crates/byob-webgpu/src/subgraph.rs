@@ -7,7 +7,7 @@ use crate::context::GpuContext;
 use crate::error::GpuError;
 use crate::kernels;
 use crate::device_tensor::{gpu_buffer, GpuBuffer, WEBGPU};
-use crate::executable::{Executable, Home, Loc, Sink, Source};
+use crate::executable::{widen, Executable, Home, Loc, Sink, Source};
 use crate::pool::{plan_pool, Interval};
 use crate::provider::{Held, Shared};
 use byob_tensor::model::{Dim, Node};
@@ -123,14 +123,23 @@ impl GpuSubgraph {
         for (i, input) in inputs.iter().enumerate() {
             let name = &self.def.inputs[i];
             let input = input.ok_or_else(|| OpError::input(i, format!("{name:?} is missing")))?;
-            let (dtype, shape, source) = match input {
-                ValueRef::Host(tensor) => (tensor.dtype(), tensor.shape(), Some(Source::Host(tensor))),
-                ValueRef::Device(tensor) => (tensor.dtype(), tensor.shape(), self.on_this_device(tensor).map(|b| Source::Device(b.slice()))),
+            let refused = |what: String| OpError::input(i, format!("{name:?}: {what}"));
+            let source = match input {
+                ValueRef::Host(tensor) => match tensor.data() {
+                    Data::F32(values) => Source::F32(values),
+                    Data::Bool(values) => Source::Bool(values),
+                    other => return Err(refused(format!("the webgpu provider takes float32 and bool, got {}", other.dtype()))),
+                },
+                // Device tensors are float32: the GPU's bool words are not
+                // the host layout a DeviceTensor promises.
+                ValueRef::Device(tensor) if tensor.dtype() != DataType::F32 => return Err(refused(format!("GPU tensors are float32, not {}", tensor.dtype()))),
+                ValueRef::Device(tensor) => Source::Device(self.on_this_device(tensor).ok_or_else(|| refused("a GPU tensor of another provider (wrap it with the session's)".into()))?.slice()),
             };
-            if !kernels::on_gpu(dtype) {
-                return Err(OpError::input(i, format!("{name:?}: the webgpu provider takes float32 and bool, got {dtype}")));
-            }
-            sources.push(source.ok_or_else(|| OpError::input(i, format!("{name:?} is a GPU tensor of another provider (wrap it with the session's)")))?);
+            let (dtype, shape) = match input {
+                ValueRef::Host(tensor) => (tensor.dtype(), tensor.shape()),
+                ValueRef::Device(tensor) => (tensor.dtype(), tensor.shape()),
+            };
+            sources.push(source);
             shapes.push((dtype, shape));
         }
         let executable = self.executable(&shapes).map_err(op_error)?;
@@ -250,11 +259,11 @@ fn upload_constants(ctx: &GpuContext, constants: HashMap<String, Tensor>, what: 
     })?;
     ctx.scoped(&format!("uploading the constants of {what}"), || {
         for ((name, tensor), place) in words.iter().zip(&plan.placements) {
-            let widened: Vec<u32>;
+            let mut widened: Vec<u32> = Vec::new();
             let bytes: &[u8] = match tensor.data() {
                 Data::F32(values) => bytemuck::cast_slice(values),
                 Data::Bool(values) => {
-                    widened = values.iter().map(|&b| u32::from(b)).collect();
+                    widen(values, &mut widened);
                     bytemuck::cast_slice(&widened)
                 }
                 other => unreachable!("only float32 and bool constants are placed, not {}", other.dtype()),

@@ -233,3 +233,49 @@ fn misuse_fails_with_errors_that_say_where() {
     binding.bind_input("x", Tensor::f32(vec![4, 8], ramp(32, 1.0)).unwrap());
     session.run_with_binding(&mut binding).unwrap();
 }
+
+#[test]
+fn a_gpu_input_handed_straight_back_reaches_the_host() {
+    let (device, queue, gpu) = caller_device();
+    // Graph output "x" is the input itself; Relu reads it on the GPU.
+    let passthrough = model(vec![node("Relu", &["x"], &["r"], vec![])], &[("x", &[2, 8])], &["r", "x"], HashMap::new());
+    let session = gpu_session(&gpu, passthrough);
+    let x_buffer = storage(&device, 64);
+    write_with_a_compute_pass(&device, &queue, &x_buffer, 16);
+    let mut binding = IoBinding::new();
+    binding.bind_input_on_device("x", gpu.wrap_buffer(&x_buffer, 0, &[2, 8]).unwrap());
+    let stats = session.run_with_binding(&mut binding).unwrap();
+    assert_eq!(stats.device_transfers, 1, "x read back once, for the host output");
+    let want: Vec<f32> = (0..16).map(|i| (i as f32 / 3.0).sin()).collect();
+    assert_close("x", binding.output("x").unwrap().as_f32().unwrap(), &want);
+    assert_close("r", binding.output("r").unwrap().as_f32().unwrap(), &want.iter().map(|v| v.max(0.0)).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_failed_run_leaves_device_outputs_bound_once() {
+    let (_, _, gpu) = caller_device();
+    // Gather's indices are out of range for the second run: it fails after
+    // the GPU step that writes y, whose binding must stay a device one.
+    let nodes = vec![node("Relu", &["x"], &["y"], vec![]), node("Gather", &["x", "i"], &["g"], vec![])];
+    let mut built = model(nodes, &[("x", &[4, 8])], &["y", "g"], HashMap::new());
+    built.graph.inputs.push(ValueInfo { name: "i".into(), dtype: Some(DataType::I64), shape: Some(vec![Dim::Known(1)]) });
+    let session = gpu_session(&gpu, built);
+    let mut binding = IoBinding::new();
+    binding.bind_input("x", Tensor::f32(vec![4, 8], ramp(32, 1.0)).unwrap());
+    binding.bind_input("i", Tensor::i64(vec![1], vec![1]).unwrap());
+    binding.keep_output_on_device("y", gpu.device());
+    binding.keep_output_on_device("g", gpu.device());
+    session.run_with_binding(&mut binding).unwrap();
+    binding.bind_input("i", Tensor::i64(vec![1], vec![99]).unwrap());
+    assert!(session.run_with_binding(&mut binding).is_err());
+    assert!(binding.output("y").is_none() && binding.output("g").is_none(), "no host copy of a device-bound output");
+    assert!(binding.output_on_device("y").is_some());
+    // A run handle cannot wait for the GPU: refused, not a panic.
+    let cpu_session = std::sync::Arc::new(SessionBuilder::new().commit(model(vec![node("Relu", &["x"], &["y"], vec![])], &[("x", &[4, 8])], &["y"], HashMap::new())).unwrap());
+    let mut host = IoBinding::new();
+    host.bind_input("x", Tensor::f32(vec![4, 8], ramp(32, 1.0)).unwrap());
+    let mut handle = cpu_session.run_handle(host).unwrap();
+    handle.binding_mut().keep_output_on_device("y", gpu.device());
+    let error = handle.run().unwrap_err().to_string();
+    assert!(error.contains("\"y\"") && error.contains("caller's thread"), "{error}");
+}

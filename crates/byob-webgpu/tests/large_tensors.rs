@@ -49,17 +49,17 @@ fn run(session: &Session, x: &Tensor) -> Tensor {
 }
 
 /// Runs `model` on the small-binding GPU and on the CPU; returns how many
-/// nodes the GPU took.
-fn check(what: &str, model: Model, x: Tensor) -> usize {
+/// nodes the GPU took, and the most bytes it held.
+fn check(what: &str, model: Model, x: Tensor) -> (usize, u64) {
     let gpu = small_binding_provider();
     let cpu = SessionBuilder::new().with_intra_op_threads(1).commit(model.clone()).unwrap();
-    let session = SessionBuilder::new().with_intra_op_threads(1).with_provider(Box::new(gpu)).commit(model).unwrap();
+    let session = SessionBuilder::new().with_intra_op_threads(1).with_provider(Box::new(gpu.clone())).commit(model).unwrap();
     let (got, want) = (run(&session, &x), run(&cpu, &x));
     assert_eq!(got.shape(), want.shape(), "{what}");
     for (i, (g, w)) in got.as_f32().unwrap().iter().zip(want.as_f32().unwrap()).enumerate() {
         assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{what}: element {i}: {g} on the GPU, {w} on the CPU");
     }
-    session.placements().iter().filter(|p| p.provider == "webgpu").count()
+    (session.placements().iter().filter(|p| p.provider == "webgpu").count(), gpu.counters().peak_bytes)
 }
 
 #[test]
@@ -69,19 +69,22 @@ fn gemm_weights_past_the_binding_limit_run_split() {
     let w = Tensor::f32(vec![512, 256], ramp(512 * 256, 0.1)).unwrap();
     let b = Tensor::f32(vec![512], ramp(512, 1.0)).unwrap();
     let model = one_layer("Gemm", &[4, 256], w, Some(b), vec![("transB", Attribute::Int(1)), ("alpha", Attribute::Float(0.5))]);
-    assert_eq!(check("Gemm transB", model, Tensor::f32(vec![4, 256], ramp(1024, 2.0)).unwrap()), 2);
+    let (on_gpu, peak) = check("Gemm transB", model, Tensor::f32(vec![4, 256], ramp(1024, 2.0)).unwrap());
+    assert_eq!(on_gpu, 2);
+    // The blocks replace the whole weight on the GPU; it is not uploaded too.
+    assert!(peak < 512 * 256 * 4 * 3 / 2, "{peak} bytes held for a 512 KiB weight");
     // Not transposed, with a bias broadcast over the columns.
     let w = Tensor::f32(vec![200, 300], ramp(60_000, 0.1)).unwrap();
     let b = Tensor::f32(vec![3, 1], vec![0.5, -0.5, 1.0]).unwrap();
     let model = one_layer("Gemm", &[3, 200], w, Some(b), vec![("beta", Attribute::Float(2.0))]);
-    assert_eq!(check("Gemm", model, Tensor::f32(vec![3, 200], ramp(600, 2.0)).unwrap()), 2);
+    assert_eq!(check("Gemm", model, Tensor::f32(vec![3, 200], ramp(600, 2.0)).unwrap()).0, 2);
 }
 
 #[test]
 fn batched_matmul_weights_past_the_binding_limit_run_split() {
     let w = Tensor::f32(vec![256, 300], ramp(256 * 300, 0.1)).unwrap();
     let model = one_layer("MatMul", &[2, 3, 256], w, None, vec![]);
-    assert_eq!(check("MatMul", model, Tensor::f32(vec![2, 3, 256], ramp(1536, 2.0)).unwrap()), 2);
+    assert_eq!(check("MatMul", model, Tensor::f32(vec![2, 3, 256], ramp(1536, 2.0)).unwrap()).0, 2);
 }
 
 #[test]
@@ -89,5 +92,5 @@ fn a_weight_whose_rows_do_not_fit_stays_on_the_cpu() {
     // One column of 20,000 floats is 80 KB, past the limit by itself.
     let w = Tensor::f32(vec![20_000, 2], ramp(40_000, 0.01)).unwrap();
     let model = one_layer("MatMul", &[1, 20_000], w, None, vec![]);
-    assert_eq!(check("MatMul", model, Tensor::f32(vec![1, 20_000], ramp(20_000, 1.0)).unwrap()), 1, "only Relu on the GPU");
+    assert_eq!(check("MatMul", model, Tensor::f32(vec![1, 20_000], ramp(20_000, 1.0)).unwrap()).0, 1, "only Relu on the GPU");
 }

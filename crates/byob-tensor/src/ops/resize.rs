@@ -302,7 +302,9 @@ pub type AxisTaps = Vec<(Vec<usize>, Vec<f64>)>;
 /// along every axis at once with these taps equals the CPU's passes, but
 /// for tf_crop_and_resize's extrapolation, refused here. For providers
 /// that resize on their own.
-pub fn axis_taps(node: &Node, opset: i64, shape: &[usize], inputs: &[Option<&Tensor>]) -> Result<(Vec<usize>, Vec<Option<AxisTaps>>), OpError> {
+/// Resized axes of more than `max_positions` output positions are refused
+/// before any tap is computed (the taps take memory per position).
+pub fn axis_taps(node: &Node, opset: i64, shape: &[usize], inputs: &[Option<&Tensor>], max_positions: usize) -> Result<(Vec<usize>, Vec<Option<AxisTaps>>), OpError> {
     let op = resize_op(node, opset)?;
     if op.coordinates == Coordinates::TfCropAndResize {
         return Err(OpError::attribute("coordinate_transformation_mode", "tf_crop_and_resize extrapolates pass by pass"));
@@ -315,6 +317,9 @@ pub fn axis_taps(node: &Node, opset: i64, shape: &[usize], inputs: &[Option<&Ten
         }
         if shape[a] == 0 {
             return Err(OpError::input(0, format!("axis {a} has no elements to resize")));
+        }
+        if sizes[a] > max_positions {
+            return Err(OpError::input(0, format!("axis {a} resizes to {} positions, more than the {max_positions} taken", sizes[a])));
         }
         taps[a] = Some(op.taps(shape[a], scales[a], sizes[a], (0.0, 1.0)).into_iter().map(|(indices, weights, _)| (indices, weights)).collect());
     }

@@ -112,6 +112,11 @@ impl IoBinding {
         self.device_inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t)
     }
 
+    /// The names bound on a device, inputs and outputs.
+    pub(super) fn on_device(&self) -> impl Iterator<Item = &str> {
+        self.device_inputs.iter().map(|(n, _)| n.as_str()).chain(self.device_outputs.iter().map(|(n, _)| n.as_str()))
+    }
+
     /// The type and shape of input `name`, on the host or on a device.
     pub(super) fn input_type(&self, name: &str) -> Option<(DataType, &[usize])> {
         match self.input(name) {

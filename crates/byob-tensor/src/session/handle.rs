@@ -13,6 +13,7 @@
 
 use super::run::RunState;
 use super::{IoBinding, RunError, RunStats, Session};
+use crate::device::DeviceError;
 use crate::kernels::scratch::Scratch;
 use std::future::Future;
 use std::sync::Arc;
@@ -41,8 +42,8 @@ impl Session {
     /// A handle that runs this session on `binding`'s inputs (their shapes
     /// fixed from now on) and outputs, on the calling thread. Runs once
     /// here, so that every buffer, the outputs' included, exists before
-    /// the first [`RunHandle::run`]. Sessions with steps on a device
-    /// cannot run inline.
+    /// the first [`RunHandle::run`]. Sessions with steps on a device, and
+    /// bindings with tensors on one, cannot run inline.
     pub fn run_handle(self: &Arc<Self>, binding: IoBinding) -> Result<RunHandle, RunError> {
         if let Some(step) = self.steps.iter().find(|s| s.op.waits_on_device()) {
             return Err(RunError::NotInline { node: step.name.clone(), provider: step.op_type.clone() });
@@ -67,6 +68,10 @@ impl RunHandle {
     pub fn run(&mut self) -> Result<RunStats, RunError> {
         let session = &*self.session;
         session.check_laid_out(&self.state, &self.binding)?;
+        if let Some(name) = self.binding.on_device().next() {
+            let error = DeviceError::Validation("a run handle runs on the caller's thread, which cannot wait for a device transfer: bind it on the host".into());
+            return Err(RunError::Device { value: name.to_string(), error });
+        }
         let pool = self.own_pool.as_ref().unwrap_or(&session.pool);
         let mut stats = RunStats::default();
         let (state, binding, scratch) = (&mut self.state, &mut self.binding, &mut self.scratch);

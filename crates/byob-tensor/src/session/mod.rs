@@ -67,10 +67,10 @@ pub enum RunError {
     /// The memory plan's buffers could not be allocated.
     #[error("laying out the memory plan: {0}")]
     Memory(TensorError),
-    /// Past [`SessionBuilder::with_max_run_bytes`].
     /// A value bound on a device could not be read or written there.
     #[error("{value:?}, bound on a device: {error}")]
     Device { value: String, error: DeviceError },
+    /// Past [`SessionBuilder::with_max_run_bytes`].
     #[error("{at}: needs {bytes} bytes with {held} already held, more than the {limit} one run's tensors may hold (SessionBuilder::with_max_run_bytes; byob run --max-run-mib)")]
     RunLimit { at: String, bytes: usize, held: usize, limit: usize },
 }

@@ -93,6 +93,17 @@ fn linger(runs_started: &AtomicU64, generation: u64, until: Instant) {
     }
 }
 
+/// Copies entry `k` of the binding's device inputs to a new host tensor of
+/// at most `max_bytes`, counting the transfer and the allocation.
+async fn download(binding: &IoBinding, stats: &mut RunStats, k: usize, max_bytes: usize) -> Result<Tensor, RunError> {
+    let (name, tensor) = &binding.device_inputs[k];
+    let mut host = Tensor::with_max_bytes(max_bytes);
+    tensor.download_into(&mut host).await.map_err(|error| RunError::Device { value: name.clone(), error })?;
+    stats.device_transfers += 1;
+    stats.tensor_allocations += 1;
+    Ok(host)
+}
+
 /// Sets the flag when dropped, so that the spinning threads stop even when
 /// the run unwinds.
 struct SetOnDrop<'a>(&'a AtomicBool);
@@ -339,22 +350,19 @@ impl Session {
         for (s, step) in self.steps.iter().enumerate() {
             let device = step.op.device();
             let reads_on_device = |i: usize| state.device_input[i].is_some_and(|k| Some(binding.device_inputs[k].1.device()) == device);
-            // A device input read where it is not: a host copy, made once.
+            // A device input read where it is not: a host copy, made once
+            // and held to the end of the run, like an unplanned output.
             for &i in step.inputs.iter().flatten() {
-                if let (None, Some(k)) = (&state.values[i], state.device_input[i]) {
-                    if !reads_on_device(i) {
-                        let mut host = Tensor::with_max_bytes(limits.tensor);
-                        let (name, tensor) = &binding.device_inputs[k];
-                        tensor.download_into(&mut host).await.map_err(|error| RunError::Device { value: name.clone(), error })?;
-                        stats.device_transfers += 1;
-                        live_bytes += host.len() * host.dtype().size();
-                        state.values[i] = Some(host);
-                    }
-                }
+                let Some(k) = state.device_input[i].filter(|_| state.values[i].is_none() && !reads_on_device(i)) else { continue };
+                let host = download(binding, stats, k, limits.tensor.min(limits.run.saturating_sub(held))).await?;
+                let bytes = host.len() * host.dtype().size();
+                live_bytes += bytes;
+                held = held.saturating_add(bytes);
+                state.values[i] = Some(host);
             }
             // Outputs written straight into their device binding.
-            let direct: smallvec::SmallVec<[bool; 4]> = step.outputs.iter().map(|&o| self.direct_output(s, o, device, binding)).collect();
-            let on_device = step.inputs.iter().flatten().any(|&i| reads_on_device(i)) || direct.contains(&true);
+            let written_on_device: smallvec::SmallVec<[bool; 4]> = step.outputs.iter().map(|&o| self.direct_output(s, o, device, binding)).collect();
+            let on_device = step.inputs.iter().flatten().any(|&i| reads_on_device(i)) || written_on_device.contains(&true);
             // Lend each output its buffer: the caller's for a bound graph
             // output, the plan's for an intermediate.
             state.outputs.clear();
@@ -390,7 +398,7 @@ impl Session {
                     }).collect();
                     let mut slots: smallvec::SmallVec<[Option<&mut DeviceOutput>; 4]> = step.outputs.iter().map(|_| None).collect();
                     for (name, output) in binding.device_outputs.iter_mut() {
-                        if let Some(j) = step.outputs.iter().zip(&direct).position(|(&o, &d)| d && self.value_names[o] == *name) {
+                        if let Some(j) = step.outputs.iter().zip(&written_on_device).position(|(&o, &d)| d && self.value_names[o] == *name) {
                             slots[j] = Some(output);
                         }
                     }
@@ -407,7 +415,7 @@ impl Session {
             }
             let before = held;
             for (j, &id) in step.outputs.iter().enumerate() {
-                if direct[j] {
+                if written_on_device[j] {
                     state.on_device[id] = true;
                     continue;
                 }
@@ -441,7 +449,7 @@ impl Session {
                 }
             }
         }
-        self.upload_device_outputs(state, binding, stats).await
+        self.settle_outputs(state, binding, stats, limits).await
     }
 
     /// Whether step `s` writes value `o` straight into the output bound
@@ -453,23 +461,23 @@ impl Session {
         bound && self.outputs.iter().any(|(_, id)| *id == o) && self.steps[s + 1..].iter().all(|t| !t.inputs.contains(&Some(o)))
     }
 
-    /// Copies the outputs bound on a device that the host computed (a CPU
-    /// step produced them, or a later step read them) to their device.
-    async fn upload_device_outputs(&self, state: &mut RunState, binding: &mut IoBinding, stats: &mut RunStats) -> Result<(), RunError> {
+    /// Settles the outputs the steps did not write where they are bound:
+    /// those bound on a device but computed on the host (a CPU step
+    /// produced them, or a later step read them) are uploaded there, and a
+    /// device input handed back as a host output is downloaded.
+    async fn settle_outputs(&self, state: &mut RunState, binding: &mut IoBinding, stats: &mut RunStats, limits: Limits) -> Result<(), RunError> {
         for (info, id) in &self.outputs {
-            let Some((_, output)) = binding.device_outputs.iter_mut().find(|(n, _)| *n == info.name) else { continue };
             if state.on_device[*id] {
                 continue;
             }
+            if let Some(k) = state.device_input[*id].filter(|_| state.values[*id].is_none()) {
+                state.values[*id] = Some(download(binding, stats, k, limits.tensor).await?);
+            }
+            let Some((_, output)) = binding.device_outputs.iter_mut().find(|(n, _)| *n == info.name) else { continue };
+            let Some(host) = state.values[*id].as_ref().or(self.constants[*id].as_ref()) else { continue };
             let failed = |error| RunError::Device { value: info.name.clone(), error };
-            let host = match (&state.values[*id], &self.constants[*id], state.device_input[*id]) {
-                (Some(t), _, _) | (None, Some(t), _) => std::borrow::Cow::Borrowed(t),
-                // A device input handed straight back as an output.
-                (None, None, Some(k)) => std::borrow::Cow::Owned(binding.device_inputs[k].1.to_host().await.map_err(failed)?),
-                (None, None, None) => continue,
-            };
             let (tensor, _) = output.prepare(host.dtype(), host.shape()).map_err(failed)?;
-            tensor.buffer().upload(&host).map_err(failed)?;
+            tensor.buffer().upload(host).map_err(failed)?;
             stats.device_transfers += 1;
             state.on_device[*id] = true;
         }
@@ -480,8 +488,9 @@ impl Session {
     /// intermediate's buffer to the state: after a failed run too.
     pub(super) fn finish(&self, state: &mut RunState, binding: &mut IoBinding) {
         for (info, id) in &self.outputs {
-            if state.on_device[*id] {
-                // Its host value (if any) goes back to the plan or is dropped.
+            if binding.device_outputs.iter().any(|(n, _)| *n == info.name) {
+                // Bound on a device: its host value (if any) goes back to
+                // the plan or is dropped, after a failed run too.
                 continue;
             }
             let tensor = if self.is_input(*id) { state.values[*id].clone() } else { state.values[*id].take().or_else(|| self.constants[*id].clone()) };

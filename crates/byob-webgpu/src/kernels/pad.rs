@@ -11,6 +11,7 @@ use super::{Kernel, KernelSpec};
 use crate::context::GpuContext;
 use crate::error::GpuError;
 use byob_tensor::ops::extend::{pad_axes, Mode as PadMode};
+use byob_tensor::{Data, DataType};
 
 pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, GpuError> {
     let x = spec.input(0)?;
@@ -22,7 +23,11 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
             None => 0.0,
             Some(_) => {
                 let tensor = spec.value(2).ok_or_else(|| spec.error("input 2 (constant_value) must be a constant known when the kernel is built"))?;
-                *tensor.as_f32().and_then(|v| v.first()).ok_or_else(|| spec.error("input 2 (constant_value) must hold one f32"))?
+                match tensor.data() {
+                    Data::F32(v) if v.len() == 1 => v[0],
+                    Data::Bool(v) if v.len() == 1 => f32::from(u8::from(v[0])),
+                    _ => return Err(spec.error("input 2 (constant_value) must hold one float32 or bool")),
+                }
             }
         };
         (Some(pads), ints_input(spec, 3, "axes")?, value)
@@ -30,6 +35,8 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     let (mode, per_axis) = spec.attr(pad_axes(spec.node, spec.opset, x, pads.as_deref(), axes.as_deref()))?;
     let maps: Vec<AxisMap> = per_axis.iter().map(|&(begin, out)| AxisMap { out, start: -begin, step: 1 }).collect();
     let mode = match mode {
+        // Booleans are words 0 and 1, not the float's bits.
+        PadMode::Constant if spec.dtype(0) == DataType::Bool => Mode::Constant(u32::from(value != 0.0)),
         PadMode::Constant => Mode::Constant(value.to_bits()),
         PadMode::Edge => Mode::Edge,
         PadMode::Reflect => Mode::Reflect,

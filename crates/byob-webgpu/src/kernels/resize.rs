@@ -83,7 +83,7 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
         }
     }
     let inputs: Vec<_> = (0..spec.node.inputs.len()).map(|i| spec.value(i)).collect();
-    let (out, taps) = spec.attr(axis_taps(spec.node, spec.opset, x, &inputs))?;
+    let (out, taps) = spec.attr(axis_taps(spec.node, spec.opset, x, &inputs, TABLE))?;
     let mut kernel = spec.kernel(vec![out.clone()]);
     kernel.bind_only(&[0]);
     indexable(spec, &[&out])?;
@@ -118,10 +118,7 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     if table.len() / 2 > TABLE || combinations > 1 << 12 {
         return Err(spec.error(format!("{} taps in {combinations} combinations exceed the GPU kernel's table", table.len() / 2)));
     }
-    let mut strides = vec![1; rank];
-    for a in (0..rank.saturating_sub(1)).rev() {
-        strides[a] = strides[a + 1] * x[a + 1];
-    }
+    let strides = super::row_major_strides(x);
     let key = ProgramKey::new("resize", "");
     let program = ctx.programs().get_or_compile(ctx, key, || ProgramSource { wgsl: format!("{FLAT_INDEX}{}", RESIZE.replace("TABLE_VEC4S", &(TABLE / 2).to_string())), storage: 2 })?;
     let mut uniform = Uniform::default().vec8(&out, 1).vec8(&strides, 0).vec8(&first, 0).vec8(&counts, 1);

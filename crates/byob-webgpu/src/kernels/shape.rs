@@ -84,10 +84,7 @@ pub(crate) fn transpose(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kerne
     if seen != (0..rank).collect::<Vec<_>>() {
         return Err(spec.error(format!("attribute \"perm\" {perm:?} is not a permutation of 0..{rank}")));
     }
-    let mut strides = vec![1; rank];
-    for a in (0..rank.saturating_sub(1)).rev() {
-        strides[a] = strides[a + 1] * x[a + 1];
-    }
+    let strides = super::row_major_strides(x);
     let out: Vec<usize> = perm.iter().map(|&a| x[a]).collect();
     let permuted: Vec<usize> = perm.iter().map(|&a| strides[a]).collect();
     let n = numel(&out);
