@@ -122,7 +122,7 @@ impl GpuBuffer {
 pub(crate) fn wrap(ctx: &Arc<GpuContext>, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Result<GpuBuffer, GpuError> {
     let what = "binding a caller's GPU buffer";
     let invalid = |message: String| GpuError::Validation { what: what.into(), message };
-    if offset % wgpu::COPY_BUFFER_ALIGNMENT != 0 || size % wgpu::COPY_BUFFER_ALIGNMENT != 0 {
+    if !offset.is_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT) || !size.is_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT) {
         return Err(invalid(format!("offset {offset} and size {size} must be multiples of {}", wgpu::COPY_BUFFER_ALIGNMENT)));
     }
     if offset.checked_add(size).is_none_or(|end| end > buffer.size()) {

@@ -126,8 +126,18 @@ fn with_batch(mut model: Model, batch: usize) -> Model {
     model
 }
 
+/// What a whole model's timed runs did on the GPU.
+struct ModelRun {
+    row: String,
+    on_gpu: usize,
+    nodes: usize,
+    runs: u64,
+    buffers_created: u64,
+    after: byob_webgpu::ProviderCounters,
+}
+
 /// A whole model's row, with what the GPU did during its timed runs.
-fn model_row(name: &str, model: &Model, gpu: &WebGpuProvider, threads: usize, shapes: &[(&str, Vec<usize>)], runs: usize) -> String {
+fn model_row(name: &str, model: &Model, gpu: &WebGpuProvider, threads: usize, shapes: &[(&str, Vec<usize>)], runs: usize) -> ModelRun {
     let mut p = pair(model, gpu, threads, shapes);
     let before = gpu.counters();
     let (cpu, web, error) = time(&mut p, runs);
@@ -135,13 +145,15 @@ fn model_row(name: &str, model: &Model, gpu: &WebGpuProvider, threads: usize, sh
     println!("{name}: cpu {cpu:.2} ms, webgpu {web:.2} ms");
     let placed = p.gpu.0.placements();
     let on_gpu = placed.iter().filter(|n| n.provider == "webgpu").count();
-    let per_run = (after.gpu_buffer_allocations - before.gpu_buffer_allocations) as f64 / (after.runs - before.runs).max(1) as f64;
-    format!(
-        "| {name} | {cpu:.2} | {web:.2} | **{:.2}** | {on_gpu}/{} | {per_run} | {:.2}× | {error:.0e} |\n",
+    let (runs, buffers_created) = (after.runs - before.runs, after.gpu_buffer_allocations - before.gpu_buffer_allocations);
+    let row = format!(
+        "| {name} | {cpu:.2} | {web:.2} | **{:.2}** | {on_gpu}/{} | {} | {:.2}× | {error:.0e} |\n",
         web / cpu,
         placed.len(),
+        buffers_created as f64 / runs.max(1) as f64,
         after.planned_bytes as f64 / after.lower_bound_bytes.max(1) as f64
-    )
+    );
+    ModelRun { row, on_gpu, nodes: placed.len(), runs, buffers_created, after }
 }
 
 /// Median milliseconds of (cpu, webgpu), measured in turns, and the largest
@@ -203,26 +215,21 @@ fn main() {
     body += "| model | CPU ms | WebGPU ms | WebGPU/CPU | nodes on GPU | GPU buffers per run | planned / lower bound | max rel. diff |\n|---|---|---|---|---|---|---|---|\n";
     let encoder = Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../byob-tensor/tests/data/real-models/models/transformer_encoder.onnx")).expect("transformer encoder");
     for seq in [64, 256] {
-        body += &model_row(&format!("transformer encoder, batch 1, seq {seq}"), &encoder, &gpu, threads, &[("x", vec![1, seq, 128]), ("mask", vec![1, seq])], runs);
+        body += &model_row(&format!("transformer encoder, batch 1, seq {seq}"), &encoder, &gpu, threads, &[("x", vec![1, seq, 128]), ("mask", vec![1, seq])], runs).row;
     }
     if real {
-        body += &model_row(&format!("ResNet50 batch 16 ({weights})"), &with_batch(model.clone(), 16), &gpu, threads, &[], runs);
+        body += &model_row(&format!("ResNet50 batch 16 ({weights})"), &with_batch(model.clone(), 16), &gpu, threads, &[], runs).row;
     }
-    let mut p = pair(&model, &gpu, threads, &[]);
-    let before = gpu.counters();
-    let (cpu, web, error) = time(&mut p, runs);
-    let after = gpu.counters();
-    println!("ResNet50: cpu {cpu:.1} ms, webgpu {web:.1} ms");
-    body += &format!("| ResNet50 batch 1 ({weights}) | {cpu:.2} | {web:.2} | **{:.2}** | | | | {error:.0e} |\n\n", web / cpu);
-    let placed = p.gpu.0.placements();
-    let on_gpu = placed.iter().filter(|n| n.provider == "webgpu").count();
+    let ModelRun { row, on_gpu, nodes, runs, buffers_created, after } = model_row(&format!("ResNet50 batch 1 ({weights})"), &model, &gpu, threads, &[], runs);
+    body += &row;
+    body += "\n";
     body += &format!(
         "ResNet50 on WebGPU: {on_gpu} of {} nodes on the GPU; GPU buffers created during the {} timed runs: **{}**. \
          Activations (inputs and outputs included) are placed in {} planned bytes for a lower bound of {} (the largest total of tensors alive at once): \
          **{:.2}×**; with the weights, the GPU holds {} bytes at most.\n\n",
-        placed.len(),
-        after.runs - before.runs,
-        after.gpu_buffer_allocations - before.gpu_buffer_allocations,
+        nodes,
+        runs,
+        buffers_created,
         after.planned_bytes,
         after.lower_bound_bytes,
         after.planned_bytes as f64 / after.lower_bound_bytes.max(1) as f64,
