@@ -135,6 +135,29 @@ fn compile(device: &wgpu::Device, label: &str, source: &ProgramSource) -> Progra
     Program { pipeline, layout, storage: source.storage }
 }
 
+/// WGSL for `tree(lid, value, is_max)`: the values of a 64-invocation
+/// workgroup combined through workgroup memory and returned to every
+/// invocation, by `max_of(a, b)` when `is_max`, else by `combine(a, b)`
+/// (the kernel defines both).
+pub(crate) const WORKGROUP_TREE: &str = "
+var<workgroup> partial: array<f32, 64>;
+fn tree(lid: u32, value: f32, is_max: bool) -> f32 {
+    partial[lid] = value;
+    for (var half = 32u; half > 0u; half /= 2u) {
+        workgroupBarrier();
+        if (lid < half) {
+            let a = partial[lid];
+            let b = partial[lid + half];
+            partial[lid] = select(combine(a, b), max_of(a, b), is_max);
+        }
+    }
+    workgroupBarrier();
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+";
+
 /// WGSL for a flat invocation index over a dispatch folded by
 /// [`fold_groups`]; kernels declare `main` with these builtins.
 pub(crate) const FLAT_INDEX: &str = "

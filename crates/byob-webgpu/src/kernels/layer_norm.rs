@@ -12,24 +12,13 @@
 use super::{indexable, numel, Bind, Grid, Kernel, KernelSpec};
 use crate::context::GpuContext;
 use crate::error::GpuError;
-use crate::program::{ProgramKey, ProgramSource, Uniform, FLAT_INDEX};
+use crate::program::{ProgramKey, ProgramSource, Uniform, FLAT_INDEX, WORKGROUP_TREE};
 
 const NORMALIZE: &str = "
 struct Params { rows: u32, len: u32, scale_len: u32, bias_len: u32, epsilon: f32 }
 @group(0) @binding(BINDING_UNIFORM) var<uniform> p: Params;
-var<workgroup> partial: array<f32, 64>;
-
-fn sum(lid: u32, value: f32) -> f32 {
-    partial[lid] = value;
-    for (var half = 32u; half > 0u; half /= 2u) {
-        workgroupBarrier();
-        if (lid < half) { partial[lid] += partial[lid + half]; }
-    }
-    workgroupBarrier();
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
+fn combine(a: f32, b: f32) -> f32 { return a + b; }
+fn max_of(a: f32, b: f32) -> f32 { return max(a, b); }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -40,14 +29,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (CENTRED) {
         var s = 0.0;
         for (var j = lid; j < p.len; j += 64u) { s += x[base + j]; }
-        mean = sum(lid, s) / f32(p.len);
+        mean = tree(lid, s, false) / f32(p.len);
     }
     var q = 0.0;
     for (var j = lid; j < p.len; j += 64u) {
         let d = x[base + j] - mean;
         q += d * d;
     }
-    let inv = 1.0 / sqrt(sum(lid, q) / f32(p.len) + p.epsilon);
+    let inv = 1.0 / sqrt(tree(lid, q, false) / f32(p.len) + p.epsilon);
     for (var j = lid; j < p.len; j += 64u) {
         y[base + j] = (x[base + j] - mean) * inv * scale[j % p.scale_len]SHIFT;
     }
@@ -119,5 +108,5 @@ fn source(rms: bool, bias: bool, stats: bool) -> ProgramSource {
         .replace("CENTRED", if rms { "false" } else { "true" })
         .replace("SHIFT", if bias { " + bias[j % p.bias_len]" } else { "" })
         .replace("STATS", if stats { "if (lid == 0u) { mean_out[row] = mean; inv_out[row] = inv; }" } else { "" });
-    ProgramSource { wgsl: format!("{bindings}{FLAT_INDEX}{wgsl}"), storage: names.len() as u32 }
+    ProgramSource { wgsl: format!("{bindings}{FLAT_INDEX}{WORKGROUP_TREE}{wgsl}"), storage: names.len() as u32 }
 }

@@ -16,7 +16,7 @@ use super::shape::{copy, ints_input};
 use super::{indexable, numel, Bind, Grid, Kernel, KernelSpec};
 use crate::context::GpuContext;
 use crate::error::GpuError;
-use crate::program::{ProgramKey, ProgramSource, Uniform, FLAT_INDEX};
+use crate::program::{ProgramKey, ProgramSource, Uniform, FLAT_INDEX, WORKGROUP_TREE};
 use byob_tensor::ops::reduce::{reduced_axes, reduced_shape};
 
 const MAX_RANK: usize = 8;
@@ -84,24 +84,8 @@ fn offset(index: u32, first: u32, last: u32) -> u32 {
 /// One workgroup per output: 64 strided partial results combined as a
 /// tree in workgroup memory.
 const TREE: &str = "
-var<workgroup> partial: array<f32, 64>;
-
-// The 64 partial values combined (by `extreme` when `is_max`), for all.
-fn tree(lid: u32, value: f32, is_max: bool) -> f32 {
-    partial[lid] = value;
-    for (var half = 32u; half > 0u; half /= 2u) {
-        workgroupBarrier();
-        if (lid < half) {
-            let a = partial[lid];
-            let b = partial[lid + half];
-            partial[lid] = select(COMBINE, extreme(a, b, true), is_max);
-        }
-    }
-    workgroupBarrier();
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
+fn combine(a: f32, b: f32) -> f32 { return COMBINE; }
+fn max_of(a: f32, b: f32) -> f32 { return extreme(a, b, true); }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -193,7 +177,7 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     let serial = count < 64;
     let key = ProgramKey::new("reduce", format!("{op}{}", if serial { ":serial" } else { "" }));
     let program = ctx.programs().get_or_compile(ctx, key, || {
-        let wgsl = format!("{COMMON}{}", if serial { SERIAL } else { TREE })
+        let wgsl = format!("{COMMON}{}", if serial { SERIAL.to_string() } else { format!("{WORKGROUP_TREE}{TREE}") })
             .replace("SHIFTED", if op == "ReduceLogSumExp" { "true" } else { "false" })
             .replace("START", v.start)
             .replace("LIFT", v.lift)

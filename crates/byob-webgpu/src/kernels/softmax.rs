@@ -7,7 +7,7 @@
 use super::{numel, Bind, Grid, Kernel, KernelSpec};
 use crate::context::GpuContext;
 use crate::error::GpuError;
-use crate::program::{ProgramKey, ProgramSource, Uniform, FLAT_INDEX};
+use crate::program::{ProgramKey, ProgramSource, Uniform, FLAT_INDEX, WORKGROUP_TREE};
 use byob_tensor::DataType;
 
 const SOFTMAX: &str = "
@@ -15,27 +15,13 @@ struct Params { rows: u32, len: u32, inner: u32 }
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
-var<workgroup> partial: array<f32, 64>;
 
 fn at(row: u32, j: u32) -> u32 {
     return ((row / p.inner) * p.len + j) * p.inner + row % p.inner;
 }
 
-// Combines the 64 partial values (max when `is_max`, else sum) for all.
-fn reduce(lid: u32, value: f32, is_max: bool) -> f32 {
-    partial[lid] = value;
-    for (var half = 32u; half > 0u; half /= 2u) {
-        workgroupBarrier();
-        if (lid < half) {
-            let other = partial[lid + half];
-            partial[lid] = select(partial[lid] + other, max(partial[lid], other), is_max);
-        }
-    }
-    workgroupBarrier();
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
+fn combine(a: f32, b: f32) -> f32 { return a + b; }
+fn max_of(a: f32, b: f32) -> f32 { return max(a, b); }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -43,10 +29,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (row >= p.rows) { return; }
     var m = bitcast<f32>(0xff800000u);
     for (var j = lid; j < p.len; j += 64u) { m = max(m, x[at(row, j)]); }
-    m = reduce(lid, m, true);
+    m = tree(lid, m, true);
     var s = 0.0;
     for (var j = lid; j < p.len; j += 64u) { s += exp(x[at(row, j)] - m); }
-    s = reduce(lid, s, false);
+    s = tree(lid, s, false);
     for (var j = lid; j < p.len; j += 64u) { y[at(row, j)] = exp(x[at(row, j)] - m) / s; }
 }
 ";
@@ -67,7 +53,7 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
         return Ok(kernel);
     }
     let key = ProgramKey::new("softmax", "").with_input(DataType::F32, x.len());
-    let program = ctx.programs().get_or_compile(ctx, key, || ProgramSource { wgsl: format!("{FLAT_INDEX}{SOFTMAX}"), storage: 2 })?;
+    let program = ctx.programs().get_or_compile(ctx, key, || ProgramSource { wgsl: format!("{FLAT_INDEX}{WORKGROUP_TREE}{SOFTMAX}"), storage: 2 })?;
     let uniform = Uniform::default().u32(outer * inner).u32(len).u32(inner).create(ctx, "Softmax");
     kernel.step(program, uniform, vec![Bind::Input(0), Bind::Output(0)], Grid::Flat { invocations: (outer * inner) as u64, size: 1 });
     Ok(kernel)
