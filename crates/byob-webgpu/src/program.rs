@@ -158,6 +158,12 @@ fn tree(lid: u32, value: f32, is_max: bool) -> f32 {
 }
 ";
 
+/// [`WORKGROUP_TREE`]'s two combinations for sums and maxima.
+pub(crate) const SUM_OR_MAX: &str = "
+fn combine(a: f32, b: f32) -> f32 { return a + b; }
+fn max_of(a: f32, b: f32) -> f32 { return max(a, b); }
+";
+
 /// WGSL for a flat invocation index over a dispatch folded by
 /// [`fold_groups`]; kernels declare `main` with these builtins.
 pub(crate) const FLAT_INDEX: &str = "

@@ -12,13 +12,11 @@
 use super::{indexable, numel, Bind, Grid, Kernel, KernelSpec};
 use crate::context::GpuContext;
 use crate::error::GpuError;
-use crate::program::{ProgramKey, ProgramSource, Uniform, FLAT_INDEX, WORKGROUP_TREE};
+use crate::program::{ProgramKey, ProgramSource, Uniform, FLAT_INDEX, SUM_OR_MAX, WORKGROUP_TREE};
 
 const NORMALIZE: &str = "
 struct Params { rows: u32, len: u32, scale_len: u32, bias_len: u32, epsilon: f32 }
 @group(0) @binding(BINDING_UNIFORM) var<uniform> p: Params;
-fn combine(a: f32, b: f32) -> f32 { return a + b; }
-fn max_of(a: f32, b: f32) -> f32 { return max(a, b); }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -108,5 +106,5 @@ fn source(rms: bool, bias: bool, stats: bool) -> ProgramSource {
         .replace("CENTRED", if rms { "false" } else { "true" })
         .replace("SHIFT", if bias { " + bias[j % p.bias_len]" } else { "" })
         .replace("STATS", if stats { "if (lid == 0u) { mean_out[row] = mean; inv_out[row] = inv; }" } else { "" });
-    ProgramSource { wgsl: format!("{bindings}{FLAT_INDEX}{WORKGROUP_TREE}{wgsl}"), storage: names.len() as u32 }
+    ProgramSource { wgsl: format!("{bindings}{FLAT_INDEX}{WORKGROUP_TREE}{SUM_OR_MAX}{wgsl}"), storage: names.len() as u32 }
 }

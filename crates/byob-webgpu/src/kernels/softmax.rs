@@ -7,7 +7,7 @@
 use super::{numel, Bind, Grid, Kernel, KernelSpec};
 use crate::context::GpuContext;
 use crate::error::GpuError;
-use crate::program::{ProgramKey, ProgramSource, Uniform, FLAT_INDEX, WORKGROUP_TREE};
+use crate::program::{ProgramKey, ProgramSource, Uniform, FLAT_INDEX, SUM_OR_MAX, WORKGROUP_TREE};
 use byob_tensor::DataType;
 
 const SOFTMAX: &str = "
@@ -20,8 +20,6 @@ fn at(row: u32, j: u32) -> u32 {
     return ((row / p.inner) * p.len + j) * p.inner + row % p.inner;
 }
 
-fn combine(a: f32, b: f32) -> f32 { return a + b; }
-fn max_of(a: f32, b: f32) -> f32 { return max(a, b); }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -53,7 +51,7 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
         return Ok(kernel);
     }
     let key = ProgramKey::new("softmax", "").with_input(DataType::F32, x.len());
-    let program = ctx.programs().get_or_compile(ctx, key, || ProgramSource { wgsl: format!("{FLAT_INDEX}{WORKGROUP_TREE}{SOFTMAX}"), storage: 2 })?;
+    let program = ctx.programs().get_or_compile(ctx, key, || ProgramSource { wgsl: format!("{FLAT_INDEX}{WORKGROUP_TREE}{SUM_OR_MAX}{SOFTMAX}"), storage: 2 })?;
     let uniform = Uniform::default().u32(outer * inner).u32(len).u32(inner).create(ctx, "Softmax");
     kernel.step(program, uniform, vec![Bind::Input(0), Bind::Output(0)], Grid::Flat { invocations: (outer * inner) as u64, size: 1 });
     Ok(kernel)
