@@ -17,6 +17,7 @@ use byob_tensor::ops::{Attrs, OpError};
 use byob_tensor::{DataType, Tensor};
 use std::sync::Arc;
 
+mod attention;
 mod binary;
 mod conv;
 mod conv_nhwc;
@@ -132,13 +133,13 @@ pub fn constant_inputs(node: &Node, opset: i64) -> &'static [usize] {
 }
 
 /// Whether `node`'s kernel reads bool data (stored as `u32`s): the ops that
-/// only move 32-bit words, and the comparisons, logical ops, Where and
-/// Cast. Every other kernel reads float32, which the provider checks from
+/// only move 32-bit words, the comparisons, logical ops, Where and Cast,
+/// and Attention's mask. Every other kernel reads float32, which the provider checks from
 /// the types alone before any shape is known.
 pub fn reads_bool(node: &Node) -> bool {
     matches!(
         node.op_type.as_str(),
-        "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout" | "Slice" | "Pad" | "Expand" | "Tile" | "Split" | "Equal" | "Not" | "And" | "Or" | "Xor" | "Where" | "Cast"
+        "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Identity" | "Dropout" | "Slice" | "Pad" | "Expand" | "Tile" | "Split" | "Equal" | "Not" | "And" | "Or" | "Xor" | "Where" | "Cast" | "Attention"
     )
 }
 
@@ -214,6 +215,7 @@ fn builder(op: &str) -> Option<Build> {
         "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" => logic::compare,
         "Not" | "And" | "Or" | "Xor" => logic::logical,
         "Where" => logic::select,
+        "Attention" => attention::build,
         "Cast" => logic::cast,
         "BatchNormalization" => norm::batch_norm,
         _ => return None,
