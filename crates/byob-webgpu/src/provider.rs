@@ -213,7 +213,7 @@ impl ExecutionProvider for WebGpuProvider {
         // A value the kernel needs when built (Resize's f32 scales, say)
         // that only the run tells would fail the run: the CPU takes it.
         let unknown_constant = !inputs.is_empty() && kernels::constant_inputs(node, opset).iter().any(|&i| present(i) && fact(i).is_none_or(|f| f.value.is_none()));
-        if unknown_constant {
+        if unknown_constant || !inputs.is_empty() && !kernels::placeable(node, inputs) {
             return false;
         }
         let shapes: Option<Vec<Vec<usize>>> = (0..node.inputs.len()).map(|i| if present(i) { fact(i).and_then(Fact::concrete_shape) } else { Some(Vec::new()) }).collect();

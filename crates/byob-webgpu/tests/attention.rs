@@ -63,3 +63,32 @@ fn what_the_gpu_kernel_leaves_to_the_cpu_is_refused_by_name() {
     let long = create_kernel(&ctx, &node("Attention", 3, vec![]), 23, &[vec![1, 1, 1, 4], vec![1, 1, 5000, 4], vec![1, 1, 5000, 4]]).unwrap_err().to_string();
     assert!(long.contains("5000 keys exceed"), "{long}");
 }
+
+/// Before shapes are known, an Attention whose key length is not known to
+/// fit, or that has a past, is placed on the CPU rather than failing a run.
+#[test]
+fn attention_the_gpu_might_refuse_at_run_time_is_placed_on_the_cpu() {
+    use byob_tensor::model::{Graph, Model, ValueInfo};
+    use byob_tensor::{DataType, Dim, SessionBuilder, Tensor};
+    use std::collections::HashMap;
+    let placed = |keys: Dim, past: bool| {
+        let known = |n: usize| Dim::Known(n);
+        let input = |name: &str, dims: Vec<Dim>| ValueInfo { name: name.into(), dtype: Some(DataType::F32), shape: Some(dims) };
+        let mut inputs = vec![input("q", vec![known(1), known(2), known(3), known(4)]), input("k", vec![known(1), known(2), keys.clone(), known(4)]), input("v", vec![known(1), known(2), keys, known(4)])];
+        let mut attention = node("Attention", 3, vec![]);
+        attention.inputs = vec!["q".into(), "k".into(), "v".into()];
+        if past {
+            inputs.push(input("past_key", vec![known(1), known(2), known(1), known(4)]));
+            inputs.push(input("past_value", vec![known(1), known(2), known(1), known(4)]));
+            attention.inputs.extend(["".into(), "past_key".into(), "past_value".into()]);
+        }
+        let graph = Graph { nodes: vec![attention], inputs, outputs: vec![ValueInfo { name: "y".into(), dtype: None, shape: None }], initializers: HashMap::<String, Tensor>::new() };
+        let model = Model { ir_version: 10, producer: "test".into(), opsets: HashMap::from([(String::new(), 23)]), graph };
+        let gpu = byob_webgpu::WebGpuProvider::with_context(context());
+        let session = SessionBuilder::new().with_provider(Box::new(gpu)).commit(model).unwrap();
+        session.placements()[0].provider
+    };
+    assert_eq!(placed(Dim::Known(6), false), "webgpu");
+    assert_eq!(placed(Dim::Symbolic("keys".into()), false), "cpu");
+    assert_eq!(placed(Dim::Known(6), true), "cpu");
+}

@@ -112,8 +112,9 @@ impl Op for Attention {
                 };
                 let mut dims = vec![1usize; 4usize.saturating_sub(m.rank())];
                 dims.extend_from_slice(m.shape());
-                if dims.len() != 4 || dims[3] > total {
-                    return Err(OpError::input(3, format!("a mask of shape {:?} for {total} keys", m.shape())));
+                let broadcasts = |axis: usize, to: usize| dims[axis] == 1 || dims[axis] == to;
+                if dims.len() != 4 || dims[3] > total || !(broadcasts(0, b) && broadcasts(1, qh) && broadcasts(2, qs)) {
+                    return Err(OpError::input(3, format!("a mask of shape {:?} for {b} batches, {qh} heads, {qs} queries and {total} keys", m.shape())));
                 }
                 Some((values, [dims[0], dims[1], dims[2], dims[3]]))
             }
@@ -279,4 +280,26 @@ pub fn register(ops: &mut HashMap<&'static str, Builder>) {
             heads: heads.map(|h| usize::try_from(h).unwrap_or(0)),
         }))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::Node;
+    use crate::test_util::{pool, values};
+    use crate::tensor::Tensor;
+
+    /// A mask whose batch, head or query axis neither is 1 nor matches is
+    /// refused by name, not read out of range.
+    #[test]
+    fn a_mask_that_does_not_broadcast_is_refused() {
+        let node = Node { name: "a".into(), op_type: "Attention".into(), domain: String::new(), inputs: ["q", "k", "v", "m"].map(String::from).to_vec(), outputs: vec!["y".into()], attributes: Default::default() };
+        let op = super::attention(&node).unwrap();
+        let t = |shape: Vec<usize>| Tensor::f32(shape.clone(), values(shape.iter().product(), 1)).unwrap();
+        let (q, k, v) = (t(vec![3, 4, 2, 8]), t(vec![3, 4, 5, 8]), t(vec![3, 4, 5, 8]));
+        for mask in [vec![2, 1, 2, 5], vec![1, 2, 2, 5], vec![1, 1, 3, 5]] {
+            let error = op.eval_new(&[Some(&q), Some(&k), Some(&v), Some(&t(mask.clone()))], 1, &pool(1)).unwrap_err().to_string();
+            assert!(error.contains("a mask of shape"), "{mask:?}: {error}");
+        }
+        assert!(op.eval_new(&[Some(&q), Some(&k), Some(&v), Some(&t(vec![3, 1, 2, 5]))], 1, &pool(1)).is_ok());
+    }
 }

@@ -13,6 +13,8 @@ use super::{indexable, numel, Bind, Grid, Kernel, KernelSpec};
 use crate::context::GpuContext;
 use crate::error::GpuError;
 use crate::program::{ProgramKey, ProgramSource, Uniform, FLAT_INDEX, SUM_OR_MAX, WORKGROUP_TREE};
+use byob_tensor::model::{Dim, Node};
+use byob_tensor::ops::{Attrs, Fact};
 use byob_tensor::DataType;
 
 /// Keys one row's scores hold in workgroup memory (8 KiB of f32).
@@ -49,7 +51,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         var dot = 0.0;
         for (var j = 0u; j < p.size; j++) { dot += q[q0 + j] * k[k0 + j]; }
         var score = dot * p.scale;
-        if (p.softcap > 0.0) { score = p.softcap * tanh(score / p.softcap); }
+        // Clamped: some drivers' tanh is NaN for large arguments.
+        if (p.softcap > 0.0) { score = p.softcap * tanh(clamp(score / p.softcap, -10.0, 10.0)); }
         score = masked(score, b, h, s, t);
         if (p.causal != 0u && t > s) { score = bitcast<f32>(0xff800000u); }
         scores[t] = score;
@@ -84,6 +87,26 @@ fn heads(spec: &KernelSpec<'_>, i: usize, heads: Option<usize>) -> Result<([usiz
         }
         ref other => Err(spec.error(format!("input {i}: expected rank 3 or 4, got shape {other:?}"))),
     }
+}
+
+/// What can be told before the shapes are: no past, present or QK
+/// outputs, heads named for 3-D inputs, and a key length known to fit the
+/// workgroup's scores (a prompt longer than that would fail the run, not
+/// go to the CPU).
+pub(crate) fn placeable(node: &Node, inputs: &[Option<&Fact>]) -> bool {
+    let present = |i: usize| node.inputs.get(i).is_some_and(|n| !n.is_empty());
+    if [4, 5, 6].into_iter().any(present) || node.outputs.iter().skip(1).any(|o| !o.is_empty()) {
+        return false;
+    }
+    let shape = |i: usize| inputs.get(i).copied().flatten().map(|f| f.shape.as_slice());
+    let (Some(q), Some(k)) = (shape(0), shape(1)) else { return false };
+    let heads_named = q.len() != 3 || Attrs(node).get("q_num_heads").is_some();
+    let keys = match k.len() {
+        4 => k.get(2),
+        3 => k.get(1),
+        _ => None,
+    };
+    heads_named && matches!(keys, Some(Dim::Known(n)) if *n <= MAX_KEYS)
 }
 
 pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, GpuError> {
@@ -121,10 +144,14 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     // 0 along axes it broadcasts.
     let mask = match spec.optional(3) {
         None => None,
-        Some(shape) if shape.len() > 4 || shape.last().is_some_and(|&t| t > keys) => return Err(spec.error(format!("a mask of shape {shape:?} for {keys} keys"))),
+        Some(shape) if shape.len() > 4 => return Err(spec.error(format!("a mask of rank {}", shape.len()))),
         Some(shape) => {
             let mut dims = vec![1; 4 - shape.len()];
             dims.extend_from_slice(shape);
+            let broadcasts = |axis: usize, to: usize| dims[axis] == 1 || dims[axis] == to;
+            if dims[3] > keys || !(broadcasts(0, b) && broadcasts(1, qh) && broadcasts(2, qs)) {
+                return Err(spec.error(format!("a mask of shape {shape:?} for {b} batches, {qh} heads, {qs} queries and {keys} keys")));
+            }
             let strides = super::row_major_strides(&dims);
             let broadcast = |axis: usize| if dims[axis] == 1 { 0 } else { strides[axis] };
             let dtype = spec.dtype(3);

@@ -132,6 +132,13 @@ pub fn constant_inputs(node: &Node, opset: i64) -> &'static [usize] {
     }
 }
 
+/// What the facts tell before the shapes are known that rules a node out
+/// of the GPU (so that a run never fails on a refusal the CPU would have
+/// taken): Attention's past, outputs, heads and key length.
+pub fn placeable(node: &Node, inputs: &[Option<&byob_tensor::ops::Fact>]) -> bool {
+    node.op_type != "Attention" || attention::placeable(node, inputs)
+}
+
 /// Whether `node`'s kernel reads bool data (stored as `u32`s): the ops that
 /// only move 32-bit words, the comparisons, logical ops, Where and Cast,
 /// and Attention's mask. Every other kernel reads float32, which the provider checks from
