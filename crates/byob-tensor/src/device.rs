@@ -122,11 +122,6 @@ impl DeviceTensor {
         self.download_into(&mut tensor).await?;
         Ok(tensor)
     }
-
-    /// The same buffer seen as a `dtype` tensor of `shape`.
-    fn reshaped(&self, dtype: DataType, shape: &[usize]) -> Result<Self, DeviceError> {
-        Self::new(dtype, shape.to_vec(), Arc::clone(&self.buffer))
-    }
 }
 
 /// Where a run leaves an output bound on a device.
@@ -157,26 +152,21 @@ impl DeviceOutput {
     }
 
     /// The tensor to write a `dtype` output of `shape` into: the caller's
-    /// buffer, or the owned one, allocated when there is none or it is too
-    /// small. Whether it allocated is the second value.
-    pub fn prepare(&mut self, dtype: DataType, shape: &[usize]) -> Result<(&DeviceTensor, bool), DeviceError> {
-        let bytes = bytes_of(dtype, shape)?;
+    /// buffer (which must hold it), or the owned one, allocated when there
+    /// is none or it is too small.
+    pub fn prepare(&mut self, dtype: DataType, shape: &[usize]) -> Result<&DeviceTensor, DeviceError> {
         match self {
             Self::Caller(tensor) => {
-                if bytes > tensor.buffer.size() {
-                    return Err(DeviceError::Validation(format!("the output needs {bytes} bytes ({dtype} {shape:?}); the caller's buffer holds {}", tensor.buffer.size())));
-                }
-                *tensor = tensor.reshaped(dtype, shape)?;
-                Ok((tensor, false))
+                *tensor = DeviceTensor::new(dtype, shape.to_vec(), Arc::clone(&tensor.buffer))?;
+                Ok(tensor)
             }
             Self::Owned { device, tensor } => {
-                let reuse = tensor.as_ref().filter(|t| t.buffer.size() >= bytes).map(|t| Arc::clone(&t.buffer));
-                let allocated = reuse.is_none();
-                let buffer = match reuse {
-                    Some(buffer) => buffer,
+                let bytes = bytes_of(dtype, shape)?;
+                let buffer = match tensor.as_ref().filter(|t| t.buffer.size() >= bytes) {
+                    Some(t) => Arc::clone(&t.buffer),
                     None => device.allocate(bytes)?,
                 };
-                Ok((tensor.insert(DeviceTensor::new(dtype, shape.to_vec(), buffer)?), allocated))
+                Ok(tensor.insert(DeviceTensor::new(dtype, shape.to_vec(), buffer)?))
             }
         }
     }
@@ -188,6 +178,22 @@ impl DeviceOutput {
 pub enum ValueRef<'a> {
     Host(&'a Tensor),
     Device(&'a DeviceTensor),
+}
+
+impl<'a> ValueRef<'a> {
+    pub fn dtype(&self) -> DataType {
+        match self {
+            Self::Host(t) => t.dtype(),
+            Self::Device(t) => t.dtype(),
+        }
+    }
+
+    pub fn shape(&self) -> &'a [usize] {
+        match self {
+            Self::Host(t) => t.shape(),
+            Self::Device(t) => t.shape(),
+        }
+    }
 }
 
 /// An output of a step that writes device tensors: a host buffer the
@@ -250,21 +256,28 @@ mod tests {
         assert!(error.to_string().contains("needs 20 bytes; the fake buffer holds 16"), "{error}");
     }
 
+    /// Whether preparing `output` for `shape` put it in another buffer.
+    fn allocates(output: &mut DeviceOutput, shape: &[usize]) -> bool {
+        let before = output.tensor().map(|t| Arc::clone(t.buffer()));
+        let after = output.prepare(DataType::F32, shape).unwrap().buffer();
+        before.is_none_or(|b| !Arc::ptr_eq(&b, after))
+    }
+
     #[test]
     fn owned_outputs_allocate_once_and_grow_when_too_small() {
         let mut output = DeviceOutput::Owned { device: Arc::new(FakeDevice), tensor: None };
-        assert!(output.prepare(DataType::F32, &[4]).unwrap().1);
-        assert!(!output.prepare(DataType::F32, &[2, 2]).unwrap().1);
-        assert!(!output.prepare(DataType::F32, &[3]).unwrap().1);
+        assert!(allocates(&mut output, &[4]));
+        assert!(!allocates(&mut output, &[2, 2]));
+        assert!(!allocates(&mut output, &[3]));
         assert_eq!(output.tensor().unwrap().shape(), [3]);
-        assert!(output.prepare(DataType::F32, &[5]).unwrap().1);
+        assert!(allocates(&mut output, &[5]));
     }
 
     #[test]
     fn a_callers_buffer_takes_what_fits_and_refuses_the_rest() {
         let buffer: Arc<dyn DeviceBuffer> = Arc::new(Fake(Mutex::new(vec![0; 16])));
         let mut output = DeviceOutput::Caller(DeviceTensor::new(DataType::F32, vec![4], buffer).unwrap());
-        assert!(!output.prepare(DataType::F32, &[1, 3]).unwrap().1);
+        assert!(!allocates(&mut output, &[1, 3]));
         assert_eq!(output.tensor().unwrap().shape(), [1, 3]);
         let error = output.prepare(DataType::F32, &[8]).unwrap_err();
         assert!(error.to_string().contains("holds 16"), "{error}");
@@ -273,7 +286,7 @@ mod tests {
     #[test]
     fn round_trip_through_the_host() {
         let mut output = DeviceOutput::Owned { device: Arc::new(FakeDevice), tensor: None };
-        let (tensor, _) = output.prepare(DataType::F32, &[3]).unwrap();
+        let tensor = output.prepare(DataType::F32, &[3]).unwrap();
         tensor.buffer().upload(&Tensor::f32(vec![3], vec![1.0, 2.0, 3.0]).unwrap()).unwrap();
         let host = pollster::block_on(tensor.to_host()).unwrap();
         assert_eq!(host.as_f32().unwrap(), [1.0, 2.0, 3.0]);

@@ -320,10 +320,10 @@ impl Executable {
         let mut transfers = Transfers::default();
         let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("byob-webgpu run") });
         for (loc, input) in self.inputs.iter().zip(inputs) {
-            let arena = buffer(&self.arenas, def, loc.home);
             if loc.size == 0 {
                 continue;
             }
+            let arena = buffer(&self.arenas, def, loc.home);
             match *input {
                 Source::F32(values) => ctx.queue().write_buffer(arena, loc.offset, bytemuck::cast_slice(values)),
                 Source::Bool(values) => {

@@ -135,12 +135,8 @@ impl GpuSubgraph {
                 ValueRef::Device(tensor) if tensor.dtype() != DataType::F32 => return Err(refused(format!("GPU tensors are float32, not {}", tensor.dtype()))),
                 ValueRef::Device(tensor) => Source::Device(self.on_this_device(tensor).ok_or_else(|| refused("a GPU tensor of another provider (wrap it with the session's)".into()))?.slice()),
             };
-            let (dtype, shape) = match input {
-                ValueRef::Host(tensor) => (tensor.dtype(), tensor.shape()),
-                ValueRef::Device(tensor) => (tensor.dtype(), tensor.shape()),
-            };
             sources.push(source);
-            shapes.push((dtype, shape));
+            shapes.push((input.dtype(), input.shape()));
         }
         let executable = self.executable(&shapes).map_err(op_error)?;
         let mut sinks = Vec::with_capacity(outputs.len());
@@ -153,7 +149,7 @@ impl GpuSubgraph {
                     if dtype != DataType::F32 {
                         return Err(OpError::Device(format!("output {name:?} is {dtype}; only float32 outputs stay on the GPU")));
                     }
-                    let (tensor, _) = slot.prepare(dtype, shape).map_err(|e| OpError::Device(format!("output {name:?}: {e}")))?;
+                    let tensor = slot.prepare(dtype, shape).map_err(|e| OpError::Device(format!("output {name:?}: {e}")))?;
                     let buffer = self.on_this_device(tensor).ok_or_else(|| OpError::Device(format!("output {name:?} is bound to a GPU tensor of another provider (wrap it with the session's)")))?;
                     Sink::Device(buffer.slice())
                 }

@@ -9,16 +9,8 @@ use byob_tensor::{DataType, Dim, IoBinding, RunError, Session, SessionBuilder, T
 use byob_webgpu::WebGpuProvider;
 use std::collections::HashMap;
 
-fn node(op: &str, inputs: &[&str], outputs: &[&str], attributes: Vec<(&str, Attribute)>) -> Node {
-    Node {
-        name: format!("{op}:{}", outputs[0]),
-        op_type: op.into(),
-        domain: String::new(),
-        inputs: inputs.iter().map(|s| s.to_string()).collect(),
-        outputs: outputs.iter().map(|s| s.to_string()).collect(),
-        attributes: attributes.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-    }
-}
+mod common;
+use common::graph_node as node;
 
 fn model(nodes: Vec<Node>, inputs: &[(&str, &[usize])], outputs: &[&str], initializers: HashMap<String, Tensor>) -> Model {
     let inputs = inputs.iter().map(|(n, s)| ValueInfo { name: n.to_string(), dtype: Some(DataType::F32), shape: Some(s.iter().map(|&d| Dim::Known(d)).collect()) }).collect();

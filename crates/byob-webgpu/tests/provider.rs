@@ -9,21 +9,13 @@ use byob_webgpu::WebGpuProvider;
 use std::collections::HashMap;
 use std::future::Future;
 
+mod common;
+use common::graph_node as node;
+
 /// A provider on a device of its own, so that other tests running at the
 /// same time do not move its device-wide buffer count.
 fn provider() -> WebGpuProvider {
     WebGpuProvider::new().unwrap_or_else(|e| panic!("the WebGPU tests need a GPU adapter: {e}"))
-}
-
-fn node(op: &str, inputs: &[&str], outputs: &[&str], attributes: Vec<(&str, Attribute)>) -> Node {
-    Node {
-        name: format!("{op}:{}", outputs[0]),
-        op_type: op.into(),
-        domain: String::new(),
-        inputs: inputs.iter().map(|s| s.to_string()).collect(),
-        outputs: outputs.iter().map(|s| s.to_string()).collect(),
-        attributes: attributes.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-    }
 }
 
 fn value(name: &str, dtype: DataType, dims: &[Dim]) -> ValueInfo {

@@ -3,6 +3,7 @@
 //! to nothing (Pad's constant). One walk over the output copies the mapped
 //! elements, a row of the last axis at a time.
 
+use super::row_major_strides;
 use crate::element::Element;
 
 /// Per axis, for each output coordinate, the input coordinate it reads
@@ -91,15 +92,6 @@ impl TrailingBlocks {
         view[k - 1] *= block;
         (block > 0).then_some(Self { axis: k - 1, block, view })
     }
-}
-
-/// Each axis's stride in a row-major tensor of `shape`.
-pub(crate) fn row_major_strides(shape: &[usize]) -> super::Dims {
-    let mut strides: super::Dims = smallvec::smallvec![1; shape.len()];
-    for d in (0..shape.len().saturating_sub(1)).rev() {
-        strides[d] = strides[d + 1] * shape[d + 1];
-    }
-    strides
 }
 
 /// Calls `f(index of the outer axes, row)` for each row (along the last

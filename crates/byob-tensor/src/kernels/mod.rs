@@ -27,3 +27,13 @@ pub mod window;
 
 /// Sizes or strides on the stack for ranks up to eight.
 pub(crate) type Dims = smallvec::SmallVec<[usize; 8]>;
+
+/// Each axis's element stride in a row-major tensor of `shape` (public:
+/// the GPU kernels lay out their index arithmetic the same way).
+pub fn row_major_strides(shape: &[usize]) -> smallvec::SmallVec<[usize; 8]> {
+    let mut strides: Dims = smallvec::smallvec![1; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1] * shape[d + 1];
+    }
+    strides
+}

@@ -80,10 +80,7 @@ fn interleave<T: Copy, const R: usize>(src: &[T], cols: usize, dst: &mut [T], c0
 /// contiguous in the input, gathered with a stride otherwise.
 fn transpose_strided<T: Copy>(src: &[T], dims: &[usize], perm: &[usize], dst: &mut [T]) {
     let rank = dims.len();
-    let mut strides = vec![1; rank];
-    for d in (0..rank.saturating_sub(1)).rev() {
-        strides[d] = strides[d + 1] * dims[d + 1];
-    }
+    let strides = super::row_major_strides(dims);
     let od: Vec<usize> = perm.iter().map(|&p| dims[p]).collect();
     let os: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
     let (len, step) = (od[rank - 1], os[rank - 1]);

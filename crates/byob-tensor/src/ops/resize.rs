@@ -302,6 +302,7 @@ pub type AxisTaps = Vec<(Vec<usize>, Vec<f64>)>;
 /// along every axis at once with these taps equals the CPU's passes, but
 /// for tf_crop_and_resize's extrapolation, refused here. For providers
 /// that resize on their own.
+///
 /// Resized axes of more than `max_positions` output positions are refused
 /// before any tap is computed (the taps take memory per position).
 pub fn axis_taps(node: &Node, opset: i64, shape: &[usize], inputs: &[Option<&Tensor>], max_positions: usize) -> Result<(Vec<usize>, Vec<Option<AxisTaps>>), OpError> {

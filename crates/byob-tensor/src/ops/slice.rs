@@ -7,7 +7,8 @@
 //! opset 18's `num_outputs` splits into chunks of the rounded-up size.
 
 use super::axes::{fact_ints, ints, normalize_axis, Ints};
-use crate::kernels::index_map::{for_each_row, gather_mapped, mapped_shape, row_major_strides, AxisMaps, TrailingBlocks};
+use crate::kernels::index_map::{for_each_row, gather_mapped, mapped_shape, AxisMaps, TrailingBlocks};
+use crate::kernels::row_major_strides;
 use super::{output, required, show, Attrs, Builder, Fact, Op, OpError};
 use crate::model::{Dim, Node};
 use crate::tensor::Tensor;

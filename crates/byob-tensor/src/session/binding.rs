@@ -47,14 +47,18 @@ fn unbind<T>(list: &mut Vec<(String, T)>, name: &str) {
     list.retain(|(n, _)| n != name);
 }
 
-fn slot<'a>(list: &'a mut [(String, Tensor)], name: &str) -> Option<&'a mut Tensor> {
+fn entry<'a, T>(list: &'a [(String, T)], name: &str) -> Option<&'a T> {
+    list.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+}
+
+fn slot<'a, T>(list: &'a mut [(String, T)], name: &str) -> Option<&'a mut T> {
     list.iter_mut().find(|(n, _)| n == name).map(|(_, t)| t)
 }
 
-fn bind(list: &mut Vec<(String, Tensor)>, name: String, tensor: Tensor) {
+fn bind<T>(list: &mut Vec<(String, T)>, name: String, value: T) {
     match slot(list, &name) {
-        Some(t) => *t = tensor,
-        None => list.push((name, tensor)),
+        Some(t) => *t = value,
+        None => list.push((name, value)),
     }
 }
 
@@ -77,8 +81,7 @@ impl IoBinding {
     pub fn bind_input_on_device(&mut self, name: impl Into<String>, tensor: DeviceTensor) {
         let name = name.into();
         unbind(&mut self.inputs, &name);
-        unbind(&mut self.device_inputs, &name);
-        self.device_inputs.push((name, tensor));
+        bind(&mut self.device_inputs, name, tensor);
     }
 
     /// Binds output `name` to the caller's device buffer: runs write the
@@ -98,18 +101,17 @@ impl IoBinding {
 
     fn bind_device_output(&mut self, name: String, output: DeviceOutput) {
         unbind(&mut self.outputs, &name);
-        unbind(&mut self.device_outputs, &name);
-        self.device_outputs.push((name, output));
+        bind(&mut self.device_outputs, name, output);
     }
 
     /// Output `name` as the last run left it on the device.
     pub fn output_on_device(&self, name: &str) -> Option<&DeviceTensor> {
-        self.device_outputs.iter().find(|(n, _)| n == name).and_then(|(_, o)| o.tensor())
+        entry(&self.device_outputs, name).and_then(DeviceOutput::tensor)
     }
 
     /// A bound device input.
     pub fn input_on_device(&self, name: &str) -> Option<&DeviceTensor> {
-        self.device_inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+        entry(&self.device_inputs, name)
     }
 
     /// The names bound on a device, inputs and outputs.
@@ -151,7 +153,7 @@ impl IoBinding {
 
     /// A bound input.
     pub fn input(&self, name: &str) -> Option<&Tensor> {
-        self.inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+        entry(&self.inputs, name)
     }
 
     /// A bound input, to write the next run's values in place.
@@ -161,7 +163,7 @@ impl IoBinding {
 
     /// Output `name` as the last run left it.
     pub fn output(&self, name: &str) -> Option<&Tensor> {
-        self.outputs.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+        entry(&self.outputs, name)
     }
 
     /// Unbinds output `name` and returns its tensor.

@@ -453,12 +453,13 @@ impl Session {
     }
 
     /// Whether step `s` writes value `o` straight into the output bound
-    /// for it on `device`: a graph output no later step reads.
+    /// for it on `device`: a graph output (only those bind) that no later
+    /// step reads.
     fn direct_output(&self, s: usize, o: usize, device: Option<&'static str>, binding: &IoBinding) -> bool {
         let Some(device) = device else { return false };
         let name = &self.value_names[o];
         let bound = binding.device_outputs.iter().any(|(n, out)| n == name && out.device() == device);
-        bound && self.outputs.iter().any(|(_, id)| *id == o) && self.steps[s + 1..].iter().all(|t| !t.inputs.contains(&Some(o)))
+        bound && self.lifetimes[o].is_some_and(|l| l.last == s)
     }
 
     /// Settles the outputs the steps did not write where they are bound:
@@ -476,7 +477,7 @@ impl Session {
             let Some((_, output)) = binding.device_outputs.iter_mut().find(|(n, _)| *n == info.name) else { continue };
             let Some(host) = state.values[*id].as_ref().or(self.constants[*id].as_ref()) else { continue };
             let failed = |error| RunError::Device { value: info.name.clone(), error };
-            let (tensor, _) = output.prepare(host.dtype(), host.shape()).map_err(failed)?;
+            let tensor = output.prepare(host.dtype(), host.shape()).map_err(failed)?;
             tensor.buffer().upload(host).map_err(failed)?;
             stats.device_transfers += 1;
             state.on_device[*id] = true;

@@ -152,7 +152,7 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
             if dims[3] > keys || !(broadcasts(0, b) && broadcasts(1, qh) && broadcasts(2, qs)) {
                 return Err(spec.error(format!("a mask of shape {shape:?} for {b} batches, {qh} heads, {qs} queries and {keys} keys")));
             }
-            let strides = super::row_major_strides(&dims);
+            let strides = byob_tensor::kernels::row_major_strides(&dims);
             let broadcast = |axis: usize| if dims[axis] == 1 { 0 } else { strides[axis] };
             let dtype = spec.dtype(3);
             if !matches!(dtype, DataType::F32 | DataType::Bool) {

@@ -152,7 +152,7 @@ pub(crate) fn gather(ctx: &GpuContext, spec: &KernelSpec<'_>, kernel: &mut Kerne
         starts.push(m.start as i32);
         steps.push(step as i32);
     }
-    let strides = super::row_major_strides(x);
+    let strides = byob_tensor::kernels::row_major_strides(x);
     let key = ProgramKey::new("gather", mode.name());
     let program = ctx.programs().get_or_compile(ctx, key, || ProgramSource { wgsl: format!("fn bring_in(c: i32, n: i32) -> i32 {{ {} }}\n{FLAT_INDEX}{GATHER}", mode.wgsl()), storage: 2 })?;
     let fill = if let Mode::Constant(fill) = mode { fill } else { 0 };

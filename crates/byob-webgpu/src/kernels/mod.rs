@@ -307,15 +307,6 @@ pub(crate) fn indexable(spec: &KernelSpec<'_>, outputs: &[&[usize]]) -> Result<(
     }
 }
 
-/// Element strides of a row-major tensor of `shape`.
-pub(crate) fn row_major_strides(shape: &[usize]) -> Vec<usize> {
-    let mut strides = vec![1; shape.len()];
-    for a in (0..shape.len().saturating_sub(1)).rev() {
-        strides[a] = strides[a + 1] * shape[a + 1];
-    }
-    strides
-}
-
 pub(crate) fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }

@@ -168,7 +168,7 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
         fill(ctx, spec, &mut kernel, outputs, v.empty.to_bits(), 0)?;
         return Ok(kernel);
     }
-    let strides = super::row_major_strides(x);
+    let strides = byob_tensor::kernels::row_major_strides(x);
     // Kept axes first, so that an output index walks them in order.
     let order: Vec<usize> = (0..rank).filter(|&d| !reduced[d]).chain((0..rank).filter(|&d| reduced[d])).collect();
     let dims: Vec<usize> = order.iter().map(|&d| x[d]).collect();

@@ -118,7 +118,7 @@ pub(crate) fn build(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kernel, G
     if table.len() / 2 > TABLE || combinations > 1 << 12 {
         return Err(spec.error(format!("{} taps in {combinations} combinations exceed the GPU kernel's table", table.len() / 2)));
     }
-    let strides = super::row_major_strides(x);
+    let strides = byob_tensor::kernels::row_major_strides(x);
     let key = ProgramKey::new("resize", "");
     let program = ctx.programs().get_or_compile(ctx, key, || ProgramSource { wgsl: format!("{FLAT_INDEX}{}", RESIZE.replace("TABLE_VEC4S", &(TABLE / 2).to_string())), storage: 2 })?;
     let mut uniform = Uniform::default().vec8(&out, 1).vec8(&strides, 0).vec8(&first, 0).vec8(&counts, 1);

@@ -84,7 +84,7 @@ pub(crate) fn transpose(ctx: &GpuContext, spec: &KernelSpec<'_>) -> Result<Kerne
     if seen != (0..rank).collect::<Vec<_>>() {
         return Err(spec.error(format!("attribute \"perm\" {perm:?} is not a permutation of 0..{rank}")));
     }
-    let strides = super::row_major_strides(x);
+    let strides = byob_tensor::kernels::row_major_strides(x);
     let out: Vec<usize> = perm.iter().map(|&a| x[a]).collect();
     let permuted: Vec<usize> = perm.iter().map(|&a| strides[a]).collect();
     let n = numel(&out);

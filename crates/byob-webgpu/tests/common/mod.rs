@@ -47,6 +47,18 @@ pub fn node(op: &str, inputs: usize, attributes: Vec<(&str, Attribute)>) -> Node
     }
 }
 
+/// A node of a model graph, named after its op and first output.
+pub fn graph_node(op: &str, inputs: &[&str], outputs: &[&str], attributes: Vec<(&str, Attribute)>) -> Node {
+    Node {
+        name: format!("{op}:{}", outputs[0]),
+        op_type: op.into(),
+        domain: String::new(),
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        outputs: outputs.iter().map(|s| s.to_string()).collect(),
+        attributes: attributes.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+    }
+}
+
 pub fn ints(v: &[i64]) -> Attribute {
     Attribute::Ints(v.to_vec())
 }
